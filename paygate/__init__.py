@@ -1,0 +1,1 @@
+"""paygate: every payment channel into one double-entry ledger, reconciled, with reconnection."""

@@ -1,0 +1,182 @@
+"""Immutable records passed between layers: what a channel asks, what the core answers.
+
+Every record here is a frozen pydantic model. Amounts are :class:`~paygate.money.Money`;
+datetimes are aware. A channel adapter produces :class:`PaymentIntent` and
+:class:`StatementLine`; the core answers with :class:`Receipt` and :class:`AccountStatus`.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+from paygate.clock import require_aware
+from paygate.money import Money
+
+__all__ = [
+    "AccountStatus",
+    "Allocation",
+    "AwareDatetime",
+    "BillStatus",
+    "Category",
+    "Identifier",
+    "PayOutcome",
+    "PaymentIntent",
+    "Receipt",
+    "StatementLine",
+    "StatementLineKind",
+    "SupplyState",
+]
+
+
+def _aware(value: datetime) -> datetime:
+    return require_aware(value, "datetime")
+
+
+AwareDatetime = Annotated[datetime, AfterValidator(_aware)]
+"""A datetime that must carry a time zone."""
+
+Identifier = Annotated[
+    str, StringConstraints(min_length=1, max_length=64, pattern=r"^[\x21-\x7e]+$")
+]
+"""An identifier from outside: 1-64 printable ASCII characters, no spaces."""
+
+
+class Category(StrEnum):
+    """Customer category; decides the late-fee rates."""
+
+    RESIDENTIAL = "residential"
+    NON_RESIDENTIAL = "non_residential"
+
+
+class SupplyState(StrEnum):
+    """Where an account's electricity supply stands."""
+
+    CONNECTED = "connected"
+    DISCONNECTION_PENDING = "disconnection_pending"
+    DISCONNECTED = "disconnected"
+    RECONNECTION_PENDING = "reconnection_pending"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class PaymentIntent(_Frozen):
+    """A customer's payment as a channel reports it: the one input to ``Gateway.pay``.
+
+    ``(channel, channel_txn_id)`` identifies the payment for ever: the same pair again is a
+    replay (same content) or an idempotency conflict (different content).
+    """
+
+    channel: Identifier
+    channel_txn_id: Identifier
+    account_no: Identifier
+    amount: Money
+    paid_at: AwareDatetime
+
+
+class Allocation(_Frozen):
+    """What part of a payment went to one bill's late fee and principal."""
+
+    bill_no: str
+    late_fee: Money
+    principal: Money
+
+
+class Receipt(_Frozen):
+    """The core's answer to a payment; identical every time the same payment is replayed."""
+
+    payment_id: int
+    channel: str
+    channel_txn_id: str
+    account_no: str
+    amount: Money
+    paid_at: datetime
+    business_date: date
+    replayed: bool = False
+    late_fee: Money
+    allocations: tuple[Allocation, ...]
+    credit: Money = Field(description="the part of the payment left as credit on the account")
+    balance_after: Money = Field(description="customer balance after posting; positive = owes")
+    arrears_after: Money
+    arrears_cleared: bool = Field(
+        description="true when this payment brought the account's arrears from above zero to zero"
+    )
+    reconnection_order_id: int | None = None
+
+
+class BillStatus(_Frozen):
+    """One bill as the account status shows it."""
+
+    bill_no: str
+    period: str
+    amount: Money
+    due_date: date
+    principal_paid: Money
+    principal_due: Money
+    late_fee_charged: Money
+    late_fee_paid: Money
+    late_fee_accrued: Money = Field(description="accrued to as_of and not yet charged")
+    overdue: bool
+
+
+class AccountStatus(_Frozen):
+    """What an account owes at a date: what a kiosk shows before the customer pays."""
+
+    account_no: str
+    name: str | None
+    category: Category
+    prepaid: bool
+    protected: bool
+    currency: str
+    as_of: date
+    balance: Money = Field(description="ledger balance; positive = the customer owes")
+    outstanding: Money = Field(description="all unpaid principal, due or not")
+    arrears: Money = Field(description="overdue principal + unpaid late fees, accrued to as_of")
+    late_fee: Money = Field(description="late fee accrued to as_of and not yet charged")
+    credit: Money = Field(description="prepaid credit available for later bills")
+    supply_state: SupplyState
+    bills: tuple[BillStatus, ...]
+
+
+class PayOutcome(_Frozen):
+    """One item of ``Gateway.pay_many``: posted, replayed or refused with the reason."""
+
+    index: int
+    status: str = Field(pattern="^(posted|replayed|refused)$")
+    receipt: Receipt | None = None
+    error_code: str | None = None
+    error: str | None = None
+
+
+class StatementLineKind(StrEnum):
+    """What a line of a channel's settlement statement records."""
+
+    PAYMENT = "payment"
+    REFUND = "refund"
+    VOID = "void"
+    REVERSAL = "reversal"
+
+
+class StatementLine(_Frozen):
+    """One line of a channel's settlement statement, as its reader yields it.
+
+    ``gross`` is what the customer paid (positive for payments; positive too for the amount
+    given back by a refund, void or reversal, whose ``kind`` says the direction); ``fee`` is the
+    channel's charge; ``net = gross - fee`` is what the channel settles.
+    """
+
+    line_no: int
+    channel_txn_id: str | None
+    account_no: str | None
+    gross: Money
+    fee: Money
+    net: Money
+    occurred_at: AwareDatetime
+    kind: StatementLineKind = StatementLineKind.PAYMENT
+    original_txn_id: str | None = None
+    reference: str | None = None

@@ -1,0 +1,240 @@
+"""Money: an exact amount in integer minor units of one ISO 4217 currency.
+
+Invariant: an amount is never a float. ``Money(12050, "CNY")`` is 120.50 yuan; text and
+``Decimal`` are accepted only at the edges through :meth:`Money.parse`, which refuses anything
+that is not a whole number of minor units. Arithmetic mixes only amounts of one currency.
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from fractions import Fraction
+from typing import Any, Final
+
+from pydantic import GetCoreSchemaHandler
+from pydantic_core import CoreSchema, core_schema
+
+from paygate.errors import CurrencyMismatchError, InvalidAmountError
+
+__all__ = ["CURRENCY_EXPONENTS", "Money", "minor_units_exponent", "round_half_up"]
+
+# Minor-unit exponents of the currencies a utility is likely to meet; ISO 4217.
+CURRENCY_EXPONENTS: Final[dict[str, int]] = {
+    "CNY": 2,
+    "HKD": 2,
+    "MOP": 2,
+    "TWD": 2,
+    "USD": 2,
+    "EUR": 2,
+    "GBP": 2,
+    "CAD": 2,
+    "AUD": 2,
+    "SGD": 2,
+    "CHF": 2,
+    "JPY": 0,
+    "KRW": 0,
+    "VND": 0,
+    "BHD": 3,
+    "KWD": 3,
+    "JOD": 3,
+    "OMR": 3,
+    "TND": 3,
+}
+
+
+def minor_units_exponent(currency: str) -> int:
+    """Return how many decimal places the minor unit of ``currency`` has (CNY → 2)."""
+    try:
+        return CURRENCY_EXPONENTS[currency]
+    except KeyError:
+        raise InvalidAmountError(f"unknown currency {currency!r}", field="currency") from None
+
+
+def round_half_up(value: Fraction) -> int:
+    """Round an exact fraction of minor units to a whole number, halves away from zero."""
+    sign = -1 if value < 0 else 1
+    magnitude = abs(value)
+    whole, rest = divmod(magnitude.numerator, magnitude.denominator)
+    if rest * 2 >= magnitude.denominator:
+        whole += 1
+    return sign * whole
+
+
+class Money:
+    """An exact amount of one currency, held as an integer number of minor units."""
+
+    __slots__ = ("_currency", "_minor")
+
+    _minor: int
+    _currency: str
+
+    def __init__(self, minor: int, currency: str) -> None:
+        # bool is an int subclass; True yuan-fen is never meant.
+        if type(minor) is not int:
+            raise TypeError(
+                f"Money takes an integer number of minor units, not {type(minor).__name__}; "
+                "use Money.parse() for text or Decimal"
+            )
+        if not isinstance(currency, str):
+            raise TypeError("currency must be an ISO 4217 code such as 'CNY'")
+        minor_units_exponent(currency)
+        object.__setattr__(self, "_minor", minor)
+        object.__setattr__(self, "_currency", currency)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("Money is immutable")
+
+    @property
+    def minor(self) -> int:
+        """The amount in minor units (fen for CNY)."""
+        return self._minor
+
+    @property
+    def currency(self) -> str:
+        """The ISO 4217 currency code."""
+        return self._currency
+
+    @classmethod
+    def parse(cls, value: str | Decimal | int, currency: str) -> Money:
+        """Read a major-unit amount such as ``"120.50"`` or ``Decimal("120.5")``.
+
+        More decimal places than the currency has, a float, NaN or infinity are refused.
+        An ``int`` is taken as whole major units (``parse(3, "CNY")`` is 3.00 yuan).
+        """
+        if isinstance(value, float):
+            raise TypeError("a float is not an amount of money; pass text or Decimal")
+        if isinstance(value, bool):
+            raise TypeError("a bool is not an amount of money")
+        exponent = minor_units_exponent(currency)
+        if isinstance(value, int):
+            return cls(value * 10**exponent, currency)
+        if isinstance(value, str):
+            text = value.strip().replace(",", "")
+            if not text:
+                raise InvalidAmountError("empty amount", field="amount")
+            try:
+                number = Decimal(text)
+            except InvalidOperation:
+                raise InvalidAmountError(f"not a number: {value!r}", field="amount") from None
+        elif isinstance(value, Decimal):
+            number = value
+        else:
+            raise TypeError(f"cannot read money from {type(value).__name__}")
+        if not number.is_finite():
+            raise InvalidAmountError(f"not a finite amount: {value!r}", field="amount")
+        scaled = number.scaleb(exponent)
+        if scaled != scaled.to_integral_value():
+            raise InvalidAmountError(
+                f"{value!r} has more than {exponent} decimal places for {currency}",
+                field="amount",
+            )
+        return cls(int(scaled), currency)
+
+    @classmethod
+    def zero(cls, currency: str) -> Money:
+        """Zero in ``currency``."""
+        return cls(0, currency)
+
+    def to_decimal(self) -> Decimal:
+        """The amount in major units as an exact Decimal (for display and file formats)."""
+        exponent = minor_units_exponent(self._currency)
+        return Decimal(self._minor).scaleb(-exponent)
+
+    def format(self) -> str:
+        """The amount in major units with exactly the currency's decimal places: ``120.50``."""
+        exponent = minor_units_exponent(self._currency)
+        quantum = Decimal(1).scaleb(-exponent)
+        return str(self.to_decimal().quantize(quantum, rounding=ROUND_HALF_UP))
+
+    def _check(self, other: object) -> Money:
+        if not isinstance(other, Money):
+            raise TypeError(f"cannot combine Money with {type(other).__name__}")
+        if other._currency != self._currency:
+            raise CurrencyMismatchError(
+                f"cannot combine {self._currency} with {other._currency}", field="currency"
+            )
+        return other
+
+    def __add__(self, other: Money) -> Money:
+        return Money(self._minor + self._check(other)._minor, self._currency)
+
+    def __sub__(self, other: Money) -> Money:
+        return Money(self._minor - self._check(other)._minor, self._currency)
+
+    def __neg__(self) -> Money:
+        return Money(-self._minor, self._currency)
+
+    def __abs__(self) -> Money:
+        return Money(abs(self._minor), self._currency)
+
+    def __mul__(self, factor: int) -> Money:
+        if type(factor) is not int:
+            raise TypeError("Money can only be multiplied by an int")
+        return Money(self._minor * factor, self._currency)
+
+    __rmul__ = __mul__
+
+    def __lt__(self, other: Money) -> bool:
+        return self._minor < self._check(other)._minor
+
+    def __le__(self, other: Money) -> bool:
+        return self._minor <= self._check(other)._minor
+
+    def __gt__(self, other: Money) -> bool:
+        return self._minor > self._check(other)._minor
+
+    def __ge__(self, other: Money) -> bool:
+        return self._minor >= self._check(other)._minor
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Money):
+            return NotImplemented
+        return self._minor == other._minor and self._currency == other._currency
+
+    def __hash__(self) -> int:
+        return hash((self._minor, self._currency))
+
+    def __bool__(self) -> bool:
+        return self._minor != 0
+
+    def __repr__(self) -> str:
+        return f"Money({self._minor}, {self._currency!r})"
+
+    def __str__(self) -> str:
+        return f"{self.format()} {self._currency}"
+
+    def __reduce__(self) -> tuple[type[Money], tuple[int, str]]:
+        return (Money, (self._minor, self._currency))
+
+    # pydantic: Money appears in frozen models as {"minor": 12050, "currency": "CNY"}.
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, source_type: Any, handler: GetCoreSchemaHandler
+    ) -> CoreSchema:
+        def from_mapping(value: Any) -> Money:
+            if isinstance(value, Money):
+                return value
+            if isinstance(value, dict):
+                minor = value.get("minor")
+                currency = value.get("currency")
+                if type(minor) is not int:
+                    raise ValueError("minor must be an integer number of minor units")
+                if not isinstance(currency, str):
+                    raise ValueError("currency must be an ISO 4217 code")
+                return Money(minor, currency)
+            raise ValueError("expected {'minor': int, 'currency': str}")
+
+        return core_schema.no_info_plain_validator_function(
+            from_mapping,
+            json_schema_input_schema=core_schema.typed_dict_schema(
+                {
+                    "minor": core_schema.typed_dict_field(core_schema.int_schema()),
+                    "currency": core_schema.typed_dict_field(
+                        core_schema.str_schema(min_length=3, max_length=3)
+                    ),
+                }
+            ),
+            serialization=core_schema.plain_serializer_function_ser_schema(
+                lambda m: {"minor": m.minor, "currency": m.currency}
+            ),
+        )
