@@ -20,12 +20,14 @@ __all__ = [
     "AccountStatus",
     "Allocation",
     "AwareDatetime",
+    "BillIssued",
     "BillStatus",
     "Category",
     "Identifier",
     "PayOutcome",
     "PaymentIntent",
     "Receipt",
+    "Reversal",
     "StatementLine",
     "StatementLineKind",
     "SupplyState",
@@ -180,3 +182,27 @@ class StatementLine(_Frozen):
     kind: StatementLineKind = StatementLineKind.PAYMENT
     original_txn_id: str | None = None
     reference: str | None = None
+
+
+class Reversal(_Frozen):
+    """The result of reversing a payment: what was re-opened and where the account stands."""
+
+    payment_id: int
+    reversal_entry_id: int
+    reason: str
+    reopened: tuple[Allocation, ...]
+    balance_after: Money
+    arrears_after: Money
+    supply_state: SupplyState
+
+
+class BillIssued(_Frozen):
+    """A bill as issued: ``created`` is false when the same bill was issued before."""
+
+    bill_no: str
+    account_no: str
+    amount: Money
+    period: str
+    due_date: date
+    created: bool
+    credit_applied: Money

@@ -1,0 +1,1362 @@
+"""The Gateway: the one door every channel's money comes through.
+
+Each decision is one transaction (DESIGN.md invariant 4): a payment's idempotency record, its
+late-fee charge, its journal entry, its allocation to bills, any supply-state change with its
+reconnection order, and the events announcing them commit together or not at all.
+
+Exactly-once effect (invariant 3) rests on the unique constraint on (channel, channel_txn_id),
+not on a check before the insert: a concurrent duplicate that slips past the check fails at the
+insert, its transaction is rolled back, and it is answered from the stored original. Payments
+of one account are serialized by a row lock on the account (``FOR UPDATE`` on PostgreSQL, the
+single writer of ``BEGIN IMMEDIATE`` on SQLite); every read that decides something happens
+after that lock is held.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from types import TracebackType
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from paygate import billing, ledger
+from paygate.billing import AllocationPart, AllocationPolicy, OldestFirst, OpenBill
+from paygate.clock import Clock, SystemClock, business_date, require_aware
+from paygate.config import Settings
+from paygate.errors import (
+    BillConflictError,
+    CurrencyMismatchError,
+    DuplicateAccountError,
+    IdempotencyConflictError,
+    InvalidAmountError,
+    InvalidInputError,
+    InvalidStateError,
+    PaygateError,
+    UnknownAccountError,
+    UnknownOrderError,
+    UnknownPaymentError,
+)
+from paygate.ledger import AccountKind, EntryDraft, LedgerAccounts, PostingDraft
+from paygate.models import (
+    AccountStatus,
+    Allocation,
+    BillIssued,
+    BillStatus,
+    Category,
+    PaymentIntent,
+    PayOutcome,
+    Receipt,
+    Reversal,
+    SupplyState,
+)
+from paygate.money import Money
+from paygate.store import migrate
+from paygate.store.engine import Store, Tx, UniqueViolation
+
+__all__ = ["Gateway"]
+
+_ACCOUNT_COLUMNS = (
+    "a.id, a.account_no, a.name, a.category, a.prepaid, a.protected, a.currency, "
+    "a.supply_state, a.receivable_account_id"
+)
+_BILL_COLUMNS = (
+    "b.id, b.account_id, b.bill_no, b.due_date, b.amount, b.principal_paid, "
+    "b.late_fee_charged, b.late_fee_paid, b.late_fee_through"
+)
+_OPEN = "(b.principal_paid < b.amount OR b.late_fee_paid < b.late_fee_charged)"
+
+
+@dataclass(slots=True)
+class _Account:
+    id: int
+    account_no: str
+    name: str | None
+    category: Category
+    prepaid: bool
+    protected: bool
+    currency: str
+    supply_state: SupplyState
+    receivable_id: int
+    balance: int = 0
+    bills: list[OpenBill] = field(default_factory=list)
+    original_bills: dict[int, OpenBill] = field(default_factory=dict)
+    periods: dict[int, str] = field(default_factory=dict)
+    state_changed: bool = False
+
+
+@dataclass(slots=True)
+class _Writes:
+    """Rows one transaction will write, gathered while deciding, written together."""
+
+    entries: list[EntryDraft] = field(default_factory=list)
+    payments: list[tuple[Any, ...]] = field(default_factory=list)
+    allocations: list[tuple[Any, ...]] = field(default_factory=list)
+    orders: list[tuple[Any, ...]] = field(default_factory=list)
+    transitions: list[tuple[Any, ...]] = field(default_factory=list)
+    events: list[tuple[Any, ...]] = field(default_factory=list)
+    payment_credit: dict[int, int] = field(default_factory=dict)
+
+
+def _fingerprint(intent: PaymentIntent) -> str:
+    canonical = "|".join(
+        (
+            intent.account_no,
+            str(intent.amount.minor),
+            intent.amount.currency,
+            intent.paid_at.astimezone(ZoneInfo("UTC")).isoformat(timespec="microseconds"),
+        )
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _marks(prefix: str, values: Sequence[Any]) -> tuple[str, dict[str, Any]]:
+    params = {f"{prefix}{i}": v for i, v in enumerate(values)}
+    return ", ".join(f":{prefix}{i}" for i in range(len(values))), params
+
+
+class Gateway:
+    """The one door: accounts, bills, payments, reversals, supply state, status and audit.
+
+    Open one with :meth:`Gateway.open`; it is a context manager, and thread-safe (each call is
+    its own transaction on a pooled connection).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        *,
+        clock: Clock | None = None,
+        allocation: AllocationPolicy | None = None,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.clock: Clock = clock or SystemClock()
+        self.allocation: AllocationPolicy = allocation or OldestFirst()
+        self._zone = ZoneInfo(settings.timezone)
+        self._ledger = LedgerAccounts()
+        self._posted_since_seal = 0
+
+    # -- life cycle ---------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        database_url: str | None = None,
+        *,
+        settings: Settings | None = None,
+        clock: Clock | None = None,
+        allocation: AllocationPolicy | None = None,
+    ) -> Gateway:
+        """A ready gateway on ``database_url`` (default: ``PAYGATE_DATABASE_URL``, then
+        ``sqlite:///paygate.db``).
+
+        A SQLite database is created or upgraded on the spot; a PostgreSQL database must have
+        been migrated with ``paygate db upgrade`` and is refused otherwise.
+        """
+        if settings is None:
+            settings = Settings.from_env(database_url=database_url)
+        elif database_url is not None:
+            settings = settings.model_copy(update={"database_url": database_url})
+        store = Store(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
+        try:
+            if store.dialect == "sqlite":
+                migrate.upgrade(store.url)
+            else:
+                migrate.require_current(store.url)
+        except BaseException:
+            store.dispose()
+            raise
+        return cls(store, settings, clock=clock, allocation=allocation)
+
+    def close(self) -> None:
+        """Seal what is pending and release every database connection."""
+        try:
+            if self._posted_since_seal:
+                self.seal()
+        finally:
+            self.store.dispose()
+
+    def __enter__(self) -> Gateway:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- accounts and bills -------------------------------------------------------------
+
+    def open_account(
+        self,
+        account_no: str,
+        *,
+        category: str | Category = Category.RESIDENTIAL,
+        prepaid: bool = False,
+        protected: bool = False,
+        name: str | None = None,
+        currency: str | None = None,
+    ) -> None:
+        """Open a customer account; opening it again with the same attributes is a no-op."""
+        try:
+            cat = Category(category)
+        except ValueError:
+            raise InvalidInputError(
+                f"unknown category {category!r}; use one of {[c.value for c in Category]}",
+                field="category",
+            ) from None
+        if not account_no or len(account_no) > 64 or not account_no.isprintable():
+            raise InvalidInputError("1-64 printable characters", field="account_no")
+        cur = currency or self.settings.currency
+        Money.zero(cur)
+        now = self.clock.now()
+
+        def work(tx: Tx) -> None:
+            row = tx.one(
+                "SELECT category, prepaid, protected, name, currency FROM accounts "
+                "WHERE account_no = :no",
+                {"no": account_no},
+            )
+            if row is not None:
+                same = (row[0], bool(row[1]), bool(row[2]), row[3], row[4]) == (
+                    cat.value,
+                    prepaid,
+                    protected,
+                    name,
+                    cur,
+                )
+                if not same:
+                    raise DuplicateAccountError(
+                        f"account {account_no} is already open with other attributes",
+                        field="account_no",
+                    )
+                return
+            receivable = self._ledger.ensure(
+                tx, f"receivable:{account_no}", AccountKind.CUSTOMER_RECEIVABLE, cur
+            )
+            tx.execute(
+                "INSERT INTO accounts (id, account_no, name, category, prepaid, protected, "
+                "currency, supply_state, receivable_account_id, created_at) VALUES (:id, :no, "
+                ":name, :cat, :prepaid, :protected, :cur, :state, :recv, :now)",
+                {
+                    "id": tx.ids.one(),
+                    "no": account_no,
+                    "name": name,
+                    "cat": cat.value,
+                    "prepaid": prepaid,
+                    "protected": protected,
+                    "cur": cur,
+                    "state": SupplyState.CONNECTED.value,
+                    "recv": receivable,
+                    "now": tx.ts(now),
+                },
+            )
+
+        try:
+            self.store.run(work)
+        except UniqueViolation:
+            # Opened concurrently: compare with what won.
+            self.store.run(work)
+
+    def issue_bill(
+        self, account_no: str, *, bill_no: str, amount: Money, period: str, due_date: date
+    ) -> BillIssued:
+        """Issue a bill: debit the customer, credit energy revenue, and apply any credit.
+
+        The same bill again with the same data is a no-op (``created=False``); with other data
+        it is a :class:`~paygate.errors.BillConflictError`.
+        """
+        if not isinstance(amount, Money):
+            raise TypeError("amount must be Money")
+        if amount.minor <= 0:
+            raise InvalidAmountError("a bill amount must be positive", field="amount")
+        if not bill_no or len(bill_no) > 64:
+            raise InvalidInputError("1-64 characters", field="bill_no")
+        if not period or len(period) > 16:
+            raise InvalidInputError("1-16 characters, such as 2026-10", field="period")
+        if not isinstance(due_date, date) or isinstance(due_date, datetime):
+            raise InvalidInputError("a date", field="due_date")
+        now = self.clock.now()
+
+        def existing(tx: Tx) -> BillIssued | None:
+            row = tx.one(
+                "SELECT a.account_no, b.amount, b.currency, b.period, b.due_date "
+                "FROM bills b JOIN accounts a ON a.id = b.account_id WHERE b.bill_no = :no",
+                {"no": bill_no},
+            )
+            if row is None:
+                return None
+            same = (row[0], int(row[1]), row[2], row[3], tx.read_day(row[4])) == (
+                account_no,
+                amount.minor,
+                amount.currency,
+                period,
+                due_date,
+            )
+            if not same:
+                raise BillConflictError(
+                    f"bill {bill_no} was issued before with other data", field="bill_no"
+                )
+            return BillIssued(
+                bill_no=bill_no,
+                account_no=account_no,
+                amount=amount,
+                period=period,
+                due_date=due_date,
+                created=False,
+                credit_applied=Money.zero(amount.currency),
+            )
+
+        def work(tx: Tx) -> BillIssued:
+            acct = self._lock_accounts(tx, [account_no]).get(account_no)
+            if acct is None:
+                raise UnknownAccountError(f"no account {account_no}", field="account_no")
+            found = existing(tx)
+            if found is not None:
+                return found
+            if amount.currency != acct.currency:
+                raise CurrencyMismatchError(
+                    f"account {account_no} is in {acct.currency}", field="amount"
+                )
+            self._load_bills(tx, [acct])
+            writes = _Writes()
+            bill_id, entry_id = tx.ids.take(2)
+            energy = self._ledger.ensure(
+                tx, f"revenue:energy:{acct.currency}", AccountKind.ENERGY_REVENUE, acct.currency
+            )
+            writes.entries.append(
+                EntryDraft(
+                    kind="bill",
+                    reference=f"bill:{bill_no}",
+                    memo=f"bill {bill_no} for {period}",
+                    business_date=self._local_date(now),
+                    posted_at=now,
+                    postings=(
+                        PostingDraft(acct.receivable_id, amount.minor, acct.currency),
+                        PostingDraft(energy, -amount.minor, acct.currency),
+                    ),
+                    shard_key=acct.id,
+                    entry_id=entry_id,
+                )
+            )
+            ledger.post(tx, writes.entries, self._ledger)
+            tx.execute(
+                "INSERT INTO bills (id, account_id, bill_no, period, amount, currency, due_date, "
+                "principal_paid, late_fee_charged, late_fee_paid, late_fee_through, entry_id, "
+                "issued_at) VALUES (:id, :acct, :no, :period, :amount, :cur, :due, 0, 0, 0, "
+                "NULL, :entry, :now)",
+                {
+                    "id": bill_id,
+                    "acct": acct.id,
+                    "no": bill_no,
+                    "period": period,
+                    "amount": amount.minor,
+                    "cur": acct.currency,
+                    "due": tx.day(due_date),
+                    "entry": entry_id,
+                    "now": tx.ts(now),
+                },
+            )
+            new_bill = OpenBill(bill_id, bill_no, due_date, amount.minor)
+            acct.bills.append(new_bill)
+            acct.original_bills[bill_id] = new_bill
+            acct.periods[bill_id] = period
+            acct.balance += amount.minor
+            applied = self._apply_credit(tx, acct, writes, now)
+            self._flush_rows(tx, writes)
+            self._write_bills(tx, [acct])
+            self._after_commit(1)
+            return BillIssued(
+                bill_no=bill_no,
+                account_no=account_no,
+                amount=amount,
+                period=period,
+                due_date=due_date,
+                created=True,
+                credit_applied=Money(applied, acct.currency),
+            )
+
+        try:
+            return self.store.run(work)
+        except UniqueViolation:
+            result = self.store.run(existing, write=False)
+            if result is None:
+                raise
+            return result
+
+    # -- payments -----------------------------------------------------------------------
+
+    def pay(self, intent: PaymentIntent) -> Receipt:
+        """Post one payment; the same payment again returns the original receipt, replayed."""
+        if not isinstance(intent, PaymentIntent):
+            raise TypeError("pay() takes a PaymentIntent")
+        self._validate(intent)
+        for _attempt in range(3):
+            try:
+                outcome = self.store.run(lambda tx: self._post(tx, [intent])[0])
+            except UniqueViolation:
+                continue  # a concurrent duplicate committed first: answer from it
+            if isinstance(outcome, PaygateError):
+                raise outcome
+            assert isinstance(outcome, Receipt)
+            if not outcome.replayed:
+                self._after_commit(1)
+            return outcome
+        raise IdempotencyConflictError(
+            f"payment {intent.channel}/{intent.channel_txn_id} keeps colliding with concurrent "
+            "writers; retry",
+            field="channel_txn_id",
+        )
+
+    def pay_many(self, intents: Iterable[PaymentIntent]) -> list[PayOutcome]:
+        """Post a batch (a bank's daily file): chunked transactions, one outcome per item.
+
+        A refused item is reported and never costs the others their posting; each chunk
+        commits on its own, so a failure later in the batch loses nothing already posted.
+        """
+        items = list(intents)
+        outcomes: list[PayOutcome | None] = [None] * len(items)
+        valid: list[tuple[int, PaymentIntent]] = []
+        for index, intent in enumerate(items):
+            try:
+                if not isinstance(intent, PaymentIntent):
+                    raise InvalidInputError("not a PaymentIntent", field="intent")
+                self._validate(intent)
+            except PaygateError as exc:
+                outcomes[index] = PayOutcome(
+                    index=index, status="refused", error_code=exc.code, error=str(exc)
+                )
+                continue
+            valid.append((index, intent))
+        size = self.settings.pay_many_chunk
+        for start in range(0, len(valid), size):
+            chunk = valid[start : start + size]
+            for _attempt in range(5):
+                try:
+                    results = self.store.run(
+                        lambda tx, chunk=chunk: self._post(tx, [i for _, i in chunk])  # type: ignore[misc]
+                    )
+                    break
+                except UniqueViolation:
+                    continue
+            else:
+                raise IdempotencyConflictError(
+                    "a batch keeps colliding with concurrent writers; retry", field="intents"
+                )
+            posted = 0
+            for (index, _), result in zip(chunk, results, strict=True):
+                if isinstance(result, PaygateError):
+                    outcomes[index] = PayOutcome(
+                        index=index, status="refused", error_code=result.code, error=str(result)
+                    )
+                else:
+                    posted += not result.replayed
+                    outcomes[index] = PayOutcome(
+                        index=index,
+                        status="replayed" if result.replayed else "posted",
+                        receipt=result,
+                    )
+            self._after_commit(posted)
+        return [o for o in outcomes if o is not None]
+
+    def _validate(self, intent: PaymentIntent) -> None:
+        if intent.amount.minor <= 0:
+            raise InvalidAmountError("a payment amount must be positive", field="amount")
+        require_aware(intent.paid_at, "paid_at")
+
+    def _post(self, tx: Tx, intents: Sequence[PaymentIntent]) -> list[Receipt | PaygateError]:
+        """Decide and write a set of payments in ``tx``; return a receipt or refusal each."""
+        now = self.clock.now()
+        accounts = self._lock_accounts(tx, sorted({i.account_no for i in intents}))
+        existing = self._existing_payments(tx, intents)
+        self._load_bills(tx, list(accounts.values()))
+        writes = _Writes()
+        seen: dict[tuple[str, str], tuple[str, Receipt]] = {}
+        results: list[Receipt | PaygateError] = []
+        ids = iter(tx.ids.take(2 * len(intents)))
+        for intent in intents:
+            key = (intent.channel, intent.channel_txn_id)
+            fingerprint = _fingerprint(intent)
+            prior = existing.get(key) or seen.get(key)
+            if prior is not None:
+                if prior[0] != fingerprint:
+                    results.append(
+                        IdempotencyConflictError(
+                            f"{intent.channel} transaction {intent.channel_txn_id} was posted "
+                            "before with a different account, amount, currency or time",
+                            field="channel_txn_id",
+                        )
+                    )
+                else:
+                    results.append(prior[1].model_copy(update={"replayed": True}))
+                continue
+            acct = accounts.get(intent.account_no)
+            if acct is None:
+                results.append(
+                    UnknownAccountError(f"no account {intent.account_no}", field="account_no")
+                )
+                continue
+            if intent.amount.currency != acct.currency:
+                results.append(
+                    CurrencyMismatchError(
+                        f"account {acct.account_no} is in {acct.currency}, "
+                        f"not {intent.amount.currency}",
+                        field="amount",
+                    )
+                )
+                continue
+            receipt = self._plan_payment(
+                tx, acct, intent, next(ids), next(ids), fingerprint, writes, now
+            )
+            seen[key] = (fingerprint, receipt)
+            results.append(receipt)
+        if writes.entries:
+            with tx.pipeline():
+                ledger.post(tx, writes.entries, self._ledger)
+                self._flush_rows(tx, writes)
+                self._write_bills(tx, accounts.values())
+                self._write_states(tx, accounts.values())
+        return results
+
+    def _plan_payment(
+        self,
+        tx: Tx,
+        acct: _Account,
+        intent: PaymentIntent,
+        payment_id: int,
+        entry_id: int,
+        fingerprint: str,
+        writes: _Writes,
+        now: datetime,
+    ) -> Receipt:
+        policy = self.settings.late_fee
+        cur = acct.currency
+        pay_day = self._local_date(intent.paid_at)
+        settle_day = business_date(
+            intent.paid_at, self.settings.timezone, self.settings.cutoff(intent.channel)
+        )
+        arrears_before, _ = billing.arrears(acct.bills, acct.category, pay_day, policy)
+        accrual = billing.accrue_late_fees(acct.bills, acct.category, pay_day, policy)
+        acct.bills = billing.charge_late_fees(acct.bills, accrual)
+        parts = self.allocation.allocate(intent.amount.minor, acct.bills)
+        allocated = sum(p.late_fee + p.principal for p in parts)
+        if allocated > intent.amount.minor or any(p.late_fee < 0 or p.principal < 0 for p in parts):
+            raise InvalidStateError("the allocation policy allocated more than was paid")
+        acct.bills = billing.apply_parts(acct.bills, parts)
+        credit = intent.amount.minor - allocated
+        acct.balance += accrual.total - intent.amount.minor
+        arrears_after, _ = billing.arrears(acct.bills, acct.category, pay_day, policy)
+
+        clearing = self._ledger.ensure(
+            tx, f"clearing:{intent.channel}:{cur}", AccountKind.CHANNEL_CLEARING, cur
+        )
+        legs = [
+            PostingDraft(clearing, intent.amount.minor, cur),
+            PostingDraft(acct.receivable_id, -intent.amount.minor, cur),
+        ]
+        if accrual.total:
+            revenue = self._ledger.ensure(
+                tx, f"revenue:late_fee:{cur}", AccountKind.LATE_FEE_REVENUE, cur
+            )
+            legs += [
+                PostingDraft(acct.receivable_id, accrual.total, cur),
+                PostingDraft(revenue, -accrual.total, cur),
+            ]
+        writes.entries.append(
+            EntryDraft(
+                kind="payment",
+                reference=f"payment:{intent.channel}:{intent.channel_txn_id}",
+                memo=f"{intent.channel} payment for {acct.account_no}",
+                business_date=settle_day,
+                posted_at=now,
+                postings=tuple(legs),
+                shard_key=acct.id,
+                entry_id=entry_id,
+            )
+        )
+        by_id = {b.bill_id: b for b in acct.bills}
+        allocation_ids = tx.ids.take(len(parts)) if parts else []
+        for alloc_id, part in zip(allocation_ids, parts, strict=True):
+            writes.allocations.append(
+                (
+                    alloc_id,
+                    payment_id,
+                    part.bill_id,
+                    "payment",
+                    part.late_fee,
+                    part.principal,
+                    tx.ts(now),
+                )
+            )
+
+        order_id = self._supply_after_payment(tx, acct, payment_id, arrears_after, writes, now)
+        receipt = Receipt(
+            payment_id=payment_id,
+            channel=intent.channel,
+            channel_txn_id=intent.channel_txn_id,
+            account_no=acct.account_no,
+            amount=intent.amount,
+            paid_at=intent.paid_at,
+            business_date=settle_day,
+            late_fee=Money(accrual.total, cur),
+            allocations=tuple(
+                Allocation(
+                    bill_no=by_id[p.bill_id].bill_no,
+                    late_fee=Money(p.late_fee, cur),
+                    principal=Money(p.principal, cur),
+                )
+                for p in parts
+            ),
+            credit=Money(credit, cur),
+            balance_after=Money(acct.balance, cur),
+            arrears_after=Money(arrears_after, cur),
+            arrears_cleared=arrears_before > 0 and arrears_after == 0,
+            reconnection_order_id=order_id,
+        )
+        writes.payments.append(
+            (
+                payment_id,
+                intent.channel,
+                intent.channel_txn_id,
+                acct.id,
+                intent.amount.minor,
+                cur,
+                tx.ts(intent.paid_at),
+                tx.day(settle_day),
+                fingerprint,
+                entry_id,
+                accrual.total,
+                credit,
+                "posted",
+                receipt.model_dump_json(),
+                tx.ts(now),
+            )
+        )
+        self._event(
+            tx,
+            writes,
+            "payment.posted",
+            acct.account_no,
+            now,
+            {
+                "payment_id": payment_id,
+                "channel": intent.channel,
+                "channel_txn_id": intent.channel_txn_id,
+                "amount": intent.amount.minor,
+                "currency": cur,
+                "paid_at": intent.paid_at.isoformat(),
+                "late_fee": accrual.total,
+                "balance_after": acct.balance,
+                "arrears_after": arrears_after,
+            },
+        )
+        if receipt.arrears_cleared:
+            self._event(
+                tx,
+                writes,
+                "arrears.cleared",
+                acct.account_no,
+                now,
+                {"payment_id": payment_id, "supply_state": acct.supply_state.value},
+            )
+        return receipt
+
+    def _supply_after_payment(
+        self,
+        tx: Tx,
+        acct: _Account,
+        payment_id: int,
+        arrears_after: int,
+        writes: _Writes,
+        now: datetime,
+    ) -> int | None:
+        if arrears_after > 0 or (acct.prepaid and acct.balance > 0):
+            return None
+        if acct.supply_state is SupplyState.DISCONNECTION_PENDING:
+            self._transition(
+                tx, acct, SupplyState.CONNECTED, "arrears cleared", "payment", None, writes, now
+            )
+            self._event(
+                tx,
+                writes,
+                "disconnection.cancelled",
+                acct.account_no,
+                now,
+                {"payment_id": payment_id},
+            )
+            return None
+        if acct.supply_state is not SupplyState.DISCONNECTED:
+            return None
+        order_id = tx.ids.one()
+        due_at = now + self.settings.reconnection_promise
+        writes.orders.append(
+            (
+                order_id,
+                acct.id,
+                "reconnect",
+                "open",
+                "arrears cleared",
+                payment_id,
+                tx.ts(now),
+                tx.ts(due_at),
+            )
+        )
+        self._transition(
+            tx,
+            acct,
+            SupplyState.RECONNECTION_PENDING,
+            "arrears cleared",
+            "payment",
+            order_id,
+            writes,
+            now,
+        )
+        self._event(
+            tx,
+            writes,
+            "reconnection.requested",
+            acct.account_no,
+            now,
+            {"order_id": order_id, "payment_id": payment_id, "due_at": due_at.isoformat()},
+        )
+        return order_id
+
+    # -- reversal -----------------------------------------------------------------------
+
+    def reverse(self, payment_id: int, reason: str) -> Reversal:
+        """Post the compensating entry of a payment and re-open what it had paid.
+
+        The late fee the payment's arrival charged stays charged (the days were late); it is
+        simply unpaid again. Any other credit the account holds is applied to what re-opens.
+        """
+        if not reason or not reason.strip():
+            raise InvalidInputError("a reason is required", field="reason")
+        now = self.clock.now()
+
+        def work(tx: Tx) -> Reversal:
+            row = tx.one(
+                "SELECT p.channel, p.channel_txn_id, p.amount, p.currency, p.status, "
+                "a.account_no FROM payments p JOIN accounts a "
+                "ON a.id = p.account_id WHERE p.id = :id",
+                {"id": payment_id},
+            )
+            if row is None:
+                raise UnknownPaymentError(f"no payment {payment_id}", field="payment_id")
+            channel, txn_id, amount, cur, status, account_no = row
+            acct = self._lock_accounts(tx, [account_no])[account_no]
+            # Read again under the lock: a concurrent reversal may have won.
+            status = tx.scalar("SELECT status FROM payments WHERE id = :id", {"id": payment_id})
+            if status != "posted":
+                raise InvalidStateError(
+                    f"payment {payment_id} is already {status}", field="payment_id"
+                )
+            self._load_bills(tx, [acct], include_bills_of_payment=payment_id)
+            writes = _Writes()
+            entry_id = tx.ids.one()
+            clearing = self._ledger.ensure(
+                tx, f"clearing:{channel}:{cur}", AccountKind.CHANNEL_CLEARING, cur
+            )
+            writes.entries.append(
+                EntryDraft(
+                    kind="reversal",
+                    reference=f"reversal:{channel}:{txn_id}",
+                    memo=f"reversal of payment {payment_id}: {reason}"[:2000],
+                    business_date=self._local_date(now),
+                    posted_at=now,
+                    postings=(
+                        PostingDraft(acct.receivable_id, int(amount), cur),
+                        PostingDraft(clearing, -int(amount), cur),
+                    ),
+                    shard_key=acct.id,
+                    entry_id=entry_id,
+                )
+            )
+            acct.balance += int(amount)
+            net = self._net_allocations(tx, payment_id)
+            reopen = [
+                AllocationPart(bill_id, -fee, -principal)
+                for bill_id, (fee, principal) in sorted(net.items())
+                if fee or principal
+            ]
+            acct.bills = billing.apply_parts(acct.bills, reopen)
+            alloc_ids = tx.ids.take(len(reopen)) if reopen else []
+            for alloc_id, part in zip(alloc_ids, reopen, strict=True):
+                writes.allocations.append(
+                    (
+                        alloc_id,
+                        payment_id,
+                        part.bill_id,
+                        "reversal",
+                        part.late_fee,
+                        part.principal,
+                        tx.ts(now),
+                    )
+                )
+            ledger.post(tx, writes.entries, self._ledger)
+            tx.execute(
+                "UPDATE payments SET status = 'reversed', reversal_entry_id = :e, "
+                "reversal_reason = :r, unallocated = 0 WHERE id = :id",
+                {"e": entry_id, "r": reason, "id": payment_id},
+            )
+            self._apply_credit(tx, acct, writes, now)
+            pay_day = self._local_date(now)
+            arrears_after, _ = billing.arrears(
+                acct.bills, acct.category, pay_day, self.settings.late_fee
+            )
+            self._event(
+                tx,
+                writes,
+                "payment.reversed",
+                acct.account_no,
+                now,
+                {"payment_id": payment_id, "reason": reason, "arrears_after": arrears_after},
+            )
+            self._flush_rows(tx, writes)
+            self._write_bills(tx, [acct])
+            bill_nos = {b.bill_id: b.bill_no for b in acct.bills}
+            return Reversal(
+                payment_id=payment_id,
+                reversal_entry_id=entry_id,
+                reason=reason,
+                reopened=tuple(
+                    Allocation(
+                        bill_no=bill_nos[p.bill_id],
+                        late_fee=Money(-p.late_fee, cur),
+                        principal=Money(-p.principal, cur),
+                    )
+                    for p in reopen
+                ),
+                balance_after=Money(acct.balance, cur),
+                arrears_after=Money(arrears_after, cur),
+                supply_state=acct.supply_state,
+            )
+
+        result = self.store.run(work)
+        self._after_commit(1)
+        return result
+
+    def reverse_by_channel_txn(self, channel: str, channel_txn_id: str, reason: str) -> Reversal:
+        """Reverse the payment a channel knows by its own transaction id."""
+
+        def find(tx: Tx) -> int | None:
+            value = tx.scalar(
+                "SELECT id FROM payments WHERE channel = :c AND channel_txn_id = :t",
+                {"c": channel, "t": channel_txn_id},
+            )
+            return None if value is None else int(value)
+
+        payment_id = self.store.run(find, write=False)
+        if payment_id is None:
+            raise UnknownPaymentError(
+                f"no {channel} payment {channel_txn_id}", field="channel_txn_id"
+            )
+        return self.reverse(payment_id, reason)
+
+    def _net_allocations(self, tx: Tx, payment_id: int) -> dict[int, tuple[int, int]]:
+        net: dict[int, list[int]] = defaultdict(lambda: [0, 0])
+        for bill_id, fee, principal in tx.all(
+            "SELECT bill_id, late_fee, principal FROM allocations WHERE payment_id = :p",
+            {"p": payment_id},
+        ):
+            net[int(bill_id)][0] += int(fee)
+            net[int(bill_id)][1] += int(principal)
+        return {k: (v[0], v[1]) for k, v in net.items()}
+
+    def _apply_credit(self, tx: Tx, acct: _Account, writes: _Writes, now: datetime) -> int:
+        """Spend the account's unallocated payments on its open bills, oldest payment first."""
+        if not any(b.is_open for b in acct.bills):
+            return 0
+        credits = [
+            (int(pid), int(left))
+            for pid, left in tx.all(
+                "SELECT id, unallocated FROM payments WHERE account_id = :a AND unallocated > 0 "
+                "AND status = 'posted' ORDER BY paid_at, id",
+                {"a": acct.id},
+            )
+        ]
+        applied = 0
+        for payment_id, left in credits:
+            parts = self.allocation.allocate(left, [b for b in acct.bills if b.is_open])
+            if not parts:
+                break
+            acct.bills = billing.apply_parts(acct.bills, parts)
+            used = sum(p.late_fee + p.principal for p in parts)
+            applied += used
+            writes.payment_credit[payment_id] = left - used
+            for alloc_id, part in zip(tx.ids.take(len(parts)), parts, strict=True):
+                writes.allocations.append(
+                    (
+                        alloc_id,
+                        payment_id,
+                        part.bill_id,
+                        "credit",
+                        part.late_fee,
+                        part.principal,
+                        tx.ts(now),
+                    )
+                )
+        return applied
+
+    # -- supply -------------------------------------------------------------------------
+
+    def disconnect(
+        self,
+        account_no: str,
+        reason: str,
+        *,
+        actor: str = "operator",
+        negotiated: bool = False,
+    ) -> SupplyState:
+        """Record an account as disconnected (the cut itself is the head-end's business).
+
+        A protected account (a hospital, say) is disconnected only by a negotiated, explicitly
+        approved order: ``negotiated=True``.
+        """
+        if not reason or not reason.strip():
+            raise InvalidInputError("a reason is required", field="reason")
+        now = self.clock.now()
+
+        def work(tx: Tx) -> SupplyState:
+            acct = self._lock_accounts(tx, [account_no]).get(account_no)
+            if acct is None:
+                raise UnknownAccountError(f"no account {account_no}", field="account_no")
+            if acct.protected and not negotiated:
+                raise InvalidStateError(
+                    f"account {account_no} is protected: disconnection needs a negotiated, "
+                    "approved order",
+                    field="account_no",
+                )
+            if acct.supply_state not in (
+                SupplyState.CONNECTED,
+                SupplyState.DISCONNECTION_PENDING,
+            ):
+                raise InvalidStateError(
+                    f"account {account_no} is {acct.supply_state.value}", field="account_no"
+                )
+            writes = _Writes()
+            self._transition(tx, acct, SupplyState.DISCONNECTED, reason, actor, None, writes, now)
+            self._event(tx, writes, "supply.disconnected", account_no, now, {"reason": reason})
+            self._flush_rows(tx, writes)
+            self._write_states(tx, [acct])
+            return acct.supply_state
+
+        return self.store.run(work)
+
+    def complete_reconnection(
+        self, order_id: int, *, actor: str = "headend", at: datetime | None = None
+    ) -> SupplyState:
+        """Record that supply is back for a reconnection order; the account is connected."""
+        when = require_aware(at, "at") if at is not None else self.clock.now()
+
+        def work(tx: Tx) -> SupplyState:
+            row = tx.one(
+                "SELECT o.kind, o.status, a.account_no, o.due_at FROM supply_orders o "
+                "JOIN accounts a ON a.id = o.account_id WHERE o.id = :id",
+                {"id": order_id},
+            )
+            if row is None or row[0] != "reconnect":
+                raise UnknownOrderError(f"no reconnection order {order_id}", field="order_id")
+            acct = self._lock_accounts(tx, [row[2]])[row[2]]
+            status = tx.scalar("SELECT status FROM supply_orders WHERE id = :id", {"id": order_id})
+            if status == "completed":
+                return acct.supply_state
+            if status != "open":
+                raise InvalidStateError(f"order {order_id} is {status}", field="order_id")
+            due_at = tx.read_ts(row[3])
+            tx.execute(
+                "UPDATE supply_orders SET status = 'completed', closed_at = :at WHERE id = :id",
+                {"at": tx.ts(when), "id": order_id},
+            )
+            writes = _Writes()
+            if acct.supply_state is SupplyState.RECONNECTION_PENDING:
+                self._transition(
+                    tx,
+                    acct,
+                    SupplyState.CONNECTED,
+                    "supply restored",
+                    actor,
+                    order_id,
+                    writes,
+                    when,
+                )
+            self._event(
+                tx,
+                writes,
+                "reconnection.completed",
+                acct.account_no,
+                when,
+                {"order_id": order_id, "on_time": when <= due_at},
+            )
+            self._flush_rows(tx, writes)
+            self._write_states(tx, [acct])
+            return acct.supply_state
+
+        return self.store.run(work)
+
+    def _transition(
+        self,
+        tx: Tx,
+        acct: _Account,
+        to: SupplyState,
+        reason: str,
+        actor: str,
+        order_id: int | None,
+        writes: _Writes,
+        now: datetime,
+    ) -> None:
+        writes.transitions.append(
+            (
+                tx.ids.one(),
+                acct.id,
+                acct.supply_state.value,
+                to.value,
+                reason,
+                actor,
+                order_id,
+                tx.ts(now),
+            )
+        )
+        acct.supply_state = to
+        acct.state_changed = True
+
+    def _event(
+        self,
+        tx: Tx,
+        writes: _Writes,
+        event_type: str,
+        account_no: str,
+        now: datetime,
+        data: dict[str, Any],
+    ) -> None:
+        event_id = tx.ids.one()
+        payload = {
+            "event_id": event_id,
+            "type": event_type,
+            "account_no": account_no,
+            "occurred_at": now.isoformat(),
+            "data": data,
+        }
+        writes.events.append(
+            (
+                event_id,
+                event_type,
+                account_no,
+                json.dumps(payload, separators=(",", ":"), ensure_ascii=False),
+                tx.ts(now),
+                tx.ts(now),
+                0,
+            )
+        )
+
+    # -- status -------------------------------------------------------------------------
+
+    def account_status(self, account_no: str, as_of: date | None = None) -> AccountStatus:
+        """What the account owes on ``as_of`` (default: today in the utility's zone)."""
+        day = as_of if as_of is not None else self._local_date(self.clock.now())
+
+        def work(tx: Tx) -> AccountStatus:
+            row = tx.one(
+                f"SELECT {_ACCOUNT_COLUMNS} FROM accounts a WHERE a.account_no = :no",  # noqa: S608
+                {"no": account_no},
+            )
+            if row is None:
+                raise UnknownAccountError(f"no account {account_no}", field="account_no")
+            acct = self._account(row)
+            self._load_bills(tx, [acct])
+            credit = int(
+                tx.scalar(
+                    "SELECT COALESCE(SUM(unallocated), 0) FROM payments WHERE account_id = :a "
+                    "AND status = 'posted'",
+                    {"a": acct.id},
+                )
+            )
+            return self._status(acct, day, credit)
+
+        return self.store.run(work, write=False)
+
+    def _status(self, acct: _Account, day: date, credit: int) -> AccountStatus:
+        policy = self.settings.late_fee
+        cur = acct.currency
+        accrual = billing.accrue_late_fees(acct.bills, acct.category, day, policy)
+        total_arrears, uncharged = billing.arrears(acct.bills, acct.category, day, policy)
+        bills = tuple(
+            BillStatus(
+                bill_no=b.bill_no,
+                period=acct.periods.get(b.bill_id, ""),
+                amount=Money(b.amount, cur),
+                due_date=b.due_date,
+                principal_paid=Money(b.principal_paid, cur),
+                principal_due=Money(b.principal_due, cur),
+                late_fee_charged=Money(b.late_fee_charged, cur),
+                late_fee_paid=Money(b.late_fee_paid, cur),
+                late_fee_accrued=Money(accrual.per_bill.get(b.bill_id, 0), cur),
+                overdue=b.overdue_on(day),
+            )
+            for b in sorted(acct.bills, key=lambda b: (b.due_date, b.bill_no))
+        )
+        return AccountStatus(
+            account_no=acct.account_no,
+            name=acct.name,
+            category=acct.category,
+            prepaid=acct.prepaid,
+            protected=acct.protected,
+            currency=cur,
+            as_of=day,
+            balance=Money(acct.balance, cur),
+            outstanding=Money(sum(b.principal_due for b in acct.bills), cur),
+            arrears=Money(total_arrears, cur),
+            late_fee=Money(uncharged, cur),
+            credit=Money(credit, cur),
+            supply_state=acct.supply_state,
+            bills=bills,
+        )
+
+    def ledger_balances(self) -> dict[str, Money]:
+        """Every ledger account's cached balance, by account code."""
+
+        def work(tx: Tx) -> dict[str, Money]:
+            return {
+                str(code): Money(int(total), str(cur))
+                for code, cur, total in tx.all(
+                    "SELECT l.code, l.currency, COALESCE(SUM(b.balance), 0) FROM ledger_accounts l "
+                    "LEFT JOIN ledger_balances b ON b.account_id = l.id "
+                    "GROUP BY l.code, l.currency ORDER BY l.code"
+                )
+            }
+
+        return self.store.run(work, write=False)
+
+    # -- audit --------------------------------------------------------------------------
+
+    def seal(self) -> int:
+        """Seal every committed entry not yet sealed; return how many were sealed."""
+        total = 0
+        while True:
+            count = self.store.run(lambda tx: ledger.seal(tx, self.clock.now()))
+            total += count
+            if count == 0:
+                break
+        self._posted_since_seal = 0
+        return total
+
+    def verify(self) -> ledger.VerifyReport:
+        """Recompute balances, entry sums and seals; the report lists what disagrees."""
+        return self.store.run(ledger.verify, write=False)
+
+    def _after_commit(self, posted: int) -> None:
+        self._posted_since_seal += posted
+        every = self.settings.seal_every
+        if every and self._posted_since_seal >= every:
+            self._posted_since_seal = 0
+            # Another process sealing right now is fine: its block takes these entries.
+            self.store.run(lambda tx: ledger.seal(tx, self.clock.now(), wait=False))
+
+    # -- loading and writing ------------------------------------------------------------
+
+    def _local_date(self, instant: datetime) -> date:
+        return instant.astimezone(self._zone).date()
+
+    @staticmethod
+    def _account(row: Sequence[Any]) -> _Account:
+        return _Account(
+            id=int(row[0]),
+            account_no=str(row[1]),
+            name=row[2],
+            category=Category(row[3]),
+            prepaid=bool(row[4]),
+            protected=bool(row[5]),
+            currency=str(row[6]),
+            supply_state=SupplyState(row[7]),
+            receivable_id=int(row[8]),
+        )
+
+    def _lock_accounts(self, tx: Tx, account_nos: Sequence[str]) -> dict[str, _Account]:
+        """Lock the named accounts in id order (no deadlock between batches)."""
+        if not account_nos:
+            return {}
+        marks, params = _marks("n", account_nos)
+        lock = " FOR UPDATE" if tx.dialect == "postgresql" else ""
+        rows = tx.all(
+            f"SELECT {_ACCOUNT_COLUMNS} FROM accounts a "  # noqa: S608 - marks are ours
+            f"WHERE a.account_no IN ({marks}) ORDER BY a.id{lock}",
+            params,
+        )
+        return {str(r[1]): self._account(r) for r in rows}
+
+    def _existing_payments(
+        self, tx: Tx, intents: Sequence[PaymentIntent]
+    ) -> dict[tuple[str, str], tuple[str, Receipt]]:
+        keys = sorted({(i.channel, i.channel_txn_id) for i in intents})
+        found: dict[tuple[str, str], tuple[str, Receipt]] = {}
+        for start in range(0, len(keys), 400):
+            part = keys[start : start + 400]
+            params: dict[str, Any] = {}
+            clauses = []
+            for n, (channel, txn) in enumerate(part):
+                params[f"c{n}"] = channel
+                params[f"t{n}"] = txn
+                clauses.append(f"(:c{n}, :t{n})")
+            rows = tx.all(
+                "SELECT channel, channel_txn_id, fingerprint, receipt FROM payments "  # noqa: S608
+                f"WHERE (channel, channel_txn_id) IN ({', '.join(clauses)})",
+                params,
+            )
+            for channel, txn, fingerprint, receipt in rows:
+                found[(str(channel), str(txn))] = (
+                    str(fingerprint),
+                    Receipt.model_validate_json(receipt),
+                )
+        return found
+
+    def _load_bills(
+        self,
+        tx: Tx,
+        accts: Sequence[_Account],
+        *,
+        include_bills_of_payment: int | None = None,
+    ) -> None:
+        """Load balances and open bills (plus a payment's bills, for a reversal)."""
+        if not accts:
+            return
+        by_id = {a.id: a for a in accts}
+        by_recv = {a.receivable_id: a for a in accts}
+        marks, params = _marks("r", list(by_recv))
+        for recv, balance in tx.all(
+            "SELECT account_id, SUM(balance) FROM ledger_balances "  # noqa: S608
+            f"WHERE account_id IN ({marks}) GROUP BY account_id",
+            params,
+        ):
+            by_recv[int(recv)].balance = int(balance)
+        marks, params = _marks("a", list(by_id))
+        extra = ""
+        if include_bills_of_payment is not None:
+            extra = " OR b.id IN (SELECT bill_id FROM allocations WHERE payment_id = :pid)"
+            params["pid"] = include_bills_of_payment
+        rows = tx.all(
+            f"SELECT {_BILL_COLUMNS}, b.period FROM bills b "  # noqa: S608
+            f"WHERE b.account_id IN ({marks}) AND ({_OPEN}{extra}) ORDER BY b.due_date, b.bill_no",
+            params,
+        )
+        for acct in accts:
+            acct.bills = []
+            acct.original_bills = {}
+            acct.periods = {}
+        for r in rows:
+            bill = OpenBill(
+                bill_id=int(r[0]),
+                bill_no=str(r[2]),
+                due_date=tx.read_day(r[3]),
+                amount=int(r[4]),
+                principal_paid=int(r[5]),
+                late_fee_charged=int(r[6]),
+                late_fee_paid=int(r[7]),
+                late_fee_through=None if r[8] is None else tx.read_day(r[8]),
+            )
+            acct = by_id[int(r[1])]
+            acct.periods[bill.bill_id] = str(r[9])
+            acct.bills.append(bill)
+            acct.original_bills[bill.bill_id] = bill
+
+    def _flush_rows(self, tx: Tx, writes: _Writes) -> None:
+        tx.insert(
+            "payments",
+            (
+                "id",
+                "channel",
+                "channel_txn_id",
+                "account_id",
+                "amount",
+                "currency",
+                "paid_at",
+                "business_date",
+                "fingerprint",
+                "entry_id",
+                "late_fee",
+                "unallocated",
+                "status",
+                "receipt",
+                "posted_at",
+            ),
+            writes.payments,
+        )
+        tx.insert(
+            "allocations",
+            ("id", "payment_id", "bill_id", "source", "late_fee", "principal", "created_at"),
+            writes.allocations,
+        )
+        tx.many(
+            "UPDATE payments SET unallocated = :u WHERE id = :id",
+            [{"u": u, "id": pid} for pid, u in sorted(writes.payment_credit.items())],
+        )
+        tx.insert(
+            "supply_orders",
+            (
+                "id",
+                "account_id",
+                "kind",
+                "status",
+                "reason",
+                "payment_id",
+                "created_at",
+                "due_at",
+            ),
+            writes.orders,
+        )
+        tx.insert(
+            "supply_transitions",
+            ("id", "account_id", "from_state", "to_state", "reason", "actor", "order_id", "at"),
+            writes.transitions,
+        )
+        tx.insert(
+            "outbox",
+            (
+                "id",
+                "event_type",
+                "account_no",
+                "payload",
+                "created_at",
+                "available_at",
+                "attempts",
+            ),
+            writes.events,
+        )
+
+    def _write_bills(self, tx: Tx, accts: Iterable[_Account]) -> None:
+        rows: list[dict[str, Any]] = []
+        for acct in accts:
+            for bill in acct.bills:
+                before = acct.original_bills.get(bill.bill_id)
+                if before == bill:
+                    continue
+                rows.append(
+                    {
+                        "id": bill.bill_id,
+                        "pp": bill.principal_paid,
+                        "fc": bill.late_fee_charged,
+                        "fp": bill.late_fee_paid,
+                        "ft": None
+                        if bill.late_fee_through is None
+                        else tx.day(bill.late_fee_through),
+                    }
+                )
+                acct.original_bills[bill.bill_id] = bill
+        rows.sort(key=lambda r: r["id"])
+        tx.many(
+            "UPDATE bills SET principal_paid = :pp, late_fee_charged = :fc, late_fee_paid = :fp, "
+            "late_fee_through = :ft WHERE id = :id",
+            rows,
+        )
+
+    def _write_states(self, tx: Tx, accts: Iterable[_Account]) -> None:
+        rows = [{"s": a.supply_state.value, "id": a.id} for a in accts if a.state_changed]
+        tx.many("UPDATE accounts SET supply_state = :s WHERE id = :id", rows)
+        for acct in accts:
+            acct.state_changed = False

@@ -1,0 +1,392 @@
+"""Database access: engines, one transaction per decision, retries, and id allocation.
+
+SQLite (WAL, foreign keys, busy timeout, ``BEGIN IMMEDIATE`` for writes so that writers queue
+instead of failing at commit) is the embedded default; PostgreSQL (psycopg 3, READ COMMITTED
+with row locks, bounded retry on serialization failures and deadlocks) is the production store.
+
+The hot paths speak SQL to the driver connection directly through :class:`Tx`: statements are
+written once with ``:name`` parameters and translated per driver, so a payment costs its
+statements and nothing more. The schema itself lives in :mod:`paygate.store.schema`.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
+from typing import Any, TypeVar
+
+import psycopg
+import psycopg.errors
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.pool import NullPool
+
+from paygate.errors import ConfigurationError, StoreError
+from paygate.store.schema import SQLITE_TIMESTAMP_FORMAT
+
+__all__ = [
+    "DEFAULT_DATABASE_URL",
+    "Store",
+    "Tx",
+    "UniqueViolation",
+    "normalize_url",
+]
+
+DEFAULT_DATABASE_URL = "sqlite:///paygate.db"
+
+T = TypeVar("T")
+
+_PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
+
+# Ids come from one counter in blocks: PostgreSQL's sequence hands out block starts
+# without locking, SQLite's counter row is updated inside the writer's own transaction.
+PG_ID_BLOCK = 1000
+SQLITE_ID_BLOCK = 64
+
+
+class UniqueViolation(Exception):
+    """A unique constraint refused a row; ``constraint`` names it when the driver says."""
+
+    def __init__(self, constraint: str) -> None:
+        super().__init__(constraint)
+        self.constraint = constraint
+
+
+def normalize_url(url: str | URL) -> URL:
+    """Return a SQLAlchemy URL, choosing psycopg 3 for PostgreSQL."""
+    try:
+        parsed = make_url(url)
+    except Exception as exc:
+        raise ConfigurationError(f"not a database URL: {url!s}", field="database_url") from exc
+    if parsed.drivername in ("postgresql", "postgres", "postgresql+psycopg2"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.drivername not in ("sqlite", "sqlite+pysqlite", "postgresql+psycopg"):
+        raise ConfigurationError(
+            f"unsupported database {parsed.drivername!r}: use sqlite:/// or postgresql://",
+            field="database_url",
+        )
+    return parsed
+
+
+class Tx:
+    """One open transaction on a driver connection, with per-dialect value conversion."""
+
+    __slots__ = ("_conn", "_store", "dialect", "ids")
+
+    def __init__(self, store: Store, conn: Any) -> None:
+        self._store = store
+        self._conn = conn
+        self.dialect = store.dialect
+        self.ids = _TxIds(store, self)
+
+    # -- statements ---------------------------------------------------------------------
+
+    def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> Any:
+        """Run one statement and return the driver cursor."""
+        try:
+            return self._conn.execute(self._store.sql(sql), params or {})
+        except (sqlite3.IntegrityError, psycopg.errors.UniqueViolation) as exc:
+            _raise_unique(exc)
+            raise
+
+    def one(self, sql: str, params: Mapping[str, Any] | None = None) -> tuple[Any, ...] | None:
+        """Run a query and return its first row, or None."""
+        row: tuple[Any, ...] | None = self.execute(sql, params).fetchone()
+        return row
+
+    def all(self, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        """Run a query and return every row."""
+        rows: list[tuple[Any, ...]] = self.execute(sql, params).fetchall()
+        return rows
+
+    def scalar(self, sql: str, params: Mapping[str, Any] | None = None) -> Any:
+        """Run a query and return the first column of its first row, or None."""
+        row = self.one(sql, params)
+        return None if row is None else row[0]
+
+    def many(self, sql: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Run one statement for each parameter set (pipelined by psycopg)."""
+        if not rows:
+            return
+        try:
+            if self.dialect == "sqlite":
+                self._conn.executemany(self._store.sql(sql), rows)
+            else:
+                with self._conn.cursor() as cur:
+                    cur.executemany(self._store.sql(sql), rows)
+        except (sqlite3.IntegrityError, psycopg.errors.UniqueViolation) as exc:
+            _raise_unique(exc)
+            raise
+
+    def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """Insert rows given as tuples in ``columns`` order, as one statement.
+
+        One statement matters: PostgreSQL checks that postings balance per statement. Large
+        sets go by COPY (still one statement); SQLite takes them row by row in one call.
+        """
+        if not rows:
+            return
+        cols = ", ".join(columns)
+        try:
+            if self.dialect == "sqlite":
+                marks = ", ".join("?" for _ in columns)
+                self._conn.executemany(
+                    f"INSERT INTO {table} ({cols}) VALUES ({marks})",  # noqa: S608 - names are ours
+                    rows,
+                )
+            elif len(rows) >= 64:
+                with (
+                    self._conn.cursor() as cur,
+                    cur.copy(f"COPY {table} ({cols}) FROM STDIN") as copy,
+                ):
+                    for row in rows:
+                        copy.write_row(row)
+            else:
+                one = "(" + ", ".join("%s" for _ in columns) + ")"
+                values = ", ".join(one for _ in rows)
+                flat = [value for row in rows for value in row]
+                self._conn.execute(
+                    f"INSERT INTO {table} ({cols}) VALUES {values}",  # noqa: S608 - names are ours
+                    flat,
+                )
+        except (sqlite3.IntegrityError, psycopg.errors.UniqueViolation) as exc:
+            _raise_unique(exc)
+            raise
+
+    @contextmanager
+    def pipeline(self) -> Iterator[None]:
+        """Send the statements of the block without waiting for each reply (PostgreSQL).
+
+        Errors surface when the block ends; on SQLite, which has no network, it does nothing.
+        """
+        if self.dialect != "postgresql":
+            yield
+            return
+        try:
+            with self._conn.pipeline():
+                yield
+        except psycopg.errors.UniqueViolation as exc:
+            _raise_unique(exc)
+            raise
+
+    # -- values -------------------------------------------------------------------------
+
+    def ts(self, value: datetime) -> Any:
+        """A datetime as this database stores it (UTC)."""
+        value = value.astimezone(UTC)
+        if self.dialect == "sqlite":
+            return value.strftime(SQLITE_TIMESTAMP_FORMAT)
+        return value
+
+    def day(self, value: date) -> Any:
+        """A date as this database stores it."""
+        if self.dialect == "sqlite":
+            return value.isoformat()
+        return value
+
+    @staticmethod
+    def read_ts(value: Any) -> datetime:
+        """A stored timestamp back as an aware UTC datetime."""
+        if isinstance(value, str):
+            return datetime.strptime(value, SQLITE_TIMESTAMP_FORMAT).replace(tzinfo=UTC)
+        assert isinstance(value, datetime)
+        return value.astimezone(UTC)
+
+    @staticmethod
+    def read_day(value: Any) -> date:
+        """A stored date back as a date."""
+        if isinstance(value, str):
+            return date.fromisoformat(value)
+        assert isinstance(value, date)
+        return value
+
+
+class _TxIds:
+    """Ids for the rows of one transaction."""
+
+    __slots__ = ("_next", "_stop", "_store", "_tx")
+
+    def __init__(self, store: Store, tx: Tx) -> None:
+        self._store = store
+        self._tx = tx
+        self._next = 0
+        self._stop = 0
+
+    def take(self, n: int = 1) -> list[int]:
+        """Return ``n`` fresh ids."""
+        if self._store.dialect == "postgresql":
+            return self._store._pg_ids(self._tx, n)
+        out: list[int] = []
+        while len(out) < n:
+            if self._next >= self._stop:
+                want = max(SQLITE_ID_BLOCK, n - len(out))
+                stop = self._tx.scalar(
+                    "UPDATE id_blocks SET next_id = next_id + :n WHERE name = 'ids' "
+                    "RETURNING next_id",
+                    {"n": want},
+                )
+                if stop is None:
+                    raise StoreError("the id counter is missing; run `paygate db upgrade`")
+                self._next, self._stop = int(stop) - want, int(stop)
+            take = min(n - len(out), self._stop - self._next)
+            out.extend(range(self._next, self._next + take))
+            self._next += take
+        return out
+
+    def one(self) -> int:
+        """Return one fresh id."""
+        return self.take(1)[0]
+
+
+def _raise_unique(exc: Exception) -> None:
+    if isinstance(exc, psycopg.errors.UniqueViolation):
+        name = exc.diag.constraint_name or "unique"
+        raise UniqueViolation(name) from exc
+    if isinstance(exc, sqlite3.IntegrityError) and "UNIQUE" in str(exc):
+        raise UniqueViolation(str(exc).split(":", 1)[-1].strip()) from exc
+
+
+_RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
+
+
+def _retryable(exc: BaseException) -> bool:
+    if isinstance(exc, psycopg.Error):
+        return exc.sqlstate in _RETRYABLE_SQLSTATES
+    if isinstance(exc, sqlite3.OperationalError):
+        return "locked" in str(exc) or "busy" in str(exc)
+    return False
+
+
+class Store:
+    """A database: its engine, its dialect and how to run a transaction on it."""
+
+    def __init__(self, url: str | URL, *, pool_size: int = 8, sqlite_synchronous: str = "FULL"):
+        self.url = normalize_url(url)
+        self.dialect = "sqlite" if self.url.drivername.startswith("sqlite") else "postgresql"
+        self._sql_cache: dict[str, str] = {}
+        self._id_lock = threading.Lock()
+        self._id_next = 0
+        self._id_stop = 0
+        if self.dialect == "sqlite":
+            if sqlite_synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+                raise ConfigurationError("sqlite_synchronous must be NORMAL, FULL or EXTRA")
+            memory = self.url.database in (None, "", ":memory:")
+            if memory:
+                raise ConfigurationError(
+                    "an in-memory SQLite database cannot be shared; use a file",
+                    field="database_url",
+                )
+            self.engine: Engine = create_engine(
+                self.url,
+                connect_args={"isolation_level": None, "check_same_thread": False, "timeout": 60},
+                pool_size=pool_size,
+                max_overflow=pool_size,
+            )
+            synchronous = sqlite_synchronous
+
+            @event.listens_for(self.engine, "connect")
+            def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+                dbapi_conn.execute("PRAGMA journal_mode=WAL")
+                dbapi_conn.execute("PRAGMA foreign_keys=ON")
+                dbapi_conn.execute("PRAGMA busy_timeout=60000")
+                dbapi_conn.execute(f"PRAGMA synchronous={synchronous}")
+
+        else:
+            self.engine = create_engine(
+                self.url,
+                pool_size=pool_size,
+                max_overflow=pool_size,
+                pool_pre_ping=True,
+                connect_args={"connect_timeout": 10},
+            )
+
+    def sql(self, text: str) -> str:
+        """``text`` with ``:name`` parameters in the driver's own style."""
+        if self.dialect == "sqlite":
+            return text
+        out = self._sql_cache.get(text)
+        if out is None:
+            out = _PARAM.sub(r"%(\1)s", text.replace("%", "%%"))
+            self._sql_cache[text] = out
+        return out
+
+    @contextmanager
+    def transaction(self, *, write: bool = True) -> Iterator[Tx]:
+        """Open one transaction; commit when the block ends, roll back if it raises."""
+        try:
+            raw = self.engine.raw_connection()
+        except Exception as exc:
+            raise StoreError(f"cannot connect to {self.safe_url()}: {exc}") from exc
+        try:
+            conn = raw.driver_connection
+            assert conn is not None
+            if self.dialect == "sqlite":
+                conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            tx = Tx(self, conn)
+            try:
+                yield tx
+            except BaseException:
+                conn.rollback() if self.dialect == "postgresql" else conn.execute("ROLLBACK")
+                raise
+            if self.dialect == "sqlite":
+                conn.execute("COMMIT")
+            else:
+                conn.commit()
+        finally:
+            raw.close()
+
+    def run(self, work: Callable[[Tx], T], *, write: bool = True, attempts: int = 8) -> T:
+        """Run ``work`` in a transaction, retrying serialization failures and deadlocks."""
+        for attempt in range(1, attempts + 1):
+            try:
+                with self.transaction(write=write) as tx:
+                    return work(tx)
+            except (psycopg.Error, sqlite3.OperationalError) as exc:
+                if not _retryable(exc) or attempt == attempts:
+                    raise
+                time.sleep(random.uniform(0, 0.002 * 2**attempt))  # noqa: S311 - jitter only
+        raise AssertionError("unreachable")
+
+    def _pg_ids(self, tx: Tx, n: int) -> list[int]:
+        out: list[int] = []
+        while len(out) < n:
+            with self._id_lock:
+                if self._id_next < self._id_stop:
+                    take = min(n - len(out), self._id_stop - self._id_next)
+                    out.extend(range(self._id_next, self._id_next + take))
+                    self._id_next += take
+                    continue
+            # nextval is outside transactions: a rolled-back block is a gap, never a reuse.
+            start = int(tx.scalar("SELECT nextval('paygate_id_seq')"))
+            with self._id_lock:
+                if self._id_next >= self._id_stop:
+                    self._id_next, self._id_stop = start, start + PG_ID_BLOCK
+                else:
+                    # another thread refilled meanwhile; keep ours for later use
+                    out.extend(range(start, start + min(PG_ID_BLOCK, n - len(out))))
+        return out
+
+    def safe_url(self) -> str:
+        """The database URL with any password hidden."""
+        return self.url.render_as_string(hide_password=True)
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
+
+def single_connection_engine(url: str | URL) -> Engine:
+    """An engine without a pool, for migrations and one-off administration."""
+    return create_engine(normalize_url(url), poolclass=NullPool)
+
+
+def chunks(items: Sequence[T], size: int) -> Iterable[Sequence[T]]:
+    """Split ``items`` into consecutive slices of at most ``size``."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -1,0 +1,295 @@
+"""The database schema, as SQLAlchemy tables: the one description Alembic migrations must match.
+
+Invariants the database keeps on its own, whatever the code does:
+
+* every posting amount is a non-zero integer of minor units; every journal entry's postings sum
+  to zero per currency (a deferred constraint trigger on PostgreSQL; on SQLite the ledger checks
+  before it writes, since SQLite cannot defer a check to commit);
+* journal entries and postings are append-only (UPDATE and DELETE are refused by triggers);
+* a payment is unique by (channel, channel_txn_id), a bill by bill_no, an account by account_no;
+* bill payments never exceed the bill (CHECK constraints).
+
+Ids are allocated by the application in blocks (see ``paygate.store.engine.IdAllocator``), so
+that one payment's rows can be written without waiting for the database to hand out keys.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    Date,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.types import TypeDecorator
+
+__all__ = ["SQLITE_TIMESTAMP_FORMAT", "UTCDateTime", "metadata"]
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+# SQLite has no timestamp type: times are stored as UTC text in this exact form, which sorts
+# chronologically and is what SQLAlchemy's own SQLite DATETIME writes.
+SQLITE_TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """An aware datetime stored in UTC (``timestamptz`` on PostgreSQL, UTC text on SQLite)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("refusing to store a naive datetime")
+        value = value.astimezone(UTC)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = datetime.strptime(value, SQLITE_TIMESTAMP_FORMAT).replace(tzinfo=UTC)
+        assert isinstance(value, datetime)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def _id() -> Column[int]:
+    return Column("id", BigInteger, primary_key=True, autoincrement=False)
+
+
+# --- ledger ---------------------------------------------------------------------------------
+
+ledger_accounts = Table(
+    "ledger_accounts",
+    metadata,
+    _id(),
+    Column("code", String(100), nullable=False, unique=True),
+    Column("kind", String(32), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+# A cached balance is split over shards so that busy accounts (a channel's clearing account
+# takes every payment of that channel) do not serialize concurrent payments on one row.
+ledger_balances = Table(
+    "ledger_balances",
+    metadata,
+    Column("account_id", BigInteger, ForeignKey("ledger_accounts.id"), nullable=False),
+    Column("shard", SmallInteger, nullable=False),
+    Column("balance", BigInteger, nullable=False),
+    PrimaryKeyConstraint("account_id", "shard"),
+)
+
+journal_entries = Table(
+    "journal_entries",
+    metadata,
+    _id(),
+    Column("kind", String(32), nullable=False),
+    Column("reference", String(100), nullable=False),
+    Column("memo", Text, nullable=False),
+    Column("business_date", Date, nullable=False),
+    Column("posted_at", UTCDateTime, nullable=False),
+)
+
+postings = Table(
+    "postings",
+    metadata,
+    _id(),
+    Column("entry_id", BigInteger, ForeignKey("journal_entries.id"), nullable=False, index=True),
+    Column("account_id", BigInteger, ForeignKey("ledger_accounts.id"), nullable=False, index=True),
+    Column("amount", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    CheckConstraint("amount <> 0", name="amount_nonzero"),
+)
+
+# Filled by a trigger on every journal entry insert, emptied by the sealer: the entries that
+# still await a seal block, found without scanning the journal.
+seal_queue = Table(
+    "seal_queue",
+    metadata,
+    Column("entry_id", BigInteger, ForeignKey("journal_entries.id"), primary_key=True),
+)
+
+seal_blocks = Table(
+    "seal_blocks",
+    metadata,
+    Column("block_no", BigInteger, primary_key=True, autoincrement=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+    Column("entry_count", Integer, nullable=False),
+    Column("first_entry_id", BigInteger, nullable=False),
+    Column("last_entry_id", BigInteger, nullable=False),
+    Column("sealed_at", UTCDateTime, nullable=False),
+)
+
+journal_seals = Table(
+    "journal_seals",
+    metadata,
+    Column("entry_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("block_no", BigInteger, ForeignKey("seal_blocks.block_no"), nullable=False, index=True),
+    Column("entry_hash", String(64), nullable=False),
+)
+
+id_blocks = Table(
+    "id_blocks",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("next_id", BigInteger, nullable=False),
+)
+
+# --- customers, bills, payments -------------------------------------------------------------
+
+accounts = Table(
+    "accounts",
+    metadata,
+    _id(),
+    Column("account_no", String(64), nullable=False, unique=True),
+    Column("name", String(200)),
+    Column("category", String(32), nullable=False),
+    Column("prepaid", Boolean, nullable=False),
+    Column("protected", Boolean, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("supply_state", String(32), nullable=False),
+    Column("receivable_account_id", BigInteger, ForeignKey("ledger_accounts.id"), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+bills = Table(
+    "bills",
+    metadata,
+    _id(),
+    Column("account_id", BigInteger, ForeignKey("accounts.id"), nullable=False),
+    Column("bill_no", String(64), nullable=False, unique=True),
+    Column("period", String(16), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("due_date", Date, nullable=False),
+    Column("principal_paid", BigInteger, nullable=False),
+    Column("late_fee_charged", BigInteger, nullable=False),
+    Column("late_fee_paid", BigInteger, nullable=False),
+    # The last bill-day whose late fee has been charged: a day is never charged twice.
+    Column("late_fee_through", Date),
+    Column("entry_id", BigInteger, ForeignKey("journal_entries.id"), nullable=False),
+    Column("issued_at", UTCDateTime, nullable=False),
+    CheckConstraint("amount > 0", name="amount_positive"),
+    CheckConstraint("principal_paid >= 0 AND principal_paid <= amount", name="principal_paid"),
+    CheckConstraint(
+        "late_fee_paid >= 0 AND late_fee_paid <= late_fee_charged", name="late_fee_paid"
+    ),
+    Index("ix_bills_open", "account_id", "due_date"),
+)
+
+payments = Table(
+    "payments",
+    metadata,
+    _id(),
+    Column("channel", String(64), nullable=False),
+    Column("channel_txn_id", String(64), nullable=False),
+    Column("account_id", BigInteger, ForeignKey("accounts.id"), nullable=False, index=True),
+    Column("amount", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("paid_at", UTCDateTime, nullable=False),
+    Column("business_date", Date, nullable=False),
+    Column("fingerprint", String(64), nullable=False),
+    Column("entry_id", BigInteger, ForeignKey("journal_entries.id"), nullable=False),
+    Column("late_fee", BigInteger, nullable=False),
+    # What is left of this payment as credit, consumed by later bills oldest payment first.
+    Column("unallocated", BigInteger, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("reversal_entry_id", BigInteger, ForeignKey("journal_entries.id")),
+    Column("reversal_reason", Text),
+    Column("receipt", Text, nullable=False),
+    Column("posted_at", UTCDateTime, nullable=False),
+    UniqueConstraint("channel", "channel_txn_id"),
+    CheckConstraint("amount > 0", name="amount_positive"),
+    CheckConstraint("unallocated >= 0 AND unallocated <= amount", name="unallocated"),
+    Index("ix_payments_channel_day", "channel", "business_date"),
+)
+
+allocations = Table(
+    "allocations",
+    metadata,
+    _id(),
+    Column("payment_id", BigInteger, ForeignKey("payments.id"), nullable=False, index=True),
+    Column("bill_id", BigInteger, ForeignKey("bills.id"), nullable=False, index=True),
+    # 'payment' when made as the payment posted, 'credit' when a later bill consumed credit,
+    # 'reversal' (negative amounts) when a reversal re-opened what the payment had paid.
+    Column("source", String(16), nullable=False),
+    Column("late_fee", BigInteger, nullable=False),
+    Column("principal", BigInteger, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+# --- supply and events ----------------------------------------------------------------------
+
+supply_orders = Table(
+    "supply_orders",
+    metadata,
+    _id(),
+    Column("account_id", BigInteger, ForeignKey("accounts.id"), nullable=False, index=True),
+    Column("kind", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("payment_id", BigInteger, ForeignKey("payments.id")),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("due_at", UTCDateTime, nullable=False),
+    Column("closed_at", UTCDateTime),
+)
+
+supply_transitions = Table(
+    "supply_transitions",
+    metadata,
+    _id(),
+    Column("account_id", BigInteger, ForeignKey("accounts.id"), nullable=False, index=True),
+    Column("from_state", String(32), nullable=False),
+    Column("to_state", String(32), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("actor", String(64), nullable=False),
+    Column("order_id", BigInteger, ForeignKey("supply_orders.id")),
+    Column("at", UTCDateTime, nullable=False),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    _id(),
+    Column("event_type", String(64), nullable=False),
+    Column("account_no", String(64)),
+    Column("payload", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("available_at", UTCDateTime, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("delivered_at", UTCDateTime),
+    Column("last_error", Text),
+    Index("ix_outbox_pending", "delivered_at", "available_at"),
+)
