@@ -1,0 +1,212 @@
+"""The ``paygate`` command: database, audit, accounts and the demo.
+
+Every command takes ``--database-url`` (else ``PAYGATE_DATABASE_URL``, else
+``sqlite:///paygate.db``). Errors are printed as one line naming the problem, exit code 2;
+an audit that finds something wrong exits 1.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from paygate.config import Settings
+from paygate.errors import PaygateError
+from paygate.gateway import Gateway
+from paygate.money import Money
+from paygate.store import migrate
+
+__all__ = ["app", "main"]
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    name="paygate",
+    help="Electricity bill payments from every channel into one ledger.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Create and upgrade the database schema.", no_args_is_help=True)
+audit_app = typer.Typer(help="Seal and verify the journal.", no_args_is_help=True)
+accounts_app = typer.Typer(help="Look at customer accounts.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(audit_app, name="audit")
+app.add_typer(accounts_app, name="accounts")
+
+out = Console()
+err = Console(stderr=True)
+
+DatabaseUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        help="Database URL (default: $PAYGATE_DATABASE_URL, else sqlite:///paygate.db).",
+        show_default=False,
+    ),
+]
+
+
+def _settings(database_url: str | None) -> Settings:
+    return Settings.from_env(database_url=database_url)
+
+
+def _guard(action: Callable[[], T]) -> T:
+    try:
+        return action()
+    except PaygateError as exc:
+        err.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+        raise typer.Exit(2) from None
+
+
+@db_app.command("upgrade")
+def db_upgrade(database_url: DatabaseUrl = None, revision: str = "head") -> None:
+    """Apply the schema migrations (Alembic) up to REVISION."""
+    settings = _settings(database_url)
+    _guard(lambda: migrate.upgrade(settings.database_url, revision))
+    current = _guard(lambda: migrate.current_revision(settings.database_url))
+    out.print(f"database at revision {current}")
+
+
+@db_app.command("current")
+def db_current(database_url: DatabaseUrl = None) -> None:
+    """Print the schema revision of the database and of the code."""
+    settings = _settings(database_url)
+    current = _guard(lambda: migrate.current_revision(settings.database_url))
+    out.print(f"database: {current or 'empty'}  code: {migrate.head_revision()}")
+
+
+@audit_app.command("verify")
+def audit_verify(database_url: DatabaseUrl = None) -> None:
+    """Recompute every balance and entry from the postings and check every seal."""
+
+    def run() -> int:
+        with Gateway.open(settings=_settings(database_url)) as gateway:
+            report = gateway.verify()
+        out.print(
+            f"{report.entries} entries, {report.accounts} accounts, {report.blocks} seal blocks "
+            f"({report.sealed_entries} sealed, {report.unsealed_entries} awaiting a seal)"
+        )
+        if report.ok:
+            out.print("[green]audit clean[/green]")
+            return 0
+        first = report.findings[0]
+        err.print(f"[red]audit failed:[/red] first problem: {first}", highlight=False)
+        for finding in report.findings[1:20]:
+            err.print(f"  {finding}", highlight=False)
+        if len(report.findings) > 20:
+            err.print(f"  ... and {len(report.findings) - 20} more")
+        return 1
+
+    code = _guard(run)
+    raise typer.Exit(code)
+
+
+@audit_app.command("seal")
+def audit_seal(database_url: DatabaseUrl = None) -> None:
+    """Seal every committed journal entry that is not sealed yet."""
+
+    def run() -> int:
+        with Gateway.open(settings=_settings(database_url)) as gateway:
+            return gateway.seal()
+
+    out.print(f"sealed {_guard(run)} entries")
+
+
+@accounts_app.command("status")
+def accounts_status(
+    account_no: str,
+    database_url: DatabaseUrl = None,
+    as_of: Annotated[str | None, typer.Option(help="YYYY-MM-DD (default: today)")] = None,
+) -> None:
+    """Show what an account owes: arrears, late fee, bills, supply state."""
+
+    def run() -> None:
+        day = date.fromisoformat(as_of) if as_of else None
+        with Gateway.open(settings=_settings(database_url)) as gateway:
+            status = gateway.account_status(account_no, day)
+        out.print(
+            f"account {status.account_no} ({status.category.value}), supply "
+            f"{status.supply_state.value}, as of {status.as_of}\n"
+            f"balance {status.balance}  arrears {status.arrears}  late fee {status.late_fee}  "
+            f"credit {status.credit}"
+        )
+        table = Table("bill", "period", "due", "amount", "principal due", "late fee", "overdue")
+        for bill in status.bills:
+            fee = bill.late_fee_charged - bill.late_fee_paid + bill.late_fee_accrued
+            table.add_row(
+                bill.bill_no,
+                bill.period,
+                str(bill.due_date),
+                bill.amount.format(),
+                bill.principal_due.format(),
+                fee.format(),
+                "yes" if bill.overdue else "",
+            )
+        out.print(table)
+
+    _guard(run)
+
+
+@app.command("demo")
+def demo(
+    database_url: DatabaseUrl = None,
+    accounts: Annotated[int, typer.Option(min=10, max=100_000)] = 300,
+    seed: int = 2026,
+) -> None:
+    """Run a month of a small utility end to end on a fresh database and verify the ledger."""
+    from paygate.demo import run_demo
+
+    settings = _settings(database_url)
+    url = settings.database_url
+    if url.startswith("sqlite:///") and Path(url.removeprefix("sqlite:///")).exists():
+        err.print(f"[red]error:[/red] {url} exists; the demo needs a fresh database")
+        raise typer.Exit(2)
+    summary = _guard(lambda: run_demo(url, accounts=accounts, seed=seed))
+
+    out.print(
+        f"[bold]paygate demo[/bold] on {url}: {summary.accounts} accounts, {summary.bills} bills, "
+        f"{summary.disconnected} disconnected for arrears"
+    )
+    table = Table("channel", "payments", "amount (CNY)", title="Payments by channel")
+    for channel in sorted(summary.payments):
+        table.add_row(
+            channel, str(summary.payments[channel]), Money(summary.amounts[channel], "CNY").format()
+        )
+    out.print(table)
+    out.print(
+        f"late fees charged: {Money(summary.late_fees, 'CNY')}; replays answered from the "
+        f"original receipt: {summary.replays}; bank file: {summary.batch_posted} posted, "
+        f"{summary.refused} refused; reversals: {summary.reversals}"
+    )
+    out.print(
+        f"reconnection orders: {summary.reconnection_orders} created, "
+        f"{summary.reconnected} completed"
+    )
+    report = summary.verify
+    assert report is not None
+    out.print(
+        f"audit verify: {report.entries} entries, {report.blocks} seal blocks, "
+        f"{len(report.findings)} findings"
+    )
+    if not report.ok:
+        for finding in report.findings[:20]:
+            err.print(f"  {finding}", highlight=False)
+        raise typer.Exit(1)
+    out.print("[green]audit clean[/green]")
+
+
+def main() -> None:
+    """Entry point of the ``paygate`` console script."""
+    app(prog_name="paygate")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
