@@ -11,9 +11,8 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
-from paygate.clock import require_aware
 from paygate.money import Money
 
 __all__ = [
@@ -32,14 +31,6 @@ __all__ = [
     "StatementLineKind",
     "SupplyState",
 ]
-
-
-def _aware(value: datetime) -> datetime:
-    return require_aware(value, "datetime")
-
-
-AwareDatetime = Annotated[datetime, AfterValidator(_aware)]
-"""A datetime that must carry a time zone."""
 
 Identifier = Annotated[
     str, StringConstraints(min_length=1, max_length=64, pattern=r"^[\x21-\x7e]+$")
