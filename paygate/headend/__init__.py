@@ -1,0 +1,1 @@
+"""Head-end adapters: how reconnection/disconnection commands reach meters."""
