@@ -18,6 +18,7 @@ import hashlib
 import json
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from types import TracebackType
@@ -519,7 +520,9 @@ class Gateway:
             seen[key] = (fingerprint, receipt)
             results.append(receipt)
         if writes.entries:
-            with tx.pipeline():
+            # A few payments: send the writes without waiting on each reply. A batch: COPY,
+            # which cannot run in a pipeline and does not need one.
+            with tx.pipeline() if len(intents) <= 16 else nullcontext():
                 ledger.post(tx, writes.entries, self._ledger)
                 self._flush_rows(tx, writes)
                 self._write_bills(tx, accounts.values())

@@ -141,12 +141,14 @@ class LedgerAccounts:
             )
             row = tx.one("SELECT id, kind FROM ledger_accounts WHERE code = :code", {"code": code})
             assert row is not None
-            account_id = int(row[0])
-            tx.many(
-                "INSERT INTO ledger_balances (account_id, shard, balance) "
-                "VALUES (:a, :s, 0) ON CONFLICT (account_id, shard) DO NOTHING",
-                [{"a": account_id, "s": s} for s in range(shards_for(kind))],
-            )
+            if int(row[0]) == new_id:
+                tx.many(
+                    "INSERT INTO ledger_balances (account_id, shard, balance) VALUES (:a, :s, 0)",
+                    [{"a": new_id, "s": s} for s in range(shards_for(kind))],
+                )
+                # Not remembered: this transaction may still roll back and take the row with it.
+                self._shards[new_id] = shards_for(kind)
+                return new_id
         account_id = int(row[0])
         if AccountKind(row[1]) is not kind:
             raise LedgerError(f"ledger account {code!r} exists with kind {row[1]}, not {kind}")

@@ -77,11 +77,12 @@ def normalize_url(url: str | URL) -> URL:
 class Tx:
     """One open transaction on a driver connection, with per-dialect value conversion."""
 
-    __slots__ = ("_conn", "_store", "dialect", "ids")
+    __slots__ = ("_conn", "_pipelined", "_store", "dialect", "ids")
 
     def __init__(self, store: Store, conn: Any) -> None:
         self._store = store
         self._conn = conn
+        self._pipelined = False
         self.dialect = store.dialect
         self.ids = _TxIds(store, self)
 
@@ -128,7 +129,8 @@ class Tx:
         """Insert rows given as tuples in ``columns`` order, as one statement.
 
         One statement matters: PostgreSQL checks that postings balance per statement. Large
-        sets go by COPY (still one statement); SQLite takes them row by row in one call.
+        sets go by COPY (still one statement) unless a pipeline is open, where COPY cannot run;
+        SQLite takes them row by row in one call.
         """
         if not rows:
             return
@@ -140,7 +142,7 @@ class Tx:
                     f"INSERT INTO {table} ({cols}) VALUES ({marks})",  # noqa: S608 - names are ours
                     rows,
                 )
-            elif len(rows) >= 64:
+            elif len(rows) >= 64 and not self._pipelined:
                 with (
                     self._conn.cursor() as cur,
                     cur.copy(f"COPY {table} ({cols}) FROM STDIN") as copy,
@@ -168,12 +170,15 @@ class Tx:
         if self.dialect != "postgresql":
             yield
             return
+        self._pipelined = True
         try:
             with self._conn.pipeline():
                 yield
         except psycopg.errors.UniqueViolation as exc:
             _raise_unique(exc)
             raise
+        finally:
+            self._pipelined = False
 
     # -- values -------------------------------------------------------------------------
 

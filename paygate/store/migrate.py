@@ -18,7 +18,14 @@ from sqlalchemy.engine import URL
 from paygate.errors import SchemaNotReadyError, StoreError
 from paygate.store.engine import normalize_url, single_connection_engine
 
-__all__ = ["current_revision", "head_revision", "migrations_dir", "require_current", "upgrade"]
+__all__ = [
+    "current_revision",
+    "downgrade",
+    "head_revision",
+    "migrations_dir",
+    "require_current",
+    "upgrade",
+]
 
 
 def migrations_dir() -> Path:
@@ -66,6 +73,19 @@ def upgrade(url: str | URL, revision: str = "head") -> None:
             cfg = _config(normalized)
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, revision)
+    finally:
+        engine.dispose()
+
+
+def downgrade(url: str | URL, revision: str) -> None:
+    """Undo migrations down to ``revision`` (``"base"``: an empty database)."""
+    normalized = normalize_url(url)
+    engine = single_connection_engine(normalized)
+    try:
+        with engine.begin() as conn:
+            cfg = _config(normalized)
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, revision)
     finally:
         engine.dispose()
 
