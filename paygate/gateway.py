@@ -374,7 +374,6 @@ class Gateway:
             applied = self._apply_credit(tx, acct, writes, now)
             self._flush_rows(tx, writes)
             self._write_bills(tx, [acct])
-            self._after_commit(1)
             return BillIssued(
                 bill_no=bill_no,
                 account_no=account_no,
@@ -386,12 +385,15 @@ class Gateway:
             )
 
         try:
-            return self.store.run(work)
+            issued = self.store.run(work)
         except UniqueViolation:
             result = self.store.run(existing, write=False)
             if result is None:
                 raise
             return result
+        if issued.created:
+            self._after_commit(1)
+        return issued
 
     # -- payments -----------------------------------------------------------------------
 

@@ -261,11 +261,9 @@ _RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
 
 
 def _retryable(exc: BaseException) -> bool:
-    if isinstance(exc, psycopg.Error):
-        return exc.sqlstate in _RETRYABLE_SQLSTATES
-    if isinstance(exc, sqlite3.OperationalError):
-        return "locked" in str(exc) or "busy" in str(exc)
-    return False
+    # SQLite writers queue on BEGIN IMMEDIATE for the whole busy timeout; past that, waiting
+    # again would only hide a stuck writer, so only PostgreSQL's conflicts are retried.
+    return isinstance(exc, psycopg.Error) and exc.sqlstate in _RETRYABLE_SQLSTATES
 
 
 class Store:
@@ -275,6 +273,7 @@ class Store:
         self.url = normalize_url(url)
         self.dialect = "sqlite" if self.url.drivername.startswith("sqlite") else "postgresql"
         self._sql_cache: dict[str, str] = {}
+        self._local = threading.local()
         self._id_lock = threading.Lock()
         self._id_next = 0
         self._id_stop = 0
@@ -323,7 +322,22 @@ class Store:
 
     @contextmanager
     def transaction(self, *, write: bool = True) -> Iterator[Tx]:
-        """Open one transaction; commit when the block ends, roll back if it raises."""
+        """Open one transaction; commit when the block ends, roll back if it raises.
+
+        One decision is one transaction: opening a second one on the same thread while the
+        first is open is a programming error (on SQLite it would wait for itself).
+        """
+        if getattr(self._local, "open", False):
+            raise StoreError("a transaction is already open on this thread")
+        self._local.open = True
+        try:
+            with self._transaction(write=write) as tx:
+                yield tx
+        finally:
+            self._local.open = False
+
+    @contextmanager
+    def _transaction(self, *, write: bool) -> Iterator[Tx]:
         try:
             raw = self.engine.raw_connection()
         except Exception as exc:
@@ -352,7 +366,7 @@ class Store:
             try:
                 with self.transaction(write=write) as tx:
                     return work(tx)
-            except (psycopg.Error, sqlite3.OperationalError) as exc:
+            except psycopg.Error as exc:
                 if not _retryable(exc) or attempt == attempts:
                     raise
                 time.sleep(random.uniform(0, 0.002 * 2**attempt))  # noqa: S311 - jitter only
