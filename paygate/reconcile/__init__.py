@@ -1,0 +1,1 @@
+"""Reconciliation: channel settlement statements and bank statements against the ledger."""
