@@ -1,0 +1,926 @@
+"""Mobile wallets: Alipay-style and WeChat Pay API v3-style payment notifications and bills.
+
+Invariant: a wallet notification reaches the core only after its signature verified against
+the configured wallet key (and, for WeChat Pay, its timestamp is within the window, its nonce
+is new and its resource decrypted). The wallet is told "received" only after the core
+returned a receipt: a notification the core did not record is retried by the wallet, and a
+retry of one it did record is a replay in the core, never a second posting.
+
+Two channels live here, ``alipay`` and ``wechatpay``: each wallet settles separately, sends
+its own bill and numbers its transactions in its own namespace.
+
+The customer's account number travels inside the wallet order. The utility puts it in
+``passback_params`` (Alipay; URL-encoded as Alipay requires) or ``attach`` (WeChat Pay) when
+it creates the order; the wallet returns the field verbatim in the notification, where the
+signature covers it. A verified payment without it is refused (``missing_account``) and
+surfaces in reconciliation as a statement line without a ledger payment.
+
+The module reads top to bottom: wire models, signature checks, mapping to
+:class:`~paygate.models.PaymentIntent`, statement readers, settlement rules, and the two
+adapters that put them together.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import re
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime, time, timedelta
+from typing import ClassVar, Final
+from urllib.parse import unquote
+from zoneinfo import ZoneInfo
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StrictInt,
+    ValidationError,
+    field_validator,
+)
+
+from paygate.channels.base import (
+    AdapterContext,
+    ChannelAdapter,
+    ChannelConfig,
+    FeeSchedule,
+    NotifyResult,
+    Operation,
+    PaymentSink,
+    SettlementRules,
+    StatementSource,
+    acknowledged,
+    refused,
+)
+from paygate.channels.errors import (
+    DecryptionError,
+    MerchantMismatchError,
+    MissingAccountError,
+    NonceReusedError,
+    SignatureError,
+    StaleTimestampError,
+    UnknownKeyError,
+)
+from paygate.channels.signing import (
+    VerifyingKey,
+    canonical_string,
+    decode_signature,
+    load_verifying_key,
+    verify_sha256_rsa,
+)
+from paygate.channels.wire import (
+    Headers,
+    first_validation_error,
+    iter_source_lines,
+    make_intent,
+    make_statement_line,
+    parse_form,
+    parse_local_time,
+    parse_money,
+    shown,
+    source_label,
+    split_csv_line,
+)
+from paygate.errors import (
+    CurrencyMismatchError,
+    InvalidAmountError,
+    ParseError,
+    PaygateError,
+)
+from paygate.models import PaymentIntent, StatementLine, StatementLineKind
+from paygate.money import Money
+
+__all__ = [
+    "ALIPAY_BILL_COLUMNS",
+    "WECHAT_BILL_COLUMNS",
+    "WECHAT_SUMMARY_COLUMNS",
+    "AlipayAdapter",
+    "AlipayConfig",
+    "AlipayNotification",
+    "WechatNotification",
+    "WechatPayAdapter",
+    "WechatPayConfig",
+    "WechatResource",
+    "WechatTransaction",
+    "alipay_intent",
+    "alipay_signing_string",
+    "decrypt_wechat_resource",
+    "read_alipay_bill",
+    "read_wechat_trade_bill",
+    "verify_alipay_notify",
+    "wallet_settlement",
+    "wechat_intent",
+    "wechat_signed_message",
+]
+
+_log = logging.getLogger("paygate.channels.mobile")
+
+# Both wallets write times as Beijing wall-clock time without an offset.
+BEIJING: Final = ZoneInfo("Asia/Shanghai")
+_TEXT: Final = "text/plain; charset=utf-8"
+_JSON: Final = "application/json"
+
+
+# ── wire models ──────────────────────────────────────────────────────────────────────────
+
+
+class _Wire(BaseModel):
+    # Wallets add fields over time; unknown ones are ignored, known ones are checked.
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class AlipayNotification(_Wire):
+    """An Alipay asynchronous notification (the fields paygate reads), after verification."""
+
+    notify_type: str
+    notify_id: str
+    notify_time: str | None = None
+    app_id: str | None = None
+    trade_status: str | None = None
+    trade_no: str | None = None
+    out_trade_no: str | None = None
+    total_amount: str | None = None
+    gmt_payment: str | None = None
+    passback_params: str | None = None
+    refund_fee: str | None = None
+    gmt_refund: str | None = None
+
+
+class WechatResource(_Wire):
+    """The encrypted ``resource`` of a WeChat Pay v3 notification."""
+
+    algorithm: str
+    ciphertext: str
+    nonce: str
+    associated_data: str = ""
+    original_type: str = ""
+
+
+class WechatNotification(_Wire):
+    """The envelope of a WeChat Pay v3 notification."""
+
+    id: str
+    event_type: str
+    resource_type: str = ""
+    create_time: str = ""
+    summary: str = ""
+    resource: WechatResource
+
+
+class WechatAmount(_Wire):
+    """``amount`` of a WeChat Pay transaction: integer fen."""
+
+    total: StrictInt
+    currency: str = "CNY"
+    payer_total: StrictInt | None = None
+    payer_currency: str | None = None
+
+
+class WechatTransaction(_Wire):
+    """The decrypted resource of a ``transaction`` notification."""
+
+    mchid: str
+    appid: str | None = None
+    out_trade_no: str
+    transaction_id: str | None = None
+    trade_state: str
+    success_time: str | None = None
+    attach: str | None = None
+    amount: WechatAmount
+
+
+# ── signature checks ─────────────────────────────────────────────────────────────────────
+
+ALIPAY_TRADE_NOTIFY: Final = "trade_status_sync"
+
+
+def alipay_signing_string(params: Mapping[str, str]) -> str:
+    """The string Alipay signed: sorted ``k=v&…`` without ``sign`` and empty values.
+
+    Trade notifications (``notify_type=trade_status_sync``) also leave out ``sign_type``
+    (Alipay's "V1" check); other notifications, such as service-market orders, keep it
+    ("V2"). ``notify_type`` is itself covered by the signature, so choosing the rule by it
+    gives a forger nothing.
+    """
+    if params.get("notify_type") == ALIPAY_TRADE_NOTIFY:
+        excluded = frozenset({"sign", "sign_type"})
+    else:
+        excluded = frozenset({"sign"})
+    return canonical_string(params, exclude=excluded, drop_empty=True)
+
+
+def verify_alipay_notify(body: bytes, key: VerifyingKey, *, source: str) -> AlipayNotification:
+    """Read a form-encoded Alipay notification and verify its RSA2 signature with ``key``."""
+    params, charset = parse_form(body, source=source, charset_field="charset")
+    sign_type = params.get("sign_type", "")
+    if sign_type != "RSA2":
+        raise SignatureError(
+            f"sign_type {shown(sign_type)} is not accepted; RSA2 is required", field="sign_type"
+        )
+    signature = decode_signature(params.get("sign"), field="sign")
+    # The signed bytes are the string in the charset the message declared.
+    message = alipay_signing_string(params).encode(charset)
+    verify_sha256_rsa(key, message, signature, field="sign")
+    try:
+        return AlipayNotification.model_validate(params)
+    except ValidationError as exc:
+        raise first_validation_error(exc, source=source) from None
+
+
+def wechat_signed_message(timestamp: str, nonce: str, body: bytes) -> bytes:
+    """What WeChat Pay signs: ``timestamp\\nnonce\\nbody\\n`` (the body byte for byte)."""
+    return timestamp.encode("utf-8") + b"\n" + nonce.encode("utf-8") + b"\n" + body + b"\n"
+
+
+def decrypt_wechat_resource(resource: WechatResource, key: bytes, *, source: str) -> bytes:
+    """Decrypt ``resource`` with the API v3 key (AES-GCM, associated data, 16-byte tag)."""
+    if resource.algorithm != "AEAD_AES_256_GCM":
+        raise ParseError(
+            f"unsupported algorithm {shown(resource.algorithm)}",
+            source=source,
+            field="resource.algorithm",
+        )
+    try:
+        ciphertext = base64.b64decode(resource.ciphertext, validate=True)
+    except (binascii.Error, ValueError):
+        raise ParseError(
+            "ciphertext is not base64", source=source, field="resource.ciphertext"
+        ) from None
+    nonce = resource.nonce.encode("utf-8")
+    if not 8 <= len(nonce) <= 128:
+        raise ParseError("nonce of unusable length", source=source, field="resource.nonce")
+    try:
+        return AESGCM(key).decrypt(nonce, ciphertext, resource.associated_data.encode("utf-8"))
+    except InvalidTag:
+        raise DecryptionError(
+            "resource does not decrypt with the API v3 key", field="resource"
+        ) from None
+
+
+# ── mapping to PaymentIntent ─────────────────────────────────────────────────────────────
+
+ALIPAY_PAID_STATUSES: Final = frozenset({"TRADE_SUCCESS", "TRADE_FINISHED"})
+
+
+def alipay_intent(
+    notification: AlipayNotification, *, channel: str, currency: str
+) -> PaymentIntent | None:
+    """The payment an Alipay notification reports, or None when it reports no payment.
+
+    Only ``TRADE_SUCCESS`` and ``TRADE_FINISHED`` trade notifications pay (``FINISHED``
+    follows ``SUCCESS`` for the same trade and replays it). A refund notice, which Alipay
+    sends as a trade notification carrying ``refund_fee``, moves no money here: refunds are
+    recorded from the bill by reconciliation.
+    """
+    n = notification
+    if n.notify_type != ALIPAY_TRADE_NOTIFY or n.trade_status not in ALIPAY_PAID_STATUSES:
+        return None
+    if n.refund_fee or n.gmt_refund:
+        return None
+    if not n.trade_no:
+        raise ParseError("trade_no missing", source=channel, field="trade_no")
+    if not n.total_amount:
+        raise ParseError("total_amount missing", source=channel, field="total_amount")
+    account_no = unquote(n.passback_params or "").strip()
+    if not account_no:
+        raise MissingAccountError(
+            "the notification carries no account number", field="passback_params"
+        )
+    when = n.gmt_payment or n.notify_time
+    if not when:
+        raise ParseError("gmt_payment missing", source=channel, field="gmt_payment")
+    return make_intent(
+        channel=channel,
+        channel_txn_id=n.trade_no,
+        account_no=account_no,
+        amount=parse_money(n.total_amount, currency, source=channel, field="total_amount"),
+        paid_at=parse_local_time(
+            when, "%Y-%m-%d %H:%M:%S", BEIJING, source=channel, field="gmt_payment"
+        ),
+        names={
+            "channel_txn_id": "trade_no",
+            "account_no": "passback_params",
+            "amount": "total_amount",
+        },
+    )
+
+
+def wechat_intent(
+    transaction: WechatTransaction, *, channel: str, currency: str
+) -> PaymentIntent | None:
+    """The payment a decrypted WeChat Pay transaction reports; None unless it succeeded."""
+    t = transaction
+    if t.trade_state != "SUCCESS":
+        return None
+    if t.amount.currency != currency:
+        raise CurrencyMismatchError(
+            f"paid in {shown(t.amount.currency)}, the channel takes {currency}",
+            field="amount.currency",
+        )
+    if t.amount.total <= 0:
+        raise InvalidAmountError("amount.total must be positive", field="amount.total")
+    if not t.transaction_id:
+        raise ParseError("transaction_id missing", source=channel, field="transaction_id")
+    account_no = (t.attach or "").strip()
+    if not account_no:
+        raise MissingAccountError("the notification carries no account number", field="attach")
+    if not t.success_time:
+        raise ParseError("success_time missing", source=channel, field="success_time")
+    try:
+        paid_at = datetime.fromisoformat(t.success_time)
+    except ValueError:
+        raise ParseError(
+            "success_time is not RFC 3339", source=channel, field="success_time"
+        ) from None
+    if paid_at.tzinfo is None:
+        raise ParseError("success_time has no offset", source=channel, field="success_time")
+    return make_intent(
+        channel=channel,
+        channel_txn_id=t.transaction_id,
+        account_no=account_no,
+        amount=Money(t.amount.total, currency),
+        paid_at=paid_at,
+        names={"channel_txn_id": "transaction_id", "account_no": "attach"},
+    )
+
+
+# ── statement readers ────────────────────────────────────────────────────────────────────
+
+WECHAT_BILL_COLUMNS: Final = (
+    "交易时间", "公众账号ID", "商户号", "特约商户号", "设备号", "微信订单号", "商户订单号",
+    "用户标识", "交易类型", "交易状态", "付款银行", "货币种类", "应结订单金额", "代金券金额",
+    "微信退款单号", "商户退款单号", "退款金额", "充值券退款金额", "退款类型", "退款状态",
+    "商品名称", "商户数据包", "手续费", "费率", "订单金额", "申请退款金额", "费率备注",
+)  # fmt: skip
+"""The header of WeChat Pay's trade bill (``bill_type=ALL``), 27 columns."""
+
+WECHAT_SUMMARY_COLUMNS: Final = (
+    "总交易单数", "应结订单总金额", "退款总金额", "充值券退款总金额", "手续费总金额",
+    "订单总金额", "申请退款总金额",
+)  # fmt: skip
+"""The header of the trade bill's summary section."""
+
+# Refund states in which WeChat Pay has taken the money back from the merchant; a refund
+# closed without refunding (REFUNDCLOSE) moved nothing and yields no line.
+_WECHAT_REFUND_TAKEN: Final = frozenset({"SUCCESS", "PROCESSING", "CHANGE"})
+_WECHAT_REFUND_NOTHING: Final = frozenset({"REFUNDCLOSE"})
+
+
+def _wechat_fields(text: str, *, source: str, line: int) -> list[str]:
+    # Every field is prefixed with a backtick so that spreadsheets keep long numbers as text.
+    fields = split_csv_line(text, source=source, line=line)
+    return [f[1:].strip() if f.startswith("`") else f.strip() for f in fields]
+
+
+def read_wechat_trade_bill(source: StatementSource, *, currency: str) -> Iterator[StatementLine]:
+    """Read a WeChat Pay trade bill (UTF-8 CSV) line by line.
+
+    Layout: a header of :data:`WECHAT_BILL_COLUMNS`, one row per payment (``交易状态``
+    SUCCESS) or refund (REFUND, with its own refund ids and amount), then the summary
+    header :data:`WECHAT_SUMMARY_COLUMNS` and one summary row. Amounts are yuan; the fee
+    column has five decimals but must be whole fen. A payment line is gross =
+    ``应结订单金额``, fee = ``手续费``; a refund line is gross = ``退款金额`` and fee = the fee
+    returned (the negated ``手续费``), both in the refund's direction, so that
+    ``net = gross - fee`` is what the refund takes back. The summary's count and totals are
+    checked against the rows; a missing summary (a truncated file) is an error at the end.
+    """
+    label = source_label(source)
+    header_seen = in_summary = summary_checked = False
+    rows = 0
+    totals = (Money.zero(currency), Money.zero(currency), Money.zero(currency))
+    last_line = 0
+    for line_no, raw in iter_source_lines(source):
+        last_line = line_no
+        if line_no == 1 and raw.startswith(b"\xef\xbb\xbf"):
+            raw = raw[3:]
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ParseError("not valid UTF-8", source=label, line=line_no) from None
+        if not text.strip():
+            continue
+        fields = _wechat_fields(text, source=label, line=line_no)
+        if not header_seen:
+            if tuple(fields) != WECHAT_BILL_COLUMNS:
+                raise ParseError("not a WeChat Pay trade bill header", source=label, line=line_no)
+            header_seen = True
+        elif summary_checked:
+            raise ParseError("data after the summary row", source=label, line=line_no)
+        elif in_summary:
+            _check_wechat_summary(
+                fields, rows=rows, totals=totals, currency=currency, source=label, line=line_no
+            )
+            summary_checked = True
+        elif tuple(fields) == WECHAT_SUMMARY_COLUMNS:
+            in_summary = True
+        else:
+            if len(fields) != len(WECHAT_BILL_COLUMNS):
+                raise ParseError(
+                    f"expected {len(WECHAT_BILL_COLUMNS)} fields, found {len(fields)}",
+                    source=label,
+                    line=line_no,
+                )
+            row = dict(zip(WECHAT_BILL_COLUMNS, fields, strict=True))
+            settled, refunded, fee = (
+                parse_money(row[column], currency, source=label, line=line_no, field=column)
+                for column in ("应结订单金额", "退款金额", "手续费")
+            )
+            # Every row counts towards the summary, including those that yield no line.
+            rows += 1
+            totals = (totals[0] + settled, totals[1] + refunded, totals[2] + fee)
+            line = _wechat_line(
+                row, settled, refunded, fee, currency=currency, source=label, line_no=line_no
+            )
+            if line is not None:
+                yield line
+    if not header_seen:
+        raise ParseError("empty file: no trade bill header", source=label, line=last_line or 1)
+    if not summary_checked:
+        raise ParseError("no summary row: the file is truncated", source=label, line=last_line or 1)
+
+
+def _wechat_line(
+    row: Mapping[str, str],
+    settled: Money,
+    refunded: Money,
+    fee: Money,
+    *,
+    currency: str,
+    source: str,
+    line_no: int,
+) -> StatementLine | None:
+    """The statement line of one trade bill row; None for a refund that moved nothing."""
+    if row["货币种类"] != currency:
+        raise ParseError(
+            f"currency {shown(row['货币种类'])}, the channel takes {currency}",
+            source=source,
+            line=line_no,
+            field="货币种类",
+        )
+    occurred_at = parse_local_time(
+        row["交易时间"], "%Y-%m-%d %H:%M:%S", BEIJING, source=source, line=line_no, field="交易时间"
+    )
+    status = row["交易状态"]
+    if status == "SUCCESS":
+        return make_statement_line(
+            line_no=line_no,
+            kind=StatementLineKind.PAYMENT,
+            gross=settled,
+            fee=fee,
+            occurred_at=occurred_at,
+            channel_txn_id=row["微信订单号"],
+            account_no=row["商户数据包"],
+            reference=row["商户订单号"],
+            source=source,
+        )
+    if status != "REFUND":
+        raise ParseError(
+            f"unknown trade state {shown(status)}", source=source, line=line_no, field="交易状态"
+        )
+    refund_state = row["退款状态"]
+    if refund_state in _WECHAT_REFUND_NOTHING:
+        return None
+    if refund_state not in _WECHAT_REFUND_TAKEN:
+        raise ParseError(
+            f"unknown refund state {shown(refund_state)}",
+            source=source,
+            line=line_no,
+            field="退款状态",
+        )
+    if not row["微信退款单号"]:
+        raise ParseError(
+            "refund without a refund id", source=source, line=line_no, field="微信退款单号"
+        )
+    return make_statement_line(
+        line_no=line_no,
+        kind=StatementLineKind.REFUND,
+        gross=refunded,
+        fee=-fee,
+        occurred_at=occurred_at,
+        channel_txn_id=row["微信退款单号"],
+        account_no=row["商户数据包"],
+        original_txn_id=row["微信订单号"],
+        reference=row["商户退款单号"],
+        source=source,
+    )
+
+
+def _check_wechat_summary(
+    fields: list[str],
+    *,
+    rows: int,
+    totals: tuple[Money, Money, Money],
+    currency: str,
+    source: str,
+    line: int,
+) -> None:
+    if len(fields) != len(WECHAT_SUMMARY_COLUMNS):
+        raise ParseError("malformed summary row", source=source, line=line)
+    summary = dict(zip(WECHAT_SUMMARY_COLUMNS, fields, strict=True))
+    if summary["总交易单数"] != str(rows):
+        raise ParseError(
+            f"summary counts {summary['总交易单数']} rows, the file has {rows}",
+            source=source,
+            line=line,
+            field="总交易单数",
+        )
+    for column, total in zip(("应结订单总金额", "退款总金额", "手续费总金额"), totals, strict=True):
+        stated = parse_money(summary[column], currency, source=source, line=line, field=column)
+        if stated != total:
+            raise ParseError(
+                f"summary states {stated.format()}, the rows add up to {total.format()}",
+                source=source,
+                line=line,
+                field=column,
+            )
+
+
+ALIPAY_BILL_COLUMNS: Final = (
+    "支付宝交易号", "商户订单号", "业务类型", "商品名称", "创建时间", "完成时间", "门店编号",
+    "门店名称", "操作员", "终端号", "对方账户", "订单金额（元）", "商家实收（元）",
+    "支付宝红包（元）", "集分宝（元）", "支付宝优惠（元）", "商家优惠（元）", "券核销金额（元）",
+    "券名称", "商家红包消费金额（元）", "卡消费金额（元）", "退款批次号/请求号", "服务费（元）",
+    "分润（元）", "备注",
+)  # fmt: skip
+"""The header of Alipay's business detail bill (业务明细), 25 columns."""
+
+_ALIPAY_END_MARKER: Final = "业务明细列表结束"
+_ALIPAY_TRADE_TOTAL = re.compile(r"^#交易合计：(\d+)笔，商家实收共：(-?[\d,]+\.?\d*)元")
+_ALIPAY_REFUND_TOTAL = re.compile(r"^#退款合计：(\d+)笔，商家实收退款共：(-?[\d,]+\.?\d*)元")
+
+
+def read_alipay_bill(source: StatementSource, *, currency: str) -> Iterator[StatementLine]:
+    """Read an Alipay business detail bill (GBK CSV) line by line.
+
+    Layout: ``#`` preface lines, the header :data:`ALIPAY_BILL_COLUMNS`, one row per
+    payment (``业务类型`` 交易) or refund (退款, with negative amounts and its refund request
+    number), then ``#`` footer lines: the end marker and the totals. A payment line is
+    gross = ``商家实收（元）`` and fee = the charged ``服务费（元）`` (written negative);
+    a refund line is gross = the refunded amount and fee = the service fee returned, both
+    in the refund's direction, so that ``net = gross - fee``. Footer totals, when present,
+    are checked; a missing end marker (a truncated file) is an error at the end.
+    """
+    label = source_label(source)
+    header_seen = False
+    ended = False
+    counts = {"交易": 0, "退款": 0}
+    sums = {"交易": Money.zero(currency), "退款": Money.zero(currency)}
+    last_line = 0
+    for line_no, raw in iter_source_lines(source):
+        last_line = line_no
+        try:
+            text = raw.decode("gbk")
+        except UnicodeDecodeError:
+            raise ParseError("not valid GBK", source=label, line=line_no) from None
+        stripped = text.strip()
+        if not stripped:
+            continue
+        if stripped.startswith("#"):
+            if header_seen:
+                ended = ended or _ALIPAY_END_MARKER in stripped
+                _check_alipay_total(stripped, counts, sums, currency, label, line_no)
+            continue
+        if ended:
+            raise ParseError("data after the end of the detail list", source=label, line=line_no)
+        fields = [f.strip() for f in split_csv_line(text, source=label, line=line_no)]
+        if not header_seen:
+            if tuple(fields) != ALIPAY_BILL_COLUMNS:
+                raise ParseError("not an Alipay bill header", source=label, line=line_no)
+            header_seen = True
+            continue
+        if len(fields) != len(ALIPAY_BILL_COLUMNS):
+            raise ParseError(
+                f"expected {len(ALIPAY_BILL_COLUMNS)} fields, found {len(fields)}",
+                source=label,
+                line=line_no,
+            )
+        row = dict(zip(ALIPAY_BILL_COLUMNS, fields, strict=True))
+        received = parse_money(
+            row["商家实收（元）"], currency, source=label, line=line_no, field="商家实收（元）"
+        )
+        service_fee = parse_money(
+            row["服务费（元）"] or "0", currency, source=label, line=line_no, field="服务费（元）"
+        )
+        occurred_at = parse_local_time(
+            row["完成时间"] or row["创建时间"],
+            "%Y-%m-%d %H:%M:%S",
+            BEIJING,
+            source=label,
+            line=line_no,
+            field="完成时间",
+        )
+        kind = row["业务类型"]
+        if kind not in counts:
+            raise ParseError(
+                f"unknown business type {shown(kind)}", source=label, line=line_no, field="业务类型"
+            )
+        counts[kind] += 1
+        sums[kind] += received
+        if kind == "交易":
+            yield make_statement_line(
+                line_no=line_no,
+                kind=StatementLineKind.PAYMENT,
+                gross=received,
+                fee=-service_fee,
+                occurred_at=occurred_at,
+                channel_txn_id=row["支付宝交易号"],
+                reference=row["商户订单号"],
+                source=label,
+            )
+        else:
+            yield make_statement_line(
+                line_no=line_no,
+                kind=StatementLineKind.REFUND,
+                gross=-received,
+                fee=service_fee,
+                occurred_at=occurred_at,
+                channel_txn_id=row["退款批次号/请求号"],
+                original_txn_id=row["支付宝交易号"],
+                reference=row["商户订单号"],
+                source=label,
+            )
+    if not header_seen:
+        raise ParseError("no Alipay bill header", source=label, line=last_line or 1)
+    if not ended:
+        raise ParseError(
+            "no end-of-list marker: the file is truncated", source=label, line=last_line or 1
+        )
+
+
+def _check_alipay_total(
+    text: str,
+    counts: Mapping[str, int],
+    sums: Mapping[str, Money],
+    currency: str,
+    source: str,
+    line: int,
+) -> None:
+    for kind, pattern in (("交易", _ALIPAY_TRADE_TOTAL), ("退款", _ALIPAY_REFUND_TOTAL)):
+        match = pattern.match(text)
+        if match is None:
+            continue
+        count, amount = match.groups()
+        stated = parse_money(amount, currency, source=source, line=line, field=kind)
+        if int(count) != counts[kind] or stated != sums[kind]:
+            raise ParseError(
+                f"footer states {count} {kind} lines totalling {stated.format()}, the rows "
+                f"have {counts[kind]} totalling {sums[kind].format()}",
+                source=source,
+                line=line,
+            )
+
+
+# ── settlement rules ─────────────────────────────────────────────────────────────────────
+
+
+def wallet_settlement() -> SettlementRules:
+    """Wallets close the day at midnight Beijing time, settle T+1 and charge 0.6 %.
+
+    The rate is the common default merchant rate; configure the contracted one.
+    """
+    return SettlementRules(
+        cutoff=time(0, 0), lag_days=1, grace_days=2, fee=FeeSchedule(rate_ppm=6000)
+    )
+
+
+# ── the adapters ─────────────────────────────────────────────────────────────────────────
+
+
+class AlipayConfig(ChannelConfig):
+    """Configuration of the ``alipay`` channel."""
+
+    alipay_public_key: str = Field(
+        description="Alipay's public key for this app: PEM, or the bare base64 the console shows"
+    )
+    app_id: str | None = Field(
+        default=None, description="when set, notifications for another app_id are refused"
+    )
+    settlement: SettlementRules = Field(default_factory=wallet_settlement)
+
+    @field_validator("alipay_public_key")
+    @classmethod
+    def _key(cls, value: str) -> str:
+        load_verifying_key(value)
+        return value
+
+
+class AlipayAdapter(ChannelAdapter[AlipayConfig]):
+    """Alipay asynchronous notifications (RSA2) and the business detail bill."""
+
+    name: ClassVar[str] = "alipay"
+    operations: ClassVar[frozenset[Operation]] = frozenset({Operation.NOTIFY, Operation.STATEMENT})
+    config_model: ClassVar[type[ChannelConfig]] = AlipayConfig
+
+    def __init__(self, config: AlipayConfig, context: AdapterContext | None = None) -> None:
+        super().__init__(config, context)
+        self._key = load_verifying_key(config.alipay_public_key)
+
+    def verify_notify(self, body: bytes, headers: Mapping[str, str]) -> AlipayNotification:
+        """Check size and signature of a notification and read it; nothing is posted."""
+        self.check_body(body)
+        notification = verify_alipay_notify(body, self._key, source=self.name)
+        if self.config.app_id is not None and notification.app_id != self.config.app_id:
+            raise MerchantMismatchError("notification for another app_id", field="app_id")
+        return notification
+
+    def intent_from_notify(self, body: bytes, headers: Mapping[str, str]) -> PaymentIntent | None:
+        """The payment a notification reports, verified; None when it reports no payment."""
+        notification = self.verify_notify(body, headers)
+        intent = alipay_intent(notification, channel=self.name, currency=self.config.currency)
+        if intent is None:
+            _log.info(
+                "%s: notification %s acknowledged without posting (%s %s)",
+                self.name,
+                notification.notify_id,
+                notification.notify_type,
+                notification.trade_status,
+            )
+        return intent
+
+    def handle_notify(
+        self, body: bytes, headers: Mapping[str, str], sink: PaymentSink
+    ) -> NotifyResult:
+        """Answer ``success`` only after the core returned a receipt (or for a non-payment)."""
+        try:
+            intent = self.intent_from_notify(body, headers)
+            receipt = sink.pay(intent) if intent is not None else None
+        except PaygateError as exc:
+            return refused(self.name, exc, body=b"fail", content_type=_TEXT)
+        return acknowledged(receipt, body=b"success", content_type=_TEXT)
+
+    def read_statement(self, source: StatementSource) -> Iterator[StatementLine]:
+        """Read Alipay's business detail bill."""
+        return read_alipay_bill(source, currency=self.config.currency)
+
+
+class WechatPayConfig(ChannelConfig):
+    """Configuration of the ``wechatpay`` channel."""
+
+    api_v3_key: SecretStr = Field(description="the merchant's API v3 key (32 bytes)")
+    platform_keys: dict[str, str] = Field(
+        min_length=1,
+        description="serial → platform certificate (PEM) or WeChat Pay public key (PEM)",
+    )
+    mchid: str | None = Field(
+        default=None, description="when set, transactions of another merchant are refused"
+    )
+    timestamp_window: timedelta = Field(default=timedelta(minutes=5))
+    settlement: SettlementRules = Field(default_factory=wallet_settlement)
+
+    @field_validator("api_v3_key")
+    @classmethod
+    def _api_key(cls, value: SecretStr) -> SecretStr:
+        # The platform issues 32-byte keys (AES-256); the published test vectors use 16.
+        if len(value.get_secret_value().encode("utf-8")) not in (16, 24, 32):
+            raise ValueError("the API v3 key must be 32 bytes (16 or 24 for test vectors)")
+        return value
+
+    @field_validator("platform_keys")
+    @classmethod
+    def _platform_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        for serial, text in value.items():
+            key = load_verifying_key(text)
+            if key.certificate is not None:
+                try:
+                    number = int(serial, 16)
+                except ValueError:
+                    number = -1
+                if number != key.certificate.serial_number:
+                    raise ValueError(f"serial {serial!r} is not the certificate's serial")
+        return {serial.strip().upper(): text for serial, text in value.items()}
+
+    @field_validator("timestamp_window")
+    @classmethod
+    def _window(cls, value: timedelta) -> timedelta:
+        if not timedelta(0) < value <= timedelta(minutes=15):
+            raise ValueError("the timestamp window must be positive and at most 15 minutes")
+        return value
+
+
+class WechatPayAdapter(ChannelAdapter[WechatPayConfig]):
+    """WeChat Pay API v3 notifications (SHA256withRSA, AES-GCM) and the trade bill."""
+
+    name: ClassVar[str] = "wechatpay"
+    operations: ClassVar[frozenset[Operation]] = frozenset({Operation.NOTIFY, Operation.STATEMENT})
+    config_model: ClassVar[type[ChannelConfig]] = WechatPayConfig
+
+    def __init__(self, config: WechatPayConfig, context: AdapterContext | None = None) -> None:
+        super().__init__(config, context)
+        self._keys = {
+            serial: load_verifying_key(text) for serial, text in config.platform_keys.items()
+        }
+        self._api_key = config.api_v3_key.get_secret_value().encode("utf-8")
+
+    def verify_notify(self, body: bytes, headers: Mapping[str, str]) -> WechatNotification:
+        """Check size, signature, timestamp and nonce, then read the envelope."""
+        self.check_body(body)
+        h = Headers(headers, source=self.name)
+        values = {}
+        for header in (
+            "Wechatpay-Serial",
+            "Wechatpay-Timestamp",
+            "Wechatpay-Nonce",
+            "Wechatpay-Signature",
+        ):
+            value = h.get(header)
+            if not value:
+                raise SignatureError(f"header {header} missing", field=header)
+            values[header] = value
+        serial = values["Wechatpay-Serial"].strip().upper()
+        key = self._keys.get(serial)
+        if key is None:
+            raise UnknownKeyError(
+                f"no platform key with serial {shown(serial)}", field="Wechatpay-Serial"
+            )
+        now = self.context.clock.now()
+        if not key.valid_at(now):
+            raise UnknownKeyError(
+                f"platform certificate {shown(serial)} is outside its validity period",
+                field="Wechatpay-Serial",
+            )
+        timestamp, nonce = values["Wechatpay-Timestamp"], values["Wechatpay-Nonce"]
+        signature = decode_signature(values["Wechatpay-Signature"], field="Wechatpay-Signature")
+        verify_sha256_rsa(
+            key,
+            wechat_signed_message(timestamp, nonce, body),
+            signature,
+            field="Wechatpay-Signature",
+        )
+        # Signed from here on: the timestamp and nonce are WeChat Pay's, not a forger's.
+        self._check_fresh(timestamp, nonce, now)
+        try:
+            return WechatNotification.model_validate_json(body)
+        except ValidationError as exc:
+            raise first_validation_error(exc, source=self.name) from None
+
+    def _check_fresh(self, timestamp: str, nonce: str, now: datetime) -> None:
+        # Ten digits reach the year 2286; more cannot be a real clock and would overflow.
+        if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 10):
+            raise ParseError(
+                "timestamp is not Unix seconds", source=self.name, field="Wechatpay-Timestamp"
+            )
+        sent = datetime.fromtimestamp(int(timestamp), UTC)
+        window = self.config.timestamp_window
+        if abs(now - sent) > window:
+            raise StaleTimestampError(
+                f"timestamp {sent.isoformat()} is more than {window} from now",
+                field="Wechatpay-Timestamp",
+            )
+        # Remembered only now that the signature verified, so forgeries cannot fill the store.
+        if not self.context.nonces.add(f"{self.name}:{nonce}", expires_at=sent + window, now=now):
+            raise NonceReusedError("nonce already used", field="Wechatpay-Nonce")
+
+    def open_notify(self, notification: WechatNotification) -> WechatTransaction | None:
+        """Decrypt the resource; the transaction it holds, or None for other resources."""
+        plaintext = decrypt_wechat_resource(notification.resource, self._api_key, source=self.name)
+        if notification.resource.original_type != "transaction":
+            return None
+        try:
+            transaction = WechatTransaction.model_validate_json(plaintext)
+        except ValidationError as exc:
+            raise first_validation_error(exc, source=self.name) from None
+        if self.config.mchid is not None and transaction.mchid != self.config.mchid:
+            raise MerchantMismatchError("transaction of another merchant", field="mchid")
+        return transaction
+
+    def intent_from_notify(self, body: bytes, headers: Mapping[str, str]) -> PaymentIntent | None:
+        """The payment a notification reports, verified; None when it reports no payment."""
+        notification = self.verify_notify(body, headers)
+        transaction = self.open_notify(notification)
+        intent = None
+        if transaction is not None:
+            intent = wechat_intent(transaction, channel=self.name, currency=self.config.currency)
+        if intent is None:
+            _log.info(
+                "%s: notification %s acknowledged without posting (%s)",
+                self.name,
+                notification.id,
+                notification.event_type,
+            )
+        return intent
+
+    def handle_notify(
+        self, body: bytes, headers: Mapping[str, str], sink: PaymentSink
+    ) -> NotifyResult:
+        """204 with no body once the core returned a receipt; JSON ``FAIL`` otherwise."""
+        try:
+            intent = self.intent_from_notify(body, headers)
+            receipt = sink.pay(intent) if intent is not None else None
+        except PaygateError as exc:
+            answer = {"code": "FAIL", "message": f"{exc.code}: {exc}"}
+            return refused(self.name, exc, body=_json(answer), content_type=_JSON)
+        return acknowledged(receipt, body=b"", content_type=None, status_code=204)
+
+    def read_statement(self, source: StatementSource) -> Iterator[StatementLine]:
+        """Read WeChat Pay's trade bill."""
+        return read_wechat_trade_bill(source, currency=self.config.currency)
+
+
+def _json(value: Mapping[str, str]) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")

@@ -1,0 +1,274 @@
+"""Reading what channels send: headers, form bodies, statement files, amounts and times.
+
+Invariant: these helpers only read; they never decide whether a message is trusted. Every
+failure is a :class:`~paygate.errors.ParseError` naming the source and, for files, the
+1-based line and the field — never a bare ``ValueError`` or ``UnicodeDecodeError``.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import Generator, Iterator, Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import BinaryIO, Final
+from urllib.parse import unquote_to_bytes
+from zoneinfo import ZoneInfo
+
+from pydantic import ValidationError
+
+from paygate.errors import InvalidAmountError, ParseError
+from paygate.models import PaymentIntent, StatementLine, StatementLineKind
+from paygate.money import Money
+
+__all__ = [
+    "FORM_CHARSETS",
+    "Headers",
+    "first_validation_error",
+    "iter_source_lines",
+    "make_intent",
+    "make_statement_line",
+    "parse_form",
+    "parse_local_time",
+    "parse_money",
+    "shown",
+    "source_label",
+    "split_csv_line",
+]
+
+FORM_CHARSETS: Final[Mapping[str, str]] = {
+    "utf-8": "utf-8",
+    "utf8": "utf-8",
+    "gbk": "gbk",
+    "gb2312": "gb2312",
+    "gb18030": "gb18030",
+}
+"""Character sets a form body may declare, by lower-cased name, to Python codec names."""
+
+MAX_FORM_FIELDS: Final = 256
+
+# A percent sign not followed by two hex digits: urllib would pass it through silently, and a
+# signature computed over a different reading of the value must not be possible.
+_BAD_ESCAPE = re.compile(rb"%(?![0-9A-Fa-f]{2})")
+
+
+def shown(value: str, limit: int = 40) -> str:
+    """``value`` as it may appear in an error or a log: quoted, escaped, cut to ``limit``.
+
+    Channel messages are attacker-controlled until verified; a newline in a field must not
+    forge a log line, and a megabyte of junk must not fill one.
+    """
+    return repr(value if len(value) <= limit else value[:limit] + "…")
+
+
+class Headers:
+    """Request headers looked up case-insensitively.
+
+    Two spellings of one header with different values are refused: which one a signature
+    check read must not be ambiguous.
+    """
+
+    def __init__(self, headers: Mapping[str, str], *, source: str) -> None:
+        self._values: dict[str, str] = {}
+        self._source = source
+        for key, value in headers.items():
+            if not isinstance(key, str) or not isinstance(value, str):
+                raise ParseError("header names and values must be text", source=source)
+            lowered = key.lower()
+            if lowered in self._values and self._values[lowered] != value:
+                raise ParseError(
+                    "header given twice with different values", source=source, field=shown(key)
+                )
+            self._values[lowered] = value
+
+    def get(self, name: str) -> str | None:
+        """The value of header ``name`` (any case), or None."""
+        return self._values.get(name.lower())
+
+
+def parse_form(
+    body: bytes, *, source: str, charset_field: str, default_charset: str = "utf-8"
+) -> tuple[dict[str, str], str]:
+    """Read an ``application/x-www-form-urlencoded`` body into text fields, and its charset.
+
+    The charset comes from the body's own ``charset_field`` (default ``default_charset``),
+    as the wallets and gateways declare it. Empty bodies, fields without ``=``, empty or
+    repeated names, malformed ``%`` escapes and undecodable text are refused.
+    """
+    if not body:
+        raise ParseError("empty body", source=source, field="body")
+    if _BAD_ESCAPE.search(body):
+        raise ParseError("malformed %-escape", source=source, field="body")
+    parts = body.split(b"&")
+    if len(parts) > MAX_FORM_FIELDS:
+        raise ParseError(f"more than {MAX_FORM_FIELDS} fields", source=source, field="body")
+    raw: dict[bytes, bytes] = {}
+    for part in parts:
+        name, equals, value = part.partition(b"=")
+        if not equals:
+            raise ParseError("a field without '='", source=source, field="body")
+        key = unquote_to_bytes(name.replace(b"+", b" "))
+        if not key:
+            raise ParseError("a field without a name", source=source, field="body")
+        if key in raw:
+            raise ParseError("a field given twice", source=source, field=_ascii(key))
+        raw[key] = unquote_to_bytes(value.replace(b"+", b" "))
+    declared = raw.get(charset_field.encode("ascii"), b"").decode("ascii", "replace").strip()
+    charset = FORM_CHARSETS.get(declared.lower() if declared else default_charset.lower())
+    if charset is None:
+        raise ParseError(
+            f"unsupported charset {shown(declared)}", source=source, field=charset_field
+        )
+    fields: dict[str, str] = {}
+    for key, value in raw.items():
+        try:
+            fields[key.decode(charset)] = value.decode(charset)
+        except UnicodeDecodeError:
+            raise ParseError(
+                f"field is not valid {charset}", source=source, field=_ascii(key)
+            ) from None
+    return fields, charset
+
+
+def _ascii(raw: bytes) -> str:
+    return shown(raw.decode("ascii", "backslashreplace"))
+
+
+def source_label(source: str | Path | BinaryIO) -> str:
+    """How a statement source is named in errors: its path, or the stream's name."""
+    if isinstance(source, str | Path):
+        return str(source)
+    name = getattr(source, "name", None)
+    return name if isinstance(name, str) else "<stream>"
+
+
+def iter_source_lines(
+    source: str | Path | BinaryIO,
+) -> Generator[tuple[int, bytes], None, None]:
+    """Yield ``(line number, raw bytes without the line break)`` from a path or stream.
+
+    Streams line by line; a path is opened here and closed when the iteration ends (or is
+    abandoned); a stream passed in is left open for its owner.
+    """
+    if isinstance(source, str | Path):
+        with open(source, "rb") as stream:
+            yield from _lines(stream)
+    else:
+        yield from _lines(source)
+
+
+def _lines(stream: BinaryIO) -> Iterator[tuple[int, bytes]]:
+    for number, raw in enumerate(stream, start=1):
+        if not isinstance(raw, bytes):
+            raise TypeError("a statement stream must be opened in binary mode")
+        yield number, raw.rstrip(b"\r\n")
+
+
+def split_csv_line(text: str, *, source: str, line: int) -> list[str]:
+    """Split one CSV line into fields (RFC 4180 quoting); a broken quote is a ParseError."""
+    try:
+        rows = list(csv.reader([text], strict=True))
+    except csv.Error as exc:
+        raise ParseError(f"malformed CSV: {exc}", source=source, line=line) from None
+    if len(rows) != 1:
+        raise ParseError("malformed CSV line", source=source, line=line)
+    return rows[0]
+
+
+def parse_money(
+    text: str, currency: str, *, source: str, line: int | None = None, field: str
+) -> Money:
+    """Read a major-unit amount such as ``"120.50"`` exactly; extra precision is refused."""
+    try:
+        return Money.parse(text, currency)
+    except InvalidAmountError as exc:
+        raise ParseError(exc.message, source=source, line=line, field=field) from None
+
+
+def parse_local_time(
+    text: str, fmt: str, zone: ZoneInfo, *, source: str, line: int | None = None, field: str
+) -> datetime:
+    """Read a wall-clock time in ``zone`` (channels send Beijing time without an offset)."""
+    # Some exports pad the gap between date and time; one space is what the format means.
+    normalized = " ".join(text.split())
+    try:
+        naive = datetime.strptime(normalized, fmt)  # noqa: DTZ007 - the zone is attached below
+    except ValueError:
+        raise ParseError(
+            f"not a time in the form {fmt!r}: {shown(text)}", source=source, line=line, field=field
+        ) from None
+    return naive.replace(tzinfo=zone)
+
+
+def make_statement_line(
+    *,
+    line_no: int,
+    kind: StatementLineKind,
+    gross: Money,
+    fee: Money,
+    occurred_at: datetime,
+    channel_txn_id: str | None,
+    account_no: str | None = None,
+    original_txn_id: str | None = None,
+    reference: str | None = None,
+    source: str,
+) -> StatementLine:
+    """A :class:`StatementLine` with ``net = gross - fee``; a non-positive gross is refused."""
+    if gross.minor <= 0:
+        raise ParseError("the line's amount must be positive", source=source, line=line_no)
+    return StatementLine(
+        line_no=line_no,
+        channel_txn_id=channel_txn_id or None,
+        account_no=account_no or None,
+        gross=gross,
+        fee=fee,
+        net=gross - fee,
+        occurred_at=occurred_at,
+        kind=kind,
+        original_txn_id=original_txn_id or None,
+        reference=reference or None,
+    )
+
+
+def first_validation_error(
+    exc: ValidationError, *, source: str, names: Mapping[str, str] | None = None
+) -> ParseError:
+    """Turn a pydantic error on a wire model into a ParseError naming the native field.
+
+    ``names`` maps model field names to the channel's own names. The rejected value is not
+    echoed: a message may carry personal data.
+    """
+    first = exc.errors(include_input=False, include_url=False)[0]
+    location = [str(part) for part in first["loc"]]
+    if location and names and location[0] in names:
+        location[0] = names[location[0]]
+    return ParseError(first["msg"], source=source, field=".".join(location) or None)
+
+
+def make_intent(
+    *,
+    channel: str,
+    channel_txn_id: str,
+    account_no: str,
+    amount: Money,
+    paid_at: datetime,
+    names: Mapping[str, str],
+) -> PaymentIntent:
+    """A :class:`PaymentIntent`, or a ParseError naming the channel's field that broke it.
+
+    ``names`` maps ``channel_txn_id`` and ``account_no`` to the native field names, so that
+    an over-long transaction id is reported as, say, ``trade_no``.
+    """
+    if amount.minor <= 0:
+        raise InvalidAmountError("a payment's amount must be positive", field=names.get("amount"))
+    try:
+        return PaymentIntent(
+            channel=channel,
+            channel_txn_id=channel_txn_id,
+            account_no=account_no,
+            amount=amount,
+            paid_at=paid_at,
+        )
+    except ValidationError as exc:
+        raise first_validation_error(exc, source=channel, names=names) from None
