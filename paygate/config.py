@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from paygate.billing import LateFeePolicy
 from paygate.clock import DEFAULT_TIMEZONE
 from paygate.errors import ConfigurationError
+from paygate.ledger import AccountKind
 from paygate.money import minor_units_exponent
 from paygate.store.engine import DEFAULT_DATABASE_URL
 
@@ -43,6 +44,11 @@ class Settings(BaseModel):
     late_fee: LateFeePolicy = Field(default_factory=LateFeePolicy)
     reconnection_promise: timedelta = timedelta(hours=24)
     channel_cutoffs: Mapping[str, time] = Field(default_factory=dict)
+    # Where a channel's money sits before it is settled: a clearing account, except for
+    # recharge vouchers, whose money was taken when the card was sold (voucher liability).
+    channel_debit_accounts: Mapping[str, AccountKind] = Field(
+        default_factory=lambda: {"prepaid_card": AccountKind.VOUCHER_LIABILITY}
+    )
     sqlite_synchronous: str = "FULL"
     seal_every: int = Field(default=1000, ge=0)
     pay_many_chunk: int = Field(default=1000, ge=1, le=100_000)

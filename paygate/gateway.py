@@ -110,6 +110,7 @@ def _fingerprint(intent: PaymentIntent) -> str:
             str(intent.amount.minor),
             intent.amount.currency,
             intent.paid_at.astimezone(ZoneInfo("UTC")).isoformat(timespec="microseconds"),
+            intent.terminal_id or "",
         )
     )
     return hashlib.sha256(canonical.encode()).hexdigest()
@@ -404,7 +405,7 @@ class Gateway:
         self._validate(intent)
         for _attempt in range(3):
             try:
-                outcome = self.store.run(lambda tx: self._post(tx, [intent])[0])
+                outcome = self.store.run(lambda tx: self.post_within(tx, [intent])[0])
             except UniqueViolation:
                 continue  # a concurrent duplicate committed first: answer from it
             if isinstance(outcome, PaygateError):
@@ -445,7 +446,7 @@ class Gateway:
             for _attempt in range(5):
                 try:
                     results = self.store.run(
-                        lambda tx, chunk=chunk: self._post(tx, [i for _, i in chunk])  # type: ignore[misc]
+                        lambda tx, chunk=chunk: self.post_within(tx, [i for _, i in chunk])  # type: ignore[misc]
                     )
                     break
                 except UniqueViolation:
@@ -475,8 +476,23 @@ class Gateway:
             raise InvalidAmountError("a payment amount must be positive", field="amount")
         require_aware(intent.paid_at, "paid_at")
 
-    def _post(self, tx: Tx, intents: Sequence[PaymentIntent]) -> list[Receipt | PaygateError]:
-        """Decide and write a set of payments in ``tx``; return a receipt or refusal each."""
+    @property
+    def ledger_accounts(self) -> LedgerAccounts:
+        """The ledger-account directory, for components that post their own entries."""
+        return self._ledger
+
+    def post_within(
+        self, tx: Tx, intents: Sequence[PaymentIntent]
+    ) -> list[Receipt | PaygateError]:
+        """Decide and write payments inside the caller's transaction ``tx``.
+
+        For components whose own rows must commit with the payment (a voucher marked redeemed
+        with the payment it made). Returns a receipt (possibly replayed) or a refusal for each
+        intent, in order; a :class:`~paygate.store.engine.UniqueViolation` means a concurrent
+        duplicate committed first: roll back and call again. Call :meth:`pay` otherwise.
+        """
+        for intent in intents:
+            self._validate(intent)
         now = self.clock.now()
         accounts = self._lock_accounts(tx, sorted({i.account_no for i in intents}))
         existing = self._existing_payments(tx, intents)
@@ -560,9 +576,7 @@ class Gateway:
         acct.balance += accrual.total - intent.amount.minor
         arrears_after, _ = billing.arrears(acct.bills, acct.category, pay_day, policy)
 
-        clearing = self._ledger.ensure(
-            tx, f"clearing:{intent.channel}:{cur}", AccountKind.CHANNEL_CLEARING, cur
-        )
+        clearing = self._debit_account(tx, intent.channel, cur)
         legs = [
             PostingDraft(clearing, intent.amount.minor, cur),
             PostingDraft(acct.receivable_id, -intent.amount.minor, cur),
@@ -637,6 +651,7 @@ class Gateway:
                 tx.ts(intent.paid_at),
                 tx.day(settle_day),
                 fingerprint,
+                intent.terminal_id,
                 entry_id,
                 accrual.total,
                 credit,
@@ -673,6 +688,13 @@ class Gateway:
                 {"payment_id": payment_id, "supply_state": acct.supply_state.value},
             )
         return receipt
+
+    def _debit_account(self, tx: Tx, channel: str, currency: str) -> int:
+        """The account a channel's payments are debited to (its clearing account by default)."""
+        kind = self.settings.channel_debit_accounts.get(channel, AccountKind.CHANNEL_CLEARING)
+        if kind is AccountKind.CHANNEL_CLEARING:
+            return self._ledger.ensure(tx, f"clearing:{channel}:{currency}", kind, currency)
+        return self._ledger.ensure(tx, f"{kind.value}:{currency}", kind, currency)
 
     def _supply_after_payment(
         self,
@@ -766,9 +788,7 @@ class Gateway:
             self._load_bills(tx, [acct], include_bills_of_payment=payment_id)
             writes = _Writes()
             entry_id = tx.ids.one()
-            clearing = self._ledger.ensure(
-                tx, f"clearing:{channel}:{cur}", AccountKind.CHANNEL_CLEARING, cur
-            )
+            clearing = self._debit_account(tx, channel, cur)
             writes.entries.append(
                 EntryDraft(
                     kind="reversal",
@@ -1283,6 +1303,7 @@ class Gateway:
                 "paid_at",
                 "business_date",
                 "fingerprint",
+                "terminal_id",
                 "entry_id",
                 "late_fee",
                 "unallocated",

@@ -70,6 +70,8 @@ class PaymentIntent(_Frozen):
     account_no: Identifier
     amount: Money
     paid_at: AwareDatetime
+    terminal_id: Identifier | None = None
+    """The kiosk or POS terminal that took the payment, where there is one."""
 
 
 class Allocation(_Frozen):

@@ -221,6 +221,8 @@ payments = Table(
     Column("paid_at", UTCDateTime, nullable=False),
     Column("business_date", Date, nullable=False),
     Column("fingerprint", String(64), nullable=False),
+    # The kiosk or POS terminal that took the payment, for its daily close.
+    Column("terminal_id", String(64)),
     Column("entry_id", BigInteger, ForeignKey("journal_entries.id"), nullable=False),
     Column("late_fee", BigInteger, nullable=False),
     # What is left of this payment as credit, consumed by later bills oldest payment first.
@@ -292,4 +294,103 @@ outbox = Table(
     Column("delivered_at", UTCDateTime),
     Column("last_error", Text),
     Index("ix_outbox_pending", "delivered_at", "available_at"),
+)
+
+# --- channels: devices, replay protection, orders, kiosk closes, vouchers ------------------
+
+# Terminals (kiosks, POS) and the keys they sign or MAC with. An Ed25519 public key is stored
+# as is; a symmetric MAC key only encrypted under the deployment's key-encryption key.
+devices = Table(
+    "devices",
+    metadata,
+    _id(),
+    Column("device_id", String(64), nullable=False, unique=True),
+    Column("channel", String(32), nullable=False),
+    Column("key_kind", String(16), nullable=False),
+    Column("public_key", Text),
+    Column("key_ciphertext", Text),
+    Column("label", String(200)),
+    Column("status", String(16), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("revoked_at", UTCDateTime),
+)
+
+# Nonces seen inside the replay window; shared by every gateway process.
+nonces = Table(
+    "nonces",
+    metadata,
+    Column("nonce_key", String(200), primary_key=True),
+    Column("expires_at", UTCDateTime, nullable=False, index=True),
+)
+
+# Orders created before a customer pays online: amount and account fixed by paygate.
+payment_orders = Table(
+    "payment_orders",
+    metadata,
+    Column("order_id", String(64), primary_key=True),
+    Column("channel", String(32), nullable=False),
+    Column("account_no", String(64), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    CheckConstraint("amount > 0", name="amount_positive"),
+)
+
+kiosk_closes = Table(
+    "kiosk_closes",
+    metadata,
+    _id(),
+    Column("terminal_id", String(64), nullable=False),
+    Column("business_date", Date, nullable=False),
+    Column("counted_cash", BigInteger, nullable=False),
+    Column("reported_total", BigInteger, nullable=False),
+    Column("reported_count", Integer, nullable=False),
+    Column("ledger_total", BigInteger, nullable=False),
+    Column("ledger_count", Integer, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("terminal_id", "business_date"),
+)
+
+voucher_batches = Table(
+    "voucher_batches",
+    metadata,
+    _id(),
+    Column("batch_no", String(64), nullable=False, unique=True),
+    Column("face_value", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("card_count", Integer, nullable=False),
+    Column("expires_on", Date, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("retailer", String(200)),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("activated_at", UTCDateTime),
+    Column("frozen_at", UTCDateTime),
+    CheckConstraint("face_value > 0", name="face_value_positive"),
+)
+
+vouchers = Table(
+    "vouchers",
+    metadata,
+    _id(),
+    Column("serial", String(32), nullable=False, unique=True),
+    Column("batch_id", BigInteger, ForeignKey("voucher_batches.id"), nullable=False, index=True),
+    Column("pin_hash", String(128), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("failed_attempts", Integer, nullable=False),
+    Column("redeemed_at", UTCDateTime),
+    Column("account_no", String(64)),
+    Column("payment_id", BigInteger, ForeignKey("payments.id")),
+)
+
+voucher_attempts = Table(
+    "voucher_attempts",
+    metadata,
+    _id(),
+    Column("serial", String(32), nullable=False, index=True),
+    Column("account_no", String(64), nullable=False, index=True),
+    Column("source", String(200), nullable=False),
+    Column("outcome", String(32), nullable=False),
+    Column("at", UTCDateTime, nullable=False, index=True),
 )
