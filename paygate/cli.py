@@ -116,7 +116,8 @@ def audit_seal(database_url: DatabaseUrl = None) -> None:
         with Gateway.open(settings=_settings(database_url)) as gateway:
             return gateway.seal()
 
-    out.print(f"sealed {_guard(run)} entries")
+    sealed = _guard(run)
+    out.print(f"sealed {sealed} {'entry' if sealed == 1 else 'entries'}")
 
 
 @accounts_app.command("status")

@@ -481,9 +481,7 @@ class Gateway:
         """The ledger-account directory, for components that post their own entries."""
         return self._ledger
 
-    def post_within(
-        self, tx: Tx, intents: Sequence[PaymentIntent]
-    ) -> list[Receipt | PaygateError]:
+    def post_within(self, tx: Tx, intents: Sequence[PaymentIntent]) -> list[Receipt | PaygateError]:
         """Decide and write payments inside the caller's transaction ``tx``.
 
         For components whose own rows must commit with the payment (a voucher marked redeemed

@@ -25,8 +25,13 @@ PAYMENTS = 120
 def setup(gateway: Gateway) -> None:
     for n in range(ACCOUNTS):
         gateway.open_account(f"A{n}", category="non_residential" if n % 3 == 0 else "residential")
-        gateway.issue_bill(f"A{n}", bill_no=f"B{n}", amount=Money(100_000, "CNY"),
-                           period="2026-10", due_date=date(2026, 11, 15))
+        gateway.issue_bill(
+            f"A{n}",
+            bill_no=f"B{n}",
+            amount=Money(100_000, "CNY"),
+            period="2026-10",
+            due_date=date(2026, 11, 15),
+        )
         if n % 2 == 0:
             gateway.disconnect(f"A{n}", "arrears")
 
@@ -60,7 +65,7 @@ def hammer(gateway: Gateway, work: list[PaymentIntent]) -> tuple[list[Receipt], 
                 receipts[n].append(gateway.pay(intent))
             except IdempotencyConflictError as exc:
                 errors.append(exc)
-            except Exception as exc:  # noqa: BLE001 - any other failure fails the test below
+            except Exception as exc:
                 errors.append(exc)
 
     threads = [threading.Thread(target=run, args=(n,)) for n in range(THREADS)]
@@ -159,8 +164,11 @@ def test_conflicting_duplicates_under_concurrency_post_exactly_one_version(
             t.join(timeout=300)
         assert len(winners) == PAYMENTS
         assert all(conflicts[k] == THREADS - 1 for k in winners)
-        stored = dict(gw.store.run(lambda tx: tx.all(
-            "SELECT channel_txn_id, amount FROM payments"), write=False))
+        stored = dict(
+            gw.store.run(
+                lambda tx: tx.all("SELECT channel_txn_id, amount FROM payments"), write=False
+            )
+        )
         assert stored == winners
         assert gw.verify().ok
 

@@ -32,7 +32,11 @@ def yuan(text: str) -> Money:
 
 
 def intent(
-    txn: str, amount: str, account: str = "3100000001", *, channel: str = "kiosk",
+    txn: str,
+    amount: str,
+    account: str = "3100000001",
+    *,
+    channel: str = "kiosk",
     at: datetime | None = None,
 ) -> PaymentIntent:
     return PaymentIntent(
@@ -50,8 +54,16 @@ def snapshot(gateway: Gateway) -> tuple[object, ...]:
     def read(tx):  # type: ignore[no-untyped-def]
         return tuple(
             tx.scalar(f"SELECT COUNT(*) FROM {t}")
-            for t in ("journal_entries", "postings", "payments", "allocations", "outbox",
-                      "supply_orders", "bills", "accounts")
+            for t in (
+                "journal_entries",
+                "postings",
+                "payments",
+                "allocations",
+                "outbox",
+                "supply_orders",
+                "bills",
+                "accounts",
+            )
         )
 
     return (read_all := gateway.store.run(read, write=False), gateway.ledger_balances())  # noqa: F841
@@ -59,8 +71,9 @@ def snapshot(gateway: Gateway) -> tuple[object, ...]:
 
 def events(gateway: Gateway, event_type: str) -> list[dict[str, object]]:
     rows = gateway.store.run(
-        lambda tx: tx.all("SELECT payload FROM outbox WHERE event_type = :t ORDER BY id",
-                          {"t": event_type}),
+        lambda tx: tx.all(
+            "SELECT payload FROM outbox WHERE event_type = :t ORDER BY id", {"t": event_type}
+        ),
         write=False,
     )
     return [json.loads(r[0]) for r in rows]
@@ -71,7 +84,10 @@ def billed(gateway: Gateway) -> Gateway:
     """A residential account with one 1000.00 bill due 2026-11-15 (overdue on the 25th)."""
     gateway.open_account("3100000001", category="residential", name="Zhang San")
     gateway.issue_bill(
-        "3100000001", bill_no="B-2026-10", amount=yuan("1000.00"), period="2026-10",
+        "3100000001",
+        bill_no="B-2026-10",
+        amount=yuan("1000.00"),
+        period="2026-10",
         due_date=date(2026, 11, 15),
     )
     return gateway
@@ -97,31 +113,46 @@ class TestAccountsAndBills:
         self, billed: Gateway
     ) -> None:
         again = billed.issue_bill(
-            "3100000001", bill_no="B-2026-10", amount=yuan("1000.00"), period="2026-10",
+            "3100000001",
+            bill_no="B-2026-10",
+            amount=yuan("1000.00"),
+            period="2026-10",
             due_date=date(2026, 11, 15),
         )
         assert again.created is False
         assert billed.ledger_balances()["receivable:3100000001"] == yuan("1000.00")
         with pytest.raises(BillConflictError):
             billed.issue_bill(
-                "3100000001", bill_no="B-2026-10", amount=yuan("999.00"), period="2026-10",
+                "3100000001",
+                bill_no="B-2026-10",
+                amount=yuan("999.00"),
+                period="2026-10",
                 due_date=date(2026, 11, 15),
             )
 
     def test_bad_bills_are_refused_by_name(self, billed: Gateway) -> None:
         with pytest.raises(UnknownAccountError):
-            billed.issue_bill("nope", bill_no="X", amount=yuan("1"), period="p",
-                              due_date=date(2026, 1, 1))
+            billed.issue_bill(
+                "nope", bill_no="X", amount=yuan("1"), period="p", due_date=date(2026, 1, 1)
+            )
         with pytest.raises(InvalidAmountError):
-            billed.issue_bill("3100000001", bill_no="X", amount=yuan("0"), period="p",
-                              due_date=date(2026, 1, 1))
+            billed.issue_bill(
+                "3100000001", bill_no="X", amount=yuan("0"), period="p", due_date=date(2026, 1, 1)
+            )
         with pytest.raises(CurrencyMismatchError):
-            billed.issue_bill("3100000001", bill_no="X", amount=Money(1, "USD"), period="p",
-                              due_date=date(2026, 1, 1))
+            billed.issue_bill(
+                "3100000001",
+                bill_no="X",
+                amount=Money(1, "USD"),
+                period="p",
+                due_date=date(2026, 1, 1),
+            )
 
 
 class TestStatus:
-    def test_status_shows_arrears_and_the_late_fee_accrued_to_the_day(self, billed: Gateway) -> None:
+    def test_status_shows_arrears_and_the_late_fee_accrued_to_the_day(
+        self, billed: Gateway
+    ) -> None:
         before_due = billed.account_status("3100000001", date(2026, 11, 15))
         assert before_due.arrears == yuan("0") and before_due.outstanding == yuan("1000.00")
         status = billed.account_status("3100000001", date(2026, 11, 25))
@@ -141,7 +172,10 @@ class TestPayments:
         assert receipt.late_fee == yuan("10.00")
         [alloc] = receipt.allocations
         assert (alloc.bill_no, alloc.late_fee, alloc.principal) == (
-            "B-2026-10", yuan("10.00"), yuan("1000.00"))
+            "B-2026-10",
+            yuan("10.00"),
+            yuan("1000.00"),
+        )
         assert receipt.balance_after == yuan("0") and receipt.credit == yuan("0")
         assert receipt.arrears_cleared and receipt.reconnection_order_id is None
         balances = billed.ledger_balances()
@@ -149,7 +183,8 @@ class TestPayments:
         assert balances["revenue:late_fee:CNY"] == yuan("-10.00")
         assert balances["receivable:3100000001"] == yuan("0")
         assert [e["data"]["payment_id"] for e in events(billed, "payment.posted")] == [
-            receipt.payment_id]
+            receipt.payment_id
+        ]
 
     def test_the_same_payment_again_returns_the_original_receipt_marked_replayed(
         self, billed: Gateway, clock: FixedClock
@@ -200,11 +235,17 @@ class TestPayments:
         with pytest.raises(CurrencyMismatchError):
             billed.pay(intent("K-4", "1.00").model_copy(update={"amount": Money(100, "USD")}))
         with pytest.raises(NaiveDatetimeError):
-            billed.pay(intent("K-5", "1.00").model_copy(
-                update={"paid_at": datetime(2026, 11, 25, 10, 0)}))
+            billed.pay(
+                intent("K-5", "1.00").model_copy(update={"paid_at": datetime(2026, 11, 25, 10, 0)})
+            )
         with pytest.raises(ValueError, match="datetime"):
-            PaymentIntent(channel="kiosk", channel_txn_id="K", account_no="A",
-                          amount=yuan("1"), paid_at=datetime(2026, 11, 25))  # type: ignore[arg-type]
+            PaymentIntent(
+                channel="kiosk",
+                channel_txn_id="K",
+                account_no="A",
+                amount=yuan("1"),
+                paid_at=datetime(2026, 11, 25),
+            )  # type: ignore[arg-type]
         with pytest.raises(TypeError):
             billed.pay({"channel": "kiosk"})  # type: ignore[arg-type]
         assert snapshot(billed) == before
@@ -227,7 +268,10 @@ class TestPayments:
         assert receipt.credit == yuan("90.00") and receipt.balance_after == yuan("-90.00")
         assert billed.account_status("3100000001").credit == yuan("90.00")
         issued = billed.issue_bill(
-            "3100000001", bill_no="B-2026-11", amount=yuan("200.00"), period="2026-11",
+            "3100000001",
+            bill_no="B-2026-11",
+            amount=yuan("200.00"),
+            period="2026-11",
             due_date=date(2026, 12, 15),
         )
         assert issued.credit_applied == yuan("90.00")
@@ -235,10 +279,10 @@ class TestPayments:
         assert status.credit == yuan("0") and status.outstanding == yuan("110.00")
         assert status.balance == yuan("110.00")
 
-    def test_paying_before_the_due_date_charges_no_late_fee(
-        self, billed: Gateway
-    ) -> None:
-        receipt = billed.pay(intent("K-1", "1000.00", at=datetime(2026, 11, 15, 15, 59, tzinfo=UTC)))
+    def test_paying_before_the_due_date_charges_no_late_fee(self, billed: Gateway) -> None:
+        receipt = billed.pay(
+            intent("K-1", "1000.00", at=datetime(2026, 11, 15, 15, 59, tzinfo=UTC))
+        )
         assert receipt.late_fee == yuan("0")  # 23:59 in Shanghai on the due date
         receipt2 = billed.store.run(lambda tx: tx.scalar("SELECT COUNT(*) FROM payments"))
         assert receipt2 == 1
@@ -284,8 +328,9 @@ class TestReconnection:
     def test_a_disconnection_pending_account_that_pays_is_connected_again(
         self, billed: Gateway
     ) -> None:
-        billed.store.run(lambda tx: tx.execute(
-            "UPDATE accounts SET supply_state = 'disconnection_pending'"))
+        billed.store.run(
+            lambda tx: tx.execute("UPDATE accounts SET supply_state = 'disconnection_pending'")
+        )
         billed.pay(intent("K-1", "1010.00"))
         assert billed.account_status("3100000001").supply_state is SupplyState.CONNECTED
         assert len(events(billed, "disconnection.cancelled")) == 1
@@ -312,8 +357,13 @@ class TestReversal:
         self, billed: Gateway
     ) -> None:
         receipt = billed.pay(intent("K-1", "1200.00"))  # 190.00 credit
-        billed.issue_bill("3100000001", bill_no="B-2026-11", amount=yuan("150.00"),
-                          period="2026-11", due_date=date(2026, 12, 15))
+        billed.issue_bill(
+            "3100000001",
+            bill_no="B-2026-11",
+            amount=yuan("150.00"),
+            period="2026-11",
+            due_date=date(2026, 12, 15),
+        )
         reversal = billed.reverse(receipt.payment_id, "fraud")
         assert {a.bill_no for a in reversal.reopened} == {"B-2026-10", "B-2026-11"}
         status = billed.account_status("3100000001", date(2026, 11, 25))
@@ -343,7 +393,14 @@ class TestPayMany:
         ]
         outcomes = billed.pay_many(items)
         assert [o.status for o in outcomes] == [
-            "posted", "refused", "replayed", "refused", "refused", "posted", "posted"]
+            "posted",
+            "refused",
+            "replayed",
+            "refused",
+            "refused",
+            "posted",
+            "posted",
+        ]
         assert outcomes[1].error_code == "unknown_account"
         assert outcomes[3].error_code == "invalid_amount"
         assert outcomes[4].error_code == "idempotency_conflict"
@@ -356,7 +413,14 @@ class TestPayMany:
         # sending the whole file again posts nothing
         again = billed.pay_many(items)
         assert [o.status for o in again] == [
-            "replayed", "refused", "replayed", "refused", "refused", "replayed", "replayed"]
+            "replayed",
+            "refused",
+            "replayed",
+            "refused",
+            "refused",
+            "replayed",
+            "replayed",
+        ]
         assert billed.verify().ok
 
     def test_chunks_commit_separately(self, db_url: str, clock: FixedClock) -> None:

@@ -5,7 +5,7 @@ The property tests compare the module with an independent, day-by-day reading of
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date
 from fractions import Fraction
 
 import pytest
@@ -29,8 +29,13 @@ POLICY = LateFeePolicy()
 
 
 def bill(due: date, amount: int, **kw: object) -> OpenBill:
-    return OpenBill(bill_id=kw.pop("bill_id", 1), bill_no=kw.pop("bill_no", "B1"),  # type: ignore[arg-type]
-                    due_date=due, amount=amount, **kw)  # type: ignore[arg-type]
+    return OpenBill(
+        bill_id=kw.pop("bill_id", 1),
+        bill_no=kw.pop("bill_no", "B1"),  # type: ignore[arg-type]
+        due_date=due,
+        amount=amount,
+        **kw,
+    )  # type: ignore[arg-type]
 
 
 def test_ten_days_from_the_day_after_the_due_date_through_the_payment_date() -> None:
@@ -98,7 +103,10 @@ def test_oldest_bill_first_late_fee_before_principal() -> None:
     old = bill(date(2026, 10, 15), 10_000, bill_id=1, bill_no="B-09", late_fee_charged=300)
     new = bill(date(2026, 11, 15), 20_000, bill_id=2, bill_no="B-10")
     parts = OldestFirst().allocate(15_000, [new, old])
-    assert [(p.bill_id, p.late_fee, p.principal) for p in parts] == [(1, 300, 10_000), (2, 0, 4_700)]
+    assert [(p.bill_id, p.late_fee, p.principal) for p in parts] == [
+        (1, 300, 10_000),
+        (2, 0, 4_700),
+    ]
     principal_first = OldestFirst(late_fee_first=False).allocate(10_000, [old])
     assert [(p.late_fee, p.principal) for p in principal_first] == [(0, 10_000)]
 

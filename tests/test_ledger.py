@@ -23,11 +23,22 @@ def populate(gateway: Gateway) -> None:
     gateway.open_account("A1")
     gateway.open_account("A2", category="non_residential")
     for n, acct in enumerate(("A1", "A2")):
-        gateway.issue_bill(acct, bill_no=f"B{n}", amount=Money(50_000, "CNY"), period="2026-10",
-                           due_date=date(2026, 11, 15))
-        gateway.pay(PaymentIntent(channel="kiosk", channel_txn_id=f"K{n}", account_no=acct,
-                                  amount=Money(30_000, "CNY"),
-                                  paid_at=datetime(2026, 11, 25, 3, tzinfo=UTC)))
+        gateway.issue_bill(
+            acct,
+            bill_no=f"B{n}",
+            amount=Money(50_000, "CNY"),
+            period="2026-10",
+            due_date=date(2026, 11, 15),
+        )
+        gateway.pay(
+            PaymentIntent(
+                channel="kiosk",
+                channel_txn_id=f"K{n}",
+                account_no=acct,
+                amount=Money(30_000, "CNY"),
+                paid_at=datetime(2026, 11, 25, 3, tzinfo=UTC),
+            )
+        )
     gateway.seal()
 
 
@@ -39,8 +50,12 @@ def raw(gateway: Gateway, sql: str, params: dict[str, object] | None = None) -> 
             tx.execute("SET LOCAL session_replication_role = replica")
             tx.execute(sql, params)
         else:
-            names = [r[0] for r in tx.all(
-                "SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE '%no_%'")]
+            names = [
+                r[0]
+                for r in tx.all(
+                    "SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE '%no_%'"
+                )
+            ]
             sqls = dict(tx.all("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'"))
             for name in names:
                 tx.execute(f"DROP TRIGGER {name}")
@@ -52,30 +67,54 @@ def raw(gateway: Gateway, sql: str, params: dict[str, object] | None = None) -> 
 
 
 def test_python_refuses_an_entry_that_does_not_balance(gateway: Gateway) -> None:
-    entry = EntryDraft("test", "ref", "memo", date(2026, 1, 1), datetime(2026, 1, 1, tzinfo=UTC),
-                       (PostingDraft(1, 100, "CNY"), PostingDraft(2, -99, "CNY")))
+    entry = EntryDraft(
+        "test",
+        "ref",
+        "memo",
+        date(2026, 1, 1),
+        datetime(2026, 1, 1, tzinfo=UTC),
+        (PostingDraft(1, 100, "CNY"), PostingDraft(2, -99, "CNY")),
+    )
     with pytest.raises(LedgerError, match="does not balance in CNY"):
         ledger.check_entry(entry)
     with pytest.raises(LedgerError, match="two postings"):
-        ledger.check_entry(EntryDraft("t", "r", "m", date(2026, 1, 1),
-                                      datetime(2026, 1, 1, tzinfo=UTC), (PostingDraft(1, 0, "CNY"),)))
-    mixed = EntryDraft("t", "r", "m", date(2026, 1, 1), datetime(2026, 1, 1, tzinfo=UTC),
-                       (PostingDraft(1, 100, "CNY"), PostingDraft(2, -100, "USD")))
+        ledger.check_entry(
+            EntryDraft(
+                "t",
+                "r",
+                "m",
+                date(2026, 1, 1),
+                datetime(2026, 1, 1, tzinfo=UTC),
+                (PostingDraft(1, 0, "CNY"),),
+            )
+        )
+    mixed = EntryDraft(
+        "t",
+        "r",
+        "m",
+        date(2026, 1, 1),
+        datetime(2026, 1, 1, tzinfo=UTC),
+        (PostingDraft(1, 100, "CNY"), PostingDraft(2, -100, "USD")),
+    )
     with pytest.raises(LedgerError, match="does not balance"):
         ledger.check_entry(mixed)
 
 
 @pytest.mark.postgres
-def test_postgresql_refuses_an_unbalanced_entry_the_code_did_not_check(pg_url: str,
-                                                                        clock: FixedClock) -> None:
+def test_postgresql_refuses_an_unbalanced_entry_the_code_did_not_check(
+    pg_url: str, clock: FixedClock
+) -> None:
     with Gateway.open(pg_url, clock=clock) as gateway:
         populate(gateway)
         ids = gateway.store.run(lambda tx: [r[0] for r in tx.all("SELECT id FROM ledger_accounts")])
 
         def sneak(tx: Tx) -> None:
             tx.execute("INSERT INTO journal_entries VALUES (5, 't', 'r', 'm', '2026-01-01', now())")
-            tx.insert("postings", ("id", "entry_id", "account_id", "amount", "currency"),
-                      [(6, 5, ids[0], 100, "CNY"), (7, 5, ids[1], -90, "CNY")])
+            tx.insert(
+                "postings",
+                ("id", "entry_id", "account_id", "amount", "currency"),
+                [(6, 5, ids[0], 100, "CNY"), (7, 5, ids[1], -90, "CNY")],
+            )
 
         with pytest.raises(psycopg.errors.CheckViolation, match="does not balance"):
             gateway.store.run(sneak)
@@ -85,10 +124,12 @@ def test_postgresql_refuses_an_unbalanced_entry_the_code_did_not_check(pg_url: s
 def test_the_journal_is_append_only_in_the_database(gateway: Gateway) -> None:
     populate(gateway)
     errors = (psycopg.errors.RaiseException, sqlite3.IntegrityError)
-    for sql in ("UPDATE postings SET amount = amount + 1",
-                "DELETE FROM postings",
-                "UPDATE journal_entries SET memo = 'x'",
-                "DELETE FROM journal_entries"):
+    for sql in (
+        "UPDATE postings SET amount = amount + 1",
+        "DELETE FROM postings",
+        "UPDATE journal_entries SET memo = 'x'",
+        "DELETE FROM journal_entries",
+    ):
         with pytest.raises(errors, match="append-only"):
             gateway.store.run(lambda tx, sql=sql: tx.execute(sql))
     assert gateway.verify().ok
@@ -97,9 +138,12 @@ def test_the_journal_is_append_only_in_the_database(gateway: Gateway) -> None:
 def test_a_zero_posting_is_refused_by_a_check_constraint(gateway: Gateway) -> None:
     populate(gateway)
     with pytest.raises((psycopg.errors.CheckViolation, sqlite3.IntegrityError)):
-        gateway.store.run(lambda tx: tx.execute(
-            "INSERT INTO postings (id, entry_id, account_id, amount, currency) "
-            "SELECT 1, MIN(entry_id), MIN(account_id), 0, 'CNY' FROM postings"))
+        gateway.store.run(
+            lambda tx: tx.execute(
+                "INSERT INTO postings (id, entry_id, account_id, amount, currency) "
+                "SELECT 1, MIN(entry_id), MIN(account_id), 0, 'CNY' FROM postings"
+            )
+        )
 
 
 def test_audit_is_clean_after_ordinary_work(gateway: Gateway) -> None:
@@ -119,18 +163,25 @@ def test_an_edited_posting_is_found(gateway: Gateway) -> None:
 
 def test_a_deleted_posting_pair_that_still_balances_is_found_by_the_seal(gateway: Gateway) -> None:
     populate(gateway)
-    entry = gateway.store.run(lambda tx: tx.scalar(
-        "SELECT entry_id FROM postings GROUP BY entry_id HAVING COUNT(*) = 4"))
+    entry = gateway.store.run(
+        lambda tx: tx.scalar("SELECT entry_id FROM postings GROUP BY entry_id HAVING COUNT(*) = 4")
+    )
+
     # drop the late-fee legs (debit customer, credit revenue) and fix the cached balances:
     # every sum still agrees; only the seal knows the entry changed.
     def tamper(tx: Tx) -> None:
-        legs = tx.all("SELECT id, account_id, amount FROM postings WHERE entry_id = :e ORDER BY id",
-                      {"e": entry})
+        legs = tx.all(
+            "SELECT id, account_id, amount FROM postings WHERE entry_id = :e ORDER BY id",
+            {"e": entry},
+        )
         for pid, account_id, amount in legs[2:]:
             tx.execute("DELETE FROM postings WHERE id = :id", {"id": pid})
-            tx.execute("UPDATE ledger_balances SET balance = balance - :a WHERE account_id = :acc "
-                       "AND shard = (SELECT MIN(shard) FROM ledger_balances WHERE account_id = :acc "
-                       "AND balance <> 0)", {"a": amount, "acc": account_id})
+            tx.execute(
+                "UPDATE ledger_balances SET balance = balance - :a WHERE account_id = :acc "
+                "AND shard = (SELECT MIN(shard) FROM ledger_balances WHERE account_id = :acc "
+                "AND balance <> 0)",
+                {"a": amount, "acc": account_id},
+            )
 
     def run(tx: Tx) -> None:
         if tx.dialect == "postgresql":
@@ -147,16 +198,28 @@ def test_a_deleted_posting_pair_that_still_balances_is_found_by_the_seal(gateway
 
 def test_a_deleted_entry_is_found(gateway: Gateway) -> None:
     populate(gateway)
+
     # an entry nothing else refers to: a transfer from clearing to bank, sealed
     def transfer(tx: Tx) -> int:
         accounts = ledger.LedgerAccounts()
         bank = accounts.ensure(tx, "bank:CNY", ledger.AccountKind.BANK, "CNY")
-        clearing = accounts.ensure(tx, "clearing:kiosk:CNY", ledger.AccountKind.CHANNEL_CLEARING,
-                                   "CNY")
-        [entry_id] = ledger.post(tx, [EntryDraft(
-            "settlement", "settle:1", "kiosk settles", date(2026, 11, 26),
-            datetime(2026, 11, 26, tzinfo=UTC),
-            (PostingDraft(bank, 100, "CNY"), PostingDraft(clearing, -100, "CNY")))], accounts)
+        clearing = accounts.ensure(
+            tx, "clearing:kiosk:CNY", ledger.AccountKind.CHANNEL_CLEARING, "CNY"
+        )
+        [entry_id] = ledger.post(
+            tx,
+            [
+                EntryDraft(
+                    "settlement",
+                    "settle:1",
+                    "kiosk settles",
+                    date(2026, 11, 26),
+                    datetime(2026, 11, 26, tzinfo=UTC),
+                    (PostingDraft(bank, 100, "CNY"), PostingDraft(clearing, -100, "CNY")),
+                )
+            ],
+            accounts,
+        )
         return entry_id
 
     entry = gateway.store.run(transfer)
@@ -171,17 +234,23 @@ def test_a_deleted_entry_is_found(gateway: Gateway) -> None:
 
 def test_a_rewritten_seal_block_breaks_the_chain(gateway: Gateway) -> None:
     populate(gateway)
-    gateway.store.run(lambda tx: tx.execute("UPDATE seal_blocks SET hash = :h WHERE block_no = 1",
-                                            {"h": "f" * 64}))
+    gateway.store.run(
+        lambda tx: tx.execute(
+            "UPDATE seal_blocks SET hash = :h WHERE block_no = 1", {"h": "f" * 64}
+        )
+    )
     kinds = {f.kind for f in gateway.verify().findings}
     assert "seal_hash" in kinds
 
 
 def test_a_cached_balance_that_drifts_is_named(gateway: Gateway) -> None:
     populate(gateway)
-    gateway.store.run(lambda tx: tx.execute(
-        "UPDATE ledger_balances SET balance = balance + 1 WHERE shard = 0 AND account_id = "
-        "(SELECT id FROM ledger_accounts WHERE code = 'receivable:A1')"))
+    gateway.store.run(
+        lambda tx: tx.execute(
+            "UPDATE ledger_balances SET balance = balance + 1 WHERE shard = 0 AND account_id = "
+            "(SELECT id FROM ledger_accounts WHERE code = 'receivable:A1')"
+        )
+    )
     [finding] = gateway.verify().findings
     assert finding.kind == "balance_mismatch" and finding.subject == "account receivable:A1"
 
@@ -192,8 +261,15 @@ def test_sealing_happens_after_commit_in_batches(db_url: str, clock: FixedClock)
     with Gateway.open(settings=Settings(database_url=db_url, seal_every=3), clock=clock) as gw:
         gw.open_account("A1")
         for n in range(7):
-            gw.pay(PaymentIntent(channel="pos", channel_txn_id=f"P{n}", account_no="A1",
-                                 amount=Money(100, "CNY"), paid_at=clock.now()))
+            gw.pay(
+                PaymentIntent(
+                    channel="pos",
+                    channel_txn_id=f"P{n}",
+                    account_no="A1",
+                    amount=Money(100, "CNY"),
+                    paid_at=clock.now(),
+                )
+            )
         report = gw.verify()
         assert report.sealed_entries == 6 and report.unsealed_entries == 1
     with Gateway.open(db_url, clock=clock) as gw:

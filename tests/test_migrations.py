@@ -64,8 +64,6 @@ def test_downgrade_and_upgrade_again(db_url: str) -> None:
 def test_migrations_import_nothing_from_paygate() -> None:
     for path in migrate.migrations_dir().glob("versions/*.py"):
         imports = [
-            line
-            for line in path.read_text().splitlines()
-            if line.startswith(("import ", "from "))
+            line for line in path.read_text().splitlines() if line.startswith(("import ", "from "))
         ]
         assert not [line for line in imports if "paygate" in line], path
