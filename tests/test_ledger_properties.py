@@ -246,12 +246,10 @@ def _reset(url: str) -> None:
     import psycopg
 
     from paygate.store.engine import normalize_url
+    from paygate.store.schema import metadata
 
     dsn = normalize_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("SET session_replication_role = replica")
-        conn.execute(
-            "TRUNCATE seal_queue, journal_seals, seal_blocks, outbox, supply_transitions, "
-            "supply_orders, allocations, payments, bills, accounts, ledger_balances, postings, "
-            "journal_entries, ledger_accounts"
-        )
+        tables = ", ".join(name for name in metadata.tables if name != "id_blocks")
+        conn.execute(f"TRUNCATE {tables}")
