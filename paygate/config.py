@@ -9,6 +9,7 @@ PAYGATE_DATABASE_URL           the ledger database                         sqlit
 PAYGATE_TIMEZONE               the utility's time zone                     Asia/Shanghai
 PAYGATE_CURRENCY               the currency accounts open in               CNY
 PAYGATE_RECONNECTION_PROMISE   hours from arrears cleared to supply back   24
+PAYGATE_DEFAULT_HEADEND        head-end for accounts that name none        (none)
 PAYGATE_SQLITE_SYNCHRONOUS     SQLite durability (FULL: fsync each commit) FULL
 PAYGATE_SEAL_EVERY             seal after this many entries are posted     1000
 =============================  ==========================================  ====================
@@ -29,6 +30,7 @@ from paygate.errors import ConfigurationError
 from paygate.ledger import AccountKind
 from paygate.money import minor_units_exponent
 from paygate.store.engine import DEFAULT_DATABASE_URL
+from paygate.supply import DunningPolicy, ServicePromise
 
 __all__ = ["Settings"]
 
@@ -42,7 +44,9 @@ class Settings(BaseModel):
     timezone: str = DEFAULT_TIMEZONE
     currency: str = "CNY"
     late_fee: LateFeePolicy = Field(default_factory=LateFeePolicy)
-    reconnection_promise: timedelta = timedelta(hours=24)
+    service_promise: ServicePromise = Field(default_factory=ServicePromise)
+    dunning: DunningPolicy = Field(default_factory=DunningPolicy)
+    default_headend: str | None = None
     channel_cutoffs: Mapping[str, time] = Field(default_factory=dict)
     # Where a channel's money sits before it is settled: a clearing account, except for
     # recharge vouchers, whose money was taken when the card was sold (voucher liability).
@@ -68,13 +72,6 @@ class Settings(BaseModel):
         minor_units_exponent(value)
         return value
 
-    @field_validator("reconnection_promise")
-    @classmethod
-    def _promise(cls, value: timedelta) -> timedelta:
-        if value <= timedelta(0):
-            raise ValueError("the reconnection promise must be a positive duration")
-        return value
-
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
         """Settings from ``PAYGATE_*`` variables, then ``overrides`` (None values ignored)."""
@@ -91,7 +88,15 @@ class Settings(BaseModel):
         try:
             if "PAYGATE_RECONNECTION_PROMISE" in env:
                 hours = int(env["PAYGATE_RECONNECTION_PROMISE"])
-                values["reconnection_promise"] = timedelta(hours=hours)
+                budgets = ServicePromise()
+                values["service_promise"] = ServicePromise(
+                    promise=timedelta(hours=hours),
+                    legal_limit=max(budgets.legal_limit, timedelta(hours=hours)),
+                    confirm_budget=timedelta(hours=hours) * 5 / 6,
+                    ack_budget=timedelta(hours=hours) * 5 / 32,
+                )
+            if "PAYGATE_DEFAULT_HEADEND" in env:
+                values["default_headend"] = env["PAYGATE_DEFAULT_HEADEND"]
             if "PAYGATE_SEAL_EVERY" in env:
                 values["seal_every"] = int(env["PAYGATE_SEAL_EVERY"])
         except ValueError as exc:

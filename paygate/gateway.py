@@ -20,7 +20,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from types import TracebackType
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -42,9 +42,12 @@ from paygate.errors import (
     UnknownOrderError,
     UnknownPaymentError,
 )
+from paygate import supply
+from paygate.headend.base import HeadEndOutcome, SupplyAction
 from paygate.ledger import AccountKind, EntryDraft, LedgerAccounts, PostingDraft
 from paygate.models import (
     AccountStatus,
+    DisconnectionCandidate,
     Allocation,
     BillIssued,
     BillStatus,
@@ -58,6 +61,7 @@ from paygate.models import (
 from paygate.money import Money
 from paygate.store import migrate
 from paygate.store.engine import Store, Tx, UniqueViolation
+from paygate.supply import OrderStatus, Severity, Step
 
 __all__ = ["Gateway"]
 
@@ -101,6 +105,7 @@ class _Writes:
     transitions: list[tuple[Any, ...]] = field(default_factory=list)
     events: list[tuple[Any, ...]] = field(default_factory=list)
     payment_credit: dict[int, int] = field(default_factory=dict)
+    cancel_disconnects: list[tuple[int, Any]] = field(default_factory=list)
 
 
 def _fingerprint(intent: PaymentIntent) -> str:
@@ -709,6 +714,7 @@ class Gateway:
             self._transition(
                 tx, acct, SupplyState.CONNECTED, "arrears cleared", "payment", None, writes, now
             )
+            writes.cancel_disconnects.append((acct.id, tx.ts(now)))
             self._event(
                 tx,
                 writes,
@@ -720,29 +726,23 @@ class Gateway:
             return None
         if acct.supply_state is not SupplyState.DISCONNECTED:
             return None
-        order_id = tx.ids.one()
-        due_at = now + self.settings.reconnection_promise
-        writes.orders.append(
-            (
-                order_id,
-                acct.id,
-                "reconnect",
-                "open",
-                "arrears cleared",
-                payment_id,
-                tx.ts(now),
-                tx.ts(due_at),
-            )
+        return self._reconnection_order(tx, acct, "arrears cleared", payment_id, writes, now)
+
+    def _reconnection_order(
+        self,
+        tx: Tx,
+        acct: _Account,
+        reason: str,
+        payment_id: int | None,
+        writes: _Writes,
+        now: datetime,
+    ) -> int:
+        order_id = self._new_order(
+            tx, acct, "reconnect", SupplyAction.DIRECT_CLOSE, reason, payment_id, None, writes, now
         )
+        deadlines = self.settings.service_promise.deadlines(now)
         self._transition(
-            tx,
-            acct,
-            SupplyState.RECONNECTION_PENDING,
-            "arrears cleared",
-            "payment",
-            order_id,
-            writes,
-            now,
+            tx, acct, SupplyState.RECONNECTION_PENDING, reason, "payment", order_id, writes, now
         )
         self._event(
             tx,
@@ -750,7 +750,46 @@ class Gateway:
             "reconnection.requested",
             acct.account_no,
             now,
-            {"order_id": order_id, "payment_id": payment_id, "due_at": due_at.isoformat()},
+            {
+                "order_id": order_id,
+                "payment_id": payment_id,
+                "due_at": deadlines.confirm.isoformat(),
+            },
+        )
+        return order_id
+
+    def _new_order(
+        self,
+        tx: Tx,
+        acct: _Account,
+        kind: str,
+        action: SupplyAction,
+        reason: str,
+        payment_id: int | None,
+        approved_by: str | None,
+        writes: _Writes,
+        now: datetime,
+    ) -> int:
+        order_id = tx.ids.one()
+        deadlines = self.settings.service_promise.deadlines(now)
+        writes.orders.append(
+            (
+                order_id,
+                acct.id,
+                kind,
+                OrderStatus.OPEN.value,
+                reason,
+                payment_id,
+                tx.ts(now),
+                tx.ts(deadlines.confirm),
+                action.value,
+                approved_by,
+                tx.ts(deadlines.dispatch),
+                tx.ts(deadlines.acknowledge),
+                tx.ts(deadlines.legal),
+                0,
+                tx.ts(now),
+            )
         )
         return order_id
 
@@ -977,28 +1016,127 @@ class Gateway:
         self, order_id: int, *, actor: str = "headend", at: datetime | None = None
     ) -> SupplyState:
         """Record that supply is back for a reconnection order; the account is connected."""
-        when = require_aware(at, "at") if at is not None else self.clock.now()
+        self.record_order_progress(order_id, HeadEndOutcome.COMPLETED, at=at, actor=actor)
+        return self.store.run(
+            lambda tx: SupplyState(
+                tx.scalar(
+                    "SELECT a.supply_state FROM accounts a JOIN supply_orders o "
+                    "ON o.account_id = a.id WHERE o.id = :id",
+                    {"id": order_id},
+                )
+            ),
+            write=False,
+        )
 
-        def work(tx: Tx) -> SupplyState:
-            row = tx.one(
-                "SELECT o.kind, o.status, a.account_no, o.due_at FROM supply_orders o "
-                "JOIN accounts a ON a.id = o.account_id WHERE o.id = :id",
-                {"id": order_id},
-            )
-            if row is None or row[0] != "reconnect":
-                raise UnknownOrderError(f"no reconnection order {order_id}", field="order_id")
-            acct = self._lock_accounts(tx, [row[2]])[row[2]]
-            status = tx.scalar("SELECT status FROM supply_orders WHERE id = :id", {"id": order_id})
-            if status == "completed":
-                return acct.supply_state
-            if status != "open":
-                raise InvalidStateError(f"order {order_id} is {status}", field="order_id")
-            due_at = tx.read_ts(row[3])
+    def set_meter(self, account_no: str, *, headend: str | None, meter_address: str | None) -> None:
+        """Name the head-end and meter address that supply orders for the account go to."""
+
+        def work(tx: Tx) -> None:
+            if not self._lock_accounts(tx, [account_no]):
+                raise UnknownAccountError(f"no account {account_no}", field="account_no")
             tx.execute(
-                "UPDATE supply_orders SET status = 'completed', closed_at = :at WHERE id = :id",
-                {"at": tx.ts(when), "id": order_id},
+                "UPDATE accounts SET headend = :h, meter_address = :m WHERE account_no = :n",
+                {"h": headend, "m": meter_address, "n": account_no},
+            )
+
+        self.store.run(work)
+
+    def record_order_progress(
+        self,
+        order_id: int,
+        outcome: HeadEndOutcome,
+        *,
+        at: datetime | None = None,
+        actor: str = "headend",
+        reference: str | None = None,
+        claim_token: str | None = None,
+        next_attempt_at: datetime | None = None,
+    ) -> OrderStatus:
+        """Record how far an order got (a head-end's answer or callback, an operator's word).
+
+        Idempotent: an order never moves backwards, and a completed or cancelled order stays as
+        it is, so duplicate callbacks change nothing. Completion changes the account's supply
+        state in the same transaction; a step reached after its deadline is recorded as a breach.
+        """
+        now = self.clock.now()
+        when = require_aware(at, "at") if at is not None else now
+
+        def work(tx: Tx) -> OrderStatus:
+            found = supply.load_order(tx, order_id)
+            if found is None:
+                raise UnknownOrderError(f"no supply order {order_id}", field="order_id")
+            acct = self._lock_accounts(tx, [found.account_no])[found.account_no]
+            order = supply.load_order(tx, order_id, lock=True)
+            assert order is not None
+            if claim_token is not None and not supply.holds_claim(tx, order_id, claim_token):
+                return order.status  # another dispatcher took over after our lease ran out
+            if order.status in (OrderStatus.COMPLETED, OrderStatus.CANCELLED):
+                return order.status
+            target = supply.outcome_status(outcome)
+            rank = list(OrderStatus).index
+            status = target if rank(target) > rank(order.status) else order.status
+            if order.status is OrderStatus.FAILED:
+                status = target
+            order.dispatched_at = order.dispatched_at or when
+            if target in (OrderStatus.ACKNOWLEDGED, OrderStatus.COMPLETED):
+                order.acknowledged_at = order.acknowledged_at or when
+            if target is OrderStatus.COMPLETED:
+                order.completed_at = when
+            order.status = status
+            tx.execute(
+                "UPDATE supply_orders SET status = :s, dispatched_at = :d, acknowledged_at = :a, "
+                "completed_at = :c, closed_at = :closed, next_attempt_at = :next, "
+                "claimed_until = NULL, claim_token = NULL, last_error = NULL WHERE id = :id",
+                {
+                    "s": status.value,
+                    "d": tx.ts(order.dispatched_at),
+                    "a": None if order.acknowledged_at is None else tx.ts(order.acknowledged_at),
+                    "c": None if order.completed_at is None else tx.ts(order.completed_at),
+                    "closed": None if order.completed_at is None else tx.ts(order.completed_at),
+                    "next": None
+                    if status is OrderStatus.COMPLETED or next_attempt_at is None
+                    else tx.ts(next_attempt_at),
+                    "id": order_id,
+                },
             )
             writes = _Writes()
+            elapsed = (when - order.created_at).total_seconds()
+            self._event(
+                tx,
+                writes,
+                f"{order.kind}ion.{status.value}"
+                if order.kind == "reconnect"
+                else f"disconnection.{status.value}",
+                acct.account_no,
+                now,
+                {
+                    "order_id": order_id,
+                    "actor": actor,
+                    "reference": reference,
+                    "at": when.isoformat(),
+                    "elapsed_seconds": elapsed,
+                    "on_time": when <= order.deadlines.confirm,
+                },
+            )
+            if status is OrderStatus.COMPLETED:
+                self._order_completed(tx, acct, order, actor, writes, when)
+            self._breaches(tx, order, when, writes, now)
+            self._flush_rows(tx, writes)
+            self._write_states(tx, [acct])
+            return status
+
+        return self.store.run(work)
+
+    def _order_completed(
+        self,
+        tx: Tx,
+        acct: _Account,
+        order: supply.OrderRow,
+        actor: str,
+        writes: _Writes,
+        when: datetime,
+    ) -> None:
+        if order.kind == "reconnect":
             if acct.supply_state is SupplyState.RECONNECTION_PENDING:
                 self._transition(
                     tx,
@@ -1006,21 +1144,333 @@ class Gateway:
                     SupplyState.CONNECTED,
                     "supply restored",
                     actor,
-                    order_id,
+                    order.id,
                     writes,
                     when,
                 )
+            return
+        self._transition(
+            tx, acct, SupplyState.DISCONNECTED, "supply cut", actor, order.id, writes, when
+        )
+        # The customer may have paid while the cut was on its way: supply goes straight back.
+        self._load_bills(tx, [acct])
+        owed, _ = billing.arrears(
+            acct.bills, acct.category, self._local_date(when), self.settings.late_fee
+        )
+        if owed == 0:
+            self._reconnection_order(tx, acct, "arrears cleared before the cut", None, writes, when)
+
+    def _breaches(
+        self, tx: Tx, order: supply.OrderRow, at: datetime, writes: _Writes, now: datetime
+    ) -> list[tuple[int, Step, Severity]]:
+        missed = list(supply.missed_steps(order, at))
+        if not missed:
+            return []
+        known = {
+            str(r[0])
+            for r in tx.all("SELECT step FROM breaches WHERE order_id = :o", {"o": order.id})
+        }
+        new = [(step, sev) for step, sev in missed if step.value not in known]
+        for step, sev in new:
+            tx.execute(
+                "INSERT INTO breaches (id, order_id, step, severity, deadline, detected_at) "
+                "VALUES (:id, :o, :step, :sev, :deadline, :at) ON CONFLICT (order_id, step) "
+                "DO NOTHING",
+                {
+                    "id": tx.ids.one(),
+                    "o": order.id,
+                    "step": step.value,
+                    "sev": sev.value,
+                    "deadline": tx.ts(order.deadlines.of(step)),
+                    "at": tx.ts(now),
+                },
+            )
             self._event(
                 tx,
                 writes,
-                "reconnection.completed",
-                acct.account_no,
-                when,
-                {"order_id": order_id, "on_time": when <= due_at},
+                "service.breach",
+                order.account_no,
+                now,
+                {
+                    "order_id": order.id,
+                    "kind": order.kind,
+                    "step": step.value,
+                    "severity": sev.value,
+                    "deadline": order.deadlines.of(step).isoformat(),
+                },
             )
+        return [(order.id, step, sev) for step, sev in new]
+
+    def check_deadlines(self, now: datetime | None = None) -> list[tuple[int, Step, Severity]]:
+        """Record a breach for every step of an open order whose deadline has passed."""
+        at = now or self.clock.now()
+
+        def work(tx: Tx) -> list[tuple[int, Step, Severity]]:
+            rows = tx.all(
+                f"SELECT {supply.ORDER_COLUMNS} FROM supply_orders o "  # noqa: S608
+                "JOIN accounts a ON a.id = o.account_id WHERE o.status IN "
+                "('open', 'dispatched', 'acknowledged', 'failed') AND o.dispatch_due_at < :now "
+                "ORDER BY o.id",
+                {"now": tx.ts(at)},
+            )
+            writes = _Writes()
+            found: list[tuple[int, Step, Severity]] = []
+            for row in rows:
+                found += self._breaches(tx, supply.order_row(tx, row), at, writes, at)
+            self._flush_rows(tx, writes)
+            return found
+
+        return self.store.run(work)
+
+    def record_order_failure(
+        self,
+        order_id: int,
+        error: str,
+        *,
+        claim_token: str | None,
+        retry_at: datetime | None,
+        alert_after: int = 10,
+    ) -> None:
+        """Record a failed delivery: retried at ``retry_at``, or, with None, refused for good.
+
+        An order refused for good becomes ``failed`` and raises an alert event; it still counts
+        against the promise until a person retries or cancels it.
+        """
+        now = self.clock.now()
+
+        def work(tx: Tx) -> None:
+            order = supply.load_order(tx, order_id, lock=True)
+            if order is None:
+                raise UnknownOrderError(f"no supply order {order_id}", field="order_id")
+            if claim_token is not None and not supply.holds_claim(tx, order_id, claim_token):
+                return
+            if order.status not in supply.ACTIVE:
+                return
+            attempts = order.attempts + 1
+            status = order.status if retry_at is not None else OrderStatus.FAILED
+            tx.execute(
+                "UPDATE supply_orders SET attempts = :n, last_error = :e, status = :s, "
+                "next_attempt_at = :next, claimed_until = NULL, claim_token = NULL WHERE id = :id",
+                {
+                    "n": attempts,
+                    "e": error[:2000],
+                    "s": status.value,
+                    "next": None if retry_at is None else tx.ts(retry_at),
+                    "id": order_id,
+                },
+            )
+            writes = _Writes()
+            if retry_at is None or attempts == alert_after:
+                self._event(
+                    tx,
+                    writes,
+                    "order.alert",
+                    order.account_no,
+                    now,
+                    {
+                        "order_id": order_id,
+                        "kind": order.kind,
+                        "attempts": attempts,
+                        "error": error[:500],
+                        "final": retry_at is None,
+                    },
+                )
+            self._flush_rows(tx, writes)
+
+        self.store.run(work)
+
+    def retry_order(self, order_id: int) -> None:
+        """Put a failed order back in the queue, to be attempted at once."""
+
+        def work(tx: Tx) -> None:
+            order = supply.load_order(tx, order_id, lock=True)
+            if order is None:
+                raise UnknownOrderError(f"no supply order {order_id}", field="order_id")
+            if order.status is not OrderStatus.FAILED:
+                raise InvalidStateError(f"order {order_id} is {order.status.value}")
+            back = OrderStatus.DISPATCHED if order.dispatched_at else OrderStatus.OPEN
+            tx.execute(
+                "UPDATE supply_orders SET status = :s, next_attempt_at = :now WHERE id = :id",
+                {"s": back.value, "now": tx.ts(self.clock.now()), "id": order_id},
+            )
+
+        self.store.run(work)
+
+    # -- dunning ------------------------------------------------------------------------
+
+    def serve_notice(
+        self, account_no: str, kind: str = "notice", *, served_by: str = "billing"
+    ) -> None:
+        """Record a written notice (``notice``) or the final reminder (``final_reminder``).
+
+        The notice puts a connected account on the disconnection path
+        (``disconnection_pending``); paying the arrears takes it off again.
+        """
+        if kind not in ("notice", "final_reminder"):
+            raise InvalidInputError("notice or final_reminder", field="kind")
+        now = self.clock.now()
+
+        def work(tx: Tx) -> None:
+            acct = self._lock_accounts(tx, [account_no]).get(account_no)
+            if acct is None:
+                raise UnknownAccountError(f"no account {account_no}", field="account_no")
+            self._load_bills(tx, [acct])
+            owed, _ = billing.arrears(
+                acct.bills, acct.category, self._local_date(now), self.settings.late_fee
+            )
+            if owed <= 0:
+                raise InvalidStateError(f"account {account_no} has no arrears", field="account_no")
+            if kind == "final_reminder" and not tx.scalar(
+                "SELECT COUNT(*) FROM dunning_notices WHERE account_id = :a AND kind = 'notice'",
+                {"a": acct.id},
+            ):
+                raise InvalidStateError("a final reminder follows a notice", field="kind")
+            tx.execute(
+                "INSERT INTO dunning_notices (id, account_id, kind, served_at, served_by, arrears) "
+                "VALUES (:id, :a, :k, :at, :by, :owed)",
+                {
+                    "id": tx.ids.one(),
+                    "a": acct.id,
+                    "k": kind,
+                    "at": tx.ts(now),
+                    "by": served_by,
+                    "owed": owed,
+                },
+            )
+            writes = _Writes()
+            if kind == "notice" and acct.supply_state is SupplyState.CONNECTED:
+                self._transition(
+                    tx,
+                    acct,
+                    SupplyState.DISCONNECTION_PENDING,
+                    "notice served",
+                    served_by,
+                    None,
+                    writes,
+                    now,
+                )
+            self._event(tx, writes, f"dunning.{kind}", account_no, now, {"arrears": owed})
             self._flush_rows(tx, writes)
             self._write_states(tx, [acct])
-            return acct.supply_state
+
+        self.store.run(work)
+
+    def disconnection_candidates(
+        self, as_of: datetime | None = None
+    ) -> list[DisconnectionCandidate]:
+        """Accounts the dunning policy allows to be disconnected now.
+
+        Overdue beyond the policy's days, the written notice served at least ``notice_days``
+        earlier and (if the policy asks) the final reminder at least ``final_reminder_days``
+        earlier; never a protected account (those are cut only by a negotiated order).
+        """
+        now = as_of or self.clock.now()
+        policy = self.settings.dunning
+        today = self._local_date(now)
+
+        def work(tx: Tx) -> list[DisconnectionCandidate]:
+            rows = tx.all(
+                f"SELECT {_ACCOUNT_COLUMNS} FROM accounts a WHERE a.supply_state = "  # noqa: S608
+                "'disconnection_pending' AND a.protected = :f ORDER BY a.account_no",
+                {"f": False},
+            )
+            accts = [self._account(r) for r in rows]
+            self._load_bills(tx, accts)
+            out = []
+            for acct in accts:
+                overdue = [b for b in acct.bills if b.principal_due > 0 and b.overdue_on(today)]
+                if not overdue:
+                    continue
+                oldest = min(b.due_date for b in overdue)
+                if (today - oldest).days < policy.overdue_threshold(acct.category.value):
+                    continue
+                notices = {
+                    str(k): tx.read_ts(t)
+                    for k, t in tx.all(
+                        "SELECT kind, MAX(served_at) FROM dunning_notices WHERE account_id = :a "
+                        "GROUP BY kind",
+                        {"a": acct.id},
+                    )
+                }
+                notice = notices.get("notice")
+                if notice is None or now - notice < timedelta(days=policy.notice_days):
+                    continue
+                reminder = notices.get("final_reminder")
+                if policy.final_reminder and (
+                    reminder is None
+                    or reminder < notice
+                    or now - reminder < timedelta(days=policy.final_reminder_days)
+                ):
+                    continue
+                owed, _ = billing.arrears(acct.bills, acct.category, today, self.settings.late_fee)
+                out.append(
+                    DisconnectionCandidate(
+                        account_no=acct.account_no,
+                        arrears=Money(owed, acct.currency),
+                        oldest_due_date=oldest,
+                        notice_served_at=notice,
+                        final_reminder_at=reminder,
+                    )
+                )
+            return out
+
+        return self.store.run(work, write=False)
+
+    def order_disconnection(
+        self,
+        account_no: str,
+        *,
+        approved_by: str,
+        negotiated: bool = False,
+        reason: str = "arrears",
+    ) -> int:
+        """Create a disconnection order a billing system or an operator has confirmed.
+
+        Outside a negotiated order, only a candidate of the dunning policy can be ordered; a
+        protected account never is.
+        """
+        if not approved_by:
+            raise InvalidInputError("who approved the disconnection", field="approved_by")
+        now = self.clock.now()
+        if not negotiated and account_no not in {
+            c.account_no for c in self.disconnection_candidates(now)
+        }:
+            raise InvalidStateError(
+                f"account {account_no} is not a disconnection candidate "
+                "(arrears, notices, protection)",
+                field="account_no",
+            )
+
+        def work(tx: Tx) -> int:
+            acct = self._lock_accounts(tx, [account_no]).get(account_no)
+            if acct is None:
+                raise UnknownAccountError(f"no account {account_no}", field="account_no")
+            if acct.protected and not negotiated:
+                raise InvalidStateError(f"account {account_no} is protected", field="account_no")
+            if acct.supply_state not in (SupplyState.CONNECTED, SupplyState.DISCONNECTION_PENDING):
+                raise InvalidStateError(
+                    f"account {account_no} is {acct.supply_state.value}", field="account_no"
+                )
+            if tx.scalar(
+                "SELECT COUNT(*) FROM supply_orders WHERE account_id = :a AND status IN "
+                "('open', 'dispatched', 'acknowledged')",
+                {"a": acct.id},
+            ):
+                raise InvalidStateError(f"account {account_no} has an order under way")
+            writes = _Writes()
+            order_id = self._new_order(
+                tx, acct, "disconnect", SupplyAction.TRIP, reason, None, approved_by, writes, now
+            )
+            self._event(
+                tx,
+                writes,
+                "disconnection.ordered",
+                account_no,
+                now,
+                {"order_id": order_id, "approved_by": approved_by, "negotiated": negotiated},
+            )
+            self._flush_rows(tx, writes)
+            return order_id
 
         return self.store.run(work)
 
@@ -1331,9 +1781,22 @@ class Gateway:
                 "payment_id",
                 "created_at",
                 "due_at",
+                "action",
+                "approved_by",
+                "dispatch_due_at",
+                "ack_due_at",
+                "legal_due_at",
+                "attempts",
+                "next_attempt_at",
             ),
             writes.orders,
         )
+        if writes.cancel_disconnects:
+            tx.many(
+                "UPDATE supply_orders SET status = 'cancelled', closed_at = :now "
+                "WHERE account_id = :a AND kind = 'disconnect' AND status = 'open'",
+                [{"a": a, "now": at} for a, at in writes.cancel_disconnects],
+            )
         tx.insert(
             "supply_transitions",
             ("id", "account_id", "from_state", "to_state", "reason", "actor", "order_id", "at"),

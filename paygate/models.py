@@ -20,6 +20,7 @@ __all__ = [
     "Allocation",
     "AwareDatetime",
     "BillIssued",
+    "DisconnectionCandidate",
     "BillStatus",
     "Category",
     "Identifier",
@@ -199,3 +200,13 @@ class BillIssued(_Frozen):
     due_date: date
     created: bool
     credit_applied: Money
+
+
+class DisconnectionCandidate(_Frozen):
+    """An account the dunning policy allows to be disconnected, with why."""
+
+    account_no: str
+    arrears: Money
+    oldest_due_date: date
+    notice_served_at: datetime
+    final_reminder_at: datetime | None

@@ -182,6 +182,9 @@ accounts = Table(
     Column("supply_state", String(32), nullable=False),
     Column("receivable_account_id", BigInteger, ForeignKey("ledger_accounts.id"), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
+    # How supply orders reach this account's meter: a head-end adapter and the meter's address.
+    Column("headend", String(32)),
+    Column("meter_address", String(32)),
 )
 
 bills = Table(
@@ -254,6 +257,9 @@ allocations = Table(
 
 # --- supply and events ----------------------------------------------------------------------
 
+# A reconnection or disconnection order: its step times, the deadline of each step (computed
+# backwards from the service promise), its delivery attempts, and the lease of the dispatcher
+# working on it (so several dispatchers never deliver one order at once).
 supply_orders = Table(
     "supply_orders",
     metadata,
@@ -266,6 +272,45 @@ supply_orders = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("due_at", UTCDateTime, nullable=False),
     Column("closed_at", UTCDateTime),
+    Column("action", String(16), nullable=False, server_default="direct_close"),
+    Column("headend", String(32)),
+    Column("approved_by", String(64)),
+    Column("dispatch_due_at", UTCDateTime),
+    Column("ack_due_at", UTCDateTime),
+    Column("legal_due_at", UTCDateTime),
+    Column("dispatched_at", UTCDateTime),
+    Column("acknowledged_at", UTCDateTime),
+    Column("completed_at", UTCDateTime),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", UTCDateTime),
+    Column("claimed_until", UTCDateTime),
+    Column("claim_token", String(32)),
+    Column("last_error", Text),
+    Index("ix_supply_orders_due", "status", "next_attempt_at"),
+)
+
+breaches = Table(
+    "breaches",
+    metadata,
+    _id(),
+    Column("order_id", BigInteger, ForeignKey("supply_orders.id"), nullable=False, index=True),
+    Column("step", String(16), nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("deadline", UTCDateTime, nullable=False),
+    Column("detected_at", UTCDateTime, nullable=False),
+    UniqueConstraint("order_id", "step"),
+)
+
+# Written notices before a disconnection (the notice, then the final reminder).
+dunning_notices = Table(
+    "dunning_notices",
+    metadata,
+    _id(),
+    Column("account_id", BigInteger, ForeignKey("accounts.id"), nullable=False, index=True),
+    Column("kind", String(16), nullable=False),
+    Column("served_at", UTCDateTime, nullable=False),
+    Column("served_by", String(64), nullable=False),
+    Column("arrears", BigInteger, nullable=False),
 )
 
 supply_transitions = Table(
@@ -293,6 +338,9 @@ outbox = Table(
     Column("attempts", Integer, nullable=False),
     Column("delivered_at", UTCDateTime),
     Column("last_error", Text),
+    Column("dead_at", UTCDateTime),
+    Column("claimed_until", UTCDateTime),
+    Column("claim_token", String(32)),
     Index("ix_outbox_pending", "delivered_at", "available_at"),
 )
 
