@@ -25,7 +25,7 @@ from types import TracebackType
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from paygate import billing, ledger
+from paygate import billing, ledger, supply
 from paygate.billing import AllocationPart, AllocationPolicy, OldestFirst, OpenBill
 from paygate.clock import Clock, SystemClock, business_date, require_aware
 from paygate.config import Settings
@@ -42,16 +42,15 @@ from paygate.errors import (
     UnknownOrderError,
     UnknownPaymentError,
 )
-from paygate import supply
 from paygate.headend.base import HeadEndOutcome, SupplyAction
 from paygate.ledger import AccountKind, EntryDraft, LedgerAccounts, PostingDraft
 from paygate.models import (
     AccountStatus,
-    DisconnectionCandidate,
     Allocation,
     BillIssued,
     BillStatus,
     Category,
+    DisconnectionCandidate,
     PaymentIntent,
     PayOutcome,
     Receipt,
@@ -619,6 +618,33 @@ class Gateway:
                 )
             )
 
+        self._event(
+            tx,
+            writes,
+            "payment.posted",
+            acct.account_no,
+            now,
+            {
+                "payment_id": payment_id,
+                "channel": intent.channel,
+                "channel_txn_id": intent.channel_txn_id,
+                "amount": intent.amount.minor,
+                "currency": cur,
+                "paid_at": intent.paid_at.isoformat(),
+                "late_fee": accrual.total,
+                "balance_after": acct.balance,
+                "arrears_after": arrears_after,
+            },
+        )
+        if arrears_before > 0 and arrears_after == 0:
+            self._event(
+                tx,
+                writes,
+                "arrears.cleared",
+                acct.account_no,
+                now,
+                {"payment_id": payment_id, "supply_state": acct.supply_state.value},
+            )
         order_id = self._supply_after_payment(tx, acct, payment_id, arrears_after, writes, now)
         receipt = Receipt(
             payment_id=payment_id,
@@ -663,33 +689,6 @@ class Gateway:
                 tx.ts(now),
             )
         )
-        self._event(
-            tx,
-            writes,
-            "payment.posted",
-            acct.account_no,
-            now,
-            {
-                "payment_id": payment_id,
-                "channel": intent.channel,
-                "channel_txn_id": intent.channel_txn_id,
-                "amount": intent.amount.minor,
-                "currency": cur,
-                "paid_at": intent.paid_at.isoformat(),
-                "late_fee": accrual.total,
-                "balance_after": acct.balance,
-                "arrears_after": arrears_after,
-            },
-        )
-        if receipt.arrears_cleared:
-            self._event(
-                tx,
-                writes,
-                "arrears.cleared",
-                acct.account_no,
-                now,
-                {"payment_id": payment_id, "supply_state": acct.supply_state.value},
-            )
         return receipt
 
     def _debit_account(self, tx: Tx, channel: str, currency: str) -> int:
@@ -1072,6 +1071,7 @@ class Gateway:
                 return order.status  # another dispatcher took over after our lease ran out
             if order.status in (OrderStatus.COMPLETED, OrderStatus.CANCELLED):
                 return order.status
+            previous = order.status
             target = supply.outcome_status(outcome)
             rank = list(OrderStatus).index
             status = target if rank(target) > rank(order.status) else order.status
@@ -1100,6 +1100,9 @@ class Gateway:
                 },
             )
             writes = _Writes()
+            if status is previous:
+                self._flush_rows(tx, writes)
+                return status  # a poll that found nothing new: only the next poll time moved
             elapsed = (when - order.created_at).total_seconds()
             self._event(
                 tx,

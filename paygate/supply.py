@@ -280,7 +280,7 @@ def missed_steps(order: OrderRow, now: datetime) -> Iterator[tuple[Step, Severit
         done = order.step_done_at(Step.CONFIRM if step is Step.LEGAL else step)
         reached_late = done is not None and done > deadline
         still_missing = (
-            done is None and now > deadline and order.status in ACTIVE + (OrderStatus.FAILED,)
+            done is None and now > deadline and order.status in (*ACTIVE, OrderStatus.FAILED)
         )
         if reached_late or still_missing:
             judged_at = done if done is not None else now
@@ -294,3 +294,12 @@ def outcome_status(outcome: HeadEndOutcome) -> OrderStatus:
         HeadEndOutcome.ACKNOWLEDGED: OrderStatus.ACKNOWLEDGED,
         HeadEndOutcome.COMPLETED: OrderStatus.COMPLETED,
     }[outcome]
+
+
+def status_outcome(status: OrderStatus) -> HeadEndOutcome:
+    """The head-end outcome an order in ``status`` has already reached."""
+    if status is OrderStatus.ACKNOWLEDGED:
+        return HeadEndOutcome.ACKNOWLEDGED
+    if status is OrderStatus.COMPLETED:
+        return HeadEndOutcome.COMPLETED
+    return HeadEndOutcome.DISPATCHED
