@@ -36,9 +36,13 @@ app = typer.Typer(
 db_app = typer.Typer(help="Create and upgrade the database schema.", no_args_is_help=True)
 audit_app = typer.Typer(help="Seal and verify the journal.", no_args_is_help=True)
 accounts_app = typer.Typer(help="Look at customer accounts.", no_args_is_help=True)
+orders_app = typer.Typer(help="Reconnection and disconnection orders.", no_args_is_help=True)
+dunning_app = typer.Typer(help="Notices and disconnection candidates.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(audit_app, name="audit")
 app.add_typer(accounts_app, name="accounts")
+app.add_typer(orders_app, name="orders")
+app.add_typer(dunning_app, name="dunning")
 
 out = Console()
 err = Console(stderr=True)
@@ -151,6 +155,183 @@ def accounts_status(
                 "yes" if bill.overdue else "",
             )
         out.print(table)
+
+    _guard(run)
+
+
+@app.command("dispatch")
+def dispatch(
+    database_url: DatabaseUrl = None,
+    config: Annotated[
+        Path | None, typer.Option(help="TOML file naming head-ends and event sinks.")
+    ] = None,
+    once: Annotated[bool, typer.Option(help="One pass, then exit.")] = False,
+    idle_wait: Annotated[float, typer.Option(help="Seconds to wait when nothing is due.")] = 1.0,
+) -> None:
+    """Deliver supply orders to head-ends and events to sinks until stopped (SIGTERM, Ctrl-C).
+
+    A stop signal lets the current delivery finish and exits cleanly; a killed dispatcher
+    loses nothing: its leased rows go out again once the lease runs out.
+    """
+    import signal
+    import threading
+
+    from paygate.dispatch_config import dispatcher_options, load_dispatch_config
+    from paygate.outbox import Dispatcher
+
+    stop = threading.Event()
+
+    def run() -> None:
+        setup = load_dispatch_config(config)
+        try:
+            with Gateway.open(settings=_settings(database_url)) as gateway:
+                dispatcher = Dispatcher(
+                    gateway,
+                    headends=setup.headends,
+                    sinks=setup.sinks,
+                    default_headend=setup.default_headend,
+                    **dispatcher_options(setup.options),
+                )
+                if once:
+                    report = dispatcher.dispatch_once()
+                    out.print(
+                        f"orders: {report.orders_attempted} attempted, "
+                        f"{report.orders_progressed} progressed, {report.orders_retrying} "
+                        f"retrying, {report.orders_failed} failed; events: "
+                        f"{report.events_delivered} delivered, {report.events_retrying} "
+                        f"retrying, {report.events_dead} dead; breaches: {len(report.breaches)}"
+                    )
+                    return
+                signal.signal(signal.SIGTERM, lambda *_: stop.set())
+                signal.signal(signal.SIGINT, lambda *_: stop.set())
+                out.print("dispatching; SIGTERM or Ctrl-C stops")
+                dispatcher.run(stop, idle_wait=idle_wait)
+                out.print("stopped")
+        finally:
+            setup.close()
+
+    _guard(run)
+
+
+@orders_app.command("list")
+def orders_list(
+    database_url: DatabaseUrl = None,
+    status: Annotated[str | None, typer.Option(help="open, dispatched, failed, ...")] = None,
+) -> None:
+    """List supply orders with their deadlines and progress."""
+
+    def run() -> None:
+        with Gateway.open(settings=_settings(database_url)) as gateway:
+            where = "WHERE o.status = :s " if status else ""
+            rows = gateway.store.run(
+                lambda tx: tx.all(
+                    "SELECT o.id, o.kind, o.status, a.account_no, o.created_at, o.due_at, "  # noqa: S608
+                    "o.attempts, o.last_error FROM supply_orders o JOIN accounts a "
+                    f"ON a.id = o.account_id {where}ORDER BY o.id",
+                    {"s": status},
+                ),
+                write=False,
+            )
+        # One line an order, whole (no table to truncate it): operators grep this.
+        for order_id, kind, state, account_no, created, due, attempts, error in rows:
+            out.print(
+                f"{order_id}\t{kind}\t{state}\t{account_no}\tcreated {created}\tdue {due}\t"
+                f"attempts {attempts}" + (f"\t{error}" if error else ""),
+                highlight=False,
+                soft_wrap=True,
+            )
+
+    _guard(run)
+
+
+@orders_app.command("confirm")
+def orders_confirm(
+    order_id: int,
+    database_url: DatabaseUrl = None,
+    actor: Annotated[str, typer.Option(help="Who confirms (a field crew, an operator).")] = (
+        "operator"
+    ),
+) -> None:
+    """Confirm that a work order was carried out: supply restored (or cut)."""
+    from paygate.headend.base import HeadEndOutcome
+
+    def run() -> None:
+        with Gateway.open(settings=_settings(database_url)) as gateway:
+            status = gateway.record_order_progress(order_id, HeadEndOutcome.COMPLETED, actor=actor)
+        out.print(f"order {order_id}: {status.value}")
+
+    _guard(run)
+
+
+@orders_app.command("retry")
+def orders_retry(order_id: int, database_url: DatabaseUrl = None) -> None:
+    """Put a failed order back in the dispatch queue."""
+
+    def run() -> None:
+        with Gateway.open(settings=_settings(database_url)) as gateway:
+            gateway.retry_order(order_id)
+        out.print(f"order {order_id} queued again")
+
+    _guard(run)
+
+
+@dunning_app.command("notice")
+def dunning_notice(
+    account_no: str,
+    database_url: DatabaseUrl = None,
+    final: Annotated[bool, typer.Option(help="The final reminder, not the first notice.")] = False,
+    served_by: str = "operator",
+) -> None:
+    """Record that a written notice (or the final reminder) was served."""
+
+    def run() -> None:
+        with Gateway.open(settings=_settings(database_url)) as gateway:
+            gateway.serve_notice(
+                account_no, "final_reminder" if final else "notice", served_by=served_by
+            )
+        out.print(f"{'final reminder' if final else 'notice'} recorded for {account_no}")
+
+    _guard(run)
+
+
+@dunning_app.command("candidates")
+def dunning_candidates(database_url: DatabaseUrl = None) -> None:
+    """Accounts the dunning policy allows to be disconnected now (never protected ones)."""
+
+    def run() -> None:
+        with Gateway.open(settings=_settings(database_url)) as gateway:
+            candidates = gateway.disconnection_candidates()
+        table = Table("account", "arrears", "oldest due", "notice", "final reminder")
+        for c in candidates:
+            table.add_row(
+                c.account_no,
+                str(c.arrears),
+                str(c.oldest_due_date),
+                c.notice_served_at.isoformat(timespec="minutes"),
+                c.final_reminder_at.isoformat(timespec="minutes") if c.final_reminder_at else "",
+            )
+        out.print(table)
+
+    _guard(run)
+
+
+@dunning_app.command("order")
+def dunning_order(
+    account_no: str,
+    approved_by: Annotated[str, typer.Option(help="Who approved the disconnection.")],
+    database_url: DatabaseUrl = None,
+    negotiated: Annotated[
+        bool, typer.Option(help="A negotiated order (required for protected accounts).")
+    ] = False,
+) -> None:
+    """Order the disconnection of a candidate account."""
+
+    def run() -> None:
+        with Gateway.open(settings=_settings(database_url)) as gateway:
+            order_id = gateway.order_disconnection(
+                account_no, approved_by=approved_by, negotiated=negotiated
+            )
+        out.print(f"disconnection order {order_id} for {account_no}")
 
     _guard(run)
 
