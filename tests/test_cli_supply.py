@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -84,7 +84,7 @@ def test_dunning_commands(db_url: str) -> None:
             bill_no="B1",
             amount=Money(10_000, "CNY"),
             period="2026-01",
-            due_date=date.today() - timedelta(days=60),
+            due_date=datetime.now(UTC).date() - timedelta(days=60),
         )
     code, out = paygate("dunning", "notice", "A1", "--database-url", db_url)
     assert code == 0 and "notice recorded" in out
