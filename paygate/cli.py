@@ -369,7 +369,16 @@ def demo(
     )
     out.print(
         f"reconnection orders: {summary.reconnection_orders} created, "
-        f"{summary.reconnected} completed"
+        f"{summary.reconnected} completed; head-end refused {summary.headend_refusals} "
+        f"attempts during its outage; {summary.events_delivered} events delivered"
+    )
+    steps = Table("reconnection step", "median (h:mm)", "worst (h:mm)", title="Supply back")
+    for label, (median, worst) in summary.step_minutes.items():
+        steps.add_row(f"order created → {label}", _hmm(median), _hmm(worst))
+    out.print(steps)
+    out.print(
+        "breaches of the service promise: "
+        + (", ".join(f"{n} {sev}" for sev, n in sorted(summary.breaches.items())) or "none")
     )
     report = summary.verify
     assert report is not None
@@ -382,6 +391,11 @@ def demo(
             err.print(f"  {finding}", highlight=False)
         raise typer.Exit(1)
     out.print("[green]audit clean[/green]")
+
+
+def _hmm(minutes: float) -> str:
+    whole = round(minutes)
+    return f"{whole // 60}:{whole % 60:02d}"
 
 
 def main() -> None:

@@ -2,8 +2,10 @@
 
 A few hundred accounts get two months of bills; some fall behind and are disconnected; their
 customers pay through several channels (on time, late, partly, twice by mistake); payments
-that clear a disconnected account's arrears raise reconnection orders; one payment bounces and
-is reversed. The demo ends by sealing the journal and verifying it.
+that clear a disconnected account's arrears raise reconnection orders, which a dispatcher sends
+to a simulated AMI head-end every ten minutes — through a 28-hour outage of that head-end,
+whose missed deadlines are recorded as breaches; one payment bounces and is reversed. The demo
+ends by sealing the journal and verifying it.
 """
 
 from __future__ import annotations
@@ -12,17 +14,58 @@ import random
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 from paygate.clock import FixedClock
 from paygate.config import Settings
 from paygate.gateway import Gateway
+from paygate.headend.base import (
+    HeadEnd,
+    HeadEndOutcome,
+    HeadEndResult,
+    HeadEndUnavailable,
+    SupplyCommand,
+)
 from paygate.ledger import VerifyReport
 from paygate.models import PaymentIntent, Receipt
 from paygate.money import Money
+from paygate.outbox import CallbackSink, Dispatcher
 
 __all__ = ["DemoSummary", "run_demo"]
 
 CHANNELS = ("kiosk", "mobile", "online", "pos", "bank_agent", "prepaid_card")
+OUTAGE = (datetime(2026, 11, 23, 2, 0, tzinfo=UTC), datetime(2026, 11, 24, 6, 0, tzinfo=UTC))
+
+
+class SimulatedHeadEnd(HeadEnd):
+    """An AMI head-end in the demo: accepts commands, confirms supply about 20 minutes later,
+    and is unreachable during ``OUTAGE``."""
+
+    name = "demo-ami"
+
+    def __init__(self, clock: FixedClock) -> None:
+        self.clock = clock
+        self.sent: dict[int, datetime] = {}
+        self.refused = 0
+
+    def _up(self) -> None:
+        if OUTAGE[0] <= self.clock.now() < OUTAGE[1]:
+            self.refused += 1
+            raise HeadEndUnavailable("connection refused (head-end outage)")
+
+    def send(self, command: SupplyCommand) -> HeadEndResult:
+        self._up()
+        self.sent.setdefault(command.order_id, self.clock.now())
+        return HeadEndResult(outcome=HeadEndOutcome.DISPATCHED, at=self.clock.now())
+
+    def poll(self, command: SupplyCommand) -> HeadEndResult | None:
+        self._up()
+        age = self.clock.now() - self.sent.get(command.order_id, self.clock.now())
+        if age >= timedelta(minutes=20):
+            return HeadEndResult(outcome=HeadEndOutcome.COMPLETED, at=self.clock.now())
+        if age >= timedelta(minutes=5):
+            return HeadEndResult(outcome=HeadEndOutcome.ACKNOWLEDGED, at=self.clock.now())
+        return None
 
 
 @dataclass
@@ -44,6 +87,10 @@ class DemoSummary:
     verify: VerifyReport | None = None
     sealed: int = 0
     ledger: dict[str, Money] = field(default_factory=dict)
+    step_minutes: dict[str, tuple[float, float]] = field(default_factory=dict)
+    breaches: Counter[str] = field(default_factory=Counter)
+    headend_refusals: int = 0
+    events_delivered: int = 0
 
 
 def run_demo(database_url: str, *, accounts: int = 300, seed: int = 2026) -> DemoSummary:
@@ -93,19 +140,34 @@ def run_demo(database_url: str, *, accounts: int = 300, seed: int = 2026) -> Dem
                 gateway.disconnect(account_no, "arrears over 30 days", actor="demo")
                 summary.disconnected += 1
 
-        # November 21-27: customers pay through every channel, at every hour.
+        # November 21-27: customers pay through every channel, at every hour; a dispatcher runs
+        # every ten minutes and sends reconnection orders to the head-end.
+        headend = SimulatedHeadEnd(clock)
+        delivered: list[object] = []
+        dispatcher = Dispatcher(
+            gateway,
+            headends={headend.name: headend},
+            sinks=[CallbackSink(delivered.append, name="billing")],
+            default_headend=headend.name,
+            poll_interval=timedelta(minutes=5),
+            retry_base=timedelta(minutes=2),
+            retry_cap=timedelta(minutes=30),
+            batch=200,
+        )
         orders: list[int] = []
         receipts: list[Receipt] = []
-        for day in range(21, 28):
-            clock.set(datetime(2026, 11, day, 0, 30, tzinfo=UTC))
+        clock.set(datetime(2026, 11, 21, 0, 0, tzinfo=UTC))
+        end = datetime(2026, 11, 28, 0, 0, tzinfo=UTC)
+        while clock.now() < end:
             for account_no in numbers:
-                if rng.random() < 0.12:
+                if rng.random() < 0.12 / 144:
                     receipt = _pay(gateway, summary, rng, clock, account_no, None)
                     if receipt is not None:
                         receipts.append(receipt)
                         if receipt.reconnection_order_id is not None:
                             orders.append(receipt.reconnection_order_id)
-            clock.advance(timedelta(hours=rng.randrange(1, 20)))
+            dispatcher.dispatch_once()
+            clock.advance(timedelta(minutes=10))
 
         # A bank agent's daily file, with one line for an account that does not exist.
         batch = [
@@ -144,11 +206,14 @@ def run_demo(database_url: str, *, accounts: int = 300, seed: int = 2026) -> Dem
             gateway.reverse(bounced.payment_id, "wallet reported the payment as fraudulent")
             summary.reversals += 1
 
+        # The rest of the day: the dispatcher finishes what is under way.
+        for _ in range(18):
+            clock.advance(timedelta(minutes=10))
+            dispatcher.dispatch_once()
         summary.reconnection_orders = len(orders)
-        clock.advance(timedelta(hours=3))
-        for order_id in orders:
-            gateway.complete_reconnection(order_id, actor="demo-headend")
-            summary.reconnected += 1
+        summary.headend_refusals = headend.refused
+        summary.events_delivered = len(delivered)
+        _order_figures(gateway, summary)
 
         summary.sealed = gateway.seal()
         summary.verify = gateway.verify()
@@ -195,3 +260,32 @@ def _pay(
         again = gateway.pay(intent)
         summary.replays += int(again.replayed)
     return receipt
+
+
+def _order_figures(gateway: Gateway, summary: DemoSummary) -> None:
+    """Median and worst minutes per step of the reconnection orders, and breaches by severity."""
+
+    def read(tx: Any) -> None:
+        rows = tx.all(
+            "SELECT created_at, dispatched_at, acknowledged_at, completed_at, status "
+            "FROM supply_orders WHERE kind = 'reconnect'"
+        )
+        steps: dict[str, list[float]] = {"dispatched": [], "acknowledged": [], "restored": []}
+        for created, dispatched, acknowledged, completed, status in rows:
+            start = tx.read_ts(created)
+            for label, value in (
+                ("dispatched", dispatched),
+                ("acknowledged", acknowledged),
+                ("restored", completed),
+            ):
+                if value is not None:
+                    steps[label].append((tx.read_ts(value) - start).total_seconds() / 60)
+            summary.reconnected += status == "completed"
+        for label, minutes in steps.items():
+            if minutes:
+                minutes.sort()
+                summary.step_minutes[label] = (minutes[len(minutes) // 2], minutes[-1])
+        for (severity,) in tx.all("SELECT severity FROM breaches"):
+            summary.breaches[str(severity)] += 1
+
+    gateway.store.run(read, write=False)
