@@ -433,3 +433,26 @@ class TestPayMany:
             outcomes = gw.pay_many(intent(f"T{n}", "1.00", account=f"A{n}") for n in range(10))
             assert all(o.status == "posted" for o in outcomes)
             assert gw.ledger_balances()["clearing:kiosk:CNY"] == yuan("10.00")
+
+
+class TestPrepaid:
+    def test_a_top_up_reconnects_only_once_the_account_is_back_in_credit(
+        self, gateway: Gateway, clock: FixedClock
+    ) -> None:
+        gateway.open_account("P1", prepaid=True)
+        # consumption charged but not yet due: no arrears, yet the account is below zero credit
+        gateway.issue_bill(
+            "P1",
+            bill_no="C-1",
+            amount=yuan("100.00"),
+            period="2026-11",
+            due_date=date(2026, 12, 31),
+        )
+        gateway.disconnect("P1", "credit exhausted")
+        first = gateway.pay(intent("T-1", "50.00", account="P1"))
+        assert first.arrears_after == yuan("0") and first.balance_after == yuan("50.00")
+        assert first.reconnection_order_id is None
+        second = gateway.pay(intent("T-2", "60.00", account="P1"))
+        assert second.balance_after == yuan("-10.00")
+        assert second.reconnection_order_id is not None
+        assert gateway.account_status("P1").supply_state is SupplyState.RECONNECTION_PENDING
