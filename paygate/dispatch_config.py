@@ -1,7 +1,8 @@
 """Dispatcher configuration: which head-ends and event sinks a ``paygate dispatch`` uses.
 
 A TOML file names them; secrets are never in the file, only the names of the environment
-variables that hold them (``secret_env``)::
+variables that hold them: any option ``<name>_env = "VAR"`` gives the adapter ``<name>`` from
+``$VAR`` as a secret (``secret_env``, ``password_env``, ``operator_code_env``)::
 
     default_headend = "ami"
 
@@ -93,9 +94,17 @@ def load_dispatch_config(
         kind = section.get("type")
         if not isinstance(kind, str):
             raise ConfigurationError(f"headends.{name}: type is required")
-        options = {k: v for k, v in section.items() if k not in ("type", "secret_env")}
-        if "secret_env" in section:
-            options["secret"] = _secret(f"headends.{name}", section, env)
+        options: dict[str, Any] = {}
+        for key, value in section.items():
+            if key == "type":
+                continue
+            if key.endswith("_env"):
+                # password_env = "VAR" supplies password from the environment, never the file
+                options[key.removesuffix("_env")] = _secret(
+                    f"headends.{name}.{key}", {"secret_env": value}, env
+                )
+            else:
+                options[key] = value
         cls = registry.get(kind)
         factory = getattr(cls, "from_config", None)
         try:

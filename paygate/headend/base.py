@@ -128,7 +128,11 @@ class HeadEndRegistry:
     """Head-end adapters by name: built-ins, then third parties by the ``paygate.headends``
     entry-point group; a duplicate name or a class that is not a HeadEnd is refused by name."""
 
-    BUILTINS: ClassVar[tuple[str, ...]] = ()
+    BUILTINS: ClassVar[tuple[str, ...]] = (
+        "paygate.headend.webhook:WebhookHeadEnd",
+        "paygate.headend.dlt645_headend:Dlt645HeadEnd",
+        "paygate.headend.workorder:WorkOrderHeadEnd",
+    )
 
     def __init__(self) -> None:
         self._classes: dict[str, type[HeadEnd]] = {}
