@@ -17,12 +17,12 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from paygate import billing, ledger, supply
@@ -61,6 +61,10 @@ from paygate.money import Money
 from paygate.store import migrate
 from paygate.store.engine import Store, Tx, UniqueViolation
 from paygate.supply import OrderStatus, Severity, Step
+
+if TYPE_CHECKING:
+    from paygate.headend.base import HeadEnd
+    from paygate.outbox import DispatchReport, EventSink
 
 __all__ = ["Gateway"]
 
@@ -1298,6 +1302,20 @@ class Gateway:
             )
 
         self.store.run(work)
+
+    def dispatch_once(
+        self,
+        *,
+        headends: Mapping[str, HeadEnd] | None = None,
+        sinks: Sequence[EventSink] = (),
+    ) -> DispatchReport:
+        """One dispatcher pass: deadlines checked, due orders to head-ends, events to sinks.
+
+        For programs that drive delivery themselves; ``paygate dispatch`` runs it in a loop.
+        """
+        from paygate.outbox import Dispatcher
+
+        return Dispatcher(self, headends=headends or {}, sinks=sinks).dispatch_once()
 
     # -- dunning ------------------------------------------------------------------------
 

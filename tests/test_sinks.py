@@ -1,0 +1,69 @@
+"""Event sinks: a signed webhook a billing system can verify, and Gateway.dispatch_once."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from paygate.gateway import Gateway
+from paygate.outbox import CallbackSink, DeliveryError, WebhookSink
+from tests.headend.simulator import CallbackReceiver
+
+
+def test_webhook_sink_signs_each_event_and_names_its_id() -> None:
+    with CallbackReceiver() as receiver:
+        sink = WebhookSink(
+            f"{receiver.url}/events", SecretStr("s3cret"), clock=lambda: 1_700_000_000
+        )
+        try:
+            sink.deliver({"event_id": 42, "type": "payment.posted", "data": {"amount": 100}})
+        finally:
+            sink.close()
+        [delivery] = receiver.deliveries
+    headers = {k.lower(): v for k, v in delivery.headers.items()}
+    assert headers["x-paygate-event-id"] == "42"
+    assert headers["x-paygate-timestamp"] == "1700000000"
+    expected = hmac.new(b"s3cret", b"1700000000." + delivery.body, hashlib.sha256).hexdigest()
+    assert hmac.compare_digest(headers["x-paygate-signature"], expected)
+    assert json.loads(delivery.body)["type"] == "payment.posted"
+    assert "s3cret" not in repr(sink)
+
+
+@pytest.mark.parametrize("status", [500, 404, 301])
+def test_webhook_sink_failures_are_delivery_errors(status: int) -> None:
+    transport = httpx.MockTransport(lambda request: httpx.Response(status))
+    sink = WebhookSink("https://billing.example/events", SecretStr("k"), transport=transport)
+    with pytest.raises(DeliveryError, match=f"HTTP {status}"):
+        sink.deliver({"event_id": 1})
+    sink.close()
+
+
+def test_webhook_sink_unreachable_is_a_delivery_error() -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    sink = WebhookSink(
+        "https://billing.example/events", SecretStr("k"), transport=httpx.MockTransport(refuse)
+    )
+    with pytest.raises(DeliveryError, match="ConnectError"):
+        sink.deliver({"event_id": 1})
+    sink.close()
+
+
+def test_gateway_dispatch_once_delivers_events_to_an_in_process_callback(
+    gateway: Gateway,
+) -> None:
+    seen: list[Mapping[str, Any]] = []
+    gateway.open_account("A1")
+    gateway.disconnect("A1", "arrears")
+    report = gateway.dispatch_once(sinks=[CallbackSink(seen.append)])
+    assert report.events_delivered == 1
+    assert [e["type"] for e in seen] == ["supply.disconnected"]
+    assert gateway.dispatch_once(sinks=[CallbackSink(seen.append)]).events_delivered == 0
