@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 from paygate.cli import app
 from paygate.gateway import Gateway
 from paygate.models import PaymentIntent
-from paygate.store import migrate
 from paygate.money import Money
+from paygate.store import migrate
 
 runner = CliRunner()
 

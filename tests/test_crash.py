@@ -57,8 +57,13 @@ def test_sigkill_mid_payment_loses_nothing_acknowledged(db_url: str, delay: floa
     with Gateway.open(db_url) as gateway:
         for k in range(5):
             gateway.open_account(f"A{k}")
-            gateway.issue_bill(f"A{k}", bill_no=f"B{k}", amount=Money(10**7, "CNY"),
-                               period="2026-10", due_date=date(2026, 11, 15))
+            gateway.issue_bill(
+                f"A{k}",
+                bill_no=f"B{k}",
+                amount=Money(10**7, "CNY"),
+                period="2026-10",
+                due_date=date(2026, 11, 15),
+            )
     child = subprocess.Popen(
         [sys.executable, "-c", CHILD, db_url],
         stdout=subprocess.PIPE,
@@ -79,15 +84,26 @@ def test_sigkill_mid_payment_loses_nothing_acknowledged(db_url: str, delay: floa
     assert child.returncode == -signal.SIGKILL
 
     with Gateway.open(db_url) as gateway:
-        stored = set(gateway.store.run(
-            lambda tx: [int(r[0]) for r in tx.all("SELECT id FROM payments")], write=False))
+        stored = set(
+            gateway.store.run(
+                lambda tx: [int(r[0]) for r in tx.all("SELECT id FROM payments")], write=False
+            )
+        )
         assert set(acknowledged) <= stored
-        orphans = gateway.store.run(lambda tx: tx.scalar(
-            "SELECT COUNT(*) FROM payments p LEFT JOIN journal_entries e ON e.id = p.entry_id "
-            "WHERE e.id IS NULL"), write=False)
-        unpaid_entries = gateway.store.run(lambda tx: tx.scalar(
-            "SELECT COUNT(*) FROM journal_entries e WHERE e.kind = 'payment' AND NOT EXISTS "
-            "(SELECT 1 FROM payments p WHERE p.entry_id = e.id)"), write=False)
+        orphans = gateway.store.run(
+            lambda tx: tx.scalar(
+                "SELECT COUNT(*) FROM payments p LEFT JOIN journal_entries e ON e.id = p.entry_id "
+                "WHERE e.id IS NULL"
+            ),
+            write=False,
+        )
+        unpaid_entries = gateway.store.run(
+            lambda tx: tx.scalar(
+                "SELECT COUNT(*) FROM journal_entries e WHERE e.kind = 'payment' AND NOT EXISTS "
+                "(SELECT 1 FROM payments p WHERE p.entry_id = e.id)"
+            ),
+            write=False,
+        )
         assert orphans == 0 and unpaid_entries == 0
         gateway.seal()
         report = gateway.verify()

@@ -20,7 +20,7 @@ def test_the_billing_systems_worked_example_runs(
     monkeypatch.chdir(tmp_path)
     [example] = [b for b in python_blocks("billing-systems.md") if "FixedClock" in b]
     namespace: dict[str, object] = {}
-    exec(compile(example, "docs/billing-systems.md", "exec"), namespace)  # noqa: S102
+    exec(compile(example, "docs/billing-systems.md", "exec"), namespace)
     receipt = namespace["receipt"]
     assert receipt.reconnection_order_id is not None  # type: ignore[attr-defined]
     assert receipt.late_fee.format() == "10.00"  # type: ignore[attr-defined]
