@@ -7,24 +7,22 @@ an audit that finds something wrong exits 1.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import date
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from paygate.config import Settings
-from paygate.errors import PaygateError
+from paygate.cli_common import DatabaseUrl, err, guard, out, settings_for
+from paygate.cli_reports import reports_app
+from paygate.cli_vouchers import vouchers_app
 from paygate.gateway import Gateway
 from paygate.money import Money
 from paygate.store import migrate
 
 __all__ = ["app", "main"]
 
-T = TypeVar("T")
 
 app = typer.Typer(
     name="paygate",
@@ -43,46 +41,24 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(accounts_app, name="accounts")
 app.add_typer(orders_app, name="orders")
 app.add_typer(dunning_app, name="dunning")
-
-out = Console()
-err = Console(stderr=True)
-
-DatabaseUrl = Annotated[
-    str | None,
-    typer.Option(
-        "--database-url",
-        help="Database URL (default: $PAYGATE_DATABASE_URL, else sqlite:///paygate.db).",
-        show_default=False,
-    ),
-]
-
-
-def _settings(database_url: str | None) -> Settings:
-    return Settings.from_env(database_url=database_url)
-
-
-def _guard(action: Callable[[], T]) -> T:
-    try:
-        return action()
-    except PaygateError as exc:
-        err.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
-        raise typer.Exit(2) from None
+app.add_typer(reports_app, name="report", help="Reports: the service promise.")
+app.add_typer(vouchers_app, name="vouchers", help="Recharge voucher cards.")
 
 
 @db_app.command("upgrade")
 def db_upgrade(database_url: DatabaseUrl = None, revision: str = "head") -> None:
     """Apply the schema migrations (Alembic) up to REVISION."""
-    settings = _settings(database_url)
-    _guard(lambda: migrate.upgrade(settings.database_url, revision))
-    current = _guard(lambda: migrate.current_revision(settings.database_url))
+    settings = settings_for(database_url)
+    guard(lambda: migrate.upgrade(settings.database_url, revision))
+    current = guard(lambda: migrate.current_revision(settings.database_url))
     out.print(f"database at revision {current}")
 
 
 @db_app.command("current")
 def db_current(database_url: DatabaseUrl = None) -> None:
     """Print the schema revision of the database and of the code."""
-    settings = _settings(database_url)
-    current = _guard(lambda: migrate.current_revision(settings.database_url))
+    settings = settings_for(database_url)
+    current = guard(lambda: migrate.current_revision(settings.database_url))
     out.print(f"database: {current or 'empty'}  code: {migrate.head_revision()}")
 
 
@@ -91,7 +67,7 @@ def audit_verify(database_url: DatabaseUrl = None) -> None:
     """Recompute every balance and entry from the postings and check every seal."""
 
     def run() -> int:
-        with Gateway.open(settings=_settings(database_url)) as gateway:
+        with Gateway.open(settings=settings_for(database_url)) as gateway:
             report = gateway.verify()
         out.print(
             f"{report.entries} entries, {report.accounts} accounts, {report.blocks} seal blocks "
@@ -108,7 +84,7 @@ def audit_verify(database_url: DatabaseUrl = None) -> None:
             err.print(f"  ... and {len(report.findings) - 20} more")
         return 1
 
-    code = _guard(run)
+    code = guard(run)
     raise typer.Exit(code)
 
 
@@ -117,10 +93,10 @@ def audit_seal(database_url: DatabaseUrl = None) -> None:
     """Seal every committed journal entry that is not sealed yet."""
 
     def run() -> int:
-        with Gateway.open(settings=_settings(database_url)) as gateway:
+        with Gateway.open(settings=settings_for(database_url)) as gateway:
             return gateway.seal()
 
-    sealed = _guard(run)
+    sealed = guard(run)
     out.print(f"sealed {sealed} {'entry' if sealed == 1 else 'entries'}")
 
 
@@ -134,7 +110,7 @@ def accounts_status(
 
     def run() -> None:
         day = date.fromisoformat(as_of) if as_of else None
-        with Gateway.open(settings=_settings(database_url)) as gateway:
+        with Gateway.open(settings=settings_for(database_url)) as gateway:
             status = gateway.account_status(account_no, day)
         out.print(
             f"account {status.account_no} ({status.category.value}), supply "
@@ -156,7 +132,7 @@ def accounts_status(
             )
         out.print(table)
 
-    _guard(run)
+    guard(run)
 
 
 @app.command("dispatch")
@@ -184,7 +160,7 @@ def dispatch(
     def run() -> None:
         setup = load_dispatch_config(config)
         try:
-            with Gateway.open(settings=_settings(database_url)) as gateway:
+            with Gateway.open(settings=settings_for(database_url)) as gateway:
                 dispatcher = Dispatcher(
                     gateway,
                     headends=setup.headends,
@@ -210,7 +186,7 @@ def dispatch(
         finally:
             setup.close()
 
-    _guard(run)
+    guard(run)
 
 
 @orders_app.command("list")
@@ -221,7 +197,7 @@ def orders_list(
     """List supply orders with their deadlines and progress."""
 
     def run() -> None:
-        with Gateway.open(settings=_settings(database_url)) as gateway:
+        with Gateway.open(settings=settings_for(database_url)) as gateway:
             where = "WHERE o.status = :s " if status else ""
             rows = gateway.store.run(
                 lambda tx: tx.all(
@@ -241,7 +217,7 @@ def orders_list(
                 soft_wrap=True,
             )
 
-    _guard(run)
+    guard(run)
 
 
 @orders_app.command("confirm")
@@ -256,11 +232,11 @@ def orders_confirm(
     from paygate.headend.base import HeadEndOutcome
 
     def run() -> None:
-        with Gateway.open(settings=_settings(database_url)) as gateway:
+        with Gateway.open(settings=settings_for(database_url)) as gateway:
             status = gateway.record_order_progress(order_id, HeadEndOutcome.COMPLETED, actor=actor)
         out.print(f"order {order_id}: {status.value}")
 
-    _guard(run)
+    guard(run)
 
 
 @orders_app.command("retry")
@@ -268,11 +244,11 @@ def orders_retry(order_id: int, database_url: DatabaseUrl = None) -> None:
     """Put a failed order back in the dispatch queue."""
 
     def run() -> None:
-        with Gateway.open(settings=_settings(database_url)) as gateway:
+        with Gateway.open(settings=settings_for(database_url)) as gateway:
             gateway.retry_order(order_id)
         out.print(f"order {order_id} queued again")
 
-    _guard(run)
+    guard(run)
 
 
 @dunning_app.command("notice")
@@ -285,13 +261,13 @@ def dunning_notice(
     """Record that a written notice (or the final reminder) was served."""
 
     def run() -> None:
-        with Gateway.open(settings=_settings(database_url)) as gateway:
+        with Gateway.open(settings=settings_for(database_url)) as gateway:
             gateway.serve_notice(
                 account_no, "final_reminder" if final else "notice", served_by=served_by
             )
         out.print(f"{'final reminder' if final else 'notice'} recorded for {account_no}")
 
-    _guard(run)
+    guard(run)
 
 
 @dunning_app.command("candidates")
@@ -299,7 +275,7 @@ def dunning_candidates(database_url: DatabaseUrl = None) -> None:
     """Accounts the dunning policy allows to be disconnected now (never protected ones)."""
 
     def run() -> None:
-        with Gateway.open(settings=_settings(database_url)) as gateway:
+        with Gateway.open(settings=settings_for(database_url)) as gateway:
             candidates = gateway.disconnection_candidates()
         table = Table("account", "arrears", "oldest due", "notice", "final reminder")
         for c in candidates:
@@ -312,7 +288,7 @@ def dunning_candidates(database_url: DatabaseUrl = None) -> None:
             )
         out.print(table)
 
-    _guard(run)
+    guard(run)
 
 
 @dunning_app.command("order")
@@ -327,13 +303,13 @@ def dunning_order(
     """Order the disconnection of a candidate account."""
 
     def run() -> None:
-        with Gateway.open(settings=_settings(database_url)) as gateway:
+        with Gateway.open(settings=settings_for(database_url)) as gateway:
             order_id = gateway.order_disconnection(
                 account_no, approved_by=approved_by, negotiated=negotiated
             )
         out.print(f"disconnection order {order_id} for {account_no}")
 
-    _guard(run)
+    guard(run)
 
 
 @app.command("demo")
@@ -345,12 +321,12 @@ def demo(
     """Run a month of a small utility end to end on a fresh database and verify the ledger."""
     from paygate.demo import run_demo
 
-    settings = _settings(database_url)
+    settings = settings_for(database_url)
     url = settings.database_url
     if url.startswith("sqlite:///") and Path(url.removeprefix("sqlite:///")).exists():
         err.print(f"[red]error:[/red] {url} exists; the demo needs a fresh database")
         raise typer.Exit(2)
-    summary = _guard(lambda: run_demo(url, accounts=accounts, seed=seed))
+    summary = guard(lambda: run_demo(url, accounts=accounts, seed=seed))
 
     out.print(
         f"[bold]paygate demo[/bold] on {url}: {summary.accounts} accounts, {summary.bills} bills, "

@@ -401,7 +401,7 @@ class Gateway:
                 raise
             return result
         if issued.created:
-            self._after_commit(1)
+            self.note_posted(1)
         return issued
 
     # -- payments -----------------------------------------------------------------------
@@ -420,7 +420,7 @@ class Gateway:
                 raise outcome
             assert isinstance(outcome, Receipt)
             if not outcome.replayed:
-                self._after_commit(1)
+                self.note_posted(1)
             return outcome
         raise IdempotencyConflictError(
             f"payment {intent.channel}/{intent.channel_txn_id} keeps colliding with concurrent "
@@ -476,7 +476,7 @@ class Gateway:
                         status="replayed" if result.replayed else "posted",
                         receipt=result,
                     )
-            self._after_commit(posted)
+            self.note_posted(posted)
         return [o for o in outcomes if o is not None]
 
     def _validate(self, intent: PaymentIntent) -> None:
@@ -905,7 +905,7 @@ class Gateway:
             )
 
         result = self.store.run(work)
-        self._after_commit(1)
+        self.note_posted(1)
         return result
 
     def reverse_by_channel_txn(self, channel: str, channel_txn_id: str, reason: str) -> Reversal:
@@ -1645,7 +1645,12 @@ class Gateway:
         """Recompute balances, entry sums and seals; the report lists what disagrees."""
         return self.store.run(ledger.verify, write=False)
 
-    def _after_commit(self, posted: int) -> None:
+    def note_posted(self, posted: int) -> None:
+        """Count ``posted`` committed journal entries toward the next seal, sealing when due.
+
+        Components that post through :meth:`post_within` or :func:`paygate.ledger.post` call
+        this after their transaction commits, so their entries are sealed on schedule too.
+        """
         self._posted_since_seal += posted
         every = self.settings.seal_every
         if every and self._posted_since_seal >= every:

@@ -1,0 +1,216 @@
+"""``paygate vouchers``: issue, activate, freeze and report recharge voucher card batches.
+
+Invariant: the printer file written by ``issue`` is the only place PINs ever exist in clear.
+It is created new (never overwriting a file) with mode 0600, fsynced, and deleted again if
+the batch was not issued; no command prints a PIN.
+
+Every command takes ``--database-url`` (else ``PAYGATE_DATABASE_URL``, else
+``sqlite:///paygate.db``). ``issue`` needs the PIN key in ``PAYGATE_VOUCHER_PIN_KEY``; the
+other commands do not touch PINs and run without it. Errors are printed as one line naming
+the problem, exit code 2.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import date
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from paygate.cli_common import DatabaseUrl, guard, out, settings_for
+from paygate.errors import InvalidInputError
+from paygate.gateway import Gateway
+from paygate.money import Money
+from paygate.vouchers import (
+    DEFAULT_PIN_LENGTH,
+    MAX_BATCH_CARDS,
+    VoucherBatches,
+    VoucherService,
+    load_pin_key,
+)
+
+__all__ = ["vouchers_app"]
+
+
+vouchers_app = typer.Typer(
+    help="Recharge voucher cards: issue batches, activate, freeze, report.",
+    no_args_is_help=True,
+)
+
+
+# Declared here rather than imported from paygate.cli: that module mounts this one.
+
+
+def _day(text: str, field: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise InvalidInputError("a date YYYY-MM-DD", field=field) from None
+
+
+@vouchers_app.command("issue")
+def issue(
+    batch_no: str,
+    count: Annotated[int, typer.Option(min=1, max=MAX_BATCH_CARDS, help="Cards in the batch.")],
+    face_value: Annotated[str, typer.Option(help="Face value of each card, e.g. 50.00.")],
+    expires_on: Annotated[str, typer.Option(help="Last day a card redeems, YYYY-MM-DD.")],
+    out_file: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            help="The printer file to create (mode 0600); an existing file is never replaced.",
+        ),
+    ],
+    currency: Annotated[
+        str | None, typer.Option(help="Currency (default: $PAYGATE_CURRENCY, else CNY).")
+    ] = None,
+    pin_length: Annotated[int, typer.Option(min=16, max=32)] = DEFAULT_PIN_LENGTH,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Issue a batch: store PIN hashes, write serials and PINs to the printer file only."""
+    settings = settings_for(database_url)
+
+    def run() -> str:
+        key = load_pin_key()
+        value = Money.parse(face_value, currency or settings.currency)
+        expiry = _day(expires_on, "expires_on")
+        try:
+            fd = os.open(out_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            raise InvalidInputError(
+                f"{out_file} exists; the printer file is never overwritten", field="out"
+            ) from None
+        except OSError as exc:
+            raise InvalidInputError(
+                f"cannot create {out_file}: {exc.strerror}", field="out"
+            ) from None
+        issued = None
+        try:
+            with os.fdopen(fd, "wb") as stream:
+                os.fchmod(stream.fileno(), 0o600)  # whatever the umask: no one else reads PINs
+                with Gateway.open(settings=settings) as gateway:
+                    issued = VoucherService(gateway, key).issue_batch(
+                        batch_no, count, value, expiry, stream, pin_length=pin_length
+                    )
+                stream.flush()
+                os.fsync(stream.fileno())
+        finally:
+            if issued is None:
+                # Not issued: the PINs in the file belong to no card and must not survive.
+                out_file.unlink(missing_ok=True)
+        return (
+            f"batch {issued.batch_no} issued: {issued.cards} cards of {issued.face_value}, "
+            f"serials {issued.first_serial} to {issued.last_serial}, expiring "
+            f"{issued.expires_on}\nprinter file: {out_file} (serials and PINs; hand it to the "
+            "printer and destroy it)"
+        )
+
+    out.print(guard(run), highlight=False, soft_wrap=True)
+
+
+@vouchers_app.command("activate")
+def activate(
+    batch_no: str,
+    retailer: Annotated[str, typer.Option(help="The retailer the batch is sold to.")],
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Sell a batch to a retailer: its cards redeem from now on, the liability is booked."""
+
+    def run() -> str:
+        with Gateway.open(settings=settings_for(database_url)) as gateway:
+            done = VoucherBatches(gateway).activate(batch_no, retailer=retailer)
+        if not done.created:
+            return f"batch {done.batch_no} was already activated for {done.retailer}"
+        return (
+            f"batch {done.batch_no} activated for {done.retailer}: {done.cards} cards, "
+            f"voucher liability {done.amount}"
+        )
+
+    out.print(guard(run), highlight=False, soft_wrap=True)
+
+
+@vouchers_app.command("freeze")
+def freeze(
+    reason: Annotated[str, typer.Option(help="Why (a lost box, a stolen batch …).")],
+    batch: Annotated[str | None, typer.Option(help="Freeze a whole batch.")] = None,
+    first: Annotated[
+        str | None, typer.Option("--from", help="First serial of the range to freeze.")
+    ] = None,
+    last: Annotated[
+        str | None, typer.Option("--to", help="Last serial of the range to freeze.")
+    ] = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Freeze a batch (--batch) or a serial range (--from, --to): frozen cards never redeem."""
+
+    def run() -> str:
+        by_range = first is not None or last is not None
+        if (batch is not None) == by_range:
+            raise InvalidInputError("give either --batch or both --from and --to", field="batch")
+        if by_range and (first is None or last is None):
+            raise InvalidInputError("a range needs both --from and --to", field="to")
+        with Gateway.open(settings=settings_for(database_url)) as gateway:
+            book = VoucherBatches(gateway)
+            if first is not None and last is not None:
+                done = book.freeze_serials(first, last, reason=reason)
+            else:
+                done = book.freeze_batch(str(batch), reason=reason)
+        return (
+            f"batch {done.batch_no}: {done.frozen} sold and {done.frozen_unsold} unsold cards "
+            f"frozen now; liability held for the sold ones: {done.frozen_value}"
+        )
+
+    out.print(guard(run), highlight=False, soft_wrap=True)
+
+
+@vouchers_app.command("report")
+def report(
+    as_of: Annotated[str | None, typer.Option(help="YYYY-MM-DD (default: today)")] = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Cards by state per batch, outstanding liability and expired unredeemed value."""
+
+    def run() -> Table:
+        day = _day(as_of, "as_of") if as_of else None
+        with Gateway.open(settings=settings_for(database_url)) as gateway:
+            result = VoucherBatches(gateway).report(day)
+        table = Table(
+            "batch",
+            "status",
+            "face",
+            "expires",
+            "cards",
+            "issued",
+            "activated",
+            "redeemed",
+            "expired",
+            "frozen",
+            "locked",
+            "outstanding",
+            "expired unredeemed",
+            "frozen liability",
+            title=f"Voucher batches as of {result.as_of}",
+        )
+        for b in result.batches:
+            table.add_row(
+                b.batch_no,
+                b.status,
+                str(b.face_value),
+                str(b.expires_on),
+                str(b.cards),
+                str(b.issued),
+                str(b.activated),
+                str(b.redeemed),
+                str(b.expired),
+                str(b.frozen),
+                str(b.locked),
+                b.outstanding.format(),
+                b.expired_unredeemed.format(),
+                b.frozen_liability.format(),
+            )
+        return table
+
+    out.print(guard(run))
