@@ -15,6 +15,7 @@ import typer
 from rich.table import Table
 
 from paygate.cli_common import DatabaseUrl, err, guard, out, settings_for
+from paygate.cli_devices import devices_app
 from paygate.cli_reports import reports_app
 from paygate.cli_vouchers import vouchers_app
 from paygate.gateway import Gateway
@@ -43,6 +44,7 @@ app.add_typer(orders_app, name="orders")
 app.add_typer(dunning_app, name="dunning")
 app.add_typer(reports_app, name="report", help="Reports: the service promise.")
 app.add_typer(vouchers_app, name="vouchers", help="Recharge voucher cards.")
+app.add_typer(devices_app, name="devices", help="Kiosk and POS terminals and their keys.")
 
 
 @db_app.command("upgrade")

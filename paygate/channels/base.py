@@ -86,6 +86,10 @@ BUILTIN_CHANNELS: Final[tuple[str, ...]] = (
     "paygate.channels.mobile:AlipayAdapter",
     "paygate.channels.mobile:WechatPayAdapter",
     "paygate.channels.online:OnlineAdapter",
+    "paygate.channels.pos:PosAdapter",
+    "paygate.channels.bank_agent:BankAgentAdapter",
+    "paygate.channels.kiosk:KioskAdapter",
+    "paygate.channels.prepaid_card:PrepaidCardAdapter",
 )
 """The built-in adapters, as ``module:Class`` paths (imported on registration, not here,
 because the adapter modules import this one)."""

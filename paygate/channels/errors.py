@@ -14,15 +14,24 @@ amount, and none of them ever leaves a payment posted.
     ├── UnknownKeyError               no configured key for the serial the message names
     ├── DecryptionError               an encrypted resource that does not decrypt
     ├── MerchantMismatchError         a verified message addressed to another merchant
+    ├── MalformedRequestError         device authentication headers or target not in form
+    ├── UnknownDeviceError            a signed request from a device never registered
+    ├── DeviceRevokedError            a signed request from a revoked device
+    ├── DeviceChannelMismatchError    a device registered for another channel
+    ├── UnknownTerminalError          no MAC key for the POS terminal: unknown or revoked
     └── ReplayError
         ├── StaleTimestampError       timestamp outside the allowed window
         └── NonceReusedError          nonce already seen within the window
     NotFoundError
-    └── UnknownPaymentOrderError      a notify for a payment order never created
+    ├── UnknownPaymentOrderError      a notify for a payment order never created
+    └── DeviceNotFoundError           an administrative action on a device never registered
     ConflictError
     ├── AmountMismatchError           notified amount differs from the payment order's
+    ├── DuplicateDeviceError          a device id (or public key) already registered
+    ├── KioskCloseConflictError       a kiosk's day closed again with different figures
     └── InvalidStateError
-        └── OrderExpiredError         a notify for a payment order past its expiry
+        ├── OrderExpiredError         a notify for a payment order past its expiry
+        └── BatchSettledError         a POS sale or void for a batch already settled
 """
 
 from __future__ import annotations
@@ -38,7 +47,14 @@ from paygate.errors import (
 
 __all__ = [
     "AmountMismatchError",
+    "BatchSettledError",
     "DecryptionError",
+    "DeviceChannelMismatchError",
+    "DeviceNotFoundError",
+    "DeviceRevokedError",
+    "DuplicateDeviceError",
+    "KioskCloseConflictError",
+    "MalformedRequestError",
     "MerchantMismatchError",
     "MissingAccountError",
     "NonceReusedError",
@@ -46,8 +62,10 @@ __all__ = [
     "PayloadTooLargeError",
     "SignatureError",
     "StaleTimestampError",
+    "UnknownDeviceError",
     "UnknownKeyError",
     "UnknownPaymentOrderError",
+    "UnknownTerminalError",
 ]
 
 
@@ -115,3 +133,57 @@ class OrderExpiredError(InvalidStateError):
     """A notification for a payment order after its expiry and late-notify window."""
 
     code = "order_expired"
+
+
+class MalformedRequestError(AuthenticationError):
+    """A device request whose authentication headers or target are missing or not in form."""
+
+    code = "malformed_request"
+
+
+class UnknownDeviceError(AuthenticationError):
+    """A signed request naming a device that is not registered."""
+
+    code = "unknown_device"
+
+
+class DeviceRevokedError(AuthenticationError):
+    """A signed request from a device that has been revoked."""
+
+    code = "device_revoked"
+
+
+class DeviceChannelMismatchError(AuthenticationError):
+    """A verified request from a device registered for another channel."""
+
+    code = "device_channel_mismatch"
+
+
+class DeviceNotFoundError(NotFoundError):
+    """An administrative action (revoke, look-up) on a device that is not registered."""
+
+    code = "device_not_found"
+
+
+class DuplicateDeviceError(ConflictError):
+    """A device id, or an Ed25519 public key, that is already registered."""
+
+    code = "duplicate_device"
+
+
+class KioskCloseConflictError(ConflictError):
+    """A kiosk's business day closed again with figures other than those first recorded."""
+
+    code = "close_conflict"
+
+
+class UnknownTerminalError(AuthenticationError):
+    """A terminal for which no MAC key is issued: never registered, or revoked."""
+
+    code = "unknown_terminal"
+
+
+class BatchSettledError(InvalidStateError):
+    """A POS sale or void for a batch the terminal has already settled."""
+
+    code = "batch_settled"

@@ -14,13 +14,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from paygate.channels.base import AdapterContext, ChannelAdapter, Operation, PaymentSink
+from paygate.channels.base import (
+    AdapterContext,
+    ChannelAdapter,
+    NotifyResult,
+    Operation,
+    PaymentSink,
+)
+from paygate.channels.kiosk import KioskAdapter
 from paygate.channels.mobile import AlipayAdapter, AlipayConfig, WechatPayAdapter, WechatPayConfig
 from paygate.channels.online import OnlineAdapter, OnlineConfig
 from paygate.channels.orders import InMemoryOrderStore
 from paygate.clock import FixedClock
 from paygate.money import Money
-from tests.channels import support
+from tests.channels import kiosk_support, support, test_bank_agent, test_pos, test_prepaid_card
 from tests.channels.fake import FakeAdapter, FakeConfig, fake_signature
 
 Message = tuple[bytes, dict[str, str]]
@@ -40,6 +47,10 @@ class ContractCase:
     """A valid statement file with at least one line."""
     secrets: tuple[str, ...]
     """Configured values that must never show in a repr."""
+    send: Callable[[ChannelAdapter[Any], bytes, dict[str, str], PaymentSink], NotifyResult] = (
+        lambda adapter, body, headers, sink: adapter.handle_notify(body, headers, sink)
+    )
+    """How a message reaches the adapter: ``handle_notify``; a device channel's ``handle_pay``."""
 
 
 def _alipay() -> AlipayAdapter:
@@ -91,6 +102,14 @@ def _online_forged(adapter: ChannelAdapter[Any]) -> Message:
     return support.unionpay_body(params, support.rsa_key("intruder")), {}
 
 
+def _pos_forged(adapter: ChannelAdapter[Any]) -> Message:
+    return test_pos.signed(test_pos.sale(), key=b"not this terminal's key, 32 bytes"), {}
+
+
+def _bank_agent_forged(adapter: ChannelAdapter[Any]) -> Message:
+    return test_bank_agent.hmac_signed(test_bank_agent.pay(), key="not-the-shared-key-" * 3), {}
+
+
 FAKE_SECRET = "fake-shared-secret-" + "x" * 13
 
 
@@ -113,6 +132,29 @@ def _fake_forged(adapter: ChannelAdapter[Any]) -> Message:
 def _fake_malformed(adapter: ChannelAdapter[Any]) -> Message:
     body = b"{not json"
     return body, {"x-fake-signature": fake_signature(FAKE_SECRET, body)}
+
+
+def _kiosk() -> KioskAdapter:
+    return kiosk_support.build_adapter()
+
+
+def _kiosk_forged(adapter: ChannelAdapter[Any]) -> Message:
+    body = kiosk_support.pay_body()
+    intruder = kiosk_support.ed25519_key("intruder")
+    return body, kiosk_support.signed_headers(intruder, kiosk_support.TERMINAL, body)
+
+
+def _kiosk_malformed(adapter: ChannelAdapter[Any]) -> Message:
+    body = b'{"txn_id": "cash-1", "amount": '
+    key = kiosk_support.ed25519_key(kiosk_support.TERMINAL)
+    return body, kiosk_support.signed_headers(key, kiosk_support.TERMINAL, body)
+
+
+KIOSK_STATEMENT = (
+    b"terminal_id,txn_id,account_no,amount,method,paid_at\n"
+    b"K0001,cash-000123,0101234567,120.50,cash,2026-11-24 09:58:00\n"
+    b"K0001,card-000124,0101234568,80.00,card,2026-11-24 10:12:31\n"
+)
 
 
 def _local(name: str) -> Callable[[], bytes]:
@@ -143,6 +185,41 @@ CASES: dict[str, ContractCase] = {
         malformed=lambda adapter: (b"version=5.1.0&orderId=%G1", {}),
         statement=_local("online_statement_20240501.csv"),
         secrets=(),
+    ),
+    "kiosk": ContractCase(
+        name="kiosk",
+        build=_kiosk,
+        forged=_kiosk_forged,
+        malformed=_kiosk_malformed,
+        statement=lambda: KIOSK_STATEMENT,
+        secrets=(),
+        send=lambda adapter, body, headers, sink: adapter.handle_pay(body, headers, sink),
+    ),
+    "pos": ContractCase(
+        name="pos",
+        build=test_pos.pos_adapter,
+        forged=_pos_forged,
+        malformed=lambda adapter: (b"msg_type=sale&terminal_id=HALL0001&mac", {}),
+        statement=lambda: test_pos.POS_STATEMENT,
+        secrets=(test_pos.TERMINAL_KEY.hex(),),
+        send=lambda adapter, body, headers, sink: adapter.handle_pay(body, headers, sink),
+    ),
+    "bank_agent": ContractCase(
+        name="bank_agent",
+        build=test_bank_agent.bank_adapter,
+        forged=_bank_agent_forged,
+        malformed=lambda adapter: (b"msg_type=pay&sign_type=HMAC-SHA256&sign=%G1", {}),
+        statement=lambda: test_bank_agent.BANK_STATEMENT,
+        secrets=(test_bank_agent.SHARED_KEY,),
+    ),
+    "prepaid_card": ContractCase(
+        name="prepaid_card",
+        build=test_prepaid_card.contract_adapter,
+        forged=test_prepaid_card.contract_forged,
+        malformed=lambda adapter: (test_prepaid_card.MALFORMED_REDEMPTION, {}),
+        statement=lambda: test_prepaid_card.CARD_SALES_STATEMENT,
+        secrets=(),
+        send=lambda adapter, body, headers, sink: adapter.handle_redeem(body, headers, sink),
     ),
     "fake": ContractCase(
         name="fake",

@@ -158,7 +158,15 @@ def test_notify_result_is_frozen() -> None:
 
 def test_builtins_are_listed_explicitly_and_registered() -> None:
     registry = ChannelRegistry.with_builtins()
-    assert registry.names() == ("alipay", "online", "wechatpay")
+    assert registry.names() == (
+        "alipay",
+        "bank_agent",
+        "kiosk",
+        "online",
+        "pos",
+        "prepaid_card",
+        "wechatpay",
+    )
     assert len(BUILTIN_CHANNELS) == len(registry)
     assert "alipay" in registry
     assert list(registry) == list(registry.names())

@@ -82,7 +82,7 @@ def test_forged_notify_is_refused_without_calling_the_sink(
 ) -> None:
     sink = RecordingSink()
     body, headers = case.forged(adapter)
-    result = adapter.handle_notify(body, headers, sink)
+    result = case.send(adapter, body, headers, sink)
     assert isinstance(result, NotifyResult)
     assert not result.ok
     assert result.status_code == 401
@@ -91,10 +91,12 @@ def test_forged_notify_is_refused_without_calling_the_sink(
     assert sink.calls == 0
 
 
-def test_oversized_body_is_refused_before_parsing(adapter: ChannelAdapter[Any]) -> None:
+def test_oversized_body_is_refused_before_parsing(
+    case: ContractCase, adapter: ChannelAdapter[Any]
+) -> None:
     sink = RecordingSink()
     body = b"x" * (adapter.config.max_body_bytes + 1)
-    result = adapter.handle_notify(body, {}, sink)
+    result = case.send(adapter, body, {}, sink)
     assert result.status_code == 413
     assert result.error_code == "payload_too_large"
     assert sink.calls == 0
@@ -105,7 +107,7 @@ def test_malformed_body_is_refused_with_a_parse_error(
 ) -> None:
     sink = RecordingSink()
     body, headers = case.malformed(adapter)
-    result = adapter.handle_notify(body, headers, sink)
+    result = case.send(adapter, body, headers, sink)
     assert result.status_code == 400
     assert result.error_code in PARSE_CODES
     assert sink.calls == 0

@@ -43,7 +43,7 @@ def test_no_input_reaches_the_sink_or_escapes_as_an_exception(
     name: str, body: bytes, request_headers: dict[str, str]
 ) -> None:
     sink = RecordingSink()
-    result = ADAPTERS[name].handle_notify(body, request_headers, sink)
+    result = CASES[name].send(ADAPTERS[name], body, request_headers, sink)
     assert not result.ok
     assert result.error_code in REFUSAL_CODES
     assert sink.calls == 0

@@ -1,0 +1,280 @@
+"""What channel adapters keep, kept in the ledger's database and shared by every process.
+
+Invariant: the database has the last word. A nonce is accepted once across every gateway
+process because its insert either creates the row or does nothing (a primary key, never a
+check-then-insert); a payment order, once stored, never changes; a kiosk's business day is
+closed once (a unique constraint on terminal and date). Each method is one transaction.
+
+Adapters know none of this: they see the protocols :class:`~paygate.channels.base.NonceStore`,
+:class:`~paygate.channels.orders.OrderStore` and :class:`~paygate.channels.kiosk.KioskLedger`,
+which the classes here implement on :class:`~paygate.store.engine.Store`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from datetime import date, datetime
+from typing import Any, Final
+
+from paygate.channels.kiosk import (
+    KioskCloseRecord,
+    KioskMethod,
+    KioskTotals,
+    MethodTotal,
+    split_channel_txn_id,
+)
+from paygate.channels.orders import Order
+from paygate.clock import require_aware
+from paygate.errors import ConflictError, IntegrityError
+from paygate.money import Money
+from paygate.store.engine import Store, Tx
+
+__all__ = ["SqlKioskLedger", "SqlNonceStore", "SqlOrderStore"]
+
+_NONCE_KEY_MAX: Final = 200
+"""The width of ``nonces.nonce_key``; longer keys are stored as their SHA-256."""
+
+_PURGE_SQLITE: Final = (
+    "DELETE FROM nonces WHERE nonce_key IN (SELECT nonce_key FROM nonces "
+    "WHERE expires_at <= :now ORDER BY expires_at LIMIT :n)"
+)
+# SKIP LOCKED: two purging processes take different rows instead of waiting on (or
+# deadlocking with) each other. SQLite has one writer, so it needs no locking clause.
+_PURGE_POSTGRESQL: Final = (
+    "DELETE FROM nonces WHERE nonce_key IN (SELECT nonce_key FROM nonces "
+    "WHERE expires_at <= :now ORDER BY expires_at LIMIT :n FOR UPDATE SKIP LOCKED)"
+)
+
+
+class SqlNonceStore:
+    """A :class:`~paygate.channels.base.NonceStore` on the ``nonces`` table.
+
+    Expired rows are purged opportunistically: a bounded batch after every ``purge_every``
+    additions, in its own short transaction, so that a busy gateway never scans the table
+    inside a request's own transaction.
+    """
+
+    def __init__(self, store: Store, *, purge_every: int = 256, purge_batch: int = 1000) -> None:
+        if purge_every < 1 or purge_batch < 1:
+            raise ValueError("purge_every and purge_batch must be positive")
+        self._store = store
+        self._purge_every = purge_every
+        self._purge_batch = purge_batch
+        self._added = 0
+        self._lock = threading.Lock()
+
+    def add(self, key: str, *, expires_at: datetime, now: datetime) -> bool:
+        """Remember ``key`` until ``expires_at``; False when it is already remembered."""
+        expires_at = require_aware(expires_at, "expires_at")
+        now = require_aware(now, "now")
+        stored_key = _nonce_key(key)
+
+        def work(tx: Tx) -> bool:
+            # A remembered key that has expired no longer counts: it gives way to this one.
+            tx.execute(
+                "DELETE FROM nonces WHERE nonce_key = :k AND expires_at <= :now",
+                {"k": stored_key, "now": tx.ts(now)},
+            )
+            cursor = tx.execute(
+                "INSERT INTO nonces (nonce_key, expires_at) VALUES (:k, :e) "
+                "ON CONFLICT (nonce_key) DO NOTHING",
+                {"k": stored_key, "e": tx.ts(expires_at)},
+            )
+            return bool(cursor.rowcount == 1)
+
+        added = self._store.run(work)
+        with self._lock:
+            self._added += 1
+            due = self._added % self._purge_every == 0
+        if due:
+            self.purge(now)
+        return added
+
+    def purge(self, now: datetime) -> int:
+        """Delete up to one batch of expired nonces; how many were deleted."""
+        now = require_aware(now, "now")
+
+        def work(tx: Tx) -> int:
+            purge = _PURGE_POSTGRESQL if tx.dialect == "postgresql" else _PURGE_SQLITE
+            cursor = tx.execute(purge, {"now": tx.ts(now), "n": self._purge_batch})
+            return int(cursor.rowcount)
+
+        return self._store.run(work)
+
+
+def _nonce_key(key: str) -> str:
+    if not isinstance(key, str) or not key:
+        raise TypeError("a nonce key is a non-empty string")
+    if len(key) <= _NONCE_KEY_MAX and key.isascii():
+        return key
+    return "sha256:" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+class SqlOrderStore:
+    """An :class:`~paygate.channels.orders.OrderStore` on the ``payment_orders`` table."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def put(self, order: Order) -> None:
+        """Store ``order``; the same id with different content is a ConflictError."""
+        if not isinstance(order, Order):
+            raise TypeError("put() takes an Order")
+
+        def work(tx: Tx) -> Order | None:
+            cursor = tx.execute(
+                "INSERT INTO payment_orders (order_id, channel, account_no, amount, currency, "
+                "created_at, expires_at) VALUES (:id, :channel, :account, :amount, :currency, "
+                ":created, :expires) ON CONFLICT (order_id) DO NOTHING",
+                {
+                    "id": order.order_id,
+                    "channel": order.channel,
+                    "account": order.account_no,
+                    "amount": order.amount.minor,
+                    "currency": order.amount.currency,
+                    "created": tx.ts(order.created_at),
+                    "expires": tx.ts(order.expires_at),
+                },
+            )
+            if cursor.rowcount == 1:
+                return None
+            return _read_order(tx, order.order_id)
+
+        existing = self._store.run(work)
+        if existing is not None and existing != order:
+            raise ConflictError(
+                f"order {order.order_id!r} already exists with different content",
+                field="order_id",
+            )
+
+    def get(self, order_id: str) -> Order | None:
+        """The order with ``order_id``, or None."""
+        return self._store.run(lambda tx: _read_order(tx, order_id), write=False)
+
+
+def _read_order(tx: Tx, order_id: str) -> Order | None:
+    row = tx.one(
+        "SELECT order_id, channel, account_no, amount, currency, created_at, expires_at "
+        "FROM payment_orders WHERE order_id = :id",
+        {"id": order_id},
+    )
+    if row is None:
+        return None
+    return Order(
+        order_id=row[0],
+        channel=row[1],
+        account_no=row[2],
+        amount=Money(int(row[3]), row[4]),
+        created_at=Tx.read_ts(row[5]),
+        expires_at=Tx.read_ts(row[6]),
+    )
+
+
+class SqlKioskLedger:
+    """A :class:`~paygate.channels.kiosk.KioskLedger` on ``payments`` and ``kiosk_closes``.
+
+    A terminal's totals are its posted payments (reversed ones excluded) of the kiosk
+    ``channel`` on the business date the core gave them, split by the method prefix of the
+    transaction id. Configure the core's cut-off for the channel
+    (``Settings.channel_cutoffs``) equal to the adapter's, or the dates will not agree.
+    """
+
+    def __init__(self, store: Store, *, channel: str = "kiosk") -> None:
+        self._store = store
+        self._channel = channel
+
+    def terminal_totals(self, terminal_id: str, business_date: date, currency: str) -> KioskTotals:
+        """The posted payments of ``terminal_id`` on ``business_date``, by method."""
+
+        def work(tx: Tx) -> list[tuple[Any, ...]]:
+            return tx.all(
+                "SELECT channel_txn_id, amount FROM payments WHERE channel = :channel "
+                "AND business_date = :day AND terminal_id = :terminal AND currency = :currency "
+                "AND status = 'posted'",
+                {
+                    "channel": self._channel,
+                    "day": tx.day(business_date),
+                    "terminal": terminal_id,
+                    "currency": currency,
+                },
+            )
+
+        counts = {KioskMethod.CASH: 0, KioskMethod.CARD: 0}
+        amounts = {KioskMethod.CASH: 0, KioskMethod.CARD: 0}
+        for txn, amount in self._store.run(work, write=False):
+            parts = split_channel_txn_id(str(txn))
+            if parts is None or parts[0] != terminal_id:
+                # Only the kiosk adapter writes kiosk payments; anything else was posted past
+                # it, and guessing its method would make the close lie.
+                raise IntegrityError(
+                    f"{self._channel} payment {txn!r} of terminal {terminal_id!r} carries no "
+                    "kiosk transaction id",
+                )
+            method = KioskMethod(parts[1].split("-", 1)[0])
+            counts[method] += 1
+            amounts[method] += int(amount)
+        return KioskTotals(
+            cash=MethodTotal(
+                count=counts[KioskMethod.CASH], amount=Money(amounts[KioskMethod.CASH], currency)
+            ),
+            card=MethodTotal(
+                count=counts[KioskMethod.CARD], amount=Money(amounts[KioskMethod.CARD], currency)
+            ),
+        )
+
+    def record_close(self, record: KioskCloseRecord) -> tuple[KioskCloseRecord, bool]:
+        """Store ``record`` unless the day is closed already; the stored close, and if new."""
+
+        def work(tx: Tx) -> tuple[KioskCloseRecord, bool]:
+            cursor = tx.execute(
+                "INSERT INTO kiosk_closes (id, terminal_id, business_date, counted_cash, "
+                "reported_total, reported_count, ledger_total, ledger_count, currency, "
+                "created_at) VALUES (:id, :terminal, :day, :counted, :reported_total, "
+                ":reported_count, :ledger_total, :ledger_count, :currency, :at) "
+                "ON CONFLICT (terminal_id, business_date) DO NOTHING",
+                {
+                    "id": tx.ids.one(),
+                    "terminal": record.terminal_id,
+                    "day": tx.day(record.business_date),
+                    "counted": record.counted_cash,
+                    "reported_total": record.reported_total,
+                    "reported_count": record.reported_count,
+                    "ledger_total": record.ledger_total,
+                    "ledger_count": record.ledger_count,
+                    "currency": record.currency,
+                    "at": tx.ts(record.closed_at),
+                },
+            )
+            if cursor.rowcount == 1:
+                return record, True
+            stored = _read_close(tx, record.terminal_id, record.business_date)
+            assert stored is not None, "the conflicting close is committed before DO NOTHING"
+            return stored, False
+
+        return self._store.run(work)
+
+    def close_of(self, terminal_id: str, business_date: date) -> KioskCloseRecord | None:
+        """The recorded close of ``terminal_id`` for ``business_date``, or None."""
+        return self._store.run(lambda tx: _read_close(tx, terminal_id, business_date), write=False)
+
+
+def _read_close(tx: Tx, terminal_id: str, business_date: date) -> KioskCloseRecord | None:
+    row = tx.one(
+        "SELECT counted_cash, reported_total, reported_count, ledger_total, ledger_count, "
+        "currency, created_at FROM kiosk_closes WHERE terminal_id = :t AND business_date = :d",
+        {"t": terminal_id, "d": tx.day(business_date)},
+    )
+    if row is None:
+        return None
+    return KioskCloseRecord(
+        terminal_id=terminal_id,
+        business_date=business_date,
+        counted_cash=int(row[0]),
+        reported_total=int(row[1]),
+        reported_count=int(row[2]),
+        ledger_total=int(row[3]),
+        ledger_count=int(row[4]),
+        currency=str(row[5]),
+        closed_at=Tx.read_ts(row[6]),
+    )

@@ -1,0 +1,158 @@
+"""``paygate devices``: register, revoke and list kiosks and POS terminals.
+
+Keys never appear on the command line, where shell history and process listings would keep
+them: a public key comes from a file, a MAC key from an environment variable named with
+``--mac-key-env``, and the key-encryption key from ``PAYGATE_KEY_ENCRYPTION_KEY``. Errors
+are one line naming the problem, exit code 2.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+from pydantic import SecretBytes
+from rich.table import Table
+
+from paygate.cli_common import DatabaseUrl, err, guard, out
+from paygate.config import Settings
+from paygate.devices import Device, DeviceRegistry, key_encryption_key_from_env, load_public_key
+from paygate.errors import InvalidInputError
+from paygate.gateway import Gateway
+
+__all__ = ["devices_app"]
+
+
+T = TypeVar("T")
+
+devices_app = typer.Typer(
+    help="Register, revoke and list kiosks and POS terminals.", no_args_is_help=True
+)
+
+
+class TerminalChannel(StrEnum):
+    """The channels whose terminals are registered here."""
+
+    KIOSK = "kiosk"
+    POS = "pos"
+
+
+def _with_registry(database_url: str | None, work: Callable[[DeviceRegistry], T]) -> T:
+    def run() -> T:
+        kek = key_encryption_key_from_env()
+        with Gateway.open(settings=Settings.from_env(database_url=database_url)) as gateway:
+            return work(DeviceRegistry(gateway.store, gateway.clock, kek))
+
+    return guard(run)
+
+
+def _read_public_key(path: Path) -> str:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InvalidInputError(
+            f"cannot read {path}: {exc.strerror or exc}", field="--public-key"
+        ) from None
+    # Checked here so that the message names the file; the registry stores it as PEM.
+    load_public_key(data)
+    return data.decode("ascii", "replace")
+
+
+def _read_mac_key(variable: str) -> SecretBytes:
+    text = os.environ.get(variable)
+    if text is None or not text.strip():
+        raise InvalidInputError(
+            f"environment variable {variable} is not set", field="--mac-key-env"
+        )
+    try:
+        return SecretBytes(bytes.fromhex(text.strip()))
+    except ValueError:
+        # Say what form is expected; the value itself is a secret and is not repeated.
+        raise InvalidInputError(
+            f"{variable} must hold the MAC key in hexadecimal", field="--mac-key-env"
+        ) from None
+
+
+def _show(device: Device) -> str:
+    key = device.fingerprint or "MAC key (encrypted)"
+    return f"{device.device_id} ({device.channel}, {device.status.value}): {key}"
+
+
+@devices_app.command("add")
+def devices_add(
+    device_id: Annotated[str, typer.Argument(help="The terminal's id, as it signs requests.")],
+    channel: Annotated[TerminalChannel, typer.Option("--channel", help="kiosk or pos.")],
+    public_key: Annotated[
+        Path | None,
+        typer.Option(
+            "--public-key",
+            help="File with the Ed25519 public key: PEM, or the raw 32 bytes in base64.",
+            show_default=False,
+        ),
+    ] = None,
+    mac_key_env: Annotated[
+        str | None,
+        typer.Option(
+            "--mac-key-env",
+            help="Name of the environment variable holding the MAC key (hex); the key is "
+            "stored encrypted under $PAYGATE_KEY_ENCRYPTION_KEY.",
+            show_default=False,
+        ),
+    ] = None,
+    label: Annotated[str | None, typer.Option(help="Where the terminal stands.")] = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Register a terminal with its Ed25519 public key or its MAC key."""
+    if (public_key is None) == (mac_key_env is None):
+        err.print("[red]error:[/red] give exactly one of --public-key and --mac-key-env")
+        raise typer.Exit(2)
+
+    def add(registry: DeviceRegistry) -> Device:
+        if public_key is not None:
+            return registry.add(
+                device_id, channel.value, public_key_pem=_read_public_key(public_key), label=label
+            )
+        assert mac_key_env is not None
+        return registry.add(
+            device_id, channel.value, mac_key=_read_mac_key(mac_key_env), label=label
+        )
+
+    device = _with_registry(database_url, add)
+    out.print(f"registered {_show(device)}", highlight=False, soft_wrap=True)
+
+
+@devices_app.command("revoke")
+def devices_revoke(
+    device_id: Annotated[str, typer.Argument(help="The terminal to refuse from now on.")],
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Revoke a terminal: its very next request is refused."""
+    device = _with_registry(database_url, lambda registry: registry.revoke(device_id))
+    assert device.revoked_at is not None
+    out.print(
+        f"revoked {device.device_id} at {device.revoked_at.isoformat(timespec='seconds')}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+@devices_app.command("list")
+def devices_list(database_url: DatabaseUrl = None) -> None:
+    """List every registered terminal with its key fingerprint and status."""
+    devices = _with_registry(database_url, lambda registry: registry.list())
+    table = Table("device", "channel", "key", "label", "status", "registered", "revoked")
+    for device in devices:
+        table.add_row(
+            device.device_id,
+            device.channel,
+            device.fingerprint or "MAC key (encrypted)",
+            device.label or "",
+            device.status.value,
+            device.created_at.isoformat(timespec="seconds"),
+            device.revoked_at.isoformat(timespec="seconds") if device.revoked_at else "",
+        )
+    out.print(table)
