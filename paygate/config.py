@@ -18,8 +18,9 @@ PAYGATE_SEAL_EVERY             seal after this many entries are posted     1000
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import time, timedelta
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -31,6 +32,9 @@ from paygate.ledger import AccountKind
 from paygate.money import minor_units_exponent
 from paygate.store.engine import DEFAULT_DATABASE_URL
 from paygate.supply import DunningPolicy, ServicePromise
+
+if TYPE_CHECKING:
+    from paygate.channels.base import ChannelAdapter
 
 __all__ = ["Settings"]
 
@@ -106,6 +110,24 @@ class Settings(BaseModel):
             return cls.model_validate(values)
         except ValueError as exc:
             raise ConfigurationError(f"invalid settings: {exc}") from None
+
+    def with_channels(self, adapters: Iterable[ChannelAdapter[Any]]) -> Settings:
+        """These settings with each adapter's business-day cut-off, so that the dates the
+        Gateway gives payments are the dates the channel settles them on.
+
+        An adapter whose settlement time zone differs from the utility's is refused: its
+        business dates and the Gateway's would not be the same days.
+        """
+        cutoffs = dict(self.channel_cutoffs)
+        for adapter in adapters:
+            rules = adapter.settlement
+            if rules.timezone != self.timezone:
+                raise ConfigurationError(
+                    f"channel {adapter.name} settles in {rules.timezone}, the utility in "
+                    f"{self.timezone}: configure one time zone"
+                )
+            cutoffs[adapter.name] = rules.cutoff
+        return self.model_copy(update={"channel_cutoffs": cutoffs})
 
     def cutoff(self, channel: str) -> time:
         """The business-day cut-off of ``channel`` (midnight unless configured)."""

@@ -456,3 +456,45 @@ class TestPrepaid:
         assert second.balance_after == yuan("-10.00")
         assert second.reconnection_order_id is not None
         assert gateway.account_status("P1").supply_state is SupplyState.RECONNECTION_PENDING
+
+
+class TestChannelCutoffs:
+    def test_a_channel_cutoff_decides_the_business_date(
+        self, db_url: str, clock: FixedClock
+    ) -> None:
+        from paygate.channels.base import ChannelRegistry
+        from paygate.config import Settings
+
+        registry = ChannelRegistry.discover()
+        pos_class = registry.get("pos")
+        pos_rules = pos_class.config_model.model_fields["settlement"].get_default(
+            call_default_factory=True
+        )
+
+        class Pos:
+            name = "pos"
+            settlement = pos_rules
+
+        settings = Settings(database_url=db_url, seal_every=0).with_channels([Pos()])  # type: ignore[list-item]
+        assert settings.cutoff("pos") == pos_rules.cutoff
+        with Gateway.open(settings=settings, clock=clock) as gw:
+            gw.open_account("A1")
+            # 23:30 in Shanghai on 25 November: after a 23:00 cut-off it is the 26th's business
+            late = datetime(2026, 11, 25, 15, 30, tzinfo=UTC)
+            pos = gw.pay(intent("P-1", "1.00", account="A1", channel="pos", at=late))
+            kiosk = gw.pay(intent("K-1", "1.00", account="A1", channel="kiosk", at=late))
+        assert pos_rules.cutoff.hour == 23
+        assert pos.business_date == date(2026, 11, 26)
+        assert kiosk.business_date == date(2026, 11, 25)
+
+    def test_an_adapter_in_another_time_zone_is_refused(self) -> None:
+        from paygate.channels.base import SettlementRules
+        from paygate.config import Settings
+        from paygate.errors import ConfigurationError
+
+        class Foreign:
+            name = "foreign"
+            settlement = SettlementRules(timezone="Europe/London")
+
+        with pytest.raises(ConfigurationError, match="one time zone"):
+            Settings().with_channels([Foreign()])  # type: ignore[list-item]
