@@ -18,6 +18,7 @@ number), its late fee before its principal, and leaves what remains as credit.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
@@ -100,25 +101,36 @@ class LateFeeAccrual:
     exact: Fraction
 
 
-def _bill_fraction(
-    bill: OpenBill, category: Category, through: date, policy: LateFeePolicy
-) -> Fraction:
+def _bill_accrual(
+    bill: OpenBill, category: Category, through: date, policy: LateFeePolicy, scale: int
+) -> int:
+    """The bill's exact accrual through ``through``, in minor units times ``scale``."""
     principal = bill.principal_due
     if principal <= 0 or bill.due_date >= through:
-        return Fraction(0)
+        return 0
     start = bill.due_date + timedelta(days=1)
     if bill.late_fee_through is not None and bill.late_fee_through >= start:
         start = bill.late_fee_through + timedelta(days=1)
     if start > through:
-        return Fraction(0)
+        return 0
     due_year = bill.due_date.year
     year_end = date(due_year, 12, 31)
     same_days = max(0, (min(through, year_end) - start).days + 1)
     later_days = (through - start).days + 1 - same_days
-    rate = policy.daily_rate(category, due_year, start) * same_days + (
-        policy.daily_rate(category, due_year, date(due_year + 1, 1, 1)) * later_days
+    same_rate = policy.daily_rate(category, due_year, year_end)
+    later_rate = policy.daily_rate(category, due_year, date(due_year + 1, 1, 1))
+    # scale is a common multiple of the rates' denominators: the products are whole numbers
+    per_day_same = same_rate.numerator * (scale // same_rate.denominator)
+    per_day_later = later_rate.numerator * (scale // later_rate.denominator)
+    return principal * (same_days * per_day_same + later_days * per_day_later)
+
+
+def _scale(policy: LateFeePolicy) -> int:
+    return math.lcm(
+        policy.residential_daily.denominator,
+        policy.other_daily_same_year.denominator,
+        policy.other_daily_later_years.denominator,
     )
-    return principal * rate
 
 
 def accrue_late_fees(
@@ -128,28 +140,38 @@ def accrue_late_fees(
 
     The rounded total (with the minimum) is shared back over the bills in proportion to their
     exact accruals, largest remainder first, so that the shares always add up to the total.
+    Exact throughout: accruals are integers over a common denominator, never floats.
     """
     if not policy.enabled:
         return LateFeeAccrual(through, 0, {}, Fraction(0))
-    exact_by_bill = {
-        b.bill_id: f for b in bills if (f := _bill_fraction(b, category, through, policy)) > 0
+    scale = _scale(policy)
+    scaled = {
+        b.bill_id: a for b in bills if (a := _bill_accrual(b, category, through, policy, scale)) > 0
     }
-    exact = sum(exact_by_bill.values(), Fraction(0))
-    if exact <= 0:
+    if not scaled:
         return LateFeeAccrual(through, 0, {}, Fraction(0))
+    exact = Fraction(sum(scaled.values()), scale)
     total = max(round_half_up(exact), policy.minimum_charge)
-    return LateFeeAccrual(through, total, _share(total, exact_by_bill), exact)
+    return LateFeeAccrual(through, total, _share(total, scaled), exact)
 
 
-def _share(total: int, weights: dict[int, Fraction]) -> dict[int, int]:
-    weight_sum = sum(weights.values(), Fraction(0))
-    quotas = {k: total * w / weight_sum for k, w in weights.items()}
-    shares = {k: q.numerator // q.denominator for k, q in quotas.items()}
+def _share(total: int, weights: dict[int, int]) -> dict[int, int]:
+    weight_sum = sum(weights.values())
+    shares = {}
+    remainders = {}
+    for k, w in weights.items():
+        shares[k], remainders[k] = divmod(total * w, weight_sum)
     left = total - sum(shares.values())
-    order = sorted(quotas, key=lambda k: (-(quotas[k] - shares[k]), k))
-    for k in order[:left]:
+    for k in sorted(remainders, key=lambda k: (-remainders[k], k))[:left]:
         shares[k] += 1
     return {k: v for k, v in shares.items() if v}
+
+
+def overdue_owed(bills: Sequence[OpenBill], day: date) -> int:
+    """Overdue principal plus late fee charged and unpaid, on ``day`` (nothing accrued)."""
+    return sum(b.principal_due for b in bills if b.overdue_on(day)) + sum(
+        b.late_fee_due for b in bills
+    )
 
 
 def charge_late_fees(bills: Sequence[OpenBill], accrual: LateFeeAccrual) -> list[OpenBill]:
@@ -232,7 +254,5 @@ def arrears(
 ) -> tuple[int, int]:
     """``(arrears, uncharged late fee)`` on ``as_of``: overdue principal, unpaid late fees,
     and the late fee that would be charged for the days not yet charged."""
-    overdue = sum(b.principal_due for b in bills if b.overdue_on(as_of))
-    fees_due = sum(b.late_fee_due for b in bills)
     accrued = accrue_late_fees(bills, category, as_of, policy).total
-    return overdue + fees_due + accrued, accrued
+    return overdue_owed(bills, as_of) + accrued, accrued

@@ -570,8 +570,8 @@ class Gateway:
         settle_day = business_date(
             intent.paid_at, self.settings.timezone, self.settings.cutoff(intent.channel)
         )
-        arrears_before, _ = billing.arrears(acct.bills, acct.category, pay_day, policy)
         accrual = billing.accrue_late_fees(acct.bills, acct.category, pay_day, policy)
+        arrears_before = billing.overdue_owed(acct.bills, pay_day) + accrual.total
         acct.bills = billing.charge_late_fees(acct.bills, accrual)
         parts = self.allocation.allocate(intent.amount.minor, acct.bills)
         allocated = sum(p.late_fee + p.principal for p in parts)
@@ -580,7 +580,8 @@ class Gateway:
         acct.bills = billing.apply_parts(acct.bills, parts)
         credit = intent.amount.minor - allocated
         acct.balance += accrual.total - intent.amount.minor
-        arrears_after, _ = billing.arrears(acct.bills, acct.category, pay_day, policy)
+        # Every overdue bill is now charged through the payment day: nothing more accrues.
+        arrears_after = billing.overdue_owed(acct.bills, pay_day)
 
         clearing = self._debit_account(tx, intent.channel, cur)
         legs = [

@@ -186,7 +186,8 @@ class Tx:
         """A datetime as this database stores it (UTC)."""
         value = value.astimezone(UTC)
         if self.dialect == "sqlite":
-            return value.strftime(SQLITE_TIMESTAMP_FORMAT)
+            # the same text as SQLITE_TIMESTAMP_FORMAT, microseconds always written
+            return value.replace(tzinfo=None).isoformat(" ", "microseconds")
         return value
 
     def day(self, value: date) -> Any:
