@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from fractions import Fraction
 from typing import Protocol
@@ -48,6 +48,19 @@ class LateFeePolicy:
     other_daily_later_years: Fraction = Fraction(3, 1000)
     minimum_charge: int = 100
     enabled: bool = True
+    scale: int = field(init=False, repr=False, compare=False)
+    """A common multiple of the rates' denominators: accruals are whole numbers over it."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self,
+            "scale",
+            math.lcm(
+                self.residential_daily.denominator,
+                self.other_daily_same_year.denominator,
+                self.other_daily_later_years.denominator,
+            ),
+        )
 
     def daily_rate(self, category: Category, due_year: int, day: date) -> Fraction:
         """The rate that applies on ``day`` to a bill due in ``due_year``."""
@@ -125,14 +138,6 @@ def _bill_accrual(
     return principal * (same_days * per_day_same + later_days * per_day_later)
 
 
-def _scale(policy: LateFeePolicy) -> int:
-    return math.lcm(
-        policy.residential_daily.denominator,
-        policy.other_daily_same_year.denominator,
-        policy.other_daily_later_years.denominator,
-    )
-
-
 def accrue_late_fees(
     bills: Sequence[OpenBill], category: Category, through: date, policy: LateFeePolicy
 ) -> LateFeeAccrual:
@@ -144,7 +149,7 @@ def accrue_late_fees(
     """
     if not policy.enabled:
         return LateFeeAccrual(through, 0, {}, Fraction(0))
-    scale = _scale(policy)
+    scale = policy.scale
     scaled = {
         b.bill_id: a for b in bills if (a := _bill_accrual(b, category, through, policy, scale)) > 0
     }

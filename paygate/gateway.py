@@ -20,14 +20,14 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from paygate import billing, ledger, supply
 from paygate.billing import AllocationPart, AllocationPolicy, OldestFirst, OpenBill
-from paygate.clock import Clock, SystemClock, business_date, require_aware
+from paygate.clock import Clock, SystemClock, require_aware
 from paygate.config import Settings
 from paygate.errors import (
     BillConflictError,
@@ -482,7 +482,8 @@ class Gateway:
     def _validate(self, intent: PaymentIntent) -> None:
         if intent.amount.minor <= 0:
             raise InvalidAmountError("a payment amount must be positive", field="amount")
-        require_aware(intent.paid_at, "paid_at")
+        if intent.paid_at.utcoffset() is None:
+            require_aware(intent.paid_at, "paid_at")  # raises, naming the field
 
     @property
     def ledger_accounts(self) -> LedgerAccounts:
@@ -566,10 +567,12 @@ class Gateway:
     ) -> Receipt:
         policy = self.settings.late_fee
         cur = acct.currency
-        pay_day = self._local_date(intent.paid_at)
-        settle_day = business_date(
-            intent.paid_at, self.settings.timezone, self.settings.cutoff(intent.channel)
-        )
+        local = intent.paid_at.astimezone(self._zone)
+        pay_day = local.date()
+        cutoff = self.settings.cutoff(intent.channel)
+        settle_day = pay_day
+        if cutoff != time(0, 0) and local.time() >= cutoff:
+            settle_day += timedelta(days=1)  # after the channel's cut-off: its next day
         accrual = billing.accrue_late_fees(acct.bills, acct.category, pay_day, policy)
         arrears_before = billing.overdue_owed(acct.bills, pay_day) + accrual.total
         acct.bills = billing.charge_late_fees(acct.bills, accrual)
