@@ -9,6 +9,7 @@ import contextlib
 import shutil
 import tempfile
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from hypothesis import settings
@@ -30,6 +31,7 @@ from paygate.gateway import Gateway
 from paygate.models import Category, PaymentIntent, Receipt, SupplyState
 from paygate.money import Money
 from paygate.store.engine import Tx
+from tests.databases import empty_postgres, fresh_sqlite_url
 from tests.oracles import late_fee_oracle
 
 ACCOUNTS = {"A0": Category.RESIDENTIAL, "A1": Category.NON_RESIDENTIAL, "A2": Category.RESIDENTIAL}
@@ -64,7 +66,7 @@ class LedgerMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.dir = tempfile.mkdtemp()
-        url = self.database_url or f"sqlite:///{self.dir}/m.db"
+        url = self.database_url or fresh_sqlite_url(Path(self.dir))
         self.clock = FixedClock(datetime(2026, 12, 1, 2, 0, tzinfo=UTC))
         self.gateway = Gateway.open(
             settings=Settings(database_url=url, seal_every=5, sqlite_synchronous="OFF"),
@@ -234,22 +236,9 @@ def test_ledger_history_on_postgresql(pg_url: str) -> None:
         database_url = pg_url
 
         def __init__(self) -> None:
-            _reset(pg_url)
+            empty_postgres(pg_url)
             super().__init__()
 
     run_state_machine_as_test(
         OnPostgres, settings=settings(max_examples=8, stateful_step_count=20, deadline=None)
     )
-
-
-def _reset(url: str) -> None:
-    import psycopg
-
-    from paygate.store.engine import normalize_url
-    from paygate.store.schema import metadata
-
-    dsn = normalize_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("SET session_replication_role = replica")
-        tables = ", ".join(name for name in metadata.tables if name != "id_blocks")
-        conn.execute(f"TRUNCATE {tables}")

@@ -1,0 +1,43 @@
+"""Fresh databases for tests: SQLite files copied from one migrated template per process,
+and a PostgreSQL database emptied in one statement.
+
+Migrating a new SQLite file costs half a second, creating a PostgreSQL database a few tenths;
+copying a migrated file costs a millisecond, a TRUNCATE a few.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from functools import cache
+from pathlib import Path
+
+import psycopg
+
+from paygate.store import migrate
+from paygate.store.schema import metadata
+
+
+@cache
+def _template() -> Path:
+    path = Path(tempfile.mkdtemp(prefix="paygate-template-")) / "template.db"
+    migrate.upgrade(f"sqlite:///{path}")
+    return path
+
+
+def fresh_sqlite_url(directory: Path, name: str = "paygate.db") -> str:
+    """A migrated, empty SQLite database in ``directory``."""
+    target = directory / name
+    shutil.copyfile(_template(), target)
+    return f"sqlite:///{target}"
+
+
+def empty_postgres(url: str) -> None:
+    """Delete every row of every paygate table (in replica mode, so that the journal's
+    append-only triggers stand aside for the reset)."""
+    if url.startswith("postgresql+psycopg://"):
+        url = "postgresql://" + url.split("://", 1)[1]
+    tables = ", ".join(name for name in metadata.tables if name != "id_blocks")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SET session_replication_role = replica")
+        conn.execute(f"TRUNCATE {tables}")
