@@ -63,6 +63,7 @@ from paygate.store.engine import Store, Tx, UniqueViolation
 from paygate.supply import OrderStatus, Severity, Step
 
 if TYPE_CHECKING:
+    from paygate.channels.base import ChannelAdapter
     from paygate.headend.base import HeadEnd
     from paygate.outbox import DispatchReport, EventSink
 
@@ -183,6 +184,14 @@ class Gateway:
             store.dispose()
             raise
         return cls(store, settings, clock=clock, allocation=allocation)
+
+    def use_channels(self, adapters: Iterable[ChannelAdapter[Any]]) -> None:
+        """Date payments by these adapters' cut-offs (see :meth:`Settings.with_channels`).
+
+        For adapters built after the Gateway (their contexts need its store); call it before
+        the first payment.
+        """
+        self.settings = self.settings.with_channels(adapters)
 
     def close(self) -> None:
         """Seal what is pending and release every database connection."""

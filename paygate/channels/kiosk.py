@@ -830,9 +830,16 @@ class KioskAdapter(ChannelAdapter[KioskConfig]):
         answer = {"status": "ok", "receipt": printable.model_dump(mode="json")}
         return acknowledged(receipt, body=_json(answer), content_type=_JSON)
 
-    def close_day(self, body: bytes, headers: Mapping[str, str]) -> KioskCloseResult:
-        """Record a signed daily close and compare it with the ledger."""
-        device = self.authenticate(self.config.daily_close_path, body, headers)
+    def close_day(
+        self, body: bytes, headers: Mapping[str, str], *, path: str | None = None
+    ) -> KioskCloseResult:
+        """Record a signed daily close and compare it with the ledger.
+
+        ``path`` is the target the kiosk signed when the HTTP layer serves closes at a path of
+        its own (one per terminal); by default the configured ``daily_close_path``.
+        """
+        signed_path = self.config.daily_close_path if path is None else path
+        device = self.authenticate(signed_path, body, headers)
         request = parse_close_request(body, source=self.name)
         currency = self.config.currency
         if request.currency != currency:

@@ -310,15 +310,7 @@ class PrepaidCardAdapter(ChannelAdapter[PrepaidCardConfig]):
     ) -> NotifyResult:
         """Redeem a card through the context's voucher service; ``sink`` is not called."""
         try:
-            self.check_body(body)
-            request = parse_redeem_request(body)
-            source = self._source(request, headers)
-            receipt = self._redeemer().redeem(
-                request.account_no,
-                request.serial,
-                request.pin.get_secret_value(),
-                source=source,
-            )
+            receipt = self.redeem(body, headers)
         except PaygateError as exc:
             return self._refuse(exc)
         answer = {
@@ -326,6 +318,18 @@ class PrepaidCardAdapter(ChannelAdapter[PrepaidCardConfig]):
             "receipt": receipt.model_dump(mode="json"),
         }
         return acknowledged(receipt, body=_encode(answer), content_type=_JSON)
+
+    def redeem(self, body: bytes, headers: Mapping[str, str]) -> Receipt:
+        """Read a redemption request and redeem it; a refusal raises its PaygateError."""
+        self.check_body(body)
+        request = parse_redeem_request(body)
+        source = self._source(request, headers)
+        return self._redeemer().redeem(
+            request.account_no,
+            request.serial,
+            request.pin.get_secret_value(),
+            source=source,
+        )
 
     def _source(self, request: RedeemRequest, headers: Mapping[str, str]) -> str:
         if self.config.source_header is None:
