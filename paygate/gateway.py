@@ -1706,26 +1706,35 @@ class Gateway:
     def _existing_payments(
         self, tx: Tx, intents: Sequence[PaymentIntent]
     ) -> dict[tuple[str, str], tuple[str, Receipt]]:
-        keys = sorted({(i.channel, i.channel_txn_id) for i in intents})
+        # One query per channel on (channel, channel_txn_id), the unique index: row-value IN
+        # lists are planned as a table scan by SQLite and cost PostgreSQL more to plan than run.
+        by_channel: dict[str, set[str]] = defaultdict(set)
+        for intent in intents:
+            by_channel[intent.channel].add(intent.channel_txn_id)
         found: dict[tuple[str, str], tuple[str, Receipt]] = {}
-        for start in range(0, len(keys), 400):
-            part = keys[start : start + 400]
-            params: dict[str, Any] = {}
-            clauses = []
-            for n, (channel, txn) in enumerate(part):
-                params[f"c{n}"] = channel
-                params[f"t{n}"] = txn
-                clauses.append(f"(:c{n}, :t{n})")
-            rows = tx.all(
-                "SELECT channel, channel_txn_id, fingerprint, receipt FROM payments "  # noqa: S608
-                f"WHERE (channel, channel_txn_id) IN ({', '.join(clauses)})",
-                params,
-            )
-            for channel, txn, fingerprint, receipt in rows:
-                found[(str(channel), str(txn))] = (
-                    str(fingerprint),
-                    Receipt.model_validate_json(receipt),
-                )
+        for channel, txn_ids in sorted(by_channel.items()):
+            ordered = sorted(txn_ids)
+            for start in range(0, len(ordered), 500):
+                part = ordered[start : start + 500]
+                if tx.dialect == "postgresql":
+                    rows = tx.all(
+                        "SELECT channel_txn_id, fingerprint, receipt FROM payments "
+                        "WHERE channel = :c AND channel_txn_id = ANY(:ids)",
+                        {"c": channel, "ids": part},
+                    )
+                else:
+                    marks, params = _marks("t", part)
+                    params["c"] = channel
+                    rows = tx.all(
+                        "SELECT channel_txn_id, fingerprint, receipt FROM payments "  # noqa: S608
+                        f"WHERE channel = :c AND channel_txn_id IN ({marks})",
+                        params,
+                    )
+                for txn, fingerprint, receipt in rows:
+                    found[(channel, str(txn))] = (
+                        str(fingerprint),
+                        Receipt.model_validate_json(receipt),
+                    )
         return found
 
     def _load_bills(

@@ -60,14 +60,13 @@ from paygate.channels.base import (
 )
 from paygate.channels.errors import DeviceChannelMismatchError, KioskCloseConflictError
 from paygate.channels.wire import (
+    csv_statement_rows,
     first_validation_error,
-    iter_source_lines,
     make_statement_line,
     parse_local_time,
     parse_money,
     shown,
     source_label,
-    split_csv_line,
 )
 from paygate.clock import DEFAULT_TIMEZONE
 from paygate.devices import (
@@ -633,31 +632,9 @@ def read_kiosk_statement(
     label = source_label(source)
     zone = ZoneInfo(timezone)
     zero = Money.zero(currency)
-    header_seen = False
-    last_line = 0
-    for line_no, raw in iter_source_lines(source):
-        last_line = line_no
-        if line_no == 1 and raw.startswith(b"\xef\xbb\xbf"):
-            raw = raw[3:]
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise ParseError("not valid UTF-8", source=label, line=line_no) from None
-        if not text.strip():
-            continue
-        fields = [f.strip() for f in split_csv_line(text, source=label, line=line_no)]
-        if not header_seen:
-            if tuple(fields) != KIOSK_STATEMENT_COLUMNS:
-                raise ParseError("not a kiosk statement header", source=label, line=line_no)
-            header_seen = True
-            continue
-        if len(fields) != len(KIOSK_STATEMENT_COLUMNS):
-            raise ParseError(
-                f"expected {len(KIOSK_STATEMENT_COLUMNS)} fields, found {len(fields)}",
-                source=label,
-                line=line_no,
-            )
-        row = dict(zip(KIOSK_STATEMENT_COLUMNS, fields, strict=True))
+    for line_no, row in csv_statement_rows(
+        source, KIOSK_STATEMENT_COLUMNS, what="a kiosk statement"
+    ):
         if not _TERMINAL_ID.match(row["terminal_id"]):
             raise ParseError(
                 f"not a terminal id: {shown(row['terminal_id'])}",
@@ -698,8 +675,6 @@ def read_kiosk_statement(
             reference=row["terminal_id"],
             source=label,
         )
-    if not header_seen:
-        raise ParseError("empty file: no statement header", source=label, line=last_line or 1)
 
 
 # ── settlement rules ─────────────────────────────────────────────────────────────────────

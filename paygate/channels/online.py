@@ -61,15 +61,14 @@ from paygate.channels.signing import (
     verify_sha256_rsa,
 )
 from paygate.channels.wire import (
+    csv_statement_rows,
     first_validation_error,
-    iter_source_lines,
     make_intent,
     make_statement_line,
     parse_form,
     parse_local_time,
     shown,
     source_label,
-    split_csv_line,
 )
 from paygate.clock import require_aware
 from paygate.errors import (
@@ -281,31 +280,9 @@ def read_online_statement(source: StatementSource, *, currency: str) -> Iterator
     refund or void. ``queryId`` is the line's channel transaction id, ``orderId`` its reference.
     """
     label = source_label(source)
-    header_seen = False
-    last_line = 0
-    for line_no, raw in iter_source_lines(source):
-        last_line = line_no
-        if line_no == 1 and raw.startswith(b"\xef\xbb\xbf"):
-            raw = raw[3:]
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise ParseError("not valid UTF-8", source=label, line=line_no) from None
-        if not text.strip():
-            continue
-        fields = [f.strip() for f in split_csv_line(text, source=label, line=line_no)]
-        if not header_seen:
-            if tuple(fields) != ONLINE_STATEMENT_COLUMNS:
-                raise ParseError("not an online statement header", source=label, line=line_no)
-            header_seen = True
-            continue
-        if len(fields) != len(ONLINE_STATEMENT_COLUMNS):
-            raise ParseError(
-                f"expected {len(ONLINE_STATEMENT_COLUMNS)} fields, found {len(fields)}",
-                source=label,
-                line=line_no,
-            )
-        row = dict(zip(ONLINE_STATEMENT_COLUMNS, fields, strict=True))
+    for line_no, row in csv_statement_rows(
+        source, ONLINE_STATEMENT_COLUMNS, what="an online statement"
+    ):
         kind = _STATEMENT_KINDS.get(row["txnType"])
         if kind is None:
             raise ParseError(
@@ -346,8 +323,6 @@ def read_online_statement(source: StatementSource, *, currency: str) -> Iterator
             reference=row["orderId"],
             source=label,
         )
-    if not header_seen:
-        raise ParseError("empty file: no statement header", source=label, line=last_line or 1)
 
 
 # ── settlement rules ─────────────────────────────────────────────────────────────────────

@@ -60,15 +60,14 @@ from paygate.channels.errors import (
 )
 from paygate.channels.signing import canonical_string
 from paygate.channels.wire import (
+    csv_statement_rows,
     first_validation_error,
-    iter_source_lines,
     make_statement_line,
     parse_form,
     parse_local_time,
     parse_money,
     shown,
     source_label,
-    split_csv_line,
 )
 from paygate.errors import (
     ConfigurationError,
@@ -363,35 +362,8 @@ def read_pos_statement(source: StatementSource, *, currency: str) -> Iterator[St
     own); a refund names both the original batch and trace.
     """
     label = source_label(source)
-    header_seen = False
-    last_line = 0
-    for line_no, raw in iter_source_lines(source):
-        last_line = line_no
-        if line_no == 1 and raw.startswith(b"\xef\xbb\xbf"):
-            raw = raw[3:]
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise ParseError("not valid UTF-8", source=label, line=line_no) from None
-        if not text.strip():
-            continue
-        fields = [f.strip() for f in split_csv_line(text, source=label, line=line_no)]
-        if not header_seen:
-            if tuple(fields) != POS_STATEMENT_COLUMNS:
-                raise ParseError("not a POS statement header", source=label, line=line_no)
-            header_seen = True
-            continue
-        if len(fields) != len(POS_STATEMENT_COLUMNS):
-            raise ParseError(
-                f"expected {len(POS_STATEMENT_COLUMNS)} fields, found {len(fields)}",
-                source=label,
-                line=line_no,
-            )
-        yield _statement_line(
-            dict(zip(POS_STATEMENT_COLUMNS, fields, strict=True)), currency, label, line_no
-        )
-    if not header_seen:
-        raise ParseError("empty file: no statement header", source=label, line=last_line or 1)
+    for line_no, row in csv_statement_rows(source, POS_STATEMENT_COLUMNS, what="a POS statement"):
+        yield _statement_line(row, currency, label, line_no)
 
 
 def _statement_line(

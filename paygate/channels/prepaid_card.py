@@ -44,14 +44,13 @@ from paygate.channels.base import (
 )
 from paygate.channels.wire import (
     Headers,
+    csv_statement_rows,
     first_validation_error,
-    iter_source_lines,
     make_statement_line,
     parse_local_time,
     parse_money,
     shown,
     source_label,
-    split_csv_line,
 )
 from paygate.errors import ConfigurationError, ParseError, PaygateError
 from paygate.models import Identifier, Receipt, StatementLine, StatementLineKind
@@ -179,41 +178,16 @@ def read_prepaid_card_statement(
     """
     label = source_label(source)
     zone = ZoneInfo(timezone)
-    header_seen = False
-    last_line = 0
-    for line_no, raw in iter_source_lines(source):
-        last_line = line_no
-        if line_no == 1 and raw.startswith(b"\xef\xbb\xbf"):
-            raw = raw[3:]
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise ParseError("not valid UTF-8", source=label, line=line_no) from None
-        if not text.strip():
-            continue
-        fields = [f.strip() for f in split_csv_line(text, source=label, line=line_no)]
-        if not header_seen:
-            if tuple(fields) != PREPAID_CARD_STATEMENT_COLUMNS:
-                raise ParseError(
-                    "not a prepaid card sales statement header", source=label, line=line_no
-                )
-            header_seen = True
-            continue
-        if len(fields) != len(PREPAID_CARD_STATEMENT_COLUMNS):
-            raise ParseError(
-                f"expected {len(PREPAID_CARD_STATEMENT_COLUMNS)} fields, found {len(fields)}",
-                source=label,
-                line=line_no,
-            )
+    for line_no, row in csv_statement_rows(
+        source, PREPAID_CARD_STATEMENT_COLUMNS, what="a prepaid card sales statement"
+    ):
         yield _statement_line(
-            dict(zip(PREPAID_CARD_STATEMENT_COLUMNS, fields, strict=True)),
+            row,
             currency=currency,
             zone=zone,
             label=label,
             line_no=line_no,
         )
-    if not header_seen:
-        raise ParseError("empty file: no statement header", source=label, line=last_line or 1)
 
 
 def _statement_line(

@@ -272,3 +272,41 @@ def make_intent(
         )
     except ValidationError as exc:
         raise first_validation_error(exc, source=channel, names=names) from None
+
+
+def csv_statement_rows(
+    source: str | Path | BinaryIO, columns: tuple[str, ...], *, what: str
+) -> Iterator[tuple[int, dict[str, str]]]:
+    """The rows of a UTF-8 CSV statement (BOM tolerated) whose header is exactly ``columns``.
+
+    Yields ``(line number, row by column name)`` line by line; blank lines are skipped. A file
+    that is not UTF-8, whose header is not ``columns``, with a row of another width, or with no
+    header at all is a :class:`~paygate.errors.ParseError` naming the line; ``what`` names
+    the statement in the message ("a POS statement").
+    """
+    label = source_label(source)
+    header_seen = False
+    last_line = 0
+    for line_no, raw in iter_source_lines(source):
+        last_line = line_no
+        if line_no == 1 and raw.startswith(b"\xef\xbb\xbf"):
+            raw = raw[3:]
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ParseError("not valid UTF-8", source=label, line=line_no) from None
+        if not text.strip():
+            continue
+        fields = [f.strip() for f in split_csv_line(text, source=label, line=line_no)]
+        if not header_seen:
+            if tuple(fields) != columns:
+                raise ParseError(f"not {what} header", source=label, line=line_no)
+            header_seen = True
+            continue
+        if len(fields) != len(columns):
+            raise ParseError(
+                f"expected {len(columns)} fields, found {len(fields)}", source=label, line=line_no
+            )
+        yield line_no, dict(zip(columns, fields, strict=True))
+    if not header_seen:
+        raise ParseError("empty file: no statement header", source=label, line=last_line or 1)
