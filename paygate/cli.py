@@ -16,6 +16,7 @@ from rich.table import Table
 
 from paygate.cli_common import DatabaseUrl, err, guard, out, settings_for
 from paygate.cli_devices import devices_app
+from paygate.cli_reconcile import exceptions_app, reconcile_app, suspense_app
 from paygate.cli_reports import reports_app
 from paygate.cli_vouchers import vouchers_app
 from paygate.gateway import Gateway
@@ -45,6 +46,9 @@ app.add_typer(dunning_app, name="dunning")
 app.add_typer(reports_app, name="report", help="Reports: the service promise.")
 app.add_typer(vouchers_app, name="vouchers", help="Recharge voucher cards.")
 app.add_typer(devices_app, name="devices", help="Kiosk and POS terminals and their keys.")
+app.add_typer(reconcile_app, name="reconcile")
+app.add_typer(suspense_app, name="suspense")
+app.add_typer(exceptions_app, name="exceptions")
 
 
 @db_app.command("upgrade")

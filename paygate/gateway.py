@@ -55,6 +55,7 @@ from paygate.models import (
     PayOutcome,
     Receipt,
     Reversal,
+    StatementLine,
     SupplyState,
 )
 from paygate.money import Money
@@ -66,6 +67,7 @@ if TYPE_CHECKING:
     from paygate.channels.base import ChannelAdapter
     from paygate.headend.base import HeadEnd
     from paygate.outbox import DispatchReport, EventSink
+    from paygate.reconcile import ReconciliationRun
 
 __all__ = ["Gateway"]
 
@@ -595,7 +597,7 @@ class Gateway:
         # Every overdue bill is now charged through the payment day: nothing more accrues.
         arrears_after = billing.overdue_owed(acct.bills, pay_day)
 
-        clearing = self._debit_account(tx, intent.channel, cur)
+        clearing = self.debit_account(tx, intent.channel, cur)
         legs = [
             PostingDraft(clearing, intent.amount.minor, cur),
             PostingDraft(acct.receivable_id, -intent.amount.minor, cur),
@@ -708,8 +710,11 @@ class Gateway:
         )
         return receipt
 
-    def _debit_account(self, tx: Tx, channel: str, currency: str) -> int:
-        """The account a channel's payments are debited to (its clearing account by default)."""
+    def debit_account(self, tx: Tx, channel: str, currency: str) -> int:
+        """The account a channel's payments are debited to (its clearing account by default).
+
+        Reconciliation and settlement use the same rule for suspense and bank postings.
+        """
         kind = self.settings.channel_debit_accounts.get(channel, AccountKind.CHANNEL_CLEARING)
         if kind is AccountKind.CHANNEL_CLEARING:
             return self._ledger.ensure(tx, f"clearing:{channel}:{currency}", kind, currency)
@@ -841,7 +846,7 @@ class Gateway:
             self._load_bills(tx, [acct], include_bills_of_payment=payment_id)
             writes = _Writes()
             entry_id = tx.ids.one()
-            clearing = self._debit_account(tx, channel, cur)
+            clearing = self.debit_account(tx, channel, cur)
             writes.entries.append(
                 EntryDraft(
                     kind="reversal",
@@ -1329,6 +1334,26 @@ class Gateway:
         from paygate.outbox import Dispatcher
 
         return Dispatcher(self, headends=headends or {}, sinks=sinks).dispatch_once()
+
+    def reconcile(
+        self,
+        channel: str,
+        business_date: date,
+        statement: Iterable[StatementLine],
+        *,
+        file_sha256: str,
+        **options: Any,
+    ) -> ReconciliationRun:
+        """Reconcile a channel's statement lines for a business date with this ledger.
+
+        See :func:`paygate.reconcile.reconcile` (policy, settlement rules, progress) and
+        :func:`paygate.reconcile.reconcile_file` for a file read and hashed as it streams.
+        """
+        from paygate.reconcile import reconcile
+
+        return reconcile(
+            self, channel, business_date, statement, file_sha256=file_sha256, **options
+        )
 
     # -- dunning ------------------------------------------------------------------------
 

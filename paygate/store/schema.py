@@ -239,6 +239,7 @@ payments = Table(
     CheckConstraint("amount > 0", name="amount_positive"),
     CheckConstraint("unallocated >= 0 AND unallocated <= amount", name="unallocated"),
     Index("ix_payments_channel_day", "channel", "business_date"),
+    Index("ix_payments_terminal", "terminal_id", "business_date"),
 )
 
 allocations = Table(
@@ -441,4 +442,123 @@ voucher_attempts = Table(
     Column("source", String(200), nullable=False),
     Column("outcome", String(32), nullable=False),
     Column("at", UTCDateTime, nullable=False, index=True),
+)
+
+# --- reconciliation: runs, staged statement lines, findings, resolutions --------------------
+
+# One reconciliation of one statement file: a channel's settlement statement for one business
+# date (kind "channel"), or a bank statement file (kind "bank"). The same file again is the same
+# run (one file hash per channel and day); another file for the same channel and day is a new
+# run, and the run it replaces keeps its rows and points at it through ``superseded_by``.
+# ``summary`` holds the count and amount of each finding class as classified (JSON).
+reconciliation_runs = Table(
+    "reconciliation_runs",
+    metadata,
+    _id(),
+    Column("kind", String(16), nullable=False),
+    Column("channel", String(64), nullable=False),
+    Column("business_date", Date, nullable=False),
+    Column("file_sha256", String(64)),
+    Column("source", Text),
+    Column("status", String(16), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("line_count", Integer, nullable=False),
+    Column("gross", BigInteger, nullable=False),
+    Column("fees", BigInteger, nullable=False),
+    Column("net", BigInteger, nullable=False),
+    Column("settlement_date", Date),
+    Column("summary", Text, nullable=False),
+    Column("policy", Text, nullable=False),
+    Column("actor", String(64), nullable=False),
+    Column("superseded_by", BigInteger, ForeignKey("reconciliation_runs.id")),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("completed_at", UTCDateTime),
+    UniqueConstraint("channel", "business_date", "file_sha256"),
+    Index("ix_reconciliation_runs_channel_day", "channel", "business_date"),
+)
+
+# The lines of a statement, staged in chunks as the file streams, numbered by ``seq`` in file
+# order. These are the bulk rows of reconciliation (a million a run for a large channel): no
+# foreign keys, which PostgreSQL would check row by row; only the run that owns them writes
+# them. ``line_key`` is set for lines without a channel transaction id (a digest of what the
+# line says), which are matched by account, amount and time instead.
+reconciliation_lines = Table(
+    "reconciliation_lines",
+    metadata,
+    Column("run_id", BigInteger, nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("line_no", Integer, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("channel_txn_id", String(128)),
+    Column("original_txn_id", String(128)),
+    Column("account_no", String(128)),
+    Column("gross", BigInteger, nullable=False),
+    Column("fee", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("occurred_at", UTCDateTime, nullable=False),
+    Column("reference", Text),
+    Column("line_key", String(160)),
+    PrimaryKeyConstraint("run_id", "seq"),
+    Index("ix_reconciliation_lines_txn", "run_id", "channel_txn_id"),
+)
+
+# What a run found: every line and every ledger payment that is not a plain match by channel
+# transaction id and amount, as values. A finding about a line has the line's ``seq``; findings
+# about ledger payments and bank entries are numbered after the last line. ``line_key`` names
+# the subject across runs ("txn:…", "line:…", "rev:…", "payment:…", "reversal:…",
+# "suspense:…", "bank:…"), so that a resolution carries over to the run that supersedes this one.
+reconciliation_findings = Table(
+    "reconciliation_findings",
+    metadata,
+    Column("run_id", BigInteger, nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("finding_class", String(32), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("line_seq", Integer),
+    Column("payment_id", BigInteger),
+    Column("line_key", String(160), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("ledger_amount", BigInteger),
+    Column("currency", String(3), nullable=False),
+    Column("due_on", Date),
+    Column("value_date", Date),
+    Column("reference", Text),
+    Column("resolution_id", BigInteger),
+    Column("note", Text),
+    PrimaryKeyConstraint("run_id", "seq"),
+    Index("ix_reconciliation_findings_payment_id", "payment_id"),
+    Index("ix_reconciliation_findings_status", "status"),
+)
+
+# Every resolution, automatic or by a person: who, when, what it posted. One action per subject
+# (channel, line_key): a line is posted, put in suspense or assigned at most once, whatever
+# runs or people ask twice.
+reconciliation_resolutions = Table(
+    "reconciliation_resolutions",
+    metadata,
+    _id(),
+    Column("run_id", BigInteger, ForeignKey("reconciliation_runs.id"), nullable=False),
+    Column("finding_seq", Integer, nullable=False),
+    Column("channel", String(64), nullable=False),
+    Column("line_key", String(160), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("actor", String(64), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("account_no", String(64)),
+    Column("payment_id", BigInteger, ForeignKey("payments.id")),
+    Column("entry_id", BigInteger, ForeignKey("journal_entries.id")),
+    Column("amount", BigInteger),
+    Column("currency", String(3)),
+    Column("note", Text),
+    UniqueConstraint("channel", "line_key", "action"),
+)
+
+# POS batches a terminal has settled: a void for one of them is refused.
+pos_batches = Table(
+    "pos_batches",
+    metadata,
+    Column("terminal_id", String(64), nullable=False),
+    Column("batch_no", String(32), nullable=False),
+    Column("closed_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("terminal_id", "batch_no"),
 )

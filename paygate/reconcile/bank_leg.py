@@ -1,0 +1,499 @@
+"""The bank leg: each channel's net settlement arriving on the utility's bank statement.
+
+A channel collects a business day's payments into its clearing account and, ``lag_days``
+later, pays the utility the day's gross less its fees. When that credit is on the bank
+statement, one entry closes the day's clearing and books the fees:
+
+    debit  bank:<CUR>                 net
+    debit  fees:<channel>:<CUR>       fees
+    credit clearing:<channel>:<CUR>   gross
+
+Invariants:
+
+* a channel's business day is settled at most once (the resolution ``settled`` is unique per
+  channel and day), and each bank credit settles at most one channel day;
+* a credit is matched by the channel's bank reference pattern (then its amount must be the
+  day's net, or it is a ``settlement_mismatch`` for people), or, without a reference, by the
+  exact net amount, currency and value date, and only when exactly one unsettled channel day
+  fits; a credit nothing accounts for is a ``bank_unmatched`` finding, and a statement that
+  does not balance is a ``bank_unbalanced`` one;
+* a bank statement file is a run like a channel statement: the same file again is the same run.
+  Its unmatched credits are tried again whenever the bank leg runs, so a channel reconciled
+  after its bank statement still finds its money.
+
+Each settlement (entry, resolution and the finding it closes) is one transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from paygate import ledger
+from paygate.ledger import AccountKind, EntryDraft, PostingDraft
+from paygate.reconcile.bank import BankFormat, BankStatement, CsvLayout, read_bank_statement
+from paygate.reconcile.config import reference_pattern
+from paygate.reconcile.engine import HashingReader, checked_sha256
+from paygate.reconcile.model import (
+    FindingClass,
+    FindingStatus,
+    ReconciliationRun,
+    ResolutionAction,
+    RunKind,
+    RunStatus,
+)
+from paygate.reconcile.resolution import debit_account
+from paygate.reconcile.runs import bank_key, load_run, today
+from paygate.store.engine import Tx, UniqueViolation
+
+if TYPE_CHECKING:
+    from paygate.gateway import Gateway
+
+__all__ = ["BANK_CHANNEL", "reconcile_bank", "reconcile_bank_file", "settle_bank_credits"]
+
+BANK_CHANNEL = "bank"
+"""The channel name bank statement runs are filed under."""
+
+_SEARCH_LIMIT = 2000
+# How far before the oldest open credit an unsettled channel day is still looked at.
+_LOOKBACK = timedelta(days=45)
+
+
+def reconcile_bank_file(
+    gateway: Gateway,
+    path: str | Path,
+    *,
+    format: BankFormat | str = "auto",
+    csv_layout: CsvLayout | None = None,
+    references: Mapping[str, str] | None = None,
+    actor: str = "reconciliation",
+) -> ReconciliationRun:
+    """Reconcile a bank statement file (MT940, camt.053, BAI2 or CSV), hashed as it is read.
+
+    A file that cannot be read raises its :class:`~paygate.errors.ParseError` and records
+    nothing.
+    """
+    where = Path(path)
+    with where.open("rb") as raw:
+        stream = HashingReader(raw, name=str(where))
+        # The readers yield statements before they reach an error further down: read the whole
+        # file first, so that a refused file records nothing.
+        statements = list(read_bank_statement(stream, format, csv_layout))
+        digest = stream.hexdigest()
+    return reconcile_bank(
+        gateway,
+        statements,
+        file_sha256=digest,
+        source=str(where),
+        references=references,
+        actor=actor,
+    )
+
+
+def reconcile_bank(
+    gateway: Gateway,
+    statements: Iterable[BankStatement],
+    *,
+    file_sha256: str,
+    source: str | None = None,
+    references: Mapping[str, str] | None = None,
+    actor: str = "reconciliation",
+) -> ReconciliationRun:
+    """Record a bank statement's credits as a run and settle the channel days they pay.
+
+    ``references`` maps a channel to its bank reference pattern (see
+    :func:`~paygate.reconcile.config.reference_pattern`). The same file again returns the
+    same run (``replayed``) and only retries its unmatched credits.
+    """
+    digest = checked_sha256(file_sha256)
+    read = list(statements)
+    day = max(
+        (s.closing_date for s in read if s.closing_date is not None),
+        default=today(gateway),
+    )
+    now = gateway.clock.now()
+
+    def record(tx: Tx) -> tuple[int, bool]:
+        found = tx.scalar(
+            "SELECT id FROM reconciliation_runs WHERE channel = :c AND file_sha256 = :s",
+            {"c": BANK_CHANNEL, "s": digest},
+        )
+        if found is not None:
+            return int(found), False
+        fallback = gateway.settings.currency
+        return _record_statements(tx, read, digest, source, day, actor, now, fallback), True
+
+    try:
+        run_id, fresh = gateway.store.run(record)
+    except UniqueViolation:
+        run_id, fresh = gateway.store.run(record)
+    settle_bank_credits(gateway, references or {}, actor=actor)
+    return load_run(gateway, run_id, replayed=not fresh)
+
+
+def _search_text(*parts: str | None) -> str:
+    return "\n".join(p for p in parts if p)[:_SEARCH_LIMIT]
+
+
+def _record_statements(
+    tx: Tx,
+    statements: Sequence[BankStatement],
+    digest: str,
+    source: str | None,
+    day: date,
+    actor: str,
+    now: datetime,
+    fallback_currency: str,
+) -> int:
+    run_id = tx.ids.one()
+    currency = statements[0].currency if statements else fallback_currency
+    rows: list[dict[str, Any]] = []
+    credits = 0
+    entries = 0
+    for index, statement in enumerate(statements, start=1):
+        where = f"statement {statement.statement_id or index} of {statement.account_id or '?'}"
+        if statement.balanced is False:
+            difference = statement.balance_difference
+            assert difference is not None
+            rows.append(
+                {
+                    "class": FindingClass.BANK_UNBALANCED.value,
+                    "status": FindingStatus.OPEN.value,
+                    "key": f"bank:{digest[:16]}:{index}",
+                    "amount": difference.minor,
+                    "cur": statement.currency,
+                    "value_date": statement.closing_date,
+                    "reference": where,
+                    "note": f"line {statement.line_no}: opening {statement.opening_balance} + "
+                    f"entries {statement.total} - closing {statement.closing_balance} = "
+                    f"{difference}",
+                }
+            )
+        for entry in statement.entries:
+            entries += 1
+            if not entry.booked or entry.amount.minor <= 0:
+                continue
+            if entry.amount.currency == currency:
+                credits += entry.amount.minor
+            rows.append(
+                {
+                    "class": FindingClass.BANK_UNMATCHED.value,
+                    "status": FindingStatus.OPEN.value,
+                    "key": f"bank:{digest[:16]}:{index}:{entry.line_no}",
+                    "amount": entry.amount.minor,
+                    "cur": entry.amount.currency,
+                    "value_date": entry.value_date or entry.booking_date or statement.closing_date,
+                    "reference": _search_text(
+                        entry.customer_reference,
+                        entry.bank_reference,
+                        entry.details,
+                        entry.supplementary_details,
+                    ),
+                    "note": f"{where}, line {entry.line_no}",
+                }
+            )
+    tx.execute(
+        "INSERT INTO reconciliation_runs (id, kind, channel, business_date, file_sha256, source, "
+        "status, currency, line_count, gross, fees, net, settlement_date, summary, policy, actor, "
+        "created_at, completed_at) VALUES (:id, :kind, :c, :d, :sha, :src, :status, :cur, :n, "
+        ":gross, 0, :gross, NULL, :summary, '{}', :actor, :now, :now)",
+        {
+            "id": run_id,
+            "kind": RunKind.BANK.value,
+            "c": BANK_CHANNEL,
+            "d": tx.day(day),
+            "sha": digest,
+            "src": source,
+            "status": RunStatus.DONE.value,
+            "cur": currency,
+            "n": entries,
+            "gross": credits,
+            "summary": json.dumps(_summary(rows), separators=(",", ":")),
+            "actor": actor[:64],
+            "now": tx.ts(now),
+        },
+    )
+    tx.many(
+        "INSERT INTO reconciliation_findings (run_id, seq, finding_class, status, line_key, "
+        "amount, currency, value_date, reference, note) VALUES (:run, :seq, :class, :status, "
+        ":key, :amount, :cur, :value_date, :reference, :note)",
+        [
+            {
+                **row,
+                "run": run_id,
+                "seq": seq,
+                "value_date": None if row["value_date"] is None else tx.day(row["value_date"]),
+            }
+            for seq, row in enumerate(rows, start=1)
+        ],
+    )
+    return run_id
+
+
+def _summary(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[int]]:
+    summary: dict[str, list[int]] = {}
+    for row in rows:
+        total = summary.setdefault(str(row["class"]), [0, 0])
+        total[0] += 1
+        total[1] += int(row["amount"])
+    return summary
+
+
+@dataclass(frozen=True, slots=True)
+class _Credit:
+    run_id: int
+    seq: int
+    amount: int
+    currency: str
+    value_date: date | None
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Day:
+    run_id: int
+    channel: str
+    business_date: date
+    settlement_date: date
+    gross: int
+    fees: int
+    net: int
+    currency: str
+
+
+def settle_bank_credits(
+    gateway: Gateway, references: Mapping[str, str], *, actor: str = "reconciliation"
+) -> int:
+    """Match every open bank credit with the unsettled channel days; return how many settled."""
+    credits, days = gateway.store.run(_open_credits_and_days, write=False)
+    if not credits:
+        return 0
+    patterns = {
+        (d.run_id): reference_pattern(references[d.channel], d.business_date, d.settlement_date)
+        for d in days
+        if references.get(d.channel)
+    }
+    settled = 0
+    taken: set[int] = set()
+    for credit in credits:
+        by_reference = [
+            d for d in days if d.run_id in patterns and _found(patterns[d.run_id], credit.text)
+        ]
+        if by_reference:
+            fitting = [
+                d for d in by_reference if d.net == credit.amount and d.currency == credit.currency
+            ]
+            choice = [d for d in fitting if d.run_id not in taken]
+            if len(choice) == 1:
+                settled += _settle(gateway, credit, choice[0], actor)
+                taken.add(choice[0].run_id)
+            else:
+                _mismatch(gateway, credit, by_reference, ambiguous=len(choice) > 1)
+            continue
+        fitting = [
+            d
+            for d in days
+            if d.run_id not in taken
+            and d.net == credit.amount
+            and d.currency == credit.currency
+            and credit.value_date == d.settlement_date
+        ]
+        if len(fitting) == 1:
+            settled += _settle(gateway, credit, fitting[0], actor)
+            taken.add(fitting[0].run_id)
+        elif len(fitting) > 1:
+            _annotate(
+                gateway,
+                credit,
+                "the amount and date fit "
+                + ", ".join(f"{d.channel} {d.business_date}" for d in fitting)
+                + "; name the channel in its bank reference pattern",
+            )
+    return settled
+
+
+def _found(pattern: re.Pattern[str], text: str) -> bool:
+    return pattern.search(text) is not None
+
+
+def _open_credits_and_days(tx: Tx) -> tuple[list[_Credit], list[_Day]]:
+    credits = [
+        _Credit(
+            run_id=int(r[0]),
+            seq=int(r[1]),
+            amount=int(r[2]),
+            currency=str(r[3]),
+            value_date=None if r[4] is None else tx.read_day(r[4]),
+            text=str(r[5] or ""),
+        )
+        for r in tx.all(
+            "SELECT f.run_id, f.seq, f.amount, f.currency, f.value_date, f.reference "
+            "FROM reconciliation_findings f JOIN reconciliation_runs r ON r.id = f.run_id "
+            "WHERE r.kind = 'bank' AND f.status = 'open' "
+            "AND f.finding_class IN ('bank_unmatched', 'settlement_mismatch') "
+            "ORDER BY f.run_id, f.seq"
+        )
+    ]
+    if not credits:
+        return [], []
+    dated = [c.value_date for c in credits if c.value_date is not None]
+    since = (min(dated) if dated else date.min + _LOOKBACK) - _LOOKBACK
+    days = [
+        _Day(
+            run_id=int(r[0]),
+            channel=str(r[1]),
+            business_date=tx.read_day(r[2]),
+            settlement_date=tx.read_day(r[3]),
+            gross=int(r[4]),
+            fees=int(r[5]),
+            net=int(r[6]),
+            currency=str(r[7]),
+        )
+        for r in tx.all(
+            "SELECT r.id, r.channel, r.business_date, r.settlement_date, r.gross, r.fees, r.net, "
+            "r.currency FROM reconciliation_runs r WHERE r.kind = 'channel' "
+            "AND r.status = 'done' AND r.superseded_by IS NULL AND r.net > 0 "
+            "AND r.settlement_date >= :since ORDER BY r.settlement_date, r.channel, r.id",
+            {"since": tx.day(since)},
+        )
+    ]
+    settled = {
+        (str(channel), str(key))
+        for channel, key in tx.all(
+            "SELECT channel, line_key FROM reconciliation_resolutions "
+            "WHERE action = 'settled' AND line_key >= :first",
+            {"first": bank_key(since)},
+        )
+    }
+    return credits, [d for d in days if (d.channel, bank_key(d.business_date)) not in settled]
+
+
+def _settle(gateway: Gateway, credit: _Credit, day: _Day, actor: str) -> int:
+    def work(tx: Tx) -> int:
+        status = tx.scalar(
+            "SELECT status FROM reconciliation_findings WHERE run_id = :run AND seq = :seq",
+            {"run": credit.run_id, "seq": credit.seq},
+        )
+        if status != FindingStatus.OPEN.value:
+            return 0  # settled by a concurrent run of the bank leg
+        now = gateway.clock.now()
+        cur = day.currency
+        bank = gateway.ledger_accounts.ensure(tx, f"bank:{cur}", AccountKind.BANK, cur)
+        legs = [PostingDraft(bank, day.net, cur)]
+        if day.fees:
+            fees = gateway.ledger_accounts.ensure(
+                tx, f"fees:{day.channel}:{cur}", AccountKind.CHANNEL_FEES, cur
+            )
+            legs.append(PostingDraft(fees, day.fees, cur))
+        legs.append(PostingDraft(debit_account(gateway, tx, day.channel, cur), -day.gross, cur))
+        entry_id = tx.ids.one()
+        ledger.post(
+            tx,
+            [
+                EntryDraft(
+                    kind="settlement",
+                    reference=f"settlement:{day.channel}:{day.business_date.isoformat()}",
+                    memo=f"{day.channel} settlement of {day.business_date} "
+                    f"(reconciliation run {day.run_id}) from bank statement run {credit.run_id}",
+                    business_date=credit.value_date or day.settlement_date,
+                    posted_at=now,
+                    postings=tuple(legs),
+                    shard_key=entry_id,
+                    entry_id=entry_id,
+                )
+            ],
+            gateway.ledger_accounts,
+        )
+        resolution_id = tx.ids.one()
+        tx.execute(
+            "INSERT INTO reconciliation_resolutions (id, run_id, finding_seq, channel, line_key, "
+            "action, actor, at, entry_id, amount, currency, note) VALUES (:id, :run, :seq, :c, "
+            ":key, :action, :actor, :at, :entry, :amount, :cur, :note)",
+            {
+                "id": resolution_id,
+                "run": credit.run_id,
+                "seq": credit.seq,
+                "c": day.channel,
+                "key": bank_key(day.business_date),
+                "action": ResolutionAction.SETTLED.value,
+                "actor": actor[:64],
+                "at": tx.ts(now),
+                "entry": entry_id,
+                "amount": day.net,
+                "cur": cur,
+                "note": f"gross {day.gross}, fees {day.fees}, net {day.net} (run {day.run_id})",
+            },
+        )
+        tx.execute(
+            "UPDATE reconciliation_findings SET finding_class = :class, status = 'ok', "
+            "resolution_id = :r, note = :note WHERE run_id = :run AND seq = :seq",
+            {
+                "class": FindingClass.SETTLEMENT_MATCHED.value,
+                "r": resolution_id,
+                "note": f"settles {day.channel} {day.business_date} (run {day.run_id})",
+                "run": credit.run_id,
+                "seq": credit.seq,
+            },
+        )
+        _recount(tx, credit.run_id)
+        return 1
+
+    try:
+        settled: int = gateway.store.run(work)
+    except UniqueViolation:
+        return 0  # the day was settled by another credit that committed first
+    return settled
+
+
+def _mismatch(gateway: Gateway, credit: _Credit, days: Sequence[_Day], *, ambiguous: bool) -> None:
+    named = ", ".join(f"{d.channel} {d.business_date} (net {d.net} {d.currency})" for d in days[:5])
+    note = (
+        f"the reference fits several days: {named}"
+        if ambiguous
+        else f"the reference names {named}; the bank credited {credit.amount} {credit.currency}"
+    )
+
+    def work(tx: Tx) -> None:
+        tx.execute(
+            "UPDATE reconciliation_findings SET finding_class = :class, note = :note "
+            "WHERE run_id = :run AND seq = :seq AND status = 'open'",
+            {
+                "class": FindingClass.SETTLEMENT_MISMATCH.value,
+                "note": note[:2000],
+                "run": credit.run_id,
+                "seq": credit.seq,
+            },
+        )
+        _recount(tx, credit.run_id)
+
+    gateway.store.run(work)
+
+
+def _annotate(gateway: Gateway, credit: _Credit, note: str) -> None:
+    gateway.store.run(
+        lambda tx: tx.execute(
+            "UPDATE reconciliation_findings SET note = :note WHERE run_id = :run AND seq = :seq",
+            {"note": note[:2000], "run": credit.run_id, "seq": credit.seq},
+        )
+    )
+
+
+def _recount(tx: Tx, run_id: int) -> None:
+    """A bank run's class totals follow its credits as they get matched."""
+    summary = {
+        str(klass): [int(count), int(amount)]
+        for klass, count, amount in tx.all(
+            "SELECT finding_class, COUNT(*), SUM(amount) FROM reconciliation_findings "
+            "WHERE run_id = :run GROUP BY finding_class",
+            {"run": run_id},
+        )
+    }
+    tx.execute(
+        "UPDATE reconciliation_runs SET summary = :s WHERE id = :id",
+        {"s": json.dumps(summary, separators=(",", ":")), "id": run_id},
+    )

@@ -1,0 +1,921 @@
+"""The reconciliation engine: stream a statement into the database, classify it there, in SQL.
+
+Invariants:
+
+* Memory does not grow with the statement. Lines are staged in chunks as they stream (binary
+  COPY on PostgreSQL, ``executemany`` on SQLite) and compared with the ledger by set-based
+  statements; only the findings that need a posting or a person are read back, a page at a time.
+* Classifying a run is one transaction, one decision: its findings, its totals, the run it
+  supersedes and the findings of earlier runs it closes commit together or not at all. Staging
+  is preparation only; a file that fails part way leaves nothing behind.
+* The same file for the same channel and day is the same run, whatever happens: it is
+  neither classified nor resolved twice. A different file supersedes the current run, which
+  keeps its rows as history (``superseded_by``); resolutions carry over by subject.
+* Nothing here moves money. Postings are :mod:`paygate.reconcile.resolution`'s, each with its
+  audit record in its own transaction.
+
+How lines and payments are paired, in order:
+
+1. a payment line with a channel transaction id pairs with the ledger payment of that id
+   (``(channel, channel_txn_id)`` is the ledger's own key): same amount and currency is a
+   match, otherwise an amount mismatch; a second line with an id already listed is a duplicate;
+2. a refund, void or reversal line pairs with its original payment: reversed in the ledger is
+   ``reversal_matched``, still posted is only in the statement (the ledger lacks the reversal);
+3. a payment line without an id pairs with a payment of the run's day of the same account and
+   amount within the policy's time window, closest first (mutual best, in rounds);
+4. what is left: lines are only in the statement; the day's payments that no line (of this run
+   or another current run of the channel) accounts for are only in the ledger, pending through
+   the channel's grace days; a reversed payment shown on the statement whose reversal is not
+   shown is only in the ledger too, as a reversal.
+
+A line paired by id with a payment of the run's business date, for the same amount, is the
+plain case and has no finding row; every other outcome is a finding (see
+:class:`~paygate.reconcile.model.FindingClass`). The run keeps the count and amount per class.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from paygate.channels.base import SettlementRules
+from paygate.errors import CurrencyMismatchError, InvalidInputError, UnsupportedOperationError
+from paygate.ledger import AccountKind
+from paygate.models import StatementLine, StatementLineKind
+from paygate.reconcile.config import StatementReader, channel_rules
+from paygate.reconcile.model import (
+    FindingClass,
+    ReconcilePolicy,
+    ReconciliationRun,
+    RunKind,
+    RunStatus,
+)
+from paygate.reconcile.runs import load_run
+from paygate.store.engine import Tx, UniqueViolation
+
+if TYPE_CHECKING:
+    from paygate.gateway import Gateway
+
+__all__ = ["Progress", "reconcile", "reconcile_file", "sha256_of"]
+
+Progress = Callable[[int, int | None], None]
+"""Called as staging goes: (lines or bytes done, total if known)."""
+
+_LINE_COLUMNS = (
+    "run_id",
+    "seq",
+    "line_no",
+    "kind",
+    "channel_txn_id",
+    "original_txn_id",
+    "account_no",
+    "gross",
+    "fee",
+    "currency",
+    "occurred_at",
+    "reference",
+    "line_key",
+)
+_LINE_PG_TYPES = (
+    "int8",
+    "int4",
+    "int4",
+    "text",
+    "text",
+    "text",
+    "text",
+    "int8",
+    "int8",
+    "text",
+    "timestamptz",
+    "text",
+    "text",
+)
+_MAX_ID = 128
+_MATCH_ROUNDS = 5
+_PAYMENT = StatementLineKind.PAYMENT
+
+
+def sha256_of(path: str | Path) -> str:
+    """The SHA-256 of a file, read in blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def reconcile(
+    gateway: Gateway,
+    channel: str,
+    business_date: date,
+    statement_lines: Iterable[StatementLine],
+    *,
+    file_sha256: str,
+    policy: ReconcilePolicy | None = None,
+    rules: SettlementRules | None = None,
+    source: str | None = None,
+    progress: Progress | None = None,
+) -> ReconciliationRun:
+    """Reconcile one channel's statement for one business date with the ledger.
+
+    ``statement_lines`` is consumed once, streaming. ``file_sha256`` identifies the file: if
+    this channel and day were reconciled from it before, that run is returned (``replayed``)
+    and the lines are not read. Findings are values in the run; the policy's resolutions
+    (late payments, suspense) are applied before it returns. ``rules`` default to the
+    channel adapter's settlement rules (grace days, lag).
+    """
+    _check_channel(gateway, channel)
+    chosen = policy if policy is not None else ReconcilePolicy()
+    settlement = rules if rules is not None else channel_rules(channel)
+    digest = checked_sha256(file_sha256)
+    existing = gateway.store.run(
+        lambda tx: _existing(tx, channel, business_date, digest), write=False
+    )
+    if existing is not None:
+        return _finish(gateway, existing, chosen, settlement, replayed=True)
+    return _run(
+        gateway,
+        channel,
+        business_date,
+        statement_lines,
+        lambda: digest,
+        chosen,
+        settlement,
+        source,
+        progress,
+    )
+
+
+def reconcile_file(
+    gateway: Gateway,
+    channel: str,
+    business_date: date,
+    path: str | Path,
+    *,
+    reader: StatementReader,
+    policy: ReconcilePolicy | None = None,
+    rules: SettlementRules | None = None,
+    progress: Progress | None = None,
+) -> ReconciliationRun:
+    """Reconcile a statement file, read with ``reader`` and hashed as it streams.
+
+    ``reader`` is the channel's statement reader (``adapter.read_statement``, or
+    :func:`~paygate.reconcile.config.statement_reader`). ``progress`` gets bytes read and the
+    file's size. A file that cannot be read raises its :class:`~paygate.errors.ParseError`
+    (file and line) and leaves nothing behind.
+    """
+    _check_channel(gateway, channel)
+    chosen = policy if policy is not None else ReconcilePolicy()
+    settlement = rules if rules is not None else channel_rules(channel)
+    where = Path(path)
+    size = where.stat().st_size
+    if gateway.store.run(lambda tx: _reconciled_before(tx, channel, business_date), write=False):
+        # A day reconciled before may be this very file again: hashing it first (one fast
+        # read) spares staging a whole statement only to find out at the end.
+        existing = gateway.store.run(
+            lambda tx: _existing(tx, channel, business_date, sha256_of(where)), write=False
+        )
+        if existing is not None:
+            return _finish(gateway, existing, chosen, settlement, replayed=True)
+    with where.open("rb") as raw:
+        stream = HashingReader(raw, name=str(where))
+        report: Progress | None = None
+        if progress is not None:
+            callback = progress
+
+            def report(_lines: int, _total: int | None) -> None:
+                callback(stream.bytes_read, size)
+
+        return _run(
+            gateway,
+            channel,
+            business_date,
+            reader(stream),  # type: ignore[arg-type]  # a binary stream, as readers take
+            stream.hexdigest,
+            chosen,
+            settlement,
+            str(where),
+            report,
+        )
+
+
+def _check_channel(gateway: Gateway, channel: str) -> None:
+    # A channel whose money is not collected into a clearing account (recharge cards: the
+    # money was taken when the card was sold) has no payments to settle: its statement lists
+    # card sales, and matching them with payments would park every line in suspense.
+    kind = gateway.settings.channel_debit_accounts.get(channel, AccountKind.CHANNEL_CLEARING)
+    if kind is not AccountKind.CHANNEL_CLEARING:
+        raise UnsupportedOperationError(
+            f"channel {channel!r} books its payments against {kind.value}, not a clearing "
+            "account: its statement is not reconciled against payments",
+            field="channel",
+        )
+
+
+class HashingReader:
+    """A binary stream that hashes every byte read through it, for readers that iterate lines.
+
+    :meth:`hexdigest` reads what the reader left unread, so that the hash is the whole file's.
+    """
+
+    def __init__(self, raw: IO[bytes], *, name: str) -> None:
+        self._raw = raw
+        self._digest = hashlib.sha256()
+        self.name = name
+        self.bytes_read = 0
+
+    def _seen(self, data: bytes) -> bytes:
+        self._digest.update(data)
+        self.bytes_read += len(data)
+        return data
+
+    def readline(self, size: int = -1, /) -> bytes:
+        """The next line, hashed."""
+        return self._seen(self._raw.readline(size))
+
+    def read(self, size: int = -1, /) -> bytes:
+        """Up to ``size`` bytes, hashed."""
+        return self._seen(self._raw.read(size))
+
+    def __iter__(self) -> Iterator[bytes]:
+        for line in self._raw:
+            yield self._seen(line)
+
+    def hexdigest(self) -> str:
+        """The SHA-256 of the whole file."""
+        for block in iter(lambda: self._raw.read(1 << 20), b""):
+            self._seen(block)
+        return self._digest.hexdigest()
+
+
+# -- staging --------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Staged:
+    """What staging learned while the lines went by: totals, without keeping any line."""
+
+    dialect: str
+    currency: str | None = None
+    count: int = 0
+    gross: int = 0
+    fees: int = 0
+    id_payments: int = 0
+    id_payments_gross: int = 0
+    without_id: int = 0
+    reversals: int = 0
+
+    def row(self, run_id: int, line: StatementLine) -> tuple[Any, ...]:
+        if not isinstance(line, StatementLine):
+            raise TypeError("statement lines must be StatementLine records")
+        gross, fee = line.gross, line.fee
+        currency = gross.currency
+        if self.currency is None:
+            self.currency = currency
+        if currency != self.currency or fee.currency != currency:
+            raise CurrencyMismatchError(
+                f"statement line {line.line_no} is in {currency}, the statement in {self.currency}",
+                field="currency",
+            )
+        # An empty id is no id: the classification tells id lines by their missing line_key.
+        txn = line.channel_txn_id or None
+        original, account = line.original_txn_id or None, line.account_no
+        for value, name in ((txn, "channel_txn_id"), (original, "original_txn_id")):
+            if value is not None and len(value) > _MAX_ID:
+                raise InvalidInputError(
+                    f"statement line {line.line_no}: {name} longer than {_MAX_ID} characters",
+                    field=name,
+                )
+        if account is not None and len(account) > _MAX_ID:
+            account = account[:_MAX_ID]  # longer than any account number: unknown either way
+        kind = line.kind
+        self.count += 1
+        sign = 1 if kind is _PAYMENT else -1
+        self.gross += sign * gross.minor
+        self.fees += sign * fee.minor
+        key = None
+        if kind is not _PAYMENT:
+            self.reversals += 1
+        elif txn is not None:
+            self.id_payments += 1
+            self.id_payments_gross += gross.minor
+        else:
+            self.without_id += 1
+            key = line_key(line)
+        at = line.occurred_at
+        return (
+            run_id,
+            self.count,
+            line.line_no,
+            kind.value,
+            txn,
+            original,
+            account,
+            gross.minor,
+            fee.minor,
+            currency,
+            at if self.dialect == "postgresql" else _sqlite_instant(at),
+            line.reference,
+            key,
+        )
+
+
+def line_key(line: StatementLine) -> str:
+    """The subject of a line without a channel transaction id: a digest of what it says."""
+    text = "|".join(
+        (
+            line.kind.value,
+            line.account_no or "",
+            str(line.gross.minor),
+            line.gross.currency,
+            line.occurred_at.astimezone(UTC).isoformat(timespec="microseconds"),
+        )
+    )
+    return "line:" + hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _sqlite_instant(value: datetime) -> str:
+    # Exactly what Tx.ts stores on SQLite ("%Y-%m-%d %H:%M:%S.%f" in UTC), made by isoformat,
+    # which costs a fraction of strftime: this runs once a line.
+    return value.astimezone(UTC).isoformat(sep=" ", timespec="microseconds")[:26]
+
+
+def checked_sha256(value: str) -> str:
+    """``value`` as a lower-case SHA-256 hex digest, or refused."""
+    text = value.lower()
+    if len(text) != 64 or any(c not in "0123456789abcdef" for c in text):
+        raise InvalidInputError("not a SHA-256 in hex", field="file_sha256")
+    return text
+
+
+def _existing(tx: Tx, channel: str, day: date, digest: str) -> int | None:
+    value = tx.scalar(
+        "SELECT id FROM reconciliation_runs WHERE channel = :c AND business_date = :d "
+        "AND file_sha256 = :s",
+        {"c": channel, "d": tx.day(day), "s": digest},
+    )
+    return None if value is None else int(value)
+
+
+def _reconciled_before(tx: Tx, channel: str, day: date) -> bool:
+    return bool(
+        tx.scalar(
+            "SELECT COUNT(*) FROM reconciliation_runs WHERE channel = :c AND business_date = :d "
+            "AND file_sha256 IS NOT NULL",
+            {"c": channel, "d": tx.day(day)},
+        )
+    )
+
+
+def _run(
+    gateway: Gateway,
+    channel: str,
+    business_date: date,
+    lines: Iterable[StatementLine],
+    digest: Callable[[], str],
+    policy: ReconcilePolicy,
+    rules: SettlementRules,
+    source: str | None,
+    progress: Progress | None,
+) -> ReconciliationRun:
+    store = gateway.store
+    now = gateway.clock.now()
+    settlement_date = rules.settlement_date(business_date)
+    policy_json = policy.model_dump_json()
+    currency = gateway.settings.currency
+
+    def create(tx: Tx) -> int:
+        run_id = tx.ids.one()
+        tx.execute(
+            "INSERT INTO reconciliation_runs (id, kind, channel, business_date, file_sha256, "
+            "source, status, currency, line_count, gross, fees, net, settlement_date, summary, "
+            "policy, actor, created_at) VALUES (:id, :kind, :c, :d, NULL, :src, :status, :cur, "
+            "0, 0, 0, 0, :sd, '{}', :policy, :actor, :now)",
+            {
+                "id": run_id,
+                "kind": RunKind.CHANNEL.value,
+                "c": channel,
+                "d": tx.day(business_date),
+                "src": source,
+                "status": RunStatus.STAGING.value,
+                "cur": currency,
+                "sd": tx.day(settlement_date),
+                "policy": policy_json,
+                "actor": policy.actor,
+                "now": tx.ts(now),
+            },
+        )
+        return run_id
+
+    run_id = store.run(create)
+    try:
+        staged = _stage(gateway, run_id, lines, policy, progress)
+        sha = digest()
+        decided = store.run(
+            lambda tx: _classify(
+                tx, run_id, channel, business_date, sha, staged, policy, rules, currency, now
+            )
+        )
+    except UniqueViolation:
+        # The same file was reconciled concurrently and committed first: answer from it.
+        _discard(gateway, run_id)
+        found = store.run(lambda tx: _existing(tx, channel, business_date, digest()), write=False)
+        if found is None:
+            raise
+        return _finish(gateway, found, policy, rules, replayed=True)
+    except BaseException:
+        _discard(gateway, run_id)
+        raise
+    if decided != run_id:
+        return _finish(gateway, decided, policy, rules, replayed=True)
+    return _finish(gateway, run_id, policy, rules, replayed=False)
+
+
+def _stage(
+    gateway: Gateway,
+    run_id: int,
+    lines: Iterable[StatementLine],
+    policy: ReconcilePolicy,
+    progress: Progress | None,
+) -> _Staged:
+    staged = _Staged(dialect=gateway.store.dialect)
+    source = iter(lines)
+    while True:
+        rows = []
+        for line in source:
+            rows.append(staged.row(run_id, line))
+            if len(rows) == policy.stage_chunk:
+                break
+        if not rows:
+            return staged
+        gateway.store.run(
+            lambda tx, rows=rows: tx.insert(  # type: ignore[misc]
+                "reconciliation_lines", _LINE_COLUMNS, rows, types=_LINE_PG_TYPES
+            )
+        )
+        if progress is not None:
+            progress(staged.count, None)
+        if len(rows) < policy.stage_chunk:
+            return staged
+
+
+def _discard(gateway: Gateway, run_id: int) -> None:
+    """Remove a run that was never classified, with its staged lines."""
+
+    def work(tx: Tx) -> None:
+        status = tx.scalar("SELECT status FROM reconciliation_runs WHERE id = :id", {"id": run_id})
+        if status != RunStatus.STAGING.value:
+            return
+        tx.execute("DELETE FROM reconciliation_lines WHERE run_id = :id", {"id": run_id})
+        tx.execute("DELETE FROM reconciliation_runs WHERE id = :id", {"id": run_id})
+
+    gateway.store.run(work)
+
+
+def _finish(
+    gateway: Gateway,
+    run_id: int,
+    policy: ReconcilePolicy,
+    rules: SettlementRules,
+    *,
+    replayed: bool,
+) -> ReconciliationRun:
+    """Apply the policy to a classified run (again, harmlessly, if it was cut short)."""
+    from paygate.reconcile.resolution import apply_policy
+
+    status = gateway.store.run(
+        lambda tx: tx.scalar(
+            "SELECT status FROM reconciliation_runs WHERE id = :id", {"id": run_id}
+        ),
+        write=False,
+    )
+    if status == RunStatus.MATCHED.value:
+        apply_policy(gateway, run_id, policy)
+        now = gateway.clock.now()
+        gateway.store.run(
+            lambda tx: tx.execute(
+                "UPDATE reconciliation_runs SET status = :done, completed_at = :now "
+                "WHERE id = :id AND status = :matched",
+                {
+                    "done": RunStatus.DONE.value,
+                    "matched": RunStatus.MATCHED.value,
+                    "now": tx.ts(now),
+                    "id": run_id,
+                },
+            )
+        )
+    return load_run(gateway, run_id, replayed=replayed)
+
+
+# -- classification -------------------------------------------------------------------------
+
+
+def _seconds_apart(tx: Tx, a: str, b: str) -> str:
+    if tx.dialect == "postgresql":
+        return f"ABS(EXTRACT(EPOCH FROM ({a} - {b})))"
+    return f"(ABS(julianday({a}) - julianday({b})) * 86400.0)"
+
+
+def _classify(
+    tx: Tx,
+    run_id: int,
+    channel: str,
+    business_date: date,
+    sha: str,
+    staged: _Staged,
+    policy: ReconcilePolicy,
+    rules: SettlementRules,
+    default_currency: str,
+    now: datetime,
+) -> int:
+    """Classify a staged run; return its id, or the id of the run this file already made."""
+    found = _existing(tx, channel, business_date, sha)
+    if found is not None:
+        tx.execute("DELETE FROM reconciliation_lines WHERE run_id = :id", {"id": run_id})
+        tx.execute("DELETE FROM reconciliation_runs WHERE id = :id", {"id": run_id})
+        return found
+    if tx.dialect == "postgresql":
+        # Hashing a million lines against a million payments wants more than the default
+        # 4 MB; LOCAL ends with this transaction. Fresh statistics keep the plan a hash join.
+        tx.execute("SET LOCAL work_mem = '256MB'")
+        tx.execute("ANALYZE reconciliation_lines")
+
+    lock = " FOR UPDATE" if tx.dialect == "postgresql" else ""
+    previous = tx.scalar(
+        "SELECT id FROM reconciliation_runs WHERE channel = :c AND business_date = :d "  # noqa: S608
+        f"AND kind = 'channel' AND status <> 'staging' AND superseded_by IS NULL{lock}",
+        {"c": channel, "d": tx.day(business_date)},
+    )
+    if previous is not None:
+        tx.execute(
+            "UPDATE reconciliation_runs SET superseded_by = :run WHERE id = :prev",
+            {"run": run_id, "prev": previous},
+        )
+    currency = staged.currency or default_currency
+    tx.execute(
+        "UPDATE reconciliation_runs SET file_sha256 = :sha, status = :status, currency = :cur, "
+        "line_count = :n, gross = :gross, fees = :fees, net = :net WHERE id = :id",
+        {
+            "sha": sha,
+            "status": RunStatus.MATCHED.value,
+            "cur": currency,
+            "n": staged.count,
+            "gross": staged.gross,
+            "fees": staged.fees,
+            "net": staged.gross - staged.fees,
+            "id": run_id,
+        },
+    )
+    params: dict[str, Any] = {
+        "run": run_id,
+        "c": channel,
+        "d": tx.day(business_date),
+        "due": tx.day(business_date + timedelta(days=rules.grace_days)),
+        "cur": currency,
+        "now": tx.ts(now),
+    }
+    _payment_lines_by_id(tx, params)
+    if staged.reversals:
+        _reversal_lines(tx, params)
+    if staged.without_id:
+        _lines_without_id(tx, params, policy)
+    _ledger_side(tx, params, staged.count)
+    _carry_over(tx, params)
+    _suspense_not_on_statement(tx, params)
+    _matched_later(tx, params, policy)
+    summary = _summary(tx, run_id, staged)
+    tx.execute(
+        "UPDATE reconciliation_runs SET summary = :s WHERE id = :id",
+        {"s": json.dumps(summary, separators=(",", ":")), "id": run_id},
+    )
+    return run_id
+
+
+# Findings about statement lines take the line's seq. ``later`` numbers the lines of each
+# transaction the statement lists more than once (few): the first is paired, the others are
+# duplicates, known as "txn:<id>#<n>" so that a resolution carries over between files.
+# A payment line has a transaction id exactly when it has no line_key; the lines are selected
+# by the latter, which no index covers, so that SQLite reads them in file order (through the
+# primary key) instead of fetching each row at random through the transaction-id index. The
+# CROSS JOIN makes SQLite start from the few duplicated ids (PostgreSQL plans it freely).
+_BY_ID = """
+WITH listed_twice AS (
+    SELECT channel_txn_id FROM reconciliation_lines
+    WHERE run_id = :run AND kind = 'payment' AND channel_txn_id IS NOT NULL
+    GROUP BY channel_txn_id HAVING COUNT(*) > 1
+), later AS (
+    SELECT o.seq, ROW_NUMBER() OVER (PARTITION BY o.channel_txn_id ORDER BY o.seq) AS n
+    FROM listed_twice t CROSS JOIN reconciliation_lines o
+    WHERE o.run_id = :run AND o.channel_txn_id = t.channel_txn_id AND o.kind = 'payment'
+)
+INSERT INTO reconciliation_findings (run_id, seq, finding_class, status, line_seq, payment_id,
+    line_key, amount, ledger_amount, currency, note)
+SELECT :run, l.seq,
+    CASE WHEN d.n > 1 THEN 'duplicate_in_statement'
+         WHEN p.id IS NULL THEN 'only_in_statement'
+         WHEN p.amount <> l.gross OR p.currency <> l.currency THEN 'amount_mismatch'
+         ELSE 'matched' END,
+    CASE WHEN COALESCE(d.n, 1) = 1 AND p.id IS NOT NULL
+              AND p.amount = l.gross AND p.currency = l.currency THEN 'ok'
+         ELSE 'open' END,
+    l.seq,
+    CASE WHEN COALESCE(d.n, 1) = 1 THEN p.id END,
+    CASE WHEN d.n > 1 THEN 'txn:' || l.channel_txn_id || '#' || d.n
+         ELSE 'txn:' || l.channel_txn_id END,
+    l.gross,
+    CASE WHEN COALESCE(d.n, 1) = 1 THEN p.amount END,
+    l.currency,
+    CASE WHEN d.n > 1 THEN NULL
+         WHEN p.id IS NOT NULL AND p.currency <> l.currency
+         THEN 'the ledger has it in ' || p.currency
+         WHEN p.id IS NOT NULL AND p.business_date <> :d
+         THEN 'the ledger has it on another business date' END
+FROM reconciliation_lines l
+LEFT JOIN later d ON d.seq = l.seq
+LEFT JOIN payments p ON p.channel = :c AND p.channel_txn_id = l.channel_txn_id
+WHERE l.run_id = :run AND l.kind = 'payment' AND l.line_key IS NULL
+  AND NOT (COALESCE(d.n, 1) = 1 AND p.id IS NOT NULL AND p.amount = l.gross
+           AND p.currency = l.currency AND p.business_date = :d)
+"""
+
+
+def _payment_lines_by_id(tx: Tx, params: dict[str, Any]) -> None:
+    tx.execute(_BY_ID, params)
+
+
+_REVERSALS = """
+INSERT INTO reconciliation_findings (run_id, seq, finding_class, status, line_seq, payment_id,
+    line_key, amount, ledger_amount, currency, note)
+SELECT :run, l.seq,
+    CASE WHEN l.original_txn_id IS NOT NULL AND l.n > 1 THEN 'duplicate_in_statement'
+         WHEN p.id IS NULL THEN 'only_in_statement'
+         WHEN p.amount <> l.gross OR p.currency <> l.currency THEN 'amount_mismatch'
+         WHEN p.status = 'reversed' THEN 'reversal_matched'
+         ELSE 'only_in_statement' END,
+    CASE WHEN (l.original_txn_id IS NULL OR l.n = 1) AND p.id IS NOT NULL
+              AND p.amount = l.gross AND p.currency = l.currency AND p.status = 'reversed'
+         THEN 'ok' ELSE 'open' END,
+    l.seq,
+    CASE WHEN l.original_txn_id IS NULL OR l.n = 1 THEN p.id END,
+    'rev:' || COALESCE(l.original_txn_id, 'line' || l.seq) || '#' || l.n,
+    l.gross,
+    CASE WHEN l.original_txn_id IS NULL OR l.n = 1 THEN p.amount END,
+    l.currency,
+    CASE WHEN l.original_txn_id IS NULL THEN 'names no original payment'
+         WHEN l.n > 1 THEN NULL
+         WHEN p.id IS NULL THEN 'the original payment is not in the ledger'
+         WHEN p.currency <> l.currency THEN 'the ledger has the original in ' || p.currency
+         WHEN p.amount = l.gross AND p.status = 'posted'
+         THEN 'the original payment is not reversed in the ledger' END
+FROM (
+    SELECT seq, original_txn_id, gross, currency,
+        ROW_NUMBER() OVER (PARTITION BY original_txn_id ORDER BY seq) AS n
+    FROM reconciliation_lines WHERE run_id = :run AND kind <> 'payment'
+) l
+LEFT JOIN payments p ON p.channel = :c AND p.channel_txn_id = l.original_txn_id
+"""
+
+
+def _reversal_lines(tx: Tx, params: dict[str, Any]) -> None:
+    tx.execute(_REVERSALS, params)
+
+
+def _lines_without_id(tx: Tx, params: dict[str, Any], policy: ReconcilePolicy) -> None:
+    apart = _seconds_apart(tx, "p.paid_at", "l.occurred_at")
+    # Mutual best: a line takes its closest payment and that payment its closest line; rounds
+    # repeat with what is left, so a tie or a chain is settled in a few passes.
+    pair = f"""
+INSERT INTO reconciliation_findings (run_id, seq, finding_class, status, line_seq, payment_id,
+    line_key, amount, ledger_amount, currency)
+SELECT :run, c.seq, 'matched', 'ok', c.seq, c.pid, c.line_key, c.gross, c.gross, c.currency
+FROM (
+    SELECT l.seq, p.id AS pid, l.line_key, l.gross, l.currency,
+        ROW_NUMBER() OVER (PARTITION BY l.seq ORDER BY {apart}, p.id) AS by_line,
+        ROW_NUMBER() OVER (PARTITION BY p.id ORDER BY {apart}, l.seq) AS by_payment
+    FROM reconciliation_lines l
+    JOIN accounts a ON a.account_no = l.account_no
+    JOIN payments p ON p.account_id = a.id AND p.channel = :c AND p.business_date = :d
+        AND p.amount = l.gross AND p.currency = l.currency
+    WHERE l.run_id = :run AND l.kind = 'payment' AND l.channel_txn_id IS NULL
+      AND {apart} <= :window
+      AND NOT EXISTS (SELECT 1 FROM reconciliation_findings f
+                      WHERE f.run_id = :run AND f.seq = l.seq)
+      AND NOT EXISTS (SELECT 1 FROM reconciliation_lines o
+                      WHERE o.run_id = :run AND o.channel_txn_id = p.channel_txn_id
+                        AND o.kind = 'payment')
+      AND NOT EXISTS (SELECT 1 FROM reconciliation_findings f JOIN reconciliation_runs r
+                      ON r.id = f.run_id
+                      WHERE f.payment_id = p.id AND r.channel = :c
+                        AND r.superseded_by IS NULL AND r.status <> 'staging'
+                        AND f.finding_class IN ('matched', 'amount_mismatch'))
+) c WHERE c.by_line = 1 AND c.by_payment = 1
+"""  # noqa: S608 - the interpolated expression is ours
+    window = {**params, "window": policy.time_window.total_seconds()}
+    for _round in range(_MATCH_ROUNDS):
+        if not tx.execute(pair, window).rowcount:
+            break
+    tx.execute(
+        """
+INSERT INTO reconciliation_findings (run_id, seq, finding_class, status, line_seq, line_key,
+    amount, currency, note)
+SELECT :run, l.seq,
+    CASE WHEN l.same > 1 THEN 'duplicate_in_statement' ELSE 'only_in_statement' END,
+    'open', l.seq,
+    CASE WHEN l.same > 1 THEN l.line_key || '#' || l.n ELSE l.line_key END,
+    l.gross, l.currency,
+    CASE WHEN l.same > 1 THEN 'the statement lists this line ' || l.same || ' times' END
+FROM (
+    SELECT seq, line_key, gross, currency,
+        ROW_NUMBER() OVER (PARTITION BY line_key ORDER BY seq) AS n,
+        COUNT(*) OVER (PARTITION BY line_key) AS same
+    FROM reconciliation_lines
+    WHERE run_id = :run AND kind = 'payment' AND channel_txn_id IS NULL
+) l
+WHERE NOT EXISTS (SELECT 1 FROM reconciliation_findings f WHERE f.run_id = :run AND f.seq = l.seq)
+""",
+        params,
+    )
+
+
+def _next_seq(tx: Tx, run_id: int, after: int) -> int:
+    value = tx.scalar(
+        "SELECT MAX(seq) FROM reconciliation_findings WHERE run_id = :run", {"run": run_id}
+    )
+    return max(after, 0 if value is None else int(value))
+
+
+# A payment counts as shown on a statement when a line of this run names it, or a finding of
+# another current run of the channel paired it (a line with the payment's id on another day's
+# statement, or a line without an id).
+_SHOWN_ELSEWHERE = """
+    SELECT 1 FROM reconciliation_findings f JOIN reconciliation_runs r ON r.id = f.run_id
+    WHERE f.payment_id = p.id AND r.channel = :c AND r.superseded_by IS NULL
+      AND r.status <> 'staging' AND f.finding_class IN ({classes})"""
+
+
+def _ledger_side(tx: Tx, params: dict[str, Any], line_count: int) -> None:
+    shown = _SHOWN_ELSEWHERE.format(classes="'matched', 'amount_mismatch'")
+    start = _next_seq(tx, params["run"], line_count)
+    tx.execute(
+        f"""
+INSERT INTO reconciliation_findings (run_id, seq, finding_class, status, payment_id, line_key,
+    amount, currency, due_on, note)
+SELECT :run, :start + ROW_NUMBER() OVER (ORDER BY p.id), 'only_in_ledger', 'open', p.id,
+    'payment:' || p.id, p.amount, p.currency, :due,
+    CASE WHEN p.status = 'reversed' THEN 'reversed in the ledger' END
+FROM payments p
+WHERE p.channel = :c AND p.business_date = :d
+  AND NOT EXISTS (SELECT 1 FROM reconciliation_lines l
+                  WHERE l.run_id = :run AND l.channel_txn_id = p.channel_txn_id
+                    AND l.kind = 'payment')
+  AND NOT EXISTS ({shown})
+""",  # noqa: S608 - the subquery is ours
+        {**params, "start": start},
+    )
+    reversal_shown = _SHOWN_ELSEWHERE.format(classes="'reversal_matched'")
+    start = _next_seq(tx, params["run"], line_count)
+    tx.execute(
+        f"""
+INSERT INTO reconciliation_findings (run_id, seq, finding_class, status, payment_id, line_key,
+    amount, currency, due_on, note)
+SELECT :run, :start + ROW_NUMBER() OVER (ORDER BY p.id), 'only_in_ledger', 'open', p.id,
+    'reversal:' || p.id, p.amount, p.currency, :due,
+    'reversed in the ledger; the statement shows the payment but not its reversal'
+FROM payments p
+WHERE p.channel = :c AND p.business_date = :d AND p.status = 'reversed'
+  AND EXISTS (SELECT 1 FROM reconciliation_lines l
+              WHERE l.run_id = :run AND l.channel_txn_id = p.channel_txn_id
+                AND l.kind = 'payment')
+  AND NOT EXISTS ({reversal_shown})
+""",  # noqa: S608 - the subquery is ours
+        {**params, "start": start},
+    )
+
+
+def _carry_over(tx: Tx, params: dict[str, Any]) -> None:
+    """Findings resolved in a run this one supersedes stay resolved: same subject, same answer.
+
+    Not a later match (re-derived by every run from the statements themselves).
+    """
+    rows = tx.all(
+        "SELECT f.seq, r.id, r.action FROM reconciliation_findings f "
+        "JOIN reconciliation_resolutions r ON r.channel = :c AND r.line_key = f.line_key "
+        "WHERE f.run_id = :run AND f.status = 'open' "
+        "AND r.action NOT IN ('matched_later', 'settled') ORDER BY f.seq, r.id",
+        params,
+    )
+    chosen: dict[int, tuple[int, str]] = {}
+    for seq, resolution_id, action in rows:
+        held = chosen.get(int(seq))
+        # A suspense posting is superseded by its assignment or release; any other action
+        # closes the subject.
+        if held is None or held[1] == "suspense":
+            chosen[int(seq)] = (int(resolution_id), str(action))
+    tx.many(
+        "UPDATE reconciliation_findings SET status = :status, resolution_id = :rid "
+        "WHERE run_id = :run AND seq = :seq",
+        [
+            {
+                "status": "suspense" if action == "suspense" else "resolved",
+                "rid": resolution_id,
+                "run": params["run"],
+                "seq": seq,
+            }
+            for seq, (resolution_id, action) in sorted(chosen.items())
+        ],
+    )
+
+
+def _suspense_not_on_statement(tx: Tx, params: dict[str, Any]) -> None:
+    """Money put in suspense from an earlier file of this day that this file no longer shows."""
+    start = _next_seq(tx, params["run"], 0)
+    tx.execute(
+        """
+INSERT INTO reconciliation_findings (run_id, seq, finding_class, status, line_key, amount,
+    currency, due_on, resolution_id, note)
+SELECT :run, :start + ROW_NUMBER() OVER (ORDER BY s.id), 'only_in_ledger', 'open',
+    'suspense:' || s.id, s.amount, s.currency, :due, NULL,
+    'in suspense from an earlier statement of this day, which this one does not show'
+FROM reconciliation_resolutions s JOIN reconciliation_runs r ON r.id = s.run_id
+WHERE s.channel = :c AND s.action = 'suspense' AND r.business_date = :d AND r.id <> :run
+  AND NOT EXISTS (SELECT 1 FROM reconciliation_resolutions x
+                  WHERE x.channel = s.channel AND x.line_key = s.line_key
+                    AND x.action IN ('assigned', 'released'))
+  AND NOT EXISTS (SELECT 1 FROM reconciliation_findings f
+                  WHERE f.run_id = :run AND f.resolution_id = s.id)
+""",
+        {**params, "start": start},
+    )
+    _carry_over(tx, params)
+
+
+def _matched_later(tx: Tx, params: dict[str, Any], policy: ReconcilePolicy) -> None:
+    """Close only-in-ledger findings of other current runs that this statement accounts for."""
+    rows = tx.all(
+        """
+SELECT f.run_id, f.seq, f.line_key, f.payment_id, f.amount, f.currency
+FROM reconciliation_findings f JOIN reconciliation_runs r ON r.id = f.run_id
+WHERE f.status = 'open' AND f.finding_class = 'only_in_ledger' AND f.payment_id IS NOT NULL
+  AND r.channel = :c AND r.superseded_by IS NULL AND r.id <> :run
+  AND EXISTS (SELECT 1 FROM reconciliation_findings m
+              WHERE m.run_id = :run AND m.payment_id = f.payment_id
+                AND ((f.line_key LIKE 'payment:%'
+                      AND m.finding_class IN ('matched', 'amount_mismatch'))
+                  OR (f.line_key LIKE 'reversal:%' AND m.finding_class = 'reversal_matched')))
+ORDER BY f.run_id, f.seq
+""",
+        params,
+    )
+    for run_id, seq, key, payment_id, amount, currency in rows:
+        resolution_id = tx.ids.one()
+        tx.execute(
+            "INSERT INTO reconciliation_resolutions (id, run_id, finding_seq, channel, line_key, "
+            "action, actor, at, payment_id, amount, currency, note) VALUES (:id, :run, :seq, :c, "
+            ":key, 'matched_later', :actor, :at, :pid, :amount, :cur, :note) "
+            "ON CONFLICT (channel, line_key, action) DO NOTHING",
+            {
+                "id": resolution_id,
+                "run": run_id,
+                "seq": seq,
+                "c": params["c"],
+                "key": key,
+                "actor": policy.actor,
+                "at": params["now"],
+                "pid": payment_id,
+                "amount": amount,
+                "cur": currency,
+                "note": f"shown by run {params['run']}",
+            },
+        )
+        tx.execute(
+            "UPDATE reconciliation_findings SET status = 'resolved', resolution_id = "
+            "(SELECT id FROM reconciliation_resolutions WHERE channel = :c AND line_key = :key "
+            "AND action = 'matched_later') WHERE run_id = :run AND seq = :seq",
+            {"c": params["c"], "key": key, "run": run_id, "seq": seq},
+        )
+
+
+def _summary(tx: Tx, run_id: int, staged: _Staged) -> dict[str, list[int]]:
+    """Count and amount per class; the plain id matches are the id lines without a finding."""
+    summary: dict[str, list[int]] = {c.value: [0, 0] for c in FindingClass}
+    with_findings, with_findings_gross = 0, 0
+    for klass, count, amount, by_id, by_id_gross in tx.all(
+        "SELECT finding_class, COUNT(*), COALESCE(SUM(amount), 0), "
+        "SUM(CASE WHEN line_key LIKE 'txn:%' THEN 1 ELSE 0 END), "
+        "SUM(CASE WHEN line_key LIKE 'txn:%' THEN amount ELSE 0 END) "
+        "FROM reconciliation_findings WHERE run_id = :run GROUP BY finding_class",
+        {"run": run_id},
+    ):
+        summary[str(klass)] = [int(count), int(amount)]
+        with_findings += int(by_id or 0)
+        with_findings_gross += int(by_id_gross or 0)
+    plain = summary[FindingClass.MATCHED.value]
+    plain[0] += staged.id_payments - with_findings
+    plain[1] += staged.id_payments_gross - with_findings_gross
+    return {k: v for k, v in summary.items() if v[0]}

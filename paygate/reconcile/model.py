@@ -1,0 +1,281 @@
+"""The records reconciliation hands out: runs, findings, resolutions, suspense items, policy.
+
+Invariant: every record is immutable and every amount is :class:`~paygate.money.Money` (integer
+minor units). A finding is a value, never an exception; whether it still waits for a person
+depends on the day it is looked at (an only-in-ledger payment is pending through the channel's
+grace days), so records that say so carry the ``as_of`` date they were computed for.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from paygate.models import StatementLineKind
+from paygate.money import Money
+
+__all__ = [
+    "ClassTotal",
+    "Finding",
+    "FindingClass",
+    "FindingStatus",
+    "ReconcilePolicy",
+    "ReconciliationRun",
+    "Resolution",
+    "ResolutionAction",
+    "RunKind",
+    "RunStatus",
+    "Settlement",
+    "SuspenseItem",
+]
+
+
+class FindingClass(StrEnum):
+    """What reconciliation found about a statement line, a ledger payment or a bank entry."""
+
+    MATCHED = "matched"
+    """Line and payment agree. Only pairs not made by the channel transaction id on the run's
+    business date have a finding row (lines without ids, payments booked on another day)."""
+    ONLY_IN_LEDGER = "only_in_ledger"
+    """A payment (or its reversal, or money in suspense) the statement does not show."""
+    ONLY_IN_STATEMENT = "only_in_statement"
+    """A line the ledger does not have (a refund whose original is not reversed, too)."""
+    AMOUNT_MISMATCH = "amount_mismatch"
+    """Line and payment have the same transaction id and different amounts or currencies."""
+    DUPLICATE_IN_STATEMENT = "duplicate_in_statement"
+    """A second line for a transaction the statement already listed."""
+    REVERSAL_MATCHED = "reversal_matched"
+    """A refund, void or reversal line whose original payment is reversed in the ledger."""
+    SETTLEMENT_MATCHED = "settlement_matched"
+    """A bank credit that is a channel's net settlement; the bank leg was posted."""
+    SETTLEMENT_MISMATCH = "settlement_mismatch"
+    """A bank credit whose reference names a channel's settlement of another amount."""
+    BANK_UNMATCHED = "bank_unmatched"
+    """A bank credit no channel settlement accounts for."""
+    BANK_UNBALANCED = "bank_unbalanced"
+    """A bank statement whose opening balance plus entries is not its closing balance."""
+
+
+class FindingStatus(StrEnum):
+    """Where a finding stands."""
+
+    OK = "ok"
+    """Nothing to do."""
+    OPEN = "open"
+    """Waiting for a person (an only-in-ledger payment: once its grace days are over)."""
+    SUSPENSE = "suspense"
+    """The money is in suspense, waiting to be assigned to an account."""
+    RESOLVED = "resolved"
+    """Resolved, automatically or by a person; the resolution says how."""
+
+
+class ResolutionAction(StrEnum):
+    """What a resolution did."""
+
+    POSTED = "posted"
+    """Posted a line as a late-arriving payment through the Gateway."""
+    SUSPENSE = "suspense"
+    """Posted an unidentified line to suspense (clearing debited, suspense credited)."""
+    ASSIGNED = "assigned"
+    """Moved a suspense item to an account and posted its payment."""
+    RELEASED = "released"
+    """Took a suspense item back out of suspense (the statement no longer shows it)."""
+    REVERSED = "reversed"
+    """Reversed a payment through the Gateway."""
+    CONFIRMED = "confirmed"
+    """A person (or the policy, for netted reversals) confirmed the ledger as it stands."""
+    MATCHED_LATER = "matched_later"
+    """A later statement showed the payment: the finding closed itself."""
+    SETTLED = "settled"
+    """The channel's net settlement arrived at the bank: clearing closed, fees posted."""
+
+
+class RunKind(StrEnum):
+    """What a run reconciled."""
+
+    CHANNEL = "channel"
+    BANK = "bank"
+
+
+class RunStatus(StrEnum):
+    """How far a run got."""
+
+    STAGING = "staging"
+    """Lines are being staged; nothing is decided yet."""
+    MATCHED = "matched"
+    """Every line and payment is classified; the policy's resolutions are being applied."""
+    DONE = "done"
+    """Classified and automatically resolved."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ReconcilePolicy(_Frozen):
+    """What reconciliation may resolve without a person, and how it works through a file.
+
+    Everything else becomes an exception for people. Every automatic resolution is recorded
+    with ``actor``.
+    """
+
+    post_late_payments: bool = Field(
+        default=True,
+        description="post an only-in-statement payment of a known account through the Gateway",
+    )
+    max_late_payment: int | None = Field(
+        default=None,
+        ge=1,
+        description="minor units; a larger late payment is left for a person",
+    )
+    suspense_unknown_accounts: bool = Field(
+        default=True,
+        description="post an only-in-statement payment of an unknown account to suspense",
+    )
+    confirm_netted_reversals: bool = Field(
+        default=True,
+        description="confirm a ledger payment the statement omits together with its reversal",
+    )
+    time_window: timedelta = Field(
+        default=timedelta(minutes=30),
+        description="how far apart a line without a transaction id and its payment may be",
+    )
+    stage_chunk: int = Field(default=20_000, ge=64, le=1_000_000)
+    post_chunk: int = Field(default=500, ge=1, le=10_000)
+    actor: str = Field(default="reconciliation", min_length=1, max_length=64)
+
+    @field_validator("time_window")
+    @classmethod
+    def _window(cls, value: timedelta) -> timedelta:
+        if not timedelta(0) <= value <= timedelta(days=1):
+            raise ValueError("the time window must be between zero and one day")
+        return value
+
+
+class ClassTotal(_Frozen):
+    """How many findings of one class a run has, and their statement (or ledger) amount."""
+
+    count: int
+    amount: Money
+
+
+class Settlement(_Frozen):
+    """The bank leg of a channel run: the bank credit that settled it and the entry posted."""
+
+    bank_run_id: int
+    entry_id: int
+    gross: Money
+    fees: Money
+    net: Money
+    settled_at: datetime
+    value_date: date | None
+    reference: str | None
+
+
+class Resolution(_Frozen):
+    """One resolution: what was done about a finding, by whom, when, and what it posted."""
+
+    id: int
+    run_id: int
+    finding_seq: int
+    channel: str
+    line_key: str
+    action: ResolutionAction
+    actor: str
+    at: datetime
+    account_no: str | None = None
+    payment_id: int | None = None
+    entry_id: int | None = None
+    amount: Money | None = None
+    note: str | None = None
+
+
+class Finding(_Frozen):
+    """One finding of a run, with the statement line or payment it is about.
+
+    ``exception`` says whether it waits for a person on ``as_of`` (the day the run was read).
+    """
+
+    run_id: int
+    seq: int
+    finding_class: FindingClass
+    status: FindingStatus
+    exception: bool
+    line_key: str
+    amount: Money
+    ledger_amount: Money | None = None
+    payment_id: int | None = None
+    line_no: int | None = None
+    kind: StatementLineKind | None = None
+    channel_txn_id: str | None = None
+    original_txn_id: str | None = None
+    account_no: str | None = None
+    occurred_at: datetime | None = None
+    due_on: date | None = None
+    value_date: date | None = None
+    reference: str | None = None
+    note: str | None = None
+    resolution: Resolution | None = None
+
+
+class ReconciliationRun(_Frozen):
+    """One statement file reconciled: its totals, its findings by class, where it stands.
+
+    ``replayed`` is true when the same file was given again and this is the run it made then.
+    Counts of what waits for people are as of ``as_of``.
+    """
+
+    id: int
+    kind: RunKind
+    channel: str
+    business_date: date
+    file_sha256: str | None
+    source: str | None
+    status: RunStatus
+    currency: str
+    line_count: int
+    gross: Money = Field(description="payments minus refunds, voids and reversals")
+    fees: Money
+    net: Money = Field(description="what the channel settles: gross - fees")
+    settlement_date: date | None
+    actor: str
+    created_at: datetime
+    completed_at: datetime | None
+    superseded_by: int | None = None
+    supersedes: int | None = None
+    replayed: bool = False
+    totals: dict[FindingClass, ClassTotal]
+    as_of: date
+    exceptions: int = Field(description="findings waiting for a person on as_of")
+    pending: int = Field(description="only-in-ledger findings still within grace days")
+    in_suspense: int
+    resolved: int
+    settlement: Settlement | None = None
+
+    @property
+    def fully_reconciled(self) -> bool:
+        """No exception left for people and nothing in suspense."""
+        return self.exceptions == 0 and self.in_suspense == 0
+
+    def total(self, finding_class: FindingClass) -> ClassTotal:
+        """The count and amount of ``finding_class`` (zero if the run has none)."""
+        return self.totals.get(finding_class, ClassTotal(count=0, amount=Money(0, self.currency)))
+
+
+class SuspenseItem(_Frozen):
+    """Money from a statement line that named no known account, waiting in suspense."""
+
+    id: int
+    channel: str
+    business_date: date
+    run_id: int
+    finding_seq: int
+    line_no: int | None
+    channel_txn_id: str | None
+    account_no: str | None = Field(description="the account the line named, if any")
+    amount: Money
+    occurred_at: datetime | None
+    since: datetime
+    entry_id: int | None

@@ -1,0 +1,557 @@
+"""Reconciliation reports: every finding as CSV or JSON, and a page for finance (HTML).
+
+Invariants: a report only reads; findings are streamed page by page into the output, so a run
+of a million findings is written in constant memory; every string that came from a statement or
+a person is escaped (HTML) or defused (CSV: text that a spreadsheet would run as a formula gets
+a leading apostrophe); amounts are exact decimals of their currency, never floats. The HTML page
+is self-contained: no script, no external asset, the chart is inline SVG.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import json
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from paygate.errors import InvalidInputError
+from paygate.money import Money
+from paygate.reconcile.model import (
+    Finding,
+    FindingClass,
+    FindingStatus,
+    ReconciliationRun,
+    RunKind,
+)
+from paygate.reconcile.runs import findings
+
+if TYPE_CHECKING:
+    from paygate.gateway import Gateway
+
+__all__ = [
+    "CSV_COLUMNS",
+    "MATCHED_CLASSES",
+    "render_csv",
+    "render_html",
+    "render_json",
+    "summary_table",
+    "write_report",
+]
+
+CSV_COLUMNS = (
+    "run_id",
+    "channel",
+    "business_date",
+    "finding",
+    "class",
+    "status",
+    "exception",
+    "line_no",
+    "kind",
+    "channel_txn_id",
+    "original_txn_id",
+    "account_no",
+    "occurred_at",
+    "amount",
+    "ledger_amount",
+    "currency",
+    "payment_id",
+    "due_on",
+    "value_date",
+    "reference",
+    "note",
+    "resolution",
+    "resolved_by",
+    "resolved_at",
+)
+
+MATCHED_CLASSES = frozenset(
+    {FindingClass.MATCHED, FindingClass.REVERSAL_MATCHED, FindingClass.SETTLEMENT_MATCHED}
+)
+"""Classes whose money agrees between the statement and the ledger (or the bank)."""
+
+CLASS_TITLES: dict[FindingClass, tuple[str, str]] = {
+    FindingClass.MATCHED: (
+        "Matched",
+        "The statement line and the ledger payment agree.",
+    ),
+    FindingClass.REVERSAL_MATCHED: (
+        "Refund or reversal matched",
+        "A refund, void or reversal line whose original payment the ledger has reversed.",
+    ),
+    FindingClass.ONLY_IN_STATEMENT: (
+        "Only in the statement",
+        "The channel took money the ledger does not have. A known account is posted as a "
+        "late payment; an unknown one goes to suspense; a refund the ledger has not reversed "
+        "waits for a person (reverse or confirm).",
+    ),
+    FindingClass.ONLY_IN_LEDGER: (
+        "Only in the ledger",
+        "The ledger has a payment (or a reversal, or money in suspense) the statement does not "
+        "show. Pending through the channel's grace days; after them an exception: reverse it "
+        "or confirm it. Never reversed automatically.",
+    ),
+    FindingClass.AMOUNT_MISMATCH: (
+        "Amount mismatch",
+        "The same transaction with a different amount or currency: an exception for a person.",
+    ),
+    FindingClass.DUPLICATE_IN_STATEMENT: (
+        "Duplicate in the statement",
+        "A transaction listed again: an exception for a person; never posted twice.",
+    ),
+    FindingClass.SETTLEMENT_MATCHED: (
+        "Settlement matched",
+        "A bank credit that is a channel day's net settlement: clearing closed, fees posted.",
+    ),
+    FindingClass.SETTLEMENT_MISMATCH: (
+        "Settlement mismatch",
+        "A bank credit whose reference names a channel day that should settle another amount.",
+    ),
+    FindingClass.BANK_UNMATCHED: (
+        "Bank credit unmatched",
+        "Money on the bank statement no channel settlement accounts for (yet).",
+    ),
+    FindingClass.BANK_UNBALANCED: (
+        "Bank statement does not balance",
+        "Opening balance plus entries is not the closing balance the bank states.",
+    ),
+}
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_HTML_EXCEPTIONS_LIMIT = 500
+
+
+def _text(value: str | None) -> str:
+    # A spreadsheet runs a cell that starts like a formula; statement text is not trusted.
+    if not value:
+        return ""
+    return "'" + value if value.startswith(_FORMULA_START) else value
+
+
+def _amount(money: Money | None) -> str:
+    return "" if money is None else money.format()
+
+
+def _csv_row(run: ReconciliationRun, f: Finding) -> list[str]:
+    resolution = f.resolution
+    return [
+        str(run.id),
+        run.channel,
+        run.business_date.isoformat(),
+        str(f.seq),
+        f.finding_class.value,
+        f.status.value,
+        "yes" if f.exception else "",
+        "" if f.line_no is None else str(f.line_no),
+        "" if f.kind is None else f.kind.value,
+        _text(f.channel_txn_id),
+        _text(f.original_txn_id),
+        _text(f.account_no),
+        "" if f.occurred_at is None else f.occurred_at.isoformat(),
+        _amount(f.amount),
+        _amount(f.ledger_amount),
+        f.amount.currency,
+        "" if f.payment_id is None else str(f.payment_id),
+        "" if f.due_on is None else f.due_on.isoformat(),
+        "" if f.value_date is None else f.value_date.isoformat(),
+        _text(f.reference),
+        _text(f.note),
+        "" if resolution is None else resolution.action.value,
+        "" if resolution is None else _text(resolution.actor),
+        "" if resolution is None else resolution.at.isoformat(),
+    ]
+
+
+def render_csv(gateway: Gateway, runs: Sequence[ReconciliationRun], out: TextIO) -> None:
+    """Every finding of ``runs``, one CSV row each, with a header."""
+    writer = csv.writer(out)
+    writer.writerow(CSV_COLUMNS)
+    for run in runs:
+        for finding in findings(gateway, run.id, as_of=run.as_of):
+            writer.writerow(_csv_row(run, finding))
+
+
+def _run_json(run: ReconciliationRun) -> dict[str, Any]:
+    data = run.model_dump(mode="json")
+    data["fully_reconciled"] = run.fully_reconciled
+    return data
+
+
+def render_json(gateway: Gateway, runs: Sequence[ReconciliationRun], out: TextIO) -> None:
+    """``{"runs": [{…run…, "findings": […]}, …]}``; findings streamed, amounts in minor units."""
+    out.write('{"runs": [')
+    for index, run in enumerate(runs):
+        head = json.dumps(_run_json(run), ensure_ascii=False)
+        out.write(("," if index else "") + "\n" + head[:-1] + ', "findings": [')
+        for number, finding in enumerate(findings(gateway, run.id, as_of=run.as_of)):
+            text = json.dumps(finding.model_dump(mode="json"), ensure_ascii=False)
+            out.write(("," if number else "") + "\n  " + text)
+        out.write("\n]}")
+    out.write("\n]}\n")
+
+
+def _e(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+_CSS = """
+body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", "Noto Sans", "PingFang SC",
+  "Microsoft YaHei", sans-serif; color: #1f2933; margin: 2rem auto; max-width: 74rem;
+  padding: 0 1.25rem; }
+h1 { font-size: 1.6rem; margin: 0 0 .25rem; }
+h2 { font-size: 1.2rem; margin: 2.2rem 0 .6rem; border-bottom: 1px solid #d9dee4;
+  padding-bottom: .25rem; }
+h3 { font-size: 1.05rem; margin: 1.4rem 0 .4rem; }
+.sub { color: #52606d; margin: 0; }
+.cards { display: flex; flex-wrap: wrap; gap: 1rem; margin: 1.2rem 0; }
+.card { flex: 1 1 15rem; padding: .8rem 1rem; border-radius: 6px; background: #f0f4f8; }
+.card .big { font-size: 1.8rem; font-weight: 700; }
+.good { color: #1b7a3d; } .warn { color: #a05a00; } .bad { color: #b3261e; }
+table { border-collapse: collapse; width: 100%; margin: .5rem 0 1rem; }
+th, td { padding: .3rem .55rem; border-bottom: 1px solid #e4e7eb; text-align: right;
+  white-space: nowrap; }
+th { background: #f5f7fa; font-weight: 600; }
+th:first-child, td:first-child, td.text { text-align: left; }
+td.text { white-space: normal; max-width: 28rem; overflow-wrap: anywhere; }
+figure { margin: 1rem 0 1.5rem; }
+svg { max-width: 100%; height: auto; }
+figcaption { color: #52606d; font-size: .9rem; }
+dl { color: #3e4c59; } dt { font-weight: 600; margin-top: .6rem; } dd { margin-left: 1rem; }
+@media print { body { margin: 0; max-width: none; } h2 { break-after: avoid; } }
+"""
+
+_MATCHED_COLOUR = "#2f6690"
+_UNMATCHED_COLOUR = "#e4572e"
+
+
+def _thead(*names: str) -> str:
+    return "<thead><tr>" + "".join(f"<th>{_e(n)}</th>" for n in names) + "</tr></thead>"
+
+
+def _td(value: object, css: str = "") -> str:
+    attr = f' class="{css}"' if css else ""
+    return f"<td{attr}>{_e(value)}</td>"
+
+
+def _state(run: ReconciliationRun) -> tuple[str, str]:
+    if run.superseded_by is not None:
+        return "superseded", "warn"
+    if run.fully_reconciled:
+        return "fully reconciled", "good"
+    return "exceptions remain", "bad"
+
+
+def _cards(runs: Sequence[ReconciliationRun]) -> str:
+    exceptions = sum(r.exceptions for r in runs)
+    pending = sum(r.pending for r in runs)
+    suspense = sum(r.in_suspense for r in runs)
+    lines = sum(r.line_count for r in runs)
+    css = "good" if exceptions == 0 and suspense == 0 else "bad"
+    return (
+        '<section class="cards">'
+        f'<div class="card"><div class="big {css}">{exceptions}</div>exceptions for people</div>'
+        f'<div class="card"><div class="big">{suspense}</div>items in suspense</div>'
+        f'<div class="card"><div class="big">{pending}</div>pending (within grace days)</div>'
+        f'<div class="card"><div class="big">{lines:,}</div>statement lines and bank entries'
+        "</div></section>"
+    )
+
+
+def _runs_table(runs: Sequence[ReconciliationRun]) -> str:
+    rows = []
+    for run in runs:
+        state, css = _state(run)
+        if run.kind is RunKind.BANK:
+            bank = "bank statement"
+        elif run.settlement is not None:
+            bank = f"settled {run.settlement.net.format()} on {run.settlement.value_date or '?'}"
+        else:
+            bank = f"not settled yet (due {run.settlement_date})"
+        rows.append(
+            "<tr>"
+            + _td(run.channel)
+            + _td(run.business_date)
+            + _td(run.id)
+            + _td(Path(run.source).name if run.source else "")
+            + _td(f"{run.line_count:,}")
+            + _td(f"{run.gross.format()} {run.currency}")
+            + _td(run.fees.format())
+            + _td(run.net.format())
+            + _td(run.exceptions)
+            + _td(run.in_suspense)
+            + _td(run.pending)
+            + _td(bank, "text")
+            + _td(state, css)
+            + "</tr>"
+        )
+    return (
+        "<table>"
+        + _thead(
+            "channel",
+            "business date",
+            "run",
+            "file",
+            "lines",
+            "gross",
+            "fees",
+            "net",
+            "exceptions",
+            "suspense",
+            "pending",
+            "bank leg",
+            "state",
+        )
+        + "<tbody>"
+        + "".join(rows)
+        + "</tbody></table>"
+    )
+
+
+def _totals_table(runs: Sequence[ReconciliationRun]) -> str:
+    present = [c for c in FindingClass if any(c in r.totals for r in runs)]
+    head = _thead("channel", "business date", *(CLASS_TITLES[c][0] for c in present))
+    rows = []
+    for run in runs:
+        cells = [_td(run.channel), _td(run.business_date)]
+        for klass in present:
+            total = run.totals.get(klass)
+            cells.append(_td("" if total is None else f"{total.count:,} · {total.amount.format()}"))
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return "<table>" + head + "<tbody>" + "".join(rows) + "</tbody></table>"
+
+
+def _split(run: ReconciliationRun) -> tuple[int, int]:
+    matched = sum(t.amount.minor for c, t in run.totals.items() if c in MATCHED_CLASSES)
+    unmatched = sum(abs(t.amount.minor) for c, t in run.totals.items() if c not in MATCHED_CLASSES)
+    return matched, unmatched
+
+
+def _chart(runs: Sequence[ReconciliationRun]) -> str:
+    """Matched and unmatched amounts per channel day, as pairs of horizontal bars."""
+    width, label, value, row = 880, 190, 210, 46
+    plot = width - label - value - 12
+    splits = [(run, *_split(run)) for run in runs]
+    scale = max([1, *(max(m, u) for _, m, u in splits)])
+    top = 34
+    height = top + row * len(splits) + 14
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" role="img" aria-labelledby="chart-title" '
+        'font-family="system-ui, sans-serif" font-size="12">'
+        '<title id="chart-title">Matched and unmatched amounts by channel</title>'
+        f'<rect x="{label}" y="6" width="12" height="10" fill="{_MATCHED_COLOUR}" />'
+        f'<text x="{label + 16}" y="15">matched</text>'
+        f'<rect x="{label + 90}" y="6" width="12" height="10" fill="{_UNMATCHED_COLOUR}" />'
+        f'<text x="{label + 106}" y="15">not matched (absolute amounts)</text>'
+    ]
+    for index, (run, matched, unmatched) in enumerate(splits):
+        y = top + index * row
+        name = f"{run.channel} {run.business_date}"
+        shown = name if len(name) <= 28 else name[:27] + "…"
+        out.append(
+            f'<text x="{label - 8}" y="{y + 19}" text-anchor="end"><title>{_e(name)}</title>'
+            f"{_e(shown)}</text>"
+        )
+        for offset, amount, colour, what in (
+            (0, matched, _MATCHED_COLOUR, "matched"),
+            (20, unmatched, _UNMATCHED_COLOUR, "not matched"),
+        ):
+            text = f"{Money(amount, run.currency).format()} {run.currency}"
+            bar = plot * amount / scale
+            out.append(
+                f'<rect x="{label}" y="{y + offset}" width="{bar:.1f}" height="16" '
+                f'fill="{colour}"><title>{_e(f"{name} {what}: {text}")}</title></rect>'
+                f'<text x="{label + bar + 6:.1f}" y="{y + offset + 12}" fill="#3e4c59">'
+                f"{_e(text)}</text>"
+            )
+    out.append("</svg>")
+    caption = (
+        "Amounts per channel day (statement amounts; ledger amounts for what only the ledger "
+        "has). Currencies differ between days only when the channels do."
+    )
+    return f"<figure>{''.join(out)}<figcaption>{_e(caption)}</figcaption></figure>"
+
+
+def _findings_table(
+    gateway: Gateway, runs: Sequence[ReconciliationRun], *, exceptions: bool
+) -> str:
+    rows: list[str] = []
+    more = 0
+    for run in runs:
+        if exceptions:
+            found: Iterable[Finding] = findings(
+                gateway, run.id, exceptions_only=True, as_of=run.as_of
+            )
+        else:
+            found = (
+                f
+                for f in findings(
+                    gateway,
+                    run.id,
+                    classes=[FindingClass.ONLY_IN_LEDGER, FindingClass.ONLY_IN_STATEMENT],
+                    as_of=run.as_of,
+                )
+                if f.status in (FindingStatus.OPEN, FindingStatus.SUSPENSE) and not f.exception
+            )
+        for f in found:
+            if len(rows) >= _HTML_EXCEPTIONS_LIMIT:
+                more += 1
+                continue
+            subject = f.channel_txn_id or f.reference or f.line_key
+            rows.append(
+                "<tr>"
+                + _td(f"{run.channel} {run.business_date}")
+                + _td(f"{run.id}:{f.seq}")
+                + _td(CLASS_TITLES[f.finding_class][0])
+                + _td("" if f.line_no is None else f.line_no)
+                + _td(subject, "text")
+                + _td(f.account_no or "")
+                + _td(f"{f.amount.format()} {f.amount.currency}")
+                + _td("" if f.ledger_amount is None else f.ledger_amount.format())
+                + _td("in suspense" if f.status is FindingStatus.SUSPENSE else (f.due_on or ""))
+                + _td(f.note or "", "text")
+                + "</tr>"
+            )
+    if not rows:
+        return '<p class="sub">None.</p>'
+    tail = (
+        f'<p class="sub">… and {more:,} more: every finding is in the CSV or JSON report.</p>'
+        if more
+        else ""
+    )
+    return (
+        "<table>"
+        + _thead(
+            "channel day",
+            "finding",
+            "class",
+            "line",
+            "transaction / reference",
+            "account",
+            "amount",
+            "ledger",
+            "due / state",
+            "note",
+        )
+        + "<tbody>"
+        + "".join(rows)
+        + "</tbody></table>"
+        + tail
+    )
+
+
+def _definitions() -> str:
+    items = "".join(
+        f"<dt>{_e(title)}</dt><dd>{_e(text)}</dd>" for title, text in CLASS_TITLES.values()
+    )
+    return f"<dl>{items}</dl>"
+
+
+def render_html(gateway: Gateway, runs: Sequence[ReconciliationRun], out: TextIO) -> None:
+    """A page for finance: state per channel day, totals per class, a chart, the exceptions."""
+    days = sorted({r.business_date for r in runs})
+    when = ", ".join(str(d) for d in days) or "no run"
+    as_of = max((r.as_of for r in runs), default=None)
+    out.write(
+        "\n".join(
+            [
+                "<!DOCTYPE html>",
+                '<html lang="en">',
+                "<head>",
+                '<meta charset="utf-8" />',
+                '<meta name="viewport" content="width=device-width, initial-scale=1" />',
+                f"<title>{_e(f'Reconciliation, {when}')}</title>",
+                f"<style>{_CSS}</style>",
+                "</head>",
+                "<body>",
+                "<header>",
+                f"<h1>Reconciliation: {_e(when)}</h1>",
+                f'<p class="sub">Each channel statement and bank statement against the ledger, '
+                f"as of {_e(as_of or '')}. Exceptions wait for a person; pending items are "
+                "still inside their channel's grace days.</p>",
+                "</header>",
+                _cards(runs),
+                "<h2>Runs</h2>",
+                _runs_table(runs),
+                "<h2>Totals per class</h2>",
+                _totals_table(runs),
+                "<h2>Matched and unmatched amounts by channel</h2>",
+                _chart(runs),
+                "<h2>Exceptions for people</h2>",
+                _findings_table(gateway, runs, exceptions=True),
+                "<h2>Pending and in suspense</h2>",
+                _findings_table(gateway, runs, exceptions=False),
+                "<h2>What each class means</h2>",
+                _definitions(),
+                "</body>",
+                "</html>",
+            ]
+        )
+        + "\n"
+    )
+
+
+def write_report(gateway: Gateway, runs: Sequence[ReconciliationRun], path: str | Path) -> None:
+    """Write the report the file's suffix names (.html, .csv, .json), whole or not at all."""
+    target = Path(path)
+    renderers = {
+        ".html": render_html,
+        ".htm": render_html,
+        ".csv": render_csv,
+        ".json": render_json,
+    }
+    render = renderers.get(target.suffix.lower())
+    if render is None:
+        raise InvalidInputError(f"{target.name}: a report is .html, .csv or .json", field="report")
+    partial = target.with_name(f".{target.name}.partial")
+    try:
+        with partial.open("w", encoding="utf-8", newline="") as stream:
+            render(gateway, runs, stream)
+        os.replace(partial, target)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise InvalidInputError(f"cannot write {target}: {exc.strerror}", field="report") from None
+
+
+def summary_table(runs: Sequence[ReconciliationRun]) -> Group:
+    """The terminal summary: per run, count and amount of each class and what waits for people.
+
+    Narrow on purpose (three columns a run), so that it reads in an 80-column terminal.
+    """
+    parts: list[Text | Table] = []
+    for run in runs:
+        title = f"{run.channel} {run.business_date} · run {run.id}"
+        if run.replayed:
+            title += " (same file)"
+        if run.supersedes is not None:
+            title += f" · supersedes run {run.supersedes}"
+        if run.kind is RunKind.BANK:
+            bank = "bank statement"
+        elif run.settlement is not None:
+            bank = f"bank leg settled {run.settlement.net.format()}"
+        else:
+            bank = f"bank leg open (due {run.settlement_date})"
+        state, _ = _state(run)
+        table = Table("class", "count", f"amount ({run.currency})")
+        for klass in FindingClass:
+            total = run.totals.get(klass)
+            if total is not None:
+                table.add_row(CLASS_TITLES[klass][0], f"{total.count:,}", total.amount.format())
+        if not run.totals:
+            table.add_row("(no lines, no payments)", "0", "0")
+        parts += [
+            Text(title, style="bold"),
+            table,
+            Text(
+                f"{state}: {run.exceptions} exceptions, {run.in_suspense} in suspense, "
+                f"{run.pending} pending; {bank}\n"
+            ),
+        ]
+    return Group(*parts)

@@ -1,0 +1,87 @@
+"""The POS channel on the database: batch totals read from the ledger, settled batches that
+every process sees, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from paygate.channels.stores import SqlPosLedger
+from paygate.clock import FixedClock
+from paygate.gateway import Gateway
+from paygate.models import PaymentIntent
+from paygate.money import Money
+from tests.channels.test_pos import (
+    ACCOUNT,
+    NOW,
+    answer,
+    pos_adapter,
+    sale,
+    settle,
+    signed,
+    void,
+)
+
+
+class Sink:
+    """The Gateway as the POS adapter's sink."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+
+    def pay(self, intent: PaymentIntent):  # type: ignore[no-untyped-def]
+        return self.gateway.pay(intent)
+
+    def reverse_by_channel_txn(self, channel: str, channel_txn_id: str, reason: str) -> object:
+        return self.gateway.reverse_by_channel_txn(channel, channel_txn_id, reason)
+
+
+def test_a_batch_settles_against_the_ledger_and_stays_settled_for_every_process(
+    db_url: str,
+) -> None:
+    clock = FixedClock(NOW)
+    with Gateway.open(db_url, clock=clock) as gateway:
+        gateway.open_account(ACCOUNT)
+        gateway.issue_bill(
+            ACCOUNT,
+            bill_no="B1",
+            amount=Money(50_000, "CNY"),
+            period="2024-04",
+            due_date=date(2024, 5, 20),
+        )
+        ledger = SqlPosLedger(gateway.store)
+        adapter = pos_adapter(ledger, clock)  # type: ignore[arg-type]
+        sink = Sink(gateway)
+        assert adapter.handle_pay(signed(sale("000101")), {}, sink).ok
+        assert adapter.handle_pay(signed(sale("000102", amount="5000")), {}, sink).ok
+        assert adapter.handle_void(signed(void("000103", "000102", amount="5000")), {}, sink).ok
+        count, total = ledger.batch_totals("HALL0001", "000001")
+        assert (count, total) == (1, Money(12050, "CNY"))  # the voided sale does not count
+        assert ledger.batch_totals("HALL0001", "000002") == (0, Money(0, "CNY"))
+        settled = adapter.handle_daily_close(signed(settle("000104", 2, 17050, 1, 5000)), {}, sink)
+        assert answer(settled)["settle_result"] == "match"
+        # another process, another ledger object: the batch is settled for it too
+        assert SqlPosLedger(gateway.store).batch_closed("HALL0001", "000001")
+        late_void = adapter.handle_void(signed(void("000105", "000101")), {}, sink)
+        assert not late_void.ok and late_void.error_code == "batch_settled"
+        ledger.close_batch("HALL0001", "000001", closed_at=clock.now())  # again: no change
+        assert gateway.verify().ok
+
+
+def test_terminal_ids_with_like_wildcards_are_read_literally(db_url: str) -> None:
+    clock = FixedClock(NOW)
+    with Gateway.open(db_url, clock=clock) as gateway:
+        gateway.open_account("A1")
+        for txn, terminal in (("T_1-7-1", "T_1"), ("TX1-7-1", "TX1"), ("T%1-7-1", "T%1")):
+            gateway.pay(
+                PaymentIntent(
+                    channel="pos",
+                    channel_txn_id=txn,
+                    account_no="A1",
+                    amount=Money(100, "CNY"),
+                    paid_at=clock.now(),
+                    terminal_id=terminal,
+                )
+            )
+        ledger = SqlPosLedger(gateway.store)
+        assert ledger.batch_totals("T_1", "7") == (1, Money(100, "CNY"))
+        assert ledger.batch_totals("T%1", "7") == (1, Money(100, "CNY"))
