@@ -18,6 +18,7 @@ from paygate.cli_common import DatabaseUrl, err, guard, out, settings_for
 from paygate.cli_devices import devices_app
 from paygate.cli_reconcile import exceptions_app, reconcile_app, suspense_app
 from paygate.cli_reports import reports_app
+from paygate.cli_serve import serve
 from paygate.cli_vouchers import vouchers_app
 from paygate.gateway import Gateway
 from paygate.money import Money
@@ -49,6 +50,7 @@ app.add_typer(devices_app, name="devices", help="Kiosk and POS terminals and the
 app.add_typer(reconcile_app, name="reconcile")
 app.add_typer(suspense_app, name="suspense")
 app.add_typer(exceptions_app, name="exceptions")
+app.command("serve")(serve)
 
 
 @db_app.command("upgrade")

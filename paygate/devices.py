@@ -438,6 +438,13 @@ class DeviceRegistry:
             return None
         return self._store.run(lambda tx: self._read(tx, device_id), write=False)
 
+    @staticmethod
+    def read(tx: Tx, device_id: str) -> Device | None:
+        """:meth:`get` inside the caller's transaction ``tx`` (one transaction with other work)."""
+        if not isinstance(device_id, str) or not _DEVICE_ID.match(device_id):
+            return None
+        return DeviceRegistry._read(tx, device_id)
+
     def list(self) -> builtins.list[Device]:
         """Every registered device, by id."""
         rows = self._store.run(

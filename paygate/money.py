@@ -384,17 +384,19 @@ class Money:
                 return Money(minor, currency)
             raise ValueError("expected {'minor': int, 'currency': str}")
 
+        # One shape both ways, so that JSON Schema (and OpenAPI) documents what is sent too.
+        shape = core_schema.typed_dict_schema(
+            {
+                "minor": core_schema.typed_dict_field(core_schema.int_schema()),
+                "currency": core_schema.typed_dict_field(
+                    core_schema.str_schema(min_length=3, max_length=3)
+                ),
+            }
+        )
         return core_schema.no_info_plain_validator_function(
             from_mapping,
-            json_schema_input_schema=core_schema.typed_dict_schema(
-                {
-                    "minor": core_schema.typed_dict_field(core_schema.int_schema()),
-                    "currency": core_schema.typed_dict_field(
-                        core_schema.str_schema(min_length=3, max_length=3)
-                    ),
-                }
-            ),
+            json_schema_input_schema=shape,
             serialization=core_schema.plain_serializer_function_ser_schema(
-                lambda m: {"minor": m.minor, "currency": m.currency}
+                lambda m: {"minor": m.minor, "currency": m.currency}, return_schema=shape
             ),
         )

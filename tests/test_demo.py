@@ -16,6 +16,7 @@ from paygate.channels.kiosk import CloseOutcome, split_channel_txn_id
 from paygate.demo import DemoSummary, run_demo
 from paygate.gateway import Gateway
 from paygate.money import Money
+from paygate.store import migrate
 from tests.conftest import PG_ADMIN_URL
 
 Demo = tuple[str, DemoSummary]
@@ -34,13 +35,14 @@ def demo(
         url = f"sqlite:///{tmp_path_factory.mktemp('demo') / 'demo.db'}"
         yield url, run_demo(url, accounts=40)
         return
-    template = request.getfixturevalue("pg_template")
+    # A database of its own, migrated here: the session's shared one holds other tests' rows.
     name = f"paygate_demo_{uuid.uuid4().hex[:12]}"
     base = PG_ADMIN_URL.rsplit("/", 1)[0]
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+        admin.execute(f'CREATE DATABASE "{name}"')
     try:
         url = f"{base}/{name}"
+        migrate.upgrade(url)
         yield url, run_demo(url, accounts=40)
     finally:
         with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:

@@ -66,30 +66,38 @@ class SqlNonceStore:
 
     def add(self, key: str, *, expires_at: datetime, now: datetime) -> bool:
         """Remember ``key`` until ``expires_at``; False when it is already remembered."""
+        added = self._store.run(lambda tx: self.add_within(tx, key, expires_at=expires_at, now=now))
+        self.purge_if_due(now)
+        return added
+
+    def add_within(self, tx: Tx, key: str, *, expires_at: datetime, now: datetime) -> bool:
+        """:meth:`add` inside the caller's transaction ``tx``, as one statement.
+
+        For a caller whose look-ups and nonce belong in one transaction (the HTTP gateway's
+        device check). It does not purge, which is a transaction of its own: the caller calls
+        :meth:`purge_if_due` once ``tx`` has committed.
+        """
         expires_at = require_aware(expires_at, "expires_at")
         now = require_aware(now, "now")
-        stored_key = _nonce_key(key)
-
-        def work(tx: Tx) -> bool:
-            # A remembered key that has expired no longer counts: it gives way to this one.
-            tx.execute(
-                "DELETE FROM nonces WHERE nonce_key = :k AND expires_at <= :now",
-                {"k": stored_key, "now": tx.ts(now)},
-            )
-            cursor = tx.execute(
-                "INSERT INTO nonces (nonce_key, expires_at) VALUES (:k, :e) "
-                "ON CONFLICT (nonce_key) DO NOTHING",
-                {"k": stored_key, "e": tx.ts(expires_at)},
-            )
-            return bool(cursor.rowcount == 1)
-
-        added = self._store.run(work)
+        # Inserted, or an expired row with the same key replaced (an expired key no longer
+        # counts); a live row stays as it is, and the count of rows written says "seen".
+        cursor = tx.execute(
+            "INSERT INTO nonces (nonce_key, expires_at) VALUES (:k, :e) "
+            "ON CONFLICT (nonce_key) DO UPDATE SET expires_at = excluded.expires_at "
+            "WHERE nonces.expires_at <= :now",
+            {"k": _nonce_key(key), "e": tx.ts(expires_at), "now": tx.ts(now)},
+        )
         with self._lock:
             self._added += 1
-            due = self._added % self._purge_every == 0
-        if due:
-            self.purge(now)
-        return added
+        return bool(cursor.rowcount == 1)
+
+    def purge_if_due(self, now: datetime) -> int:
+        """Purge one batch when ``purge_every`` nonces were added since the last purge."""
+        with self._lock:
+            due = self._added >= self._purge_every
+            if due:
+                self._added = 0
+        return self.purge(now) if due else 0
 
     def purge(self, now: datetime) -> int:
         """Delete up to one batch of expired nonces; how many were deleted."""
@@ -278,3 +286,63 @@ def _read_close(tx: Tx, terminal_id: str, business_date: date) -> KioskCloseReco
         currency=str(row[5]),
         closed_at=Tx.read_ts(row[6]),
     )
+
+
+class SqlPosLedger:
+    """A :class:`~paygate.channels.pos.PosLedger` on ``payments`` and ``pos_batches``.
+
+    A batch's sales are the posted (not reversed) payments of the POS ``channel`` taken by the
+    terminal whose transaction ids carry the ``terminal-batch-`` prefix; a settled batch is a
+    row of ``pos_batches``, written once (closing it again changes nothing), so a void that
+    arrives after settlement is refused by every process alike.
+    """
+
+    def __init__(self, store: Store, *, channel: str = "pos", currency: str = "CNY") -> None:
+        self._store = store
+        self._channel = channel
+        self._currency = currency
+
+    def batch_totals(self, terminal_id: str, batch_no: str) -> tuple[int, Money]:
+        """Count and sum of the batch's sales that are posted and not reversed."""
+        prefix = f"{terminal_id}-{batch_no}-"
+
+        def work(tx: Tx) -> tuple[Any, ...] | None:
+            # substr, not LIKE: terminal ids may hold '_' or '%', which LIKE would read.
+            return tx.one(
+                "SELECT COUNT(*), COALESCE(SUM(amount), 0) FROM payments "
+                "WHERE channel = :channel AND terminal_id = :terminal AND currency = :cur "
+                "AND status = 'posted' AND substr(channel_txn_id, 1, :n) = :prefix",
+                {
+                    "channel": self._channel,
+                    "terminal": terminal_id,
+                    "cur": self._currency,
+                    "n": len(prefix),
+                    "prefix": prefix,
+                },
+            )
+
+        row = self._store.run(work, write=False)
+        count, total = (0, 0) if row is None else (int(row[0]), int(row[1]))
+        return count, Money(total, self._currency)
+
+    def batch_closed(self, terminal_id: str, batch_no: str) -> bool:
+        """True once the terminal has settled the batch."""
+        found = self._store.run(
+            lambda tx: tx.scalar(
+                "SELECT 1 FROM pos_batches WHERE terminal_id = :t AND batch_no = :b",
+                {"t": terminal_id, "b": batch_no},
+            ),
+            write=False,
+        )
+        return found is not None
+
+    def close_batch(self, terminal_id: str, batch_no: str, *, closed_at: datetime) -> None:
+        """Record that the terminal settled the batch; closing it again changes nothing."""
+        at = require_aware(closed_at, "closed_at")
+        self._store.run(
+            lambda tx: tx.execute(
+                "INSERT INTO pos_batches (terminal_id, batch_no, closed_at) "
+                "VALUES (:t, :b, :at) ON CONFLICT (terminal_id, batch_no) DO NOTHING",
+                {"t": terminal_id, "b": batch_no, "at": tx.ts(at)},
+            )
+        )

@@ -1,0 +1,159 @@
+"""Device authentication of the terminal routes, and a kiosk payment with its nonce in one commit.
+
+Invariants:
+
+* A terminal's request is accepted only as :func:`paygate.devices.verify_request` accepts it —
+  a registered, active device (read from the database on every request, so a revocation
+  refuses the very next one), an Ed25519 signature over the canonical request, a timestamp
+  inside the window, a nonce never seen — and a payment only as the kiosk adapter's own
+  verification and mapping accept it (the adapter calls ``verify_request``). There is one
+  verification path; this module only decides which transaction it runs in.
+* The device row is read and the nonce recorded in one transaction, which commits only when
+  every check passed: a forged or replayed request leaves nothing behind. The nonce table is
+  shared by every worker, so a replay sent to another worker is refused there too.
+* A kiosk payment's nonce commits together with the payment (through
+  :meth:`~paygate.gateway.Gateway.post_within`), and with the refusal of a payment the core
+  refuses (an unknown account, say): a signed request, once answered, is never accepted again
+  in its window, even if what made it fail has changed since.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+
+from paygate.api.problems import IdempotencyKeyError
+from paygate.channels.kiosk import KioskAdapter, KioskContext, KioskPayRequest
+from paygate.channels.stores import SqlNonceStore
+from paygate.devices import Device, DeviceRegistry, verify_request
+from paygate.errors import ConfigurationError, IdempotencyConflictError, PaygateError
+from paygate.gateway import Gateway
+from paygate.models import PaymentIntent, Receipt
+from paygate.store.engine import Store, Tx, UniqueViolation
+
+__all__ = ["KioskPayment", "authenticate", "post_kiosk_payment"]
+
+KioskPayment = tuple[Receipt, PaymentIntent, KioskPayRequest]
+"""A posted (or replayed) kiosk payment: the core's receipt, the intent, the request."""
+
+_ATTEMPTS = 3
+
+
+class _Devices:
+    """The device directory, read inside the request's transaction."""
+
+    def __init__(self, tx: Tx) -> None:
+        self._tx = tx
+
+    def get(self, device_id: str) -> Device | None:
+        return DeviceRegistry.read(self._tx, device_id)
+
+
+class _Nonces:
+    """The shared nonce store, written inside the request's transaction."""
+
+    def __init__(self, tx: Tx, nonces: SqlNonceStore) -> None:
+        self._tx = tx
+        self._nonces = nonces
+
+    def add(self, key: str, *, expires_at: datetime, now: datetime) -> bool:
+        return self._nonces.add_within(self._tx, key, expires_at=expires_at, now=now)
+
+
+def authenticate(
+    store: Store,
+    nonces: SqlNonceStore,
+    method: str,
+    target: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    now: datetime,
+    window: timedelta,
+) -> Device:
+    """The device that signed this request, or the refusal (an AuthenticationError)."""
+
+    def work(tx: Tx) -> Device:
+        if tx.dialect == "postgresql":
+            # The transaction writes only a nonce, so its commit need not wait for the disk:
+            # the WAL is one sequence, and whatever this request commits next (and waits for)
+            # makes the nonce durable with it. Only a request that writes nothing durable
+            # after it (a look-up) could, were PostgreSQL to crash in that instant, have its
+            # nonce forgotten and be replayed once: it would repeat a read.
+            tx.execute("SET LOCAL synchronous_commit TO OFF")
+        return verify_request(
+            _Devices(tx),
+            _Nonces(tx, nonces),
+            method,
+            target,
+            headers,
+            body,
+            now=now,
+            window=window,
+        )
+
+    device = store.run(work)
+    nonces.purge_if_due(now)
+    return device
+
+
+def post_kiosk_payment(
+    gateway: Gateway,
+    nonces: SqlNonceStore,
+    kiosk: KioskAdapter,
+    body: bytes,
+    headers: Mapping[str, str],
+    *,
+    idempotency_key: str,
+) -> KioskPayment:
+    """Verify, map and post a kiosk's signed payment: one transaction, nonce and payment.
+
+    The kiosk adapter (the configured one, given for this request a context whose device
+    directory and nonce store work inside the transaction) verifies and maps; the core posts
+    with :meth:`~paygate.gateway.Gateway.post_within`, exactly as :meth:`Gateway.pay` does.
+    ``idempotency_key`` must be the payment's ``txn_id``. A refusal raises its PaygateError.
+    """
+    context = kiosk.context
+    ledger = context.ledger if isinstance(context, KioskContext) else None
+    if ledger is None:
+        raise ConfigurationError("the kiosk adapter has no KioskContext ledger", field="context")
+    clock = context.clock
+
+    def work(tx: Tx) -> KioskPayment | PaygateError:
+        bound = KioskAdapter(
+            kiosk.config,
+            KioskContext(
+                clock=clock, nonces=_Nonces(tx, nonces), devices=_Devices(tx), ledger=ledger
+            ),
+        )
+        try:
+            intent, sent = bound.intent_from_pay(body, headers)
+            if idempotency_key != sent.txn_id:
+                # The key is what a client retries with; the transaction id is what the ledger
+                # keeps. One and the same, or a retry under one key could post a second payment.
+                raise IdempotencyKeyError(
+                    "the Idempotency-Key must be the payment's txn_id", field="Idempotency-Key"
+                )
+        except PaygateError as refusal:
+            # Returned, not raised, so that the transaction commits the nonce of a request
+            # whose signature verified: refused for what it says, it is never accepted later,
+            # whatever has changed since (a paid_at no longer ahead of the clock, say).
+            return refusal
+        [outcome] = gateway.post_within(tx, [intent])
+        # A refusal by the core wrote nothing but the nonce, which commits with it.
+        return outcome if isinstance(outcome, PaygateError) else (outcome, intent, sent)
+
+    for _attempt in range(_ATTEMPTS):
+        try:
+            result = gateway.store.run(work)
+        except UniqueViolation:
+            continue  # a concurrent duplicate committed first: answered from it next time
+        nonces.purge_if_due(clock.now())
+        if isinstance(result, PaygateError):
+            raise result
+        if not result[0].replayed:
+            gateway.note_posted(1)
+        return result
+    raise IdempotencyConflictError(
+        "the payment keeps colliding with concurrent writers; retry", field="txn_id"
+    )

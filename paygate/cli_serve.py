@@ -1,0 +1,101 @@
+"""``paygate serve``: the HTTP gateway under uvicorn, one worker or several.
+
+Invariant: the configuration is read and checked — every channel section, every secret's
+environment variable, the database schema — before the port is opened, and a problem is one
+line naming it, exit code 2. Workers share nothing but the database, so ``--workers N`` (or N
+``paygate serve`` processes on N machines) serve as one; with more than one worker uvicorn
+starts each from the import string ``paygate.api:app_from_env``, which reads the same
+settings from the environment (``PAYGATE_DATABASE_URL``, ``PAYGATE_API_CONFIG``) that this
+command sets from its options.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from paygate.api.config import API_CONFIG_ENV, load_api_config
+from paygate.cli_common import DatabaseUrl, guard, out, settings_for
+from paygate.store.engine import normalize_url
+
+__all__ = ["main", "serve"]
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on.")] = 8000,
+    workers: Annotated[
+        int, typer.Option(min=1, max=64, help="Worker processes sharing the port.")
+    ] = 1,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="TOML file naming the channels served and their secrets' variables "
+            "(docs/http-api.md); default: the kiosk channel only.",
+            show_default=False,
+        ),
+    ] = None,
+    database_url: DatabaseUrl = None,
+    log_level: Annotated[str, typer.Option(help="uvicorn's log level.")] = "info",
+    proxy_headers: Annotated[
+        bool,
+        typer.Option(help="Trust X-Forwarded-* from --forwarded-allow-ips (behind a proxy)."),
+    ] = False,
+    forwarded_allow_ips: Annotated[
+        str, typer.Option(help="Proxies whose X-Forwarded-* headers are believed.")
+    ] = "127.0.0.1",
+) -> None:
+    """Serve the HTTP gateway: terminals, channel notifications, head-end callbacks."""
+    import uvicorn
+
+    settings = settings_for(database_url)
+
+    def check() -> None:
+        # What every worker will open, opened once now: an un-migrated database, a channel
+        # that cannot be built, a secret not set are one line here rather than a failing
+        # lifespan in each worker.
+        from paygate.api.app import check_startup
+
+        check_startup(settings, load_api_config(config))
+
+    guard(check)
+    # The workers read these: the same settings as this process, whichever way it got them.
+    os.environ["PAYGATE_DATABASE_URL"] = settings.database_url
+    if config is not None:
+        os.environ[API_CONFIG_ENV] = str(config.resolve())
+    else:
+        os.environ.pop(API_CONFIG_ENV, None)
+    out.print(
+        f"paygate serving on http://{host}:{port} with {workers} worker(s); "
+        f"database {normalize_url(settings.database_url).render_as_string(hide_password=True)}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    uvicorn.run(
+        "paygate.api:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+        proxy_headers=proxy_headers,
+        forwarded_allow_ips=forwarded_allow_ips,
+        # The gateway's own X-Request-Id and problems are the answer's identity; uvicorn's
+        # Server and Date headers add nothing a caller needs.
+        server_header=False,
+    )
+
+
+def main() -> None:
+    """``python -m paygate.cli_serve``: the command on its own (``paygate serve`` elsewhere)."""
+    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    app.command()(serve)
+    app(prog_name="paygate serve")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,153 @@
+"""``paygate serve --config``: channels and their secrets, and what the command refuses."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+from typer import Typer
+from typer.testing import CliRunner
+
+from paygate.api import API_CONFIG_ENV, app_from_env, load_api_config
+from paygate.api.config import KIOSK_PAY_PATH
+from paygate.channels.mobile import WechatPayConfig
+from paygate.cli_serve import serve
+from paygate.errors import ConfigurationError
+from tests.channels import support
+from tests.headend.simulator import CALLBACK_SECRET
+
+PIN = base64.b64encode(bytes(range(32))).decode()
+API_KEY = support.WECHAT_API_KEY
+CERT = support.certificate_pem(support.rsa_key("wechat"), int(support.WECHAT_SERIAL, 16))
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "paygate.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+WECHAT = f"""
+[channels.wechatpay]
+api_v3_key_env = "WECHAT_KEY"
+mchid = "1900000109"
+[channels.wechatpay.platform_keys]
+"{support.WECHAT_SERIAL}" = '''{CERT}'''
+"""
+
+
+def test_secrets_come_from_the_environment_and_everything_is_checked_on_load(
+    tmp_path: Path,
+) -> None:
+    text = (
+        WECHAT
+        + """
+[channels.kiosk]
+timestamp_window = 120
+
+[channels.prepaid_card]
+pin_key_env = "CARD_PIN_KEY"
+
+[headends.ami]
+type = "webhook"
+url = "https://ami.example/commands"
+secret_env = "AMI_SECRET"
+callback_secret_env = "AMI_CALLBACK_SECRET"
+
+[reconnections]
+headend = "ami"
+"""
+    )
+    environ = {
+        "WECHAT_KEY": API_KEY,
+        "CARD_PIN_KEY": PIN,
+        "AMI_CALLBACK_SECRET": CALLBACK_SECRET.decode(),
+    }
+    config = load_api_config(write(tmp_path, text), environ=environ)
+    wechat = config.channels["wechatpay"]
+    assert isinstance(wechat, WechatPayConfig)
+    assert isinstance(wechat.api_v3_key, SecretStr)
+    assert wechat.api_v3_key.get_secret_value() == API_KEY
+    assert config.kiosk.timestamp_window.total_seconds() == 120
+    assert config.kiosk.pay_path == KIOSK_PAY_PATH
+    prepaid = config.prepaid_card
+    assert prepaid is not None and prepaid.source_header == "X-Paygate-Device"
+    assert config.voucher_pin_key is not None
+    assert config.callback_secret is not None
+    assert config.callback_secret.get_secret_value() == CALLBACK_SECRET
+    assert API_KEY not in repr(config) and PIN not in repr(config)
+
+
+@pytest.mark.parametrize(
+    ("text", "environ", "names"),
+    [
+        (WECHAT.replace('api_v3_key_env = "WECHAT_KEY"', f'api_v3_key = "{API_KEY}"'), {}, "_env"),
+        (WECHAT, {}, "WECHAT_KEY is not set"),
+        ("[channels.nosuch]\n", {}, "no such channel"),
+        ("[channels.pos]\nmerchant_ids = ['898310048990001']\n", {}, "no route"),
+        ('[channels.kiosk]\npay_path = "/elsewhere"\n', {}, "fixed by the HTTP API"),
+        ("[channels.kiosk]\ntimestamp_window = 3600\n", {}, "timestamp_window"),
+        ("[channels.prepaid_card]\n", {}, "PAYGATE_VOUCHER_PIN_KEY"),
+        ('[reconnections]\ncallback_secret_env = "SHORT"\n', {"SHORT": "abc"}, "16 bytes"),
+        ('[reconnections]\nheadend = "ami"\n', {}, "not a webhook head-end"),
+        ("[channels\n", {}, "paygate.toml"),
+    ],
+)
+def test_a_configuration_that_cannot_work_is_refused_by_name(
+    tmp_path: Path, text: str, environ: dict[str, str], names: str
+) -> None:
+    with pytest.raises(ConfigurationError) as refused:
+        load_api_config(write(tmp_path, text), environ=environ)
+    assert names in str(refused.value)
+    assert API_KEY not in str(refused.value)
+
+
+runner = CliRunner()
+
+
+def paygate_serve(*args: str) -> tuple[int, str]:
+    app = Typer()
+    app.command()(serve)
+    result = runner.invoke(app, list(args))
+    return result.exit_code, result.output
+
+
+@pytest.mark.postgres
+def test_serve_refuses_an_unmigrated_database_before_it_listens(empty_pg_url: str) -> None:
+    code, out = paygate_serve("--database-url", empty_pg_url, "--port", "0")
+    assert code == 2
+    assert "paygate db upgrade" in out
+
+
+def test_serve_refuses_a_bad_configuration_before_it_listens(tmp_path: Path) -> None:
+    config = write(tmp_path, "[channels.nosuch]\n")
+    code, out = paygate_serve(
+        "--config", str(config), "--database-url", f"sqlite:///{tmp_path}/x.db"
+    )
+    assert code == 2
+    assert "channels.nosuch: no such channel" in out
+
+
+def test_each_worker_builds_its_app_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PAYGATE_DATABASE_URL", f"sqlite:///{tmp_path}/worker.db")
+    monkeypatch.setenv(API_CONFIG_ENV, str(write(tmp_path, WECHAT)))
+    monkeypatch.setenv("WECHAT_KEY", API_KEY)
+    app = app_from_env()
+    notify = app.openapi()["paths"]["/v1/channels/{channel}/notify"]["post"]
+    assert [p["schema"]["enum"] for p in notify["parameters"] if p["name"] == "channel"] == [
+        ["wechatpay"]
+    ]
+    assert not (tmp_path / "worker.db").exists()  # nothing is opened before the app starts
+
+
+def test_serve_refuses_a_channel_that_settles_in_another_time_zone(tmp_path: Path) -> None:
+    config = write(tmp_path, '[channels.kiosk.settlement]\ntimezone = "Europe/Berlin"\n')
+    code, out = paygate_serve(
+        "--config", str(config), "--database-url", f"sqlite:///{tmp_path}/x.db"
+    )
+    assert code == 2
+    assert "kiosk settles in Europe/Berlin" in out
