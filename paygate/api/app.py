@@ -76,11 +76,12 @@ from paygate.channels.base import (
 )
 from paygate.channels.errors import PayloadTooLargeError
 from paygate.channels.kiosk import KioskAdapter, KioskContext, KioskReceipt, kiosk_receipt
+from paygate.channels.pos import PosAdapter, PosContext
 from paygate.channels.prepaid_card import PrepaidCardAdapter, PrepaidCardContext
-from paygate.channels.stores import SqlKioskLedger, SqlNonceStore, SqlOrderStore
+from paygate.channels.stores import SqlKioskLedger, SqlNonceStore, SqlOrderStore, SqlPosLedger
 from paygate.clock import Clock
 from paygate.config import Settings
-from paygate.devices import HEADER_DEVICE, Device, DeviceRegistry
+from paygate.devices import HEADER_DEVICE, Device, DeviceRegistry, key_encryption_key_from_env
 from paygate.errors import ConfigurationError, InvalidInputError, PaygateError, StoreError
 from paygate.gateway import Gateway
 from paygate.headend.webhook import MAX_CALLBACK_BYTES, verify_callback
@@ -118,6 +119,7 @@ class _Runtime:
     nonces: SqlNonceStore
     kiosk: KioskAdapter
     vouchers: PrepaidCardAdapter | None
+    pos: PosAdapter | None
     notify: dict[str, ChannelAdapter[Any]]
     callback_secret: SecretBytes | None
     limiter: anyio.CapacityLimiter
@@ -177,19 +179,39 @@ def _start(
             )
             assert isinstance(created, PrepaidCardAdapter)
             vouchers = created
+        pos: PosAdapter | None = None
+        if "pos" in config.channels:
+            # POS terminals MAC their messages: their keys are stored encrypted, so the
+            # registry that hands them to the adapter needs the key-encryption key.
+            terminals = DeviceRegistry(store, gateway.clock, kek=key_encryption_key_from_env())
+            made = registry.create(
+                "pos",
+                config.channels["pos"],
+                PosContext(
+                    clock=gateway.clock,
+                    nonces=nonces,
+                    terminal_keys=terminals,
+                    ledger=SqlPosLedger(store, currency=settings.currency),
+                ),
+            )
+            assert isinstance(made, PosAdapter)
+            pos = made
         context = AdapterContext(clock=gateway.clock, nonces=nonces, orders=SqlOrderStore(store))
         notify = {
             name: registry.create(name, channel_config, context)
             for name, channel_config in config.channels.items()
-            if name not in ("kiosk", "prepaid_card")
+            if name not in ("kiosk", "prepaid_card", "pos")
         }
         # The dates the core gives payments are the dates each channel settles them on.
-        gateway.use_channels([kiosk, *([vouchers] if vouchers else []), *notify.values()])
+        gateway.use_channels(
+            [kiosk, *([vouchers] if vouchers else []), *([pos] if pos else []), *notify.values()]
+        )
         return _Runtime(
             gateway=gateway,
             nonces=nonces,
             kiosk=kiosk,
             vouchers=vouchers,
+            pos=pos,
             notify=notify,
             callback_secret=config.callback_secret,
             limiter=anyio.CapacityLimiter(max_concurrency),
@@ -383,7 +405,7 @@ def create_app(
     for name in config.channels:
         if name not in registry:
             raise ConfigurationError(f"channels.{name}: no such channel", field="channels")
-        if name not in ("kiosk", "prepaid_card") and (
+        if name not in ("kiosk", "prepaid_card", "pos") and (
             Operation.NOTIFY not in registry.get(name).operations
         ):
             raise ConfigurationError(
@@ -569,6 +591,31 @@ def create_app(
 
         redemption = await in_thread(work)
         return _json(redemption, 200 if redemption.result == "replayed" else 201)
+
+    @app.post("/v1/pos/{operation}", operation_id="posMessage", tags=["terminals"])
+    async def pos_message(
+        request: Request,
+        operation: Annotated[str, PathParam(pattern="^(sale|void|settle)$")],
+    ) -> Response:
+        """A POS terminal's MAC-signed sale, same-batch void or batch settlement, answered in
+        the terminal's own format (see docs/channels/pos.md)."""
+        runtime = slot.get()
+        adapter = runtime.pos
+        if adapter is None:
+            raise UnknownChannelError("the pos channel is not configured", field="channel")
+        handle = {
+            "sale": adapter.handle_pay,
+            "void": adapter.handle_void,
+            "settle": adapter.handle_daily_close,
+        }[operation]
+        headers = _headers(request)
+        body = await _read_body(request, adapter.config.max_body_bytes, keep_excess=True)
+        result = await in_thread(lambda: handle(body, headers, runtime.gateway))
+        if result.receipt is not None:
+            metrics.count_payment("pos", "replayed" if result.receipt.replayed else "posted")
+        elif result.error_code is not None and operation == "sale":
+            metrics.count_payment("pos", "refused")
+        return Response(result.body, status_code=result.status_code, media_type=result.content_type)
 
     @app.post("/v1/channels/{channel}/notify", operation_id="notify", tags=["channels"])
     async def notify(

@@ -29,7 +29,9 @@ own tables)::
     # or: headend = "ami", to use [headends.ami]'s callback_secret_env (else its secret_env)
 
 A channel section is served when it is present: ``kiosk`` at ``/v1/payments`` and
-``/v1/kiosks/{id}/close``, ``prepaid_card`` at ``/v1/vouchers/redeem``, and every channel
+``/v1/kiosks/{id}/close``, ``prepaid_card`` at ``/v1/vouchers/redeem``, ``pos`` at
+``/v1/pos/{sale,void,settle}`` (terminals' MAC keys need ``PAYGATE_KEY_ENCRYPTION_KEY``),
+and every channel
 that offers notifications at ``/v1/channels/{name}/notify``. The kiosk paths and the
 redemption's source header are fixed by the HTTP API and may not be configured.
 """
@@ -75,6 +77,7 @@ KIOSK_CLOSE_PATH: Final = "/v1/kiosks/{device_id}/close"
 _FIXED: Final[Mapping[str, frozenset[str]]] = {
     "kiosk": frozenset({"pay_path", "daily_close_path"}),
     "prepaid_card": frozenset({"source_header"}),
+    "pos": frozenset(),
 }
 
 
@@ -152,7 +155,7 @@ def _channel_config(
     if name not in _FIXED and Operation.NOTIFY not in adapter.operations:
         raise ConfigurationError(
             f"channels.{name}: the HTTP API has no route for this channel (it serves kiosk, "
-            "prepaid_card and channels that send notifications)",
+            "prepaid_card, pos and channels that send notifications)",
             field="channels",
         )
     model = adapter.config_model

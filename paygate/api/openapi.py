@@ -204,6 +204,7 @@ _OPERATIONS: Final[dict[tuple[str, str], _Operation]] = {
 }
 
 _NOTIFY: Final = ("post", "/v1/channels/{channel}/notify")
+_POS: Final = ("post", "/v1/pos/{operation}")
 _METRICS: Final = ("get", "/metrics")
 
 # The native acknowledgement formats of the built-in channels (docs/channels/): text
@@ -291,6 +292,18 @@ def build_openapi(app: FastAPI, *, notify_channels: Sequence[str]) -> dict[str, 
                             "schema": {"type": "object", "additionalProperties": {"type": "string"}}
                         },
                         "application/json": {"schema": {"type": "object"}},
+                    },
+                }
+                operation["responses"] = _notify_responses(problem)
+                continue
+            if key == _POS:
+                operation["requestBody"] = {
+                    "description": "the terminal's MAC-signed message (docs/channels/pos.md)",
+                    "required": True,
+                    "content": {
+                        "application/x-www-form-urlencoded": {
+                            "schema": {"type": "object", "additionalProperties": {"type": "string"}}
+                        }
                     },
                 }
                 operation["responses"] = _notify_responses(problem)

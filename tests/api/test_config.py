@@ -86,7 +86,7 @@ headend = "ami"
         (WECHAT.replace('api_v3_key_env = "WECHAT_KEY"', f'api_v3_key = "{API_KEY}"'), {}, "_env"),
         (WECHAT, {}, "WECHAT_KEY is not set"),
         ("[channels.nosuch]\n", {}, "no such channel"),
-        ("[channels.pos]\nmerchant_ids = ['898310048990001']\n", {}, "no route"),
+        ("[channels.pos]\nmerchant_ids = 'one'\n", {}, "merchant_ids"),
         ('[channels.kiosk]\npay_path = "/elsewhere"\n', {}, "fixed by the HTTP API"),
         ("[channels.kiosk]\ntimestamp_window = 3600\n", {}, "timestamp_window"),
         ("[channels.prepaid_card]\n", {}, "PAYGATE_VOUCHER_PIN_KEY"),

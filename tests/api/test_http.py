@@ -444,6 +444,7 @@ def test_health_metrics_and_the_openapi_document(world: World, server: LiveServe
         "/v1/accounts/{account_no}",
         "/v1/payments",
         "/v1/channels/{channel}/notify",
+        "/v1/pos/{operation}",
         "/v1/vouchers/redeem",
         "/v1/kiosks/{device_id}/close",
         "/v1/reconnections/{order_id}/confirm",
