@@ -113,29 +113,61 @@ def _record(
     note: str | None = None,
 ) -> int:
     resolution_id = tx.ids.one()
-    tx.execute(
-        "INSERT INTO reconciliation_resolutions (id, run_id, finding_seq, channel, line_key, "
-        "action, actor, at, account_no, payment_id, entry_id, amount, currency, note) VALUES "
-        "(:id, :run, :seq, :c, :key, :action, :actor, :at, :acct, :pid, :eid, :amount, :cur, "
-        ":note)",
-        {
-            "id": resolution_id,
-            "run": run_id,
-            "seq": seq,
-            "c": channel,
-            "key": key,
-            "action": action.value,
-            "actor": actor[:64],
-            "at": tx.ts(at),
-            "acct": account_no,
-            "pid": payment_id,
-            "eid": entry_id,
-            "amount": amount,
-            "cur": currency,
-            "note": note,
-        },
+    row = _resolution_row(
+        tx,
+        resolution_id,
+        run_id,
+        seq,
+        channel,
+        key,
+        action,
+        actor,
+        at,
+        account_no,
+        payment_id,
+        entry_id,
+        amount,
+        currency,
+        note,
     )
+    tx.insert("reconciliation_resolutions", _RESOLUTION_COLUMNS, [row])
     return resolution_id
+
+
+def _resolution_row(
+    tx: Tx,
+    resolution_id: int,
+    run_id: int,
+    seq: int,
+    channel: str,
+    key: str,
+    action: ResolutionAction,
+    actor: str,
+    at: datetime,
+    account_no: str | None,
+    payment_id: int | None,
+    entry_id: int | None,
+    amount: int | None,
+    currency: str | None,
+    note: str | None,
+) -> tuple[Any, ...]:
+    """One row of reconciliation_resolutions, in _RESOLUTION_COLUMNS order."""
+    return (
+        resolution_id,
+        run_id,
+        seq,
+        channel,
+        key,
+        action.value,
+        actor[:64],
+        tx.ts(at),
+        account_no,
+        payment_id,
+        entry_id,
+        amount,
+        currency,
+        note,
+    )
 
 
 def _close(tx: Tx, run_id: int, seq: int, status: FindingStatus, resolution_id: int) -> None:
@@ -192,15 +224,16 @@ class _Audit:
     ) -> None:
         resolution_id = tx.ids.one()
         self.rows.append(
-            (
+            _resolution_row(
+                tx,
                 resolution_id,
                 run_id,
                 seq,
                 channel,
                 key,
-                action.value,
-                actor[:64],
-                tx.ts(at),
+                action,
+                actor,
+                at,
                 account_no,
                 payment_id,
                 entry_id,
