@@ -47,6 +47,7 @@ from paygate.channels.wire import (
     csv_statement_rows,
     first_validation_error,
     make_statement_line,
+    parse_json_object,
     parse_local_time,
     parse_money,
     shown,
@@ -95,29 +96,9 @@ class RedeemRequest(BaseModel):
     source: str | None = Field(default=None, min_length=1, max_length=200)
 
 
-def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    # Two "serial" keys could be read differently by a proxy and by us: refuse the ambiguity.
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise ParseError("a field given twice", source=CHANNEL, field=shown(key))
-        result[key] = value
-    return result
-
-
 def parse_redeem_request(body: bytes) -> RedeemRequest:
     """Read a JSON redemption request, or refuse it with a ParseError naming the field."""
-    try:
-        message = json.loads(body.decode("utf-8"), object_pairs_hook=_no_duplicate_keys)
-    except UnicodeDecodeError:
-        raise ParseError("the body is not UTF-8", source=CHANNEL, field="body") from None
-    except json.JSONDecodeError as exc:
-        # The position only: the decoder's message could quote the body.
-        raise ParseError(
-            f"the body is not JSON (at character {exc.pos})", source=CHANNEL, field="body"
-        ) from None
-    if not isinstance(message, dict):
-        raise ParseError("the body is not a JSON object", source=CHANNEL, field="body")
+    message = parse_json_object(body, source=CHANNEL)
     try:
         return RedeemRequest.model_validate(message)
     except ValidationError as exc:

@@ -8,11 +8,12 @@ failure is a :class:`~paygate.errors.ParseError` naming the source and, for file
 from __future__ import annotations
 
 import csv
+import json
 import re
 from collections.abc import Generator, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import BinaryIO, Final
+from typing import Any, BinaryIO, Final
 from urllib.parse import unquote_to_bytes
 from zoneinfo import ZoneInfo
 
@@ -30,6 +31,7 @@ __all__ = [
     "make_intent",
     "make_statement_line",
     "parse_form",
+    "parse_json_object",
     "parse_local_time",
     "parse_money",
     "shown",
@@ -129,6 +131,75 @@ def parse_form(
                 f"field is not valid {charset}", source=source, field=_ascii(key)
             ) from None
     return fields, charset
+
+
+MAX_JSON_DEPTH: Final = 16
+"""How deeply a JSON body may nest objects and arrays; no channel message needs more than 4."""
+
+# A JSON string (escapes included) or one bracket: scanning these alone measures nesting
+# without the recursion of a parser, so a body of ten thousand "[" costs one regex pass.
+_JSON_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+def _json_depth(body: bytes) -> int:
+    depth = deepest = 0
+    for match in _JSON_TOKEN.finditer(body):
+        token = match.group()
+        if token in (b"[", b"{"):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif token in (b"]", b"}"):
+            depth -= 1
+    return deepest
+
+
+def _no_duplicate_keys(source: str) -> Any:
+    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        # Two readers of the same body (a proxy, a signature check, us) could each take a
+        # different one of two equal keys: the ambiguity itself is refused.
+        result: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in result:
+                raise ParseError("a field given twice", source=source, field=shown(key))
+            result[key] = value
+        return result
+
+    return hook
+
+
+def parse_json_object(
+    body: bytes | str, *, source: str, max_depth: int = MAX_JSON_DEPTH
+) -> dict[str, Any]:
+    """Read a JSON body that must be one object, strictly.
+
+    Refused with a :class:`~paygate.errors.ParseError` naming ``source``: text that is not
+    UTF-8 or not JSON (the position is named, the body is not quoted), a key given twice at
+    any level, nesting deeper than ``max_depth``, the constants ``NaN`` and ``Infinity``, and
+    anything but an object at the top.
+    """
+    raw = body.encode("utf-8") if isinstance(body, str) else body
+    if _json_depth(raw) > max_depth:
+        raise ParseError(f"nested deeper than {max_depth} levels", source=source, field="body")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ParseError("the body is not UTF-8", source=source, field="body") from None
+
+    def no_constant(name: str) -> Any:
+        raise ParseError(f"{name} is not a JSON number", source=source, field="body")
+
+    try:
+        message = json.loads(
+            text, object_pairs_hook=_no_duplicate_keys(source), parse_constant=no_constant
+        )
+    except json.JSONDecodeError as exc:
+        # The position only: the decoder's message could quote the body.
+        raise ParseError(
+            f"the body is not JSON (at character {exc.pos})", source=source, field="body"
+        ) from None
+    if not isinstance(message, dict):
+        raise ParseError("the body is not a JSON object", source=source, field="body")
+    return message
 
 
 def _ascii(raw: bytes) -> str:
