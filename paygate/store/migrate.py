@@ -4,6 +4,11 @@ The migrations are Alembic's: the top-level ``migrations/`` directory of the sou
 installed as the subpackage ``paygate._migrations`` (see docs/architecture.md), so that they
 need no checkout and no ``alembic.ini``. Reading a database's state never creates it: a SQLite
 file that is not there is reported missing, not made.
+
+A Gateway upgrades a SQLite database as it opens it, since a program's embedded database has
+no operator; a PostgreSQL database is upgraded on purpose and refused until it is. The
+``paygate`` command upgrades nothing by itself: only ``paygate db upgrade`` does (and
+``paygate demo``, on the fresh database it makes).
 """
 
 from __future__ import annotations
