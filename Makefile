@@ -1,11 +1,12 @@
 # Two entry points: `make demo` (set up, run the demo on SQLite) and `make test` (set up, run
-# every gate and the whole suite, on SQLite and on the PostgreSQL server at 127.0.0.1:5432).
+# every gate and the whole suite, on SQLite and on the PostgreSQL server at 127.0.0.1:5432, then
+# build the sdist and wheel and run the installed wheel in a fresh venv: `make wheel-check`).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test lint typecheck pytest bench clean
+.PHONY: demo test lint typecheck pytest wheel-check bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,13 +26,18 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# The wheel check is a test of its own (tests/test_packaging.py, marker `wheel`): `pytest`
+# leaves it to `wheel-check`, so that `make test` runs it once.
 pytest: $(STAMP)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -m 'not wheel'
 
-test: lint typecheck pytest
+wheel-check: $(STAMP)
+	$(BIN)/pytest -q -m wheel tests/test_packaging.py
+
+test: lint typecheck pytest wheel-check
 
 bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
 
 clean:
-	rm -rf $(VENV) demo.db demo.db-wal demo.db-shm .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) demo.db demo.db-wal demo.db-shm build dist .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from paygate import __version__
 from paygate.cli_common import DatabaseUrl, err, guard, out, settings_for
 from paygate.cli_devices import devices_app
 from paygate.cli_reconcile import exceptions_app, reconcile_app, suspense_app
@@ -53,10 +54,29 @@ app.add_typer(exceptions_app, name="exceptions")
 app.command("serve")(serve)
 
 
+def _version(show: bool) -> None:
+    if show:
+        out.print(f"paygate {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _paygate(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Electricity bill payments from every channel into one ledger."""
+
+
 @db_app.command("upgrade")
 def db_upgrade(database_url: DatabaseUrl = None, revision: str = "head") -> None:
-    """Apply the schema migrations (Alembic) up to REVISION."""
-    settings = settings_for(database_url)
+    """Create the database if it is not there, and apply the schema migrations (Alembic) up to
+    REVISION."""
+    settings = settings_for(database_url, database="any")
     guard(lambda: migrate.upgrade(settings.database_url, revision))
     current = guard(lambda: migrate.current_revision(settings.database_url))
     out.print(f"database at revision {current}")
@@ -65,9 +85,10 @@ def db_upgrade(database_url: DatabaseUrl = None, revision: str = "head") -> None
 @db_app.command("current")
 def db_current(database_url: DatabaseUrl = None) -> None:
     """Print the schema revision of the database and of the code."""
-    settings = settings_for(database_url)
+    settings = settings_for(database_url, database="existing")
     current = guard(lambda: migrate.current_revision(settings.database_url))
-    out.print(f"database: {current or 'empty'}  code: {migrate.head_revision()}")
+    head = guard(migrate.head_revision)
+    out.print(f"database: {current or 'empty'}  code: {head}")
 
 
 @audit_app.command("verify")
@@ -332,10 +353,14 @@ def demo(
 
     from paygate.demo import CHANNELS, run_demo
 
-    settings = settings_for(database_url)
+    settings = settings_for(database_url, database="any")
     url = settings.database_url
     if url.startswith("sqlite:///") and Path(url.removeprefix("sqlite:///")).exists():
-        err.print(f"[red]error:[/red] {url} exists; the demo needs a fresh database")
+        err.print(
+            f"[red]error:[/red] {url} exists; the demo needs a fresh database",
+            highlight=False,
+            soft_wrap=True,
+        )
         raise typer.Exit(2)
     # The demo's refusals and its kiosk shortage are deliberate, and the summary shows each;
     # the channel layer's warning for every one of them would only repeat it on stderr.

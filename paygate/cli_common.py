@@ -4,7 +4,7 @@ and the one way errors are shown (one line naming the problem, exit code 2)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, TypeVar
+from typing import Annotated, Literal, TypeVar
 
 import typer
 from rich.console import Console
@@ -12,6 +12,7 @@ from rich.markup import escape
 
 from paygate.config import Settings
 from paygate.errors import PaygateError
+from paygate.store import migrate
 
 __all__ = ["DatabaseUrl", "err", "guard", "out", "settings_for"]
 
@@ -30,9 +31,25 @@ DatabaseUrl = Annotated[
 ]
 
 
-def settings_for(database_url: str | None) -> Settings:
-    """Settings from the environment, with the command's --database-url if given."""
-    return Settings.from_env(database_url=database_url)
+def settings_for(
+    database_url: str | None, *, database: Literal["current", "existing", "any"] = "current"
+) -> Settings:
+    """Settings from the environment, with the command's --database-url if given, once the
+    database is known to be fit for the command.
+
+    Opening a SQLite file creates it, and a Gateway migrates what it opens: so a mistyped path
+    would become a new, empty database that every read answers for ("audit clean"). Only
+    ``db upgrade`` and ``demo`` make databases (``database="any"``); ``db current`` reads any
+    database that exists (``"existing"``); every other command needs one migrated to the
+    code's revision (``"current"``). Anything else stops the command here, before it opens the
+    database: one line naming the database and what to run, exit code 2.
+    """
+    settings = guard(lambda: Settings.from_env(database_url=database_url))
+    if database == "current":
+        guard(lambda: migrate.require_current(settings.database_url))
+    elif database == "existing":
+        guard(lambda: migrate.require_database(settings.database_url))
+    return settings
 
 
 def guard(action: Callable[[], T]) -> T:
@@ -41,5 +58,8 @@ def guard(action: Callable[[], T]) -> T:
         return action()
     except PaygateError as exc:
         # The message may quote what was typed ("[/]" is not a date): never read it as markup.
-        err.print(f"[red]error:[/red] {escape(str(exc))}", markup=True, highlight=False)
+        # One line however narrow the terminal: a wrapped path cannot be copied back.
+        err.print(
+            f"[red]error:[/red] {escape(str(exc))}", markup=True, highlight=False, soft_wrap=True
+        )
         raise typer.Exit(2) from None

@@ -18,8 +18,7 @@ import typer
 from pydantic import SecretBytes
 from rich.table import Table
 
-from paygate.cli_common import DatabaseUrl, err, guard, out
-from paygate.config import Settings
+from paygate.cli_common import DatabaseUrl, err, guard, out, settings_for
 from paygate.devices import Device, DeviceRegistry, key_encryption_key_from_env, load_public_key
 from paygate.errors import InvalidInputError
 from paygate.gateway import Gateway
@@ -44,7 +43,7 @@ class TerminalChannel(StrEnum):
 def _with_registry(database_url: str | None, work: Callable[[DeviceRegistry], T]) -> T:
     def run() -> T:
         kek = key_encryption_key_from_env()
-        with Gateway.open(settings=Settings.from_env(database_url=database_url)) as gateway:
+        with Gateway.open(settings=settings_for(database_url)) as gateway:
             return work(DeviceRegistry(gateway.store, gateway.clock, kek))
 
     return guard(run)

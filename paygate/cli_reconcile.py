@@ -32,6 +32,7 @@ from rich.progress import (
 )
 
 from paygate.channels.base import ChannelRegistry
+from paygate.cli_common import settings_for
 from paygate.config import Settings
 from paygate.errors import InvalidInputError, ParseError, PaygateError
 from paygate.gateway import Gateway
@@ -95,7 +96,7 @@ Actor = Annotated[
 
 
 def _settings(database_url: str | None) -> Settings:
-    return Settings.from_env(database_url=database_url)
+    return settings_for(database_url)
 
 
 def _actor(given: str | None) -> str:

@@ -121,11 +121,11 @@ def test_serve_refuses_an_unmigrated_database_before_it_listens(empty_pg_url: st
     assert "paygate db upgrade" in out
 
 
-def test_serve_refuses_a_bad_configuration_before_it_listens(tmp_path: Path) -> None:
+def test_serve_refuses_a_bad_configuration_before_it_listens(
+    tmp_path: Path, sqlite_url: str
+) -> None:
     config = write(tmp_path, "[channels.nosuch]\n")
-    code, out = paygate_serve(
-        "--config", str(config), "--database-url", f"sqlite:///{tmp_path}/x.db"
-    )
+    code, out = paygate_serve("--config", str(config), "--database-url", sqlite_url)
     assert code == 2
     assert "channels.nosuch: no such channel" in out
 
@@ -144,10 +144,10 @@ def test_each_worker_builds_its_app_from_the_environment(
     assert not (tmp_path / "worker.db").exists()  # nothing is opened before the app starts
 
 
-def test_serve_refuses_a_channel_that_settles_in_another_time_zone(tmp_path: Path) -> None:
+def test_serve_refuses_a_channel_that_settles_in_another_time_zone(
+    tmp_path: Path, sqlite_url: str
+) -> None:
     config = write(tmp_path, '[channels.kiosk.settlement]\ntimezone = "Europe/Berlin"\n')
-    code, out = paygate_serve(
-        "--config", str(config), "--database-url", f"sqlite:///{tmp_path}/x.db"
-    )
+    code, out = paygate_serve("--config", str(config), "--database-url", sqlite_url)
     assert code == 2
     assert "kiosk settles in Europe/Berlin" in out

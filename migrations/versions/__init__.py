@@ -1,0 +1,1 @@
+"""The frozen schema revisions: each imports only SQLAlchemy and Alembic, never paygate."""
