@@ -313,7 +313,8 @@ def day_bounds(rules: SettlementRules, business_date: date) -> tuple[datetime, d
     """The instants (UTC) a channel business day starts at and ends before, under its cut-off.
 
     The inverse of :meth:`~paygate.channels.base.SettlementRules.business_date`: an instant
-    ``t`` is of ``business_date`` exactly when ``start <= t < end``.
+    ``t`` is of ``business_date`` exactly when ``start <= t < end``. (In a zone with daylight
+    saving, a cut-off inside a clock change is read at the offset before it.)
     """
     zone = ZoneInfo(rules.timezone)
     if rules.cutoff == time(0, 0):

@@ -6,24 +6,29 @@ from __future__ import annotations
 
 import getpass
 import json
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import typer
+from hypothesis import given
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from paygate.channels.base import SettlementRules
 from paygate.cli_reconcile import exceptions_app, reconcile_app, suspense_app
 from paygate.errors import ParseError
 from paygate.gateway import Gateway
 from paygate.models import PaymentIntent
 from paygate.money import Money
 from paygate.reconcile import findings, reconcile
+from paygate.reconcile.engine import day_bounds
 from paygate.reconcile.model import FindingClass, FindingStatus
 from paygate.store import migrate
 from paygate.store.engine import Tx
 from tests.reconcile.support import digest, kiosk_statement, line, scalar
+from tests.strategies import aware_datetimes
 
 app = typer.Typer()
 app.add_typer(reconcile_app, name="reconcile")
@@ -228,6 +233,23 @@ def test_a_library_run_of_another_days_lines_is_refused(gateway: Gateway) -> Non
         reconcile(gateway, "kiosk", date(2026, 11, 25), iter(lines), file_sha256=digest("d"))
     assert raised.value.line == 2 and raised.value.field == "occurred_at"
     assert scalar(gateway, "SELECT COUNT(*) FROM reconciliation_runs") == 0
+
+
+@given(
+    instant=aware_datetimes(),
+    cutoff=st.times(),
+    zone=st.sampled_from(["Asia/Shanghai", "Asia/Tokyo", "UTC", "Asia/Kolkata"]),
+)
+def test_day_bounds_hold_exactly_the_instants_of_the_business_day(
+    instant: datetime, cutoff: time, zone: str
+) -> None:
+    rules = SettlementRules(timezone=zone, cutoff=cutoff)
+    day = rules.business_date(instant)
+    start, end = day_bounds(rules, day)
+    assert start <= instant < end
+    assert rules.business_date(start) == day
+    assert rules.business_date(end) == day + timedelta(days=1)
+    assert rules.business_date(start - timedelta(microseconds=1)) == day - timedelta(days=1)
 
 
 # -- 2. a refused input changes nothing -----------------------------------------------------
