@@ -312,26 +312,30 @@ def _record_statements(
             if not entry.booked or entry.amount.minor == 0:
                 continue
             if entry.amount.minor < 0:
-                rows.append(_debit_row(digest, index, where, statement, entry))
+                # Money out of the utility's account: a charge, a returned credit. Nothing in
+                # paygate posts it; finance books it and confirms the finding.
+                kind = "reversal of a credit" if entry.reversal else "debit"
+                code = f" ({entry.type_code})" if entry.type_code else ""
+                rows.append(
+                    _entry_row(
+                        FindingClass.BANK_DEBIT,
+                        f"bank:{digest[:16]}:{index}",
+                        statement,
+                        entry,
+                        f"{where}, line {entry.line_no}: {kind} of {-entry.amount}{code}",
+                    )
+                )
                 continue
             if entry.amount.currency == currency:
                 credits += entry.amount.minor
             rows.append(
-                {
-                    "class": FindingClass.BANK_UNMATCHED.value,
-                    "status": FindingStatus.OPEN.value,
-                    "key": f"bank:{digest[:16]}:{index}:{entry.line_no}",
-                    "amount": entry.amount.minor,
-                    "cur": entry.amount.currency,
-                    "value_date": entry.value_date or entry.booking_date or statement.closing_date,
-                    "reference": _search_text(
-                        entry.customer_reference,
-                        entry.bank_reference,
-                        entry.details,
-                        entry.supplementary_details,
-                    ),
-                    "note": f"{where}, line {entry.line_no}",
-                }
+                _entry_row(
+                    FindingClass.BANK_UNMATCHED,
+                    f"bank:{digest[:16]}:{index}",
+                    statement,
+                    entry,
+                    f"{where}, line {entry.line_no}",
+                )
             )
     tx.execute(
         "INSERT INTO reconciliation_runs (id, kind, channel, business_date, file_sha256, source, "
@@ -371,16 +375,18 @@ def _record_statements(
     return run_id
 
 
-def _debit_row(
-    digest: str, index: int, where: str, statement: BankStatement, entry: BankEntry
+def _entry_row(
+    finding_class: FindingClass,
+    statement_key: str,
+    statement: BankStatement,
+    entry: BankEntry,
+    note: str,
 ) -> dict[str, Any]:
-    # Money out of the utility's account: a charge, a returned credit. Nothing in paygate
-    # posts it; finance books it and confirms the finding.
-    kind = "reversal of a credit" if entry.reversal else "debit"
+    """The finding row of one bank entry, open for matching or for a person."""
     return {
-        "class": FindingClass.BANK_DEBIT.value,
+        "class": finding_class.value,
         "status": FindingStatus.OPEN.value,
-        "key": f"bank:{digest[:16]}:{index}:{entry.line_no}",
+        "key": f"{statement_key}:{entry.line_no}",
         "amount": entry.amount.minor,
         "cur": entry.amount.currency,
         "value_date": entry.value_date or entry.booking_date or statement.closing_date,
@@ -390,8 +396,7 @@ def _debit_row(
             entry.details,
             entry.supplementary_details,
         ),
-        "note": f"{where}, line {entry.line_no}: {kind} of {-entry.amount}"
-        + (f" ({entry.type_code})" if entry.type_code else ""),
+        "note": note,
     }
 
 
