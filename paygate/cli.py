@@ -15,7 +15,7 @@ import typer
 from rich.table import Table
 
 from paygate import __version__
-from paygate.cli_common import DatabaseUrl, err, guard, out, settings_for
+from paygate.cli_common import Actor, DatabaseUrl, actor_name, err, guard, out, settings_for
 from paygate.cli_devices import devices_app
 from paygate.cli_reconcile import exceptions_app, reconcile_app, suspense_app
 from paygate.cli_reports import reports_app
@@ -253,16 +253,16 @@ def orders_list(
 def orders_confirm(
     order_id: int,
     database_url: DatabaseUrl = None,
-    actor: Annotated[str, typer.Option(help="Who confirms (a field crew, an operator).")] = (
-        "operator"
-    ),
+    actor: Actor = None,
 ) -> None:
     """Confirm that a work order was carried out: supply restored (or cut)."""
     from paygate.headend.base import HeadEndOutcome
 
     def run() -> None:
         with Gateway.open(settings=settings_for(database_url)) as gateway:
-            status = gateway.record_order_progress(order_id, HeadEndOutcome.COMPLETED, actor=actor)
+            status = gateway.record_order_progress(
+                order_id, HeadEndOutcome.COMPLETED, actor=actor_name(actor)
+            )
         out.print(f"order {order_id}: {status.value}")
 
     guard(run)

@@ -1,8 +1,9 @@
-"""What every ``paygate`` sub-command shares: the --database-url option, settings, consoles,
-and the one way errors are shown (one line naming the problem, exit code 2)."""
+"""What every ``paygate`` sub-command shares: the --database-url and --actor options, settings,
+consoles, and the one way errors are shown (one line naming the problem, exit code 2)."""
 
 from __future__ import annotations
 
+import getpass
 from collections.abc import Callable
 from typing import Annotated, Literal, TypeVar
 
@@ -14,7 +15,7 @@ from paygate.config import Settings
 from paygate.errors import PaygateError
 from paygate.store import migrate
 
-__all__ = ["DatabaseUrl", "err", "guard", "out", "settings_for"]
+__all__ = ["Actor", "DatabaseUrl", "actor_name", "err", "guard", "out", "settings_for"]
 
 T = TypeVar("T")
 
@@ -29,6 +30,26 @@ DatabaseUrl = Annotated[
         show_default=False,
     ),
 ]
+
+Actor = Annotated[
+    str | None,
+    typer.Option(
+        "--actor",
+        help="Who acts, for the audit record (default: the operating-system user).",
+        show_default=False,
+    ),
+]
+
+
+def actor_name(given: str | None) -> str:
+    """``--actor`` as given, else the operating-system user: who is recorded as acting."""
+    if given and given.strip():
+        return given.strip()[:64]
+    try:
+        return getpass.getuser()[:64] or "operator"
+    except (KeyError, OSError):
+        # No user name in the environment or the password database (a bare container).
+        return "operator"
 
 
 def settings_for(

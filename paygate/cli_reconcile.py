@@ -3,17 +3,17 @@
 Invariant: the exit code of ``paygate reconcile`` tells a script what to do next, and only
 that: 0 every channel day is fully reconciled (no exception, nothing in suspense, the bank leg
 found when a bank statement was given); 1 exceptions remain for people; 2 an input could not
-be read (the message names the file and line) or the command could not run. A file that cannot
-be read posts nothing.
+be read (the message names the file and line) or the command could not run. Every input (the
+options, each channel statement, the bank statement, the report path) is read and checked
+before the first decision is written, so exit code 2 means nothing was posted or recorded.
 
 Every command takes ``--database-url`` (else ``PAYGATE_DATABASE_URL``, else
 ``sqlite:///paygate.db``). Who acted (``--actor``) defaults to the operating-system user, and
-is recorded with every resolution.
+is recorded with every resolution, automatic ones of the run included.
 """
 
 from __future__ import annotations
 
-import getpass
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date, timedelta
@@ -32,12 +32,18 @@ from rich.progress import (
 )
 
 from paygate.channels.base import ChannelRegistry
-from paygate.cli_common import settings_for
+from paygate.cli_common import Actor, actor_name, settings_for
 from paygate.config import Settings
 from paygate.errors import InvalidInputError, ParseError, PaygateError
 from paygate.gateway import Gateway
+from paygate.money import Money
 from paygate.reconcile.bank import BankFormat
-from paygate.reconcile.bank_leg import reconcile_bank_file
+from paygate.reconcile.bank_leg import (
+    BankFile,
+    check_bank_statements,
+    read_bank_file,
+    reconcile_bank,
+)
 from paygate.reconcile.config import (
     ReconcileConfig,
     channel_rules,
@@ -45,9 +51,9 @@ from paygate.reconcile.config import (
     statement_path,
     statement_reader,
 )
-from paygate.reconcile.engine import reconcile_file
-from paygate.reconcile.model import FindingClass, ReconciliationRun, ResolutionAction
-from paygate.reconcile.report import summary_table, write_report
+from paygate.reconcile.engine import PreparedRun, prepare_file
+from paygate.reconcile.model import Finding, FindingClass, ReconciliationRun, ResolutionAction
+from paygate.reconcile.report import check_report_path, summary_table, write_report
 from paygate.reconcile.resolution import (
     assign_suspense,
     release_suspense,
@@ -89,23 +95,13 @@ DatabaseUrl = Annotated[
         show_default=False,
     ),
 ]
-Actor = Annotated[
-    str | None,
-    typer.Option(help="Who acts, for the audit record (default: the operating-system user)."),
-]
 
 
 def _settings(database_url: str | None) -> Settings:
     return settings_for(database_url)
 
 
-def _actor(given: str | None) -> str:
-    if given:
-        return given[:64]
-    try:
-        return getpass.getuser()[:64] or "finance"
-    except (KeyError, OSError):
-        return "finance"
+_actor = actor_name
 
 
 def _say_error(exc: BaseException) -> None:
@@ -174,31 +170,42 @@ def _unreadable(exc: ParseError | OSError, path: Path) -> None:
     )
 
 
-def _channel_run(
-    gateway: Gateway,
+def _statement_of(
     channel: str,
     day: date,
     statement: Path | None,
     config: ReconcileConfig,
     registry: ChannelRegistry,
-) -> ReconciliationRun | None:
-    """One channel's run, or None when its file could not be read (already reported)."""
+) -> Path:
+    """The statement file of ``channel`` for ``day``: --statement, else the configured one."""
+    if statement is not None:
+        return statement
+    setup = config.channel(channel)
+    if setup.statement is None:
+        raise InvalidInputError(
+            f"no statement for {channel}: give --statement or a statement pattern in the "
+            "configuration",
+            field="statement",
+        )
+    rules = channel_rules(channel, setup, registry)
+    return statement_path(setup.statement, day, rules.settlement_date(day), config.base_dir)
+
+
+def _prepare_channel(
+    gateway: Gateway,
+    channel: str,
+    day: date,
+    statement: Path,
+    config: ReconcileConfig,
+    registry: ChannelRegistry,
+) -> PreparedRun | None:
+    """One channel's statement read and staged, or None when it could not be (reported)."""
     setup = config.channel(channel)
     rules = channel_rules(channel, setup, registry)
-    if statement is None:
-        if setup.statement is None:
-            raise InvalidInputError(
-                f"no statement for {channel}: give --statement or a statement pattern in the "
-                "configuration",
-                field="statement",
-            )
-        statement = statement_path(
-            setup.statement, day, rules.settlement_date(day), config.base_dir
-        )
     reader = statement_reader(channel, setup, registry)
     try:
         with _progress(f"{channel} {statement.name}", statement) as progress:
-            return reconcile_file(
+            return prepare_file(
                 gateway,
                 channel,
                 day,
@@ -213,30 +220,46 @@ def _channel_run(
         return None
 
 
+def _read_bank(
+    gateway: Gateway, bank: Path, fmt: str, config: ReconcileConfig, day: date
+) -> BankFile | None:
+    """The bank statement read whole and checked against the utility's account, or None."""
+    try:
+        read = read_bank_file(bank, format=fmt, csv_layout=config.bank.csv)
+        check_bank_statements(
+            read.statements,
+            currency=config.bank.currency or gateway.settings.currency,
+            account=config.bank.account,
+            business_date=day,
+            window_days=config.bank.window_days,
+            source=read.source,
+        )
+    except (ParseError, OSError) as exc:
+        _unreadable(exc, bank)
+        return None
+    return read
+
+
 def _bank_run(
-    gateway: Gateway,
-    bank: Path,
-    fmt: str,
-    config: ReconcileConfig,
-    actor: str,
-) -> ReconciliationRun | None:
+    gateway: Gateway, read: BankFile, config: ReconcileConfig, actor: str, day: date
+) -> ReconciliationRun:
     references = {
         name: setup.bank_reference
         for name, setup in config.channels.items()
         if setup.bank_reference
     }
-    try:
-        return reconcile_bank_file(
-            gateway,
-            bank,
-            format=fmt,
-            csv_layout=config.bank.csv,
-            references=references,
-            actor=actor,
-        )
-    except (ParseError, OSError) as exc:
-        _unreadable(exc, bank)
-        return None
+    return reconcile_bank(
+        gateway,
+        read.statements,
+        file_sha256=read.sha256,
+        source=read.source,
+        references=references,
+        actor=actor,
+        account=config.bank.account,
+        currency=config.bank.currency,
+        business_date=day,
+        window_days=config.bank.window_days,
+    )
 
 
 def _exit_code(
@@ -244,7 +267,8 @@ def _exit_code(
     bank: ReconciliationRun | None,
     *,
     unreadable: bool,
-    every_channel: bool,
+    whole_bank: bool,
+    bank_own_exceptions: int,
 ) -> int:
     if unreadable:
         return EXIT_UNREADABLE
@@ -254,12 +278,21 @@ def _exit_code(
         if any(run.settlement is None and run.net.minor > 0 for run in channel_runs):
             return EXIT_EXCEPTIONS
         # Reconciling one channel, credits of the other channels are expected on the statement;
-        # a statement that does not balance is an exception either way.
-        if bank.total(FindingClass.BANK_UNBALANCED).count:
+        # a statement that does not balance, and money out of the account, are exceptions
+        # either way.
+        if bank_own_exceptions:
             return EXIT_EXCEPTIONS
-        if every_channel and bank.exceptions:
+        if whole_bank and bank.exceptions:
             return EXIT_EXCEPTIONS
     return EXIT_RECONCILED
+
+
+def _bank_own_exceptions(gateway: Gateway, bank: ReconciliationRun | None) -> int:
+    """Open findings about the bank statement itself (not about a channel's credit)."""
+    if bank is None:
+        return 0
+    own = [FindingClass.BANK_UNBALANCED, FindingClass.BANK_DEBIT]
+    return sum(1 for _ in findings(gateway, bank.id, classes=own, exceptions_only=True))
 
 
 @reconcile_app.callback(
@@ -295,27 +328,32 @@ def reconcile(
     actor: Actor = None,
     database_url: DatabaseUrl = None,
 ) -> None:
-    """Reconcile CHANNEL's statement for --date (or --all channels) and report.
+    """Reconcile CHANNEL's statement for --date (or --all channels, or the --bank statement
+    alone) and report.
 
-    Exit code 0: fully reconciled; 1: exceptions remain; 2: an input could not be read.
+    Exit code 0: fully reconciled; 1: exceptions remain; 2: an input could not be read (nothing
+    was posted).
     """
-    unreadable = False
 
     def setup() -> tuple[date, ReconcileConfig, list[str], str]:
         day = _day(business_date) if business_date else None
         if day is None:
             raise InvalidInputError("--date YYYY-MM-DD is required", field="date")
-        if every == (channel is not None):
+        if every and channel is not None:
             raise InvalidInputError("name one CHANNEL, or --all", field="channel")
+        if not every and channel is None and bank is None:
+            raise InvalidInputError(
+                "name one CHANNEL, or --all (or give --bank alone)", field="channel"
+            )
         config = (
             load_config(config_file)
             if config_file is not None
             else ReconcileConfig(base_dir=Path.cwd())
         )
-        names = sorted(config.channels) if every else [str(channel)]
+        names = sorted(config.channels) if every else [] if channel is None else [channel]
         if every and not names:
             raise InvalidInputError("--all needs a configuration naming channels", field="config")
-        if every and statement is not None:
+        if statement is not None and len(names) != 1:
             raise InvalidInputError("--statement names one channel's file", field="statement")
         chosen = fmt if fmt != "auto" else config.bank.format
         if chosen != "auto":
@@ -326,35 +364,56 @@ def reconcile(
                     f"--format must be auto or one of {', '.join(f.value for f in BankFormat)}",
                     field="format",
                 ) from None
+        if report is not None:
+            check_report_path(report)
         return day, config, names, chosen
 
     day, config, names, bank_format = _guard(setup)
     who = _actor(actor)
-    if actor:
+    # The run's automatic resolutions are recorded as this person's too: --actor, else the
+    # configuration's [policy] actor, else the operating-system user.
+    if actor or "actor" not in config.policy.model_fields_set:
         config = config.model_copy(
             update={"policy": config.policy.model_copy(update={"actor": who})}
         )
     registry = _guard(ChannelRegistry.discover)
+    statements = _guard(
+        lambda: [(n, _statement_of(n, day, statement, config, registry)) for n in names]
+    )
+    bank_file = bank
+    if bank_file is None and every and config.bank.statement:
+        bank_file = _guard(
+            lambda: statement_path(
+                str(config.bank.statement), day, day + timedelta(days=1), config.base_dir
+            )
+        )
 
-    def run() -> tuple[list[ReconciliationRun], ReconciliationRun | None, bool]:
-        failed = False
+    def run() -> tuple[list[ReconciliationRun], ReconciliationRun | None, bool, int]:
         runs: list[ReconciliationRun] = []
         with Gateway.open(settings=_settings(database_url)) as gateway:
-            for name in names:
-                found = _channel_run(gateway, name, day, statement, config, registry)
-                if found is None:
-                    failed = True
-                else:
-                    runs.append(found)
-            bank_file = bank
-            if bank_file is None and every and config.bank.statement:
-                bank_file = statement_path(
-                    config.bank.statement, day, day + timedelta(days=1), config.base_dir
-                )
-            bank_run = None
+            # Every input is read and checked before the first run decides anything.
+            read = None
             if bank_file is not None:
-                bank_run = _bank_run(gateway, bank_file, bank_format, config, who)
-                failed = failed or bank_run is None
+                read = _read_bank(gateway, bank_file, bank_format, config, day)
+                if read is None:
+                    return [], None, True, 0
+            prepared: list[PreparedRun] = []
+            try:
+                for name, path in statements:
+                    staged = _prepare_channel(gateway, name, day, path, config, registry)
+                    if staged is None:
+                        for done in prepared:
+                            done.discard()
+                        return [], None, True, 0
+                    prepared.append(staged)
+            except BaseException:
+                for done in prepared:
+                    done.discard()
+                raise
+            runs = [p.complete() for p in prepared]
+            bank_run = None
+            if read is not None:
+                bank_run = _bank_run(gateway, read, config, who, day)
                 # The bank leg may have settled the runs just made: read them again.
                 runs = [load_run(gateway, r.id, replayed=r.replayed) for r in runs]
             shown = [*runs, *([bank_run] if bank_run is not None else [])]
@@ -363,13 +422,32 @@ def reconcile(
                 for r in runs:
                     if r.superseded_by is None and r.supersedes is not None:
                         out.print(f"run {r.id} supersedes run {r.supersedes} (another file)")
+            own = _bank_own_exceptions(gateway, bank_run)
             if report is not None and shown:
-                write_report(gateway, shown, report)
+                try:
+                    write_report(gateway, shown, report)
+                except InvalidInputError as exc:
+                    # Checked before anything was decided, the path failed only now (a full
+                    # disk): the runs are recorded, and the same command again only reports.
+                    _say_error(exc)
+                    err.print(
+                        "the reconciliation above is recorded; run the same command again for "
+                        "the report (nothing is posted twice)",
+                        markup=False,
+                        highlight=False,
+                    )
+                    return runs, bank_run, True, own
                 out.print(f"report written to {report}", markup=False, highlight=False)
-        return runs, bank_run, failed
+        return runs, bank_run, False, own
 
-    runs, bank_run, unreadable = _guard(run)
-    code = _exit_code(runs, bank_run, unreadable=unreadable, every_channel=every)
+    runs, bank_run, unreadable, own = _guard(run)
+    code = _exit_code(
+        runs,
+        bank_run,
+        unreadable=unreadable,
+        whole_bank=every or not names,
+        bank_own_exceptions=own,
+    )
     if code == EXIT_EXCEPTIONS:
         err.print("exceptions remain: see `paygate exceptions list` and `paygate suspense list`")
     raise typer.Exit(code)
@@ -387,14 +465,15 @@ def suspense_list(
     channel: Annotated[str | None, typer.Option(help="Only this channel.")] = None,
     database_url: DatabaseUrl = None,
 ) -> None:
-    """Money waiting in suspense, oldest first: the LINE number is what `assign` takes."""
+    """Money waiting in suspense, oldest first: the ITEM number is what `assign` and
+    `release` take, and what the reports show."""
 
     def run() -> None:
         with Gateway.open(settings=_settings(database_url)) as gateway:
             items = suspense_items(gateway, channel=channel)
         # One line an item, whole (no table to cut it short): people grep and paste these.
         _line(
-            "LINE", "channel", "business date", "file line", "transaction", "account named",
+            "ITEM", "channel", "business date", "file line", "transaction", "account named",
             "amount", "since",
         )  # fmt: skip
         for item in items:
@@ -415,7 +494,7 @@ def suspense_list(
 
 @suspense_app.command("assign")
 def suspense_assign(
-    line: Annotated[int, typer.Argument(help="The suspense item (LINE in `suspense list`).")],
+    line: Annotated[int, typer.Argument(help="The suspense item (ITEM in `suspense list`).")],
     account: Annotated[str, typer.Argument(help="The customer account the money is for.")],
     actor: Actor = None,
     database_url: DatabaseUrl = None,
@@ -442,7 +521,7 @@ def suspense_assign(
 
 @suspense_app.command("release")
 def suspense_release(
-    line: Annotated[int, typer.Argument(help="The suspense item (LINE in `suspense list`).")],
+    line: Annotated[int, typer.Argument(help="The suspense item (ITEM in `suspense list`).")],
     reason: Annotated[str, typer.Option(help="Why the money leaves suspense unassigned.")],
     actor: Actor = None,
     database_url: DatabaseUrl = None,
@@ -460,6 +539,24 @@ def suspense_release(
 # -- exceptions -----------------------------------------------------------------------------
 
 
+def _amounts(f: Finding) -> tuple[str, str, str]:
+    """The ledger's amount, the statement's (or bank's), and statement - ledger; blank where a
+    side has none, which counts as zero in the difference."""
+    ledger: Money | None
+    statement: Money | None
+    if f.finding_class is FindingClass.ONLY_IN_LEDGER:
+        ledger, statement = f.amount, None
+    else:
+        ledger, statement = f.ledger_amount, f.amount
+    zero = Money(0, f.amount.currency)
+    difference = (statement or zero) - (ledger or zero)
+    return (
+        "" if ledger is None else str(ledger),
+        "" if statement is None else str(statement),
+        str(difference),
+    )
+
+
 @exceptions_app.command("list")
 def exceptions_list(
     channel: Annotated[str | None, typer.Option(help="Only this channel.")] = None,
@@ -468,13 +565,17 @@ def exceptions_list(
     ] = None,
     database_url: DatabaseUrl = None,
 ) -> None:
-    """Open exceptions of the current runs: FINDING (run:number), what, amount, note."""
+    """Open exceptions of the current runs: FINDING (run:number), what, the ledger's amount,
+    the statement's, the difference (statement - ledger), note."""
 
     def run() -> int:
         day = _day(business_date) if business_date else None
         count = 0
         with Gateway.open(settings=_settings(database_url)) as gateway:
-            _line("FINDING", "channel", "date", "class", "line", "subject", "amount", "note")
+            _line(
+                "FINDING", "channel", "date", "class", "line", "subject", "ledger", "statement",
+                "difference", "note",
+            )  # fmt: skip
             for current in list_runs(gateway, channel=channel, business_date=day):
                 for f in findings(gateway, current.id, exceptions_only=True):
                     count += 1
@@ -485,7 +586,7 @@ def exceptions_list(
                         f.finding_class.value,
                         "" if f.line_no is None else str(f.line_no),
                         f.channel_txn_id or f.reference or f.line_key,
-                        str(f.amount),
+                        *_amounts(f),
                         f.note or "",
                     )
         return count

@@ -19,7 +19,13 @@ Invariants:
   does not balance is a ``bank_unbalanced`` one;
 * a bank statement file is a run like a channel statement: the same file again is the same run.
   Its unmatched credits are tried again whenever the bank leg runs, so a channel reconciled
-  after its bank statement still finds its money.
+  after its bank statement still finds its money;
+* only the utility's own account is taken: a statement in another currency than the
+  utility's, of another account than the configured one, or of a period that cannot hold the
+  business date's settlements is refused whole (a :class:`~paygate.errors.ParseError` naming
+  the statement's line) and records nothing;
+* money out of the account (bank charges, returned credits) is never dropped: each debit is a
+  ``bank_debit`` finding for a person.
 
 Each settlement (entry, resolution and the finding it closes) is one transaction.
 """
@@ -35,8 +41,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from paygate import ledger
+from paygate.errors import ParseError
 from paygate.ledger import AccountKind, EntryDraft, PostingDraft
-from paygate.reconcile.bank import BankFormat, BankStatement, CsvLayout, read_bank_statement
+from paygate.reconcile.bank import (
+    BankEntry,
+    BankFormat,
+    BankStatement,
+    CsvLayout,
+    read_bank_statement,
+)
 from paygate.reconcile.config import reference_pattern
 from paygate.reconcile.engine import HashingReader, checked_sha256
 from paygate.reconcile.model import (
@@ -54,7 +67,15 @@ from paygate.store.engine import Tx, UniqueViolation
 if TYPE_CHECKING:
     from paygate.gateway import Gateway
 
-__all__ = ["BANK_CHANNEL", "reconcile_bank", "reconcile_bank_file", "settle_bank_credits"]
+__all__ = [
+    "BANK_CHANNEL",
+    "BankFile",
+    "check_bank_statements",
+    "read_bank_file",
+    "reconcile_bank",
+    "reconcile_bank_file",
+    "settle_bank_credits",
+]
 
 BANK_CHANNEL = "bank"
 """The channel name bank statement runs are filed under."""
@@ -62,6 +83,101 @@ BANK_CHANNEL = "bank"
 _SEARCH_LIMIT = 2000
 # How far before the oldest open credit an unsettled channel day is still looked at.
 _LOOKBACK = timedelta(days=45)
+
+
+@dataclass(frozen=True, slots=True)
+class BankFile:
+    """A bank statement file read whole: its statements, its SHA-256 and where it came from."""
+
+    statements: tuple[BankStatement, ...]
+    sha256: str
+    source: str
+
+
+def read_bank_file(
+    path: str | Path,
+    *,
+    format: BankFormat | str = "auto",
+    csv_layout: CsvLayout | None = None,
+) -> BankFile:
+    """Read a bank statement file (MT940, camt.053, BAI2 or CSV) whole, hashing it as it goes.
+
+    Touches no database. A file that cannot be read raises its
+    :class:`~paygate.errors.ParseError` (or :class:`OSError`).
+    """
+    where = Path(path)
+    with where.open("rb") as raw:
+        stream = HashingReader(raw, name=str(where))
+        # The readers yield statements before they reach an error further down: read the whole
+        # file first, so that a refused file records nothing.
+        statements = tuple(read_bank_statement(stream, format, csv_layout))
+        digest = stream.hexdigest()
+    return BankFile(statements=statements, sha256=digest, source=str(where))
+
+
+def _period(statement: BankStatement) -> tuple[date | None, date | None]:
+    dates = [
+        d
+        for entry in statement.entries
+        for d in (entry.booking_date, entry.value_date)
+        if d is not None
+    ]
+    first = statement.opening_date or (min(dates) if dates else statement.closing_date)
+    last = statement.closing_date or (max(dates) if dates else statement.opening_date)
+    return first, last
+
+
+def check_bank_statements(
+    statements: Iterable[BankStatement],
+    *,
+    currency: str,
+    account: str | None = None,
+    business_date: date | None = None,
+    window_days: int = 7,
+    source: str | None = None,
+) -> None:
+    """Refuse statements that are not the utility's bank account for the business date.
+
+    Each statement must be in ``currency``, of ``account`` when one is configured (compared
+    without spaces, case-insensitively: IBANs are printed in groups), and, when
+    ``business_date`` is given, of a period that can hold its settlements: ending on or after
+    it and starting at most ``window_days`` after it. The first statement that is not raises
+    a :class:`~paygate.errors.ParseError` naming its line.
+    """
+    wanted = _account_key(account) if account else None
+    for statement in statements:
+        named = f"statement of account {statement.account_id or '(not stated)'}"
+        if statement.currency != currency:
+            raise ParseError(
+                f"{named} is in {statement.currency}; the utility's bank account is in {currency}",
+                source=source,
+                line=statement.line_no,
+                field="currency",
+            )
+        if wanted is not None and _account_key(statement.account_id or "") != wanted:
+            raise ParseError(
+                f"{named} is not the utility's bank account {account}",
+                source=source,
+                line=statement.line_no,
+                field="account",
+            )
+        if business_date is None:
+            continue
+        first, last = _period(statement)
+        latest = business_date + timedelta(days=window_days)
+        if (last is not None and last < business_date) or (first is not None and first > latest):
+            raise ParseError(
+                f"{named} covers {first} to {last}, which cannot hold the settlements of "
+                f"business date {business_date.isoformat()} (expected between "
+                f"{business_date.isoformat()} and {latest.isoformat()})",
+                source=source,
+                line=statement.line_no,
+                field="period",
+            )
+
+
+def _account_key(text: str) -> str:
+    return "".join(text.split()).upper()
 
 
 def reconcile_bank_file(
@@ -72,26 +188,29 @@ def reconcile_bank_file(
     csv_layout: CsvLayout | None = None,
     references: Mapping[str, str] | None = None,
     actor: str = "reconciliation",
+    account: str | None = None,
+    currency: str | None = None,
+    business_date: date | None = None,
+    window_days: int = 7,
 ) -> ReconciliationRun:
     """Reconcile a bank statement file (MT940, camt.053, BAI2 or CSV), hashed as it is read.
 
-    A file that cannot be read raises its :class:`~paygate.errors.ParseError` and records
+    A file that cannot be read, or that is not the utility's account (see
+    :func:`check_bank_statements`), raises its :class:`~paygate.errors.ParseError` and records
     nothing.
     """
-    where = Path(path)
-    with where.open("rb") as raw:
-        stream = HashingReader(raw, name=str(where))
-        # The readers yield statements before they reach an error further down: read the whole
-        # file first, so that a refused file records nothing.
-        statements = list(read_bank_statement(stream, format, csv_layout))
-        digest = stream.hexdigest()
+    read = read_bank_file(path, format=format, csv_layout=csv_layout)
     return reconcile_bank(
         gateway,
-        statements,
-        file_sha256=digest,
-        source=str(where),
+        read.statements,
+        file_sha256=read.sha256,
+        source=read.source,
         references=references,
         actor=actor,
+        account=account,
+        currency=currency,
+        business_date=business_date,
+        window_days=window_days,
     )
 
 
@@ -103,15 +222,29 @@ def reconcile_bank(
     source: str | None = None,
     references: Mapping[str, str] | None = None,
     actor: str = "reconciliation",
+    account: str | None = None,
+    currency: str | None = None,
+    business_date: date | None = None,
+    window_days: int = 7,
 ) -> ReconciliationRun:
-    """Record a bank statement's credits as a run and settle the channel days they pay.
+    """Record a bank statement's credits and debits as a run; settle the channel days it pays.
 
     ``references`` maps a channel to its bank reference pattern (see
-    :func:`~paygate.reconcile.config.reference_pattern`). The same file again returns the
-    same run (``replayed``) and only retries its unmatched credits.
+    :func:`~paygate.reconcile.config.reference_pattern`). The statements are checked first
+    with :func:`check_bank_statements`: in ``currency`` (default: the utility's), and of
+    ``account``, ``business_date`` and ``window_days`` when given. The same file again
+    returns the same run (``replayed``) and only retries its unmatched credits.
     """
     digest = checked_sha256(file_sha256)
     read = list(statements)
+    check_bank_statements(
+        read,
+        currency=currency or gateway.settings.currency,
+        account=account,
+        business_date=business_date,
+        window_days=window_days,
+        source=source,
+    )
     day = max(
         (s.closing_date for s in read if s.closing_date is not None),
         default=today(gateway),
@@ -176,26 +309,33 @@ def _record_statements(
             )
         for entry in statement.entries:
             entries += 1
-            if not entry.booked or entry.amount.minor <= 0:
+            if not entry.booked or entry.amount.minor == 0:
+                continue
+            if entry.amount.minor < 0:
+                # Money out of the utility's account: a charge, a returned credit. Nothing in
+                # paygate posts it; finance books it and confirms the finding.
+                kind = "reversal of a credit" if entry.reversal else "debit"
+                code = f" ({entry.type_code})" if entry.type_code else ""
+                rows.append(
+                    _entry_row(
+                        FindingClass.BANK_DEBIT,
+                        f"bank:{digest[:16]}:{index}",
+                        statement,
+                        entry,
+                        f"{where}, line {entry.line_no}: {kind} of {-entry.amount}{code}",
+                    )
+                )
                 continue
             if entry.amount.currency == currency:
                 credits += entry.amount.minor
             rows.append(
-                {
-                    "class": FindingClass.BANK_UNMATCHED.value,
-                    "status": FindingStatus.OPEN.value,
-                    "key": f"bank:{digest[:16]}:{index}:{entry.line_no}",
-                    "amount": entry.amount.minor,
-                    "cur": entry.amount.currency,
-                    "value_date": entry.value_date or entry.booking_date or statement.closing_date,
-                    "reference": _search_text(
-                        entry.customer_reference,
-                        entry.bank_reference,
-                        entry.details,
-                        entry.supplementary_details,
-                    ),
-                    "note": f"{where}, line {entry.line_no}",
-                }
+                _entry_row(
+                    FindingClass.BANK_UNMATCHED,
+                    f"bank:{digest[:16]}:{index}",
+                    statement,
+                    entry,
+                    f"{where}, line {entry.line_no}",
+                )
             )
     tx.execute(
         "INSERT INTO reconciliation_runs (id, kind, channel, business_date, file_sha256, source, "
@@ -233,6 +373,31 @@ def _record_statements(
         ],
     )
     return run_id
+
+
+def _entry_row(
+    finding_class: FindingClass,
+    statement_key: str,
+    statement: BankStatement,
+    entry: BankEntry,
+    note: str,
+) -> dict[str, Any]:
+    """The finding row of one bank entry, open for matching or for a person."""
+    return {
+        "class": finding_class.value,
+        "status": FindingStatus.OPEN.value,
+        "key": f"{statement_key}:{entry.line_no}",
+        "amount": entry.amount.minor,
+        "cur": entry.amount.currency,
+        "value_date": entry.value_date or entry.booking_date or statement.closing_date,
+        "reference": _search_text(
+            entry.customer_reference,
+            entry.bank_reference,
+            entry.details,
+            entry.supplementary_details,
+        ),
+        "note": note,
+    }
 
 
 def _summary(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[int]]:

@@ -16,6 +16,9 @@ The TOML file (``paygate reconcile --config reconcile.toml``)::
     [bank]
     statement = "bank/{date:%Y%m%d}.sta"   # the bank statement for --all
     format = "auto"                        # auto, mt940, camt053, bai2, csv
+    account = "755912345610001"            # the utility's account, as statements name it
+    currency = "CNY"                       # default: the utility's currency
+    window_days = 7                        # a statement may start this long after --date
     [bank.csv]                             # a CSV export's layout (CsvLayout's fields)
     currency = "CNY"
     date_column = "date"
@@ -104,11 +107,26 @@ class ChannelSetup(_Frozen):
 
 
 class BankSetup(_Frozen):
-    """Where the utility's bank statement is and how to read it."""
+    """Where the utility's bank statement is, how to read it, and which account it must be.
+
+    A statement of another account than ``account`` (when set), in another currency than
+    ``currency`` (default: the utility's), or of a period that cannot hold the business
+    date's settlements (ending before it, or starting more than ``window_days`` after it) is
+    refused.
+    """
 
     statement: str | None = None
     format: str = "auto"
     csv: CsvLayout | None = None
+    account: str | None = Field(
+        default=None, min_length=1, description="the utility's bank account, as statements name it"
+    )
+    currency: str | None = Field(
+        default=None, description="the account's currency (default: the utility's)"
+    )
+    window_days: int = Field(
+        default=7, ge=0, le=62, description="how long after the business date a statement may start"
+    )
 
     @field_validator("format")
     @classmethod

@@ -28,6 +28,13 @@ How lines and payments are paired, in order:
    the channel's grace days; a reversed payment shown on the statement whose reversal is not
    shown is only in the ledger too, as a reversal.
 
+A payment belongs to one business day and only that day's run matches it. A line whose own
+time falls on another business day (under the channel's cut-off), or that names a payment the
+ledger has on another business day, is ``other_business_date``: never a match, never posted
+late or parked in suspense, an exception for a person. A statement none of whose lines is of
+the run's day is the wrong file (or the wrong date): it is refused with a
+:class:`~paygate.errors.ParseError` and leaves nothing behind.
+
 A line paired by id with a payment of the run's business date, for the same amount, is the
 plain case and has no finding row; every other outcome is a finding (see
 :class:`~paygate.reconcile.model.FindingClass`). The run keeps the count and amount per class.
@@ -38,13 +45,19 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 from paygate.channels.base import SettlementRules
-from paygate.errors import CurrencyMismatchError, InvalidInputError, UnsupportedOperationError
+from paygate.errors import (
+    CurrencyMismatchError,
+    InvalidInputError,
+    ParseError,
+    UnsupportedOperationError,
+)
 from paygate.ledger import AccountKind
 from paygate.models import StatementLine, StatementLineKind
 from paygate.reconcile.config import StatementReader, channel_rules
@@ -61,7 +74,15 @@ from paygate.store.engine import Tx, UniqueViolation
 if TYPE_CHECKING:
     from paygate.gateway import Gateway
 
-__all__ = ["Progress", "reconcile", "reconcile_file", "sha256_of"]
+__all__ = [
+    "PreparedRun",
+    "Progress",
+    "day_bounds",
+    "prepare_file",
+    "reconcile",
+    "reconcile_file",
+    "sha256_of",
+]
 
 Progress = Callable[[int, int | None], None]
 """Called as staging goes: (lines or bytes done, total if known)."""
@@ -139,7 +160,7 @@ def reconcile(
     )
     if existing is not None:
         return _finish(gateway, existing, chosen, settlement, replayed=True)
-    return _run(
+    return _prepare(
         gateway,
         channel,
         business_date,
@@ -149,7 +170,7 @@ def reconcile(
         settlement,
         source,
         progress,
-    )
+    ).complete()
 
 
 def reconcile_file(
@@ -170,6 +191,37 @@ def reconcile_file(
     file's size. A file that cannot be read raises its :class:`~paygate.errors.ParseError`
     (file and line) and leaves nothing behind.
     """
+    return prepare_file(
+        gateway,
+        channel,
+        business_date,
+        path,
+        reader=reader,
+        policy=policy,
+        rules=rules,
+        progress=progress,
+    ).complete()
+
+
+def prepare_file(
+    gateway: Gateway,
+    channel: str,
+    business_date: date,
+    path: str | Path,
+    *,
+    reader: StatementReader,
+    policy: ReconcilePolicy | None = None,
+    rules: SettlementRules | None = None,
+    progress: Progress | None = None,
+) -> PreparedRun:
+    """Read and stage a statement file without deciding anything: the first half of a run.
+
+    Every line is read and checked (a file that cannot be read raises its
+    :class:`~paygate.errors.ParseError` and leaves nothing behind), but nothing is classified,
+    posted or superseded until :meth:`PreparedRun.complete`; :meth:`PreparedRun.discard`
+    removes the staged lines. A caller with several inputs reads them all before the first
+    of them decides anything.
+    """
     _check_channel(gateway, channel)
     chosen = policy if policy is not None else ReconcilePolicy()
     settlement = rules if rules is not None else channel_rules(channel)
@@ -182,7 +234,7 @@ def reconcile_file(
             lambda tx: _existing(tx, channel, business_date, sha256_of(where)), write=False
         )
         if existing is not None:
-            return _finish(gateway, existing, chosen, settlement, replayed=True)
+            return PreparedRun(gateway, chosen, settlement, replay_of=existing)
     with where.open("rb") as raw:
         stream = HashingReader(raw, name=str(where))
         report: Progress | None = None
@@ -192,7 +244,7 @@ def reconcile_file(
             def report(_lines: int, _total: int | None) -> None:
                 callback(stream.bytes_read, size)
 
-        return _run(
+        return _prepare(
             gateway,
             channel,
             business_date,
@@ -257,11 +309,30 @@ class HashingReader:
 # -- staging --------------------------------------------------------------------------------
 
 
+def day_bounds(rules: SettlementRules, business_date: date) -> tuple[datetime, datetime]:
+    """The instants (UTC) a channel business day starts at and ends before, under its cut-off.
+
+    The inverse of :meth:`~paygate.channels.base.SettlementRules.business_date`: an instant
+    ``t`` is of ``business_date`` exactly when ``start <= t < end``. (In a zone with daylight
+    saving, a cut-off inside a clock change is read at the offset before it.)
+    """
+    zone = ZoneInfo(rules.timezone)
+    if rules.cutoff == time(0, 0):
+        first, last = business_date, business_date + timedelta(days=1)
+    else:
+        first, last = business_date - timedelta(days=1), business_date
+    start = datetime.combine(first, rules.cutoff, tzinfo=zone).astimezone(UTC)
+    end = datetime.combine(last, rules.cutoff, tzinfo=zone).astimezone(UTC)
+    return start, end
+
+
 @dataclass(slots=True)
 class _Staged:
     """What staging learned while the lines went by: totals, without keeping any line."""
 
     dialect: str
+    day_start: datetime
+    day_end: datetime
     currency: str | None = None
     count: int = 0
     gross: int = 0
@@ -270,6 +341,8 @@ class _Staged:
     id_payments_gross: int = 0
     without_id: int = 0
     reversals: int = 0
+    in_day: int = 0
+    first_outside: tuple[int, datetime] | None = field(default=None)
 
     def row(self, run_id: int, line: StatementLine) -> tuple[Any, ...]:
         if not isinstance(line, StatementLine):
@@ -309,6 +382,10 @@ class _Staged:
             self.without_id += 1
             key = line_key(line)
         at = line.occurred_at
+        if self.day_start <= at < self.day_end:
+            self.in_day += 1
+        elif self.first_outside is None:
+            self.first_outside = (line.line_no, at)
         return (
             run_id,
             self.count,
@@ -373,7 +450,7 @@ def _reconciled_before(tx: Tx, channel: str, day: date) -> bool:
     )
 
 
-def _run(
+def _prepare(
     gateway: Gateway,
     channel: str,
     business_date: date,
@@ -383,7 +460,7 @@ def _run(
     rules: SettlementRules,
     source: str | None,
     progress: Progress | None,
-) -> ReconciliationRun:
+) -> PreparedRun:
     store = gateway.store
     now = gateway.clock.now()
     settlement_date = rules.settlement_date(business_date)
@@ -415,26 +492,113 @@ def _run(
 
     run_id = store.run(create)
     try:
-        staged = _stage(gateway, run_id, lines, policy, progress)
+        staged = _stage(gateway, run_id, lines, policy, rules, business_date, progress)
         sha = digest()
-        decided = store.run(
-            lambda tx: _classify(
-                tx, run_id, channel, business_date, sha, staged, policy, rules, currency, now
-            )
-        )
-    except UniqueViolation:
-        # The same file was reconciled concurrently and committed first: answer from it.
-        _discard(gateway, run_id)
-        found = store.run(lambda tx: _existing(tx, channel, business_date, digest()), write=False)
-        if found is None:
-            raise
-        return _finish(gateway, found, policy, rules, replayed=True)
+        _check_day(staged, business_date, rules, source)
     except BaseException:
         _discard(gateway, run_id)
         raise
-    if decided != run_id:
-        return _finish(gateway, decided, policy, rules, replayed=True)
-    return _finish(gateway, run_id, policy, rules, replayed=False)
+    return PreparedRun(
+        gateway,
+        policy,
+        rules,
+        channel=channel,
+        business_date=business_date,
+        run_id=run_id,
+        staged=staged,
+        sha=sha,
+        now=now,
+    )
+
+
+def _check_day(
+    staged: _Staged, business_date: date, rules: SettlementRules, source: str | None
+) -> None:
+    """Refuse a statement none of whose lines is of the run's business day."""
+    if staged.in_day or staged.first_outside is None:
+        return
+    line_no, at = staged.first_outside
+    local = at.astimezone(ZoneInfo(rules.timezone))
+    raise ParseError(
+        f"no line of this statement is of business date {business_date.isoformat()}: the "
+        f"first, at {local.isoformat(sep=' ', timespec='seconds')}, is of business date "
+        f"{rules.business_date(at).isoformat()} (the wrong file, or the wrong --date)",
+        source=source,
+        line=line_no,
+        field="occurred_at",
+    )
+
+
+class PreparedRun:
+    """A statement staged for one channel and day, not yet decided.
+
+    :meth:`complete` classifies it and applies the policy (the run's one decision and its
+    resolutions); :meth:`discard` drops the staged lines, leaving nothing behind. A prepared
+    run for a file reconciled before is its earlier run, replayed.
+    """
+
+    def __init__(
+        self,
+        gateway: Gateway,
+        policy: ReconcilePolicy,
+        rules: SettlementRules,
+        *,
+        replay_of: int | None = None,
+        channel: str = "",
+        business_date: date = date.min,
+        run_id: int | None = None,
+        staged: _Staged | None = None,
+        sha: str = "",
+        now: datetime | None = None,
+    ) -> None:
+        self._gateway = gateway
+        self._policy = policy
+        self._rules = rules
+        self._replay_of = replay_of
+        self._channel = channel
+        self._day = business_date
+        self._run_id = run_id
+        self._staged = staged
+        self._sha = sha
+        self._now = now
+
+    def complete(self) -> ReconciliationRun:
+        """Classify the staged lines against the ledger and apply the policy."""
+        gateway, policy, rules = self._gateway, self._policy, self._rules
+        if self._replay_of is not None:
+            return _finish(gateway, self._replay_of, policy, rules, replayed=True)
+        run_id, staged, now = self._run_id, self._staged, self._now
+        if run_id is None or staged is None or now is None:
+            raise UnsupportedOperationError("this prepared run was completed or discarded")
+        self._run_id = None
+        channel, business_date, sha = self._channel, self._day, self._sha
+        store = gateway.store
+        currency = gateway.settings.currency
+        try:
+            decided = store.run(
+                lambda tx: _classify(
+                    tx, run_id, channel, business_date, sha, staged, policy, rules, currency, now
+                )
+            )
+        except UniqueViolation:
+            # The same file was reconciled concurrently and committed first: answer from it.
+            _discard(gateway, run_id)
+            found = store.run(lambda tx: _existing(tx, channel, business_date, sha), write=False)
+            if found is None:
+                raise
+            return _finish(gateway, found, policy, rules, replayed=True)
+        except BaseException:
+            _discard(gateway, run_id)
+            raise
+        if decided != run_id:
+            return _finish(gateway, decided, policy, rules, replayed=True)
+        return _finish(gateway, run_id, policy, rules, replayed=False)
+
+    def discard(self) -> None:
+        """Drop the staged lines; the ledger and every run stay as they were."""
+        if self._run_id is not None:
+            _discard(self._gateway, self._run_id)
+            self._run_id = None
 
 
 def _stage(
@@ -442,9 +606,12 @@ def _stage(
     run_id: int,
     lines: Iterable[StatementLine],
     policy: ReconcilePolicy,
+    rules: SettlementRules,
+    business_date: date,
     progress: Progress | None,
 ) -> _Staged:
-    staged = _Staged(dialect=gateway.store.dialect)
+    start, end = day_bounds(rules, business_date)
+    staged = _Staged(dialect=gateway.store.dialect, day_start=start, day_end=end)
     source = iter(lines)
     while True:
         rows = []
@@ -579,6 +746,9 @@ def _classify(
         "due": tx.day(business_date + timedelta(days=rules.grace_days)),
         "cur": currency,
         "now": tx.ts(now),
+        "day_start": tx.ts(staged.day_start),
+        "day_end": tx.ts(staged.day_end),
+        "day_text": business_date.isoformat(),
     }
     _payment_lines_by_id(tx, params)
     if staged.reversals:
@@ -618,12 +788,12 @@ INSERT INTO reconciliation_findings (run_id, seq, finding_class, status, line_se
     line_key, amount, ledger_amount, currency, note)
 SELECT :run, l.seq,
     CASE WHEN d.n > 1 THEN 'duplicate_in_statement'
+         WHEN {outside} THEN 'other_business_date'
          WHEN p.id IS NULL THEN 'only_in_statement'
+         WHEN p.business_date <> :d THEN 'other_business_date'
          WHEN p.amount <> l.gross OR p.currency <> l.currency THEN 'amount_mismatch'
          ELSE 'matched' END,
-    CASE WHEN COALESCE(d.n, 1) = 1 AND p.id IS NOT NULL
-              AND p.amount = l.gross AND p.currency = l.currency THEN 'ok'
-         ELSE 'open' END,
+    'open',
     l.seq,
     CASE WHEN COALESCE(d.n, 1) = 1 THEN p.id END,
     CASE WHEN d.n > 1 THEN 'txn:' || l.channel_txn_id || '#' || d.n
@@ -632,21 +802,39 @@ SELECT :run, l.seq,
     CASE WHEN COALESCE(d.n, 1) = 1 THEN p.amount END,
     l.currency,
     CASE WHEN d.n > 1 THEN NULL
-         WHEN p.id IS NOT NULL AND p.currency <> l.currency
-         THEN 'the ledger has it in ' || p.currency
          WHEN p.id IS NOT NULL AND p.business_date <> :d
-         THEN 'the ledger has it on another business date' END
+         THEN 'the ledger has it on business date ' || {payment_day}
+         WHEN {outside} THEN {line_outside_note}
+         WHEN p.id IS NOT NULL AND p.currency <> l.currency
+         THEN 'the ledger has it in ' || p.currency END
 FROM reconciliation_lines l
 LEFT JOIN later d ON d.seq = l.seq
 LEFT JOIN payments p ON p.channel = :c AND p.channel_txn_id = l.channel_txn_id
 WHERE l.run_id = :run AND l.kind = 'payment' AND l.line_key IS NULL
   AND NOT (COALESCE(d.n, 1) = 1 AND p.id IS NOT NULL AND p.amount = l.gross
-           AND p.currency = l.currency AND p.business_date = :d)
+           AND p.currency = l.currency AND p.business_date = :d AND NOT {outside})
 """
+# Every row _BY_ID writes is a finding for a person: the plain match has no row, and a line of
+# another business day is never a match (see the module's docstring).
+
+
+# A line whose own time is not of the run's business day (bound as :day_start, :day_end).
+_OUTSIDE = "(l.occurred_at < :day_start OR l.occurred_at >= :day_end)"
+_LINE_OUTSIDE_NOTE = "'its time is not on business date ' || :day_text"
+
+
+def _payment_day(tx: Tx) -> str:
+    # The ledger's business date as YYYY-MM-DD text (SQLite stores it so already).
+    return "CAST(p.business_date AS TEXT)" if tx.dialect == "postgresql" else "p.business_date"
 
 
 def _payment_lines_by_id(tx: Tx, params: dict[str, Any]) -> None:
-    tx.execute(_BY_ID, params)
+    tx.execute(
+        _BY_ID.format(
+            outside=_OUTSIDE, line_outside_note=_LINE_OUTSIDE_NOTE, payment_day=_payment_day(tx)
+        ),
+        params,
+    )
 
 
 _REVERSALS = """
@@ -654,11 +842,12 @@ INSERT INTO reconciliation_findings (run_id, seq, finding_class, status, line_se
     line_key, amount, ledger_amount, currency, note)
 SELECT :run, l.seq,
     CASE WHEN l.original_txn_id IS NOT NULL AND l.n > 1 THEN 'duplicate_in_statement'
+         WHEN {outside} THEN 'other_business_date'
          WHEN p.id IS NULL THEN 'only_in_statement'
          WHEN p.amount <> l.gross OR p.currency <> l.currency THEN 'amount_mismatch'
          WHEN p.status = 'reversed' THEN 'reversal_matched'
          ELSE 'only_in_statement' END,
-    CASE WHEN (l.original_txn_id IS NULL OR l.n = 1) AND p.id IS NOT NULL
+    CASE WHEN (l.original_txn_id IS NULL OR l.n = 1) AND p.id IS NOT NULL AND NOT {outside}
               AND p.amount = l.gross AND p.currency = l.currency AND p.status = 'reversed'
          THEN 'ok' ELSE 'open' END,
     l.seq,
@@ -669,12 +858,13 @@ SELECT :run, l.seq,
     l.currency,
     CASE WHEN l.original_txn_id IS NULL THEN 'names no original payment'
          WHEN l.n > 1 THEN NULL
+         WHEN {outside} THEN {line_outside_note}
          WHEN p.id IS NULL THEN 'the original payment is not in the ledger'
          WHEN p.currency <> l.currency THEN 'the ledger has the original in ' || p.currency
          WHEN p.amount = l.gross AND p.status = 'posted'
          THEN 'the original payment is not reversed in the ledger' END
 FROM (
-    SELECT seq, original_txn_id, gross, currency,
+    SELECT seq, original_txn_id, gross, currency, occurred_at,
         ROW_NUMBER() OVER (PARTITION BY original_txn_id ORDER BY seq) AS n
     FROM reconciliation_lines WHERE run_id = :run AND kind <> 'payment'
 ) l
@@ -683,7 +873,7 @@ LEFT JOIN payments p ON p.channel = :c AND p.channel_txn_id = l.original_txn_id
 
 
 def _reversal_lines(tx: Tx, params: dict[str, Any]) -> None:
-    tx.execute(_REVERSALS, params)
+    tx.execute(_REVERSALS.format(outside=_OUTSIDE, line_outside_note=_LINE_OUTSIDE_NOTE), params)
 
 
 def _lines_without_id(tx: Tx, params: dict[str, Any], policy: ReconcilePolicy) -> None:
@@ -703,7 +893,7 @@ FROM (
     JOIN payments p ON p.account_id = a.id AND p.channel = :c AND p.business_date = :d
         AND p.amount = l.gross AND p.currency = l.currency
     WHERE l.run_id = :run AND l.kind = 'payment' AND l.channel_txn_id IS NULL
-      AND {apart} <= :window
+      AND NOT {_OUTSIDE} AND {apart} <= :window
       AND NOT EXISTS (SELECT 1 FROM reconciliation_findings f
                       WHERE f.run_id = :run AND f.seq = l.seq)
       AND NOT EXISTS (SELECT 1 FROM reconciliation_lines o
@@ -721,24 +911,26 @@ FROM (
         if not tx.execute(pair, window).rowcount:
             break
     tx.execute(
-        """
+        f"""
 INSERT INTO reconciliation_findings (run_id, seq, finding_class, status, line_seq, line_key,
     amount, currency, note)
 SELECT :run, l.seq,
-    CASE WHEN l.same > 1 THEN 'duplicate_in_statement' ELSE 'only_in_statement' END,
+    CASE WHEN l.same > 1 THEN 'duplicate_in_statement'
+         WHEN {_OUTSIDE} THEN 'other_business_date' ELSE 'only_in_statement' END,
     'open', l.seq,
     CASE WHEN l.same > 1 THEN l.line_key || '#' || l.n ELSE l.line_key END,
     l.gross, l.currency,
-    CASE WHEN l.same > 1 THEN 'the statement lists this line ' || l.same || ' times' END
+    CASE WHEN l.same > 1 THEN 'the statement lists this line ' || l.same || ' times'
+         WHEN {_OUTSIDE} THEN {_LINE_OUTSIDE_NOTE} END
 FROM (
-    SELECT seq, line_key, gross, currency,
+    SELECT seq, line_key, gross, currency, occurred_at,
         ROW_NUMBER() OVER (PARTITION BY line_key ORDER BY seq) AS n,
         COUNT(*) OVER (PARTITION BY line_key) AS same
     FROM reconciliation_lines
     WHERE run_id = :run AND kind = 'payment' AND channel_txn_id IS NULL
 ) l
 WHERE NOT EXISTS (SELECT 1 FROM reconciliation_findings f WHERE f.run_id = :run AND f.seq = l.seq)
-""",
+""",  # noqa: S608 - the interpolated expressions are ours
         params,
     )
 

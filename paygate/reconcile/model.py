@@ -36,8 +36,8 @@ class FindingClass(StrEnum):
     """What reconciliation found about a statement line, a ledger payment or a bank entry."""
 
     MATCHED = "matched"
-    """Line and payment agree. Only pairs not made by the channel transaction id on the run's
-    business date have a finding row (lines without ids, payments booked on another day)."""
+    """Line and payment agree, on the run's business day. Only pairs not made by the channel
+    transaction id have a finding row (lines without ids)."""
     ONLY_IN_LEDGER = "only_in_ledger"
     """A payment (or its reversal, or money in suspense) the statement does not show."""
     ONLY_IN_STATEMENT = "only_in_statement"
@@ -46,6 +46,10 @@ class FindingClass(StrEnum):
     """Line and payment have the same transaction id and different amounts or currencies."""
     DUPLICATE_IN_STATEMENT = "duplicate_in_statement"
     """A second line for a transaction the statement already listed."""
+    OTHER_BUSINESS_DATE = "other_business_date"
+    """A line of another business day than the run's (by its own time under the channel's
+    cut-off), or naming a payment the ledger has on another day: never a match, never posted
+    or parked; an exception for a person."""
     REVERSAL_MATCHED = "reversal_matched"
     """A refund, void or reversal line whose original payment is reversed in the ledger."""
     SETTLEMENT_MATCHED = "settlement_matched"
@@ -54,6 +58,8 @@ class FindingClass(StrEnum):
     """A bank credit whose reference names a channel's settlement of another amount."""
     BANK_UNMATCHED = "bank_unmatched"
     """A bank credit no channel settlement accounts for."""
+    BANK_DEBIT = "bank_debit"
+    """Money out of the utility's bank account (a charge, a returned credit): for a person."""
     BANK_UNBALANCED = "bank_unbalanced"
     """A bank statement whose opening balance plus entries is not its closing balance."""
 
@@ -218,6 +224,10 @@ class Finding(_Frozen):
     reference: str | None = None
     note: str | None = None
     resolution: Resolution | None = None
+    suspense_item: int | None = Field(
+        default=None,
+        description="the suspense item the finding is about: what `paygate suspense` takes",
+    )
 
 
 class ReconciliationRun(_Frozen):

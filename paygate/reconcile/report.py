@@ -13,7 +13,7 @@ import csv
 import html
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CSV_COLUMNS",
     "MATCHED_CLASSES",
+    "check_report_path",
     "render_csv",
     "render_html",
     "render_json",
@@ -70,6 +71,7 @@ CSV_COLUMNS = (
     "resolution",
     "resolved_by",
     "resolved_at",
+    "suspense_item",
 )
 
 MATCHED_CLASSES = frozenset(
@@ -102,6 +104,12 @@ CLASS_TITLES: dict[FindingClass, tuple[str, str]] = {
         "Amount mismatch",
         "The same transaction with a different amount or currency: an exception for a person.",
     ),
+    FindingClass.OTHER_BUSINESS_DATE: (
+        "Another business day",
+        "A line whose time, or whose payment in the ledger, is of another business day than "
+        "the run's. A payment is matched by its own day's run only: an exception for a person; "
+        "never posted late or put in suspense.",
+    ),
     FindingClass.DUPLICATE_IN_STATEMENT: (
         "Duplicate in the statement",
         "A transaction listed again: an exception for a person; never posted twice.",
@@ -117,6 +125,11 @@ CLASS_TITLES: dict[FindingClass, tuple[str, str]] = {
     FindingClass.BANK_UNMATCHED: (
         "Bank credit unmatched",
         "Money on the bank statement no channel settlement accounts for (yet).",
+    ),
+    FindingClass.BANK_DEBIT: (
+        "Bank debit",
+        "Money out of the utility's bank account (a bank charge, a returned credit): nothing "
+        "posts it automatically; finance books it and confirms the finding.",
     ),
     FindingClass.BANK_UNBALANCED: (
         "Bank statement does not balance",
@@ -166,6 +179,7 @@ def _csv_row(run: ReconciliationRun, f: Finding) -> list[str]:
         "" if resolution is None else resolution.action.value,
         "" if resolution is None else _text(resolution.actor),
         "" if resolution is None else resolution.at.isoformat(),
+        "" if f.suspense_item is None else str(f.suspense_item),
     ]
 
 
@@ -379,6 +393,15 @@ def _chart(runs: Sequence[ReconciliationRun]) -> str:
     return f"<figure>{''.join(out)}<figcaption>{_e(caption)}</figcaption></figure>"
 
 
+def _finding_id(run: ReconciliationRun, f: Finding) -> str:
+    # Money in suspense is known by its item number, as `paygate suspense list` shows it.
+    if f.suspense_item is None:
+        return f"{run.id}:{f.seq}"
+    if f.status is FindingStatus.SUSPENSE:
+        return f"suspense item {f.suspense_item}"
+    return f"{run.id}:{f.seq} (suspense item {f.suspense_item})"
+
+
 def _findings_table(
     gateway: Gateway, runs: Sequence[ReconciliationRun], *, exceptions: bool
 ) -> str:
@@ -408,7 +431,7 @@ def _findings_table(
             rows.append(
                 "<tr>"
                 + _td(f"{run.channel} {run.business_date}")
-                + _td(f"{run.id}:{f.seq}")
+                + _td(_finding_id(run, f))
                 + _td(CLASS_TITLES[f.finding_class][0])
                 + _td("" if f.line_no is None else f.line_no)
                 + _td(subject, "text")
@@ -498,18 +521,36 @@ def render_html(gateway: Gateway, runs: Sequence[ReconciliationRun], out: TextIO
     )
 
 
+_RENDERERS: dict[str, Callable[[Gateway, Sequence[ReconciliationRun], TextIO], None]] = {
+    ".html": render_html,
+    ".htm": render_html,
+    ".csv": render_csv,
+    ".json": render_json,
+}
+
+
+def check_report_path(path: str | Path) -> None:
+    """Refuse a report path that cannot be written: an unknown suffix, a missing or read-only
+    folder, a folder in its place. Checked before a run decides anything."""
+    target = Path(path)
+    if target.suffix.lower() not in _RENDERERS:
+        raise InvalidInputError(f"{target.name}: a report is .html, .csv or .json", field="report")
+    folder = target.parent
+    if target.is_dir():
+        raise InvalidInputError(f"cannot write {target}: it is a folder", field="report")
+    if not folder.is_dir():
+        raise InvalidInputError(f"cannot write {target}: no folder {folder}", field="report")
+    if not os.access(folder, os.W_OK | os.X_OK) or (
+        target.exists() and not os.access(target, os.W_OK)
+    ):
+        raise InvalidInputError(f"cannot write {target}: permission denied", field="report")
+
+
 def write_report(gateway: Gateway, runs: Sequence[ReconciliationRun], path: str | Path) -> None:
     """Write the report the file's suffix names (.html, .csv, .json), whole or not at all."""
     target = Path(path)
-    renderers = {
-        ".html": render_html,
-        ".htm": render_html,
-        ".csv": render_csv,
-        ".json": render_json,
-    }
-    render = renderers.get(target.suffix.lower())
-    if render is None:
-        raise InvalidInputError(f"{target.name}: a report is .html, .csv or .json", field="report")
+    check_report_path(target)
+    render = _RENDERERS[target.suffix.lower()]
     partial = target.with_name(f".{target.name}.partial")
     try:
         with partial.open("w", encoding="utf-8", newline="") as stream:

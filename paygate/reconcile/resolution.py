@@ -565,10 +565,17 @@ def resolve_finding(
         return _record_person(gateway, run_id, seq, chosen, actor, reason, None, None)
     if klass is FindingClass.ONLY_IN_LEDGER and key.startswith("suspense:"):
         item = int(key.removeprefix("suspense:"))
-        # Out of suspense already (released before a crash, or assigned): only record it.
-        with contextlib.suppress(SuspenseAlreadyAssignedError):
-            release_suspense(gateway, item, actor=actor, reason=reason)
-        return _record_person(gateway, run_id, seq, chosen, actor, reason, None, None)
+
+        def release(tx: Tx) -> None:
+            # Out of suspense already (assigned, or released by `paygate suspense release`):
+            # only the person's resolution is recorded.
+            with contextlib.suppress(SuspenseAlreadyAssignedError):
+                _release(gateway, tx, item, _suspense_row(tx, item), actor, reason)
+
+        # The release and the person's resolution are one decision: one transaction.
+        return _record_person(
+            gateway, run_id, seq, chosen, actor, reason, None, None, before=release
+        )
     reversible = (klass is FindingClass.ONLY_IN_LEDGER and key.startswith("payment:")) or (
         klass is FindingClass.ONLY_IN_STATEMENT
         and row[8] is not None
@@ -610,9 +617,13 @@ def _record_person(
     reason: str,
     payment_id: int | None,
     entry_id: int | None,
+    *,
+    before: Callable[[Tx], None] | None = None,
 ) -> Resolution:
     def work(tx: Tx) -> Resolution:
         row = _open_finding(tx, run_id, seq)
+        if before is not None:
+            before(tx)
         channel, key = str(row[6]), str(row[2])
         now = gateway.clock.now()
         existing = tx.scalar(
@@ -749,10 +760,13 @@ def _out_of_suspense(gateway: Gateway, tx: Tx, item: SuspenseItem, memo: str, no
 
 
 def _after_suspense(tx: Tx, item_id: int, resolution_id: int) -> None:
+    # Every finding about the item closes with it: those that parked it, and the open one a
+    # corrected statement raised ("in suspense from an earlier statement ... does not show").
     tx.execute(
         "UPDATE reconciliation_findings SET status = 'resolved', resolution_id = :r "
-        "WHERE status = 'suspense' AND resolution_id = :item",
-        {"r": resolution_id, "item": item_id},
+        "WHERE (status = 'suspense' AND resolution_id = :item) "
+        "OR (status = 'open' AND finding_class = 'only_in_ledger' AND line_key = :key)",
+        {"r": resolution_id, "item": item_id, "key": f"suspense:{item_id}"},
     )
 
 
@@ -818,6 +832,32 @@ def assign_suspense(
     return receipt
 
 
+def _release(
+    gateway: Gateway, tx: Tx, item_id: int, row: Sequence[Any], actor: str, reason: str
+) -> int:
+    item = _item(tx, row)
+    now = gateway.clock.now()
+    entry_id = _out_of_suspense(
+        gateway, tx, item, f"suspense item {item_id} released by {actor}: {reason}", now
+    )
+    resolution_id = _record(
+        tx,
+        run_id=item.run_id,
+        seq=item.finding_seq,
+        channel=item.channel,
+        key=str(row[13]),
+        action=ResolutionAction.RELEASED,
+        actor=actor,
+        at=now,
+        entry_id=entry_id,
+        amount=item.amount.minor,
+        currency=item.amount.currency,
+        note=reason[:2000],
+    )
+    _after_suspense(tx, item_id, resolution_id)
+    return entry_id
+
+
 def release_suspense(gateway: Gateway, item_id: int, *, actor: str, reason: str) -> int:
     """Take a suspense item back out (debit suspense, credit clearing); the entry id.
 
@@ -827,28 +867,7 @@ def release_suspense(gateway: Gateway, item_id: int, *, actor: str, reason: str)
         raise InvalidInputError("a reason is required", field="reason")
 
     def work(tx: Tx) -> int:
-        row = _suspense_row(tx, item_id)
-        item = _item(tx, row)
-        now = gateway.clock.now()
-        entry_id = _out_of_suspense(
-            gateway, tx, item, f"suspense item {item_id} released by {actor}: {reason}", now
-        )
-        resolution_id = _record(
-            tx,
-            run_id=item.run_id,
-            seq=item.finding_seq,
-            channel=item.channel,
-            key=str(row[13]),
-            action=ResolutionAction.RELEASED,
-            actor=actor,
-            at=now,
-            entry_id=entry_id,
-            amount=item.amount.minor,
-            currency=item.amount.currency,
-            note=reason[:2000],
-        )
-        _after_suspense(tx, item_id, resolution_id)
-        return entry_id
+        return _release(gateway, tx, item_id, _suspense_row(tx, item_id), actor, reason)
 
     try:
         released: int = gateway.store.run(work)

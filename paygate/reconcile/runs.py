@@ -319,13 +319,21 @@ def finding_from_row(tx: Tx, run_id: int, row: Sequence[Any], as_of: date) -> Fi
     klass, status = FindingClass(row[1]), FindingStatus(row[2])
     due_on = None if row[8] is None else tx.read_day(row[8])
     resolution = None if row[18] is None else _resolution(tx, row[18:32])
+    key = str(row[3])
+    # Money in suspense is known by one number everywhere: its suspense item (the resolution
+    # that parked it), whichever run's finding shows it.
+    item = None
+    if status is FindingStatus.SUSPENSE and resolution is not None:
+        item = resolution.id
+    elif key.startswith("suspense:"):
+        item = int(key.removeprefix("suspense:"))
     return Finding(
         run_id=run_id,
         seq=int(row[0]),
         finding_class=klass,
         status=status,
         exception=is_exception(klass, status, due_on, as_of),
-        line_key=str(row[3]),
+        line_key=key,
         amount=Money(int(row[4]), currency),
         ledger_amount=None if row[5] is None else Money(int(row[5]), currency),
         payment_id=None if row[7] is None else int(row[7]),
@@ -340,4 +348,5 @@ def finding_from_row(tx: Tx, run_id: int, row: Sequence[Any], as_of: date) -> Fi
         account_no=row[16],
         occurred_at=None if row[17] is None else tx.read_ts(row[17]),
         resolution=resolution,
+        suspense_item=item,
     )

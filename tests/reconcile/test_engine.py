@@ -193,17 +193,15 @@ def test_a_payment_and_its_reversal_both_absent_net_to_zero_and_are_confirmed(
     assert run.fully_reconciled
 
 
-def test_a_line_of_a_payment_booked_on_another_day_matches_with_a_note(
-    accounts: Gateway,
-) -> None:
+def test_a_line_of_a_payment_booked_on_another_day_is_not_a_match(accounts: Gateway) -> None:
     earlier = pay(accounts, "T1", "A1", 1000, at=AT - timedelta(days=1))
     run = run_lines(accounts, [line(2, "T1", "A1", 1000)])
     [finding] = all_findings(accounts, run)
-    assert finding.finding_class is FindingClass.MATCHED
-    assert finding.status is FindingStatus.OK
+    assert finding.finding_class is FindingClass.OTHER_BUSINESS_DATE
+    assert finding.status is FindingStatus.OPEN and finding.exception
     assert finding.payment_id == earlier.payment_id
-    assert finding.note == "the ledger has it on another business date"
-    assert run.fully_reconciled
+    assert finding.note == "the ledger has it on business date 2026-11-23"
+    assert not run.fully_reconciled
 
 
 def test_the_same_file_again_is_the_same_run_and_posts_nothing(accounts: Gateway) -> None:
@@ -285,21 +283,22 @@ def test_only_in_ledger_is_pending_through_the_grace_days_then_an_exception(
     ]
 
 
-def test_a_later_statement_that_shows_the_payment_closes_the_finding(
+def test_a_later_days_statement_that_shows_the_payment_does_not_match_it(
     accounts: Gateway,
 ) -> None:
     late = pay(accounts, "T1", "A1", 1000)
     day_run = run_lines(accounts, [])
     assert day_run.pending == 1
-    next_day = run_lines(accounts, [line(2, "T1", "A1", 1000)], day=DAY + timedelta(days=1))
-    assert counts(next_day) == {"matched": 1}
+    pay(accounts, "T2", "A1", 500, at=AT + timedelta(days=1))
+    next_day = run_lines(
+        accounts,
+        [line(2, "T1", "A1", 1000), line(3, "T2", "A1", 500, at=AT + timedelta(days=1))],
+        day=DAY + timedelta(days=1),
+    )
+    assert counts(next_day) == {"matched": 1, "other_business_date": 1}
     [finding] = all_findings(accounts, load_run(accounts, day_run.id))
-    assert finding.status is FindingStatus.RESOLVED
-    assert finding.resolution is not None and finding.resolution.action.value == "matched_later"
+    assert finding.status is FindingStatus.OPEN and finding.resolution is None
     assert finding.payment_id == late.payment_id
-    # Classified again, the first day does not call it missing any more.
-    again = run_lines(accounts, [], name="corrected empty file")
-    assert all_findings(accounts, again) == []
 
 
 def test_a_statement_that_fails_part_way_leaves_nothing(accounts: Gateway) -> None:
