@@ -132,6 +132,7 @@ class _Runtime:
     gateway: Gateway
     nonces: SqlNonceStore
     kiosk: KioskAdapter
+    kiosk_ledger: SqlKioskLedger
     vouchers: PrepaidCardAdapter | None
     pos: PosAdapter | None
     notify: dict[str, ChannelAdapter[Any]]
@@ -167,6 +168,7 @@ def _start(
         # The API verifies Ed25519 signatures only: it never needs a MAC key, so no
         # key-encryption key is given to the registry.
         devices = DeviceRegistry(store, gateway.clock)
+        kiosk_ledger = SqlKioskLedger(store)
         kiosk = registry.create(
             "kiosk",
             config.kiosk,
@@ -174,7 +176,7 @@ def _start(
                 clock=gateway.clock,
                 nonces=nonces,
                 devices=devices,
-                ledger=SqlKioskLedger(store),
+                ledger=kiosk_ledger,
             ),
         )
         assert isinstance(kiosk, KioskAdapter)
@@ -224,6 +226,7 @@ def _start(
             gateway=gateway,
             nonces=nonces,
             kiosk=kiosk,
+            kiosk_ledger=kiosk_ledger,
             vouchers=vouchers,
             pos=pos,
             notify=notify,
@@ -540,8 +543,12 @@ def create_app(
                 metrics.count_payment(runtime.kiosk.name, "refused")
                 raise
             metrics.count_payment(runtime.kiosk.name, "replayed" if receipt.replayed else "posted")
-            assert intent.terminal_id is not None
-            return kiosk_receipt(receipt, intent.terminal_id, sent.txn_id)
+            terminal = intent.terminal_id
+            assert terminal is not None
+            # A payment taken offline may arrive after its day was closed: the kiosk is told,
+            # for that close's figures may not include it.
+            closed = runtime.kiosk_ledger.close_of(terminal, receipt.business_date)
+            return kiosk_receipt(receipt, terminal, sent.txn_id, after_close=closed is not None)
 
         printable = await in_thread(work)
         return _json(printable, 200 if printable.replayed else 201)
