@@ -85,6 +85,7 @@ from paygate.channels.kiosk import (
 from paygate.channels.pos import PosAdapter, PosContext
 from paygate.channels.prepaid_card import PrepaidCardAdapter, PrepaidCardContext
 from paygate.channels.stores import SqlKioskLedger, SqlNonceStore, SqlOrderStore, SqlPosLedger
+from paygate.channels.wire import parse_json_object
 from paygate.clock import Clock
 from paygate.config import Settings
 from paygate.devices import HEADER_DEVICE, Device, DeviceRegistry, key_encryption_key_from_env
@@ -565,6 +566,8 @@ def create_app(
                 _matching(device_id, _DEVICE_ID, "device_id", "a registered device id")
                 auth.idempotency_key(headers)
                 auth.require_json(headers)
+                # Strictly, before the adapter's reading: a key twice is refused, not settled.
+                parse_json_object(body, source=runtime.kiosk.name)
             except PaygateError as exc:
                 return exc
             if headers.get(HEADER_DEVICE.lower()) != device_id:
@@ -694,6 +697,8 @@ def create_app(
                         verify_callback(body, headers, secret=callback_secret, now=now)
                     raise refusal from None
                 report = verify_callback(body, headers, secret=callback_secret, now=now)
+                # A signed report read strictly too: a key given twice is refused, not settled.
+                parse_json_object(body, source="headend")
                 _matching(order_id, _ORDER_ID, "order_id", "a supply order's number")
                 if report.order_id != int(order_id):
                     raise InvalidInputError(

@@ -107,10 +107,13 @@ def callback(
     *,
     path_id: str | None = None,
     content_type: str | None = "application/json",
+    body: bytes | None = None,
 ) -> httpx.Response:
-    """The head-end's signed report that ``order_id`` completed, posted to ``path_id``'s path."""
-    report = {"order_id": order_id, "outcome": "completed", "at": now().isoformat()}
-    body = json.dumps(report).encode()
+    """The head-end's signed report (by default: ``order_id`` completed), posted to
+    ``path_id``'s path."""
+    if body is None:
+        report = {"order_id": order_id, "outcome": "completed", "at": now().isoformat()}
+        body = json.dumps(report).encode()
     stamp = str(int(now().timestamp()))
     headers = {
         "X-Headend-Timestamp": stamp,
@@ -247,6 +250,29 @@ def test_a_body_with_a_key_twice_or_nested_without_end_is_400_and_posts_nothing(
         assert_problem(post(server, "/v1/vouchers/redeem", body), 400, "parse_error")
     assert nothing_posted(world, everything)
     assert world.balance(ACCOUNT) == BILL.minor
+
+    # A kiosk's close and the head-end's report are read as strictly, after their signatures.
+    day = now().date().isoformat()
+    close = json.dumps(
+        {
+            "business_date": day,
+            "currency": "CNY",
+            "counted_cash": 0,
+            "count": 0,
+            "amount": 0,
+            "by_method": {"cash": {"count": 0, "amount": 0}, "card": {"count": 0, "amount": 0}},
+        }
+    ).encode()
+    close_twice = close[:-1] + b', "counted_cash": 100000}'
+    close_deep = close[:-1] + b', "extra": ' + DEEP + b"}"
+    for body in (close_twice, close_deep):
+        assert_problem(post(server, "/v1/kiosks/K0001/close", body), 400, "parse_error")
+    # Nothing was recorded: the real close is the first.
+    assert post(server, "/v1/kiosks/K0001/close", close).status_code == 201
+    report = json.dumps({"order_id": everything.order_id, "outcome": "completed"})
+    report_twice = report[:-1] + ', "outcome": "failed"}'
+    answer = callback(server, everything.order_id, body=report_twice.encode())
+    assert_problem(answer, 400, "parse_error")
 
 
 # ── item 9: an account number with "/" ───────────────────────────────────────────────────
