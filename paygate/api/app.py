@@ -400,6 +400,24 @@ class _RequestContext:
 # ── the app ──────────────────────────────────────────────────────────────────────────────
 
 
+def _check_config(config: ApiConfig, registry: ChannelRegistry) -> None:
+    """Refuse a configuration that would serve a route unable ever to answer but 503/404."""
+    for name in config.channels:
+        if name not in registry:
+            raise ConfigurationError(f"channels.{name}: no such channel", field="channels")
+        if name not in _TERMINAL_CHANNELS and (
+            Operation.NOTIFY not in registry.get(name).operations
+        ):
+            raise ConfigurationError(
+                f"channels.{name}: the HTTP API has no route for this channel", field="channels"
+            )
+    if config.prepaid_card is not None and config.voucher_pin_key is None:
+        raise ConfigurationError(
+            "channels.prepaid_card: the voucher PIN key is not given (voucher_pin_key)",
+            field="channels.prepaid_card",
+        )
+
+
 def create_app(
     settings: Settings,
     *,
@@ -417,15 +435,7 @@ def create_app(
     """
     config = config or ApiConfig()
     registry = channels or ChannelRegistry.discover()
-    for name in config.channels:
-        if name not in registry:
-            raise ConfigurationError(f"channels.{name}: no such channel", field="channels")
-        if name not in _TERMINAL_CHANNELS and (
-            Operation.NOTIFY not in registry.get(name).operations
-        ):
-            raise ConfigurationError(
-                f"channels.{name}: the HTTP API has no route for this channel", field="channels"
-            )
+    _check_config(config, registry)
     if max_concurrency < 1:
         raise ConfigurationError("max_concurrency must be positive", field="max_concurrency")
     notify_channels = sorted(n for n in config.channels if n not in _TERMINAL_CHANNELS)
@@ -761,7 +771,9 @@ def check_startup(
     channel that cannot be built or a settlement time zone that is not the utility's stops it
     with a message, rather than each worker failing on its own.
     """
-    _start(settings, config, channels or ChannelRegistry.discover(), None, 1).close()
+    registry = channels or ChannelRegistry.discover()
+    _check_config(config, registry)
+    _start(settings, config, registry, None, 1).close()
 
 
 def app_from_env() -> FastAPI:

@@ -23,6 +23,7 @@ from pydantic import SecretBytes
 from paygate.api import ApiConfig, create_app
 from paygate.channels.pos import PosConfig
 from paygate.channels.prepaid_card import PrepaidCardConfig
+from paygate.errors import ConfigurationError
 from paygate.money import Money
 from paygate.vouchers import VoucherService
 from tests.api.support import ACCOUNT, BILL, LiveServer, World, client, live_server, settings_for
@@ -330,3 +331,13 @@ def test_the_notify_channels_documented_are_those_served(db_url: str) -> None:
     assert set(channel["schema"]["enum"]) == set(channel_configs())
     assert "pos" not in channel["schema"]["enum"]
     assert "/v1/pos/{operation}" in document["paths"]
+
+
+@SQLITE_ONLY
+def test_cards_without_their_pin_key_are_refused_at_creation_not_served_as_503(
+    db_url: str,
+) -> None:
+    config = ApiConfig(channels={"prepaid_card": PrepaidCardConfig()})
+    with pytest.raises(ConfigurationError) as refused:
+        create_app(settings_for(db_url), config=config)
+    assert refused.value.field == "channels.prepaid_card"
