@@ -46,7 +46,6 @@ from paygate.models import PaymentIntent, Receipt
 from paygate.store.engine import Store, Tx, UniqueViolation
 
 __all__ = [
-    "JSON_MEDIA_TYPE",
     "KioskPayment",
     "authenticate",
     "idempotency_key",
@@ -54,7 +53,7 @@ __all__ = [
     "require_json",
 ]
 
-JSON_MEDIA_TYPE: Final = "application/json"
+_JSON_MEDIA_TYPE: Final = "application/json"
 _IDEMPOTENCY_KEY: Final = re.compile(r"^[A-Za-z0-9._:-]{1,64}\Z")
 
 KioskPayment = tuple[Receipt, PaymentIntent, KioskPayRequest]
@@ -76,12 +75,12 @@ def require_json(headers: Mapping[str, str]) -> None:
         for name, _, value in (part.partition("=") for part in parameters.split(";"))
         if name.strip().lower() == "charset"
     ]
-    if media_type.strip().lower() != JSON_MEDIA_TYPE or any(
+    if media_type.strip().lower() != _JSON_MEDIA_TYPE or any(
         charset not in ("utf-8", "utf8") for charset in charsets
     ):
         got = shown(declared) if declared else "none"
         raise UnsupportedMediaTypeError(
-            f"the body must be {JSON_MEDIA_TYPE} (UTF-8); Content-Type is {got}",
+            f"the body must be {_JSON_MEDIA_TYPE} (UTF-8); Content-Type is {got}",
             field="Content-Type",
         )
 
