@@ -1,17 +1,21 @@
 """``paygate serve``: the HTTP gateway under uvicorn, one worker or several.
 
 Invariant: the configuration is read and checked — every channel section, every secret's
-environment variable, the database schema — before the port is opened, and a problem is one
-line naming it, exit code 2. Workers share nothing but the database, so ``--workers N`` (or N
-``paygate serve`` processes on N machines) serve as one; with more than one worker uvicorn
-starts each from the import string ``paygate.api:app_from_env``, which reads the same
-settings from the environment (``PAYGATE_DATABASE_URL``, ``PAYGATE_API_CONFIG``) that this
-command sets from its options.
+environment variable, the database schema, and that the address can be listened on (a port
+in use, an address not on this machine) — before the port is opened, and a problem is one
+line naming it, exit code 2, like every refusal of the ``paygate`` command (exit code 3 is
+uvicorn's own, for a worker that fails after these checks passed).
+
+Workers share nothing but the database, so ``--workers N`` (or N ``paygate serve`` processes
+on N machines) serve as one; with more than one worker uvicorn starts each from the import
+string ``paygate.api:app_from_env``, which reads the same settings from the environment
+(``PAYGATE_DATABASE_URL``, ``PAYGATE_API_CONFIG``) that this command sets from its options.
 """
 
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 from typing import Annotated
 
@@ -19,9 +23,34 @@ import typer
 
 from paygate.api.config import API_CONFIG_ENV, load_api_config
 from paygate.cli_common import DatabaseUrl, guard, out, settings_for
+from paygate.errors import ConfigurationError
 from paygate.store.engine import normalize_url
 
-__all__ = ["main", "serve"]
+__all__ = ["check_address", "main", "serve"]
+
+
+def check_address(host: str, port: int) -> None:
+    """Refuse (ConfigurationError) an address this process cannot listen on, before uvicorn.
+
+    Bound and released at once, with the options uvicorn binds with (``SO_REUSEADDR``), so
+    that a port uvicorn could take is never refused here; one taken between this check and
+    uvicorn's bind is still refused by uvicorn.
+    """
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (OSError, UnicodeError) as exc:
+        raise ConfigurationError(
+            f"--host {host}: not an address to listen on ({exc})", field="host"
+        ) from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot listen on {host}:{port}: {exc.strerror or exc}", field="port"
+            ) from None
 
 
 def serve(
@@ -61,6 +90,7 @@ def serve(
         from paygate.api.app import check_startup
 
         check_startup(settings, load_api_config(config))
+        check_address(host, port)
 
     guard(check)
     # The workers read these: the same settings as this process, whichever way it got them.

@@ -31,7 +31,7 @@ import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from datetime import timedelta
 from importlib.metadata import PackageNotFoundError, version
@@ -57,12 +57,12 @@ from paygate.api.openapi import build_openapi
 from paygate.api.problems import (
     PROBLEM_MEDIA_TYPE,
     DeviceMismatchError,
-    IdempotencyKeyError,
     MethodNotAllowedError,
     Problem,
     RequestValidationProblem,
     RouteNotFoundError,
     UnknownChannelError,
+    UnsupportedMediaTypeError,
     database_unavailable,
     internal_error,
     problem_for,
@@ -75,14 +75,27 @@ from paygate.channels.base import (
     Operation,
 )
 from paygate.channels.errors import PayloadTooLargeError
-from paygate.channels.kiosk import KioskAdapter, KioskContext, KioskReceipt, kiosk_receipt
+from paygate.channels.kiosk import (
+    KioskAdapter,
+    KioskCloseResult,
+    KioskContext,
+    KioskReceipt,
+    kiosk_receipt,
+)
 from paygate.channels.pos import PosAdapter, PosContext
 from paygate.channels.prepaid_card import PrepaidCardAdapter, PrepaidCardContext
 from paygate.channels.stores import SqlKioskLedger, SqlNonceStore, SqlOrderStore, SqlPosLedger
+from paygate.channels.wire import parse_json_object
 from paygate.clock import Clock
 from paygate.config import Settings
 from paygate.devices import HEADER_DEVICE, Device, DeviceRegistry, key_encryption_key_from_env
-from paygate.errors import ConfigurationError, InvalidInputError, PaygateError, StoreError
+from paygate.errors import (
+    ConfigurationError,
+    InvalidInputError,
+    ParseError,
+    PaygateError,
+    StoreError,
+)
 from paygate.gateway import Gateway
 from paygate.headend.webhook import MAX_CALLBACK_BYTES, verify_callback
 from paygate.models import AccountStatus
@@ -95,10 +108,12 @@ _log = logging.getLogger("paygate.api")
 T = TypeVar("T")
 
 _JSON: Final = "application/json"
-_IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9._:-]{1,64}\Z")
-_ACCOUNT_NO: Final = r"^[!-~]{1,64}$"
-_DEVICE_ID: Final = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$"
+_ACCOUNT_NO: Final = r"^[!-~]{1,64}\Z"
+_DEVICE_ID: Final = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}\Z"
+_ORDER_ID: Final = r"^[1-9][0-9]{0,18}\Z"
 _CHANNEL: Final = r"^[a-z][a-z0-9_]{1,31}$"
+# Channels served at routes of their own; every other configured channel is a notify channel.
+_TERMINAL_CHANNELS: Final = frozenset({"kiosk", "prepaid_card", "pos"})
 
 
 def _package_version() -> str:
@@ -118,6 +133,7 @@ class _Runtime:
     gateway: Gateway
     nonces: SqlNonceStore
     kiosk: KioskAdapter
+    kiosk_ledger: SqlKioskLedger
     vouchers: PrepaidCardAdapter | None
     pos: PosAdapter | None
     notify: dict[str, ChannelAdapter[Any]]
@@ -153,6 +169,7 @@ def _start(
         # The API verifies Ed25519 signatures only: it never needs a MAC key, so no
         # key-encryption key is given to the registry.
         devices = DeviceRegistry(store, gateway.clock)
+        kiosk_ledger = SqlKioskLedger(store)
         kiosk = registry.create(
             "kiosk",
             config.kiosk,
@@ -160,7 +177,7 @@ def _start(
                 clock=gateway.clock,
                 nonces=nonces,
                 devices=devices,
-                ledger=SqlKioskLedger(store),
+                ledger=kiosk_ledger,
             ),
         )
         assert isinstance(kiosk, KioskAdapter)
@@ -200,7 +217,7 @@ def _start(
         notify = {
             name: registry.create(name, channel_config, context)
             for name, channel_config in config.channels.items()
-            if name not in ("kiosk", "prepaid_card", "pos")
+            if name not in _TERMINAL_CHANNELS
         }
         # The dates the core gives payments are the dates each channel settles them on.
         gateway.use_channels(
@@ -210,6 +227,7 @@ def _start(
             gateway=gateway,
             nonces=nonces,
             kiosk=kiosk,
+            kiosk_ledger=kiosk_ledger,
             vouchers=vouchers,
             pos=pos,
             notify=notify,
@@ -271,14 +289,11 @@ async def _read_body(request: Request, limit: int, *, keep_excess: bool = False)
     return bytes(body)
 
 
-def _idempotency_key(headers: Mapping[str, str]) -> str | None:
-    """The Idempotency-Key header, checked for its form, or None when there is none."""
-    key = headers.get("idempotency-key")
-    if key is not None and not _IDEMPOTENCY_KEY.match(key):
-        raise IdempotencyKeyError(
-            "an Idempotency-Key is 1-64 of A-Z a-z 0-9 . _ : -", field="Idempotency-Key"
-        )
-    return key
+def _matching(value: str, pattern: str, field: str, what: str) -> str:
+    """``value`` when it matches ``pattern``; else the refusal naming ``field``."""
+    if not re.match(pattern, value):
+        raise RequestValidationProblem(f"{field} is {what}", field=field)
+    return value
 
 
 def _masked(name: str | None) -> str | None:
@@ -385,6 +400,24 @@ class _RequestContext:
 # ── the app ──────────────────────────────────────────────────────────────────────────────
 
 
+def _check_config(config: ApiConfig, registry: ChannelRegistry) -> None:
+    """Refuse a configuration that would serve a route unable ever to answer but 503/404."""
+    for name in config.channels:
+        if name not in registry:
+            raise ConfigurationError(f"channels.{name}: no such channel", field="channels")
+        if name not in _TERMINAL_CHANNELS and (
+            Operation.NOTIFY not in registry.get(name).operations
+        ):
+            raise ConfigurationError(
+                f"channels.{name}: the HTTP API has no route for this channel", field="channels"
+            )
+    if config.prepaid_card is not None and config.voucher_pin_key is None:
+        raise ConfigurationError(
+            "channels.prepaid_card: the voucher PIN key is not given (voucher_pin_key)",
+            field="channels.prepaid_card",
+        )
+
+
 def create_app(
     settings: Settings,
     *,
@@ -402,18 +435,10 @@ def create_app(
     """
     config = config or ApiConfig()
     registry = channels or ChannelRegistry.discover()
-    for name in config.channels:
-        if name not in registry:
-            raise ConfigurationError(f"channels.{name}: no such channel", field="channels")
-        if name not in ("kiosk", "prepaid_card", "pos") and (
-            Operation.NOTIFY not in registry.get(name).operations
-        ):
-            raise ConfigurationError(
-                f"channels.{name}: the HTTP API has no route for this channel", field="channels"
-            )
+    _check_config(config, registry)
     if max_concurrency < 1:
         raise ConfigurationError("max_concurrency must be positive", field="max_concurrency")
-    notify_channels = sorted(n for n in config.channels if n not in ("kiosk", "prepaid_card"))
+    notify_channels = sorted(n for n in config.channels if n not in _TERMINAL_CHANNELS)
     metrics = Metrics()
     slot = _Slot()
 
@@ -496,19 +521,18 @@ def create_app(
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
 
-    # routes
+    # routes: a route whose part is not configured is not in the app (nor in its document)
 
-    @app.get("/v1/accounts/{account_no}", operation_id="getAccount", tags=["terminals"])
-    async def account(
-        request: Request,
-        account_no: Annotated[str, PathParam(pattern=_ACCOUNT_NO)],
-    ) -> Response:
+    @app.get("/v1/accounts/{account_no:path}", operation_id="getAccount", tags=["terminals"])
+    async def account(request: Request, account_no: str) -> Response:
         """What the account owes now: arrears, late fee, bills and supply state."""
         runtime = slot.get()
         headers, target = _headers(request), _target(request)
 
         def work() -> AccountStatus:
             authenticate(runtime, "GET", target, headers, b"")
+            # ``:path``: an account number may hold "/" (sent as %2F), which the router decodes.
+            _matching(account_no, _ACCOUNT_NO, "account_no", "1-64 printable ASCII characters")
             return runtime.gateway.account_status(account_no)
 
         status = await in_thread(work)
@@ -519,159 +543,187 @@ def create_app(
         """A kiosk's payment: verified and mapped by the kiosk adapter, posted once."""
         runtime = slot.get()
         headers = _headers(request)
-        key = _idempotency_key(headers)
-        if key is None:
-            raise IdempotencyKeyError(
-                "the Idempotency-Key header is required", field="Idempotency-Key"
-            )
         body = await _read_body(request, runtime.kiosk.config.max_body_bytes)
 
         def work() -> KioskReceipt:
             try:
                 receipt, intent, sent = auth.post_kiosk_payment(
-                    runtime.gateway,
-                    runtime.nonces,
-                    runtime.kiosk,
-                    body,
-                    headers,
-                    idempotency_key=key,
+                    runtime.gateway, runtime.nonces, runtime.kiosk, body, headers
                 )
             except PaygateError:
                 metrics.count_payment(runtime.kiosk.name, "refused")
                 raise
             metrics.count_payment(runtime.kiosk.name, "replayed" if receipt.replayed else "posted")
-            assert intent.terminal_id is not None
-            return kiosk_receipt(receipt, intent.terminal_id, sent.txn_id)
+            terminal = intent.terminal_id
+            assert terminal is not None
+            # A payment taken offline may arrive after its day was closed: the kiosk is told,
+            # for that close's figures may not include it.
+            closed = runtime.kiosk_ledger.close_of(terminal, receipt.business_date)
+            return kiosk_receipt(receipt, terminal, sent.txn_id, after_close=closed is not None)
 
         printable = await in_thread(work)
         return _json(printable, 200 if printable.replayed else 201)
 
     @app.post("/v1/kiosks/{device_id}/close", operation_id="closeKioskDay", tags=["terminals"])
-    async def close_kiosk_day(
-        request: Request,
-        device_id: Annotated[str, PathParam(pattern=_DEVICE_ID)],
-    ) -> Response:
-        """A kiosk's end-of-day close: its counted cash and totals against the ledger's."""
+    async def close_kiosk_day(request: Request, device_id: str) -> Response:
+        """A kiosk's end-of-day close: its counted cash and totals against the ledger."""
         runtime = slot.get()
         headers, target = _headers(request), _target(request)
-        _idempotency_key(headers)
-        claimed = headers.get(HEADER_DEVICE.lower())
-        if claimed is not None and claimed != device_id:
-            # Compared before the signature is checked, and enough: a verified request is
-            # from the device its header names, so path, header and signer are then one.
-            raise DeviceMismatchError(
-                f"the request is signed for another device than {device_id}", field=HEADER_DEVICE
-            )
         body = await _read_body(request, runtime.kiosk.config.max_body_bytes)
-        result = await in_thread(lambda: runtime.kiosk.close_day(body, headers, path=target))
+
+        def refusal() -> PaygateError | None:
+            try:
+                _matching(device_id, _DEVICE_ID, "device_id", "a registered device id")
+                auth.idempotency_key(headers)
+                auth.require_json(headers)
+                # Strictly, before the adapter's reading: a key twice is refused, not settled.
+                parse_json_object(body, source=runtime.kiosk.name)
+            except PaygateError as exc:
+                return exc
+            if headers.get(HEADER_DEVICE.lower()) != device_id:
+                # A verified request is from the device its header names, so path, header
+                # and signer are one when header and path agree.
+                return DeviceMismatchError(
+                    f"the request is signed for another device than {device_id}",
+                    field=HEADER_DEVICE,
+                )
+            return None
+
+        def work() -> KioskCloseResult:
+            refused = refusal()
+            if refused is None:
+                return runtime.kiosk.close_day(body, headers, path=target)
+            # Who is asking is settled first (recording the nonce), then what they asked:
+            # an unauthenticated request is answered 401 whatever else is wrong with it.
+            runtime.kiosk.authenticate(target, body, headers)
+            raise refused
+
+        result = await in_thread(work)
         return _json(result, 200 if result.replayed else 201)
 
-    @app.post("/v1/vouchers/redeem", operation_id="redeemVoucher", tags=["terminals"])
-    async def redeem_voucher(request: Request) -> Response:
-        """Redeem a recharge card for an account, from a registered terminal."""
-        runtime = slot.get()
-        adapter = runtime.vouchers
-        if adapter is None:
-            raise ConfigurationError(
-                "recharge cards are not configured here ([channels.prepaid_card])",
-                field="channels.prepaid_card",
-            )
-        headers, target = _headers(request), _target(request)
-        _idempotency_key(headers)
-        body = await _read_body(request, adapter.config.max_body_bytes)
+    vouchers_served = config.prepaid_card is not None
+    if vouchers_served:
 
-        def work() -> VoucherRedemption:
-            device = authenticate(runtime, "POST", target, headers, body)
-            trusted = {k: v for k, v in headers.items() if k != HEADER_DEVICE.lower()}
-            trusted[HEADER_DEVICE] = device.device_id
-            receipt = adapter.redeem(body, trusted)
-            return VoucherRedemption(
-                result="replayed" if receipt.replayed else "redeemed", receipt=receipt
-            )
+        @app.post("/v1/vouchers/redeem", operation_id="redeemVoucher", tags=["terminals"])
+        async def redeem_voucher(request: Request) -> Response:
+            """Redeem a recharge card for an account, from a registered terminal."""
+            runtime = slot.get()
+            adapter = runtime.vouchers
+            assert adapter is not None, "served only when configured"
+            headers, target = _headers(request), _target(request)
+            body = await _read_body(request, adapter.config.max_body_bytes)
 
-        redemption = await in_thread(work)
-        return _json(redemption, 200 if redemption.result == "replayed" else 201)
-
-    @app.post("/v1/pos/{operation}", operation_id="posMessage", tags=["terminals"])
-    async def pos_message(
-        request: Request,
-        operation: Annotated[str, PathParam(pattern="^(sale|void|settle)$")],
-    ) -> Response:
-        """A POS terminal's MAC-signed sale, same-batch void or batch settlement, answered in
-        the terminal's own format (see docs/channels/pos.md)."""
-        runtime = slot.get()
-        adapter = runtime.pos
-        if adapter is None:
-            raise UnknownChannelError("the pos channel is not configured", field="channel")
-        handle = {
-            "sale": adapter.handle_pay,
-            "void": adapter.handle_void,
-            "settle": adapter.handle_daily_close,
-        }[operation]
-        headers = _headers(request)
-        body = await _read_body(request, adapter.config.max_body_bytes, keep_excess=True)
-        result = await in_thread(lambda: handle(body, headers, runtime.gateway))
-        if result.receipt is not None:
-            metrics.count_payment("pos", "replayed" if result.receipt.replayed else "posted")
-        elif result.error_code is not None and operation == "sale":
-            metrics.count_payment("pos", "refused")
-        return Response(result.body, status_code=result.status_code, media_type=result.content_type)
-
-    @app.post("/v1/channels/{channel}/notify", operation_id="notify", tags=["channels"])
-    async def notify(
-        request: Request,
-        channel: Annotated[str, PathParam(pattern=_CHANNEL)],
-    ) -> Response:
-        """A channel's notification in its native format, answered in its own format."""
-        runtime = slot.get()
-        adapter = runtime.notify.get(channel)
-        if adapter is None:
-            raise UnknownChannelError(
-                f"no notify endpoint for channel {channel!r}", field="channel"
-            )
-        headers = _headers(request)
-        # The adapter refuses an oversized message itself, in its own format: it gets the
-        # first limit + 1 bytes, never more.
-        body = await _read_body(request, adapter.config.max_body_bytes, keep_excess=True)
-        result = await in_thread(lambda: adapter.handle_notify(body, headers, runtime.gateway))
-        if result.receipt is not None:
-            metrics.count_payment(channel, "replayed" if result.receipt.replayed else "posted")
-        elif result.error_code is not None:
-            metrics.count_payment(channel, "refused")
-        return Response(result.body, status_code=result.status_code, media_type=result.content_type)
-
-    @app.post(
-        "/v1/reconnections/{order_id}/confirm",
-        operation_id="confirmReconnection",
-        tags=["head-ends"],
-    )
-    async def confirm_reconnection(
-        request: Request,
-        order_id: Annotated[int, PathParam(gt=0, le=2**63 - 1)],
-    ) -> Response:
-        """The head-end's signed report on a supply order, recorded once."""
-        runtime = slot.get()
-        secret = runtime.callback_secret
-        if secret is None:
-            raise ConfigurationError(
-                "head-end callbacks are not configured here ([reconnections])",
-                field="reconnections",
-            )
-        headers = _headers(request)
-        body = await _read_body(request, MAX_CALLBACK_BYTES)
-
-        def work() -> ReconnectionProgress:
-            report = verify_callback(body, headers, secret=secret, now=runtime.gateway.clock.now())
-            if report.order_id != order_id:
-                raise InvalidInputError(
-                    f"the signed report is about order {report.order_id}", field="order_id"
+            def work() -> VoucherRedemption:
+                device = authenticate(runtime, "POST", target, headers, body)
+                auth.idempotency_key(headers)
+                auth.require_json(headers)
+                trusted = {k: v for k, v in headers.items() if k != HEADER_DEVICE.lower()}
+                trusted[HEADER_DEVICE] = device.device_id
+                receipt = adapter.redeem(body, trusted)
+                return VoucherRedemption(
+                    result="replayed" if receipt.replayed else "redeemed", receipt=receipt
                 )
-            status = runtime.gateway.record_order_progress(
-                order_id, report.outcome, at=report.at, actor="headend", reference=report.reference
-            )
-            return ReconnectionProgress(order_id=order_id, status=status)
 
-        return _json(await in_thread(work))
+            redemption = await in_thread(work)
+            return _json(redemption, 200 if redemption.result == "replayed" else 201)
+
+    if "pos" in config.channels:
+
+        @app.post("/v1/pos/{operation}", operation_id="posMessage", tags=["terminals"])
+        async def pos_message(
+            request: Request,
+            operation: Annotated[str, PathParam(pattern="^(sale|void|settle)$")],
+        ) -> Response:
+            """A POS terminal's MAC-signed sale, same-batch void or batch settlement, answered
+            in the terminal's own format (see docs/channels/pos.md)."""
+            runtime = slot.get()
+            adapter = runtime.pos
+            assert adapter is not None, "served only when configured"
+            handle = {
+                "sale": adapter.handle_pay,
+                "void": adapter.handle_void,
+                "settle": adapter.handle_daily_close,
+            }[operation]
+            headers = _headers(request)
+            body = await _read_body(request, adapter.config.max_body_bytes, keep_excess=True)
+            result = await in_thread(lambda: handle(body, headers, runtime.gateway))
+            if result.receipt is not None:
+                metrics.count_payment("pos", "replayed" if result.receipt.replayed else "posted")
+            elif result.error_code is not None and operation == "sale":
+                metrics.count_payment("pos", "refused")
+            return Response(
+                result.body, status_code=result.status_code, media_type=result.content_type
+            )
+
+    if notify_channels:
+
+        @app.post("/v1/channels/{channel}/notify", operation_id="notify", tags=["channels"])
+        async def notify(
+            request: Request,
+            channel: Annotated[str, PathParam(pattern=_CHANNEL)],
+        ) -> Response:
+            """A channel's notification in its native format, answered in its own format."""
+            runtime = slot.get()
+            adapter = runtime.notify.get(channel)
+            if adapter is None:
+                raise UnknownChannelError(
+                    f"no notify endpoint for channel {channel!r}", field="channel"
+                )
+            headers = _headers(request)
+            # The adapter refuses an oversized message itself, in its own format: it gets the
+            # first limit + 1 bytes, never more.
+            body = await _read_body(request, adapter.config.max_body_bytes, keep_excess=True)
+            result = await in_thread(lambda: adapter.handle_notify(body, headers, runtime.gateway))
+            if result.receipt is not None:
+                metrics.count_payment(channel, "replayed" if result.receipt.replayed else "posted")
+            elif result.error_code is not None:
+                metrics.count_payment(channel, "refused")
+            return Response(
+                result.body, status_code=result.status_code, media_type=result.content_type
+            )
+
+    callback_secret = config.callback_secret
+    if callback_secret is not None:
+
+        @app.post(
+            "/v1/reconnections/{order_id}/confirm",
+            operation_id="confirmReconnection",
+            tags=["head-ends"],
+        )
+        async def confirm_reconnection(request: Request, order_id: str) -> Response:
+            """The head-end's signed report on a supply order, recorded once."""
+            runtime = slot.get()
+            headers = _headers(request)
+            body = await _read_body(request, MAX_CALLBACK_BYTES)
+
+            def work() -> ReconnectionProgress:
+                now = runtime.gateway.clock.now()
+                try:
+                    auth.require_json(headers)
+                except UnsupportedMediaTypeError as refusal:
+                    # The signature first: a caller without the secret is told 401, not
+                    # what the route reads. A signed body not in JSON cannot be a report.
+                    with suppress(ParseError):
+                        verify_callback(body, headers, secret=callback_secret, now=now)
+                    raise refusal from None
+                report = verify_callback(body, headers, secret=callback_secret, now=now)
+                # A signed report read strictly too: a key given twice is refused, not settled.
+                parse_json_object(body, source="headend")
+                _matching(order_id, _ORDER_ID, "order_id", "a supply order's number")
+                if report.order_id != int(order_id):
+                    raise InvalidInputError(
+                        f"the signed report is about order {report.order_id}", field="order_id"
+                    )
+                status = runtime.gateway.record_order_progress(
+                    report.order_id,
+                    report.outcome,
+                    at=report.at,
+                    actor="headend",
+                    reference=report.reference,
+                )
+                return ReconnectionProgress(order_id=report.order_id, status=status)
+
+            return _json(await in_thread(work))
 
     @app.get("/healthz", operation_id="health", tags=["operations"])
     async def healthz() -> Response:
@@ -719,7 +771,9 @@ def check_startup(
     channel that cannot be built or a settlement time zone that is not the utility's stops it
     with a message, rather than each worker failing on its own.
     """
-    _start(settings, config, channels or ChannelRegistry.discover(), None, 1).close()
+    registry = channels or ChannelRegistry.discover()
+    _check_config(config, registry)
+    _start(settings, config, registry, None, 1).close()
 
 
 def app_from_env() -> FastAPI:

@@ -15,28 +15,84 @@ Invariants:
   :meth:`~paygate.gateway.Gateway.post_within`), and with the refusal of a payment the core
   refuses (an unknown account, say): a signed request, once answered, is never accepted again
   in its window, even if what made it fail has changed since.
+* **Who, before what.** A request's signature is verified before anything it says is judged:
+  its media type, its Idempotency-Key, its path parameters and its body are checked only once
+  the caller is known, so an unauthenticated caller learns nothing but 401 (413, for a body
+  over the limit, is the one refusal that comes first: the signed bytes must be read, within
+  bounds, before they can be verified).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import datetime, timedelta
+from typing import Final
 
-from paygate.api.problems import IdempotencyKeyError
-from paygate.channels.kiosk import KioskAdapter, KioskContext, KioskPayRequest
+from paygate.api.problems import IdempotencyKeyError, UnsupportedMediaTypeError
+from paygate.channels.kiosk import (
+    KioskAdapter,
+    KioskContext,
+    KioskPayRequest,
+    parse_pay_request,
+    pay_intent,
+)
 from paygate.channels.stores import SqlNonceStore
+from paygate.channels.wire import parse_json_object, shown
 from paygate.devices import Device, DeviceRegistry, verify_request
 from paygate.errors import ConfigurationError, IdempotencyConflictError, PaygateError
 from paygate.gateway import Gateway
 from paygate.models import PaymentIntent, Receipt
 from paygate.store.engine import Store, Tx, UniqueViolation
 
-__all__ = ["KioskPayment", "authenticate", "post_kiosk_payment"]
+__all__ = [
+    "KioskPayment",
+    "authenticate",
+    "idempotency_key",
+    "post_kiosk_payment",
+    "require_json",
+]
+
+_JSON_MEDIA_TYPE: Final = "application/json"
+_IDEMPOTENCY_KEY: Final = re.compile(r"^[A-Za-z0-9._:-]{1,64}\Z")
 
 KioskPayment = tuple[Receipt, PaymentIntent, KioskPayRequest]
 """A posted (or replayed) kiosk payment: the core's receipt, the intent, the request."""
 
 _ATTEMPTS = 3
+
+
+def require_json(headers: Mapping[str, str]) -> None:
+    """Refuse (415) a body not declared ``application/json``, or declared in another charset.
+
+    A JSON route reads UTF-8 JSON and nothing else: a form or a text body that happened to
+    parse would be a message its sender did not mean to send in this form.
+    """
+    declared = headers.get("content-type", "")
+    media_type, _, parameters = declared.partition(";")
+    charsets = [
+        value.strip().strip('"').lower()
+        for name, _, value in (part.partition("=") for part in parameters.split(";"))
+        if name.strip().lower() == "charset"
+    ]
+    if media_type.strip().lower() != _JSON_MEDIA_TYPE or any(
+        charset not in ("utf-8", "utf8") for charset in charsets
+    ):
+        got = shown(declared) if declared else "none"
+        raise UnsupportedMediaTypeError(
+            f"the body must be {_JSON_MEDIA_TYPE} (UTF-8); Content-Type is {got}",
+            field="Content-Type",
+        )
+
+
+def idempotency_key(headers: Mapping[str, str]) -> str | None:
+    """The Idempotency-Key header, checked for its form, or None when there is none."""
+    key = headers.get("idempotency-key")
+    if key is not None and not _IDEMPOTENCY_KEY.match(key):
+        raise IdempotencyKeyError(
+            "an Idempotency-Key is 1-64 of A-Z a-z 0-9 . _ : -", field="Idempotency-Key"
+        )
+    return key
 
 
 class _Devices:
@@ -103,15 +159,15 @@ def post_kiosk_payment(
     kiosk: KioskAdapter,
     body: bytes,
     headers: Mapping[str, str],
-    *,
-    idempotency_key: str,
 ) -> KioskPayment:
-    """Verify, map and post a kiosk's signed payment: one transaction, nonce and payment.
+    """Verify, check, map and post a kiosk's signed payment: one transaction, nonce and payment.
 
     The kiosk adapter (the configured one, given for this request a context whose device
-    directory and nonce store work inside the transaction) verifies and maps; the core posts
-    with :meth:`~paygate.gateway.Gateway.post_within`, exactly as :meth:`Gateway.pay` does.
-    ``idempotency_key`` must be the payment's ``txn_id``. A refusal raises its PaygateError.
+    directory and nonce store work inside the transaction) verifies the signature; then the
+    media type, the Idempotency-Key (required, and the payment's ``txn_id``) and the body are
+    checked, in that order, and the adapter's mapping makes the intent; the core posts with
+    :meth:`~paygate.gateway.Gateway.post_within`, exactly as :meth:`Gateway.pay` does. A
+    refusal raises its PaygateError.
     """
     context = kiosk.context
     ledger = context.ledger if isinstance(context, KioskContext) else None
@@ -127,13 +183,31 @@ def post_kiosk_payment(
             ),
         )
         try:
-            intent, sent = bound.intent_from_pay(body, headers)
-            if idempotency_key != sent.txn_id:
+            device = bound.authenticate(kiosk.config.pay_path, body, headers)
+            require_json(headers)
+            key = idempotency_key(headers)
+            if key is None:
+                raise IdempotencyKeyError(
+                    "the Idempotency-Key header is required", field="Idempotency-Key"
+                )
+            # The strict reader first: a key given twice (which a lenient reader would settle
+            # by taking the last) or nesting without end is refused, never posted.
+            parse_json_object(body, source=kiosk.name)
+            sent = parse_pay_request(body, source=kiosk.name)
+            if key != sent.txn_id:
                 # The key is what a client retries with; the transaction id is what the ledger
                 # keeps. One and the same, or a retry under one key could post a second payment.
                 raise IdempotencyKeyError(
                     "the Idempotency-Key must be the payment's txn_id", field="Idempotency-Key"
                 )
+            intent = pay_intent(
+                sent,
+                device.device_id,
+                channel=kiosk.name,
+                currency=kiosk.config.currency,
+                now=clock.now(),
+                skew=kiosk.config.timestamp_window,
+            )
         except PaygateError as refusal:
             # Returned, not raised, so that the transaction commits the nonce of a request
             # whose signature verified: refused for what it says, it is never accepted later,

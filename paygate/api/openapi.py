@@ -85,6 +85,7 @@ _PROBLEM_TEXT: Final[dict[int, str]] = {
     409: "contradicts what is recorded (`idempotency_conflict`, `close_conflict`, "
     "`voucher_already_redeemed`, …); nothing changed",
     413: "the body is over the route's limit (`payload_too_large`); it was not read",
+    415: "the body is not `application/json` (`unsupported_media_type`); nothing was done",
     429: "too many failed attempts (`redemption_throttled`); retry after `retry_at`",
     503: "the database or a configured part is not available now (`store_error`, "
     "`configuration_error`); retry later",
@@ -97,6 +98,8 @@ class _Operation:
     body: tuple[type[BaseModel], str] | None = None
     answers: dict[int, tuple[str, type[BaseModel] | None]] = field(default_factory=dict)
     problems: tuple[int, ...] = ()
+    path_schemas: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """The path parameters' schemas: the routes check them only after authenticating."""
 
 
 def _header(name: str, description: str, schema: dict[str, Any], *, required: bool = True) -> Any:
@@ -147,6 +150,13 @@ _OPERATIONS: Final[dict[tuple[str, str], _Operation]] = {
         headers=_SIGNED,
         answers={200: ("what the account owes now (the name masked)", AccountStatus)},
         problems=(400, 401, 403, 404, 503),
+        path_schemas={
+            "account_no": {
+                "type": "string",
+                "pattern": "^[!-~]{1,64}$",
+                "description": "percent-encoded as a path segment (a `/` is sent as `%2F`)",
+            }
+        },
     ),
     ("post", "/v1/payments"): _Operation(
         headers=(
@@ -158,7 +168,7 @@ _OPERATIONS: Final[dict[tuple[str, str], _Operation]] = {
             201: ("posted: the receipt to print", KioskReceipt),
             200: ("posted before: the original receipt, `replayed: true`", KioskReceipt),
         },
-        problems=(400, 401, 403, 404, 409, 413, 503),
+        problems=(400, 401, 403, 404, 409, 413, 415, 503),
     ),
     ("post", "/v1/kiosks/{device_id}/close"): _Operation(
         headers=(*_SIGNED, _idempotency(False, "optional: a close is idempotent by its date")),
@@ -167,7 +177,10 @@ _OPERATIONS: Final[dict[tuple[str, str], _Operation]] = {
             201: ("closed: the comparison with the ledger", KioskCloseResult),
             200: ("closed before with the same figures, `replayed: true`", KioskCloseResult),
         },
-        problems=(400, 401, 403, 404, 409, 413, 503),
+        problems=(400, 401, 403, 404, 409, 413, 415, 503),
+        path_schemas={
+            "device_id": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$"}
+        },
     ),
     ("post", "/v1/vouchers/redeem"): _Operation(
         headers=(
@@ -179,7 +192,7 @@ _OPERATIONS: Final[dict[tuple[str, str], _Operation]] = {
             201: ("redeemed: the payment's receipt", VoucherRedemption),
             200: ("redeemed before for this account: the original receipt", VoucherRedemption),
         },
-        problems=(400, 401, 403, 404, 409, 413, 429, 503),
+        problems=(400, 401, 403, 404, 409, 413, 415, 429, 503),
     ),
     ("post", "/v1/reconnections/{order_id}/confirm"): _Operation(
         headers=(
@@ -196,7 +209,10 @@ _OPERATIONS: Final[dict[tuple[str, str], _Operation]] = {
         ),
         body=(HeadEndCallback, "the head-end's report on the order"),
         answers={200: ("recorded (a repeat changes nothing)", ReconnectionProgress)},
-        problems=(400, 401, 404, 413, 503),
+        problems=(400, 401, 404, 413, 415, 503),
+        path_schemas={
+            "order_id": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1},
+        },
     ),
     ("get", "/healthz"): _Operation(
         answers={200: ("the gateway and its database answer", Health)}, problems=(503,)
@@ -318,6 +334,9 @@ def build_openapi(app: FastAPI, *, notify_channels: Sequence[str]) -> dict[str, 
                 }
                 continue
             spec = _OPERATIONS[key]
+            for parameter in operation.get("parameters", []):
+                if parameter.get("in") == "path" and parameter.get("name") in spec.path_schemas:
+                    parameter["schema"] = spec.path_schemas[parameter["name"]]
             operation["parameters"] = [*operation.get("parameters", []), *spec.headers]
             if spec.body is not None:
                 model, description = spec.body

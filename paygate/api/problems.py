@@ -13,7 +13,8 @@ The errors raised by the HTTP layer itself sit in the same tree::
     PaygateError
     ├── InvalidInputError
     │   ├── IdempotencyKeyError        Idempotency-Key missing, malformed or not the txn id
-    │   └── RequestValidationProblem   a path parameter or header not in its form
+    │   ├── RequestValidationProblem   a path parameter or header not in its form
+    │   └── UnsupportedMediaTypeError  a body that is not of the route's media type (415)
     ├── NotFoundError
     │   ├── UnknownChannelError        no notify endpoint for that channel here
     │   └── RouteNotFoundError         no such route
@@ -54,6 +55,7 @@ __all__ = [
     "RequestValidationProblem",
     "RouteNotFoundError",
     "UnknownChannelError",
+    "UnsupportedMediaTypeError",
     "database_unavailable",
     "internal_error",
     "problem_for",
@@ -75,6 +77,12 @@ class RequestValidationProblem(InvalidInputError):
     """A path parameter or header is not in the form the route documents."""
 
     code = "invalid_input"
+
+
+class UnsupportedMediaTypeError(InvalidInputError):
+    """The body is not of the media type the route reads."""
+
+    code = "unsupported_media_type"
 
 
 class UnknownChannelError(NotFoundError):
@@ -136,6 +144,8 @@ def status_for(exc: PaygateError) -> int:
         return 429
     if isinstance(exc, MethodNotAllowedError):
         return 405
+    if isinstance(exc, UnsupportedMediaTypeError):
+        return 415
     return refusal_status(exc)
 
 

@@ -345,9 +345,16 @@ class KioskReceipt(BaseModel):
     arrears_cleared: bool
     reconnection_order_id: int | None = None
     replayed: bool = False
+    after_close: bool = Field(
+        default=False,
+        description="the terminal had closed business_date when this was answered: "
+        "that close's figures may not include this payment",
+    )
 
 
-def kiosk_receipt(receipt: Receipt, terminal_id: str, txn_id: str) -> KioskReceipt:
+def kiosk_receipt(
+    receipt: Receipt, terminal_id: str, txn_id: str, *, after_close: bool = False
+) -> KioskReceipt:
     """The printable receipt of a payment the core answered."""
     method = method_of(txn_id)
     if method is None:
@@ -370,6 +377,7 @@ def kiosk_receipt(receipt: Receipt, terminal_id: str, txn_id: str) -> KioskRecei
         arrears_cleared=receipt.arrears_cleared,
         reconnection_order_id=receipt.reconnection_order_id,
         replayed=receipt.replayed,
+        after_close=after_close,
     )
 
 

@@ -37,6 +37,7 @@ from paygate.client.errors import (
     DeviceRevokedError,
     GatewayUnreachableError,
     IdempotencyConflictError,
+    InvalidArgumentError,
     InvalidRequestError,
     NotFoundError,
     PaygateClientError,
@@ -54,7 +55,6 @@ from paygate.client.kiosk import (
     StoredPayment,
     pending_receipt_lines,
 )
-from paygate.errors import InvalidInputError
 
 __all__ = [
     "AsyncPaygateClient",
@@ -66,6 +66,7 @@ __all__ = [
     "GatewayUnreachableError",
     "Health",
     "IdempotencyConflictError",
+    "InvalidArgumentError",
     "InvalidRequestError",
     "KioskClient",
     "KioskPayment",
@@ -94,9 +95,9 @@ def load_private_key(
     try:
         key = serialization.load_pem_private_key(data, password=password)
     except (ValueError, TypeError):
-        raise InvalidInputError(
-            "not a PEM private key (or the password is wrong)", field="private_key"
+        raise InvalidArgumentError.of(
+            "not a PEM private key (or the password is wrong)", "private_key"
         ) from None
     if not isinstance(key, Ed25519PrivateKey):
-        raise InvalidInputError("the private key is not an Ed25519 key", field="private_key")
+        raise InvalidArgumentError.of("the private key is not an Ed25519 key", "private_key")
     return key

@@ -142,7 +142,7 @@ class PaygateClient(_Client):
             request = self._core.build(call)
             try:
                 response = self._http.send(request)
-            except httpx.TransportError as exc:
+            except httpx.RequestError as exc:
                 wait = self._core.wait_after_error(call, exc, attempt)
                 if wait is None:
                     raise self._core.unreachable(exc) from exc
@@ -270,7 +270,7 @@ class AsyncPaygateClient(_Client):
             request = self._core.build(call)
             try:
                 response = await self._http.send(request)
-            except httpx.TransportError as exc:
+            except httpx.RequestError as exc:
                 wait = self._core.wait_after_error(call, exc, attempt)
                 if wait is None:
                     raise self._core.unreachable(exc) from exc

@@ -9,11 +9,15 @@ idempotency key. Waits grow exponentially with full jitter, are capped, and hono
 ``Retry-After`` up to the cap.
 
 The clients differ only in how they do I/O (:mod:`paygate.client._client`); everything decided
-here is decided once for both.
+here is decided once for both. An argument that cannot be sent — an account number no URL path
+can carry, a naive time, an unknown method — is refused here, before any I/O, as an
+:class:`~paygate.client.errors.InvalidArgumentError`: a client method raises nothing of
+paygate's outside :mod:`paygate.client.errors`.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import re
@@ -21,7 +25,7 @@ import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, Final, Generic, TypeVar
+from typing import Any, Final, Generic, ParamSpec, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -32,19 +36,21 @@ from paygate.api.schemas import Health, VoucherRedemption
 from paygate.channels.kiosk import KioskCloseResult, KioskMethod, KioskReceipt, KioskTotals
 from paygate.client.errors import (
     GatewayUnreachableError,
+    InvalidArgumentError,
     PaygateClientError,
     error_from_response,
 )
 from paygate.clock import Clock, SystemClock, require_aware
 from paygate.devices import sign_request
-from paygate.errors import InvalidInputError
+from paygate.errors import PaygateError
 from paygate.models import AccountStatus
 from paygate.money import Money
 
-__all__ = ["Call", "ClientCore", "new_txn_id"]
+__all__ = ["Call", "ClientCore", "local_refusals", "new_txn_id"]
 
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
+P = ParamSpec("P")
 
 _DEVICE_ID: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}\Z")
 _RETRY_STATUSES: Final = frozenset({429, 502, 503, 504})
@@ -52,6 +58,29 @@ _RETRY_STATUSES: Final = frozenset({429, 502, 503, 504})
 _NOT_SENT: Final = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
+def local_refusals(function: Callable[P, T]) -> Callable[P, T]:
+    """``function``, its refusals of its arguments raised as InvalidArgumentError.
+
+    What paygate's own checks raise (a ParseError, a NaiveDatetimeError, a device module's
+    MalformedRequestError for a target no path can carry) and a ValueError of an enum are the
+    caller's argument refused before anything was sent; the client's tree says so.
+    """
+
+    @functools.wraps(function)
+    def refusing(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return function(*args, **kwargs)
+        except PaygateClientError:
+            raise
+        except PaygateError as exc:
+            raise InvalidArgumentError.of(exc.message, exc.field) from exc
+        except ValueError as exc:
+            raise InvalidArgumentError.of(str(exc)) from exc
+
+    return refusing
+
+
+@local_refusals
 def new_txn_id(method: KioskMethod | str) -> str:
     """A fresh kiosk transaction id (and so idempotency key): the method, then 128 random bits."""
     return f"{KioskMethod(method).value}-{secrets.token_urlsafe(16)}"
@@ -109,19 +138,24 @@ class ClientCore:
         backoff_cap: float = 8.0,
         rng: random.Random | None = None,
     ) -> None:
-        url = httpx.URL(base_url)
+        try:
+            url = httpx.URL(base_url)
+        except (httpx.InvalidURL, TypeError):
+            raise InvalidArgumentError.of("not a URL", field="base_url") from None
         if url.scheme not in ("http", "https") or not url.host:
-            raise InvalidInputError("an http:// or https:// URL with a host", field="base_url")
+            raise InvalidArgumentError.of(
+                "an http:// or https:// URL with a host", field="base_url"
+            )
         if url.query or url.fragment:
-            raise InvalidInputError("a base URL without query or fragment", field="base_url")
+            raise InvalidArgumentError.of("a base URL without query or fragment", field="base_url")
         if not isinstance(private_key, Ed25519PrivateKey):
             raise TypeError("private_key must be an Ed25519PrivateKey")
         if not isinstance(device_id, str) or not _DEVICE_ID.match(device_id):
-            raise InvalidInputError("the device id as registered", field="device_id")
+            raise InvalidArgumentError.of("the device id as registered", field="device_id")
         if type(max_retries) is not int or max_retries < 0:
-            raise InvalidInputError("a non-negative integer", field="max_retries")
+            raise InvalidArgumentError.of("a non-negative integer", field="max_retries")
         if not 0 < backoff_base <= backoff_cap:
-            raise InvalidInputError("0 < backoff_base <= backoff_cap", field="backoff_base")
+            raise InvalidArgumentError.of("0 < backoff_base <= backoff_cap", field="backoff_base")
         # A path prefix is kept and signed: the gateway verifies the target it receives.
         self._origin = str(url.copy_with(path="/", query=None, fragment=None)).rstrip("/")
         self._prefix = url.raw_path.decode("ascii").rstrip("/")
@@ -144,6 +178,7 @@ class ClientCore:
 
     # -- building ---------------------------------------------------------------------------
 
+    @local_refusals
     def build(self, call: Call[Any]) -> httpx.Request:
         """The request for one attempt of ``call``, signed now with a fresh nonce."""
         target = f"{self._prefix}{call.target}"
@@ -170,7 +205,7 @@ class ClientCore:
         return wait
 
     def wait_after_error(
-        self, call: Call[Any], error: httpx.TransportError, attempt: int
+        self, call: Call[Any], error: httpx.RequestError, attempt: int
     ) -> float | None:
         """Seconds to wait before retrying after ``error``, or None to give up."""
         if attempt >= self.max_retries:
@@ -196,7 +231,7 @@ class ClientCore:
         raise error_from_response(response)
 
     @staticmethod
-    def unreachable(error: httpx.TransportError) -> GatewayUnreachableError:
+    def unreachable(error: httpx.RequestError) -> GatewayUnreachableError:
         """The error for a request that got no answer."""
         return GatewayUnreachableError(
             None,
@@ -207,14 +242,21 @@ class ClientCore:
 
     # -- the calls --------------------------------------------------------------------------
 
+    @local_refusals
     def account(self, account_no: str) -> Call[AccountStatus]:
-        """``GET /v1/accounts/{account_no}``."""
+        """``GET /v1/accounts/{account_no}``; the number is one percent-encoded path segment."""
         if not isinstance(account_no, str) or not account_no:
-            raise InvalidInputError("an account number", field="account_no")
+            raise InvalidArgumentError.of("an account number", field="account_no")
+        if account_no in (".", ".."):
+            # Dot segments are resolved by routers, so no signed path may hold one.
+            raise InvalidArgumentError.of(
+                f"{account_no!r} cannot be sent as a path segment", field="account_no"
+            )
         return Call(
             "GET", f"/v1/accounts/{quote(account_no, safe='')}", None, None, _model(AccountStatus)
         )
 
+    @local_refusals
     def pay(
         self,
         account_no: str,
@@ -230,7 +272,7 @@ class ClientCore:
         kind = KioskMethod(method)
         key = new_txn_id(kind) if idempotency_key is None else idempotency_key
         if not key.startswith(f"{kind.value}-"):
-            raise InvalidInputError(
+            raise InvalidArgumentError.of(
                 f"a {kind.value} payment's key starts with {kind.value}-", field="idempotency_key"
             )
         when = require_aware(paid_at, "paid_at") if paid_at is not None else self.clock.now()
@@ -246,6 +288,7 @@ class ClientCore:
         )
         return Call("POST", "/v1/payments", body, key, _model(KioskReceipt), frozenset({200, 201}))
 
+    @local_refusals
     def redeem_voucher(
         self, account_no: str, serial: str, pin: str | SecretStr, *, idempotency_key: str | None
     ) -> Call[VoucherRedemption]:
@@ -262,6 +305,7 @@ class ClientCore:
             frozenset({200, 201}),
         )
 
+    @local_refusals
     def close_kiosk_day(
         self,
         business_date: date,
@@ -272,7 +316,7 @@ class ClientCore:
     ) -> Call[KioskCloseResult]:
         """``POST /v1/kiosks/{this device}/close``."""
         if not isinstance(counted_cash, Money) or counted_cash.currency != reported.currency:
-            raise InvalidInputError(
+            raise InvalidArgumentError.of(
                 "counted cash is Money in the totals' currency", field="counted_cash"
             )
         body = _json_body(

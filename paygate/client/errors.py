@@ -4,13 +4,16 @@ Invariant: every error carries what a program acts on — ``status`` (None when 
 ``code`` (the problem's stable code), ``title``, ``detail``, ``field`` and ``request_id`` (quote
 it to an operator) — and its class is chosen from the code first, the status second, so that a
 firmware can ``except DeviceRevokedError`` without parsing text. Transport failures are
-translated at the boundary (``raise … from exc``). The tree sits under the one root of
-:mod:`paygate.errors`::
+translated at the boundary (``raise … from exc``), and so is an argument the client cannot
+send (an account number no URL path can carry, a naive ``paid_at``, an unknown method): a
+client method raises nothing of paygate's outside this tree (a ``TypeError`` for an argument
+of the wrong type aside). The tree sits under the one root of :mod:`paygate.errors`::
 
     PaygateError
     └── PaygateClientError               an answer (or none) the client could not turn into a result
-        ├── GatewayUnreachableError      no answer: refused, reset, timed out (status None)
-        ├── InvalidRequestError          400, 405, 413, 422: never succeeds as sent
+        ├── GatewayUnreachableError      no answer: refused, reset, timed out, undecodable (None)
+        ├── InvalidRequestError          400, 405, 413, 415, 422: never succeeds as sent
+        │   └── InvalidArgumentError     refused by the client itself, nothing sent (status None)
         ├── AuthenticationFailedError    401: the signature, device or clock did not verify
         │   └── ClockSkewError           stale_timestamp: the device's clock is off
         ├── PermissionDeniedError        403: authenticated, not allowed
@@ -32,7 +35,7 @@ from typing import Any, Final
 
 import httpx
 
-from paygate.errors import PaygateError
+from paygate.errors import InvalidInputError, PaygateError
 
 __all__ = [
     "AuthenticationFailedError",
@@ -41,6 +44,7 @@ __all__ = [
     "DeviceRevokedError",
     "GatewayUnreachableError",
     "IdempotencyConflictError",
+    "InvalidArgumentError",
     "InvalidRequestError",
     "NotFoundError",
     "PaygateClientError",
@@ -87,11 +91,24 @@ class PaygateClientError(PaygateError):
 
 
 class GatewayUnreachableError(PaygateClientError):
-    """No answer came: the connection was refused or reset, or it timed out."""
+    """No answer came: the connection was refused or reset, or it timed out (or the answer
+    could not be decoded)."""
 
 
 class InvalidRequestError(PaygateClientError):
-    """The request can never succeed as sent (400, 405, 413, 422)."""
+    """The request can never succeed as sent (400, 405, 413, 415, 422)."""
+
+
+class InvalidArgumentError(InvalidRequestError, InvalidInputError):
+    """An argument the client refuses before sending anything (status None); ``field`` names it.
+
+    Also an :class:`~paygate.errors.InvalidInputError`, which is what it is to the library.
+    """
+
+    @classmethod
+    def of(cls, detail: str, field: str | None = None) -> InvalidArgumentError:
+        """The refusal of argument ``field`` for the reason ``detail``."""
+        return cls(None, "invalid_argument", "Invalid argument", detail, field)
 
 
 class AuthenticationFailedError(PaygateClientError):

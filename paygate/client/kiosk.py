@@ -10,14 +10,23 @@ Invariants:
   its ``Idempotency-Key``) and its ``paid_at`` for ever, across retries and restarts; the
   gateway answers a payment it already posted with the original receipt.
 * **In order, and nothing dropped.** Stored payments are forwarded oldest first; a newer one
-  is never sent while an older one waits. A payment the gateway refuses for good (unreadable,
-  unknown account, conflict) moves to the ``refused`` list with the gateway's code and
-  detail; one it cannot take *now* (no answer, 5xx, 429, the device's own authentication
-  failing) stays pending, and forwarding stops there until the next attempt.
+  is never sent while an older one waits (one forwarding pass at a time). A payment the
+  gateway refuses for good (unreadable, unknown account, conflict) moves to the ``refused``
+  list with the gateway's code and detail; one it cannot take *now* (no answer, 5xx, 429, the
+  device's own authentication failing) stays pending, and forwarding stops there until the
+  next attempt.
+* **A sale never waits for a link known to be down.** Once a pass could not get a payment
+  through, the link is down: a sale is stored and its pending receipt returned at once, and a
+  background thread forwards every ``retry_interval`` seconds until a pass gets through. No
+  lock that a sale takes is held across the network.
+* ``attempts`` is how many times *that* payment was sent to the gateway; a confirmation that
+  came after the terminal's close of the payment's business date is marked (``after_close``)
+  and listed by :meth:`KioskClient.after_close`, for the close's figures may not include it.
 """
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -37,18 +46,21 @@ from paygate.client._client import PaygateClient
 from paygate.client._core import new_txn_id
 from paygate.client.errors import (
     ConflictError,
+    InvalidArgumentError,
     InvalidRequestError,
     NotFoundError,
     PaygateClientError,
 )
 from paygate.clock import DEFAULT_TIMEZONE, Clock, require_aware
-from paygate.errors import InvalidAmountError
+from paygate.errors import PaygateError
 from paygate.models import AccountStatus
 from paygate.money import Money
 
 __all__ = ["ForwardReport", "KioskClient", "KioskPayment", "PaymentState", "StoredPayment"]
 
-_SCHEMA_VERSION: Final = 1
+_log = logging.getLogger("paygate.client.kiosk")
+
+_SCHEMA_VERSION: Final = 2
 _SCHEMA: Final = (
     "CREATE TABLE IF NOT EXISTS payments ("
     " seq INTEGER PRIMARY KEY AUTOINCREMENT,"
@@ -64,8 +76,14 @@ _SCHEMA: Final = (
     " refusal_status INTEGER,"
     " refusal_code TEXT,"
     " refusal_detail TEXT,"
-    " settled_at TEXT)",
+    " settled_at TEXT,"
+    " after_close INTEGER NOT NULL DEFAULT 0 CHECK (after_close IN (0, 1)))",
     "CREATE INDEX IF NOT EXISTS payments_state ON payments (state, seq)",
+)
+# Version 1 had no after_close column: its confirmations predate the mark.
+_UPGRADE_FROM_1: Final = (
+    "ALTER TABLE payments ADD COLUMN after_close INTEGER NOT NULL DEFAULT 0 "
+    "CHECK (after_close IN (0, 1))"
 )
 _COLUMNS: Final = (
     "seq, txn_id, account_no, amount, currency, method, paid_at, state, attempts, receipt, "
@@ -100,6 +118,7 @@ class StoredPayment(BaseModel):
     paid_at: datetime
     state: PaymentState
     attempts: int
+    """How many times this payment was sent to the gateway."""
     receipt: KioskReceipt | None = None
     refusal_status: int | None = None
     refusal_code: str | None = None
@@ -126,6 +145,11 @@ class KioskPayment:
         """The gateway's receipt, once confirmed."""
         return self.payment.receipt
 
+    @property
+    def after_close(self) -> bool:
+        """True when the gateway posted it after this terminal had closed its business day."""
+        return self.payment.receipt is not None and self.payment.receipt.after_close
+
     def lines(self) -> list[str]:
         """The receipt to print: the gateway's, or one marked "pending confirmation"."""
         if self.payment.receipt is not None:
@@ -145,6 +169,8 @@ class ForwardReport:
     """Why the pass stopped before the end (None when it went through)."""
     errors: dict[str, PaygateClientError] = field(default_factory=dict)
     """The gateway's refusal of each refused payment, by transaction id."""
+    after_close: list[StoredPayment] = field(default_factory=list)
+    """Confirmed payments the gateway posted after the terminal had closed their day."""
 
 
 _METHOD_LABELS: Final = {KioskMethod.CASH: "现金 Cash", KioskMethod.CARD: "银行卡 Bank card"}
@@ -175,7 +201,9 @@ class KioskClient:
 
     ``client`` signs and sends (its lifetime is the caller's); ``store`` is the kiosk's own
     SQLite file, created on first use and kept across restarts. A new ``KioskClient`` on the
-    same file after a restart carries on with whatever was pending.
+    same file after a restart carries on with whatever was pending. While the link is known
+    down, a background thread tries a forwarding pass every ``retry_interval`` seconds; it
+    stops with :meth:`close`.
     """
 
     def __init__(
@@ -185,13 +213,24 @@ class KioskClient:
         *,
         currency: str = "CNY",
         timezone: str = DEFAULT_TIMEZONE,
+        retry_interval: float = 15.0,
     ) -> None:
-        Money.zero(currency)
-        ZoneInfo(timezone)
+        try:
+            Money.zero(currency)
+            ZoneInfo(timezone)
+        except (PaygateError, ValueError) as exc:
+            raise InvalidArgumentError.of(str(exc), "currency/timezone") from exc
+        if not retry_interval > 0:
+            raise InvalidArgumentError.of("seconds, more than 0", "retry_interval")
         self._client = client
         self._currency = currency
         self._timezone = timezone
-        self._lock = threading.Lock()
+        self._retry_interval = retry_interval
+        self._lock = threading.Lock()  # the store: held for its reads and writes only
+        self._sending = threading.Lock()  # one forwarding pass at a time: oldest first
+        self._down: PaygateClientError | None = None  # why the last pass stopped, if it did
+        self._closed = threading.Event()
+        self._forwarder: threading.Thread | None = None
         self._db = sqlite3.connect(str(store), isolation_level=None, check_same_thread=False)
         try:
             # FULL: each commit is on the medium before the call returns (with WAL, the log is
@@ -199,12 +238,14 @@ class KioskClient:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA busy_timeout=10000")
-            version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
-            if version not in (0, _SCHEMA_VERSION):
-                raise sqlite3.DatabaseError(
-                    f"kiosk store schema {version} is not {_SCHEMA_VERSION}"
-                )
             with self._transaction() as db:
+                version = int(db.execute("PRAGMA user_version").fetchone()[0])
+                if version not in (0, 1, _SCHEMA_VERSION):
+                    raise sqlite3.DatabaseError(
+                        f"kiosk store schema {version} is not {_SCHEMA_VERSION}"
+                    )
+                if version == 1:
+                    db.execute(_UPGRADE_FROM_1)
                 for statement in _SCHEMA:
                     db.execute(statement)
                 db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
@@ -220,8 +261,18 @@ class KioskClient:
         """The clock payments are dated with: the client's."""
         return self._client.clock
 
+    @property
+    def link_down(self) -> PaygateClientError | None:
+        """Why the link is known down (the error that stopped the last pass), or None."""
+        return self._down
+
     def close(self) -> None:
-        """Close the kiosk's store (the client is the caller's to close)."""
+        """Stop forwarding in the background and close the kiosk's store (not the client).
+
+        A pass still waiting for the gateway is not waited for: what it would have recorded
+        stays pending in the store, and is forwarded again (the gateway replays it) later.
+        """
+        self._closed.set()
         with self._lock:
             self._db.close()
 
@@ -246,6 +297,14 @@ class KioskClient:
             raise
         self._db.execute("COMMIT")
 
+    @contextmanager
+    def _store(self) -> Iterator[sqlite3.Connection]:
+        """The store, under its lock; refused once closed."""
+        with self._lock:
+            if self._closed.is_set():
+                raise sqlite3.ProgrammingError("the kiosk store is closed")
+            yield self._db
+
     # -- taking payments ----------------------------------------------------------------------
 
     def account(self, account_no: str) -> AccountStatus:
@@ -258,17 +317,22 @@ class KioskClient:
         """Take a payment: stored first, then forwarded with everything older still pending.
 
         Returns the confirmed receipt, or — when the gateway cannot take it now — the stored
-        payment to print as "pending confirmation". Raises the gateway's error only when the
-        gateway refused this very payment for good (it is then in :meth:`refused`).
+        payment to print as "pending confirmation". While the link is known down the payment
+        is only stored (the background forwarder sends it), so the call returns at once. Raises
+        the gateway's error only when the gateway refused this very payment for good (it is
+        then in :meth:`refused`).
         """
         if not isinstance(amount, Money):
             raise TypeError("amount must be Money")
         if amount.minor <= 0 or amount.currency != self._currency:
-            raise InvalidAmountError(f"a positive amount in {self._currency}", field="amount")
-        kind = KioskMethod(method)
+            raise InvalidArgumentError.of(f"a positive amount in {self._currency}", "amount")
+        try:
+            kind = KioskMethod(method)
+        except ValueError:
+            raise InvalidArgumentError.of("cash or card", "method") from None
         txn_id = new_txn_id(kind)
         paid_at = require_aware(self.clock.now(), "clock.now()").astimezone(UTC)
-        with self._lock, self._transaction() as db:
+        with self._store(), self._transaction() as db:
             db.execute(
                 "INSERT INTO payments (txn_id, account_no, amount, currency, method, paid_at, "
                 "state) VALUES (?, ?, ?, ?, ?, ?, 'pending')",
@@ -281,54 +345,117 @@ class KioskClient:
                     paid_at.isoformat(),
                 ),
             )
+        down = self._down
+        if down is not None:
+            self._start_forwarder()
+            return self._printable(self._by_txn(txn_id), down)
         report = self.forward()
         stored = self._by_txn(txn_id)
         if stored.state is PaymentState.REFUSED:
             raise report.errors[txn_id]
+        problem = report.stopped_by if stored.state is PaymentState.PENDING else None
+        return self._printable(stored, problem)
+
+    def _printable(self, stored: StoredPayment, problem: PaygateClientError | None) -> KioskPayment:
         return KioskPayment(
             payment=stored,
             device_id=self._client.device_id,
             timezone=self._timezone,
-            problem=report.stopped_by if stored.state is PaymentState.PENDING else None,
+            problem=problem,
         )
 
     def forward(self) -> ForwardReport:
-        """Send the pending payments, oldest first, until done or the gateway cannot take one."""
+        """Send the pending payments, oldest first, until done or the gateway cannot take one.
+
+        A pass that stops marks the link down (and starts the background forwarder); one that
+        gets through marks it up.
+        """
+        with self._sending:
+            report = self._pass()
+        self._down = report.stopped_by
+        if report.stopped_by is not None:
+            self._start_forwarder()
+        return report
+
+    def _pass(self) -> ForwardReport:
         report = ForwardReport()
-        with self._lock:
-            for payment in self._select("WHERE state = 'pending' ORDER BY seq"):
-                self._db.execute(
-                    "UPDATE payments SET attempts = attempts + 1 WHERE seq = ?", (payment.seq,)
+        with self._store():
+            pending = self._select("WHERE state = 'pending' ORDER BY seq")
+        for payment in pending:
+            try:
+                receipt = self._client.pay(
+                    payment.account_no,
+                    payment.amount,
+                    method=payment.method,
+                    paid_at=payment.paid_at,
+                    idempotency_key=payment.txn_id,
                 )
-                try:
-                    receipt = self._client.pay(
-                        payment.account_no,
-                        payment.amount,
-                        method=payment.method,
-                        paid_at=payment.paid_at,
-                        idempotency_key=payment.txn_id,
+            except _FOR_GOOD as exc:
+                report.refused.append(self._settle_refused(payment, exc))
+                report.errors[payment.txn_id] = exc
+                continue
+            except PaygateClientError as exc:
+                with self._store() as db:
+                    db.execute(
+                        "UPDATE payments SET attempts = attempts + 1 WHERE seq = ?",
+                        (payment.seq,),
                     )
-                except _FOR_GOOD as exc:
-                    report.refused.append(self._settle_refused(payment, exc))
-                    report.errors[payment.txn_id] = exc
-                    continue
-                except PaygateClientError as exc:
-                    report.stopped_by = exc
-                    break
-                report.confirmed.append(self._settle_confirmed(payment, receipt))
+                report.stopped_by = exc
+                break
+            confirmed = self._settle_confirmed(payment, receipt)
+            report.confirmed.append(confirmed)
+            if receipt.after_close:
+                _log.warning(
+                    "payment %s was posted after terminal %s closed %s",
+                    payment.txn_id,
+                    receipt.terminal_id,
+                    receipt.business_date.isoformat(),
+                )
+                report.after_close.append(confirmed)
+        with self._store() as db:
             report.remaining = int(
-                self._db.execute(
-                    "SELECT COUNT(*) FROM payments WHERE state = 'pending'"
-                ).fetchone()[0]
+                db.execute("SELECT COUNT(*) FROM payments WHERE state = 'pending'").fetchone()[0]
             )
         return report
 
+    def _start_forwarder(self) -> None:
+        with self._lock:
+            if self._closed.is_set() or (self._forwarder and self._forwarder.is_alive()):
+                return
+            self._forwarder = threading.Thread(
+                target=self._forward_in_background,
+                name=f"kiosk-forwarder-{self._client.device_id}",
+                daemon=True,
+            )
+            self._forwarder.start()
+
+    def _forward_in_background(self) -> None:
+        # Until the link is back (a pass gets through) or the kiosk closes. A sale taken
+        # meanwhile waits for nothing: it finds the link down and only stores its payment.
+        while not self._closed.wait(self._retry_interval):
+            try:
+                report = self.forward()
+            except sqlite3.ProgrammingError:
+                return  # the store closed under the pass
+            except Exception:
+                # Not the gateway's answer (the client closed under it, say): this thread
+                # stops; the payments stay stored, and the next sale or forward() goes on.
+                _log.exception("forwarding in the background stopped")
+                return
+            if report.stopped_by is None:
+                return
+
     def _settle_confirmed(self, payment: StoredPayment, receipt: KioskReceipt) -> StoredPayment:
-        with self._transaction() as db:
+        with self._store(), self._transaction() as db:
             db.execute(
-                "UPDATE payments SET state = 'confirmed', receipt = ?, settled_at = ? "
-                "WHERE seq = ?",
-                (receipt.model_dump_json(), datetime.now(UTC).isoformat(), payment.seq),
+                "UPDATE payments SET state = 'confirmed', receipt = ?, settled_at = ?, "
+                "after_close = ?, attempts = attempts + 1 WHERE seq = ?",
+                (
+                    receipt.model_dump_json(),
+                    datetime.now(UTC).isoformat(),
+                    int(receipt.after_close),
+                    payment.seq,
+                ),
             )
         return payment.model_copy(
             update={
@@ -339,11 +466,20 @@ class KioskClient:
         )
 
     def _settle_refused(self, payment: StoredPayment, exc: PaygateClientError) -> StoredPayment:
-        with self._transaction() as db:
+        # Refused by the client itself, the payment was never sent: not an attempt.
+        sent = 0 if isinstance(exc, InvalidArgumentError) else 1
+        with self._store(), self._transaction() as db:
             db.execute(
                 "UPDATE payments SET state = 'refused', refusal_status = ?, refusal_code = ?, "
-                "refusal_detail = ?, settled_at = ? WHERE seq = ?",
-                (exc.status, exc.code, exc.detail, datetime.now(UTC).isoformat(), payment.seq),
+                "refusal_detail = ?, settled_at = ?, attempts = attempts + ? WHERE seq = ?",
+                (
+                    exc.status,
+                    exc.code,
+                    exc.detail,
+                    datetime.now(UTC).isoformat(),
+                    sent,
+                    payment.seq,
+                ),
             )
         return payment.model_copy(
             update={
@@ -351,7 +487,7 @@ class KioskClient:
                 "refusal_status": exc.status,
                 "refusal_code": exc.code,
                 "refusal_detail": exc.detail,
-                "attempts": payment.attempts + 1,
+                "attempts": payment.attempts + sent,
             }
         )
 
@@ -359,17 +495,23 @@ class KioskClient:
 
     def pending(self) -> list[StoredPayment]:
         """Payments stored here and not yet confirmed, oldest first."""
-        with self._lock:
+        with self._store():
             return self._select("WHERE state = 'pending' ORDER BY seq")
 
     def refused(self) -> list[StoredPayment]:
         """Payments the gateway refused for good, with its code and detail, oldest first."""
-        with self._lock:
+        with self._store():
             return self._select("WHERE state = 'refused' ORDER BY seq")
+
+    def after_close(self) -> list[StoredPayment]:
+        """Confirmed payments the gateway posted after this terminal had closed their business
+        day (forwarded late): that close's figures may not include them. Oldest first."""
+        with self._store():
+            return self._select("WHERE after_close = 1 ORDER BY seq")
 
     def payment(self, txn_id: str) -> StoredPayment | None:
         """The payment with this transaction id, whatever its state."""
-        with self._lock:
+        with self._store():
             found = self._select("WHERE txn_id = ?", (txn_id,))
         return found[0] if found else None
 

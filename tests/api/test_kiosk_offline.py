@@ -180,7 +180,7 @@ def test_forwarding_keeps_order_moves_refusals_aside_and_stops_for_the_device(
     store = tmp_path / "kiosk.db"
     down = Gateway(httpx.ConnectError("refused"))
     client, kiosk = fake_kiosk(down, store)
-    with client:
+    with client, kiosk:
         taken = [kiosk.pay(ACCOUNT, Money(100 + i, "CNY")) for i in range(4)]
     assert [t.payment.state for t in taken] == [PaymentState.PENDING] * 4
     assert isinstance(taken[0].problem, GatewayUnreachableError)
