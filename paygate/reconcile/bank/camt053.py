@@ -2,7 +2,8 @@
 
 Invariant: the document is read as a stream — one physical line (or 64 KiB of a longer one) at a
 time through ElementTree's pull parser — and each ``Ntry`` and each ``Stmt`` is dropped from the
-tree as soon as it has become a record, so memory holds one statement's records, never the file.
+tree as soon as it has become a record, so memory holds one statement's records, never the file;
+a text, tag or comment running over 1 MiB (:data:`MAX_MARKUP`) is refused before it is held whole.
 A document type declaration is refused outright, so no entity, internal or external, is ever
 expanded or fetched. Every statement yielded has an account, an opening (``OPBD``, else
 ``PRCD``) and a closing (``CLBD``) booked balance, and all its amounts in the account's
@@ -52,6 +53,9 @@ _AMOUNT: Final = re.compile(r"([0-9]+)(?:\.([0-9]*))?")
 _OPENING: Final = ("OPBD", "PRCD")
 _CLOSING: Final = "CLBD"
 _BOOKED: Final = "BOOK"
+# No text, tag or comment of a real statement comes near this; a run of input this long that
+# starts or ends no element is refused, so that the parser never buffers a file-sized token.
+MAX_MARKUP: Final = 1024 * 1024
 _UTF16_32_BOMS: Final = (
     (codecs.BOM_UTF32_LE, "utf-32"),
     (codecs.BOM_UTF32_BE, "utf-32"),
@@ -179,6 +183,7 @@ class _Reader:
         found = False
         line = 1
         tail: bytes | str = b""
+        quiet = 0
         for line, chunk in _chunks(stream, self.where):
             if _declares_doctype(tail, chunk):
                 raise self.where.error(
@@ -187,7 +192,16 @@ class _Reader:
                     "DOCTYPE",
                 )
             tail = chunk[-16:]
-            for item in self._feed(parser, chunk, line):
+            events = self._feed(parser, chunk, line)
+            quiet = 0 if events else quiet + len(chunk)
+            if quiet > MAX_MARKUP:
+                raise self.where.error(
+                    f"more than {MAX_MARKUP // 1024} KiB of text, tag or comment without an "
+                    "element starting or ending",
+                    line,
+                    "xml",
+                )
+            for item in events:
                 # Only start and end were asked for, so every event is (name, element).
                 elem = item[1] if len(item) == 2 else None
                 if not isinstance(elem, ET.Element):
