@@ -181,6 +181,32 @@ def test_bai2_bank_style_still_checks_its_trailers_and_times(
     assert (caught.value.line, caught.value.field) == (line, field)
 
 
+DORMANT = (
+    b"01,1111,PAYGATE,240311,0101,F2,,,2/\n"
+    b"02,PAYGATE,1111,1,240310,2359,,2/\n"
+    b"03,12345,/\n"
+    b"49,,2/\n"
+    b"03,54321,USD,/\n"
+    b"49,,2/\n"
+    b"98,0,2,6/\n"
+    b"99,0,1,8/\n"
+)
+
+
+def test_bai2_empty_control_totals_of_accounts_without_amounts() -> None:
+    # Banks leave the control total of a dormant (or closed) account empty: it agrees with the
+    # nothing that was read.
+    statements = list(read_bai2(io.BytesIO(DORMANT)))
+    assert [(s.account_id, s.entries, s.balanced) for s in statements] == [
+        ("12345", (), None),
+        ("54321", (), None),
+    ]
+    with_amount = DORMANT.replace(b"03,12345,/", b"03,12345,USD,040,100,,/")
+    with pytest.raises(ParseError) as caught:
+        list(read_bai2(io.BytesIO(with_amount)))
+    assert (caught.value.line, caught.value.field) == (4, "49 control total")
+
+
 # -- what reconciliation makes of them ------------------------------------------------------
 
 # Days after the settlement date, so that only the reference, not the amount, can match.

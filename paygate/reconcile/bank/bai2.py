@@ -19,7 +19,9 @@ debits), ``88`` continuation of the previous record, and the trailers. Funds typ
 What the reader accepts, because real files do it: times written ``HHMM``, ``HHMMSS`` or
 ``HH:MM:SS``; an ``03`` record whose physical lines each end with ``,/`` and whose summaries go
 on in ``88`` records (the empty field before the ``/`` is the bank's way of closing the line, not
-a summary); a record ended by ``/`` in the middle of a field group, continued in the ``88``.
+a summary); a record ended by ``/`` in the middle of a field group, continued in the ``88``;
+an empty control total in a trailer whose records have no amounts (an account with no
+activity), which agrees with their sum, zero.
 """
 
 from __future__ import annotations
@@ -205,6 +207,16 @@ class _Fields:
         value = self.integer(field_name, signed=signed)
         if value is None:
             raise self.error(f"{field_name} is missing", field_name)
+        return value
+
+    def control_total(self, field_name: str, read: int) -> int:
+        """A trailer's control total; banks leave it empty for accounts with no amounts, which
+        agrees only when what was read sums to zero."""
+        value = self.integer(field_name, signed=True)
+        if value is None:
+            if read:
+                raise self.error(f"{field_name} is missing", field_name)
+            return 0
         return value
 
     def day(self, field_name: str) -> date | None:
@@ -472,7 +484,7 @@ class _Parser:
         if account is None or group is None:
             raise self._error(record, "account trailer 49 outside an account", "49")
         fields = _Fields(record, self.where)
-        total = fields.required_integer("49 control total", signed=True)
+        total = fields.control_total("49 control total", account.total)
         count = fields.required_integer("49 record count")
         fields.end("49")
         if total != account.total:
@@ -514,7 +526,7 @@ class _Parser:
         if self.account is not None:
             raise self._error(record, "group trailer 98 inside an account; 49 is missing", "98")
         fields = _Fields(record, self.where)
-        total = fields.required_integer("98 control total", signed=True)
+        total = fields.control_total("98 control total", group.total)
         accounts = fields.required_integer("98 number of accounts")
         count = fields.required_integer("98 record count")
         fields.end("98")
@@ -542,7 +554,7 @@ class _Parser:
         if self.group is not None:
             raise self._error(record, "file trailer 99 inside a group; 98 is missing", "99")
         fields = _Fields(record, self.where)
-        total = fields.required_integer("99 control total", signed=True)
+        total = fields.control_total("99 control total", self.file_total)
         groups = fields.required_integer("99 number of groups")
         count = fields.required_integer("99 record count")
         fields.end("99")
