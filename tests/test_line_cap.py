@@ -160,6 +160,18 @@ def test_an_endless_xml_token_is_refused_without_being_held(
     assert peak < XML_BOUND, f"camt.053 held {peak} bytes of an endless {what}"
 
 
+CAMT_STATEMENT = (
+    b'<?xml version="1.0" encoding="UTF-8"?>'
+    b'<Document xmlns="urn:iso:std:iso:20022:tech:xsd:camt.053.001.02"><BkToCstmrStmt>'
+    b"<Stmt><Id>S1</Id><Acct><Id><IBAN>NL91ABNA0417164300</IBAN></Id><Ccy>EUR</Ccy></Acct>"
+    b"<Bal><Tp><CdOrPrtry><Cd>OPBD</Cd></CdOrPrtry></Tp><Amt Ccy='EUR'>0.00</Amt>"
+    b"<CdtDbtInd>CRDT</CdtDbtInd><Dt><Dt>2024-03-11</Dt></Dt></Bal>"
+)
+# Elements cost far more in memory than in the file: a million of them held would be hundreds
+# of megabytes.
+ELEMENT_BOUND = 32 * 1024 * 1024
+
+
 def test_a_one_line_camt053_document_still_reads(tmp_path: Path) -> None:
     # Real camt.053 files often have no line breaks at all: the cap is on a run without
     # elements, not on the line.
@@ -167,15 +179,12 @@ def test_a_one_line_camt053_document_still_reads(tmp_path: Path) -> None:
         b"<Ntry><Amt Ccy='EUR'>1.00</Amt><CdtDbtInd>CRDT</CdtDbtInd><Sts>BOOK</Sts>"
         b"<BookgDt><Dt>2024-03-11</Dt></BookgDt><BkTxCd/></Ntry>"
     )
-    count = 20_000
+    count = 10_000
     body = (
-        b'<?xml version="1.0" encoding="UTF-8"?>'
-        b'<Document xmlns="urn:iso:std:iso:20022:tech:xsd:camt.053.001.02"><BkToCstmrStmt>'
-        b"<Stmt><Id>S1</Id><Acct><Id><IBAN>NL91ABNA0417164300</IBAN></Id><Ccy>EUR</Ccy></Acct>"
-        b"<Bal><Tp><CdOrPrtry><Cd>OPBD</Cd></CdOrPrtry></Tp><Amt Ccy='EUR'>0.00</Amt>"
+        CAMT_STATEMENT
+        + b"<Bal><Tp><CdOrPrtry><Cd>CLBD</Cd></CdOrPrtry></Tp><Amt Ccy='EUR'>%d.00</Amt>"
         b"<CdtDbtInd>CRDT</CdtDbtInd><Dt><Dt>2024-03-11</Dt></Dt></Bal>"
-        b"<Bal><Tp><CdOrPrtry><Cd>CLBD</Cd></CdOrPrtry></Tp><Amt Ccy='EUR'>20000.00</Amt>"
-        b"<CdtDbtInd>CRDT</CdtDbtInd><Dt><Dt>2024-03-11</Dt></Dt></Bal>"
+        % count
         + entry * count
         + b"</Stmt></BkToCstmrStmt></Document>"
     )
@@ -185,3 +194,60 @@ def test_a_one_line_camt053_document_still_reads(tmp_path: Path) -> None:
     (statement,) = read_camt053(path)
     assert len(statement.entries) == count
     assert statement.balanced
+
+
+@pytest.mark.parametrize(
+    ("what", "body", "message"),
+    [
+        ("nested", b"<a>" * 1_000_000, "nested more than"),
+        ("siblings", b"<X/>" * 1_000_000, "elements of statement"),
+    ],
+)
+def test_endless_xml_elements_are_refused_without_being_held(
+    what: str, body: bytes, message: str, tmp_path: Path
+) -> None:
+    path = tmp_path / f"{what}.xml"
+    path.write_bytes(CAMT_STATEMENT + body)
+    error, peak = _peak_while_refused(read_camt053, path)
+    assert (error.line, error.field) == (1, "xml")
+    assert message in error.message
+    assert peak < ELEMENT_BOUND, f"camt.053 held {peak} bytes of {what} elements"
+
+
+PEAK_FOR_BATCH = 12 * 1024 * 1024
+
+
+def test_a_large_batch_entry_holds_its_records_not_its_elements(tmp_path: Path) -> None:
+    count = 5_000
+    transaction = (
+        b"<TxDtls><Refs><EndToEndId>E2E-%06d</EndToEndId></Refs><Amt Ccy='EUR'>1.00</Amt>"
+        b"<RltdPties><Dbtr><Nm>Customer</Nm></Dbtr><DbtrAcct><Id><IBAN>NL02ABNA0123456789"
+        b"</IBAN></Id></DbtrAcct></RltdPties><RmtInf><Ustrd>electricity bill</Ustrd></RmtInf>"
+        b"</TxDtls>"
+    )
+    path = tmp_path / "batch.xml"
+    path.write_bytes(
+        CAMT_STATEMENT
+        + b"<Bal><Tp><CdOrPrtry><Cd>CLBD</Cd></CdOrPrtry></Tp><Amt Ccy='EUR'>%d.00</Amt>"
+        b"<CdtDbtInd>CRDT</CdtDbtInd><Dt><Dt>2024-03-11</Dt></Dt></Bal>"
+        % count
+        + b"<Ntry><Amt Ccy='EUR'>%d.00</Amt><CdtDbtInd>CRDT</CdtDbtInd><Sts>BOOK</Sts>"
+        b"<BkTxCd/><NtryDtls><Btch><PmtInfId>B1</PmtInfId></Btch>"
+        % count
+        + b"".join(transaction % index for index in range(count))
+        + b"</NtryDtls></Ntry></Stmt></BkToCstmrStmt></Document>"
+    )
+    tracemalloc.start()
+    try:
+        (statement,) = read_camt053(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    (entry,) = statement.entries
+    assert entry.customer_reference == "B1"
+    assert len(entry.transactions) == count
+    assert entry.transactions[-1].customer_reference == f"E2E-{count - 1:06d}"
+    assert statement.balanced
+    # The 5,000 records themselves take about 8 MB; their XML elements, held until the entry
+    # ended, took as much again.
+    assert peak < PEAK_FOR_BATCH
