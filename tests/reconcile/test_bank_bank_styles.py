@@ -273,3 +273,10 @@ def test_each_unbalanced_statement_is_reported_with_its_own_difference(
     total = bank.total(FindingClass.BANK_UNBALANCED)
     # Off by 5.00 one way and 5.00 the other is 10.00 to explain, not 0.00.
     assert (total.count, total.amount) == (2, Money(1_000, "CNY"))
+
+
+@pytest.mark.parametrize("path", [ABN_AMRO, RABOBANK, ING, BAI2_BANK], ids=lambda p: p.name)
+def test_lines_ended_by_cr_alone_are_refused_not_misread(path: Path) -> None:
+    data = path.read_bytes().replace(b"\n", b"\r")
+    with pytest.raises(ParseError):
+        list(read_bank_statement(io.BytesIO(data)))

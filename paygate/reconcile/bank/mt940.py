@@ -71,8 +71,8 @@ def is_header_line(line: str) -> bool:
     """Whether ``line`` is one of the header lines banks write before a statement's ``:20:``.
 
     These are a bank identifier code on a line of its own (ABN AMRO writes ``ABNANL2A``, ``940``
-    and ``ABNANL2A`` before every statement), a message type (``940``, or Rabobank's ``:940:``),
-    and an empty line left by the SOH/ETX characters of a SWIFT transmission.
+    and ``ABNANL2A`` before every statement) and a message type (``940``, or Rabobank's
+    ``:940:``), with any SOH/ETX characters of a SWIFT transmission around them.
     """
     return _HEADER.fullmatch(line.strip(_FRAMING)) is not None
 
