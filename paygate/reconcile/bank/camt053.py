@@ -178,15 +178,6 @@ class _Transactions:
     records: list[BankTransaction] = field(default_factory=list)
     basis: tuple[Money, bool] | None = None
 
-    def add(self, reader: _Reader, tx: ET.Element, ntry: ET.Element) -> None:
-        line = reader._line(ntry, 1)
-        amount = reader._signed_amount(ntry, line, "Ntry")
-        if amount is None:
-            raise reader.where.error("entry has no amount", line, "Ntry/Amt")
-        reversal = reader._boolean(ntry, "RvslInd", line)
-        self.basis = (amount, reversal)
-        self.records.append(reader._transaction(tx, amount, reversal, line))
-
 
 @dataclass
 class _Balance:
@@ -247,8 +238,8 @@ class _Reader:
                         self.lines[elem] = line
                         if len(self.lines) > MAX_HELD:
                             raise self.where.error(
-                                f"more than {MAX_HELD} elements of statement from line "
-                                f"{self._line(statement, line)} outside its entries",
+                                f"more than {MAX_HELD} elements of the statement from line "
+                                f"{self._line(statement, line)} besides its entries read",
                                 line,
                                 "xml",
                             )
@@ -283,7 +274,7 @@ class _Reader:
                 ):
                     # A batch entry may list many thousands of transactions: each becomes a
                     # record as soon as it is read, instead of the entry holding them all.
-                    pending.add(self, elem, stack[-2])
+                    self._read_transaction(pending, elem, stack[-2])
                     self._drop(elem, parent)
         try:
             parser.close()
@@ -293,6 +284,15 @@ class _Reader:
             raise self.where.error("no camt.053 Document element found", line, "Document")
         if not found:
             raise self.where.error("no BkToCstmrStmt/Stmt statement found", line, "Stmt")
+
+    def _read_transaction(self, pending: _Transactions, tx: ET.Element, ntry: ET.Element) -> None:
+        line = self._line(ntry, 1)
+        amount = self._signed_amount(ntry, line, "Ntry")
+        if amount is None:
+            raise self.where.error("entry has no amount", line, "Ntry/Amt")
+        reversal = self._boolean(ntry, "RvslInd", line)
+        pending.basis = (amount, reversal)
+        pending.records.append(self._transaction(tx, amount, reversal, line))
 
     def _drop(self, elem: ET.Element, parent: ET.Element) -> None:
         for child in elem.iter():
