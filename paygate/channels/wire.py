@@ -214,25 +214,40 @@ def source_label(source: str | Path | BinaryIO) -> str:
     return name if isinstance(name, str) else "<stream>"
 
 
+# Longer than any real line of a channel statement; a file without line breaks is refused at
+# this length instead of being read whole.
+_MAX_LINE_BYTES: Final = 64 * 1024
+
+
 def iter_source_lines(
     source: str | Path | BinaryIO,
 ) -> Generator[tuple[int, bytes], None, None]:
     """Yield ``(line number, raw bytes without the line break)`` from a path or stream.
 
     Streams line by line; a path is opened here and closed when the iteration ends (or is
-    abandoned); a stream passed in is left open for its owner.
+    abandoned); a stream passed in is left open for its owner. A line longer than 64 KiB is a
+    :class:`~paygate.errors.ParseError` naming it, raised before more of it is read, so memory
+    stays bounded whatever the file.
     """
+    label = source_label(source)
     if isinstance(source, str | Path):
         with open(source, "rb") as stream:
-            yield from _lines(stream)
+            yield from _lines(stream, label)
     else:
-        yield from _lines(source)
+        yield from _lines(source, label)
 
 
-def _lines(stream: BinaryIO) -> Iterator[tuple[int, bytes]]:
-    for number, raw in enumerate(stream, start=1):
+def _lines(stream: BinaryIO, label: str) -> Iterator[tuple[int, bytes]]:
+    number = 0
+    while True:
+        raw = stream.readline(_MAX_LINE_BYTES + 1)
+        if not raw:
+            return
         if not isinstance(raw, bytes):
             raise TypeError("a statement stream must be opened in binary mode")
+        number += 1
+        if len(raw) > _MAX_LINE_BYTES and not raw.endswith(b"\n"):
+            raise ParseError(f"line longer than {_MAX_LINE_BYTES} bytes", source=label, line=number)
         yield number, raw.rstrip(b"\r\n")
 
 

@@ -405,7 +405,11 @@ def _summary(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[int]]:
     for row in rows:
         total = summary.setdefault(str(row["class"]), [0, 0])
         total[0] += 1
-        total[1] += int(row["amount"])
+        amount = int(row["amount"])
+        # Each unbalanced statement is its own finding with its own difference; their sizes
+        # add up, so that two statements off in opposite directions do not show as 0.00.
+        unbalanced = row["class"] == FindingClass.BANK_UNBALANCED.value
+        total[1] += abs(amount) if unbalanced else amount
     return summary
 
 

@@ -154,9 +154,16 @@ def _mt940_balance(amount: Money, day: date) -> str:
 def render_mt940(
     statements: list[BankStatement], rnd: random.Random
 ) -> tuple[bytes, list[BankStatement]]:
-    """MT940 text for ``statements``: with ``-`` separators, SWIFT envelopes or neither."""
-    style = rnd.choice(["none", "dash", "envelope"])
-    lines: list[str] = []
+    """MT940 text for ``statements`` in the shape one bank or another delivers it.
+
+    ``-`` separators, SWIFT envelopes (with a block 3, and SOH/ETX around a message as a SWIFT
+    link leaves them), ABN AMRO's ``ABNANL2A`` / ``940`` header lines before every statement,
+    Rabobank's ``:940:`` first line, or none of these; an entry's details in one ``:86:`` or
+    spread over several.
+    """
+    style = rnd.choice(["none", "dash", "envelope", "abn", "rabobank"])
+    framed = style == "envelope" and rnd.random() < 0.5
+    lines: list[str] = [":940:"] if style == "rabobank" else []
     expected: list[BankStatement] = []
     for statement in statements:
         assert statement.opening_balance is not None
@@ -164,7 +171,14 @@ def render_mt940(
         assert statement.closing_balance is not None
         assert statement.closing_date is not None
         if style == "envelope":
-            lines.append("{1:F01BANKCNBJAXXX0000000000}{2:O9401200240312BANKCNBJAXXX000000}{4:")
+            lines.append(
+                ("\x01" if framed else "")
+                + "{1:F01BANKCNBJAXXX0000000000}{2:O9401200240312BANKCNBJAXXX000000}"
+                + rnd.choice(["", "{3:{108:B24031200000001}}"])
+                + "{4:"
+            )
+        elif style == "abn":
+            lines += ["ABNANL2A", "940", "ABNANL2A"]
         start = len(lines) + 1
         lines += [
             f":20:{statement.statement_id}",
@@ -195,8 +209,11 @@ def render_mt940(
             if entry.supplementary_details:
                 lines.append(entry.supplementary_details)
             if entry.details is not None:
-                first, *rest = entry.details.split("\n")
-                lines += [f":86:{first}", *rest]
+                for index, text in enumerate(entry.details.split("\n")):
+                    # Some banks start every line of an entry's details with its own :86:.
+                    if index == 0 or rnd.random() < 0.5:
+                        text = f":86:{text}"
+                    lines.append(text)
         lines.append(f":62F:{_mt940_balance(statement.closing_balance, statement.closing_date)}")
         for balance in statement.balances:
             assert balance.as_of is not None
@@ -205,8 +222,8 @@ def render_mt940(
             first, *rest = statement.information.split("\n")
             lines += [f":86:{first}", *rest]
         if style == "envelope":
-            lines.append("-}")
-        elif style == "dash":
+            lines.append("-}\x03" if framed else "-}")
+        elif style in {"dash", "abn"}:
             lines.append("-")
         if rnd.random() < 0.3:
             lines.append("")
@@ -622,7 +639,7 @@ def bai2_groups(draw: st.DrawFn) -> Bai2Group:
 
 def _bai2_funds(rnd: random.Random, value_date: date | None) -> list[str]:
     if value_date is not None:
-        return ["V", f"{value_date:%y%m%d}", rnd.choice(["", "1200", "2400"])]
+        return ["V", f"{value_date:%y%m%d}", rnd.choice(["", "1200", "2400", "120000", "12:00:00"])]
     kind = rnd.choice(["", "0", "1", "2", "Z", "S", "D"])
     if kind == "S":
         return ["S", str(rnd.randrange(10**6)), "", f"+{rnd.randrange(10**6)}"]
@@ -652,15 +669,36 @@ def _bai2_pieces(code: str, fields: list[str], rnd: random.Random) -> list[str]:
     return [f"{code if i == 0 else '88'},{','.join(piece)}/" for i, piece in enumerate(pieces)]
 
 
+_BAI2_TIMES = ("0600", "060000", "06:00:00", "06:00")
+
+
+def _bai2_closed_pieces(
+    head: list[str], summaries: list[list[str]], rnd: random.Random
+) -> list[str]:
+    """An 03 record as many banks write it: each physical line ends ``,/`` after a whole
+    summary, and the next summary goes on in an 88."""
+    pieces: list[list[str]] = [head]
+    for summary in summaries:
+        if rnd.random() < 0.5:
+            pieces.append([])
+        pieces[-1] += summary
+    return [
+        f"{'03' if i == 0 else '88'},{','.join(piece)}{rnd.choice([',/', '/'])}"
+        for i, piece in enumerate(pieces)
+    ]
+
+
 def render_bai2(groups: list[Bai2Group], rnd: random.Random) -> tuple[bytes, list[BankStatement]]:
     """A BAI2 file with ``groups``, every control total and record count computed."""
-    lines = ["01,SENDER,RECEIVER,240312,0600,FILE01,,,2/"]
+    # Banks write their times with and without seconds and colons.
+    lines = [f"01,SENDER,RECEIVER,240312,{rnd.choice(_BAI2_TIMES)},FILE01,,,2/"]
     expected: list[BankStatement] = []
     file_total = 0
     for group in groups:
         group_start = len(lines)
         lines.append(
-            f"02,RECEIVER,ORIGINATOR,1,{group.as_of:%y%m%d},0600,{group.currency or ''},2/"
+            f"02,RECEIVER,ORIGINATOR,1,{group.as_of:%y%m%d},{rnd.choice(_BAI2_TIMES)},"
+            f"{group.currency or ''},2/"
         )
         group_total = 0
         for statement in group.statements:
@@ -675,16 +713,27 @@ def render_bai2(groups: list[Bai2Group], rnd: random.Random) -> tuple[bytes, lis
             figures += [(b.code, b.amount, b.item_count) for b in statement.balances]
             for code, amount, count in figures:
                 account_total += amount.minor
-                summary += [
-                    code,
-                    _bai2_amount(amount.minor, rnd, signed=True),
-                    "" if count is None else str(count),
-                    *_bai2_funds(rnd, None),
-                ]
+                summary.append(
+                    [
+                        code,
+                        _bai2_amount(amount.minor, rnd, signed=True),
+                        "" if count is None else str(count),
+                        *_bai2_funds(rnd, None),
+                    ]
+                )
             currency_field = statement.currency if group.currency != statement.currency else ""
             if rnd.random() < 0.5:
                 currency_field = statement.currency
-            lines += _bai2_pieces("03", [statement.account_id or "", currency_field, *summary], rnd)
+            if rnd.random() < 0.5:
+                lines += _bai2_pieces(
+                    "03",
+                    [statement.account_id or "", currency_field, *(f for g in summary for f in g)],
+                    rnd,
+                )
+            else:
+                lines += _bai2_closed_pieces(
+                    [statement.account_id or "", currency_field], summary, rnd
+                )
             entries = []
             for entry in statement.entries:
                 entries.append(entry.model_copy(update={"line_no": len(lines) + 1}))

@@ -4,8 +4,8 @@
   (by the renderers in ``bank_formats``) and read back, is the statement generated, line
   numbers included.
 * Refusal: whatever bytes or text a reader is given — random, or a real sample file (see
-  ``shared/data/SOURCES.md``) or this package's camt.053 samples mutated — it yields statements
-  or raises ParseError with a line, and nothing else.
+  ``shared/data/SOURCES.md``) or one of this package's bank-style samples, mutated — it yields
+  statements or raises ParseError with a line, and nothing else.
 """
 
 from __future__ import annotations
@@ -54,6 +54,10 @@ SAMPLES = {
     "bai2_citi": (DATA / "bai2_mojbai2_citi_example.bai2").read_bytes(),
     "camt053_v02": (HERE / "data" / "camt053_v02_cny.xml").read_bytes(),
     "camt053_v04": (HERE / "data" / "camt053_v04_eur.xml").read_bytes(),
+    "mt940_abnamro": (HERE / "data" / "mt940_abnamro.sta").read_bytes(),
+    "mt940_rabobank": (HERE / "data" / "mt940_rabobank.sta").read_bytes(),
+    "mt940_ing": (HERE / "data" / "mt940_ing_swift.sta").read_bytes(),
+    "bai2_bank_style": (HERE / "data" / "bai2_bank_style.bai2").read_bytes(),
 }
 CSV_LAYOUT = CsvLayout(
     currency="CNY",
@@ -267,7 +271,5 @@ def test_detection_raises_only_parse_error(data: bytes) -> None:
 
 def test_unmutated_samples_read() -> None:
     for name, data in SAMPLES.items():
-        if name == "mt940_cmxl":
-            continue  # its DEM and PLN statements are refused; see test_bank_real_files
-        assert list(read_bank_statement(io.BytesIO(data)))
+        assert list(read_bank_statement(io.BytesIO(data))), name
     assert len(list(READERS["csv"](io.BytesIO(CSV_SAMPLE)))) == 1

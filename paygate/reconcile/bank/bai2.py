@@ -15,6 +15,13 @@ informational balance), ``16`` transaction detail (``100``-``399`` credits, ``40
 debits), ``88`` continuation of the previous record, and the trailers. Funds types ``0``, ``1``,
 ``2``, ``Z`` take no further fields, ``V`` a value date and time, ``S`` three availability amounts,
 ``D`` a count of distributions followed by that many (days, amount) pairs.
+
+What the reader accepts, because real files do it: times written ``HHMM``, ``HHMMSS`` or
+``HH:MM:SS``; an ``03`` record whose physical lines each end with ``,/`` and whose summaries go
+on in ``88`` records (the empty field before the ``/`` is the bank's way of closing the line, not
+a summary); a record ended by ``/`` in the middle of a field group, continued in the ``88``;
+an empty control total in a trailer whose records have no amounts (an account with no
+activity), which agrees with their sum, zero.
 """
 
 from __future__ import annotations
@@ -46,6 +53,7 @@ __all__ = ["read_bai2"]
 
 _RECORD: Final = re.compile(r"([0-9]{2}),(.*)")
 _SEPARATOR: Final = re.compile(r"[,/]")
+_CLOCK: Final = re.compile(r"[0-9]{4}(?:[0-9]{2})?|[0-9]{2}:[0-9]{2}(?::[0-9]{2})?")
 _DEFAULT_CURRENCY: Final = "USD"
 _OPENING_LEDGER: Final = "010"
 _CLOSING_LEDGER: Final = "015"
@@ -201,6 +209,16 @@ class _Fields:
             raise self.error(f"{field_name} is missing", field_name)
         return value
 
+    def control_total(self, field_name: str, read: int) -> int:
+        """A trailer's control total; banks leave it empty for accounts with no amounts, which
+        agrees only when what was read sums to zero."""
+        value = self.integer(field_name, signed=True)
+        if value is None:
+            if read:
+                raise self.error(f"{field_name} is missing", field_name)
+            return 0
+        return value
+
     def day(self, field_name: str) -> date | None:
         value = self.next()
         if not value:
@@ -209,9 +227,10 @@ class _Fields:
 
     def clock(self, field_name: str) -> None:
         value = self.next()
-        # 2400 and 9999 both mean end of day; the time is only checked, not kept.
-        if value and not re.fullmatch(r"[0-9]{4}", value):
-            raise self.error(f"{value!r} is not an HHMM time", field_name)
+        # 2400 and 9999 both mean end of day; the time is only checked, not kept. Banks also
+        # write seconds, with or without colons (``0815``, ``081500``, ``08:15:00``).
+        if value and not _CLOCK.fullmatch(value):
+            raise self.error(f"{value!r} is not an HHMM or HH:MM:SS time", field_name)
 
     def money(self, currency: str, field_name: str) -> Money | None:
         value = self.next()
@@ -379,6 +398,10 @@ class _Parser:
             type_code = fields.next()
             if type_code is None:
                 break
+            if not type_code and fields.ended:
+                # ``,/`` closing a line: many banks end every physical record so, and the
+                # summary goes on in the next ``88``; it is no summary of its own.
+                continue
             amount = fields.money(currency, "03 amount")
             count = fields.integer("03 item count")
             fields.funds(currency, "03")
@@ -461,7 +484,7 @@ class _Parser:
         if account is None or group is None:
             raise self._error(record, "account trailer 49 outside an account", "49")
         fields = _Fields(record, self.where)
-        total = fields.required_integer("49 control total", signed=True)
+        total = fields.control_total("49 control total", account.total)
         count = fields.required_integer("49 record count")
         fields.end("49")
         if total != account.total:
@@ -503,7 +526,7 @@ class _Parser:
         if self.account is not None:
             raise self._error(record, "group trailer 98 inside an account; 49 is missing", "98")
         fields = _Fields(record, self.where)
-        total = fields.required_integer("98 control total", signed=True)
+        total = fields.control_total("98 control total", group.total)
         accounts = fields.required_integer("98 number of accounts")
         count = fields.required_integer("98 record count")
         fields.end("98")
@@ -531,7 +554,7 @@ class _Parser:
         if self.group is not None:
             raise self._error(record, "file trailer 99 inside a group; 98 is missing", "99")
         fields = _Fields(record, self.where)
-        total = fields.required_integer("99 control total", signed=True)
+        total = fields.control_total("99 control total", self.file_total)
         groups = fields.required_integer("99 number of groups")
         count = fields.required_integer("99 record count")
         fields.end("99")

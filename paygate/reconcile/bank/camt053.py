@@ -2,7 +2,10 @@
 
 Invariant: the document is read as a stream — one physical line (or 64 KiB of a longer one) at a
 time through ElementTree's pull parser — and each ``Ntry`` and each ``Stmt`` is dropped from the
-tree as soon as it has become a record, so memory holds one statement's records, never the file.
+tree as soon as it has become a record (so is each ``TxDtls`` of a batch entry), so memory holds
+one statement's records, never the file. A text, tag or comment running over 1 MiB
+(:data:`MAX_MARKUP`), elements nested deeper than :data:`MAX_DEPTH`, and more than
+:data:`MAX_HELD` elements waiting to become records are refused before they fill memory.
 A document type declaration is refused outright, so no entity, internal or external, is ever
 expanded or fetched. Every statement yielded has an account, an opening (``OPBD``, else
 ``PRCD``) and a closing (``CLBD``) booked balance, and all its amounts in the account's
@@ -20,7 +23,7 @@ import codecs
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Final
 
@@ -52,6 +55,15 @@ _AMOUNT: Final = re.compile(r"([0-9]+)(?:\.([0-9]*))?")
 _OPENING: Final = ("OPBD", "PRCD")
 _CLOSING: Final = "CLBD"
 _BOOKED: Final = "BOOK"
+# No text, tag or comment of a real statement comes near this; a run of input this long that
+# starts or ends no element is refused, so that the parser never buffers a file-sized token.
+MAX_MARKUP: Final = 1024 * 1024
+# camt.053 nests about a dozen levels deep; anything far deeper is not a statement.
+MAX_DEPTH: Final = 64
+# Elements of the statement being read that have not yet become records: its header, its
+# balances, the entry being read and the transaction being read. Real statements hold a few
+# hundred at most, whatever their size, because entries and transactions are dropped as read.
+MAX_HELD: Final = 100_000
 _UTF16_32_BOMS: Final = (
     (codecs.BOM_UTF32_LE, "utf-32"),
     (codecs.BOM_UTF32_BE, "utf-32"),
@@ -156,6 +168,18 @@ def _iso_datetime_date(text: str) -> date | None:
 
 
 @dataclass
+class _Transactions:
+    """The transactions of the entry being read, made records as each ``TxDtls`` ends.
+
+    ``basis`` is the entry amount and reversal indicator they were read against (both come
+    before the details in every version of the schema).
+    """
+
+    records: list[BankTransaction] = field(default_factory=list)
+    basis: tuple[Money, bool] | None = None
+
+
+@dataclass
 class _Balance:
     code: str
     amount: Money
@@ -176,9 +200,11 @@ class _Reader:
         stack: list[ET.Element] = []
         statement: ET.Element | None = None
         entries: list[BankEntry] = []
+        pending = _Transactions()
         found = False
         line = 1
         tail: bytes | str = b""
+        quiet = 0
         for line, chunk in _chunks(stream, self.where):
             if _declares_doctype(tail, chunk):
                 raise self.where.error(
@@ -187,7 +213,16 @@ class _Reader:
                     "DOCTYPE",
                 )
             tail = chunk[-16:]
-            for item in self._feed(parser, chunk, line):
+            events = self._feed(parser, chunk, line)
+            quiet = 0 if events else quiet + len(chunk)
+            if quiet > MAX_MARKUP:
+                raise self.where.error(
+                    f"more than {MAX_MARKUP // 1024} KiB of text, tag or comment without an "
+                    "element starting or ending",
+                    line,
+                    "xml",
+                )
+            for item in events:
                 # Only start and end were asked for, so every event is (name, element).
                 elem = item[1] if len(item) == 2 else None
                 if not isinstance(elem, ET.Element):
@@ -195,8 +230,19 @@ class _Reader:
                 event = item[0]
                 if event == "start":
                     stack.append(elem)
+                    if len(stack) > MAX_DEPTH:
+                        raise self.where.error(
+                            f"elements nested more than {MAX_DEPTH} deep", line, "xml"
+                        )
                     if statement is not None:
                         self.lines[elem] = line
+                        if len(self.lines) > MAX_HELD:
+                            raise self.where.error(
+                                f"more than {MAX_HELD} elements of the statement from line "
+                                f"{self._line(statement, line)} besides its entries read",
+                                line,
+                                "xml",
+                            )
                     elif self._starts_statement(elem, stack, line):
                         statement = elem
                         self.lines[elem] = line
@@ -215,10 +261,21 @@ class _Reader:
                     if parent is not None:
                         parent.remove(elem)
                 elif parent is statement and elem.tag == self._q("Ntry"):
-                    entries.append(self._entry(elem, self._currency(statement)))
-                    for child in elem.iter():
-                        self.lines.pop(child, None)
-                    statement.remove(elem)
+                    entries.append(self._entry(elem, self._currency(statement), pending))
+                    pending = _Transactions()
+                    self._drop(elem, statement)
+                elif (
+                    parent is not None
+                    and elem.tag == self._q("TxDtls")
+                    and parent.tag == self._q("NtryDtls")
+                    and len(stack) >= 3
+                    and stack[-2].tag == self._q("Ntry")
+                    and stack[-3] is statement
+                ):
+                    # A batch entry may list many thousands of transactions: each becomes a
+                    # record as soon as it is read, instead of the entry holding them all.
+                    self._read_transaction(pending, elem, stack[-2])
+                    self._drop(elem, parent)
         try:
             parser.close()
         except ET.ParseError as exc:
@@ -227,6 +284,20 @@ class _Reader:
             raise self.where.error("no camt.053 Document element found", line, "Document")
         if not found:
             raise self.where.error("no BkToCstmrStmt/Stmt statement found", line, "Stmt")
+
+    def _read_transaction(self, pending: _Transactions, tx: ET.Element, ntry: ET.Element) -> None:
+        line = self._line(ntry, 1)
+        amount = self._signed_amount(ntry, line, "Ntry")
+        if amount is None:
+            raise self.where.error("entry has no amount", line, "Ntry/Amt")
+        reversal = self._boolean(ntry, "RvslInd", line)
+        pending.basis = (amount, reversal)
+        pending.records.append(self._transaction(tx, amount, reversal, line))
+
+    def _drop(self, elem: ET.Element, parent: ET.Element) -> None:
+        for child in elem.iter():
+            self.lines.pop(child, None)
+        parent.remove(elem)
 
     def _feed(
         self, parser: ET.XMLPullParser[ET.Element], chunk: bytes | str, line: int
@@ -373,7 +444,7 @@ class _Reader:
             currency = clean(first.get("Ccy")) if first is not None else None
         return currency
 
-    def _entry(self, ntry: ET.Element, currency: str | None) -> BankEntry:
+    def _entry(self, ntry: ET.Element, currency: str | None, read: _Transactions) -> BankEntry:
         line = self._line(ntry, 1)
         amount = self._signed_amount(ntry, line, "Ntry")
         if amount is None:
@@ -385,12 +456,14 @@ class _Reader:
                 "Ntry/Amt",
             )
         reversal = self._boolean(ntry, "RvslInd", line)
+        if read.records and read.basis != (amount, reversal):
+            raise self.where.error(
+                "the entry's amount or reversal indicator comes after its transaction details",
+                line,
+                "Ntry/NtryDtls",
+            )
+        transactions = read.records
         status = self._text(ntry, "Sts") or self._text(ntry, "Sts", "Cd")
-        transactions = [
-            tx
-            for details in ntry.findall(self._q("NtryDtls"))
-            for tx in details.findall(self._q("TxDtls"))
-        ]
         batch = self._find(ntry, "NtryDtls", "Btch")
         fields: dict[str, object] = {
             "line_no": line,
@@ -406,15 +479,13 @@ class _Reader:
             "supplementary_details": self._text(ntry, "AddtlNtryInf"),
         }
         if batch is not None or len(transactions) > 1:
-            fields["transactions"] = tuple(
-                self._transaction(tx, amount, reversal, line) for tx in transactions
-            )
+            fields["transactions"] = tuple(transactions)
             if batch is not None:
                 fields["customer_reference"] = reference(
                     self._text(batch, "PmtInfId") or self._text(batch, "MsgId")
                 )
         elif transactions:
-            single = self._transaction(transactions[0], amount, reversal, line)
+            single = transactions[0]
             fields["customer_reference"] = single.customer_reference
             fields["details"] = single.details
             fields["counterparty_name"] = single.counterparty_name

@@ -19,7 +19,7 @@ from paygate.reconcile.bank.bai2 import read_bai2
 from paygate.reconcile.bank.camt053 import read_camt053
 from paygate.reconcile.bank.csvfile import CsvLayout, read_bank_csv
 from paygate.reconcile.bank.model import BankFormat, BankStatement
-from paygate.reconcile.bank.mt940 import read_mt940
+from paygate.reconcile.bank.mt940 import read_mt940, starts_like_mt940
 
 __all__ = ["detect_bank_format", "read_bank_statement"]
 
@@ -37,10 +37,11 @@ _BOMS: Final = (
 def detect_bank_format(source: BankSource) -> BankFormat:
     """Tell the format of a bank statement from its first bytes.
 
-    ``:20:`` or a SWIFT ``{1:`` envelope is MT940, an XML document naming camt.053 is camt.053,
-    a ``01,`` record is BAI2. A file object is read and put back where it was (it must be
-    seekable; :func:`read_bank_statement` handles streams that are not). CSV has no signature:
-    anything else is a ParseError, and a CSV export is read with an explicit layout.
+    ``:20:`` as the first line after any bank header lines and SWIFT envelope blocks is MT940,
+    an XML document naming camt.053 is camt.053, a ``01,`` record is BAI2. A file object is read
+    and put back where it was (it must be seekable; :func:`read_bank_statement` handles streams
+    that are not). CSV has no signature: anything else is a ParseError, and a CSV export is read
+    with an explicit layout.
     """
     with opened(source) as (name, stream):
         if isinstance(source, str | os.PathLike):
@@ -117,7 +118,7 @@ def _read_as(
 def _classify(head: bytes | str, name: str | None) -> BankFormat:
     text = _head_text(head)
     start = text.lstrip()
-    if start.startswith((":20:", "{1:", "{4:")):
+    if starts_like_mt940(text):
         return BankFormat.MT940
     if start.startswith("<"):
         if re.search(r"camt\.053\.001\.[0-9]{2}", text) or "BkToCstmrStmt" in text:

@@ -10,11 +10,15 @@ What the reader accepts, because real files do it:
 
 * statements one after another with or without ``-`` separators, inside SWIFT ``{1:…}{2:…}{4:``
   envelopes closed by ``-}``, and blank lines between them;
+* the header lines banks put before a statement's ``:20:`` (see :func:`is_header_line`):
+  ABN AMRO's sender BIC and message type (``ABNANL2A`` / ``940`` / ``ABNANL2A``), Rabobank's
+  ``:940:``, and the SOH/ETX characters that frame a message sent over SWIFT;
 * ``:28:`` as well as ``:28C:``;
 * a ``:61:`` entry date (MMDD) that rolls over the year end, or blank padding in its place;
 * debit/credit marks followed by a funds code letter, which is how ``DR``, ``CR`` and ``RCR``
   come about (``D`` + ``R``, ``C`` + ``R``, ``RC`` + ``R``);
-* ``:86:`` details over several lines; German ``?20``-style subfields are kept as text, and the
+* ``:86:`` details over several lines, or over several ``:86:`` tags after one ``:61:`` (each
+  continues the entry's details); German ``?20``-style subfields are kept as text, and the
   counterparty is taken from ``?31`` (account) and ``?32``/``?33`` (name) where present.
 """
 
@@ -41,7 +45,7 @@ from paygate.reconcile.bank._input import (
 )
 from paygate.reconcile.bank.model import BankBalance, BankEntry, BankFormat, BankStatement
 
-__all__ = ["read_mt940"]
+__all__ = ["is_header_line", "read_mt940", "starts_like_mt940"]
 
 _TAG: Final = re.compile(r":([0-9]{2}[A-Z]?|NS):")
 _BALANCE: Final = re.compile(r"([CD])([0-9]{6})([A-Z]{3})([0-9]+)(?:,([0-9]*))?")
@@ -54,6 +58,42 @@ _ENTRY: Final = re.compile(
 _STRUCTURED: Final = re.compile(r"\s*[0-9]{3}\?")
 _SUBFIELD: Final = re.compile(r"\?([0-9]{2})")
 _SINGLE_LINE: Final = frozenset({"20", "21", "25", "28", "28C", "60F", "60M", "62F", "62M", "64"})
+# A header line: a BIC (8 or 11 characters), a message type (940, 942, 950) bare or as a tag.
+_HEADER: Final = re.compile(r"[A-Z]{6}[A-Z0-9]{2}(?:[A-Z0-9]{3})?|9[0-9]{2}|:9[0-9]{2}:")
+_ENVELOPE: Final = re.compile(r"\{[0-9]:")
+# SWIFT's start- and end-of-message characters, which survive in files saved from a SWIFT link.
+_FRAMING: Final = " \t\r\n\x01\x03"
+# After these tags a statement has no more text to continue, so a header line is the next one's.
+_CLOSED: Final = frozenset({"62F", "62M", "64", "65"})
+
+
+def is_header_line(line: str) -> bool:
+    """Whether ``line`` is one of the header lines banks write before a statement's ``:20:``.
+
+    These are a bank identifier code on a line of its own (ABN AMRO writes ``ABNANL2A``, ``940``
+    and ``ABNANL2A`` before every statement) and a message type (``940``, or Rabobank's
+    ``:940:``), with any SOH/ETX characters of a SWIFT transmission around them.
+    """
+    return _HEADER.fullmatch(line.strip(_FRAMING)) is not None
+
+
+def starts_like_mt940(text: str) -> bool:
+    """Whether ``text``, the beginning of a file, is MT940: ``:20:`` after any header lines.
+
+    Header lines (:func:`is_header_line`), blank lines and SWIFT envelope blocks ``{1:…}{2:…}``
+    may come first; the first other line must start a statement with ``:20:``.
+    """
+    for line in text.splitlines():
+        stripped = line.strip(_FRAMING)
+        if _ENVELOPE.match(stripped):
+            start = stripped.find("{4:")
+            if start < 0:
+                continue
+            stripped = stripped[start + 3 :].strip(_FRAMING)
+        if not stripped or _HEADER.fullmatch(stripped):
+            continue
+        return stripped.startswith(":20:")
+    return False
 
 
 def read_mt940(source: BankSource, *, encoding: str = "utf-8") -> Iterator[BankStatement]:
@@ -129,6 +169,8 @@ class _Block:
     balances: list[BankBalance] = field(default_factory=list)
     information: list[str] = field(default_factory=list)
     last_tag: str = "20"
+    # Whether the last tag was :86: text that went to the last entry (not to the statement).
+    entry_details: bool = False
 
 
 class _Parser:
@@ -142,9 +184,10 @@ class _Parser:
         found = False
         for line_no, text in lines:
             last_line = line_no
-            stripped = text.strip()
+            stripped = text.strip(_FRAMING)
             if not stripped:
                 continue
+            text = text.strip("\x01\x03")
             if stripped == "-" or stripped.startswith("-}"):
                 if tag is not None and block is not None:
                     self._apply(block, tag)
@@ -154,7 +197,7 @@ class _Parser:
                     found = True
                 block = None
                 continue
-            if re.match(r"\{[0-9]:", stripped):
+            if _ENVELOPE.match(stripped):
                 # A SWIFT envelope: blocks 1-3 are routing headers, block 4 holds the tags.
                 start = stripped.find("{4:")
                 if start < 0:
@@ -163,6 +206,8 @@ class _Parser:
                 if not text:
                     continue
             match = _TAG.match(text)
+            if match is None and (tag is None or tag.name in _CLOSED) and is_header_line(text):
+                continue
             if match is None:
                 if tag is None:
                     raise self.where.error(
@@ -220,6 +265,11 @@ class _Parser:
             text = "\n".join(line for _, line in tag.lines).strip("\n")
             if block.last_tag == "61" and not block.entries[-1].has_details:
                 _add_details(block.entries[-1], text)
+                block.entry_details = True
+            elif block.last_tag == "86" and block.entry_details:
+                # Some banks write an entry's details as several :86: tags; a reference on a
+                # later one must still be found on the entry.
+                _add_details(block.entries[-1], text)
             elif text:
                 block.information.append(text)
         elif name in {"62F", "62M"}:
@@ -246,6 +296,8 @@ class _Parser:
                 )
             )
         # Other tags (:21:, :13D:, :NS:, MT942's :34F:/:90D: …) carry nothing a statement keeps.
+        if name != "86":
+            block.entry_details = False
         block.last_tag = name
 
     def _once(self, current: object, tag: _Tag) -> None:
@@ -371,8 +423,12 @@ class _Parser:
 
 
 def _add_details(entry: _Entry, text: str) -> None:
-    """Attach an entry's :86: text, and the counterparty where the text has German subfields."""
+    """Attach (or add to) an entry's :86: text, and the counterparty from German subfields."""
     entry.has_details = True
+    if entry.details and text:
+        text = f"{entry.details}\n{text}"
+    elif entry.details:
+        text = entry.details
     entry.details = text or None
     # The 65-character line breaks fall anywhere, even inside a subfield marker.
     joined = text.replace("\n", "")
