@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])
-def test_a_port_in_use_is_refused_with_exit_code_2_naming_it(tmp_path: Path, workers: str) -> None:
+def test_a_port_in_use_is_refused_with_exit_code_2_naming_it(sqlite_url: str, workers: str) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen(1)
@@ -30,7 +30,7 @@ def test_a_port_in_use_is_refused_with_exit_code_2_naming_it(tmp_path: Path, wor
                 "--workers",
                 workers,
                 "--database-url",
-                f"sqlite:///{tmp_path / 'paygate.db'}",
+                sqlite_url,
             ],
             capture_output=True,
             text=True,
@@ -43,7 +43,7 @@ def test_a_port_in_use_is_refused_with_exit_code_2_naming_it(tmp_path: Path, wor
     assert "paygate serving" not in served.stdout  # refused before it said it listens
 
 
-def test_an_address_not_on_this_machine_is_refused_with_exit_code_2(tmp_path: Path) -> None:
+def test_an_address_not_on_this_machine_is_refused_with_exit_code_2(sqlite_url: str) -> None:
     served = subprocess.run(
         [
             sys.executable,
@@ -54,7 +54,7 @@ def test_an_address_not_on_this_machine_is_refused_with_exit_code_2(tmp_path: Pa
             "--port",
             "0",
             "--database-url",
-            f"sqlite:///{tmp_path / 'paygate.db'}",
+            sqlite_url,
         ],
         capture_output=True,
         text=True,
@@ -62,4 +62,5 @@ def test_an_address_not_on_this_machine_is_refused_with_exit_code_2(tmp_path: Pa
         cwd=REPO,
     )
     assert served.returncode == 2, (served.stdout, served.stderr)
-    assert "192.0.2.1" in served.stderr
+    [line] = served.stderr.strip().splitlines()
+    assert "192.0.2.1" in line
