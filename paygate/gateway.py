@@ -664,7 +664,11 @@ class Gateway:
                 now,
                 {"payment_id": payment_id, "supply_state": acct.supply_state.value},
             )
-        order_id = self._supply_after_payment(tx, acct, payment_id, arrears_after, writes, now)
+        cleared = arrears_before > 0 and arrears_after == 0
+        reason = "arrears cleared" if cleared else "balance settled"
+        order_id = self._supply_after_payment(
+            tx, acct, payment_id, arrears_after, writes, now, reason
+        )
         receipt = Receipt(
             payment_id=payment_id,
             channel=intent.channel,
@@ -685,8 +689,9 @@ class Gateway:
             credit=Money(credit, cur),
             balance_after=Money(acct.balance, cur),
             arrears_after=Money(arrears_after, cur),
-            arrears_cleared=arrears_before > 0 and arrears_after == 0,
+            arrears_cleared=cleared,
             reconnection_order_id=order_id,
+            reconnection_reason=None if order_id is None else reason,
         )
         writes.payments.append(
             (
@@ -728,8 +733,9 @@ class Gateway:
         arrears_after: int,
         writes: _Writes,
         now: datetime,
+        reason: str,
     ) -> int | None:
-        if arrears_after > 0 or (acct.prepaid and acct.balance > 0):
+        if not self._owes_nothing(acct, arrears_after):
             return None
         if acct.supply_state is SupplyState.DISCONNECTION_PENDING:
             self._transition(
@@ -747,7 +753,24 @@ class Gateway:
             return None
         if acct.supply_state is not SupplyState.DISCONNECTED:
             return None
-        return self._reconnection_order(tx, acct, "arrears cleared", payment_id, writes, now)
+        return self._reconnection_order(tx, acct, reason, payment_id, writes, now)
+
+    def _owes_nothing(self, acct: _Account, arrears: int) -> bool:
+        """Whether supply is due back: no arrears and, on a prepaid account, a balance of zero
+        or in credit (consumption charged but not yet due still counts against prepaid)."""
+        return arrears <= 0 and not (acct.prepaid and acct.balance > 0)
+
+    def _refuse_if_owes_nothing(self, acct: _Account, now: datetime) -> None:
+        """Refuse to cut an account that owes nothing: nothing would ever bring supply back
+        (reconnection follows a payment that clears arrears). Bills must be loaded."""
+        owed, _ = billing.arrears(
+            acct.bills, acct.category, self._local_date(now), self.settings.late_fee
+        )
+        if self._owes_nothing(acct, owed):
+            raise InvalidStateError(
+                f"account {acct.account_no} owes nothing: there is nothing to disconnect for",
+                field="account_no",
+            )
 
     def _reconnection_order(
         self,
@@ -774,6 +797,7 @@ class Gateway:
             {
                 "order_id": order_id,
                 "payment_id": payment_id,
+                "reason": reason,
                 "due_at": deadlines.confirm.isoformat(),
             },
         )
@@ -1024,6 +1048,8 @@ class Gateway:
                 raise InvalidStateError(
                     f"account {account_no} is {acct.supply_state.value}", field="account_no"
                 )
+            self._load_bills(tx, [acct])
+            self._refuse_if_owes_nothing(acct, now)
             writes = _Writes()
             self._transition(tx, acct, SupplyState.DISCONNECTED, reason, actor, None, writes, now)
             self._event(tx, writes, "supply.disconnected", account_no, now, {"reason": reason})
@@ -1037,6 +1063,16 @@ class Gateway:
         self, order_id: int, *, actor: str = "headend", at: datetime | None = None
     ) -> SupplyState:
         """Record that supply is back for a reconnection order; the account is connected."""
+        kind = self.store.run(
+            lambda tx: tx.scalar("SELECT kind FROM supply_orders WHERE id = :id", {"id": order_id}),
+            write=False,
+        )
+        if kind is None:
+            raise UnknownOrderError(f"no supply order {order_id}", field="order_id")
+        if kind != "reconnect":
+            raise InvalidStateError(
+                f"order {order_id} is a {kind} order, not a reconnection", field="order_id"
+            )
         self.record_order_progress(order_id, HeadEndOutcome.COMPLETED, at=at, actor=actor)
         return self.store.run(
             lambda tx: SupplyState(
@@ -1081,6 +1117,8 @@ class Gateway:
         """
         now = self.clock.now()
         when = require_aware(at, "at") if at is not None else now
+        if next_attempt_at is not None:
+            require_aware(next_attempt_at, "next_attempt_at")
 
         def work(tx: Tx) -> OrderStatus:
             found = supply.load_order(tx, order_id)
@@ -1182,7 +1220,7 @@ class Gateway:
         owed, _ = billing.arrears(
             acct.bills, acct.category, self._local_date(when), self.settings.late_fee
         )
-        if owed == 0:
+        if self._owes_nothing(acct, owed):
             self._reconnection_order(tx, acct, "arrears cleared before the cut", None, writes, when)
 
     def _breaches(
@@ -1228,7 +1266,7 @@ class Gateway:
 
     def check_deadlines(self, now: datetime | None = None) -> list[tuple[int, Step, Severity]]:
         """Record a breach for every step of an open order whose deadline has passed."""
-        at = now or self.clock.now()
+        at = self.clock.now() if now is None else require_aware(now, "now")
 
         def work(tx: Tx) -> list[tuple[int, Step, Severity]]:
             rows = tx.all(
@@ -1261,6 +1299,8 @@ class Gateway:
         An order refused for good becomes ``failed`` and raises an alert event; it still counts
         against the promise until a person retries or cancels it.
         """
+        if retry_at is not None:
+            require_aware(retry_at, "retry_at")
         now = self.clock.now()
 
         def work(tx: Tx) -> None:
@@ -1305,14 +1345,24 @@ class Gateway:
         self.store.run(work)
 
     def retry_order(self, order_id: int) -> None:
-        """Put a failed order back in the queue, to be attempted at once."""
+        """Put a failed order back in the queue, to be attempted at once.
+
+        A failed disconnection order of an account that has since paid is not sent again.
+        """
 
         def work(tx: Tx) -> None:
-            order = supply.load_order(tx, order_id, lock=True)
-            if order is None:
+            found = supply.load_order(tx, order_id)
+            if found is None:
                 raise UnknownOrderError(f"no supply order {order_id}", field="order_id")
+            # The account first, then the order: the lock order every order update uses.
+            acct = self._lock_accounts(tx, [found.account_no])[found.account_no]
+            order = supply.load_order(tx, order_id, lock=True)
+            assert order is not None
             if order.status is not OrderStatus.FAILED:
                 raise InvalidStateError(f"order {order_id} is {order.status.value}")
+            if order.kind == "disconnect":
+                self._load_bills(tx, [acct])
+                self._refuse_if_owes_nothing(acct, self.clock.now())
             back = OrderStatus.DISPATCHED if order.dispatched_at else OrderStatus.OPEN
             tx.execute(
                 "UPDATE supply_orders SET status = :s, next_attempt_at = :now WHERE id = :id",
@@ -1423,9 +1473,7 @@ class Gateway:
         earlier and (if the policy asks) the final reminder at least ``final_reminder_days``
         earlier; never a protected account (those are cut only by a negotiated order).
         """
-        now = as_of or self.clock.now()
-        policy = self.settings.dunning
-        today = self._local_date(now)
+        now = self.clock.now() if as_of is None else require_aware(as_of, "as_of")
 
         def work(tx: Tx) -> list[DisconnectionCandidate]:
             rows = tx.all(
@@ -1435,45 +1483,49 @@ class Gateway:
             )
             accts = [self._account(r) for r in rows]
             self._load_bills(tx, accts)
-            out = []
-            for acct in accts:
-                overdue = [b for b in acct.bills if b.principal_due > 0 and b.overdue_on(today)]
-                if not overdue:
-                    continue
-                oldest = min(b.due_date for b in overdue)
-                if (today - oldest).days < policy.overdue_threshold(acct.category.value):
-                    continue
-                notices = {
-                    str(k): tx.read_ts(t)
-                    for k, t in tx.all(
-                        "SELECT kind, MAX(served_at) FROM dunning_notices WHERE account_id = :a "
-                        "GROUP BY kind",
-                        {"a": acct.id},
-                    )
-                }
-                notice = notices.get("notice")
-                if notice is None or now - notice < timedelta(days=policy.notice_days):
-                    continue
-                reminder = notices.get("final_reminder")
-                if policy.final_reminder and (
-                    reminder is None
-                    or reminder < notice
-                    or now - reminder < timedelta(days=policy.final_reminder_days)
-                ):
-                    continue
-                owed, _ = billing.arrears(acct.bills, acct.category, today, self.settings.late_fee)
-                out.append(
-                    DisconnectionCandidate(
-                        account_no=acct.account_no,
-                        arrears=Money(owed, acct.currency),
-                        oldest_due_date=oldest,
-                        notice_served_at=notice,
-                        final_reminder_at=reminder,
-                    )
-                )
-            return out
+            found = (self._candidacy(tx, acct, now) for acct in accts)
+            return [c for c in found if c is not None]
 
         return self.store.run(work, write=False)
+
+    def _candidacy(self, tx: Tx, acct: _Account, now: datetime) -> DisconnectionCandidate | None:
+        """The account as a disconnection candidate at ``now``, or None; bills loaded."""
+        policy = self.settings.dunning
+        today = self._local_date(now)
+        if acct.protected or acct.supply_state is not SupplyState.DISCONNECTION_PENDING:
+            return None
+        overdue = [b for b in acct.bills if b.principal_due > 0 and b.overdue_on(today)]
+        if not overdue:
+            return None
+        oldest = min(b.due_date for b in overdue)
+        if (today - oldest).days < policy.overdue_threshold(acct.category.value):
+            return None
+        notices = {
+            str(k): tx.read_ts(t)
+            for k, t in tx.all(
+                "SELECT kind, MAX(served_at) FROM dunning_notices WHERE account_id = :a "
+                "GROUP BY kind",
+                {"a": acct.id},
+            )
+        }
+        notice = notices.get("notice")
+        if notice is None or now - notice < timedelta(days=policy.notice_days):
+            return None
+        reminder = notices.get("final_reminder")
+        if policy.final_reminder and (
+            reminder is None
+            or reminder < notice
+            or now - reminder < timedelta(days=policy.final_reminder_days)
+        ):
+            return None
+        owed, _ = billing.arrears(acct.bills, acct.category, today, self.settings.late_fee)
+        return DisconnectionCandidate(
+            account_no=acct.account_no,
+            arrears=Money(owed, acct.currency),
+            oldest_due_date=oldest,
+            notice_served_at=notice,
+            final_reminder_at=reminder,
+        )
 
     def order_disconnection(
         self,
@@ -1491,25 +1543,25 @@ class Gateway:
         if not approved_by:
             raise InvalidInputError("who approved the disconnection", field="approved_by")
         now = self.clock.now()
-        if not negotiated and account_no not in {
-            c.account_no for c in self.disconnection_candidates(now)
-        }:
-            raise InvalidStateError(
-                f"account {account_no} is not a disconnection candidate "
-                "(arrears, notices, protection)",
-                field="account_no",
-            )
 
         def work(tx: Tx) -> int:
+            # Every check is made under the account's lock, in the transaction that writes the
+            # order: a payment landing in between cannot leave a paid account with a cut order.
             acct = self._lock_accounts(tx, [account_no]).get(account_no)
             if acct is None:
                 raise UnknownAccountError(f"no account {account_no}", field="account_no")
-            if acct.protected and not negotiated:
-                raise InvalidStateError(f"account {account_no} is protected", field="account_no")
+            self._load_bills(tx, [acct])
+            if not negotiated and self._candidacy(tx, acct, now) is None:
+                raise InvalidStateError(
+                    f"account {account_no} is not a disconnection candidate "
+                    "(arrears, notices, protection)",
+                    field="account_no",
+                )
             if acct.supply_state not in (SupplyState.CONNECTED, SupplyState.DISCONNECTION_PENDING):
                 raise InvalidStateError(
                     f"account {account_no} is {acct.supply_state.value}", field="account_no"
                 )
+            self._refuse_if_owes_nothing(acct, now)
             if tx.scalar(
                 "SELECT COUNT(*) FROM supply_orders WHERE account_id = :a AND status IN "
                 "('open', 'dispatched', 'acknowledged')",
@@ -1591,7 +1643,10 @@ class Gateway:
     # -- status -------------------------------------------------------------------------
 
     def account_status(self, account_no: str, as_of: date | None = None) -> AccountStatus:
-        """What the account owes on ``as_of`` (default: today in the utility's zone)."""
+        """What the account owes on ``as_of`` (default: today in the utility's zone); an aware
+        datetime means its date in the utility's zone."""
+        if isinstance(as_of, datetime):
+            as_of = self._local_date(require_aware(as_of, "as_of"))
         day = as_of if as_of is not None else self._local_date(self.clock.now())
 
         def work(tx: Tx) -> AccountStatus:
@@ -1867,7 +1922,7 @@ class Gateway:
         if writes.cancel_disconnects:
             tx.many(
                 "UPDATE supply_orders SET status = 'cancelled', closed_at = :now "
-                "WHERE account_id = :a AND kind = 'disconnect' AND status = 'open'",
+                "WHERE account_id = :a AND kind = 'disconnect' AND status IN ('open', 'failed')",
                 [{"a": a, "now": at} for a, at in writes.cancel_disconnects],
             )
         tx.insert(
