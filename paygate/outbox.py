@@ -32,7 +32,12 @@ import httpx
 from pydantic import SecretStr
 
 from paygate import supply
-from paygate.errors import NotFoundError, PaygateError, UnsupportedOperationError
+from paygate.errors import (
+    ConfigurationError,
+    NotFoundError,
+    PaygateError,
+    UnsupportedOperationError,
+)
 from paygate.gateway import Gateway
 from paygate.headend.base import HeadEnd, HeadEndRejected, HeadEndResult, HeadEndUnavailable
 from paygate.store.engine import Tx
@@ -199,8 +204,15 @@ class Dispatcher:
         max_attempts: int = 12,
         alert_after: int = 10,
     ) -> None:
-        if lease <= timedelta(0) or batch < 1 or max_attempts < 1:
-            raise ValueError("lease, batch and max_attempts must be positive")
+        self.check(
+            batch=batch,
+            lease=lease,
+            poll_interval=poll_interval,
+            retry_base=retry_base,
+            retry_cap=retry_cap,
+            max_attempts=max_attempts,
+            alert_after=alert_after,
+        )
         self.gateway = gateway
         self.headends = dict(headends)
         self.sinks = list(sinks)
@@ -212,6 +224,35 @@ class Dispatcher:
         self.retry_cap = retry_cap
         self.max_attempts = max_attempts
         self.alert_after = alert_after
+
+    @staticmethod
+    def check(
+        *,
+        batch: int = 50,
+        lease: timedelta = timedelta(minutes=2),
+        poll_interval: timedelta = timedelta(minutes=5),
+        retry_base: timedelta = timedelta(seconds=30),
+        retry_cap: timedelta = timedelta(hours=1),
+        max_attempts: int = 12,
+        alert_after: int = 10,
+    ) -> None:
+        """Refuse timings and counts that cannot work (ConfigurationError, field named); the
+        constructor and the ``[dispatcher]`` table of a dispatch configuration both use it."""
+        for name, span in (
+            ("lease", lease),
+            ("poll_interval", poll_interval),
+            ("retry_base", retry_base),
+            ("retry_cap", retry_cap),
+        ):
+            if span <= timedelta(0):
+                raise ConfigurationError(f"{name} must be positive", field=name)
+        if retry_cap < retry_base:
+            raise ConfigurationError("retry_cap must be at least retry_base", field="retry_cap")
+        for name, count in (("batch", batch), ("max_attempts", max_attempts)):
+            if count < 1:
+                raise ConfigurationError(f"{name} must be at least 1", field=name)
+        if alert_after < 1:
+            raise ConfigurationError("alert_after must be at least 1", field="alert_after")
 
     # -- one pass -----------------------------------------------------------------------
 
