@@ -848,124 +848,133 @@ class Gateway:
         """
         if not reason or not reason.strip():
             raise InvalidInputError("a reason is required", field="reason")
-        now = self.clock.now()
-
-        def work(tx: Tx) -> Reversal:
-            row = tx.one(
-                "SELECT p.channel, p.channel_txn_id, p.amount, p.currency, p.status, "
-                "a.account_no FROM payments p JOIN accounts a "
-                "ON a.id = p.account_id WHERE p.id = :id",
-                {"id": payment_id},
-            )
-            if row is None:
-                raise UnknownPaymentError(f"no payment {payment_id}", field="payment_id")
-            channel, txn_id, amount, cur, status, account_no = row
-            acct = self._lock_accounts(tx, [account_no])[account_no]
-            # Read again under the lock: a concurrent reversal may have won.
-            status = tx.scalar("SELECT status FROM payments WHERE id = :id", {"id": payment_id})
-            if status != "posted":
-                raise InvalidStateError(
-                    f"payment {payment_id} is already {status}", field="payment_id"
-                )
-            self._load_bills(tx, [acct], include_bills_of_payment=payment_id)
-            writes = _Writes()
-            entry_id = tx.ids.one()
-            clearing = self.debit_account(tx, channel, cur)
-            writes.entries.append(
-                EntryDraft(
-                    kind="reversal",
-                    reference=f"reversal:{channel}:{txn_id}",
-                    memo=f"reversal of payment {payment_id}: {reason}"[:2000],
-                    business_date=self._local_date(now),
-                    posted_at=now,
-                    postings=(
-                        PostingDraft(acct.receivable_id, int(amount), cur),
-                        PostingDraft(clearing, -int(amount), cur),
-                    ),
-                    shard_key=acct.id,
-                    entry_id=entry_id,
-                )
-            )
-            acct.balance += int(amount)
-            net = self._net_allocations(tx, payment_id)
-            reopen = [
-                AllocationPart(bill_id, -fee, -principal)
-                for bill_id, (fee, principal) in sorted(net.items())
-                if fee or principal
-            ]
-            acct.bills = billing.apply_parts(acct.bills, reopen)
-            alloc_ids = tx.ids.take(len(reopen)) if reopen else []
-            for alloc_id, part in zip(alloc_ids, reopen, strict=True):
-                writes.allocations.append(
-                    (
-                        alloc_id,
-                        payment_id,
-                        part.bill_id,
-                        "reversal",
-                        part.late_fee,
-                        part.principal,
-                        tx.ts(now),
-                    )
-                )
-            ledger.post(tx, writes.entries, self._ledger)
-            tx.execute(
-                "UPDATE payments SET status = 'reversed', reversal_entry_id = :e, "
-                "reversal_reason = :r, unallocated = 0 WHERE id = :id",
-                {"e": entry_id, "r": reason, "id": payment_id},
-            )
-            self._apply_credit(tx, acct, writes, now)
-            pay_day = self._local_date(now)
-            arrears_after, _ = billing.arrears(
-                acct.bills, acct.category, pay_day, self.settings.late_fee
-            )
-            self._event(
-                tx,
-                writes,
-                "payment.reversed",
-                acct.account_no,
-                now,
-                {"payment_id": payment_id, "reason": reason, "arrears_after": arrears_after},
-            )
-            self._flush_rows(tx, writes)
-            self._write_bills(tx, [acct])
-            bill_nos = {b.bill_id: b.bill_no for b in acct.bills}
-            return Reversal(
-                payment_id=payment_id,
-                reversal_entry_id=entry_id,
-                reason=reason,
-                reopened=tuple(
-                    Allocation(
-                        bill_no=bill_nos[p.bill_id],
-                        late_fee=Money(-p.late_fee, cur),
-                        principal=Money(-p.principal, cur),
-                    )
-                    for p in reopen
-                ),
-                balance_after=Money(acct.balance, cur),
-                arrears_after=Money(arrears_after, cur),
-                supply_state=acct.supply_state,
-            )
-
-        result = self.store.run(work)
+        result = self.store.run(lambda tx: self.reverse_within(tx, payment_id, reason))
         self.note_posted(1)
         return result
 
+    def reverse_within(self, tx: Tx, payment_id: int, reason: str) -> Reversal:
+        """:meth:`reverse` inside the caller's transaction ``tx`` (for components whose own
+        check must commit with the reversal: a POS void and its batch); the caller counts the
+        entry toward sealing with :meth:`note_posted` after commit."""
+        if not reason or not reason.strip():
+            raise InvalidInputError("a reason is required", field="reason")
+        now = self.clock.now()
+        row = tx.one(
+            "SELECT p.channel, p.channel_txn_id, p.amount, p.currency, p.status, "
+            "a.account_no FROM payments p JOIN accounts a "
+            "ON a.id = p.account_id WHERE p.id = :id",
+            {"id": payment_id},
+        )
+        if row is None:
+            raise UnknownPaymentError(f"no payment {payment_id}", field="payment_id")
+        channel, txn_id, amount, cur, status, account_no = row
+        acct = self._lock_accounts(tx, [account_no])[account_no]
+        # Read again under the lock: a concurrent reversal may have won.
+        status = tx.scalar("SELECT status FROM payments WHERE id = :id", {"id": payment_id})
+        if status != "posted":
+            raise InvalidStateError(f"payment {payment_id} is already {status}", field="payment_id")
+        self._load_bills(tx, [acct], include_bills_of_payment=payment_id)
+        writes = _Writes()
+        entry_id = tx.ids.one()
+        clearing = self.debit_account(tx, channel, cur)
+        writes.entries.append(
+            EntryDraft(
+                kind="reversal",
+                reference=f"reversal:{channel}:{txn_id}",
+                memo=f"reversal of payment {payment_id}: {reason}"[:2000],
+                business_date=self._local_date(now),
+                posted_at=now,
+                postings=(
+                    PostingDraft(acct.receivable_id, int(amount), cur),
+                    PostingDraft(clearing, -int(amount), cur),
+                ),
+                shard_key=acct.id,
+                entry_id=entry_id,
+            )
+        )
+        acct.balance += int(amount)
+        net = self._net_allocations(tx, payment_id)
+        reopen = [
+            AllocationPart(bill_id, -fee, -principal)
+            for bill_id, (fee, principal) in sorted(net.items())
+            if fee or principal
+        ]
+        acct.bills = billing.apply_parts(acct.bills, reopen)
+        alloc_ids = tx.ids.take(len(reopen)) if reopen else []
+        for alloc_id, part in zip(alloc_ids, reopen, strict=True):
+            writes.allocations.append(
+                (
+                    alloc_id,
+                    payment_id,
+                    part.bill_id,
+                    "reversal",
+                    part.late_fee,
+                    part.principal,
+                    tx.ts(now),
+                )
+            )
+        ledger.post(tx, writes.entries, self._ledger)
+        tx.execute(
+            "UPDATE payments SET status = 'reversed', reversal_entry_id = :e, "
+            "reversal_reason = :r, unallocated = 0 WHERE id = :id",
+            {"e": entry_id, "r": reason, "id": payment_id},
+        )
+        self._apply_credit(tx, acct, writes, now)
+        pay_day = self._local_date(now)
+        arrears_after, _ = billing.arrears(
+            acct.bills, acct.category, pay_day, self.settings.late_fee
+        )
+        self._event(
+            tx,
+            writes,
+            "payment.reversed",
+            acct.account_no,
+            now,
+            {"payment_id": payment_id, "reason": reason, "arrears_after": arrears_after},
+        )
+        self._flush_rows(tx, writes)
+        self._write_bills(tx, [acct])
+        bill_nos = {b.bill_id: b.bill_no for b in acct.bills}
+        return Reversal(
+            payment_id=payment_id,
+            reversal_entry_id=entry_id,
+            reason=reason,
+            reopened=tuple(
+                Allocation(
+                    bill_no=bill_nos[p.bill_id],
+                    late_fee=Money(-p.late_fee, cur),
+                    principal=Money(-p.principal, cur),
+                )
+                for p in reopen
+            ),
+            balance_after=Money(acct.balance, cur),
+            arrears_after=Money(arrears_after, cur),
+            supply_state=acct.supply_state,
+        )
+
     def reverse_by_channel_txn(self, channel: str, channel_txn_id: str, reason: str) -> Reversal:
         """Reverse the payment a channel knows by its own transaction id."""
+        if not reason or not reason.strip():
+            raise InvalidInputError("a reason is required", field="reason")
+        result = self.store.run(
+            lambda tx: self.reverse_by_channel_txn_within(tx, channel, channel_txn_id, reason)
+        )
+        self.note_posted(1)
+        return result
 
-        def find(tx: Tx) -> int | None:
-            value = tx.scalar(
-                "SELECT id FROM payments WHERE channel = :c AND channel_txn_id = :t",
-                {"c": channel, "t": channel_txn_id},
-            )
-            return None if value is None else int(value)
-
-        payment_id = self.store.run(find, write=False)
-        if payment_id is None:
+    def reverse_by_channel_txn_within(
+        self, tx: Tx, channel: str, channel_txn_id: str, reason: str
+    ) -> Reversal:
+        """:meth:`reverse_by_channel_txn` inside the caller's transaction ``tx``."""
+        value = tx.scalar(
+            "SELECT id FROM payments WHERE channel = :c AND channel_txn_id = :t",
+            {"c": channel, "t": channel_txn_id},
+        )
+        if value is None:
             raise UnknownPaymentError(
                 f"no {channel} payment {channel_txn_id}", field="channel_txn_id"
             )
-        return self.reverse(payment_id, reason)
+        return self.reverse_within(tx, int(value), reason)
 
     def _net_allocations(self, tx: Tx, payment_id: int) -> dict[int, tuple[int, int]]:
         net: dict[int, list[int]] = defaultdict(lambda: [0, 0])
