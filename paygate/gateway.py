@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import nullcontext
@@ -80,6 +81,8 @@ _BILL_COLUMNS = (
     "b.late_fee_charged, b.late_fee_paid, b.late_fee_through"
 )
 _OPEN = "(b.principal_paid < b.amount OR b.late_fee_paid < b.late_fee_charged)"
+_METER_ADDRESS = re.compile(r"[0-9]{12}")
+_BROADCAST_ADDRESS = "999999999999"
 
 
 @dataclass(slots=True)
@@ -1095,7 +1098,24 @@ class Gateway:
         )
 
     def set_meter(self, account_no: str, *, headend: str | None, meter_address: str | None) -> None:
-        """Name the head-end and meter address that supply orders for the account go to."""
+        """Name the head-end and meter address that supply orders for the account go to.
+
+        A meter address is the meter's 12-digit BCD communication address (DL/T 645 通信地址,
+        most significant digit first, as on the nameplate); a wildcard or the broadcast address
+        would reach more than this customer's meter and is refused.
+        """
+        if meter_address is not None:
+            if not isinstance(meter_address, str) or not _METER_ADDRESS.fullmatch(meter_address):
+                raise InvalidInputError(
+                    "a meter address is 12 decimal digits (BCD), most significant first",
+                    field="meter_address",
+                )
+            if meter_address == _BROADCAST_ADDRESS:
+                raise InvalidInputError(
+                    "999999999999 is the broadcast address, not one meter", field="meter_address"
+                )
+        if headend is not None and (not isinstance(headend, str) or not headend.strip()):
+            raise InvalidInputError("a head-end name cannot be blank", field="headend")
 
         def work(tx: Tx) -> None:
             if not self._lock_accounts(tx, [account_no]):
