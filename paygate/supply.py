@@ -25,6 +25,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
+from paygate.clock import require_aware
 from paygate.headend.base import HeadEndOutcome, SupplyAction, SupplyCommand
 from paygate.store.engine import Tx
 
@@ -117,8 +118,8 @@ class ServicePromise(BaseModel):
         return self
 
     def deadlines(self, created_at: datetime) -> Deadlines:
-        """Each step's deadline for an order created at ``created_at``."""
-        confirm = created_at + self.promise
+        """Each step's deadline for an order created at ``created_at`` (aware)."""
+        confirm = require_aware(created_at, "created_at") + self.promise
         acknowledge = confirm - self.confirm_budget
         return Deadlines(
             dispatch=acknowledge - self.ack_budget,

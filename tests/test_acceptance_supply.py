@@ -265,3 +265,29 @@ class TestUnknownNamesAreUnknown:
     ) -> None:
         with pytest.raises(error):
             call(gateway)
+
+
+def test_a_service_promise_refuses_a_naive_creation_time() -> None:
+    from paygate.supply import ServicePromise
+
+    with pytest.raises(NaiveDatetimeError):
+        ServicePromise().deadlines(NAIVE)
+
+
+def test_the_cli_names_an_unknown_account_or_order(db_url: str) -> None:
+    from typer.testing import CliRunner
+
+    from paygate.cli import app
+
+    runner = CliRunner()
+    for args, needle in (
+        (["dunning", "order", "NO-SUCH", "--approved-by", "ops"], "no account NO-SUCH"),
+        (["dunning", "order", "NO-SUCH", "--approved-by", "ops", "--negotiated"], "no account"),
+        (["dunning", "notice", "NO-SUCH"], "no account NO-SUCH"),
+        (["accounts", "status", "NO-SUCH"], "no account NO-SUCH"),
+        (["orders", "retry", "424242"], "no supply order 424242"),
+        (["orders", "confirm", "424242"], "no supply order 424242"),
+    ):
+        result = runner.invoke(app, [*args, "--database-url", db_url])
+        assert result.exit_code == 2, (args, result.output)
+        assert needle in result.output and "candidate" not in result.output
