@@ -1241,6 +1241,10 @@ class Gateway:
                     when,
                 )
             return
+        if acct.supply_state is SupplyState.RECONNECTION_PENDING:
+            # Paid after the cut was recorded by hand: the reconnection order under way brings
+            # supply back, and a second one would break "exactly one".
+            return
         self._transition(
             tx, acct, SupplyState.DISCONNECTED, "supply cut", actor, order.id, writes, when
         )

@@ -291,3 +291,16 @@ def test_the_cli_names_an_unknown_account_or_order(db_url: str) -> None:
         result = runner.invoke(app, [*args, "--database-url", db_url])
         assert result.exit_code == 2, (args, result.output)
         assert needle in result.output and "candidate" not in result.output
+
+
+def test_a_late_cut_after_a_reconnection_was_raised_raises_no_second_order(
+    gateway: Gateway,
+) -> None:
+    in_arrears(gateway)
+    cut = gateway.order_disconnection(ACCOUNT, approved_by="ops", negotiated=True)
+    gateway.record_order_progress(cut, HeadEndOutcome.DISPATCHED)
+    gateway.disconnect(ACCOUNT, "crew reported the cut")
+    pay(gateway, "K-1", gateway.account_status(ACCOUNT).arrears)
+    gateway.record_order_progress(cut, HeadEndOutcome.COMPLETED)
+    assert orders(gateway) == [("disconnect", "completed"), ("reconnect", "open")]
+    assert gateway.account_status(ACCOUNT).supply_state is SupplyState.RECONNECTION_PENDING
