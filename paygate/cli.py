@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from paygate import __version__
@@ -40,11 +41,13 @@ audit_app = typer.Typer(help="Seal and verify the journal.", no_args_is_help=Tru
 accounts_app = typer.Typer(help="Look at customer accounts.", no_args_is_help=True)
 orders_app = typer.Typer(help="Reconnection and disconnection orders.", no_args_is_help=True)
 dunning_app = typer.Typer(help="Notices and disconnection candidates.", no_args_is_help=True)
+events_app = typer.Typer(help="Outbox events no sink took: list and requeue.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(audit_app, name="audit")
 app.add_typer(accounts_app, name="accounts")
 app.add_typer(orders_app, name="orders")
 app.add_typer(dunning_app, name="dunning")
+app.add_typer(events_app, name="events")
 app.add_typer(reports_app, name="report", help="Reports: the service promise.")
 app.add_typer(vouchers_app, name="vouchers", help="Recharge voucher cards.")
 app.add_typer(devices_app, name="devices", help="Kiosk and POS terminals and their keys.")
@@ -92,8 +95,19 @@ def db_current(database_url: DatabaseUrl = None) -> None:
 
 
 @audit_app.command("verify")
-def audit_verify(database_url: DatabaseUrl = None) -> None:
-    """Recompute every balance and entry from the postings and check every seal."""
+def audit_verify(
+    database_url: DatabaseUrl = None,
+    expect_head: Annotated[
+        str | None,
+        typer.Option(help="The head block hash recorded earlier: exit 1 unless it still is."),
+    ] = None,
+) -> None:
+    """Recompute every balance and entry from the postings and check every seal.
+
+    Prints the head block hash: record it where the database's administrators cannot write,
+    and pass it back with --expect-head to prove the chain was not rewritten since.
+    """
+    import hmac
 
     def run() -> int:
         with Gateway.open(settings=settings_for(database_url)) as gateway:
@@ -102,9 +116,34 @@ def audit_verify(database_url: DatabaseUrl = None) -> None:
             f"{report.entries} entries, {report.accounts} accounts, {report.blocks} seal blocks "
             f"({report.sealed_entries} sealed, {report.unsealed_entries} awaiting a seal)"
         )
+        if report.head_hash is None:
+            out.print("head block: none (nothing sealed yet)")
+        else:
+            out.print(
+                f"head block {report.head_block}: {report.head_hash}",
+                highlight=False,
+                soft_wrap=True,
+            )
+        code = 0
+        if expect_head is not None:
+            expected = expect_head.strip().lower()
+            if report.head_hash is None or not hmac.compare_digest(expected, report.head_hash):
+                earlier = report.block_hashes.get(expected)
+                where = (
+                    f"it is block {earlier}'s hash; the head has moved on"
+                    if earlier is not None
+                    else "it is not the hash of any block in the chain"
+                )
+                err.print(
+                    f"[red]head mismatch:[/red] expected {escape(expected)}: {where}",
+                    highlight=False,
+                    soft_wrap=True,
+                )
+                code = 1
         if report.ok:
-            out.print("[green]audit clean[/green]")
-            return 0
+            if code == 0:
+                out.print("[green]audit clean[/green]")
+            return code
         first = report.findings[0]
         err.print(f"[red]audit failed:[/red] first problem: {first}", highlight=False)
         for finding in report.findings[1:20]:
@@ -170,13 +209,20 @@ def dispatch(
     config: Annotated[
         Path | None, typer.Option(help="TOML file naming head-ends and event sinks.")
     ] = None,
-    once: Annotated[bool, typer.Option(help="One pass, then exit.")] = False,
+    once: Annotated[
+        bool, typer.Option(help="Deliver what is due now (the whole backlog), then exit.")
+    ] = False,
+    max_items: Annotated[
+        int,
+        typer.Option("--max", min=1, help="With --once: stop after this many orders and events."),
+    ] = 10_000,
     idle_wait: Annotated[float, typer.Option(help="Seconds to wait when nothing is due.")] = 1.0,
 ) -> None:
     """Deliver supply orders to head-ends and events to sinks until stopped (SIGTERM, Ctrl-C).
 
     A stop signal lets the current delivery finish and exits cleanly; a killed dispatcher
-    loses nothing: its leased rows go out again once the lease runs out.
+    loses nothing: its leased rows go out again once the lease runs out. Events wait in the
+    outbox while no sink is configured.
     """
     import signal
     import threading
@@ -197,8 +243,10 @@ def dispatch(
                     default_headend=setup.default_headend,
                     **dispatcher_options(setup.options),
                 )
+                if not setup.sinks:
+                    err.print("no event sink configured: events stay in the outbox")
                 if once:
-                    report = dispatcher.dispatch_once()
+                    report = dispatcher.drain(max_items)
                     out.print(
                         f"orders: {report.orders_attempted} attempted, "
                         f"{report.orders_progressed} progressed, {report.orders_retrying} "
@@ -278,6 +326,49 @@ def orders_retry(order_id: int, database_url: DatabaseUrl = None) -> None:
         out.print(f"order {order_id} queued again")
 
     guard(run)
+
+
+@events_app.command("dead")
+def events_dead(database_url: DatabaseUrl = None) -> None:
+    """List dead-lettered events: one a line, id first, with the last error."""
+    from paygate.outbox import dead_letters
+
+    def run() -> None:
+        with Gateway.open(settings=settings_for(database_url)) as gateway:
+            dead = dead_letters(gateway)
+        for e in dead:
+            out.print(
+                f"{e.event_id}\t{e.event_type}\t{e.account_no or '-'}\tattempts {e.attempts}\t"
+                f"dead {e.dead_at.isoformat(timespec='seconds')}\t{e.last_error or ''}",
+                highlight=False,
+                markup=False,
+                soft_wrap=True,
+            )
+        err.print(f"{len(dead)} dead-lettered")
+
+    guard(run)
+
+
+@events_app.command("requeue")
+def events_requeue(
+    event_ids: Annotated[list[int] | None, typer.Argument(help="Event ids (see events dead).")] = (
+        None
+    ),
+    all_dead: Annotated[bool, typer.Option("--all", help="Every dead-lettered event.")] = False,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Put dead-lettered events back in the queue, due at once with a fresh attempt count."""
+    from paygate.errors import InvalidInputError
+    from paygate.outbox import requeue
+
+    def run() -> int:
+        if bool(event_ids) == all_dead:
+            raise InvalidInputError("name event ids or --all, not both", field="event_ids")
+        with Gateway.open(settings=settings_for(database_url)) as gateway:
+            return requeue(gateway, None if all_dead else event_ids)
+
+    count = guard(run)
+    out.print(f"{count} {'event' if count == 1 else 'events'} requeued")
 
 
 @dunning_app.command("notice")

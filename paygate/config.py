@@ -9,6 +9,7 @@ PAYGATE_DATABASE_URL           the ledger database                         sqlit
 PAYGATE_TIMEZONE               the utility's time zone                     Asia/Shanghai
 PAYGATE_CURRENCY               the currency accounts open in               CNY
 PAYGATE_RECONNECTION_PROMISE   hours from arrears cleared to supply back   24
+                               (step budgets scaled, as ServicePromise)
 PAYGATE_DEFAULT_HEADEND        head-end for accounts that name none        (none)
 PAYGATE_SQLITE_SYNCHRONOUS     SQLite durability (FULL: fsync each commit) FULL
 PAYGATE_SEAL_EVERY             seal after this many entries are posted     1000
@@ -23,7 +24,7 @@ from datetime import time, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from paygate.billing import LateFeePolicy
 from paygate.clock import DEFAULT_TIMEZONE
@@ -37,6 +38,21 @@ if TYPE_CHECKING:
     from paygate.channels.base import ChannelAdapter
 
 __all__ = ["Settings"]
+
+SQLITE_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
+
+# PAYGATE_* variable -> the Settings field it sets.
+_ENV_TEXT = {
+    "PAYGATE_DATABASE_URL": "database_url",
+    "PAYGATE_TIMEZONE": "timezone",
+    "PAYGATE_CURRENCY": "currency",
+    "PAYGATE_SQLITE_SYNCHRONOUS": "sqlite_synchronous",
+    "PAYGATE_DEFAULT_HEADEND": "default_headend",
+}
+_ENV_INT = {
+    "PAYGATE_RECONNECTION_PROMISE": "service_promise",  # hours
+    "PAYGATE_SEAL_EVERY": "seal_every",
+}
 
 
 class Settings(BaseModel):
@@ -76,40 +92,59 @@ class Settings(BaseModel):
         minor_units_exponent(value)
         return value
 
+    @field_validator("service_promise", mode="before")
+    @classmethod
+    def _promise(cls, value: object) -> object:
+        # A bare duration is the promise, its budgets scaled: the environment's meaning.
+        return {"promise": value} if isinstance(value, timedelta) else value
+
+    @field_validator("sqlite_synchronous", mode="before")
+    @classmethod
+    def _synchronous(cls, value: object) -> object:
+        if not isinstance(value, str) or value.upper() not in SQLITE_SYNCHRONOUS:
+            raise ValueError(f"sqlite_synchronous must be one of {', '.join(SQLITE_SYNCHRONOUS)}")
+        return value.upper()
+
+    @field_validator("default_headend", mode="before")
+    @classmethod
+    def _headend(cls, value: object) -> object:
+        # An empty name (PAYGATE_DEFAULT_HEADEND=) means none, wherever it comes from.
+        return None if isinstance(value, str) and not value.strip() else value
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
-        """Settings from ``PAYGATE_*`` variables, then ``overrides`` (None values ignored)."""
+        """Settings from ``PAYGATE_*`` variables, then ``overrides`` (None values ignored).
+
+        Every variable means what the constructor's field means, checked the same way; a bad
+        value is a ConfigurationError naming the variable.
+        """
         env = os.environ if environ is None else environ
         values: dict[str, object] = {}
-        if "PAYGATE_DATABASE_URL" in env:
-            values["database_url"] = env["PAYGATE_DATABASE_URL"]
-        if "PAYGATE_TIMEZONE" in env:
-            values["timezone"] = env["PAYGATE_TIMEZONE"]
-        if "PAYGATE_CURRENCY" in env:
-            values["currency"] = env["PAYGATE_CURRENCY"]
-        if "PAYGATE_SQLITE_SYNCHRONOUS" in env:
-            values["sqlite_synchronous"] = env["PAYGATE_SQLITE_SYNCHRONOUS"].upper()
-        try:
-            if "PAYGATE_RECONNECTION_PROMISE" in env:
-                hours = int(env["PAYGATE_RECONNECTION_PROMISE"])
-                budgets = ServicePromise()
-                values["service_promise"] = ServicePromise(
-                    promise=timedelta(hours=hours),
-                    legal_limit=max(budgets.legal_limit, timedelta(hours=hours)),
-                    confirm_budget=timedelta(hours=hours) * 5 / 6,
-                    ack_budget=timedelta(hours=hours) * 5 / 32,
-                )
-            if "PAYGATE_DEFAULT_HEADEND" in env:
-                values["default_headend"] = env["PAYGATE_DEFAULT_HEADEND"]
-            if "PAYGATE_SEAL_EVERY" in env:
-                values["seal_every"] = int(env["PAYGATE_SEAL_EVERY"])
-        except ValueError as exc:
-            raise ConfigurationError(f"a PAYGATE_* number is not an integer: {exc}") from None
+        names: dict[str, str] = {}
+        for var, name in _ENV_TEXT.items():
+            if var in env:
+                values[name], names[name] = env[var], var
+        for var, name in _ENV_INT.items():
+            if var in env:
+                try:
+                    number = int(env[var].strip())
+                except ValueError:
+                    raise ConfigurationError(
+                        f"{var} must be a whole number, not {env[var]!r}", field=var
+                    ) from None
+                values[name], names[name] = number, var
+        if "service_promise" in values:
+            values["service_promise"] = timedelta(hours=int(str(values["service_promise"])))
         values.update({k: v for k, v in overrides.items() if v is not None})
         try:
             return cls.model_validate(values)
-        except ValueError as exc:
-            raise ConfigurationError(f"invalid settings: {exc}") from None
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            name = str(first["loc"][0]) if first["loc"] else ""
+            where = names.get(name, name)
+            raise ConfigurationError(
+                f"invalid settings: {where}: {first['msg']}", field=where or None
+            ) from None
 
     def with_channels(self, adapters: Iterable[ChannelAdapter[Any]]) -> Settings:
         """These settings with each adapter's business-day cut-off, so that the dates the

@@ -119,25 +119,51 @@ def load_dispatch_config(
             raise ConfigurationError(f"sinks.{name}: url must be an http(s) URL")
         config.sinks.append(WebhookSink(url, _secret(f"sinks.{name}", section, env), name=name))
     config.options = dict(data.get("dispatcher", {}))
+    check_dispatcher_options(config.options)
     if config.default_headend and config.default_headend not in config.headends:
         raise ConfigurationError(f"default_headend {config.default_headend!r} is not configured")
     return config
 
 
+_SPANS = {
+    "lease_seconds": "lease",
+    "poll_seconds": "poll_interval",
+    "retry_base_seconds": "retry_base",
+    "retry_cap_seconds": "retry_cap",
+}
+_COUNTS = ("max_attempts", "batch", "alert_after")
+
+
 def dispatcher_options(options: Mapping[str, Any]) -> dict[str, Any]:
-    """Keyword arguments for :class:`~paygate.outbox.Dispatcher` from the [dispatcher] table."""
-    known = {
-        "lease_seconds": "lease",
-        "poll_seconds": "poll_interval",
-        "retry_base_seconds": "retry_base",
-        "retry_cap_seconds": "retry_cap",
-    }
+    """Keyword arguments for :class:`~paygate.outbox.Dispatcher` from the [dispatcher] table.
+
+    Each key means what the constructor's argument means and is checked by the same rules
+    (the constructor's); a value of the wrong type is named here.
+    """
     out: dict[str, Any] = {}
     for key, value in options.items():
-        if key in known:
-            out[known[key]] = timedelta(seconds=float(value))
-        elif key in ("max_attempts", "batch", "alert_after"):
-            out[key] = int(value)
+        if key in _SPANS:
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ConfigurationError(f"dispatcher.{key} must be a number of seconds")
+            out[_SPANS[key]] = timedelta(seconds=value)
+        elif key in _COUNTS:
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ConfigurationError(f"dispatcher.{key} must be a whole number")
+            out[key] = value
         else:
             raise ConfigurationError(f"dispatcher.{key} is not a setting")
     return out
+
+
+def check_dispatcher_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """:func:`dispatcher_options`, refused by the constructor's rules with the TOML key named."""
+    from paygate.outbox import Dispatcher
+
+    kwargs = dispatcher_options(options)
+    try:
+        Dispatcher.check(**kwargs)
+    except ConfigurationError as exc:
+        keys = {v: k for k, v in _SPANS.items()} | {k: k for k in _COUNTS}
+        key = keys.get(exc.field or "", exc.field or "")
+        raise ConfigurationError(f"dispatcher.{key}: {exc.message}") from None
+    return kwargs

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import nullcontext
@@ -80,6 +81,8 @@ _BILL_COLUMNS = (
     "b.late_fee_charged, b.late_fee_paid, b.late_fee_through"
 )
 _OPEN = "(b.principal_paid < b.amount OR b.late_fee_paid < b.late_fee_charged)"
+_METER_ADDRESS = re.compile(r"[0-9]{12}")
+_BROADCAST_ADDRESS = "999999999999"
 
 
 @dataclass(slots=True)
@@ -664,7 +667,11 @@ class Gateway:
                 now,
                 {"payment_id": payment_id, "supply_state": acct.supply_state.value},
             )
-        order_id = self._supply_after_payment(tx, acct, payment_id, arrears_after, writes, now)
+        cleared = arrears_before > 0 and arrears_after == 0
+        reason = "arrears cleared" if cleared else "balance settled"
+        order_id = self._supply_after_payment(
+            tx, acct, payment_id, arrears_after, writes, now, reason
+        )
         receipt = Receipt(
             payment_id=payment_id,
             channel=intent.channel,
@@ -685,8 +692,9 @@ class Gateway:
             credit=Money(credit, cur),
             balance_after=Money(acct.balance, cur),
             arrears_after=Money(arrears_after, cur),
-            arrears_cleared=arrears_before > 0 and arrears_after == 0,
+            arrears_cleared=cleared,
             reconnection_order_id=order_id,
+            reconnection_reason=None if order_id is None else reason,
         )
         writes.payments.append(
             (
@@ -728,8 +736,9 @@ class Gateway:
         arrears_after: int,
         writes: _Writes,
         now: datetime,
+        reason: str,
     ) -> int | None:
-        if arrears_after > 0 or (acct.prepaid and acct.balance > 0):
+        if not self._owes_nothing(acct, arrears_after):
             return None
         if acct.supply_state is SupplyState.DISCONNECTION_PENDING:
             self._transition(
@@ -747,7 +756,24 @@ class Gateway:
             return None
         if acct.supply_state is not SupplyState.DISCONNECTED:
             return None
-        return self._reconnection_order(tx, acct, "arrears cleared", payment_id, writes, now)
+        return self._reconnection_order(tx, acct, reason, payment_id, writes, now)
+
+    def _owes_nothing(self, acct: _Account, arrears: int) -> bool:
+        """Whether supply is due back: no arrears and, on a prepaid account, a balance of zero
+        or in credit (consumption charged but not yet due still counts against prepaid)."""
+        return arrears <= 0 and not (acct.prepaid and acct.balance > 0)
+
+    def _refuse_if_owes_nothing(self, acct: _Account, now: datetime) -> None:
+        """Refuse to cut an account that owes nothing: nothing would ever bring supply back
+        (reconnection follows a payment that clears arrears). Bills must be loaded."""
+        owed, _ = billing.arrears(
+            acct.bills, acct.category, self._local_date(now), self.settings.late_fee
+        )
+        if self._owes_nothing(acct, owed):
+            raise InvalidStateError(
+                f"account {acct.account_no} owes nothing: there is nothing to disconnect for",
+                field="account_no",
+            )
 
     def _reconnection_order(
         self,
@@ -774,6 +800,7 @@ class Gateway:
             {
                 "order_id": order_id,
                 "payment_id": payment_id,
+                "reason": reason,
                 "due_at": deadlines.confirm.isoformat(),
             },
         )
@@ -824,124 +851,133 @@ class Gateway:
         """
         if not reason or not reason.strip():
             raise InvalidInputError("a reason is required", field="reason")
-        now = self.clock.now()
-
-        def work(tx: Tx) -> Reversal:
-            row = tx.one(
-                "SELECT p.channel, p.channel_txn_id, p.amount, p.currency, p.status, "
-                "a.account_no FROM payments p JOIN accounts a "
-                "ON a.id = p.account_id WHERE p.id = :id",
-                {"id": payment_id},
-            )
-            if row is None:
-                raise UnknownPaymentError(f"no payment {payment_id}", field="payment_id")
-            channel, txn_id, amount, cur, status, account_no = row
-            acct = self._lock_accounts(tx, [account_no])[account_no]
-            # Read again under the lock: a concurrent reversal may have won.
-            status = tx.scalar("SELECT status FROM payments WHERE id = :id", {"id": payment_id})
-            if status != "posted":
-                raise InvalidStateError(
-                    f"payment {payment_id} is already {status}", field="payment_id"
-                )
-            self._load_bills(tx, [acct], include_bills_of_payment=payment_id)
-            writes = _Writes()
-            entry_id = tx.ids.one()
-            clearing = self.debit_account(tx, channel, cur)
-            writes.entries.append(
-                EntryDraft(
-                    kind="reversal",
-                    reference=f"reversal:{channel}:{txn_id}",
-                    memo=f"reversal of payment {payment_id}: {reason}"[:2000],
-                    business_date=self._local_date(now),
-                    posted_at=now,
-                    postings=(
-                        PostingDraft(acct.receivable_id, int(amount), cur),
-                        PostingDraft(clearing, -int(amount), cur),
-                    ),
-                    shard_key=acct.id,
-                    entry_id=entry_id,
-                )
-            )
-            acct.balance += int(amount)
-            net = self._net_allocations(tx, payment_id)
-            reopen = [
-                AllocationPart(bill_id, -fee, -principal)
-                for bill_id, (fee, principal) in sorted(net.items())
-                if fee or principal
-            ]
-            acct.bills = billing.apply_parts(acct.bills, reopen)
-            alloc_ids = tx.ids.take(len(reopen)) if reopen else []
-            for alloc_id, part in zip(alloc_ids, reopen, strict=True):
-                writes.allocations.append(
-                    (
-                        alloc_id,
-                        payment_id,
-                        part.bill_id,
-                        "reversal",
-                        part.late_fee,
-                        part.principal,
-                        tx.ts(now),
-                    )
-                )
-            ledger.post(tx, writes.entries, self._ledger)
-            tx.execute(
-                "UPDATE payments SET status = 'reversed', reversal_entry_id = :e, "
-                "reversal_reason = :r, unallocated = 0 WHERE id = :id",
-                {"e": entry_id, "r": reason, "id": payment_id},
-            )
-            self._apply_credit(tx, acct, writes, now)
-            pay_day = self._local_date(now)
-            arrears_after, _ = billing.arrears(
-                acct.bills, acct.category, pay_day, self.settings.late_fee
-            )
-            self._event(
-                tx,
-                writes,
-                "payment.reversed",
-                acct.account_no,
-                now,
-                {"payment_id": payment_id, "reason": reason, "arrears_after": arrears_after},
-            )
-            self._flush_rows(tx, writes)
-            self._write_bills(tx, [acct])
-            bill_nos = {b.bill_id: b.bill_no for b in acct.bills}
-            return Reversal(
-                payment_id=payment_id,
-                reversal_entry_id=entry_id,
-                reason=reason,
-                reopened=tuple(
-                    Allocation(
-                        bill_no=bill_nos[p.bill_id],
-                        late_fee=Money(-p.late_fee, cur),
-                        principal=Money(-p.principal, cur),
-                    )
-                    for p in reopen
-                ),
-                balance_after=Money(acct.balance, cur),
-                arrears_after=Money(arrears_after, cur),
-                supply_state=acct.supply_state,
-            )
-
-        result = self.store.run(work)
+        result = self.store.run(lambda tx: self.reverse_within(tx, payment_id, reason))
         self.note_posted(1)
         return result
 
+    def reverse_within(self, tx: Tx, payment_id: int, reason: str) -> Reversal:
+        """:meth:`reverse` inside the caller's transaction ``tx`` (for components whose own
+        check must commit with the reversal: a POS void and its batch); the caller counts the
+        entry toward sealing with :meth:`note_posted` after commit."""
+        if not reason or not reason.strip():
+            raise InvalidInputError("a reason is required", field="reason")
+        now = self.clock.now()
+        row = tx.one(
+            "SELECT p.channel, p.channel_txn_id, p.amount, p.currency, p.status, "
+            "a.account_no FROM payments p JOIN accounts a "
+            "ON a.id = p.account_id WHERE p.id = :id",
+            {"id": payment_id},
+        )
+        if row is None:
+            raise UnknownPaymentError(f"no payment {payment_id}", field="payment_id")
+        channel, txn_id, amount, cur, status, account_no = row
+        acct = self._lock_accounts(tx, [account_no])[account_no]
+        # Read again under the lock: a concurrent reversal may have won.
+        status = tx.scalar("SELECT status FROM payments WHERE id = :id", {"id": payment_id})
+        if status != "posted":
+            raise InvalidStateError(f"payment {payment_id} is already {status}", field="payment_id")
+        self._load_bills(tx, [acct], include_bills_of_payment=payment_id)
+        writes = _Writes()
+        entry_id = tx.ids.one()
+        clearing = self.debit_account(tx, channel, cur)
+        writes.entries.append(
+            EntryDraft(
+                kind="reversal",
+                reference=f"reversal:{channel}:{txn_id}",
+                memo=f"reversal of payment {payment_id}: {reason}"[:2000],
+                business_date=self._local_date(now),
+                posted_at=now,
+                postings=(
+                    PostingDraft(acct.receivable_id, int(amount), cur),
+                    PostingDraft(clearing, -int(amount), cur),
+                ),
+                shard_key=acct.id,
+                entry_id=entry_id,
+            )
+        )
+        acct.balance += int(amount)
+        net = self._net_allocations(tx, payment_id)
+        reopen = [
+            AllocationPart(bill_id, -fee, -principal)
+            for bill_id, (fee, principal) in sorted(net.items())
+            if fee or principal
+        ]
+        acct.bills = billing.apply_parts(acct.bills, reopen)
+        alloc_ids = tx.ids.take(len(reopen)) if reopen else []
+        for alloc_id, part in zip(alloc_ids, reopen, strict=True):
+            writes.allocations.append(
+                (
+                    alloc_id,
+                    payment_id,
+                    part.bill_id,
+                    "reversal",
+                    part.late_fee,
+                    part.principal,
+                    tx.ts(now),
+                )
+            )
+        ledger.post(tx, writes.entries, self._ledger)
+        tx.execute(
+            "UPDATE payments SET status = 'reversed', reversal_entry_id = :e, "
+            "reversal_reason = :r, unallocated = 0 WHERE id = :id",
+            {"e": entry_id, "r": reason, "id": payment_id},
+        )
+        self._apply_credit(tx, acct, writes, now)
+        pay_day = self._local_date(now)
+        arrears_after, _ = billing.arrears(
+            acct.bills, acct.category, pay_day, self.settings.late_fee
+        )
+        self._event(
+            tx,
+            writes,
+            "payment.reversed",
+            acct.account_no,
+            now,
+            {"payment_id": payment_id, "reason": reason, "arrears_after": arrears_after},
+        )
+        self._flush_rows(tx, writes)
+        self._write_bills(tx, [acct])
+        bill_nos = {b.bill_id: b.bill_no for b in acct.bills}
+        return Reversal(
+            payment_id=payment_id,
+            reversal_entry_id=entry_id,
+            reason=reason,
+            reopened=tuple(
+                Allocation(
+                    bill_no=bill_nos[p.bill_id],
+                    late_fee=Money(-p.late_fee, cur),
+                    principal=Money(-p.principal, cur),
+                )
+                for p in reopen
+            ),
+            balance_after=Money(acct.balance, cur),
+            arrears_after=Money(arrears_after, cur),
+            supply_state=acct.supply_state,
+        )
+
     def reverse_by_channel_txn(self, channel: str, channel_txn_id: str, reason: str) -> Reversal:
         """Reverse the payment a channel knows by its own transaction id."""
+        if not reason or not reason.strip():
+            raise InvalidInputError("a reason is required", field="reason")
+        result = self.store.run(
+            lambda tx: self.reverse_by_channel_txn_within(tx, channel, channel_txn_id, reason)
+        )
+        self.note_posted(1)
+        return result
 
-        def find(tx: Tx) -> int | None:
-            value = tx.scalar(
-                "SELECT id FROM payments WHERE channel = :c AND channel_txn_id = :t",
-                {"c": channel, "t": channel_txn_id},
-            )
-            return None if value is None else int(value)
-
-        payment_id = self.store.run(find, write=False)
-        if payment_id is None:
+    def reverse_by_channel_txn_within(
+        self, tx: Tx, channel: str, channel_txn_id: str, reason: str
+    ) -> Reversal:
+        """:meth:`reverse_by_channel_txn` inside the caller's transaction ``tx``."""
+        value = tx.scalar(
+            "SELECT id FROM payments WHERE channel = :c AND channel_txn_id = :t",
+            {"c": channel, "t": channel_txn_id},
+        )
+        if value is None:
             raise UnknownPaymentError(
                 f"no {channel} payment {channel_txn_id}", field="channel_txn_id"
             )
-        return self.reverse(payment_id, reason)
+        return self.reverse_within(tx, int(value), reason)
 
     def _net_allocations(self, tx: Tx, payment_id: int) -> dict[int, tuple[int, int]]:
         net: dict[int, list[int]] = defaultdict(lambda: [0, 0])
@@ -1024,6 +1060,8 @@ class Gateway:
                 raise InvalidStateError(
                     f"account {account_no} is {acct.supply_state.value}", field="account_no"
                 )
+            self._load_bills(tx, [acct])
+            self._refuse_if_owes_nothing(acct, now)
             writes = _Writes()
             self._transition(tx, acct, SupplyState.DISCONNECTED, reason, actor, None, writes, now)
             self._event(tx, writes, "supply.disconnected", account_no, now, {"reason": reason})
@@ -1037,6 +1075,16 @@ class Gateway:
         self, order_id: int, *, actor: str = "headend", at: datetime | None = None
     ) -> SupplyState:
         """Record that supply is back for a reconnection order; the account is connected."""
+        kind = self.store.run(
+            lambda tx: tx.scalar("SELECT kind FROM supply_orders WHERE id = :id", {"id": order_id}),
+            write=False,
+        )
+        if kind is None:
+            raise UnknownOrderError(f"no supply order {order_id}", field="order_id")
+        if kind != "reconnect":
+            raise InvalidStateError(
+                f"order {order_id} is a {kind} order, not a reconnection", field="order_id"
+            )
         self.record_order_progress(order_id, HeadEndOutcome.COMPLETED, at=at, actor=actor)
         return self.store.run(
             lambda tx: SupplyState(
@@ -1050,7 +1098,24 @@ class Gateway:
         )
 
     def set_meter(self, account_no: str, *, headend: str | None, meter_address: str | None) -> None:
-        """Name the head-end and meter address that supply orders for the account go to."""
+        """Name the head-end and meter address that supply orders for the account go to.
+
+        A meter address is the meter's 12-digit BCD communication address (DL/T 645 通信地址,
+        most significant digit first, as on the nameplate); a wildcard or the broadcast address
+        would reach more than this customer's meter and is refused.
+        """
+        if meter_address is not None:
+            if not isinstance(meter_address, str) or not _METER_ADDRESS.fullmatch(meter_address):
+                raise InvalidInputError(
+                    "a meter address is 12 decimal digits (BCD), most significant first",
+                    field="meter_address",
+                )
+            if meter_address == _BROADCAST_ADDRESS:
+                raise InvalidInputError(
+                    "999999999999 is the broadcast address, not one meter", field="meter_address"
+                )
+        if headend is not None and (not isinstance(headend, str) or not headend.strip()):
+            raise InvalidInputError("a head-end name cannot be blank", field="headend")
 
         def work(tx: Tx) -> None:
             if not self._lock_accounts(tx, [account_no]):
@@ -1081,6 +1146,8 @@ class Gateway:
         """
         now = self.clock.now()
         when = require_aware(at, "at") if at is not None else now
+        if next_attempt_at is not None:
+            require_aware(next_attempt_at, "next_attempt_at")
 
         def work(tx: Tx) -> OrderStatus:
             found = supply.load_order(tx, order_id)
@@ -1174,6 +1241,10 @@ class Gateway:
                     when,
                 )
             return
+        if acct.supply_state is SupplyState.RECONNECTION_PENDING:
+            # Paid after the cut was recorded by hand: the reconnection order under way brings
+            # supply back, and a second one would break "exactly one".
+            return
         self._transition(
             tx, acct, SupplyState.DISCONNECTED, "supply cut", actor, order.id, writes, when
         )
@@ -1182,7 +1253,7 @@ class Gateway:
         owed, _ = billing.arrears(
             acct.bills, acct.category, self._local_date(when), self.settings.late_fee
         )
-        if owed == 0:
+        if self._owes_nothing(acct, owed):
             self._reconnection_order(tx, acct, "arrears cleared before the cut", None, writes, when)
 
     def _breaches(
@@ -1228,7 +1299,7 @@ class Gateway:
 
     def check_deadlines(self, now: datetime | None = None) -> list[tuple[int, Step, Severity]]:
         """Record a breach for every step of an open order whose deadline has passed."""
-        at = now or self.clock.now()
+        at = self.clock.now() if now is None else require_aware(now, "now")
 
         def work(tx: Tx) -> list[tuple[int, Step, Severity]]:
             rows = tx.all(
@@ -1261,6 +1332,8 @@ class Gateway:
         An order refused for good becomes ``failed`` and raises an alert event; it still counts
         against the promise until a person retries or cancels it.
         """
+        if retry_at is not None:
+            require_aware(retry_at, "retry_at")
         now = self.clock.now()
 
         def work(tx: Tx) -> None:
@@ -1305,14 +1378,24 @@ class Gateway:
         self.store.run(work)
 
     def retry_order(self, order_id: int) -> None:
-        """Put a failed order back in the queue, to be attempted at once."""
+        """Put a failed order back in the queue, to be attempted at once.
+
+        A failed disconnection order of an account that has since paid is not sent again.
+        """
 
         def work(tx: Tx) -> None:
-            order = supply.load_order(tx, order_id, lock=True)
-            if order is None:
+            found = supply.load_order(tx, order_id)
+            if found is None:
                 raise UnknownOrderError(f"no supply order {order_id}", field="order_id")
+            # The account first, then the order: the lock order every order update uses.
+            acct = self._lock_accounts(tx, [found.account_no])[found.account_no]
+            order = supply.load_order(tx, order_id, lock=True)
+            assert order is not None
             if order.status is not OrderStatus.FAILED:
                 raise InvalidStateError(f"order {order_id} is {order.status.value}")
+            if order.kind == "disconnect":
+                self._load_bills(tx, [acct])
+                self._refuse_if_owes_nothing(acct, self.clock.now())
             back = OrderStatus.DISPATCHED if order.dispatched_at else OrderStatus.OPEN
             tx.execute(
                 "UPDATE supply_orders SET status = :s, next_attempt_at = :now WHERE id = :id",
@@ -1423,9 +1506,7 @@ class Gateway:
         earlier and (if the policy asks) the final reminder at least ``final_reminder_days``
         earlier; never a protected account (those are cut only by a negotiated order).
         """
-        now = as_of or self.clock.now()
-        policy = self.settings.dunning
-        today = self._local_date(now)
+        now = self.clock.now() if as_of is None else require_aware(as_of, "as_of")
 
         def work(tx: Tx) -> list[DisconnectionCandidate]:
             rows = tx.all(
@@ -1435,45 +1516,49 @@ class Gateway:
             )
             accts = [self._account(r) for r in rows]
             self._load_bills(tx, accts)
-            out = []
-            for acct in accts:
-                overdue = [b for b in acct.bills if b.principal_due > 0 and b.overdue_on(today)]
-                if not overdue:
-                    continue
-                oldest = min(b.due_date for b in overdue)
-                if (today - oldest).days < policy.overdue_threshold(acct.category.value):
-                    continue
-                notices = {
-                    str(k): tx.read_ts(t)
-                    for k, t in tx.all(
-                        "SELECT kind, MAX(served_at) FROM dunning_notices WHERE account_id = :a "
-                        "GROUP BY kind",
-                        {"a": acct.id},
-                    )
-                }
-                notice = notices.get("notice")
-                if notice is None or now - notice < timedelta(days=policy.notice_days):
-                    continue
-                reminder = notices.get("final_reminder")
-                if policy.final_reminder and (
-                    reminder is None
-                    or reminder < notice
-                    or now - reminder < timedelta(days=policy.final_reminder_days)
-                ):
-                    continue
-                owed, _ = billing.arrears(acct.bills, acct.category, today, self.settings.late_fee)
-                out.append(
-                    DisconnectionCandidate(
-                        account_no=acct.account_no,
-                        arrears=Money(owed, acct.currency),
-                        oldest_due_date=oldest,
-                        notice_served_at=notice,
-                        final_reminder_at=reminder,
-                    )
-                )
-            return out
+            found = (self._candidacy(tx, acct, now) for acct in accts)
+            return [c for c in found if c is not None]
 
         return self.store.run(work, write=False)
+
+    def _candidacy(self, tx: Tx, acct: _Account, now: datetime) -> DisconnectionCandidate | None:
+        """The account as a disconnection candidate at ``now``, or None; bills loaded."""
+        policy = self.settings.dunning
+        today = self._local_date(now)
+        if acct.protected or acct.supply_state is not SupplyState.DISCONNECTION_PENDING:
+            return None
+        overdue = [b for b in acct.bills if b.principal_due > 0 and b.overdue_on(today)]
+        if not overdue:
+            return None
+        oldest = min(b.due_date for b in overdue)
+        if (today - oldest).days < policy.overdue_threshold(acct.category.value):
+            return None
+        notices = {
+            str(k): tx.read_ts(t)
+            for k, t in tx.all(
+                "SELECT kind, MAX(served_at) FROM dunning_notices WHERE account_id = :a "
+                "GROUP BY kind",
+                {"a": acct.id},
+            )
+        }
+        notice = notices.get("notice")
+        if notice is None or now - notice < timedelta(days=policy.notice_days):
+            return None
+        reminder = notices.get("final_reminder")
+        if policy.final_reminder and (
+            reminder is None
+            or reminder < notice
+            or now - reminder < timedelta(days=policy.final_reminder_days)
+        ):
+            return None
+        owed, _ = billing.arrears(acct.bills, acct.category, today, self.settings.late_fee)
+        return DisconnectionCandidate(
+            account_no=acct.account_no,
+            arrears=Money(owed, acct.currency),
+            oldest_due_date=oldest,
+            notice_served_at=notice,
+            final_reminder_at=reminder,
+        )
 
     def order_disconnection(
         self,
@@ -1491,25 +1576,25 @@ class Gateway:
         if not approved_by:
             raise InvalidInputError("who approved the disconnection", field="approved_by")
         now = self.clock.now()
-        if not negotiated and account_no not in {
-            c.account_no for c in self.disconnection_candidates(now)
-        }:
-            raise InvalidStateError(
-                f"account {account_no} is not a disconnection candidate "
-                "(arrears, notices, protection)",
-                field="account_no",
-            )
 
         def work(tx: Tx) -> int:
+            # Every check is made under the account's lock, in the transaction that writes the
+            # order: a payment landing in between cannot leave a paid account with a cut order.
             acct = self._lock_accounts(tx, [account_no]).get(account_no)
             if acct is None:
                 raise UnknownAccountError(f"no account {account_no}", field="account_no")
-            if acct.protected and not negotiated:
-                raise InvalidStateError(f"account {account_no} is protected", field="account_no")
+            self._load_bills(tx, [acct])
+            if not negotiated and self._candidacy(tx, acct, now) is None:
+                raise InvalidStateError(
+                    f"account {account_no} is not a disconnection candidate "
+                    "(arrears, notices, protection)",
+                    field="account_no",
+                )
             if acct.supply_state not in (SupplyState.CONNECTED, SupplyState.DISCONNECTION_PENDING):
                 raise InvalidStateError(
                     f"account {account_no} is {acct.supply_state.value}", field="account_no"
                 )
+            self._refuse_if_owes_nothing(acct, now)
             if tx.scalar(
                 "SELECT COUNT(*) FROM supply_orders WHERE account_id = :a AND status IN "
                 "('open', 'dispatched', 'acknowledged')",
@@ -1591,7 +1676,10 @@ class Gateway:
     # -- status -------------------------------------------------------------------------
 
     def account_status(self, account_no: str, as_of: date | None = None) -> AccountStatus:
-        """What the account owes on ``as_of`` (default: today in the utility's zone)."""
+        """What the account owes on ``as_of`` (default: today in the utility's zone); an aware
+        datetime means its date in the utility's zone."""
+        if isinstance(as_of, datetime):
+            as_of = self._local_date(require_aware(as_of, "as_of"))
         day = as_of if as_of is not None else self._local_date(self.clock.now())
 
         def work(tx: Tx) -> AccountStatus:
@@ -1867,7 +1955,7 @@ class Gateway:
         if writes.cancel_disconnects:
             tx.many(
                 "UPDATE supply_orders SET status = 'cancelled', closed_at = :now "
-                "WHERE account_id = :a AND kind = 'disconnect' AND status = 'open'",
+                "WHERE account_id = :a AND kind = 'disconnect' AND status IN ('open', 'failed')",
                 [{"a": a, "now": at} for a, at in writes.cancel_disconnects],
             )
         tx.insert(

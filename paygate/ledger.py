@@ -348,6 +348,9 @@ class VerifyReport:
     sealed_entries: int = 0
     unsealed_entries: int = 0
     findings: list[Finding] = field(default_factory=list)
+    head_block: int | None = None
+    head_hash: str | None = None  # the latest block's hash: what operators record elsewhere
+    block_hashes: dict[str, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -443,6 +446,8 @@ def _verify_seals(tx: Tx, report: VerifyReport) -> None:
         if _block_hash(str(block_prev), int(block_no), members) != block_hash:
             report.findings.append(Finding("seal_hash", subject, "block hash does not match"))
         prev_hash = str(block_hash)
+        report.head_block, report.head_hash = int(block_no), prev_hash
+        report.block_hashes[prev_hash] = int(block_no)
     report.unsealed_entries = int(tx.scalar("SELECT COUNT(*) FROM seal_queue"))
     orphans = tx.scalar(
         "SELECT COUNT(*) FROM journal_entries e WHERE NOT EXISTS "

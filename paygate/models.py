@@ -102,7 +102,16 @@ class Receipt(_Frozen):
     arrears_cleared: bool = Field(
         description="true when this payment brought the account's arrears from above zero to zero"
     )
-    reconnection_order_id: int | None = None
+    reconnection_order_id: int | None = Field(
+        default=None,
+        description="the reconnection order this payment raised, also when arrears were "
+        "already zero (a prepaid account whose balance this payment brought to zero or credit)",
+    )
+    reconnection_reason: str | None = Field(
+        default=None,
+        description="why the order was raised: 'arrears cleared' (this payment cleared them) "
+        "or 'balance settled' (arrears were cleared earlier or never due)",
+    )
 
 
 class BillStatus(_Frozen):

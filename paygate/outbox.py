@@ -8,8 +8,9 @@ that dies mid-delivery loses its lease; the row is delivered again later with th
 (receivers deduplicate by it) or the same order idempotency key (head-ends act once).
 
 Failures are retried with capped exponential backoff and jitter. An event that keeps failing
-is dead-lettered after ``max_attempts`` with an ``outbox.dead_lettered`` alert event; an order
-is never given up (see :mod:`paygate.supply`).
+is dead-lettered after ``max_attempts`` with an ``outbox.dead_lettered`` alert event, listed by
+:func:`dead_letters` and put back by :func:`requeue`; an order is never given up (see
+:mod:`paygate.supply`). Events are consumed only by a sink: with none configured they wait.
 """
 
 from __future__ import annotations
@@ -31,18 +32,26 @@ import httpx
 from pydantic import SecretStr
 
 from paygate import supply
-from paygate.errors import PaygateError, UnsupportedOperationError
+from paygate.errors import (
+    ConfigurationError,
+    NotFoundError,
+    PaygateError,
+    UnsupportedOperationError,
+)
 from paygate.gateway import Gateway
 from paygate.headend.base import HeadEnd, HeadEndRejected, HeadEndResult, HeadEndUnavailable
 from paygate.store.engine import Tx
 
 __all__ = [
     "CallbackSink",
+    "DeadLetter",
     "DeliveryError",
     "DispatchReport",
     "Dispatcher",
     "EventSink",
     "WebhookSink",
+    "dead_letters",
+    "requeue",
 ]
 
 log = logging.getLogger(__name__)
@@ -132,7 +141,7 @@ class WebhookSink:
 
 @dataclass
 class DispatchReport:
-    """What one pass of the dispatcher did."""
+    """What one pass (or a drain of several passes) of the dispatcher did."""
 
     orders_attempted: int = 0
     orders_progressed: int = 0
@@ -146,7 +155,35 @@ class DispatchReport:
     @property
     def idle(self) -> bool:
         """Nothing was due."""
-        return not (self.orders_attempted or self.events_delivered or self.events_retrying)
+        return not (self.orders_attempted or self.events_handled)
+
+    @property
+    def events_handled(self) -> int:
+        """Events offered to the sinks, whatever the outcome."""
+        return self.events_delivered + self.events_retrying + self.events_dead
+
+    def add(self, other: DispatchReport) -> None:
+        """Count ``other``'s pass into this report."""
+        self.orders_attempted += other.orders_attempted
+        self.orders_progressed += other.orders_progressed
+        self.orders_retrying += other.orders_retrying
+        self.orders_failed += other.orders_failed
+        self.events_delivered += other.events_delivered
+        self.events_retrying += other.events_retrying
+        self.events_dead += other.events_dead
+        self.breaches += other.breaches
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """An event no sink took within ``max_attempts``: listed for a person, requeued by one."""
+
+    event_id: int
+    event_type: str
+    account_no: str | None
+    attempts: int
+    dead_at: datetime
+    last_error: str | None
 
 
 class Dispatcher:
@@ -167,8 +204,15 @@ class Dispatcher:
         max_attempts: int = 12,
         alert_after: int = 10,
     ) -> None:
-        if lease <= timedelta(0) or batch < 1 or max_attempts < 1:
-            raise ValueError("lease, batch and max_attempts must be positive")
+        self.check(
+            batch=batch,
+            lease=lease,
+            poll_interval=poll_interval,
+            retry_base=retry_base,
+            retry_cap=retry_cap,
+            max_attempts=max_attempts,
+            alert_after=alert_after,
+        )
         self.gateway = gateway
         self.headends = dict(headends)
         self.sinks = list(sinks)
@@ -181,31 +225,113 @@ class Dispatcher:
         self.max_attempts = max_attempts
         self.alert_after = alert_after
 
+    @staticmethod
+    def check(
+        *,
+        batch: int = 50,
+        lease: timedelta = timedelta(minutes=2),
+        poll_interval: timedelta = timedelta(minutes=5),
+        retry_base: timedelta = timedelta(seconds=30),
+        retry_cap: timedelta = timedelta(hours=1),
+        max_attempts: int = 12,
+        alert_after: int = 10,
+    ) -> None:
+        """Refuse timings and counts that cannot work (ConfigurationError, field named); the
+        constructor and the ``[dispatcher]`` table of a dispatch configuration both use it."""
+        for name, span in (
+            ("lease", lease),
+            ("poll_interval", poll_interval),
+            ("retry_base", retry_base),
+            ("retry_cap", retry_cap),
+        ):
+            if span <= timedelta(0):
+                raise ConfigurationError(f"{name} must be positive", field=name)
+        if retry_cap < retry_base:
+            raise ConfigurationError("retry_cap must be at least retry_base", field="retry_cap")
+        for name, count in (("batch", batch), ("max_attempts", max_attempts)):
+            if count < 1:
+                raise ConfigurationError(f"{name} must be at least 1", field=name)
+        if alert_after < 1:
+            raise ConfigurationError("alert_after must be at least 1", field="alert_after")
+
     # -- one pass -----------------------------------------------------------------------
 
-    def dispatch_once(self) -> DispatchReport:
-        """Check deadlines, attempt every due order, offer every due event once."""
+    def dispatch_once(self, limit: int | None = None) -> DispatchReport:
+        """Check deadlines, attempt every due order, offer every due event once.
+
+        Each order and each event is handled on its own: whatever one head-end or sink raises
+        is logged and recorded against that row alone (retried with backoff), and the pass
+        goes on with the next.
+        """
+        room = self.batch if limit is None else min(self.batch, limit)
         report = DispatchReport()
         report.breaches = self.gateway.check_deadlines()
         now = self.gateway.clock.now()
         token, order_ids = self.gateway.store.run(
-            lambda tx: supply.claim_orders(tx, now, self.lease, self.batch)
+            lambda tx: supply.claim_orders(tx, now, self.lease, room)
         )
         for order_id in order_ids:
-            self._attempt_order(order_id, token, report)
-        self._deliver_events(report)
+            try:
+                self._attempt_order(order_id, token, report)
+            except Exception as exc:  # one order's fault must not stop the pass
+                log.exception("supply order %s: delivery raised unexpectedly", order_id)
+                self._order_crashed(order_id, token, exc, report)
+        room -= len(order_ids) if limit is not None else 0
+        if self.sinks and room > 0:
+            # Without a sink an event has nowhere to go: it stays in the outbox, undelivered.
+            self._deliver_events(report, room)
         return report
 
+    def drain(self, limit: int) -> DispatchReport:
+        """Passes until nothing is due or ``limit`` orders and events have been handled."""
+        if limit < 1:
+            raise ValueError("limit must be positive")
+        total = DispatchReport()
+        while True:
+            report = self.dispatch_once(limit - total.orders_attempted - total.events_handled)
+            total.add(report)
+            if report.idle or total.orders_attempted + total.events_handled >= limit:
+                return total
+
     def run(self, stop: threading.Event, *, idle_wait: float = 1.0) -> None:
-        """Dispatch until ``stop`` is set; between idle passes wait ``idle_wait`` seconds."""
+        """Dispatch until ``stop`` is set; between idle passes wait ``idle_wait`` seconds.
+
+        A pass that fails as a whole (the database unreachable, say) is logged and tried again
+        after ``idle_wait``: the dispatcher itself never gives up.
+        """
         while not stop.is_set():
             try:
                 report = self.dispatch_once()
-            except PaygateError:
+            except Exception:  # the loop outlives any one pass
                 log.exception("dispatch pass failed; retrying")
                 report = DispatchReport()
             if report.idle:
                 stop.wait(idle_wait)
+
+    def _order_crashed(
+        self, order_id: int, token: str, exc: Exception, report: DispatchReport
+    ) -> None:
+        gateway = self.gateway
+        try:
+            attempts = gateway.store.run(
+                lambda tx: tx.scalar(
+                    "SELECT attempts FROM supply_orders WHERE id = :id", {"id": order_id}
+                ),
+                write=False,
+            )
+            retry = gateway.clock.now() + supply.backoff(
+                int(attempts or 0) + 1, base=self.retry_base, cap=self.retry_cap
+            )
+            gateway.record_order_failure(
+                order_id,
+                f"unexpected {type(exc).__name__}: {exc}",
+                claim_token=token,
+                retry_at=retry,
+                alert_after=self.alert_after,
+            )
+        except Exception:  # the lease runs out and the order is tried again
+            log.exception("supply order %s: the failure could not be recorded", order_id)
+        report.orders_retrying += 1
 
     # -- orders -------------------------------------------------------------------------
 
@@ -291,30 +417,106 @@ class Dispatcher:
 
     # -- events -------------------------------------------------------------------------
 
-    def _deliver_events(self, report: DispatchReport) -> None:
+    def _deliver_events(self, report: DispatchReport, room: int) -> None:
         gateway = self.gateway
         now = gateway.clock.now()
-        token, rows = gateway.store.run(lambda tx: _claim_events(tx, now, self.lease, self.batch))
+        token, rows = gateway.store.run(lambda tx: _claim_events(tx, now, self.lease, room))
         for event_id, payload, attempts in rows:
-            event = json.loads(payload)
             try:
-                for sink in self.sinks:
-                    sink.deliver(event)
+                self._deliver_event(event_id, payload, attempts, token, now, report)
+            except Exception:  # the lease runs out and the event is offered again
+                log.exception("outbox event %s: the outcome could not be recorded", event_id)
+
+    def _deliver_event(
+        self,
+        event_id: int,
+        payload: str,
+        attempts: int,
+        token: str,
+        now: datetime,
+        report: DispatchReport,
+    ) -> None:
+        gateway = self.gateway
+        event = json.loads(payload)
+        errors: list[str] = []
+        # Every sink is offered the event even when one fails; a retry offers it to all
+        # again, and sinks deduplicate by event_id.
+        for sink in self.sinks:
+            try:
+                sink.deliver(event)
             except DeliveryError as exc:
-                attempts += 1
-                dead = attempts >= self.max_attempts
-                retry = gateway.clock.now() + supply.backoff(
-                    attempts, base=self.retry_base, cap=self.retry_cap
-                )
-                failure = _Failure(event_id, token, attempts, dead, retry, str(exc))
-                gateway.store.run(partial(_event_failed, gateway, failure=failure))
-                if dead:
-                    report.events_dead += 1
-                else:
-                    report.events_retrying += 1
-                continue
+                errors.append(str(exc))
+            except Exception as exc:  # a broken sink is a failed delivery
+                log.exception("sink %s raised on event %s", sink.name, event_id)
+                errors.append(f"{sink.name}: unexpected {type(exc).__name__}: {exc}")
+        if not errors:
             gateway.store.run(partial(_event_delivered, event_id=event_id, token=token, now=now))
             report.events_delivered += 1
+            return
+        attempts += 1
+        dead = attempts >= self.max_attempts
+        retry = gateway.clock.now() + supply.backoff(
+            attempts, base=self.retry_base, cap=self.retry_cap
+        )
+        failure = _Failure(event_id, token, attempts, dead, retry, "; ".join(errors))
+        gateway.store.run(partial(_event_failed, gateway, failure=failure))
+        if dead:
+            report.events_dead += 1
+        else:
+            report.events_retrying += 1
+
+
+def dead_letters(gateway: Gateway, *, limit: int = 1000) -> list[DeadLetter]:
+    """Dead-lettered events, oldest first."""
+
+    def work(tx: Tx) -> list[DeadLetter]:
+        return [
+            DeadLetter(
+                event_id=int(r[0]),
+                event_type=str(r[1]),
+                account_no=None if r[2] is None else str(r[2]),
+                attempts=int(r[3]),
+                dead_at=tx.read_ts(r[4]),
+                last_error=r[5],
+            )
+            for r in tx.all(
+                "SELECT id, event_type, account_no, attempts, dead_at, last_error FROM outbox "
+                "WHERE dead_at IS NOT NULL AND delivered_at IS NULL ORDER BY dead_at, id "
+                "LIMIT :n",
+                {"n": limit},
+            )
+        ]
+
+    return gateway.store.run(work, write=False)
+
+
+def requeue(gateway: Gateway, event_ids: Sequence[int] | None = None) -> int:
+    """Put dead-lettered events (the named ones, or all with None) back in the queue, due now
+    with a fresh attempt count; return how many. A named event that is not dead-lettered is
+    refused, and nothing is requeued."""
+    now = gateway.clock.now()
+
+    def work(tx: Tx) -> int:
+        dead = {
+            int(r[0])
+            for r in tx.all(
+                "SELECT id FROM outbox WHERE dead_at IS NOT NULL AND delivered_at IS NULL"
+            )
+        }
+        chosen = sorted(dead) if event_ids is None else list(dict.fromkeys(event_ids))
+        missing = [i for i in chosen if i not in dead]
+        if missing:
+            raise NotFoundError(
+                f"no dead-lettered event {', '.join(map(str, missing))}", field="event_id"
+            )
+        tx.many(
+            "UPDATE outbox SET dead_at = NULL, attempts = 0, available_at = :now, "
+            "claimed_until = NULL, claim_token = NULL WHERE id = :id",
+            [{"now": tx.ts(now), "id": i} for i in chosen],
+        )
+        return len(chosen)
+
+    return gateway.store.run(work)
 
 
 def _claim_events(

@@ -25,6 +25,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
+from paygate.clock import require_aware
 from paygate.headend.base import HeadEndOutcome, SupplyAction, SupplyCommand
 from paygate.store.engine import Tx
 
@@ -36,6 +37,10 @@ __all__ = [
     "Severity",
     "Step",
 ]
+
+
+DEFAULT_PROMISE = timedelta(hours=24)
+LEGAL_LIMIT = timedelta(days=3)
 
 
 class OrderStatus(StrEnum):
@@ -70,14 +75,37 @@ class Severity(StrEnum):
 
 
 class ServicePromise(BaseModel):
-    """The reconnection promise and its step budgets, counted backwards from it."""
+    """The reconnection promise and its step budgets, counted backwards from it.
+
+    Only ``promise`` need be given: a budget left out is the same share of the promise as in
+    the default 24 h promise (confirm 20/24, acknowledge 3.75/24), and the legal limit left out
+    is 3 days or the promise if longer. ``ServicePromise(promise=timedelta(hours=48))``,
+    ``Settings(service_promise=timedelta(hours=48))`` and ``PAYGATE_RECONNECTION_PROMISE=48``
+    are the same promise.
+    """
 
     model_config = ConfigDict(frozen=True)
 
-    promise: timedelta = timedelta(hours=24)
-    legal_limit: timedelta = timedelta(days=3)
-    confirm_budget: timedelta = timedelta(hours=20)
-    ack_budget: timedelta = timedelta(hours=3, minutes=45)
+    promise: timedelta = DEFAULT_PROMISE
+    legal_limit: timedelta = LEGAL_LIMIT
+    confirm_budget: timedelta = DEFAULT_PROMISE * 5 / 6
+    ack_budget: timedelta = DEFAULT_PROMISE * 5 / 32
+
+    @model_validator(mode="before")
+    @classmethod
+    def _scaled(cls, data: Any) -> Any:
+        if isinstance(data, timedelta):
+            data = {"promise": data}
+        if not isinstance(data, dict) or "promise" not in data:
+            return data
+        promise = data["promise"]
+        if not isinstance(promise, timedelta):
+            return data  # the field's own validation names the problem
+        scaled = dict(data)
+        scaled.setdefault("confirm_budget", promise * 5 / 6)
+        scaled.setdefault("ack_budget", promise * 5 / 32)
+        scaled.setdefault("legal_limit", max(LEGAL_LIMIT, promise))
+        return scaled
 
     @model_validator(mode="after")
     def _fits(self) -> ServicePromise:
@@ -90,8 +118,8 @@ class ServicePromise(BaseModel):
         return self
 
     def deadlines(self, created_at: datetime) -> Deadlines:
-        """Each step's deadline for an order created at ``created_at``."""
-        confirm = created_at + self.promise
+        """Each step's deadline for an order created at ``created_at`` (aware)."""
+        confirm = require_aware(created_at, "created_at") + self.promise
         acknowledge = confirm - self.confirm_budget
         return Deadlines(
             dispatch=acknowledge - self.ack_budget,

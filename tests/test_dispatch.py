@@ -227,6 +227,13 @@ def test_a_refusal_for_good_fails_the_order_with_an_alert_until_a_person_retries
 
 def test_an_account_without_a_head_end_fails_loudly(gateway: Gateway, clock: FixedClock) -> None:
     gateway.open_account("3100000001")
+    gateway.issue_bill(
+        "3100000001",
+        bill_no="B-3100000001",
+        amount=Money(100, "CNY"),
+        period="2026-10",
+        due_date=date(2026, 11, 1),
+    )
     gateway.disconnect("3100000001", "arrears")
     order_id = pay_off(gateway, clock)
     Dispatcher(gateway, headends={}).dispatch_once()
@@ -271,6 +278,13 @@ def test_events_are_retried_with_backoff_then_dead_lettered_with_an_alert(
         retry_cap=timedelta(seconds=40),
     )
     gateway.open_account("A1")
+    gateway.issue_bill(
+        "A1",
+        bill_no="B-A1",
+        amount=Money(100, "CNY"),
+        period="2026-10",
+        due_date=date(2026, 11, 1),
+    )
     gateway.disconnect("A1", "arrears")
     for _ in range(10):
         dispatcher.dispatch_once()
@@ -380,13 +394,20 @@ def test_two_dispatchers_never_deliver_the_same_order_at_once(
             acct = f"A{n}"
             gateway.open_account(acct)
             gateway.set_meter(acct, headend="fake", meter_address=f"{n:012d}")
+            gateway.issue_bill(
+                acct,
+                bill_no=f"B-{acct}",
+                amount=Money(100, "CNY"),
+                period="2026-10",
+                due_date=date(2026, 11, 1),
+            )
             gateway.disconnect(acct, "arrears")
             gateway.pay(
                 PaymentIntent(
                     channel="kiosk",
                     channel_txn_id=f"K{n}",
                     account_no=acct,
-                    amount=Money(100, "CNY"),
+                    amount=Money(10_000, "CNY"),
                     paid_at=clock.now(),
                 )
             )

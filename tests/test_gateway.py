@@ -321,6 +321,13 @@ class TestReconnection:
         self, gateway: Gateway
     ) -> None:
         gateway.open_account("H1", category="non_residential", protected=True, name="Hospital")
+        gateway.issue_bill(
+            "H1",
+            bill_no="B-H1",
+            amount=yuan("100.00"),
+            period="2026-10",
+            due_date=date(2026, 11, 1),
+        )
         with pytest.raises(InvalidStateError, match="protected"):
             gateway.disconnect("H1", "arrears")
         assert gateway.disconnect("H1", "negotiated", negotiated=True) is SupplyState.DISCONNECTED

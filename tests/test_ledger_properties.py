@@ -151,9 +151,14 @@ class LedgerMachine(RuleBasedStateMachine):
 
     @rule(account=st.sampled_from(sorted(ACCOUNTS)))
     def disconnect(self, account: str) -> None:
-        state = self.gateway.account_status(account).supply_state
-        if state in (SupplyState.CONNECTED, SupplyState.DISCONNECTION_PENDING):
+        status = self.gateway.account_status(account)
+        if status.supply_state not in (SupplyState.CONNECTED, SupplyState.DISCONNECTION_PENDING):
+            return
+        if status.arrears.minor > 0 or (status.prepaid and status.balance.minor > 0):
             self.gateway.disconnect(account, "arrears")
+        else:  # nothing would ever bring supply back
+            with pytest.raises(InvalidStateError, match="owes nothing"):
+                self.gateway.disconnect(account, "arrears")
 
     @rule(days=st.integers(1, 200), hours=st.integers(0, 23))
     def time_passes(self, days: int, hours: int) -> None:

@@ -536,13 +536,20 @@ def test_the_html_page_stands_alone_with_its_charts(week: Week) -> None:
 def test_every_string_in_the_html_is_escaped(gateway: Gateway, clock: FixedClock) -> None:
     channel = "<i>pay&\"co'</i>"  # a channel name is any printable ASCII without spaces
     gateway.open_account("3100000001")
+    gateway.issue_bill(
+        "3100000001",
+        bill_no="B-3100000001",
+        amount=Money(100, "CNY"),
+        period="2026-10",
+        due_date=date(2026, 11, 1),
+    )
     gateway.disconnect("3100000001", "arrears")
     receipt = gateway.pay(
         PaymentIntent(
             channel=channel,
             channel_txn_id="X1",
             account_no="3100000001",
-            amount=Money(100, "CNY"),
+            amount=Money(10_000, "CNY"),
             paid_at=clock.now(),
         )
     )

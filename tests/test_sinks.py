@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Mapping
+from datetime import date
 from typing import Any
 
 import httpx
@@ -13,6 +14,7 @@ import pytest
 from pydantic import SecretStr
 
 from paygate.gateway import Gateway
+from paygate.money import Money
 from paygate.outbox import CallbackSink, DeliveryError, WebhookSink
 from tests.headend.simulator import CallbackReceiver
 
@@ -62,6 +64,13 @@ def test_gateway_dispatch_once_delivers_events_to_an_in_process_callback(
 ) -> None:
     seen: list[Mapping[str, Any]] = []
     gateway.open_account("A1")
+    gateway.issue_bill(
+        "A1",
+        bill_no="B-A1",
+        amount=Money(100, "CNY"),
+        period="2026-10",
+        due_date=date(2026, 11, 1),
+    )
     gateway.disconnect("A1", "arrears")
     report = gateway.dispatch_once(sinks=[CallbackSink(seen.append)])
     assert report.events_delivered == 1

@@ -27,11 +27,12 @@ import hashlib
 import hmac
 import logging
 import re
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from enum import StrEnum
-from typing import ClassVar, Final, Protocol
+from typing import ClassVar, Final, Protocol, runtime_checkable
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
@@ -82,6 +83,7 @@ from paygate.money import Money
 __all__ = [
     "MIN_MAC_KEY_BYTES",
     "POS_STATEMENT_COLUMNS",
+    "AtomicPosLedger",
     "PosAdapter",
     "PosConfig",
     "PosContext",
@@ -286,6 +288,36 @@ class PosLedger(Protocol):
 
     def close_batch(self, terminal_id: str, batch_no: str, *, closed_at: datetime) -> None:
         """Record that the terminal settled the batch; closing it again changes nothing."""
+        ...
+
+
+@runtime_checkable
+class AtomicPosLedger(Protocol):
+    """A :class:`PosLedger` that decides and writes in one transaction: the batch's state is
+    read where the sale, the void or the settlement is written, under a lock on the batch, so a
+    void racing a settlement is either refused (``batch_settled``) or not counted, never both.
+
+    The adapter uses these when its ledger offers them (the SQL ledger does); a ledger in one
+    process's memory is serialized by the adapter's own lock instead.
+    """
+
+    def sale_in_open_batch(
+        self, terminal_id: str, batch_no: str, intent: PaymentIntent, sink: PaymentSink
+    ) -> Receipt:
+        """Post the sale unless the batch is settled (BatchSettledError)."""
+        ...
+
+    def void_in_open_batch(
+        self, terminal_id: str, batch_no: str, channel_txn_id: str, reason: str, sink: PaymentSink
+    ) -> None:
+        """Reverse the sale unless the batch is settled (BatchSettledError); a sale already
+        reversed raises InvalidStateError."""
+        ...
+
+    def settle_batch(
+        self, terminal_id: str, batch_no: str, *, closed_at: datetime
+    ) -> tuple[int, Money]:
+        """Close the batch and return its totals as of the close (:meth:`batch_totals`)."""
         ...
 
 
@@ -502,6 +534,9 @@ class PosAdapter(ChannelAdapter[PosConfig]):
             )
         self._keys: TerminalKeys = ctx.terminal_keys
         self._ledger: PosLedger = ctx.ledger
+        # For a ledger that cannot decide in one transaction: the batch check and the posting
+        # happen under this lock, so in one process a void and a settlement cannot interleave.
+        self._batch_lock = threading.Lock()
 
     # verification
 
@@ -616,8 +651,14 @@ class PosAdapter(ChannelAdapter[PosConfig]):
 
     def sale(self, message: PosMessage, sink: PaymentSink) -> Receipt:
         """Post a verified sale; a settled batch takes no more sales."""
-        self._refuse_if_settled(message.terminal_id, message.batch_no, "sale")
-        return sink.pay(sale_intent(message, channel=self.name, currency=self.config.currency))
+        intent = sale_intent(message, channel=self.name, currency=self.config.currency)
+        if isinstance(self._ledger, AtomicPosLedger):
+            return self._ledger.sale_in_open_batch(
+                message.terminal_id, message.batch_no, intent, sink
+            )
+        with self._batch_lock:
+            self._refuse_if_settled(message.terminal_id, message.batch_no, "sale")
+            return sink.pay(intent)
 
     def void(self, message: PosMessage, sink: PaymentSink) -> bool:
         """Reverse the sale a verified void names; False when it was already reversed.
@@ -634,13 +675,20 @@ class PosAdapter(ChannelAdapter[PosConfig]):
                 f"{message.batch_no}: a settled sale cannot be voided",
                 field="orig_batch_no",
             )
-        self._refuse_if_settled(message.terminal_id, orig_batch, "void")
         original = pos_txn_id(message.terminal_id, orig_batch, orig_trace)
         voiding = pos_txn_id(message.terminal_id, message.batch_no, message.trace_no)
+        reason = f"pos void {voiding} of {amount.format()}"
         try:
-            sink.reverse_by_channel_txn(
-                self.name, original, f"pos void {voiding} of {amount.format()}"
-            )
+            if isinstance(self._ledger, AtomicPosLedger):
+                self._ledger.void_in_open_batch(
+                    message.terminal_id, orig_batch, original, reason, sink
+                )
+            else:
+                with self._batch_lock:
+                    self._refuse_if_settled(message.terminal_id, orig_batch, "void")
+                    sink.reverse_by_channel_txn(self.name, original, reason)
+        except BatchSettledError:
+            raise
         except InvalidStateError as exc:
             # Already reversed: a terminal re-sending a void after a lost answer must be told
             # it is done, not refused.
@@ -663,9 +711,17 @@ class PosAdapter(ChannelAdapter[PosConfig]):
             raise ParseError("more voids than sales", source=self.name, field="void_count")
         if void_amount > sale_amount:
             raise ParseError("voids sum to more than sales", source=self.name, field="void_amount")
-        ledger_count, ledger_amount = self._ledger.batch_totals(
-            message.terminal_id, message.batch_no
-        )
+        closed_at = self.context.clock.now()
+        if isinstance(self._ledger, AtomicPosLedger):
+            ledger_count, ledger_amount = self._ledger.settle_batch(
+                message.terminal_id, message.batch_no, closed_at=closed_at
+            )
+        else:
+            with self._batch_lock:
+                ledger_count, ledger_amount = self._ledger.batch_totals(
+                    message.terminal_id, message.batch_no
+                )
+                self._ledger.close_batch(message.terminal_id, message.batch_no, closed_at=closed_at)
         settlement = PosSettlement(
             terminal_id=message.terminal_id,
             batch_no=message.batch_no,
@@ -675,9 +731,6 @@ class PosAdapter(ChannelAdapter[PosConfig]):
             void_amount=void_amount,
             ledger_count=ledger_count,
             ledger_amount=ledger_amount,
-        )
-        self._ledger.close_batch(
-            message.terminal_id, message.batch_no, closed_at=self.context.clock.now()
         )
         if not settlement.matched:
             _log.warning(

@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections.abc import Sequence
 from datetime import date, datetime
-from typing import Any, Final
+from typing import Any, Final, Protocol, runtime_checkable
 
+from paygate.channels.base import PaymentSink
+from paygate.channels.errors import BatchSettledError
 from paygate.channels.kiosk import (
     KioskCloseRecord,
     KioskMethod,
@@ -26,11 +29,44 @@ from paygate.channels.kiosk import (
 )
 from paygate.channels.orders import Order
 from paygate.clock import require_aware
-from paygate.errors import ConflictError, IntegrityError
+from paygate.errors import (
+    ConfigurationError,
+    ConflictError,
+    IdempotencyConflictError,
+    IntegrityError,
+    PaygateError,
+)
+from paygate.models import PaymentIntent, Receipt
 from paygate.money import Money
-from paygate.store.engine import Store, Tx
+from paygate.store.engine import Store, Tx, UniqueViolation
 
 __all__ = ["SqlKioskLedger", "SqlNonceStore", "SqlOrderStore"]
+
+
+@runtime_checkable
+class _TransactionalSink(Protocol):
+    """The core's posting path inside a caller's transaction (``Gateway`` implements it)."""
+
+    def post_within(
+        self, tx: Tx, intents: Sequence[PaymentIntent]
+    ) -> list[Receipt | PaygateError]: ...
+
+    def reverse_by_channel_txn_within(
+        self, tx: Tx, channel: str, channel_txn_id: str, reason: str
+    ) -> object: ...
+
+    def note_posted(self, posted: int) -> None: ...
+
+
+def _transactional(sink: PaymentSink) -> _TransactionalSink:
+    if not isinstance(sink, _TransactionalSink):
+        raise ConfigurationError(
+            "the SQL POS ledger posts inside its own transaction: its sink must be the Gateway "
+            "on the same database",
+            field="sink",
+        )
+    return sink
+
 
 _NONCE_KEY_MAX: Final = 200
 """The width of ``nonces.nonce_key``; longer keys are stored as their SHA-256."""
@@ -304,37 +340,115 @@ class SqlPosLedger:
 
     def batch_totals(self, terminal_id: str, batch_no: str) -> tuple[int, Money]:
         """Count and sum of the batch's sales that are posted and not reversed."""
+        return self._store.run(lambda tx: self._totals(tx, terminal_id, batch_no), write=False)
+
+    def _totals(self, tx: Tx, terminal_id: str, batch_no: str) -> tuple[int, Money]:
         prefix = f"{terminal_id}-{batch_no}-"
-
-        def work(tx: Tx) -> tuple[Any, ...] | None:
-            # substr, not LIKE: terminal ids may hold '_' or '%', which LIKE would read.
-            return tx.one(
-                "SELECT COUNT(*), COALESCE(SUM(amount), 0) FROM payments "
-                "WHERE channel = :channel AND terminal_id = :terminal AND currency = :cur "
-                "AND status = 'posted' AND substr(channel_txn_id, 1, :n) = :prefix",
-                {
-                    "channel": self._channel,
-                    "terminal": terminal_id,
-                    "cur": self._currency,
-                    "n": len(prefix),
-                    "prefix": prefix,
-                },
-            )
-
-        row = self._store.run(work, write=False)
+        # substr, not LIKE: terminal ids may hold '_' or '%', which LIKE would read.
+        row = tx.one(
+            "SELECT COUNT(*), COALESCE(SUM(amount), 0) FROM payments "
+            "WHERE channel = :channel AND terminal_id = :terminal AND currency = :cur "
+            "AND status = 'posted' AND substr(channel_txn_id, 1, :n) = :prefix",
+            {
+                "channel": self._channel,
+                "terminal": terminal_id,
+                "cur": self._currency,
+                "n": len(prefix),
+                "prefix": prefix,
+            },
+        )
         count, total = (0, 0) if row is None else (int(row[0]), int(row[1]))
         return count, Money(total, self._currency)
 
     def batch_closed(self, terminal_id: str, batch_no: str) -> bool:
         """True once the terminal has settled the batch."""
-        found = self._store.run(
-            lambda tx: tx.scalar(
-                "SELECT 1 FROM pos_batches WHERE terminal_id = :t AND batch_no = :b",
-                {"t": terminal_id, "b": batch_no},
-            ),
-            write=False,
+        return self._store.run(lambda tx: self._closed(tx, terminal_id, batch_no), write=False)
+
+    @staticmethod
+    def _closed(tx: Tx, terminal_id: str, batch_no: str) -> bool:
+        found = tx.scalar(
+            "SELECT 1 FROM pos_batches WHERE terminal_id = :t AND batch_no = :b",
+            {"t": terminal_id, "b": batch_no},
         )
         return found is not None
+
+    @staticmethod
+    def _lock_batch(tx: Tx, terminal_id: str, batch_no: str) -> None:
+        """Serialize every decision about one batch until the transaction ends.
+
+        A batch that is still open has no row to lock, so PostgreSQL takes a transaction
+        advisory lock on the batch's name; SQLite's single writer (``BEGIN IMMEDIATE``)
+        serializes already. Taken before any account lock, and by nothing that holds one.
+        """
+        if tx.dialect == "postgresql":
+            tx.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))",
+                {"k": f"pos-batch\x1f{terminal_id}\x1f{batch_no}"},
+            )
+
+    def _refuse_if_closed(self, tx: Tx, terminal_id: str, batch_no: str, what: str) -> None:
+        self._lock_batch(tx, terminal_id, batch_no)
+        if self._closed(tx, terminal_id, batch_no):
+            raise BatchSettledError(
+                f"batch {batch_no} of terminal {terminal_id} is settled: no further {what}",
+                field="batch_no",
+            )
+
+    def sale_in_open_batch(
+        self, terminal_id: str, batch_no: str, intent: PaymentIntent, sink: PaymentSink
+    ) -> Receipt:
+        """Post the sale in the transaction that finds the batch open, under the batch lock."""
+        core = _transactional(sink)
+
+        def work(tx: Tx) -> Receipt | PaygateError:
+            self._refuse_if_closed(tx, terminal_id, batch_no, "sale")
+            return core.post_within(tx, [intent])[0]
+
+        for _attempt in range(3):
+            try:
+                outcome = self._store.run(work)
+            except UniqueViolation:
+                continue  # a concurrent duplicate committed first: answer from it
+            if isinstance(outcome, PaygateError):
+                raise outcome
+            if not outcome.replayed:
+                core.note_posted(1)
+            return outcome
+        raise IdempotencyConflictError(
+            f"sale {intent.channel_txn_id} keeps colliding with concurrent writers; retry",
+            field="channel_txn_id",
+        )
+
+    def void_in_open_batch(
+        self, terminal_id: str, batch_no: str, channel_txn_id: str, reason: str, sink: PaymentSink
+    ) -> None:
+        """Reverse the sale in the transaction that finds the batch open, under the batch lock."""
+        core = _transactional(sink)
+
+        def work(tx: Tx) -> None:
+            self._refuse_if_closed(tx, terminal_id, batch_no, "void")
+            core.reverse_by_channel_txn_within(tx, self._channel, channel_txn_id, reason)
+
+        self._store.run(work)
+        core.note_posted(1)
+
+    def settle_batch(
+        self, terminal_id: str, batch_no: str, *, closed_at: datetime
+    ) -> tuple[int, Money]:
+        """Close the batch and count it in one transaction, under the batch lock: a sale or
+        void either committed before (and is counted as it stands) or is refused after."""
+        at = require_aware(closed_at, "closed_at")
+
+        def work(tx: Tx) -> tuple[int, Money]:
+            self._lock_batch(tx, terminal_id, batch_no)
+            tx.execute(
+                "INSERT INTO pos_batches (terminal_id, batch_no, closed_at) "
+                "VALUES (:t, :b, :at) ON CONFLICT (terminal_id, batch_no) DO NOTHING",
+                {"t": terminal_id, "b": batch_no, "at": tx.ts(at)},
+            )
+            return self._totals(tx, terminal_id, batch_no)
+
+        return self._store.run(work)
 
     def close_batch(self, terminal_id: str, batch_no: str, *, closed_at: datetime) -> None:
         """Record that the terminal settled the batch; closing it again changes nothing."""

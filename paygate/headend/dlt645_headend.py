@@ -63,11 +63,6 @@ TransportFactory = Callable[[str], Dlt645Transport]
 
 _T = TypeVar("_T")
 
-_RECONNECT_MODES: Final = {
-    SupplyAction.DIRECT_CLOSE: ReconnectMode.DIRECT_CLOSE,
-    SupplyAction.CLOSE_PERMIT: ReconnectMode.CLOSE_PERMIT,
-}
-
 _OUTCOMES: Final = {
     ReconnectOutcome.SUPPLY_RESTORED: HeadEndOutcome.COMPLETED,
     ReconnectOutcome.AWAITING_CUSTOMER: HeadEndOutcome.ACKNOWLEDGED,
@@ -101,6 +96,11 @@ class Dlt645HeadEndConfig(BaseModel):
     timezone: str = Field(default=DEFAULT_TIMEZONE, description="the meters' wall clock")
     timeout: float = Field(default=5.0, gt=0, le=120, description="seconds per reply")
     wake_up: int = Field(default=MAX_WAKE_UP_BYTES, ge=0, le=MAX_WAKE_UP_BYTES)
+    close_mode: ReconnectMode = Field(
+        default=ReconnectMode.DIRECT_CLOSE,
+        description="how this head-end's meters reconnect: direct_close (1CH, the relay closes "
+        "now) or close_permit (1BH, the customer presses the meter's button)",
+    )
 
 
 class _Unused:
@@ -209,7 +209,7 @@ class Dlt645HeadEnd(HeadEnd):
                 else HeadEndOutcome.DISPATCHED
             )
         else:
-            mode = _RECONNECT_MODES[command.action]
+            mode = self._close_mode(command)
             result = self._drive(
                 command, address, mode.replace("_", " "), lambda meter: meter.reconnect(mode)
             )
@@ -232,11 +232,22 @@ class Dlt645HeadEnd(HeadEnd):
             return self._result(address, HeadEndOutcome.COMPLETED, status)
         if status.relay_command is not wanted:
             return None
-        if command.action is SupplyAction.CLOSE_PERMIT:
+        if (
+            command.action is not SupplyAction.TRIP
+            and self._close_mode(command) is ReconnectMode.CLOSE_PERMIT
+        ):
             return self._result(address, HeadEndOutcome.ACKNOWLEDGED, status)
         return self._result(address, HeadEndOutcome.DISPATCHED, status)
 
     # internals
+
+    def _close_mode(self, command: SupplyCommand) -> ReconnectMode:
+        """An order that asks for a close permit gets one; otherwise the head-end's meters
+        reconnect the way it is configured to (``close_mode``), since the core orders a
+        reconnection without knowing which meters allow remote energising."""
+        if command.action is SupplyAction.CLOSE_PERMIT:
+            return ReconnectMode.CLOSE_PERMIT
+        return self._config.close_mode
 
     @staticmethod
     def _trip(meter: Dlt645Meter) -> RelayStatus:
