@@ -36,6 +36,8 @@ COMMANDS: dict[str, list[str]] = {
     "orders list": ["orders", "list"],
     "orders confirm": ["orders", "confirm", "1"],
     "orders retry": ["orders", "retry", "1"],
+    "events dead": ["events", "dead"],
+    "events requeue": ["events", "requeue", "--all"],
     "dunning notice": ["dunning", "notice", "3100000001"],
     "dunning candidates": ["dunning", "candidates"],
     "dunning order": ["dunning", "order", "3100000001", "--approved-by", "ops"],
