@@ -56,6 +56,7 @@ from pydantic import (
 )
 
 from paygate.channels.base import (
+    HELD_ERRORS,
     AdapterContext,
     ChannelAdapter,
     ChannelConfig,
@@ -66,6 +67,7 @@ from paygate.channels.base import (
     SettlementRules,
     StatementSource,
     acknowledged,
+    held_for_suspense,
     refused,
 )
 from paygate.channels.errors import MerchantMismatchError, SignatureError
@@ -601,8 +603,10 @@ class _BatchReader:
         currency: str,
         zone: ZoneInfo,
         source: str,
+        max_payment: int,
     ) -> None:
         self.layout = layout
+        self.max_payment = max_payment
         self.channel = channel
         self.bank_code = bank_code
         self.currency = currency
@@ -755,6 +759,12 @@ class _BatchReader:
         if not code:
             raise self._fail("result code missing", line, "result_code")
         paid_at = self._paid_at(fields.get("txn_time"), line)
+        if amount.minor > self.max_payment:
+            raise self._fail(
+                f"the amount exceeds the largest single payment ({self.max_payment} minor units)",
+                line,
+                "amount",
+            )
         self.count += 1
         self.total += amount
         intent = None
@@ -1231,6 +1241,7 @@ class BankAgentAdapter(ChannelAdapter[BankAgentConfig]):
         expected: BankMessageType | None,
     ) -> NotifyResult:
         receipt: Receipt | None = None
+        n = None
         try:
             n = self.verify_notify(body, headers)
             if expected is not None and n.msg_type is not expected:
@@ -1240,14 +1251,13 @@ class BankAgentAdapter(ChannelAdapter[BankAgentConfig]):
                     field="msg_type",
                 )
             if n.msg_type is BankMessageType.PAY:
-                receipt = sink.pay(
-                    counter_intent(
-                        n,
-                        channel=self.name,
-                        bank_code=self.config.bank_code,
-                        currency=self.config.currency,
-                    )
+                intent = counter_intent(
+                    n,
+                    channel=self.name,
+                    bank_code=self.config.bank_code,
+                    currency=self.config.currency,
                 )
+                receipt = sink.pay(self.admit(intent))
                 # Nothing here depends on whether the core replayed: a bank retrying gets
                 # the bytes of its first answer.
                 fields = {
@@ -1259,6 +1269,23 @@ class BankAgentAdapter(ChannelAdapter[BankAgentConfig]):
                 }
             else:
                 fields = self.reverse(n, sink)
+        except HELD_ERRORS as exc:
+            # Raised only for a verified payment: the counter took the money, and the bank
+            # would repeat the message for hours without an answer that stops it.
+            assert n is not None
+            held = {
+                "result": "held",
+                "serial_no": n.serial_no,
+                "account_no": n.account_no or "",
+                "error_code": exc.code,
+            }
+            return held_for_suspense(
+                self.name,
+                exc,
+                channel_txn_id=bank_txn_id(self.config.bank_code, n.serial_no),
+                body=_form(held),
+                content_type=_FORM,
+            )
         except PaygateError as exc:
             answer = {"result": "refused", "error_code": exc.code}
             return refused(self.name, exc, body=_form(answer), content_type=_FORM)
@@ -1311,6 +1338,7 @@ class BankAgentAdapter(ChannelAdapter[BankAgentConfig]):
             currency=self.config.currency,
             zone=ZoneInfo(self.config.settlement.timezone),
             source=label,
+            max_payment=self.config.max_payment,
         )
 
     def verify_batch_file(self, source: StatementSource) -> VerifiedBatchFile:

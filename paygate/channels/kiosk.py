@@ -65,6 +65,7 @@ from paygate.channels.wire import (
     make_statement_line,
     parse_local_time,
     parse_money,
+    read_json_model,
     shown,
     source_label,
 )
@@ -223,10 +224,7 @@ _WireT = TypeVar("_WireT", bound=_Wire)
 
 
 def _parse(model: type[_WireT], body: bytes, source: str) -> _WireT:
-    try:
-        return model.model_validate_json(body)
-    except ValidationError as exc:
-        raise first_validation_error(exc, source=source) from None
+    return read_json_model(model, body, source=source)
 
 
 def parse_pay_request(body: bytes, *, source: str = "kiosk") -> KioskPayRequest:
@@ -797,7 +795,7 @@ class KioskAdapter(ChannelAdapter[KioskConfig]):
         """Post the payment; answer with the receipt the kiosk prints."""
         try:
             intent, request = self.intent_from_pay(body, headers)
-            receipt = sink.pay(intent)
+            receipt = sink.pay(self.admit(intent))
             assert intent.terminal_id is not None
             printable = kiosk_receipt(receipt, intent.terminal_id, request.txn_id)
         except PaygateError as exc:

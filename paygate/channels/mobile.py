@@ -12,8 +12,11 @@ its own bill and numbers its transactions in its own namespace.
 The customer's account number travels inside the wallet order. The utility puts it in
 ``passback_params`` (Alipay; URL-encoded as Alipay requires) or ``attach`` (WeChat Pay) when
 it creates the order; the wallet returns the field verbatim in the notification, where the
-signature covers it. A verified payment without it is refused (``missing_account``) and
-surfaces in reconciliation as a statement line without a ledger payment.
+signature covers it. A verified payment without it, or naming an account the core does not
+know, is acknowledged all the same (the wallet would retry for a day, and no retry can
+supply the account) and held for suspense (:func:`~paygate.channels.base.held_for_suspense`):
+it surfaces in reconciliation as a statement line without a ledger payment, which the
+policy posts to suspense with a finding.
 
 The module reads top to bottom: wire models, signature checks, mapping to
 :class:`~paygate.models.PaymentIntent`, statement readers, settlement rules, and the two
@@ -46,6 +49,7 @@ from pydantic import (
 )
 
 from paygate.channels.base import (
+    HELD_ERRORS,
     AdapterContext,
     ChannelAdapter,
     ChannelConfig,
@@ -56,6 +60,7 @@ from paygate.channels.base import (
     SettlementRules,
     StatementSource,
     acknowledged,
+    held_for_suspense,
     refused,
 )
 from paygate.channels.errors import (
@@ -83,6 +88,7 @@ from paygate.channels.wire import (
     parse_form,
     parse_local_time,
     parse_money,
+    read_json_model,
     shown,
     source_label,
     split_csv_line,
@@ -368,6 +374,9 @@ WECHAT_SUMMARY_COLUMNS: Final = (
 
 # Refund states in which WeChat Pay has taken the money back from the merchant; a refund
 # closed without refunding (REFUNDCLOSE) moved nothing and yields no line.
+# The bill writes fees with five decimals ("0.72000"); they are whole fen all the same.
+_WECHAT_DECIMALS: Final = {"手续费": 5, "手续费总金额": 5}
+
 _WECHAT_REFUND_TAKEN: Final = frozenset({"SUCCESS", "PROCESSING", "CHANGE"})
 _WECHAT_REFUND_NOTHING: Final = frozenset({"REFUNDCLOSE"})
 
@@ -428,7 +437,14 @@ def read_wechat_trade_bill(source: StatementSource, *, currency: str) -> Iterato
                 )
             row = dict(zip(WECHAT_BILL_COLUMNS, fields, strict=True))
             settled, refunded, fee = (
-                parse_money(row[column], currency, source=label, line=line_no, field=column)
+                parse_money(
+                    row[column],
+                    currency,
+                    source=label,
+                    line=line_no,
+                    field=column,
+                    written_decimals=_WECHAT_DECIMALS.get(column),
+                )
                 for column in ("应结订单金额", "退款金额", "手续费")
             )
             # Every row counts towards the summary, including those that yield no line.
@@ -531,7 +547,14 @@ def _check_wechat_summary(
             field="总交易单数",
         )
     for column, total in zip(("应结订单总金额", "退款总金额", "手续费总金额"), totals, strict=True):
-        stated = parse_money(summary[column], currency, source=source, line=line, field=column)
+        stated = parse_money(
+            summary[column],
+            currency,
+            source=source,
+            line=line,
+            field=column,
+            written_decimals=_WECHAT_DECIMALS.get(column),
+        )
         if stated != total:
             raise ParseError(
                 f"summary states {stated.format()}, the rows add up to {total.format()}",
@@ -551,8 +574,10 @@ ALIPAY_BILL_COLUMNS: Final = (
 """The header of Alipay's business detail bill (业务明细), 25 columns."""
 
 _ALIPAY_END_MARKER: Final = "业务明细列表结束"
-_ALIPAY_TRADE_TOTAL = re.compile(r"^#交易合计：(\d+)笔，商家实收共：(-?[\d,]+\.?\d*)元")
-_ALIPAY_REFUND_TOTAL = re.compile(r"^#退款合计：(\d+)笔，商家实收退款共：(-?[\d,]+\.?\d*)元")
+# The amount is taken up to "元" whatever it looks like, so that a malformed one is refused
+# by the amount reader (naming the line) rather than leaving the footer unchecked.
+_ALIPAY_TRADE_TOTAL = re.compile(r"^#交易合计：(\d+)笔，商家实收共：([^元]*)元")
+_ALIPAY_REFUND_TOTAL = re.compile(r"^#退款合计：(\d+)笔，商家实收退款共：([^元]*)元")
 
 
 def read_alipay_bill(source: StatementSource, *, currency: str) -> Iterator[StatementLine]:
@@ -731,7 +756,9 @@ class AlipayAdapter(ChannelAdapter[AlipayConfig]):
 
     def intent_from_notify(self, body: bytes, headers: Mapping[str, str]) -> PaymentIntent | None:
         """The payment a notification reports, verified; None when it reports no payment."""
-        notification = self.verify_notify(body, headers)
+        return self._intent(self.verify_notify(body, headers))
+
+    def _intent(self, notification: AlipayNotification) -> PaymentIntent | None:
         intent = alipay_intent(notification, channel=self.name, currency=self.config.currency)
         if intent is None:
             _log.info(
@@ -747,9 +774,24 @@ class AlipayAdapter(ChannelAdapter[AlipayConfig]):
         self, body: bytes, headers: Mapping[str, str], sink: PaymentSink
     ) -> NotifyResult:
         """Answer ``success`` only after the core returned a receipt (or for a non-payment)."""
+        receipt = None
+        notification = None
         try:
-            intent = self.intent_from_notify(body, headers)
-            receipt = sink.pay(intent) if intent is not None else None
+            notification = self.verify_notify(body, headers)
+            intent = self._intent(notification)
+            if intent is not None:
+                receipt = sink.pay(self.admit(intent, field="total_amount"))
+        except HELD_ERRORS as exc:
+            # Raised only for a verified notification: Alipay retries "fail" for about 25
+            # hours, and no retry can supply the account.
+            assert notification is not None
+            return held_for_suspense(
+                self.name,
+                exc,
+                channel_txn_id=notification.trade_no or notification.notify_id,
+                body=b"success",
+                content_type=_TEXT,
+            )
         except PaygateError as exc:
             return refused(self.name, exc, body=b"fail", content_type=_TEXT)
         return acknowledged(receipt, body=b"success", content_type=_TEXT)
@@ -854,10 +896,7 @@ class WechatPayAdapter(ChannelAdapter[WechatPayConfig]):
         )
         # Signed from here on: the timestamp and nonce are WeChat Pay's, not a forger's.
         self._check_fresh(timestamp, nonce, now)
-        try:
-            return WechatNotification.model_validate_json(body)
-        except ValidationError as exc:
-            raise first_validation_error(exc, source=self.name) from None
+        return read_json_model(WechatNotification, body, source=self.name)
 
     def _check_fresh(self, timestamp: str, nonce: str, now: datetime) -> None:
         # Ten digits reach the year 2286; more cannot be a real clock and would overflow.
@@ -881,10 +920,7 @@ class WechatPayAdapter(ChannelAdapter[WechatPayConfig]):
         plaintext = decrypt_wechat_resource(notification.resource, self._api_key, source=self.name)
         if notification.resource.original_type != "transaction":
             return None
-        try:
-            transaction = WechatTransaction.model_validate_json(plaintext)
-        except ValidationError as exc:
-            raise first_validation_error(exc, source=self.name) from None
+        transaction = read_json_model(WechatTransaction, plaintext, source=self.name)
         if self.config.mchid is not None and transaction.mchid != self.config.mchid:
             raise MerchantMismatchError("transaction of another merchant", field="mchid")
         return transaction
@@ -892,7 +928,11 @@ class WechatPayAdapter(ChannelAdapter[WechatPayConfig]):
     def intent_from_notify(self, body: bytes, headers: Mapping[str, str]) -> PaymentIntent | None:
         """The payment a notification reports, verified; None when it reports no payment."""
         notification = self.verify_notify(body, headers)
-        transaction = self.open_notify(notification)
+        return self._intent(notification, self.open_notify(notification))
+
+    def _intent(
+        self, notification: WechatNotification, transaction: WechatTransaction | None
+    ) -> PaymentIntent | None:
         intent = None
         if transaction is not None:
             intent = wechat_intent(transaction, channel=self.name, currency=self.config.currency)
@@ -909,9 +949,26 @@ class WechatPayAdapter(ChannelAdapter[WechatPayConfig]):
         self, body: bytes, headers: Mapping[str, str], sink: PaymentSink
     ) -> NotifyResult:
         """204 with no body once the core returned a receipt; JSON ``FAIL`` otherwise."""
+        receipt = None
+        transaction = None
         try:
-            intent = self.intent_from_notify(body, headers)
-            receipt = sink.pay(intent) if intent is not None else None
+            notification = self.verify_notify(body, headers)
+            transaction = self.open_notify(notification)
+            intent = self._intent(notification, transaction)
+            if intent is not None:
+                receipt = sink.pay(self.admit(intent, field="amount.total"))
+        except HELD_ERRORS as exc:
+            # Raised only for a decrypted, verified transaction; WeChat Pay would retry a
+            # FAIL for a day, and no retry can supply the account.
+            assert transaction is not None
+            return held_for_suspense(
+                self.name,
+                exc,
+                channel_txn_id=transaction.transaction_id or transaction.out_trade_no,
+                body=b"",
+                content_type=None,
+                status_code=204,
+            )
         except PaygateError as exc:
             answer = {"code": "FAIL", "message": f"{exc.code}: {exc}"}
             return refused(self.name, exc, body=_json(answer), content_type=_JSON)

@@ -617,7 +617,8 @@ class PosAdapter(ChannelAdapter[PosConfig]):
     def sale(self, message: PosMessage, sink: PaymentSink) -> Receipt:
         """Post a verified sale; a settled batch takes no more sales."""
         self._refuse_if_settled(message.terminal_id, message.batch_no, "sale")
-        return sink.pay(sale_intent(message, channel=self.name, currency=self.config.currency))
+        intent = sale_intent(message, channel=self.name, currency=self.config.currency)
+        return sink.pay(self.admit(intent))
 
     def void(self, message: PosMessage, sink: PaymentSink) -> bool:
         """Reverse the sale a verified void names; False when it was already reversed.

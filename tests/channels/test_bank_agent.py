@@ -404,9 +404,27 @@ def test_a_wrong_amount_is_refused(amount: str, code: str) -> None:
     assert sink.calls == 0
 
 
-def test_an_unknown_account_is_refused_by_the_core() -> None:
+def test_a_counter_payment_naming_an_impossible_account_is_acknowledged_and_held() -> None:
+    sink = RecordingSink()
+    result = bank_adapter().handle_notify(hmac_signed(pay(account_no="0101 234567")), {}, sink)
+    assert (result.ok, result.status_code) == (True, 200)
+    assert answer(result)["result"] == "held"
+    assert result.held is not None and result.held.startswith("missing_account")
+    assert sink.calls == 0
+
+
+def test_a_counter_payment_for_an_unknown_account_is_acknowledged_and_held() -> None:
+    # The counter took the money; a refusal would only bring the message back for hours.
     sink = RecordingSink(fail_with=UnknownAccountError("no account 0101234567"))
-    refused_with(bank_adapter().handle_notify(hmac_signed(pay()), {}, sink), "unknown_account", 404)
+    result = bank_adapter().handle_notify(hmac_signed(pay()), {}, sink)
+    assert (result.ok, result.status_code, result.receipt) == (True, 200, None)
+    assert answer(result) == {
+        "result": "held",
+        "serial_no": pay()["serial_no"],
+        "account_no": pay()["account_no"],
+        "error_code": "unknown_account",
+    }
+    assert result.held is not None and result.held.startswith("unknown_account")
     assert sink.posted == []
 
 
@@ -419,7 +437,6 @@ def test_an_unknown_account_is_refused_by_the_core() -> None:
         hmac_signed(pay(txn_time="2024-05-01 10:15")),
         hmac_signed(pay(msg_type="refund")),
         hmac_signed({k: v for k, v in pay().items() if k != "serial_no"}),
-        hmac_signed(pay(account_no="0101 234567")),
     ],
 )
 def test_malformed_messages_are_parse_errors(body: bytes) -> None:

@@ -20,6 +20,7 @@ from paygate.errors import (
     InvalidInputError,
     NaiveDatetimeError,
     ParseError,
+    UnknownAccountError,
 )
 from paygate.models import StatementLineKind
 from paygate.money import Money
@@ -118,7 +119,7 @@ def test_notification_pays_the_orders_account() -> None:
     assert intent.channel_txn_id == "782405011015301234567"
     assert intent.account_no == "0101234567"
     assert intent.amount == Money(15000, "CNY")
-    assert intent.paid_at == datetime(2024, 5, 1, 10, 15, tzinfo=BEIJING)
+    assert intent.paid_at == datetime(2024, 5, 1, 10, 15, 30, tzinfo=BEIJING)  # traceTime
 
 
 def test_duplicate_notification_replays_the_same_receipt() -> None:
@@ -158,12 +159,28 @@ def test_wrong_currency_is_refused() -> None:
     assert refused(setup, setup.body(currencyCode="840")) == (400, "currency_mismatch")
 
 
-def test_unknown_order_is_refused() -> None:
+def held(setup: Setup, body: bytes) -> str:
+    """A verified payment acknowledged without posting; why it is held for suspense."""
+    result = setup.notify(body)
+    assert (result.status_code, result.body, result.receipt) == (200, b"ok", None)
+    assert result.error_code is None and result.held is not None
+    assert not setup.sink.posted
+    return result.held
+
+
+def test_a_verified_payment_of_an_unknown_order_is_acknowledged_and_held() -> None:
+    # The gateway took the customer's money; "fail" would bring it back for hours.
     setup = Setup()
     body = support.unionpay_body(
         support.unionpay_params("20240501000000ffffffffffffffff", 15000), KEY
     )
-    assert refused(setup, body) == (404, "unknown_payment_order")
+    assert held(setup, body).startswith("unknown_payment_order")
+
+
+def test_a_verified_payment_for_an_unknown_account_is_acknowledged_and_held() -> None:
+    setup = Setup()
+    setup.sink.fail_with = UnknownAccountError("no account 0101234567")
+    assert held(setup, setup.body()).startswith("unknown_account")
 
 
 def test_order_of_another_channel_is_unknown() -> None:
@@ -178,7 +195,7 @@ def test_order_of_another_channel_is_unknown() -> None:
     )
     setup.orders.put(foreign)
     body = support.unionpay_body(support.unionpay_params(foreign.order_id, 15000), KEY)
-    assert refused(setup, body) == (404, "unknown_payment_order")
+    assert held(setup, body).startswith("unknown_payment_order")
 
 
 def test_expired_order_is_refused() -> None:

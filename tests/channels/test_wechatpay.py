@@ -26,7 +26,7 @@ from paygate.channels.mobile import (
     read_wechat_trade_bill,
 )
 from paygate.clock import FixedClock
-from paygate.errors import ParseError
+from paygate.errors import ParseError, UnknownAccountError
 from paygate.models import StatementLineKind
 from paygate.money import Money
 from tests.channels import support
@@ -283,8 +283,6 @@ def test_transaction_of_another_merchant_is_refused() -> None:
 @pytest.mark.parametrize(
     ("overrides", "expected"),
     [
-        ({"attach": ""}, (400, "missing_account")),
-        ({"attach": "has spaces in it"}, (400, "parse_error")),
         ({"amount": {"total": 12050, "currency": "USD"}}, (400, "currency_mismatch")),
         ({"amount": {"total": 0, "currency": "CNY"}}, (400, "invalid_amount")),
         ({"amount": {"total": "12050", "currency": "CNY"}}, (400, "parse_error")),
@@ -299,6 +297,28 @@ def test_unusable_transactions_are_refused(
 ) -> None:
     body = paid(**overrides)
     assert refused_with(body, support.wechat_headers(body, KEY)) == expected
+
+
+@pytest.mark.parametrize("attach", ["", "   ", "has spaces in it", "x" * 65])
+def test_a_verified_payment_without_a_usable_account_is_acknowledged_and_held(
+    attach: str,
+) -> None:
+    # WeChat Pay retries a FAIL for a day; no retry can supply the account.
+    sink = RecordingSink()
+    body = paid(attach=attach)
+    result = adapter().handle_notify(body, support.wechat_headers(body, KEY), sink)
+    assert (result.status_code, result.body, result.receipt) == (204, b"", None)
+    assert result.held is not None and result.held.startswith("missing_account")
+    assert sink.calls == 0
+
+
+def test_a_verified_payment_for_an_unknown_account_is_acknowledged_and_held() -> None:
+    sink = RecordingSink(fail_with=UnknownAccountError("no account 0101234567"))
+    body = paid()
+    result = adapter().handle_notify(body, support.wechat_headers(body, KEY), sink)
+    assert (result.status_code, result.error_code) == (204, None)
+    assert result.held is not None and result.held.startswith("unknown_account")
+    assert not sink.posted
 
 
 @pytest.mark.parametrize(
