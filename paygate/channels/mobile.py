@@ -46,6 +46,7 @@ from pydantic import (
     StrictInt,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from paygate.channels.base import (
@@ -112,6 +113,7 @@ __all__ = [
     "WechatNotification",
     "WechatPayAdapter",
     "WechatPayConfig",
+    "WechatPayer",
     "WechatResource",
     "WechatTransaction",
     "alipay_intent",
@@ -188,17 +190,52 @@ class WechatAmount(_Wire):
     payer_currency: str | None = None
 
 
-class WechatTransaction(_Wire):
-    """The decrypted resource of a ``transaction`` notification."""
+class WechatPayer(_Wire):
+    """``payer`` of a transaction: ``openid`` (direct), or ``sp_openid`` / ``sub_openid``."""
 
-    mchid: str
+    openid: str | None = None
+    sp_openid: str | None = None
+    sub_openid: str | None = None
+
+
+class WechatTransaction(_Wire):
+    """The decrypted resource of a ``transaction`` notification.
+
+    A direct merchant's transaction names its ``mchid`` (and ``appid``); a partner-mode
+    (服务商) transaction names the service provider ``sp_mchid`` / ``sp_appid`` and the
+    sub-merchant ``sub_mchid`` / ``sub_appid`` it was taken for, and no ``mchid``. Exactly
+    one of the two forms is accepted.
+    """
+
+    mchid: str | None = None
     appid: str | None = None
+    sp_mchid: str | None = None
+    sp_appid: str | None = None
+    sub_mchid: str | None = None
+    sub_appid: str | None = None
+    payer: WechatPayer | None = None
     out_trade_no: str
     transaction_id: str | None = None
     trade_state: str
     success_time: str | None = None
     attach: str | None = None
     amount: WechatAmount
+
+    @model_validator(mode="after")
+    def _one_merchant_form(self) -> WechatTransaction:
+        partner = self.sp_mchid is not None or self.sub_mchid is not None
+        if partner and self.mchid is not None:
+            raise ValueError("a transaction is either direct (mchid) or partner (sp_mchid)")
+        if partner and not (self.sp_mchid and self.sub_mchid):
+            raise ValueError("a partner-mode transaction names both sp_mchid and sub_mchid")
+        if not partner and not self.mchid:
+            raise ValueError("a transaction names its merchant: mchid, or sp_mchid and sub_mchid")
+        return self
+
+    @property
+    def partner(self) -> bool:
+        """True for a partner-mode (服务商) transaction."""
+        return self.sp_mchid is not None
 
 
 # ── signature checks ─────────────────────────────────────────────────────────────────────
@@ -812,6 +849,16 @@ class WechatPayConfig(ChannelConfig):
     mchid: str | None = Field(
         default=None, description="when set, transactions of another merchant are refused"
     )
+    sp_mchid: str | None = Field(
+        default=None,
+        description="partner mode (服务商): the service provider's merchant id; partner-mode "
+        "transactions are accepted only when it is set and equal",
+    )
+    sub_mchids: frozenset[str] = Field(
+        default=frozenset(),
+        description="partner mode: the sub-merchants (the utility's) whose transactions are "
+        "accepted; required with sp_mchid",
+    )
     timestamp_window: timedelta = Field(default=timedelta(minutes=5))
     settlement: SettlementRules = Field(default_factory=wallet_settlement)
 
@@ -843,6 +890,12 @@ class WechatPayConfig(ChannelConfig):
         if not timedelta(0) < value <= timedelta(minutes=15):
             raise ValueError("the timestamp window must be positive and at most 15 minutes")
         return value
+
+    @model_validator(mode="after")
+    def _partner(self) -> WechatPayConfig:
+        if (self.sp_mchid is None) != (not self.sub_mchids):
+            raise ValueError("partner mode needs both sp_mchid and sub_mchids")
+        return self
 
 
 class WechatPayAdapter(ChannelAdapter[WechatPayConfig]):
@@ -921,9 +974,34 @@ class WechatPayAdapter(ChannelAdapter[WechatPayConfig]):
         if notification.resource.original_type != "transaction":
             return None
         transaction = read_json_model(WechatTransaction, plaintext, source=self.name)
-        if self.config.mchid is not None and transaction.mchid != self.config.mchid:
-            raise MerchantMismatchError("transaction of another merchant", field="mchid")
+        self._check_merchant(transaction)
         return transaction
+
+    def _check_merchant(self, transaction: WechatTransaction) -> None:
+        config = self.config
+        if transaction.partner:
+            # Only the configured service provider, and only for the utility's own
+            # sub-merchants: another sub-merchant's money is not ours to post.
+            if config.sp_mchid is None:
+                raise MerchantMismatchError(
+                    "a partner-mode transaction, and no sp_mchid is configured", field="sp_mchid"
+                )
+            if transaction.sp_mchid != config.sp_mchid:
+                raise MerchantMismatchError(
+                    "transaction of another service provider", field="sp_mchid"
+                )
+            if transaction.sub_mchid not in config.sub_mchids:
+                raise MerchantMismatchError(
+                    "transaction of a sub-merchant that is not configured", field="sub_mchid"
+                )
+            return
+        if config.mchid is not None and transaction.mchid != config.mchid:
+            raise MerchantMismatchError("transaction of another merchant", field="mchid")
+        if config.mchid is None and config.sp_mchid is not None:
+            raise MerchantMismatchError(
+                "a direct transaction, and this channel is configured for partner mode",
+                field="mchid",
+            )
 
     def intent_from_notify(self, body: bytes, headers: Mapping[str, str]) -> PaymentIntent | None:
         """The payment a notification reports, verified; None when it reports no payment."""

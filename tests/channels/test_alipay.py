@@ -289,11 +289,37 @@ def test_a_forged_payment_without_account_is_still_refused() -> None:
 
 @pytest.mark.parametrize(
     ("amount", "code"),
-    [("120.505", "parse_error"), ("0.00", "invalid_amount"), ("", "parse_error")],
+    [
+        ("120.505", "parse_error"),
+        ("0.00", "invalid_amount"),
+        ("", "parse_error"),
+        # Read before as 12050.00, 120.00, 120.50 ... by a reader that took what Decimal took.
+        ("120,50", "parse_error"),
+        ("1,20", "parse_error"),
+        ("1.205e2", "parse_error"),
+        ("１２０.５０", "parse_error"),
+        ("1_20.50", "parse_error"),
+        ("+120.50", "parse_error"),
+        (" 120.50", "parse_error"),
+        ("-120.50", "invalid_amount"),
+        # 2**63 fen: before, HTTP 500 from the database, and Alipay retried for 25 hours.
+        ("92233720368547758.08", "parse_error"),
+        # Within the ledger, above the largest single payment.
+        ("92233720368547758.07", "invalid_amount"),
+        ("100000000.01", "invalid_amount"),
+    ],
 )
 def test_unusable_amounts_are_refused(amount: str, code: str) -> None:
     body = support.alipay_body(support.alipay_trade(total_amount=amount), KEY)
-    assert refusal(body) == (400, code)
+    sink = RecordingSink()
+    assert refusal(body, sink) == (400, code)
+    assert not sink.posted
+
+
+def test_the_largest_single_payment_is_the_channels_configuration() -> None:
+    body = support.alipay_body(support.alipay_trade(total_amount="100000000.00"), KEY)
+    assert adapter().handle_notify(body, {}, RecordingSink()).ok
+    assert refusal(body, max_payment=9_999_999_999) == (400, "invalid_amount")
 
 
 def test_over_long_trade_number_is_refused_by_name() -> None:

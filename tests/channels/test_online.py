@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -120,6 +120,43 @@ def test_notification_pays_the_orders_account() -> None:
     assert intent.account_no == "0101234567"
     assert intent.amount == Money(15000, "CNY")
     assert intent.paid_at == datetime(2024, 5, 1, 10, 15, 30, tzinfo=BEIJING)  # traceTime
+
+
+def test_a_payment_completed_after_midnight_belongs_to_the_day_it_completed() -> None:
+    # Ordered at 23:59:50, paid at 00:00:10: the gateway settles it on the next day, and so
+    # must the ledger, or reconciliation finds it on neither day.
+    setup = Setup()
+    body = setup.body(txnTime="20240501235950", traceTime="0502000010", settleDate="0502")
+    assert setup.notify(body).ok
+    (intent,) = setup.sink.pay_calls
+    assert intent.paid_at == datetime(2024, 5, 2, 0, 0, 10, tzinfo=BEIJING)
+    assert setup.adapter.settlement.business_date(intent.paid_at) == date(2024, 5, 2)
+
+
+def test_a_payment_completed_in_the_new_year_takes_the_next_year() -> None:
+    setup = Setup()
+    ordered = datetime(2024, 12, 31, 15, 59, 50, tzinfo=UTC)  # 23:59:50 Beijing time
+    setup.order = setup.adapter.create_order("0101234567", Money(15000, "CNY"), now=ordered)
+    setup.clock.set(ordered + timedelta(seconds=25))
+    body = setup.body(txnTime="20241231235950", traceTime="0101000010")
+    assert setup.notify(body).ok
+    (intent,) = setup.sink.pay_calls
+    assert intent.paid_at == datetime(2025, 1, 1, 0, 0, 10, tzinfo=BEIJING)
+
+
+@pytest.mark.parametrize(
+    "trace_time",
+    [None, "", "0501", "05011015301", "1301101530", "0230101530", "0430101530", "05ab101530"],
+)
+def test_a_payment_without_a_usable_completion_time_is_refused(trace_time: str | None) -> None:
+    setup = Setup()
+    params = support.unionpay_params(setup.order.order_id, 15000)
+    if trace_time is None:
+        del params["traceTime"]
+    else:
+        params["traceTime"] = trace_time
+    status, code = refused(setup, support.unionpay_body(params, KEY))
+    assert (status, code) == (400, "parse_error")
 
 
 def test_duplicate_notification_replays_the_same_receipt() -> None:
