@@ -50,7 +50,9 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretBytes,
+    SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -72,8 +74,10 @@ from paygate.channels.base import (
 )
 from paygate.channels.errors import MerchantMismatchError, SignatureError
 from paygate.channels.signing import (
+    KeyEncoding,
     VerifyingKey,
     canonical_string,
+    decode_secret,
     decode_signature,
     load_verifying_key,
     verify_sha256_rsa,
@@ -1134,7 +1138,15 @@ class BankAgentConfig(ChannelConfig):
     bank_public_keys: tuple[str, ...] = Field(
         default=(), max_length=4, description="RSA: the bank's key(s), PEM; several in rotation"
     )
-    shared_key: SecretBytes | None = Field(default=None, description="HMAC: the shared key")
+    shared_key_encoding: KeyEncoding = Field(
+        default=KeyEncoding.UTF8,
+        description="HMAC: how the shared_key text becomes the key's bytes (utf-8, hex, base64)",
+    )
+    shared_key: SecretBytes | None = Field(
+        default=None,
+        description="HMAC: the shared key, as text in shared_key_encoding (bytes are taken as "
+        "they are)",
+    )
     notify_charset: str = Field(
         default="utf-8", description="charset of a message that declares none"
     )
@@ -1142,6 +1154,17 @@ class BankAgentConfig(ChannelConfig):
     batch_chunk: int = Field(default=500, ge=1, le=100_000)
     statement_encoding: str = "gbk"
     settlement: SettlementRules = Field(default_factory=bank_agent_settlement)
+
+    @field_validator("shared_key", mode="before")
+    @classmethod
+    def _shared_key_text(cls, value: object, info: ValidationInfo) -> object:
+        # Text (TOML, the environment) is decoded as configured; bytes are already the key.
+        encoding = info.data.get("shared_key_encoding")
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if isinstance(value, str) and isinstance(encoding, KeyEncoding):
+            return decode_secret(value, encoding)
+        return value
 
     @field_validator("bank_public_keys")
     @classmethod

@@ -9,6 +9,7 @@ file in fen without.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import hmac
@@ -495,6 +496,68 @@ def test_bad_configuration_is_refused(changes: dict[str, Any]) -> None:
     with pytest.raises(ConfigurationError) as caught:
         ChannelRegistry.with_builtins().create("bank_agent", values)
     assert SHARED_KEY not in str(caught.value)
+
+
+def hmac_signed_with(values: dict[str, str], key: bytes) -> bytes:
+    values = {"sign_type": "HMAC-SHA256", **values}
+    signed_text = "&".join(f"{k}={v}" for k, v in sorted(values.items()) if k != "sign")
+    sign = hmac.new(key, signed_text.encode(), hashlib.sha256).hexdigest()
+    return support.form_encode({**values, "sign": sign})
+
+
+RAW_KEY = bytes(range(7, 39))  # 32 bytes, most of them not printable
+
+
+@pytest.mark.parametrize(
+    ("encoding", "text"),
+    [
+        ("hex", RAW_KEY.hex()),
+        ("hex", RAW_KEY.hex().upper()),
+        ("base64", base64.b64encode(RAW_KEY).decode()),
+    ],
+)
+def test_a_shared_key_given_in_hex_or_base64_is_decoded_as_configured(
+    encoding: str, text: str
+) -> None:
+    sink = RecordingSink()
+    subject = bank_adapter(shared_key=text, shared_key_encoding=encoding)
+    assert subject.handle_notify(hmac_signed_with(pay(), RAW_KEY), {}, sink).ok
+    assert len(sink.posted) == 1
+
+
+def test_the_default_reading_of_a_shared_key_is_its_utf8_bytes() -> None:
+    # Hex digits read as UTF-8 are another key: the encoding must be said, not guessed.
+    text = RAW_KEY.hex()
+    sink = RecordingSink()
+    subject = bank_adapter(shared_key=text)
+    refused_with(
+        subject.handle_notify(hmac_signed_with(pay(), RAW_KEY), {}, sink), "invalid_signature", 401
+    )
+    assert subject.handle_notify(hmac_signed_with(pay(), text.encode()), {}, sink).ok
+
+
+@pytest.mark.parametrize(
+    ("encoding", "text"),
+    [
+        ("hex", "zz" * 32),
+        ("hex", RAW_KEY.hex()[:-1]),
+        ("base64", "not base64!"),
+        ("rot13", "x" * 40),
+    ],
+)
+def test_a_shared_key_that_does_not_decode_is_refused_without_showing_it(
+    encoding: str, text: str
+) -> None:
+    values = {
+        "merchant_id": MERCHANT,
+        "bank_code": BANK,
+        "sign_method": "hmac",
+        "shared_key": text,
+        "shared_key_encoding": encoding,
+    }
+    with pytest.raises(ConfigurationError) as caught:
+        ChannelRegistry.with_builtins().create("bank_agent", values)
+    assert text not in str(caught.value)
 
 
 def test_the_shared_key_never_shows() -> None:
