@@ -708,6 +708,22 @@ def test_figures_padded_beyond_any_width_still_read() -> None:
     assert result.posted == 3
 
 
+def test_a_batch_detail_above_the_largest_single_payment_is_refused_on_its_line() -> None:
+    adapter = bank_adapter(max_payment=15_000)  # 150.00 yuan; line 3 collects 200.00
+    with pytest.raises(ParseError) as caught:
+        adapter.verify_batch_file(io.BytesIO(DELIMITED_FILE))
+    assert (caught.value.line, caught.value.field) == (3, "amount")
+    assert "largest single payment" in caught.value.message
+
+
+@pytest.mark.parametrize("amount", ["1,20", "1.205e2", "+120.50", "１２０.５０"])
+def test_a_batch_amount_in_any_but_the_plain_form_is_refused_on_its_line(amount: str) -> None:
+    data = _replace(1, _detail(amount=amount))()
+    with pytest.raises(ParseError) as caught:
+        bank_adapter().verify_batch_file(io.BytesIO(data))
+    assert caught.value.line == 2
+
+
 def test_a_bank_without_a_layout_has_no_batch_files() -> None:
     adapter = bank_adapter(batch_layout=None)
     with pytest.raises(ConfigurationError, match="batch_layout"):

@@ -381,7 +381,12 @@ def test_a_message_for_another_merchant_is_refused() -> None:
 
 @pytest.mark.parametrize(
     ("amount", "code"),
-    [("0", "invalid_amount"), ("12.50", "parse_error"), ("-100", "parse_error")],
+    [
+        ("0", "invalid_amount"),
+        ("12.50", "parse_error"),
+        ("-100", "parse_error"),
+        ("10000000001", "invalid_amount"),  # above the default largest single payment
+    ],
 )
 def test_a_wrong_amount_is_refused(amount: str, code: str) -> None:
     hall = Hall()
