@@ -72,7 +72,7 @@ from paygate.channels.base import (
     held_for_suspense,
     refused,
 )
-from paygate.channels.errors import MerchantMismatchError, SignatureError
+from paygate.channels.errors import MerchantMismatchError, MissingAccountError, SignatureError
 from paygate.channels.signing import (
     KeyEncoding,
     VerifyingKey,
@@ -269,7 +269,8 @@ def counter_intent(
     """The payment a verified ``pay`` message reports."""
     n = notification
     if not n.account_no:
-        raise ParseError("a payment needs account_no", source=channel, field="account_no")
+        # Verified: the counter took the money, so it is held for suspense, not refused.
+        raise MissingAccountError("the payment names no account", field="account_no")
     if n.amount is None:
         raise ParseError("a payment needs amount", source=channel, field="amount")
     return make_intent(
@@ -280,7 +281,7 @@ def counter_intent(
         paid_at=parse_local_time(
             n.txn_time, "%Y%m%d%H%M%S", BEIJING, source=channel, field="txn_time"
         ),
-        names={"channel_txn_id": "serial_no", "amount": "amount"},
+        names={"channel_txn_id": "serial_no", "amount": "amount", "paid_at": "txn_time"},
     )
 
 
@@ -782,7 +783,11 @@ class _BatchReader:
                     account_no=account_no,
                     amount=amount,
                     paid_at=paid_at,
-                    names={"channel_txn_id": "serial_no", "amount": "amount"},
+                    names={
+                        "channel_txn_id": "serial_no",
+                        "amount": "amount",
+                        "paid_at": "txn_time",
+                    },
                 )
             except PaygateError as exc:
                 raise self._fail(exc.message, line, exc.field) from None

@@ -350,6 +350,7 @@ def alipay_intent(
             "channel_txn_id": "trade_no",
             "account_no": "passback_params",
             "amount": "total_amount",
+            "paid_at": "gmt_payment",
         },
     )
 
@@ -389,7 +390,11 @@ def wechat_intent(
         account_no=account_no,
         amount=Money(t.amount.total, currency),
         paid_at=paid_at,
-        names={"channel_txn_id": "transaction_id", "account_no": "attach"},
+        names={
+            "channel_txn_id": "transaction_id",
+            "account_no": "attach",
+            "paid_at": "success_time",
+        },
     )
 
 

@@ -414,6 +414,15 @@ def test_a_counter_payment_naming_an_impossible_account_is_acknowledged_and_held
     assert sink.calls == 0
 
 
+def test_a_counter_payment_naming_no_account_is_acknowledged_and_held() -> None:
+    sink = RecordingSink()
+    message = {k: v for k, v in pay().items() if k != "account_no"}
+    result = bank_adapter().handle_notify(hmac_signed(message), {}, sink)
+    assert (result.ok, result.status_code, answer(result)["result"]) == (True, 200, "held")
+    assert result.held is not None and result.held.startswith("missing_account")
+    assert sink.calls == 0
+
+
 def test_a_counter_payment_for_an_unknown_account_is_acknowledged_and_held() -> None:
     # The counter took the money; a refusal would only bring the message back for hours.
     sink = RecordingSink(fail_with=UnknownAccountError("no account 0101234567"))
