@@ -1285,7 +1285,7 @@ class BankAgentAdapter(ChannelAdapter[BankAgentConfig]):
                     bank_code=self.config.bank_code,
                     currency=self.config.currency,
                 )
-                receipt = sink.pay(self.admit(intent))
+                receipt = sink.pay(self.admit(intent, time_field="txn_time"))
                 # Nothing here depends on whether the core replayed: a bank retrying gets
                 # the bytes of its first answer.
                 fields = {

@@ -55,6 +55,7 @@ from paygate.money import MAX_MINOR, Money, minor_units_exponent, round_half_up
 __all__ = [
     "BUILTIN_CHANNELS",
     "DEFAULT_MAX_BODY_BYTES",
+    "DEFAULT_MAX_CLOCK_SKEW",
     "DEFAULT_MAX_PAYMENT",
     "ENTRY_POINT_GROUP",
     "HELD_ERRORS",
@@ -82,6 +83,10 @@ _log = logging.getLogger("paygate.channels")
 
 DEFAULT_MAX_BODY_BYTES: Final = 64 * 1024
 """Bodies above this many bytes are refused before parsing unless a channel configures more."""
+
+DEFAULT_MAX_CLOCK_SKEW: Final = timedelta(minutes=10)
+"""How far a payment's time may be ahead of the adapter's clock unless configured otherwise:
+the channel's clock and ours differ by seconds, never by hours."""
 
 DEFAULT_MAX_PAYMENT: Final = 10**10
 """The largest single payment a channel posts unless configured otherwise, in minor units
@@ -437,6 +442,17 @@ class ChannelConfig(BaseModel):
         description="minor units; a single payment above this is refused in the channel's "
         "own answer (a message the channel signed is still no proof of a sane amount)",
     )
+    max_clock_skew: timedelta = Field(
+        default=DEFAULT_MAX_CLOCK_SKEW,
+        description="how far a payment's time may be ahead of this server's clock",
+    )
+
+    @field_validator("max_clock_skew")
+    @classmethod
+    def _skew(cls, value: timedelta) -> timedelta:
+        if not timedelta(0) <= value <= timedelta(days=1):
+            raise ValueError("the clock skew must be between zero and one day")
+        return value
 
     @field_validator("currency")
     @classmethod
@@ -516,11 +532,17 @@ class ChannelAdapter(ABC, Generic[ConfigT]):
                 field="body",
             )
 
-    def admit(self, intent: PaymentIntent, *, field: str = "amount") -> PaymentIntent:
-        """``intent`` when its amount is at most the configured ``max_payment``.
+    def admit(
+        self, intent: PaymentIntent, *, field: str = "amount", time_field: str = "paid_at"
+    ) -> PaymentIntent:
+        """``intent`` when its amount is at most ``max_payment`` and its ``paid_at`` is not
+        ahead of the adapter's clock by more than ``max_clock_skew``.
 
-        A larger one is an :class:`~paygate.errors.InvalidAmountError` naming ``field`` (the
-        channel's own name for the amount), which the adapter answers in its own format.
+        ``PaymentIntent`` itself keeps ``paid_at`` within 2000-2099; only here is there a
+        clock to compare with. A larger amount is an
+        :class:`~paygate.errors.InvalidAmountError` naming ``field``, a future time an
+        :class:`~paygate.errors.InvalidInputError` naming ``time_field`` (the channel's own
+        names), which the adapter answers in its own format.
         """
         if intent.amount.minor > self.config.max_payment:
             ceiling = Money(self.config.max_payment, intent.amount.currency)
@@ -528,6 +550,13 @@ class ChannelAdapter(ABC, Generic[ConfigT]):
                 f"the amount exceeds the largest single payment of channel {self.name!r} "
                 f"({ceiling.format()})",
                 field=field,
+            )
+        now = self.context.clock.now()
+        if intent.paid_at > now + self.config.max_clock_skew:
+            raise InvalidInputError(
+                f"the payment's time {intent.paid_at.isoformat()} is ahead of this server's "
+                f"clock ({now.isoformat()}) by more than {self.config.max_clock_skew}",
+                field=time_field,
             )
         return intent
 

@@ -822,7 +822,9 @@ class AlipayAdapter(ChannelAdapter[AlipayConfig]):
             notification = self.verify_notify(body, headers)
             intent = self._intent(notification)
             if intent is not None:
-                receipt = sink.pay(self.admit(intent, field="total_amount"))
+                receipt = sink.pay(
+                    self.admit(intent, field="total_amount", time_field="gmt_payment")
+                )
         except HELD_ERRORS as exc:
             # Raised only for a verified notification: Alipay retries "fail" for about 25
             # hours, and no retry can supply the account.
@@ -1039,7 +1041,9 @@ class WechatPayAdapter(ChannelAdapter[WechatPayConfig]):
             transaction = self.open_notify(notification)
             intent = self._intent(notification, transaction)
             if intent is not None:
-                receipt = sink.pay(self.admit(intent, field="amount.total"))
+                receipt = sink.pay(
+                    self.admit(intent, field="amount.total", time_field="success_time")
+                )
         except HELD_ERRORS as exc:
             # Raised only for a decrypted, verified transaction; WeChat Pay would retry a
             # FAIL for a day, and no retry can supply the account.

@@ -497,7 +497,9 @@ class OnlineAdapter(ChannelAdapter[OnlineConfig]):
                     "%s: %s not completed (%s); nothing posted", self.name, n.query_id, n.resp_code
                 )
             elif n.txn_type == CONSUME:
-                receipt = sink.pay(self.admit(self.intent_from_notify(n), field="txnAmt"))
+                receipt = sink.pay(
+                    self.admit(self.intent_from_notify(n), field="txnAmt", time_field="traceTime")
+                )
             elif n.txn_type == VOID:
                 if not n.orig_qry_id:
                     raise ParseError(

@@ -618,7 +618,7 @@ class PosAdapter(ChannelAdapter[PosConfig]):
         """Post a verified sale; a settled batch takes no more sales."""
         self._refuse_if_settled(message.terminal_id, message.batch_no, "sale")
         intent = sale_intent(message, channel=self.name, currency=self.config.currency)
-        return sink.pay(self.admit(intent))
+        return sink.pay(self.admit(intent, time_field="timestamp"))
 
     def void(self, message: PosMessage, sink: PaymentSink) -> bool:
         """Reverse the sale a verified void names; False when it was already reversed.

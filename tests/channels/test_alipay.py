@@ -316,6 +316,23 @@ def test_unusable_amounts_are_refused(amount: str, code: str) -> None:
     assert not sink.posted
 
 
+@pytest.mark.parametrize(
+    ("gmt_payment", "code"),
+    [
+        ("0001-01-01 07:59:59", "parse_error"),  # before: an overflow, HTTP 500
+        ("1999-12-31 23:59:59", "parse_error"),
+        ("2099-01-01 00:00:00", "invalid_input"),  # signed, but far ahead of our clock
+    ],
+)
+def test_a_payment_time_no_payment_can_have_is_refused(gmt_payment: str, code: str) -> None:
+    body = support.alipay_body(support.alipay_trade(gmt_payment=gmt_payment), KEY)
+    sink = RecordingSink()
+    result = adapter().handle_notify(body, {}, sink)
+    assert (result.status_code, result.body, result.error_code) == (400, b"fail", code)
+    assert "gmt_payment" in (result.error or "")
+    assert not sink.posted
+
+
 def test_the_largest_single_payment_is_the_channels_configuration() -> None:
     body = support.alipay_body(support.alipay_trade(total_amount="100000000.00"), KEY)
     assert adapter().handle_notify(body, {}, RecordingSink()).ok

@@ -126,6 +126,9 @@ def test_a_payment_completed_after_midnight_belongs_to_the_day_it_completed() ->
     # Ordered at 23:59:50, paid at 00:00:10: the gateway settles it on the next day, and so
     # must the ledger, or reconciliation finds it on neither day.
     setup = Setup()
+    ordered = datetime(2024, 5, 1, 15, 59, 50, tzinfo=UTC)  # 23:59:50 Beijing time
+    setup.order = setup.adapter.create_order("0101234567", Money(15000, "CNY"), now=ordered)
+    setup.clock.set(ordered + timedelta(seconds=25))
     body = setup.body(txnTime="20240501235950", traceTime="0502000010", settleDate="0502")
     assert setup.notify(body).ok
     (intent,) = setup.sink.pay_calls
@@ -157,6 +160,13 @@ def test_a_payment_without_a_usable_completion_time_is_refused(trace_time: str |
         params["traceTime"] = trace_time
     status, code = refused(setup, support.unionpay_body(params, KEY))
     assert (status, code) == (400, "parse_error")
+
+
+def test_a_completion_time_ahead_of_the_clock_beyond_the_skew_is_refused() -> None:
+    setup = Setup()  # the clock stands at 10:15:00 Beijing time
+    body = setup.body(traceTime="0501102600")  # 11 minutes ahead
+    assert refused(setup, body) == (400, "invalid_input")
+    assert setup.notify(setup.body(traceTime="0501102400")).ok  # 9 minutes: clocks differ
 
 
 def test_duplicate_notification_replays_the_same_receipt() -> None:
