@@ -202,33 +202,24 @@ def parse_json_object(
     def no_constant(name: str) -> Any:
         raise ParseError(f"{name} is not a JSON number", source=source, field="body")
 
-    def bounded_int(digits: str) -> int:
+    def bounded(digits: str) -> str:
         if len(digits) > MAX_JSON_NUMBER_DIGITS:
             raise ParseError(
                 f"a number of more than {MAX_JSON_NUMBER_DIGITS} digits",
                 source=source,
                 field="body",
             )
-        return int(digits)
-
-    def bounded_decimal(digits: str) -> Decimal:
-        # A Decimal, not a float: floats never carry money, and a model that wants an
-        # integer still refuses a fraction.
-        if len(digits) > MAX_JSON_NUMBER_DIGITS:
-            raise ParseError(
-                f"a number of more than {MAX_JSON_NUMBER_DIGITS} digits",
-                source=source,
-                field="body",
-            )
-        return Decimal(digits)
+        return digits
 
     try:
         message = json.loads(
             text,
             object_pairs_hook=_no_duplicate_keys(source),
             parse_constant=no_constant,
-            parse_int=bounded_int,
-            parse_float=bounded_decimal,
+            parse_int=lambda digits: int(bounded(digits)),
+            # A Decimal, not a float: floats never carry money, and a model that wants an
+            # integer still refuses a fraction.
+            parse_float=lambda digits: Decimal(bounded(digits)),
         )
     except json.JSONDecodeError as exc:
         # The position only: the decoder's message could quote the body.

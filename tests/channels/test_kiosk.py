@@ -61,6 +61,13 @@ KEY = ed25519_key(TERMINAL)
 NaN_MARKER = "nan-marker"
 
 
+def _nested(depth: int) -> object:
+    value: object = 1
+    for _ in range(depth):
+        value = {"at": value}
+    return value
+
+
 def answer(result: NotifyResult) -> dict[str, Any]:
     assert result.content_type == "application/json"
     loaded: dict[str, Any] = json.loads(result.body)
@@ -284,37 +291,7 @@ def test_unusable_payments_are_refused(fields: dict[str, Any], expected: tuple[i
         # The same key twice: another reader of the body could take the other amount.
         b'{"txn_id":"cash-000123","account_no":"0101234567","amount":1,"amount":100000,'
         b'"currency":"CNY","method":"cash","paid_at":"2026-11-25T09:58:00+08:00"}',
-        pay_body(
-            paid_at={
-                "at": {
-                    "at": {
-                        "at": {
-                            "at": {
-                                "at": {
-                                    "at": {
-                                        "at": {
-                                            "at": {
-                                                "at": {
-                                                    "at": {
-                                                        "at": {
-                                                            "at": {
-                                                                "at": {
-                                                                    "at": {"at": {"at": {"at": 1}}}
-                                                                }
-                                                            }
-                                                        }
-                                                    }
-                                                }
-                                            }
-                                        }
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        ),
+        pay_body(paid_at=_nested(17)),
         b"[" * 100_000 + b"]" * 100_000,
         pay_body(amount=NaN_MARKER).replace(b'"nan-marker"', b"NaN"),
         pay_body(amount=1).replace(b'"amount": 1', b'"amount": 1' + b"0" * 5000),
