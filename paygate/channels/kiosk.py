@@ -88,6 +88,7 @@ from paygate.models import (
     AccountStatus,
     Allocation,
     Identifier,
+    Instant,
     PaymentIntent,
     Receipt,
     StatementLine,
@@ -333,7 +334,7 @@ class KioskReceipt(BaseModel):
     method: KioskMethod
     account_no: str
     amount: Money
-    paid_at: datetime
+    paid_at: Instant
     business_date: date
     late_fee: Money
     allocations: tuple[Allocation, ...]
@@ -513,7 +514,7 @@ class KioskCloseRecord(BaseModel):
     reported_total: int
     ledger_count: int
     ledger_total: int
-    closed_at: AwareDatetime
+    closed_at: Instant
 
     def same_figures(self, other: KioskCloseRecord) -> bool:
         """True when ``other`` reports what this close reported (the ledger may have moved)."""
@@ -562,7 +563,7 @@ class KioskCloseResult(BaseModel):
     reported_matches_ledger: bool = Field(
         description="the kiosk's counts and amounts by method equal the ledger's"
     )
-    closed_at: datetime
+    closed_at: Instant
     replayed: bool = False
 
 

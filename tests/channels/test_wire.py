@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from paygate.channels.errors import MissingAccountError
+from paygate.channels.orders import Order
 from paygate.channels.prepaid_card import parse_redeem_request
 from paygate.channels.wire import (
     make_intent,
@@ -110,6 +111,19 @@ def test_the_other_records_refuse_naive_datetimes_with_the_documented_error() ->
             final_reminder_at=None,
         )
     assert info.value.field == "notice_served_at"
+
+
+def test_channel_records_refuse_naive_datetimes_with_the_documented_error() -> None:
+    with pytest.raises(NaiveDatetimeError) as info:
+        Order(
+            order_id="20240501101500aaaaaaaaaaaaaaaa",
+            channel="online",
+            account_no="0101234567",
+            amount=Money(15000, "CNY"),
+            created_at=datetime(2024, 5, 1, 10, 15),
+            expires_at=datetime(2024, 5, 1, 10, 30, tzinfo=UTC),
+        )
+    assert info.value.field == "created_at"
 
 
 @pytest.mark.parametrize(
