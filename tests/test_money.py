@@ -215,3 +215,21 @@ def test_format_is_the_canonical_text(m: Money) -> None:
 def test_parse_never_crashes_with_anything_but_invalid_amount(text: str, currency: str) -> None:
     with contextlib.suppress(InvalidAmountError):
         Money.parse(text, currency)
+
+
+def test_statement_readers_refuse_an_amount_beyond_the_ledger_naming_the_line() -> None:
+    # Money's bound reaches every reader that builds amounts from digits; the bank statement
+    # readers (which take up to 24 digits) turn it into a ParseError at the line.
+    from paygate.errors import ParseError
+    from paygate.reconcile.bank._input import Where, money_from_minor_text, money_from_parts
+
+    where = Where("camt.xml")
+    with pytest.raises(ParseError) as info:
+        money_from_parts(False, "92233720368547758", "08", "CNY", where, 12, "Amt")
+    assert (info.value.source, info.value.line, info.value.field) == ("camt.xml", 12, "Amt")
+    with pytest.raises(ParseError) as info:
+        money_from_minor_text("+9223372036854775808", "CNY", where, 3, "amount")
+    assert info.value.line == 3
+    assert money_from_minor_text("-9223372036854775807", "CNY", where, 3, "amount") == Money(
+        -MAX_MINOR, "CNY"
+    )
