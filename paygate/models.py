@@ -7,15 +7,27 @@ datetimes are aware. A channel adapter produces :class:`PaymentIntent` and
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Final
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+)
 
+from paygate.errors import InvalidInputError, NaiveDatetimeError
 from paygate.money import Money
 
 __all__ = [
+    "PAID_AT_CEILING",
+    "PAID_AT_FLOOR",
     "AccountStatus",
     "Allocation",
     "AwareDatetime",
@@ -24,6 +36,7 @@ __all__ = [
     "Category",
     "DisconnectionCandidate",
     "Identifier",
+    "Instant",
     "PayOutcome",
     "PaymentIntent",
     "Receipt",
@@ -37,6 +50,25 @@ Identifier = Annotated[
     str, StringConstraints(min_length=1, max_length=64, pattern=r"^[\x21-\x7e]+$")
 ]
 """An identifier from outside: 1-64 printable ASCII characters, no spaces."""
+
+PAID_AT_FLOOR: Final = datetime(2000, 1, 1, tzinfo=UTC)
+"""No payment is older than this: an earlier ``paid_at`` is a channel's placeholder or a bug."""
+PAID_AT_CEILING: Final = datetime(2100, 1, 1, tzinfo=UTC)
+"""No payment is dated at or after this. The static bound only keeps every date conversion
+safe; adapters also refuse a ``paid_at`` ahead of their own clock by more than the skew
+their channel allows (``ChannelConfig.max_clock_skew``)."""
+
+
+def _aware(value: datetime, info: ValidationInfo) -> datetime:
+    # A plain datetime field would take a naive value (stored as if UTC, silently) and
+    # AwareDatetime refuses it with pydantic's error; the documented error is this one.
+    if value.tzinfo is None or value.tzinfo.utcoffset(value) is None:
+        raise NaiveDatetimeError("a datetime with a time zone is required", field=info.field_name)
+    return value
+
+
+Instant = Annotated[datetime, AfterValidator(_aware)]
+"""An aware datetime; a naive one raises :class:`~paygate.errors.NaiveDatetimeError`."""
 
 
 class Category(StrEnum):
@@ -70,9 +102,30 @@ class PaymentIntent(_Frozen):
     channel_txn_id: Identifier
     account_no: Identifier
     amount: Money
-    paid_at: AwareDatetime
+    paid_at: Instant
+    """When the customer paid: aware, and within [:data:`PAID_AT_FLOOR`,
+    :data:`PAID_AT_CEILING`); otherwise :class:`~paygate.errors.NaiveDatetimeError` or
+    :class:`~paygate.errors.InvalidInputError` naming ``paid_at``."""
     terminal_id: Identifier | None = None
     """The kiosk or POS terminal that took the payment, where there is one."""
+
+    @field_validator("paid_at")
+    @classmethod
+    def _sane_time(cls, value: datetime) -> datetime:
+        # astimezone(UTC) of 0001-01-01 07:59+08:00 overflows: refused, not a crash.
+        try:
+            instant = value.astimezone(UTC)
+        except OverflowError:
+            raise InvalidInputError(
+                f"paid_at is before {PAID_AT_FLOOR.date()}", field="paid_at"
+            ) from None
+        if not PAID_AT_FLOOR <= instant < PAID_AT_CEILING:
+            raise InvalidInputError(
+                f"paid_at {instant.isoformat()} is outside {PAID_AT_FLOOR.year}-"
+                f"{PAID_AT_CEILING.year - 1}",
+                field="paid_at",
+            )
+        return value
 
 
 class Allocation(_Frozen):
@@ -91,7 +144,7 @@ class Receipt(_Frozen):
     channel_txn_id: str
     account_no: str
     amount: Money
-    paid_at: datetime
+    paid_at: Instant
     business_date: date
     replayed: bool = False
     late_fee: Money
@@ -181,7 +234,7 @@ class StatementLine(_Frozen):
     gross: Money
     fee: Money
     net: Money
-    occurred_at: AwareDatetime
+    occurred_at: Instant
     kind: StatementLineKind = StatementLineKind.PAYMENT
     original_txn_id: str | None = None
     reference: str | None = None
@@ -217,5 +270,5 @@ class DisconnectionCandidate(_Frozen):
     account_no: str
     arrears: Money
     oldest_due_date: date
-    notice_served_at: datetime
-    final_reminder_at: datetime | None
+    notice_served_at: Instant
+    final_reminder_at: Instant | None

@@ -2,12 +2,16 @@
 
 Invariant: an amount is never a float. ``Money(12050, "CNY")`` is 120.50 yuan; text and
 ``Decimal`` are accepted only at the edges through :meth:`Money.parse`, which refuses anything
-that is not a whole number of minor units. Arithmetic mixes only amounts of one currency.
+that is not a whole number of minor units. Arithmetic mixes only amounts of one currency, and
+no amount leaves the range a ledger column holds (a signed 64-bit integer of minor units,
+:data:`MAX_MINOR`): beyond it construction and arithmetic raise
+:class:`~paygate.errors.InvalidAmountError`, never an overflow in the database.
 """
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+import re
+from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
 from typing import Any, Final
 
@@ -16,7 +20,30 @@ from pydantic_core import CoreSchema, core_schema
 
 from paygate.errors import CurrencyMismatchError, InvalidAmountError
 
-__all__ = ["CURRENCY_EXPONENTS", "Money", "minor_units_exponent", "round_half_up"]
+__all__ = ["CURRENCY_EXPONENTS", "MAX_MINOR", "Money", "minor_units_exponent", "round_half_up"]
+
+MAX_MINOR: Final = 2**63 - 1
+"""The largest magnitude of an amount in minor units: what a BIGINT ledger column holds.
+
+The range is symmetric (``-MAX_MINOR`` is the least amount) so that negating an amount never
+leaves it.
+"""
+
+# The one text form of an amount: ASCII digits, an optional single point with digits after
+# it, an optional leading minus. No sign "+", grouping commas, exponents, underscores,
+# whitespace or non-ASCII digits: Decimal() and int() accept all of those, and a wallet
+# that sends "1,20" must not be read as 120 yuan.
+_AMOUNT_TEXT: Final = re.compile(r"-?([0-9]+)(?:\.([0-9]+))?")
+
+# More significant digits than any amount within MAX_MINOR has: refused before int() is
+# asked to convert a huge number (which it refuses with a bare ValueError past 4300 digits).
+_MAX_DIGITS: Final = 19
+
+
+def _shown(value: str) -> str:
+    # Amount text comes from outside: quoted, escaped and cut, never echoed whole.
+    return repr(value if len(value) <= 24 else value[:24] + "…")
+
 
 # Minor-unit exponents of ISO 4217: the active codes, and the legacy European ones still met
 # in old bank statements (DEM, FRF, ITL ...).
@@ -210,6 +237,32 @@ def minor_units_exponent(currency: str) -> int:
         raise InvalidAmountError(f"unknown currency {currency!r}", field="currency") from None
 
 
+def _parse_text(text: str, exponent: int, currency: str) -> int:
+    """The minor units ``text`` states exactly, or InvalidAmountError naming why not."""
+    if not text:
+        raise InvalidAmountError("empty amount", field="amount")
+    match = _AMOUNT_TEXT.fullmatch(text)
+    if match is None:
+        raise InvalidAmountError(
+            f"not a plain decimal amount (digits and at most one '.'): {_shown(text)}",
+            field="amount",
+        )
+    whole, fraction = match.group(1), match.group(2) or ""
+    if len(fraction) > exponent:
+        raise InvalidAmountError(
+            f"{_shown(text)} has more than {exponent} decimal places for {currency}",
+            field="amount",
+        )
+    # Leading zeros are padding (fixed-width files zero-fill amounts to any width).
+    digits = (whole + fraction.ljust(exponent, "0")).lstrip("0") or "0"
+    if len(digits) > _MAX_DIGITS:
+        raise InvalidAmountError(
+            "the amount is beyond the largest the ledger holds", field="amount"
+        )
+    minor = int(digits)
+    return -minor if text.startswith("-") else minor
+
+
 def round_half_up(value: Fraction) -> int:
     """Round an exact fraction of minor units to a whole number, halves away from zero."""
     sign = -1 if value < 0 else 1
@@ -238,6 +291,12 @@ class Money:
         if not isinstance(currency, str):
             raise TypeError("currency must be an ISO 4217 code such as 'CNY'")
         minor_units_exponent(currency)
+        if not -MAX_MINOR <= minor <= MAX_MINOR:
+            raise InvalidAmountError(
+                f"the amount is beyond the largest the ledger holds "
+                f"(2**63 - 1 minor units of {currency} either way)",
+                field="amount",
+            )
         object.__setattr__(self, "_minor", minor)
         object.__setattr__(self, "_currency", currency)
 
@@ -258,8 +317,16 @@ class Money:
     def parse(cls, value: str | Decimal | int, currency: str) -> Money:
         """Read a major-unit amount such as ``"120.50"`` or ``Decimal("120.5")``.
 
-        More decimal places than the currency has, a float, NaN or infinity are refused.
-        An ``int`` is taken as whole major units (``parse(3, "CNY")`` is 3.00 yuan).
+        Text must be a plain decimal: ASCII digits, optionally one ``.`` followed by at most
+        as many digits as the currency has minor units, optionally one leading ``-`` (amounts
+        are signed: a refund line or a fee on a statement is negative; whether a field may be
+        negative is its reader's rule). Refused with
+        :class:`~paygate.errors.InvalidAmountError`: grouping commas (``"1,20"``), exponents
+        (``"1.205e2"``), ``_``, ``+``, whitespace anywhere, non-ASCII digits, more decimals
+        than the currency has (``"120.505"``, also ``"120.500"``), and any amount beyond
+        :data:`MAX_MINOR` minor units. A ``Decimal`` must be finite and exact in minor units;
+        an ``int`` is taken as whole major units (``parse(3, "CNY")`` is 3.00 yuan); a float
+        or a bool is a ``TypeError``.
         """
         if isinstance(value, float):
             raise TypeError("a float is not an amount of money; pass text or Decimal")
@@ -269,20 +336,16 @@ class Money:
         if isinstance(value, int):
             return cls(value * 10**exponent, currency)
         if isinstance(value, str):
-            text = value.strip().replace(",", "")
-            if not text:
-                raise InvalidAmountError("empty amount", field="amount")
-            try:
-                number = Decimal(text)
-            except InvalidOperation:
-                raise InvalidAmountError(f"not a number: {value!r}", field="amount") from None
-        elif isinstance(value, Decimal):
-            number = value
-        else:
+            return cls(_parse_text(value, exponent, currency), currency)
+        if not isinstance(value, Decimal):
             raise TypeError(f"cannot read money from {type(value).__name__}")
-        if not number.is_finite():
+        if not value.is_finite():
             raise InvalidAmountError(f"not a finite amount: {value!r}", field="amount")
-        scaled = number.scaleb(exponent)
+        # adjusted() is the power of ten of the leading digit: anything past 10**19 is beyond
+        # MAX_MINOR whatever the currency, refused before int() builds a huge number.
+        if value and value.adjusted() > 19:
+            raise InvalidAmountError("beyond the largest amount the ledger holds", field="amount")
+        scaled = value.scaleb(exponent)
         if scaled != scaled.to_integral_value():
             raise InvalidAmountError(
                 f"{value!r} has more than {exponent} decimal places for {currency}",

@@ -238,7 +238,7 @@ class TestPayments:
             billed.pay(
                 intent("K-5", "1.00").model_copy(update={"paid_at": datetime(2026, 11, 25, 10, 0)})
             )
-        with pytest.raises(ValueError, match="datetime"):
+        with pytest.raises(NaiveDatetimeError) as naive:
             PaymentIntent(
                 channel="kiosk",
                 channel_txn_id="K",
@@ -246,6 +246,7 @@ class TestPayments:
                 amount=yuan("1"),
                 paid_at=datetime(2026, 11, 25),
             )  # type: ignore[arg-type]
+        assert naive.value.field == "paid_at"
         with pytest.raises(TypeError):
             billed.pay({"channel": "kiosk"})  # type: ignore[arg-type]
         assert snapshot(billed) == before

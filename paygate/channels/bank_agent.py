@@ -50,12 +50,15 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretBytes,
+    SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from paygate.channels.base import (
+    HELD_ERRORS,
     AdapterContext,
     ChannelAdapter,
     ChannelConfig,
@@ -66,12 +69,15 @@ from paygate.channels.base import (
     SettlementRules,
     StatementSource,
     acknowledged,
+    held_for_suspense,
     refused,
 )
-from paygate.channels.errors import MerchantMismatchError, SignatureError
+from paygate.channels.errors import MerchantMismatchError, MissingAccountError, SignatureError
 from paygate.channels.signing import (
+    KeyEncoding,
     VerifyingKey,
     canonical_string,
+    decode_secret,
     decode_signature,
     load_verifying_key,
     verify_sha256_rsa,
@@ -263,7 +269,8 @@ def counter_intent(
     """The payment a verified ``pay`` message reports."""
     n = notification
     if not n.account_no:
-        raise ParseError("a payment needs account_no", source=channel, field="account_no")
+        # Verified: the counter took the money, so it is held for suspense, not refused.
+        raise MissingAccountError("the payment names no account", field="account_no")
     if n.amount is None:
         raise ParseError("a payment needs amount", source=channel, field="amount")
     return make_intent(
@@ -274,7 +281,7 @@ def counter_intent(
         paid_at=parse_local_time(
             n.txn_time, "%Y%m%d%H%M%S", BEIJING, source=channel, field="txn_time"
         ),
-        names={"channel_txn_id": "serial_no", "amount": "amount"},
+        names={"channel_txn_id": "serial_no", "amount": "amount", "paid_at": "txn_time"},
     )
 
 
@@ -601,8 +608,10 @@ class _BatchReader:
         currency: str,
         zone: ZoneInfo,
         source: str,
+        max_payment: int,
     ) -> None:
         self.layout = layout
+        self.max_payment = max_payment
         self.channel = channel
         self.bank_code = bank_code
         self.currency = currency
@@ -755,6 +764,12 @@ class _BatchReader:
         if not code:
             raise self._fail("result code missing", line, "result_code")
         paid_at = self._paid_at(fields.get("txn_time"), line)
+        if amount.minor > self.max_payment:
+            raise self._fail(
+                f"the amount exceeds the largest single payment ({self.max_payment} minor units)",
+                line,
+                "amount",
+            )
         self.count += 1
         self.total += amount
         intent = None
@@ -768,7 +783,11 @@ class _BatchReader:
                     account_no=account_no,
                     amount=amount,
                     paid_at=paid_at,
-                    names={"channel_txn_id": "serial_no", "amount": "amount"},
+                    names={
+                        "channel_txn_id": "serial_no",
+                        "amount": "amount",
+                        "paid_at": "txn_time",
+                    },
                 )
             except PaygateError as exc:
                 raise self._fail(exc.message, line, exc.field) from None
@@ -1124,7 +1143,15 @@ class BankAgentConfig(ChannelConfig):
     bank_public_keys: tuple[str, ...] = Field(
         default=(), max_length=4, description="RSA: the bank's key(s), PEM; several in rotation"
     )
-    shared_key: SecretBytes | None = Field(default=None, description="HMAC: the shared key")
+    shared_key_encoding: KeyEncoding = Field(
+        default=KeyEncoding.UTF8,
+        description="HMAC: how the shared_key text becomes the key's bytes (utf-8, hex, base64)",
+    )
+    shared_key: SecretBytes | None = Field(
+        default=None,
+        description="HMAC: the shared key, as text in shared_key_encoding (bytes are taken as "
+        "they are)",
+    )
     notify_charset: str = Field(
         default="utf-8", description="charset of a message that declares none"
     )
@@ -1132,6 +1159,17 @@ class BankAgentConfig(ChannelConfig):
     batch_chunk: int = Field(default=500, ge=1, le=100_000)
     statement_encoding: str = "gbk"
     settlement: SettlementRules = Field(default_factory=bank_agent_settlement)
+
+    @field_validator("shared_key", mode="before")
+    @classmethod
+    def _shared_key_text(cls, value: object, info: ValidationInfo) -> object:
+        # Text (TOML, the environment) is decoded as configured; bytes are already the key.
+        encoding = info.data.get("shared_key_encoding")
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if isinstance(value, str) and isinstance(encoding, KeyEncoding):
+            return decode_secret(value, encoding)
+        return value
 
     @field_validator("bank_public_keys")
     @classmethod
@@ -1231,6 +1269,7 @@ class BankAgentAdapter(ChannelAdapter[BankAgentConfig]):
         expected: BankMessageType | None,
     ) -> NotifyResult:
         receipt: Receipt | None = None
+        n = None
         try:
             n = self.verify_notify(body, headers)
             if expected is not None and n.msg_type is not expected:
@@ -1240,14 +1279,13 @@ class BankAgentAdapter(ChannelAdapter[BankAgentConfig]):
                     field="msg_type",
                 )
             if n.msg_type is BankMessageType.PAY:
-                receipt = sink.pay(
-                    counter_intent(
-                        n,
-                        channel=self.name,
-                        bank_code=self.config.bank_code,
-                        currency=self.config.currency,
-                    )
+                intent = counter_intent(
+                    n,
+                    channel=self.name,
+                    bank_code=self.config.bank_code,
+                    currency=self.config.currency,
                 )
+                receipt = sink.pay(self.admit(intent, time_field="txn_time"))
                 # Nothing here depends on whether the core replayed: a bank retrying gets
                 # the bytes of its first answer.
                 fields = {
@@ -1259,6 +1297,23 @@ class BankAgentAdapter(ChannelAdapter[BankAgentConfig]):
                 }
             else:
                 fields = self.reverse(n, sink)
+        except HELD_ERRORS as exc:
+            # Raised only for a verified payment: the counter took the money, and the bank
+            # would repeat the message for hours without an answer that stops it.
+            assert n is not None
+            held = {
+                "result": "held",
+                "serial_no": n.serial_no,
+                "account_no": n.account_no or "",
+                "error_code": exc.code,
+            }
+            return held_for_suspense(
+                self.name,
+                exc,
+                channel_txn_id=bank_txn_id(self.config.bank_code, n.serial_no),
+                body=_form(held),
+                content_type=_FORM,
+            )
         except PaygateError as exc:
             answer = {"result": "refused", "error_code": exc.code}
             return refused(self.name, exc, body=_form(answer), content_type=_FORM)
@@ -1311,6 +1366,7 @@ class BankAgentAdapter(ChannelAdapter[BankAgentConfig]):
             currency=self.config.currency,
             zone=ZoneInfo(self.config.settlement.timezone),
             source=label,
+            max_payment=self.config.max_payment,
         )
 
     def verify_batch_file(self, source: StatementSource) -> VerifiedBatchFile:

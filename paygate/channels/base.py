@@ -34,7 +34,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from paygate.channels.errors import PayloadTooLargeError
+from paygate.channels.errors import MissingAccountError, PayloadTooLargeError
 from paygate.channels.orders import Order, OrderStore
 from paygate.clock import DEFAULT_TIMEZONE, Clock, SystemClock, require_aware
 from paygate.clock import business_date as _business_date
@@ -46,15 +46,19 @@ from paygate.errors import (
     InvalidInputError,
     NotFoundError,
     PaygateError,
+    UnknownAccountError,
     UnsupportedOperationError,
 )
 from paygate.models import PaymentIntent, Receipt, StatementLine
-from paygate.money import Money, minor_units_exponent, round_half_up
+from paygate.money import MAX_MINOR, Money, minor_units_exponent, round_half_up
 
 __all__ = [
     "BUILTIN_CHANNELS",
     "DEFAULT_MAX_BODY_BYTES",
+    "DEFAULT_MAX_CLOCK_SKEW",
+    "DEFAULT_MAX_PAYMENT",
     "ENTRY_POINT_GROUP",
+    "HELD_ERRORS",
     "OPERATION_METHODS",
     "AdapterContext",
     "ChannelAdapter",
@@ -69,6 +73,7 @@ __all__ = [
     "SettlementRules",
     "StatementSource",
     "acknowledged",
+    "held_for_suspense",
     "refusal_status",
     "refused",
     "unsupported",
@@ -78,6 +83,14 @@ _log = logging.getLogger("paygate.channels")
 
 DEFAULT_MAX_BODY_BYTES: Final = 64 * 1024
 """Bodies above this many bytes are refused before parsing unless a channel configures more."""
+
+DEFAULT_MAX_CLOCK_SKEW: Final = timedelta(minutes=10)
+"""How far a payment's time may be ahead of the adapter's clock unless configured otherwise:
+the channel's clock and ours differ by seconds, never by hours."""
+
+DEFAULT_MAX_PAYMENT: Final = 10**10
+"""The largest single payment a channel posts unless configured otherwise, in minor units
+(100 000 000.00 yuan): above any electricity bill, far below what the ledger holds."""
 
 ENTRY_POINT_GROUP: Final = "paygate.channels"
 """The entry-point group through which third-party packages add channel adapters."""
@@ -262,7 +275,12 @@ class NotifyResult(BaseModel):
 
     ``receipt`` is set when the core posted (or replayed) a payment; ``error_code`` and
     ``error`` are set when the message was refused. Neither set means the message was
-    acknowledged without posting (a status the channel reports but that moves no money).
+    acknowledged without posting (a status the channel reports but that moves no money);
+    ``held`` then says why when the message did report money: a verified payment naming no
+    account, or one the core does not know. The channel is told "received" (it would retry
+    for hours otherwise, and a retry could not succeed); the money stays in the channel's
+    clearing account until reconciliation finds the payment on the channel's statement
+    without a ledger payment and, by its policy, posts it to suspense with a finding.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -273,6 +291,7 @@ class NotifyResult(BaseModel):
     receipt: Receipt | None = None
     error_code: str | None = None
     error: str | None = None
+    held: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -319,6 +338,40 @@ def refused(
         content_type=content_type,
         error_code=exc.code,
         error=str(exc),
+    )
+
+
+HELD_ERRORS: Final[tuple[type[PaygateError], ...]] = (UnknownAccountError, MissingAccountError)
+"""Refusals of a verified payment that a retry cannot cure and that must not be retried:
+the money is real, so it is acknowledged and held for suspense (:func:`held_for_suspense`)."""
+
+
+def held_for_suspense(
+    channel: str,
+    exc: PaygateError,
+    *,
+    channel_txn_id: str,
+    body: bytes,
+    content_type: str | None,
+    status_code: int = 200,
+) -> NotifyResult:
+    """A positive answer for a verified payment the core cannot post to an account.
+
+    Logged as a warning naming the channel transaction, so that operations can follow it to
+    the suspense report of the day's reconciliation.
+    """
+    _log.warning(
+        "%s: payment %r acknowledged and held for suspense: %s: %r",
+        channel,
+        channel_txn_id,
+        exc.code,
+        str(exc),
+    )
+    return NotifyResult(
+        status_code=status_code,
+        body=body,
+        content_type=content_type,
+        held=f"{exc.code}: {exc}",
     )
 
 
@@ -382,6 +435,24 @@ class ChannelConfig(BaseModel):
     settlement: SettlementRules = Field(default_factory=SettlementRules)
     currency: str = "CNY"
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, gt=0, le=16 * 1024 * 1024)
+    max_payment: int = Field(
+        default=DEFAULT_MAX_PAYMENT,
+        gt=0,
+        le=MAX_MINOR,
+        description="minor units; a single payment above this is refused in the channel's "
+        "own answer (a message the channel signed is still no proof of a sane amount)",
+    )
+    max_clock_skew: timedelta = Field(
+        default=DEFAULT_MAX_CLOCK_SKEW,
+        description="how far a payment's time may be ahead of this server's clock",
+    )
+
+    @field_validator("max_clock_skew")
+    @classmethod
+    def _skew(cls, value: timedelta) -> timedelta:
+        if not timedelta(0) <= value <= timedelta(days=1):
+            raise ValueError("the clock skew must be between zero and one day")
+        return value
 
     @field_validator("currency")
     @classmethod
@@ -460,6 +531,34 @@ class ChannelAdapter(ABC, Generic[ConfigT]):
                 f"{self.config.max_body_bytes} bytes",
                 field="body",
             )
+
+    def admit(
+        self, intent: PaymentIntent, *, field: str = "amount", time_field: str = "paid_at"
+    ) -> PaymentIntent:
+        """``intent`` when its amount is at most ``max_payment`` and its ``paid_at`` is not
+        ahead of the adapter's clock by more than ``max_clock_skew``.
+
+        ``PaymentIntent`` itself keeps ``paid_at`` within 2000-2099; only here is there a
+        clock to compare with. A larger amount is an
+        :class:`~paygate.errors.InvalidAmountError` naming ``field``, a future time an
+        :class:`~paygate.errors.InvalidInputError` naming ``time_field`` (the channel's own
+        names), which the adapter answers in its own format.
+        """
+        if intent.amount.minor > self.config.max_payment:
+            ceiling = Money(self.config.max_payment, intent.amount.currency)
+            raise InvalidAmountError(
+                f"the amount exceeds the largest single payment of channel {self.name!r} "
+                f"({ceiling.format()})",
+                field=field,
+            )
+        now = self.context.clock.now()
+        if intent.paid_at > now + self.config.max_clock_skew:
+            raise InvalidInputError(
+                f"the payment's time {intent.paid_at.isoformat()} is ahead of this server's "
+                f"clock ({now.isoformat()}) by more than {self.config.max_clock_skew}",
+                field=time_field,
+            )
+        return intent
 
     # Operation methods. Each default refuses; a subclass overrides those it declares.
 

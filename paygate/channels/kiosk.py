@@ -65,6 +65,7 @@ from paygate.channels.wire import (
     make_statement_line,
     parse_local_time,
     parse_money,
+    read_json_model,
     shown,
     source_label,
 )
@@ -87,6 +88,7 @@ from paygate.models import (
     AccountStatus,
     Allocation,
     Identifier,
+    Instant,
     PaymentIntent,
     Receipt,
     StatementLine,
@@ -223,10 +225,7 @@ _WireT = TypeVar("_WireT", bound=_Wire)
 
 
 def _parse(model: type[_WireT], body: bytes, source: str) -> _WireT:
-    try:
-        return model.model_validate_json(body)
-    except ValidationError as exc:
-        raise first_validation_error(exc, source=source) from None
+    return read_json_model(model, body, source=source)
 
 
 def parse_pay_request(body: bytes, *, source: str = "kiosk") -> KioskPayRequest:
@@ -335,7 +334,7 @@ class KioskReceipt(BaseModel):
     method: KioskMethod
     account_no: str
     amount: Money
-    paid_at: datetime
+    paid_at: Instant
     business_date: date
     late_fee: Money
     allocations: tuple[Allocation, ...]
@@ -523,7 +522,7 @@ class KioskCloseRecord(BaseModel):
     reported_total: int
     ledger_count: int
     ledger_total: int
-    closed_at: AwareDatetime
+    closed_at: Instant
 
     def same_figures(self, other: KioskCloseRecord) -> bool:
         """True when ``other`` reports what this close reported (the ledger may have moved)."""
@@ -572,7 +571,7 @@ class KioskCloseResult(BaseModel):
     reported_matches_ledger: bool = Field(
         description="the kiosk's counts and amounts by method equal the ledger's"
     )
-    closed_at: datetime
+    closed_at: Instant
     replayed: bool = False
 
 
@@ -805,7 +804,7 @@ class KioskAdapter(ChannelAdapter[KioskConfig]):
         """Post the payment; answer with the receipt the kiosk prints."""
         try:
             intent, request = self.intent_from_pay(body, headers)
-            receipt = sink.pay(intent)
+            receipt = sink.pay(self.admit(intent))
             assert intent.terminal_id is not None
             printable = kiosk_receipt(receipt, intent.terminal_id, request.txn_id)
         except PaygateError as exc:

@@ -12,8 +12,11 @@ its own bill and numbers its transactions in its own namespace.
 The customer's account number travels inside the wallet order. The utility puts it in
 ``passback_params`` (Alipay; URL-encoded as Alipay requires) or ``attach`` (WeChat Pay) when
 it creates the order; the wallet returns the field verbatim in the notification, where the
-signature covers it. A verified payment without it is refused (``missing_account``) and
-surfaces in reconciliation as a statement line without a ledger payment.
+signature covers it. A verified payment without it, or naming an account the core does not
+know, is acknowledged all the same (the wallet would retry for a day, and no retry can
+supply the account) and held for suspense (:func:`~paygate.channels.base.held_for_suspense`):
+it surfaces in reconciliation as a statement line without a ledger payment, which the
+policy posts to suspense with a finding.
 
 The module reads top to bottom: wire models, signature checks, mapping to
 :class:`~paygate.models.PaymentIntent`, statement readers, settlement rules, and the two
@@ -43,9 +46,11 @@ from pydantic import (
     StrictInt,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from paygate.channels.base import (
+    HELD_ERRORS,
     AdapterContext,
     ChannelAdapter,
     ChannelConfig,
@@ -56,6 +61,7 @@ from paygate.channels.base import (
     SettlementRules,
     StatementSource,
     acknowledged,
+    held_for_suspense,
     refused,
 )
 from paygate.channels.errors import (
@@ -83,6 +89,7 @@ from paygate.channels.wire import (
     parse_form,
     parse_local_time,
     parse_money,
+    read_json_model,
     shown,
     source_label,
     split_csv_line,
@@ -106,6 +113,7 @@ __all__ = [
     "WechatNotification",
     "WechatPayAdapter",
     "WechatPayConfig",
+    "WechatPayer",
     "WechatResource",
     "WechatTransaction",
     "alipay_intent",
@@ -182,17 +190,52 @@ class WechatAmount(_Wire):
     payer_currency: str | None = None
 
 
-class WechatTransaction(_Wire):
-    """The decrypted resource of a ``transaction`` notification."""
+class WechatPayer(_Wire):
+    """``payer`` of a transaction: ``openid`` (direct), or ``sp_openid`` / ``sub_openid``."""
 
-    mchid: str
+    openid: str | None = None
+    sp_openid: str | None = None
+    sub_openid: str | None = None
+
+
+class WechatTransaction(_Wire):
+    """The decrypted resource of a ``transaction`` notification.
+
+    A direct merchant's transaction names its ``mchid`` (and ``appid``); a partner-mode
+    (服务商) transaction names the service provider ``sp_mchid`` / ``sp_appid`` and the
+    sub-merchant ``sub_mchid`` / ``sub_appid`` it was taken for, and no ``mchid``. Exactly
+    one of the two forms is accepted.
+    """
+
+    mchid: str | None = None
     appid: str | None = None
+    sp_mchid: str | None = None
+    sp_appid: str | None = None
+    sub_mchid: str | None = None
+    sub_appid: str | None = None
+    payer: WechatPayer | None = None
     out_trade_no: str
     transaction_id: str | None = None
     trade_state: str
     success_time: str | None = None
     attach: str | None = None
     amount: WechatAmount
+
+    @model_validator(mode="after")
+    def _one_merchant_form(self) -> WechatTransaction:
+        partner = self.sp_mchid is not None or self.sub_mchid is not None
+        if partner and self.mchid is not None:
+            raise ValueError("a transaction is either direct (mchid) or partner (sp_mchid)")
+        if partner and not (self.sp_mchid and self.sub_mchid):
+            raise ValueError("a partner-mode transaction names both sp_mchid and sub_mchid")
+        if not partner and not self.mchid:
+            raise ValueError("a transaction names its merchant: mchid, or sp_mchid and sub_mchid")
+        return self
+
+    @property
+    def partner(self) -> bool:
+        """True for a partner-mode (服务商) transaction."""
+        return self.sp_mchid is not None
 
 
 # ── signature checks ─────────────────────────────────────────────────────────────────────
@@ -307,6 +350,7 @@ def alipay_intent(
             "channel_txn_id": "trade_no",
             "account_no": "passback_params",
             "amount": "total_amount",
+            "paid_at": "gmt_payment",
         },
     )
 
@@ -346,7 +390,11 @@ def wechat_intent(
         account_no=account_no,
         amount=Money(t.amount.total, currency),
         paid_at=paid_at,
-        names={"channel_txn_id": "transaction_id", "account_no": "attach"},
+        names={
+            "channel_txn_id": "transaction_id",
+            "account_no": "attach",
+            "paid_at": "success_time",
+        },
     )
 
 
@@ -368,6 +416,9 @@ WECHAT_SUMMARY_COLUMNS: Final = (
 
 # Refund states in which WeChat Pay has taken the money back from the merchant; a refund
 # closed without refunding (REFUNDCLOSE) moved nothing and yields no line.
+# The bill writes fees with five decimals ("0.72000"); they are whole fen all the same.
+_WECHAT_DECIMALS: Final = {"手续费": 5, "手续费总金额": 5}
+
 _WECHAT_REFUND_TAKEN: Final = frozenset({"SUCCESS", "PROCESSING", "CHANGE"})
 _WECHAT_REFUND_NOTHING: Final = frozenset({"REFUNDCLOSE"})
 
@@ -428,7 +479,14 @@ def read_wechat_trade_bill(source: StatementSource, *, currency: str) -> Iterato
                 )
             row = dict(zip(WECHAT_BILL_COLUMNS, fields, strict=True))
             settled, refunded, fee = (
-                parse_money(row[column], currency, source=label, line=line_no, field=column)
+                parse_money(
+                    row[column],
+                    currency,
+                    source=label,
+                    line=line_no,
+                    field=column,
+                    written_decimals=_WECHAT_DECIMALS.get(column),
+                )
                 for column in ("应结订单金额", "退款金额", "手续费")
             )
             # Every row counts towards the summary, including those that yield no line.
@@ -531,7 +589,14 @@ def _check_wechat_summary(
             field="总交易单数",
         )
     for column, total in zip(("应结订单总金额", "退款总金额", "手续费总金额"), totals, strict=True):
-        stated = parse_money(summary[column], currency, source=source, line=line, field=column)
+        stated = parse_money(
+            summary[column],
+            currency,
+            source=source,
+            line=line,
+            field=column,
+            written_decimals=_WECHAT_DECIMALS.get(column),
+        )
         if stated != total:
             raise ParseError(
                 f"summary states {stated.format()}, the rows add up to {total.format()}",
@@ -551,8 +616,10 @@ ALIPAY_BILL_COLUMNS: Final = (
 """The header of Alipay's business detail bill (业务明细), 25 columns."""
 
 _ALIPAY_END_MARKER: Final = "业务明细列表结束"
-_ALIPAY_TRADE_TOTAL = re.compile(r"^#交易合计：(\d+)笔，商家实收共：(-?[\d,]+\.?\d*)元")
-_ALIPAY_REFUND_TOTAL = re.compile(r"^#退款合计：(\d+)笔，商家实收退款共：(-?[\d,]+\.?\d*)元")
+# The amount is taken up to "元" whatever it looks like, so that a malformed one is refused
+# by the amount reader (naming the line) rather than leaving the footer unchecked.
+_ALIPAY_TRADE_TOTAL = re.compile(r"^#交易合计：(\d+)笔，商家实收共：([^元]*)元")
+_ALIPAY_REFUND_TOTAL = re.compile(r"^#退款合计：(\d+)笔，商家实收退款共：([^元]*)元")
 
 
 def read_alipay_bill(source: StatementSource, *, currency: str) -> Iterator[StatementLine]:
@@ -731,7 +798,9 @@ class AlipayAdapter(ChannelAdapter[AlipayConfig]):
 
     def intent_from_notify(self, body: bytes, headers: Mapping[str, str]) -> PaymentIntent | None:
         """The payment a notification reports, verified; None when it reports no payment."""
-        notification = self.verify_notify(body, headers)
+        return self._intent(self.verify_notify(body, headers))
+
+    def _intent(self, notification: AlipayNotification) -> PaymentIntent | None:
         intent = alipay_intent(notification, channel=self.name, currency=self.config.currency)
         if intent is None:
             _log.info(
@@ -747,9 +816,26 @@ class AlipayAdapter(ChannelAdapter[AlipayConfig]):
         self, body: bytes, headers: Mapping[str, str], sink: PaymentSink
     ) -> NotifyResult:
         """Answer ``success`` only after the core returned a receipt (or for a non-payment)."""
+        receipt = None
+        notification = None
         try:
-            intent = self.intent_from_notify(body, headers)
-            receipt = sink.pay(intent) if intent is not None else None
+            notification = self.verify_notify(body, headers)
+            intent = self._intent(notification)
+            if intent is not None:
+                receipt = sink.pay(
+                    self.admit(intent, field="total_amount", time_field="gmt_payment")
+                )
+        except HELD_ERRORS as exc:
+            # Raised only for a verified notification: Alipay retries "fail" for about 25
+            # hours, and no retry can supply the account.
+            assert notification is not None
+            return held_for_suspense(
+                self.name,
+                exc,
+                channel_txn_id=notification.trade_no or notification.notify_id,
+                body=b"success",
+                content_type=_TEXT,
+            )
         except PaygateError as exc:
             return refused(self.name, exc, body=b"fail", content_type=_TEXT)
         return acknowledged(receipt, body=b"success", content_type=_TEXT)
@@ -769,6 +855,16 @@ class WechatPayConfig(ChannelConfig):
     )
     mchid: str | None = Field(
         default=None, description="when set, transactions of another merchant are refused"
+    )
+    sp_mchid: str | None = Field(
+        default=None,
+        description="partner mode (服务商): the service provider's merchant id; partner-mode "
+        "transactions are accepted only when it is set and equal",
+    )
+    sub_mchids: frozenset[str] = Field(
+        default=frozenset(),
+        description="partner mode: the sub-merchants (the utility's) whose transactions are "
+        "accepted; required with sp_mchid",
     )
     timestamp_window: timedelta = Field(default=timedelta(minutes=5))
     settlement: SettlementRules = Field(default_factory=wallet_settlement)
@@ -801,6 +897,12 @@ class WechatPayConfig(ChannelConfig):
         if not timedelta(0) < value <= timedelta(minutes=15):
             raise ValueError("the timestamp window must be positive and at most 15 minutes")
         return value
+
+    @model_validator(mode="after")
+    def _partner(self) -> WechatPayConfig:
+        if (self.sp_mchid is None) != (not self.sub_mchids):
+            raise ValueError("partner mode needs both sp_mchid and sub_mchids")
+        return self
 
 
 class WechatPayAdapter(ChannelAdapter[WechatPayConfig]):
@@ -854,10 +956,7 @@ class WechatPayAdapter(ChannelAdapter[WechatPayConfig]):
         )
         # Signed from here on: the timestamp and nonce are WeChat Pay's, not a forger's.
         self._check_fresh(timestamp, nonce, now)
-        try:
-            return WechatNotification.model_validate_json(body)
-        except ValidationError as exc:
-            raise first_validation_error(exc, source=self.name) from None
+        return read_json_model(WechatNotification, body, source=self.name)
 
     def _check_fresh(self, timestamp: str, nonce: str, now: datetime) -> None:
         # Ten digits reach the year 2286; more cannot be a real clock and would overflow.
@@ -881,18 +980,44 @@ class WechatPayAdapter(ChannelAdapter[WechatPayConfig]):
         plaintext = decrypt_wechat_resource(notification.resource, self._api_key, source=self.name)
         if notification.resource.original_type != "transaction":
             return None
-        try:
-            transaction = WechatTransaction.model_validate_json(plaintext)
-        except ValidationError as exc:
-            raise first_validation_error(exc, source=self.name) from None
-        if self.config.mchid is not None and transaction.mchid != self.config.mchid:
-            raise MerchantMismatchError("transaction of another merchant", field="mchid")
+        transaction = read_json_model(WechatTransaction, plaintext, source=self.name)
+        self._check_merchant(transaction)
         return transaction
+
+    def _check_merchant(self, transaction: WechatTransaction) -> None:
+        config = self.config
+        if transaction.partner:
+            # Only the configured service provider, and only for the utility's own
+            # sub-merchants: another sub-merchant's money is not ours to post.
+            if config.sp_mchid is None:
+                raise MerchantMismatchError(
+                    "a partner-mode transaction, and no sp_mchid is configured", field="sp_mchid"
+                )
+            if transaction.sp_mchid != config.sp_mchid:
+                raise MerchantMismatchError(
+                    "transaction of another service provider", field="sp_mchid"
+                )
+            if transaction.sub_mchid not in config.sub_mchids:
+                raise MerchantMismatchError(
+                    "transaction of a sub-merchant that is not configured", field="sub_mchid"
+                )
+            return
+        if config.mchid is not None and transaction.mchid != config.mchid:
+            raise MerchantMismatchError("transaction of another merchant", field="mchid")
+        if config.mchid is None and config.sp_mchid is not None:
+            raise MerchantMismatchError(
+                "a direct transaction, and this channel is configured for partner mode",
+                field="mchid",
+            )
 
     def intent_from_notify(self, body: bytes, headers: Mapping[str, str]) -> PaymentIntent | None:
         """The payment a notification reports, verified; None when it reports no payment."""
         notification = self.verify_notify(body, headers)
-        transaction = self.open_notify(notification)
+        return self._intent(notification, self.open_notify(notification))
+
+    def _intent(
+        self, notification: WechatNotification, transaction: WechatTransaction | None
+    ) -> PaymentIntent | None:
         intent = None
         if transaction is not None:
             intent = wechat_intent(transaction, channel=self.name, currency=self.config.currency)
@@ -909,9 +1034,28 @@ class WechatPayAdapter(ChannelAdapter[WechatPayConfig]):
         self, body: bytes, headers: Mapping[str, str], sink: PaymentSink
     ) -> NotifyResult:
         """204 with no body once the core returned a receipt; JSON ``FAIL`` otherwise."""
+        receipt = None
+        transaction = None
         try:
-            intent = self.intent_from_notify(body, headers)
-            receipt = sink.pay(intent) if intent is not None else None
+            notification = self.verify_notify(body, headers)
+            transaction = self.open_notify(notification)
+            intent = self._intent(notification, transaction)
+            if intent is not None:
+                receipt = sink.pay(
+                    self.admit(intent, field="amount.total", time_field="success_time")
+                )
+        except HELD_ERRORS as exc:
+            # Raised only for a decrypted, verified transaction; WeChat Pay would retry a
+            # FAIL for a day, and no retry can supply the account.
+            assert transaction is not None
+            return held_for_suspense(
+                self.name,
+                exc,
+                channel_txn_id=transaction.transaction_id or transaction.out_trade_no,
+                body=b"",
+                content_type=None,
+                status_code=204,
+            )
         except PaygateError as exc:
             answer = {"code": "FAIL", "message": f"{exc.code}: {exc}"}
             return refused(self.name, exc, body=_json(answer), content_type=_JSON)

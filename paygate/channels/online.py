@@ -28,6 +28,7 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from paygate.channels.base import (
+    HELD_ERRORS,
     AdapterContext,
     ChannelAdapter,
     ChannelConfig,
@@ -38,6 +39,7 @@ from paygate.channels.base import (
     SettlementRules,
     StatementSource,
     acknowledged,
+    held_for_suspense,
     refused,
 )
 from paygate.channels.errors import (
@@ -90,6 +92,7 @@ __all__ = [
     "Order",
     "OrderStore",
     "UnionPayNotification",
+    "completion_time",
     "online_settlement",
     "read_online_statement",
     "unionpay_signed_digest",
@@ -141,6 +144,7 @@ class UnionPayNotification(BaseModel):
     mer_id: str = Field(alias="merId")
     order_id: str = Field(alias="orderId")
     txn_time: str = Field(alias="txnTime")
+    trace_time: str | None = Field(default=None, alias="traceTime")
     txn_amt: str = Field(alias="txnAmt")
     currency_code: str = Field(default="156", alias="currencyCode")
     query_id: str = Field(alias="queryId")
@@ -242,11 +246,52 @@ def order_intent(
         channel_txn_id=n.query_id,
         account_no=order.account_no,
         amount=amount,
-        paid_at=parse_local_time(
-            n.txn_time, "%Y%m%d%H%M%S", BEIJING, source=channel, field="txnTime"
-        ),
-        names={"channel_txn_id": "queryId", "amount": "txnAmt"},
+        paid_at=completion_time(n, source=channel),
+        names={"channel_txn_id": "queryId", "amount": "txnAmt", "paid_at": "traceTime"},
     )
+
+
+def completion_time(notification: UnionPayNotification, *, source: str) -> datetime:
+    """When the gateway completed the payment: ``traceTime`` (``MMDDhhmmss``, Beijing time).
+
+    ``txnTime`` is when the merchant sent the order, which may be before midnight while the
+    customer pays after it; the gateway settles the payment on the day of ``traceTime``, so
+    that is the payment's time. ``traceTime`` carries no year: it is the year of ``txnTime``,
+    or the next one when the order was sent at the turn of the year and paid after it.
+    """
+    n = notification
+    ordered = parse_local_time(n.txn_time, "%Y%m%d%H%M%S", BEIJING, source=source, field="txnTime")
+    if not n.trace_time:
+        raise ParseError("traceTime missing", source=source, field="traceTime")
+    text = n.trace_time
+    if not (len(text) == 10 and text.isascii() and text.isdigit()):
+        raise ParseError(
+            f"not a time in the form MMDDhhmmss: {shown(text)}", source=source, field="traceTime"
+        )
+    refusal = ParseError(
+        f"traceTime {shown(text)} is not within {_PAY_WITHIN.days} days after txnTime "
+        f"{shown(n.txn_time)}",
+        source=source,
+        field="traceTime",
+    )
+    for year in (ordered.year, ordered.year + 1):
+        try:
+            done = parse_local_time(
+                f"{year}{text}", "%Y%m%d%H%M%S", BEIJING, source=source, field="traceTime"
+            )
+        except ParseError as exc:
+            refusal = exc  # not a date that year (month 13, 29 February), or out of range
+            continue
+        # Paid after the order was sent (the two clocks may differ a little), and long
+        # before a year has passed: no order lives that long.
+        if ordered - _CLOCK_SLACK <= done <= ordered + _PAY_WITHIN:
+            return done
+    raise refusal
+
+
+_CLOCK_SLACK: Final = timedelta(minutes=10)
+_HELD: Final[tuple[type[PaygateError], ...]] = (*HELD_ERRORS, UnknownPaymentOrderError)
+_PAY_WITHIN: Final = timedelta(days=31)
 
 
 # ── statement reader ─────────────────────────────────────────────────────────────────────
@@ -443,6 +488,7 @@ class OnlineAdapter(ChannelAdapter[OnlineConfig]):
         it from the statement); a void is a full same-day cancellation, so the original
         payment is reversed.
         """
+        n = None
         try:
             n = self.verify_notify(body, headers)
             receipt = None
@@ -451,7 +497,9 @@ class OnlineAdapter(ChannelAdapter[OnlineConfig]):
                     "%s: %s not completed (%s); nothing posted", self.name, n.query_id, n.resp_code
                 )
             elif n.txn_type == CONSUME:
-                receipt = sink.pay(self.intent_from_notify(n))
+                receipt = sink.pay(
+                    self.admit(self.intent_from_notify(n), field="txnAmt", time_field="traceTime")
+                )
             elif n.txn_type == VOID:
                 if not n.orig_qry_id:
                     raise ParseError(
@@ -466,6 +514,13 @@ class OnlineAdapter(ChannelAdapter[OnlineConfig]):
                 raise ParseError(
                     f"txnType {shown(n.txn_type)} is not handled", source=self.name, field="txnType"
                 )
+        except _HELD as exc:
+            # A verified payment whose order or account paygate cannot find: the gateway
+            # would retry "fail" for hours, and no retry can find them.
+            assert n is not None
+            return held_for_suspense(
+                self.name, exc, channel_txn_id=n.query_id, body=b"ok", content_type=_TEXT
+            )
         except PaygateError as exc:
             return refused(self.name, exc, body=b"fail", content_type=_TEXT)
         return acknowledged(receipt, body=b"ok", content_type=_TEXT)

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from paygate.clock import require_aware
 from paygate.errors import ConflictError, InvalidAmountError, InvalidInputError
-from paygate.models import AwareDatetime, Identifier
+from paygate.models import Identifier, Instant
 from paygate.money import Money
 
 __all__ = ["InMemoryOrderStore", "Order", "OrderStore", "new_order", "new_order_id"]
@@ -40,8 +40,8 @@ class Order(BaseModel):
     channel: Identifier
     account_no: Identifier
     amount: Money
-    created_at: AwareDatetime
-    expires_at: AwareDatetime
+    created_at: Instant
+    expires_at: Instant
 
     @model_validator(mode="after")
     def _check(self) -> Order:

@@ -651,7 +651,10 @@ class PosAdapter(ChannelAdapter[PosConfig]):
 
     def sale(self, message: PosMessage, sink: PaymentSink) -> Receipt:
         """Post a verified sale; a settled batch takes no more sales."""
-        intent = sale_intent(message, channel=self.name, currency=self.config.currency)
+        intent = self.admit(
+            sale_intent(message, channel=self.name, currency=self.config.currency),
+            time_field="timestamp",
+        )
         if isinstance(self._ledger, AtomicPosLedger):
             return self._ledger.sale_in_open_batch(
                 message.terminal_id, message.batch_no, intent, sink

@@ -1,4 +1,5 @@
-"""RSA public keys and SHA256withRSA signature checks, as the Chinese payment channels use them.
+"""RSA public keys and SHA256withRSA signature checks, as the Chinese payment channels use them;
+and the explicit reading of shared keys given as text (:class:`KeyEncoding`).
 
 Invariant: a signature either verifies against a configured key or raises
 :class:`~paygate.channels.errors.SignatureError`; nothing in this module returns "maybe".
@@ -12,6 +13,7 @@ import binascii
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Final
 
 from cryptography import x509
@@ -24,14 +26,49 @@ from paygate.channels.errors import SignatureError
 
 __all__ = [
     "MIN_RSA_BITS",
+    "KeyEncoding",
     "VerifyingKey",
     "canonical_string",
+    "decode_secret",
     "decode_signature",
     "load_verifying_key",
     "verify_sha256_rsa",
 ]
 
 MIN_RSA_BITS: Final = 2048
+
+
+class KeyEncoding(StrEnum):
+    """How a shared key given as text in configuration becomes the key's bytes.
+
+    Said explicitly because the parties disagree: one bank hands over its HMAC key as a
+    printable string whose UTF-8 bytes are the key, another as hex digits, another in base64.
+    Reading hex digits as UTF-8 gives a different key that verifies nothing.
+    """
+
+    UTF8 = "utf-8"
+    """The text's UTF-8 bytes are the key."""
+    HEX = "hex"
+    """Hexadecimal digits, two per byte (either case)."""
+    BASE64 = "base64"
+    """Standard base64 with padding."""
+
+
+def decode_secret(text: str, encoding: KeyEncoding) -> bytes:
+    """The bytes of a key given as ``text`` in ``encoding``.
+
+    Raises ``ValueError`` (for a configuration validator) that never quotes the text: it is
+    a secret.
+    """
+    if encoding is KeyEncoding.UTF8:
+        return text.encode("utf-8")
+    stripped = text.strip()
+    try:
+        if encoding is KeyEncoding.HEX:
+            return bytes.fromhex(stripped)
+        return base64.b64decode(stripped, validate=True)
+    except (ValueError, binascii.Error):
+        raise ValueError(f"the key is not valid {encoding.value}") from None
 
 
 @dataclass(frozen=True)

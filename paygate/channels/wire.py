@@ -11,17 +11,25 @@ import csv
 import json
 import re
 from collections.abc import Generator, Iterator, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
-from typing import Any, BinaryIO, Final
+from typing import Any, BinaryIO, Final, TypeVar
 from urllib.parse import unquote_to_bytes
 from zoneinfo import ZoneInfo
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from paygate.errors import InvalidAmountError, ParseError
-from paygate.models import PaymentIntent, StatementLine, StatementLineKind
-from paygate.money import Money
+from paygate.channels.errors import MissingAccountError
+from paygate.errors import InvalidAmountError, InvalidInputError, ParseError
+from paygate.models import (
+    PAID_AT_CEILING,
+    PAID_AT_FLOOR,
+    PaymentIntent,
+    StatementLine,
+    StatementLineKind,
+)
+from paygate.money import Money, minor_units_exponent
 
 __all__ = [
     "FORM_CHARSETS",
@@ -34,9 +42,11 @@ __all__ = [
     "parse_json_object",
     "parse_local_time",
     "parse_money",
+    "read_json_model",
     "shown",
     "source_label",
     "split_csv_line",
+    "within_years",
 ]
 
 FORM_CHARSETS: Final[Mapping[str, str]] = {
@@ -136,6 +146,10 @@ def parse_form(
 MAX_JSON_DEPTH: Final = 16
 """How deeply a JSON body may nest objects and arrays; no channel message needs more than 4."""
 
+MAX_JSON_NUMBER_DIGITS: Final = 40
+"""The longest JSON number read: beyond any amount or count, and far below the length at
+which Python refuses to convert text to int with a bare ``ValueError``."""
+
 # A JSON string (escapes included) or one bracket: scanning these alone measures nesting
 # without the recursion of a parser, so a body of ten thousand "[" costs one regex pass.
 _JSON_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]')
@@ -188,9 +202,24 @@ def parse_json_object(
     def no_constant(name: str) -> Any:
         raise ParseError(f"{name} is not a JSON number", source=source, field="body")
 
+    def bounded(digits: str) -> str:
+        if len(digits) > MAX_JSON_NUMBER_DIGITS:
+            raise ParseError(
+                f"a number of more than {MAX_JSON_NUMBER_DIGITS} digits",
+                source=source,
+                field="body",
+            )
+        return digits
+
     try:
         message = json.loads(
-            text, object_pairs_hook=_no_duplicate_keys(source), parse_constant=no_constant
+            text,
+            object_pairs_hook=_no_duplicate_keys(source),
+            parse_constant=no_constant,
+            parse_int=lambda digits: int(bounded(digits)),
+            # A Decimal, not a float: floats never carry money, and a model that wants an
+            # integer still refuses a fraction.
+            parse_float=lambda digits: Decimal(bounded(digits)),
         )
     except json.JSONDecodeError as exc:
         # The position only: the decoder's message could quote the body.
@@ -200,6 +229,31 @@ def parse_json_object(
     if not isinstance(message, dict):
         raise ParseError("the body is not a JSON object", source=source, field="body")
     return message
+
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def read_json_model(
+    model: type[ModelT],
+    body: bytes | str,
+    *,
+    source: str,
+    names: Mapping[str, str] | None = None,
+    max_depth: int = MAX_JSON_DEPTH,
+) -> ModelT:
+    """Read a JSON body into ``model``: first as strictly as :func:`parse_json_object`, then
+    validated in JSON mode (so that a strict model reads dates and enums from their text).
+
+    Every refusal is a :class:`~paygate.errors.ParseError` naming ``source`` and the field;
+    the body is read as one unambiguous object before the model sees it, so the two readings
+    cannot differ.
+    """
+    parse_json_object(body, source=source, max_depth=max_depth)
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        raise first_validation_error(exc, source=source, names=names) from None
 
 
 def _ascii(raw: bytes) -> str:
@@ -263,19 +317,52 @@ def split_csv_line(text: str, *, source: str, line: int) -> list[str]:
 
 
 def parse_money(
-    text: str, currency: str, *, source: str, line: int | None = None, field: str
+    text: str,
+    currency: str,
+    *,
+    source: str,
+    line: int | None = None,
+    field: str,
+    written_decimals: int | None = None,
 ) -> Money:
-    """Read a major-unit amount such as ``"120.50"`` exactly; extra precision is refused."""
+    """Read a major-unit amount such as ``"120.50"`` with :meth:`Money.parse`'s strict rule.
+
+    Text that is not a plain decimal, has more decimals than ``currency`` or is beyond what
+    the ledger holds is a :class:`~paygate.errors.ParseError` naming ``source``, ``line``
+    and the channel's ``field``. ``written_decimals`` is for a column the channel always
+    writes with more decimals than the currency has (WeChat Pay's fee, ``0.72000``): text
+    with exactly that many is read when the surplus digits are zeros.
+    """
     try:
+        if written_decimals is not None:
+            text = _trim_written_decimals(text, currency, written_decimals)
         return Money.parse(text, currency)
     except InvalidAmountError as exc:
         raise ParseError(exc.message, source=source, line=line, field=field) from None
 
 
+def _trim_written_decimals(text: str, currency: str, written: int) -> str:
+    exponent = minor_units_exponent(currency)
+    surplus = written - exponent
+    whole, point, fraction = text.partition(".")
+    if surplus <= 0 or not point or len(fraction) != written:
+        return text
+    if fraction[-surplus:] != "0" * surplus:
+        raise InvalidAmountError(
+            f"{shown(text)} has more than {exponent} decimal places for {currency}", field="amount"
+        )
+    return f"{whole}.{fraction[:-surplus]}"
+
+
 def parse_local_time(
     text: str, fmt: str, zone: ZoneInfo, *, source: str, line: int | None = None, field: str
 ) -> datetime:
-    """Read a wall-clock time in ``zone`` (channels send Beijing time without an offset)."""
+    """Read a wall-clock time in ``zone`` (channels send Beijing time without an offset).
+
+    A time outside [:data:`~paygate.models.PAID_AT_FLOOR`,
+    :data:`~paygate.models.PAID_AT_CEILING`) is refused too: no channel event is dated there,
+    and converting year 1 or 9999 to UTC would overflow further on.
+    """
     # Some exports pad the gap between date and time; one space is what the format means.
     normalized = " ".join(text.split())
     try:
@@ -284,7 +371,26 @@ def parse_local_time(
         raise ParseError(
             f"not a time in the form {fmt!r}: {shown(text)}", source=source, line=line, field=field
         ) from None
-    return naive.replace(tzinfo=zone)
+    return within_years(naive.replace(tzinfo=zone), source=source, line=line, field=field)
+
+
+def within_years(
+    instant: datetime, *, source: str, line: int | None = None, field: str
+) -> datetime:
+    """``instant`` (aware) when it lies in [PAID_AT_FLOOR, PAID_AT_CEILING), else ParseError."""
+    try:
+        utc = instant.astimezone(UTC)
+    except OverflowError:
+        utc = None
+    if utc is None or not PAID_AT_FLOOR <= utc < PAID_AT_CEILING:
+        raise ParseError(
+            f"{shown(instant.isoformat())} is outside {PAID_AT_FLOOR.year}-"
+            f"{PAID_AT_CEILING.year - 1}",
+            source=source,
+            line=line,
+            field=field,
+        )
+    return instant
 
 
 def make_statement_line(
@@ -357,7 +463,19 @@ def make_intent(
             paid_at=paid_at,
         )
     except ValidationError as exc:
+        if exc.errors(include_input=False)[0]["loc"][:1] == ("account_no",):
+            # A verified payment naming no account that can exist: held like a missing one.
+            raise MissingAccountError(
+                "the account number is not a usable account number",
+                field=names.get("account_no", "account_no"),
+            ) from None
         raise first_validation_error(exc, source=channel, names=names) from None
+    except InvalidInputError as exc:
+        # The model's own refusals (a naive or absurd paid_at) name its field; the channel
+        # knows the field by its own name.
+        if exc.field is not None and exc.field in names:
+            exc.field = names[exc.field]
+        raise
 
 
 def csv_statement_rows(

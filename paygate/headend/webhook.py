@@ -58,6 +58,7 @@ from pydantic import (
     field_validator,
 )
 
+from paygate.channels.wire import parse_json_object
 from paygate.clock import Clock, SystemClock, require_aware
 from paygate.errors import AuthenticationError, ConfigurationError, ParseError, ReplayError
 from paygate.headend.base import (
@@ -271,13 +272,23 @@ def verify_callback(
     except ValidationError as exc:
         message, field = _validation_problem(exc)
         raise ParseError(message, source=_SOURCE, field=field) from None
+    # Read strictly too: a key given twice would let two readers see different reports.
+    parse_json_object(body, source=_SOURCE)
     return HeadEndCallback(
         order_id=report.order_id,
         outcome=report.outcome,
-        at=report.at.astimezone(UTC),
+        at=_utc(report.at),
         reference=report.reference,
         detail=report.detail,
     )
+
+
+def _utc(at: datetime) -> datetime:
+    # 0001-01-01T07:59+08:00 is a valid aware datetime whose UTC value does not exist.
+    try:
+        return at.astimezone(UTC)
+    except OverflowError:
+        raise ParseError("the time has no UTC equivalent", source=_SOURCE, field="at") from None
 
 
 # ── configuration ────────────────────────────────────────────────────────────────────────────
@@ -576,7 +587,10 @@ class WebhookHeadEnd(HeadEnd):
         """The report in ``response``, None if it holds none; one about another order raises."""
         try:
             report = _Report.model_validate_json(response.content)
-        except ValidationError:
+            parse_json_object(response.content, source=_SOURCE)
+            if report.at is not None:
+                _utc(report.at)
+        except (ParseError, ValidationError):
             return None
         if report.order_id != command.order_id:
             raise HeadEndUnavailable(

@@ -92,14 +92,16 @@ def test_real_vectors_need_their_own_rule() -> None:
             key.verify(signature, other.encode(), padding.PKCS1v15(), hashes.SHA256())
 
 
-def test_real_trade_notification_without_account_is_refused_and_not_paid() -> None:
-    # A real notification of someone else's shop carries none of our passback_params.
+def test_real_trade_notification_without_account_is_acknowledged_and_held_not_paid() -> None:
+    # A real notification carrying none of our passback_params: answering "fail" would
+    # bring it back for 25 hours; it is acknowledged and its money held for suspense.
     sink = RecordingSink()
     result = vector_adapter("trade_status_sync").handle_notify(
         vector_body("trade_status_sync"), {}, sink
     )
-    assert result.body == b"fail"
-    assert result.error_code == "missing_account"
+    assert (result.status_code, result.body) == (200, b"success")
+    assert result.error_code is None
+    assert result.held is not None and result.held.startswith("missing_account")
     assert sink.calls == 0
 
 
@@ -269,20 +271,72 @@ def test_unusable_signatures_are_refused(change: dict[str, str], code: str) -> N
     assert refusal(support.form_encode(fields)) == (401, code)
 
 
-def test_payment_without_account_is_refused() -> None:
+def test_payment_without_account_is_acknowledged_and_held() -> None:
     sink = RecordingSink()
     body = support.alipay_body(support.alipay_trade(passback_params=""), KEY)
-    assert refusal(body, sink) == (400, "missing_account")
+    result = adapter().handle_notify(body, {}, sink)
+    assert (result.status_code, result.body, result.receipt) == (200, b"success", None)
+    assert result.held is not None and "passback_params" in result.held
     assert sink.calls == 0
+
+
+def test_a_forged_payment_without_account_is_still_refused() -> None:
+    # Holding is for verified messages only: an unsigned one is refused before.
+    fields = dict(support.alipay_trade(passback_params=""))
+    fields.update(sign_type="RSA2", sign="c2lnbmF0dXJl")
+    assert refusal(support.form_encode(fields)) == (401, "invalid_signature")
 
 
 @pytest.mark.parametrize(
     ("amount", "code"),
-    [("120.505", "parse_error"), ("0.00", "invalid_amount"), ("", "parse_error")],
+    [
+        ("120.505", "parse_error"),
+        ("0.00", "invalid_amount"),
+        ("", "parse_error"),
+        # Read before as 12050.00, 120.00, 120.50 ... by a reader that took what Decimal took.
+        ("120,50", "parse_error"),
+        ("1,20", "parse_error"),
+        ("1.205e2", "parse_error"),
+        ("１２０.５０", "parse_error"),
+        ("1_20.50", "parse_error"),
+        ("+120.50", "parse_error"),
+        (" 120.50", "parse_error"),
+        ("-120.50", "invalid_amount"),
+        # 2**63 fen: before, HTTP 500 from the database, and Alipay retried for 25 hours.
+        ("92233720368547758.08", "parse_error"),
+        # Within the ledger, above the largest single payment.
+        ("92233720368547758.07", "invalid_amount"),
+        ("100000000.01", "invalid_amount"),
+    ],
 )
 def test_unusable_amounts_are_refused(amount: str, code: str) -> None:
     body = support.alipay_body(support.alipay_trade(total_amount=amount), KEY)
-    assert refusal(body) == (400, code)
+    sink = RecordingSink()
+    assert refusal(body, sink) == (400, code)
+    assert not sink.posted
+
+
+@pytest.mark.parametrize(
+    ("gmt_payment", "code"),
+    [
+        ("0001-01-01 07:59:59", "parse_error"),  # before: an overflow, HTTP 500
+        ("1999-12-31 23:59:59", "parse_error"),
+        ("2099-01-01 00:00:00", "invalid_input"),  # signed, but far ahead of our clock
+    ],
+)
+def test_a_payment_time_no_payment_can_have_is_refused(gmt_payment: str, code: str) -> None:
+    body = support.alipay_body(support.alipay_trade(gmt_payment=gmt_payment), KEY)
+    sink = RecordingSink()
+    result = adapter().handle_notify(body, {}, sink)
+    assert (result.status_code, result.body, result.error_code) == (400, b"fail", code)
+    assert "gmt_payment" in (result.error or "")
+    assert not sink.posted
+
+
+def test_the_largest_single_payment_is_the_channels_configuration() -> None:
+    body = support.alipay_body(support.alipay_trade(total_amount="100000000.00"), KEY)
+    assert adapter().handle_notify(body, {}, RecordingSink()).ok
+    assert refusal(body, max_payment=9_999_999_999) == (400, "invalid_amount")
 
 
 def test_over_long_trade_number_is_refused_by_name() -> None:
@@ -322,7 +376,6 @@ def test_oversized_body_is_refused() -> None:
 @pytest.mark.parametrize(
     ("error", "status"),
     [
-        (UnknownAccountError("no account 0101234567"), 404),
         (IdempotencyConflictError("same trade, other amount"), 409),
         (StoreError("database unreachable"), 503),
     ],
@@ -332,6 +385,17 @@ def test_core_refusals_answer_fail_so_that_alipay_retries(error: Exception, stat
     result = adapter().handle_notify(support.alipay_body(support.alipay_trade(), KEY), {}, sink)
     assert (result.status_code, result.body) == (status, b"fail")
     assert len(sink.pay_calls) == 1
+    assert not sink.posted
+
+
+def test_a_verified_payment_for_an_unknown_account_is_acknowledged_and_held() -> None:
+    # Alipay retries anything but "success" for about 25 hours; no retry can make the
+    # account known, so the money is held for suspense instead.
+    sink = RecordingSink(fail_with=UnknownAccountError("no account 0101234567"))  # type: ignore[arg-type]
+    result = adapter().handle_notify(support.alipay_body(support.alipay_trade(), KEY), {}, sink)
+    assert (result.status_code, result.body) == (200, b"success")
+    assert result.ok and result.receipt is None
+    assert result.held is not None and result.held.startswith("unknown_account")
     assert not sink.posted
 
 

@@ -9,6 +9,7 @@ file in fen without.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import hmac
@@ -404,9 +405,36 @@ def test_a_wrong_amount_is_refused(amount: str, code: str) -> None:
     assert sink.calls == 0
 
 
-def test_an_unknown_account_is_refused_by_the_core() -> None:
+def test_a_counter_payment_naming_an_impossible_account_is_acknowledged_and_held() -> None:
+    sink = RecordingSink()
+    result = bank_adapter().handle_notify(hmac_signed(pay(account_no="0101 234567")), {}, sink)
+    assert (result.ok, result.status_code) == (True, 200)
+    assert answer(result)["result"] == "held"
+    assert result.held is not None and result.held.startswith("missing_account")
+    assert sink.calls == 0
+
+
+def test_a_counter_payment_naming_no_account_is_acknowledged_and_held() -> None:
+    sink = RecordingSink()
+    message = {k: v for k, v in pay().items() if k != "account_no"}
+    result = bank_adapter().handle_notify(hmac_signed(message), {}, sink)
+    assert (result.ok, result.status_code, answer(result)["result"]) == (True, 200, "held")
+    assert result.held is not None and result.held.startswith("missing_account")
+    assert sink.calls == 0
+
+
+def test_a_counter_payment_for_an_unknown_account_is_acknowledged_and_held() -> None:
+    # The counter took the money; a refusal would only bring the message back for hours.
     sink = RecordingSink(fail_with=UnknownAccountError("no account 0101234567"))
-    refused_with(bank_adapter().handle_notify(hmac_signed(pay()), {}, sink), "unknown_account", 404)
+    result = bank_adapter().handle_notify(hmac_signed(pay()), {}, sink)
+    assert (result.ok, result.status_code, result.receipt) == (True, 200, None)
+    assert answer(result) == {
+        "result": "held",
+        "serial_no": pay()["serial_no"],
+        "account_no": pay()["account_no"],
+        "error_code": "unknown_account",
+    }
+    assert result.held is not None and result.held.startswith("unknown_account")
     assert sink.posted == []
 
 
@@ -419,7 +447,6 @@ def test_an_unknown_account_is_refused_by_the_core() -> None:
         hmac_signed(pay(txn_time="2024-05-01 10:15")),
         hmac_signed(pay(msg_type="refund")),
         hmac_signed({k: v for k, v in pay().items() if k != "serial_no"}),
-        hmac_signed(pay(account_no="0101 234567")),
     ],
 )
 def test_malformed_messages_are_parse_errors(body: bytes) -> None:
@@ -478,6 +505,68 @@ def test_bad_configuration_is_refused(changes: dict[str, Any]) -> None:
     with pytest.raises(ConfigurationError) as caught:
         ChannelRegistry.with_builtins().create("bank_agent", values)
     assert SHARED_KEY not in str(caught.value)
+
+
+def hmac_signed_with(values: dict[str, str], key: bytes) -> bytes:
+    values = {"sign_type": "HMAC-SHA256", **values}
+    signed_text = "&".join(f"{k}={v}" for k, v in sorted(values.items()) if k != "sign")
+    sign = hmac.new(key, signed_text.encode(), hashlib.sha256).hexdigest()
+    return support.form_encode({**values, "sign": sign})
+
+
+RAW_KEY = bytes(range(7, 39))  # 32 bytes, most of them not printable
+
+
+@pytest.mark.parametrize(
+    ("encoding", "text"),
+    [
+        ("hex", RAW_KEY.hex()),
+        ("hex", RAW_KEY.hex().upper()),
+        ("base64", base64.b64encode(RAW_KEY).decode()),
+    ],
+)
+def test_a_shared_key_given_in_hex_or_base64_is_decoded_as_configured(
+    encoding: str, text: str
+) -> None:
+    sink = RecordingSink()
+    subject = bank_adapter(shared_key=text, shared_key_encoding=encoding)
+    assert subject.handle_notify(hmac_signed_with(pay(), RAW_KEY), {}, sink).ok
+    assert len(sink.posted) == 1
+
+
+def test_the_default_reading_of_a_shared_key_is_its_utf8_bytes() -> None:
+    # Hex digits read as UTF-8 are another key: the encoding must be said, not guessed.
+    text = RAW_KEY.hex()
+    sink = RecordingSink()
+    subject = bank_adapter(shared_key=text)
+    refused_with(
+        subject.handle_notify(hmac_signed_with(pay(), RAW_KEY), {}, sink), "invalid_signature", 401
+    )
+    assert subject.handle_notify(hmac_signed_with(pay(), text.encode()), {}, sink).ok
+
+
+@pytest.mark.parametrize(
+    ("encoding", "text"),
+    [
+        ("hex", "zz" * 32),
+        ("hex", RAW_KEY.hex()[:-1]),
+        ("base64", "not base64!"),
+        ("rot13", "x" * 40),
+    ],
+)
+def test_a_shared_key_that_does_not_decode_is_refused_without_showing_it(
+    encoding: str, text: str
+) -> None:
+    values = {
+        "merchant_id": MERCHANT,
+        "bank_code": BANK,
+        "sign_method": "hmac",
+        "shared_key": text,
+        "shared_key_encoding": encoding,
+    }
+    with pytest.raises(ConfigurationError) as caught:
+        ChannelRegistry.with_builtins().create("bank_agent", values)
+    assert text not in str(caught.value)
 
 
 def test_the_shared_key_never_shows() -> None:
@@ -626,6 +715,22 @@ def test_figures_padded_beyond_any_width_still_read() -> None:
     )
     result = post_batch_file(bank_adapter(batch_layout=layout), io.BytesIO(data), BankSink())
     assert result.posted == 3
+
+
+def test_a_batch_detail_above_the_largest_single_payment_is_refused_on_its_line() -> None:
+    adapter = bank_adapter(max_payment=15_000)  # 150.00 yuan; line 3 collects 200.00
+    with pytest.raises(ParseError) as caught:
+        adapter.verify_batch_file(io.BytesIO(DELIMITED_FILE))
+    assert (caught.value.line, caught.value.field) == (3, "amount")
+    assert "largest single payment" in caught.value.message
+
+
+@pytest.mark.parametrize("amount", ["1,20", "1.205e2", "+120.50", "１２０.５０"])
+def test_a_batch_amount_in_any_but_the_plain_form_is_refused_on_its_line(amount: str) -> None:
+    data = _replace(1, _detail(amount=amount))()
+    with pytest.raises(ParseError) as caught:
+        bank_adapter().verify_batch_file(io.BytesIO(data))
+    assert caught.value.line == 2
 
 
 def test_a_bank_without_a_layout_has_no_batch_files() -> None:

@@ -58,6 +58,16 @@ from tests.channels.test_contract import AUTH_CODES, PARSE_CODES
 KEY = ed25519_key(TERMINAL)
 
 
+NaN_MARKER = "nan-marker"
+
+
+def _nested(depth: int) -> object:
+    value: object = 1
+    for _ in range(depth):
+        value = {"at": value}
+    return value
+
+
 def answer(result: NotifyResult) -> dict[str, Any]:
     assert result.content_type == "application/json"
     loaded: dict[str, Any] = json.loads(result.body)
@@ -273,6 +283,48 @@ def test_a_request_signed_for_another_path_is_refused() -> None:
 def test_unusable_payments_are_refused(fields: dict[str, Any], expected: tuple[int, str]) -> None:
     sink = RecordingSink()
     assert refused(pay(build_adapter(), sink, pay_body(**fields)), sink) == expected
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # The same key twice: another reader of the body could take the other amount.
+        b'{"txn_id":"cash-000123","account_no":"0101234567","amount":1,"amount":100000,'
+        b'"currency":"CNY","method":"cash","paid_at":"2026-11-25T09:58:00+08:00"}',
+        pay_body(paid_at=_nested(17)),
+        b"[" * 100_000 + b"]" * 100_000,
+        pay_body(amount=NaN_MARKER).replace(b'"nan-marker"', b"NaN"),
+        pay_body(amount=1).replace(b'"amount": 1', b'"amount": 1' + b"0" * 5000),
+    ],
+    ids=["duplicate-key", "deep", "deeper", "NaN", "huge-number"],
+)
+def test_ambiguous_or_hostile_json_is_refused_by_name(body: bytes) -> None:
+    sink = RecordingSink()
+    result = pay(build_adapter(max_body_bytes=1_000_000), sink, body)
+    assert refused(result, sink) == (400, "parse_error")
+
+
+@pytest.mark.parametrize(
+    "paid_at",
+    [
+        "0001-01-01T07:59:59+08:00",  # its UTC time does not exist
+        "0001-01-01T08:00:00+08:00",  # would post into year 1
+        "1999-12-31T23:59:59+00:00",
+        "9999-12-31T23:59:59-08:00",
+    ],
+)
+def test_a_paid_at_outside_any_real_payment_is_refused(paid_at: str) -> None:
+    sink = RecordingSink()
+    status, code = refused(pay(build_adapter(), sink, pay_body(paid_at=paid_at)), sink)
+    assert status == 400 and code in {"invalid_input", "parse_error"}
+
+
+def test_a_kiosk_payment_above_the_channels_largest_is_refused() -> None:
+    sink = RecordingSink()
+    result = pay(build_adapter(max_payment=10_000), sink, pay_body(amount=10_001))
+    assert refused(result, sink) == (400, "invalid_amount")
+    assert "largest single payment" in answer(result)["message"]
+    assert pay(build_adapter(max_payment=12_050), RecordingSink()).ok
 
 
 def test_refusals_name_the_field() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -20,6 +20,7 @@ from paygate.errors import (
     InvalidInputError,
     NaiveDatetimeError,
     ParseError,
+    UnknownAccountError,
 )
 from paygate.models import StatementLineKind
 from paygate.money import Money
@@ -118,7 +119,54 @@ def test_notification_pays_the_orders_account() -> None:
     assert intent.channel_txn_id == "782405011015301234567"
     assert intent.account_no == "0101234567"
     assert intent.amount == Money(15000, "CNY")
-    assert intent.paid_at == datetime(2024, 5, 1, 10, 15, tzinfo=BEIJING)
+    assert intent.paid_at == datetime(2024, 5, 1, 10, 15, 30, tzinfo=BEIJING)  # traceTime
+
+
+def test_a_payment_completed_after_midnight_belongs_to_the_day_it_completed() -> None:
+    # Ordered at 23:59:50, paid at 00:00:10: the gateway settles it on the next day, and so
+    # must the ledger, or reconciliation finds it on neither day.
+    setup = Setup()
+    ordered = datetime(2024, 5, 1, 15, 59, 50, tzinfo=UTC)  # 23:59:50 Beijing time
+    setup.order = setup.adapter.create_order("0101234567", Money(15000, "CNY"), now=ordered)
+    setup.clock.set(ordered + timedelta(seconds=25))
+    body = setup.body(txnTime="20240501235950", traceTime="0502000010", settleDate="0502")
+    assert setup.notify(body).ok
+    (intent,) = setup.sink.pay_calls
+    assert intent.paid_at == datetime(2024, 5, 2, 0, 0, 10, tzinfo=BEIJING)
+    assert setup.adapter.settlement.business_date(intent.paid_at) == date(2024, 5, 2)
+
+
+def test_a_payment_completed_in_the_new_year_takes_the_next_year() -> None:
+    setup = Setup()
+    ordered = datetime(2024, 12, 31, 15, 59, 50, tzinfo=UTC)  # 23:59:50 Beijing time
+    setup.order = setup.adapter.create_order("0101234567", Money(15000, "CNY"), now=ordered)
+    setup.clock.set(ordered + timedelta(seconds=25))
+    body = setup.body(txnTime="20241231235950", traceTime="0101000010")
+    assert setup.notify(body).ok
+    (intent,) = setup.sink.pay_calls
+    assert intent.paid_at == datetime(2025, 1, 1, 0, 0, 10, tzinfo=BEIJING)
+
+
+@pytest.mark.parametrize(
+    "trace_time",
+    [None, "", "0501", "05011015301", "1301101530", "0230101530", "0430101530", "05ab101530"],
+)
+def test_a_payment_without_a_usable_completion_time_is_refused(trace_time: str | None) -> None:
+    setup = Setup()
+    params = support.unionpay_params(setup.order.order_id, 15000)
+    if trace_time is None:
+        del params["traceTime"]
+    else:
+        params["traceTime"] = trace_time
+    status, code = refused(setup, support.unionpay_body(params, KEY))
+    assert (status, code) == (400, "parse_error")
+
+
+def test_a_completion_time_ahead_of_the_clock_beyond_the_skew_is_refused() -> None:
+    setup = Setup()  # the clock stands at 10:15:00 Beijing time
+    body = setup.body(traceTime="0501102600")  # 11 minutes ahead
+    assert refused(setup, body) == (400, "invalid_input")
+    assert setup.notify(setup.body(traceTime="0501102400")).ok  # 9 minutes: clocks differ
 
 
 def test_duplicate_notification_replays_the_same_receipt() -> None:
@@ -158,12 +206,28 @@ def test_wrong_currency_is_refused() -> None:
     assert refused(setup, setup.body(currencyCode="840")) == (400, "currency_mismatch")
 
 
-def test_unknown_order_is_refused() -> None:
+def held(setup: Setup, body: bytes) -> str:
+    """A verified payment acknowledged without posting; why it is held for suspense."""
+    result = setup.notify(body)
+    assert (result.status_code, result.body, result.receipt) == (200, b"ok", None)
+    assert result.error_code is None and result.held is not None
+    assert not setup.sink.posted
+    return result.held
+
+
+def test_a_verified_payment_of_an_unknown_order_is_acknowledged_and_held() -> None:
+    # The gateway took the customer's money; "fail" would bring it back for hours.
     setup = Setup()
     body = support.unionpay_body(
         support.unionpay_params("20240501000000ffffffffffffffff", 15000), KEY
     )
-    assert refused(setup, body) == (404, "unknown_payment_order")
+    assert held(setup, body).startswith("unknown_payment_order")
+
+
+def test_a_verified_payment_for_an_unknown_account_is_acknowledged_and_held() -> None:
+    setup = Setup()
+    setup.sink.fail_with = UnknownAccountError("no account 0101234567")
+    assert held(setup, setup.body()).startswith("unknown_account")
 
 
 def test_order_of_another_channel_is_unknown() -> None:
@@ -178,7 +242,7 @@ def test_order_of_another_channel_is_unknown() -> None:
     )
     setup.orders.put(foreign)
     body = support.unionpay_body(support.unionpay_params(foreign.order_id, 15000), KEY)
-    assert refused(setup, body) == (404, "unknown_payment_order")
+    assert held(setup, body).startswith("unknown_payment_order")
 
 
 def test_expired_order_is_refused() -> None:

@@ -381,7 +381,12 @@ def test_a_message_for_another_merchant_is_refused() -> None:
 
 @pytest.mark.parametrize(
     ("amount", "code"),
-    [("0", "invalid_amount"), ("12.50", "parse_error"), ("-100", "parse_error")],
+    [
+        ("0", "invalid_amount"),
+        ("12.50", "parse_error"),
+        ("-100", "parse_error"),
+        ("10000000001", "invalid_amount"),  # above the default largest single payment
+    ],
 )
 def test_a_wrong_amount_is_refused(amount: str, code: str) -> None:
     hall = Hall()
@@ -674,6 +679,12 @@ def _row(**changes: str) -> bytes:
         ({"net": "120.50"}, "net"),
         ({"amount": "12O.50"}, "amount"),
         ({"amount": "120.505"}, "amount"),
+        # Amounts a lenient reader took as something else.
+        ({"amount": "1_20.50", "net": "119.78"}, "amount"),
+        ({"amount": "+120.50"}, "amount"),
+        ({"amount": "1.205e2", "net": "119.78"}, "amount"),
+        ({"amount": "１２０.５０"}, "amount"),
+        ({"fee": "0.720"}, "fee"),  # three decimals, however zero
         ({"txn_type": "topup"}, "txn_type"),
         ({"card_type": "gold"}, "card_type"),
         ({"terminal_id": "HALL01"}, "terminal_id"),

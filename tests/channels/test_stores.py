@@ -178,7 +178,9 @@ def test_orders_survive_the_gateway_that_created_them(db_url: str, clock: FixedC
         orders = SqlOrderStore(second.store)
         assert orders.get(created.order_id) == created
         online = OnlineAdapter(config, AdapterContext(clock=clock, orders=orders))
-        params = support.unionpay_params(created.order_id, 15000, txnTime="20261125100500")
+        params = support.unionpay_params(
+            created.order_id, 15000, txnTime="20261125100500", traceTime="1125100530"
+        )
         result = online.handle_notify(support.unionpay_body(params, key), {}, second)
         assert result.ok, result.error
         assert result.receipt is not None and result.receipt.account_no == "0101234567"

@@ -26,7 +26,7 @@ from paygate.channels.mobile import (
     read_wechat_trade_bill,
 )
 from paygate.clock import FixedClock
-from paygate.errors import ParseError
+from paygate.errors import ParseError, UnknownAccountError
 from paygate.models import StatementLineKind
 from paygate.money import Money
 from tests.channels import support
@@ -283,8 +283,6 @@ def test_transaction_of_another_merchant_is_refused() -> None:
 @pytest.mark.parametrize(
     ("overrides", "expected"),
     [
-        ({"attach": ""}, (400, "missing_account")),
-        ({"attach": "has spaces in it"}, (400, "parse_error")),
         ({"amount": {"total": 12050, "currency": "USD"}}, (400, "currency_mismatch")),
         ({"amount": {"total": 0, "currency": "CNY"}}, (400, "invalid_amount")),
         ({"amount": {"total": "12050", "currency": "CNY"}}, (400, "parse_error")),
@@ -299,6 +297,28 @@ def test_unusable_transactions_are_refused(
 ) -> None:
     body = paid(**overrides)
     assert refused_with(body, support.wechat_headers(body, KEY)) == expected
+
+
+@pytest.mark.parametrize("attach", ["", "   ", "has spaces in it", "x" * 65])
+def test_a_verified_payment_without_a_usable_account_is_acknowledged_and_held(
+    attach: str,
+) -> None:
+    # WeChat Pay retries a FAIL for a day; no retry can supply the account.
+    sink = RecordingSink()
+    body = paid(attach=attach)
+    result = adapter().handle_notify(body, support.wechat_headers(body, KEY), sink)
+    assert (result.status_code, result.body, result.receipt) == (204, b"", None)
+    assert result.held is not None and result.held.startswith("missing_account")
+    assert sink.calls == 0
+
+
+def test_a_verified_payment_for_an_unknown_account_is_acknowledged_and_held() -> None:
+    sink = RecordingSink(fail_with=UnknownAccountError("no account 0101234567"))
+    body = paid()
+    result = adapter().handle_notify(body, support.wechat_headers(body, KEY), sink)
+    assert (result.status_code, result.error_code) == (204, None)
+    assert result.held is not None and result.held.startswith("unknown_account")
+    assert not sink.posted
 
 
 @pytest.mark.parametrize(
@@ -540,3 +560,135 @@ def test_alipay_bill_is_not_a_wechat_bill() -> None:
     with pytest.raises(ParseError, match="UTF-8") as caught:
         list(adapter().read_statement(support.LOCAL_DATA / "alipay_bill_20240501.csv"))
     assert caught.value.line == 1
+
+
+# ── amounts and bodies a signature does not make sane ────────────────────────────────────
+
+
+@pytest.mark.parametrize(
+    ("total", "code"),
+    [(2**63, "invalid_amount"), (2**63 - 1, "invalid_amount"), (10**40, "parse_error")],
+)
+def test_an_amount_beyond_the_ledger_or_the_ceiling_is_refused_in_wechats_format(
+    total: int, code: str
+) -> None:
+    # Before: 2**63 reached the database and answered HTTP 500, which WeChat Pay retries.
+    body = paid(amount={"total": total, "currency": "CNY"})
+    assert refused_with(body, support.wechat_headers(body, KEY)) == (400, code)
+
+
+def test_the_channels_largest_single_payment_is_configurable() -> None:
+    body = paid(amount={"total": 12051, "currency": "CNY"})
+    small = adapter(max_payment=12050)
+    assert refused_with(body, support.wechat_headers(body, KEY), small) == (400, "invalid_amount")
+    body = paid()
+    assert small.handle_notify(body, support.wechat_headers(body, KEY), RecordingSink()).ok
+
+
+def test_a_key_given_twice_in_the_decrypted_transaction_is_refused() -> None:
+    plaintext = json.dumps(support.wechat_transaction()).encode()
+    twice = plaintext.replace(b'"attach": "0101234567"', b'"attach": "0101234567", "attach": "X"')
+    assert twice != plaintext
+    body = support.wechat_envelope(twice)
+    assert refused_with(body, support.wechat_headers(body, KEY)) == (400, "parse_error")
+
+
+def test_a_key_given_twice_in_the_envelope_is_refused() -> None:
+    body = paid().replace(b'"id": ', b'"id": "EV-other", "id": ', 1)
+    assert refused_with(body, support.wechat_headers(body, KEY)) == (400, "parse_error")
+
+
+# ── partner mode (服务商) ──────────────────────────────────────────────────────────────────
+
+SP_MCHID = "1230000109"
+SUB_MCHID = "1900000109"
+
+
+def partner_paid(**overrides: Any) -> bytes:
+    """A partner-mode transaction as the official partner notification decrypts to."""
+    transaction = support.wechat_transaction()
+    del transaction["mchid"], transaction["appid"]
+    transaction["payer"] = {"sp_openid": "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o", "sub_openid": "oX"}
+    transaction.update(
+        {
+            "sp_appid": "wx8888888888888888",
+            "sp_mchid": SP_MCHID,
+            "sub_appid": "wxd678efh567hg6999",
+            "sub_mchid": SUB_MCHID,
+            **overrides,
+        }
+    )
+    return support.wechat_envelope(json.dumps(transaction).encode())
+
+
+def partner_adapter(**config: Any) -> WechatPayAdapter:
+    return adapter(**{"sp_mchid": SP_MCHID, "sub_mchids": {SUB_MCHID}, **config})
+
+
+def test_a_partner_mode_payment_of_a_configured_sub_merchant_posts() -> None:
+    sink = RecordingSink()
+    body = partner_paid()
+    result = partner_adapter().handle_notify(body, support.wechat_headers(body, KEY), sink)
+    assert result.status_code == 204 and result.ok
+    (intent,) = sink.pay_calls
+    assert (intent.account_no, intent.amount) == ("0101234567", Money(12050, "CNY"))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "config"),
+    [
+        ({"sub_mchid": "1900000999"}, {}),  # another sub-merchant of the same provider
+        ({"sp_mchid": "1230000999"}, {}),  # another service provider
+        ({}, {"sp_mchid": None, "sub_mchids": frozenset()}),  # partner mode not configured
+    ],
+)
+def test_a_partner_mode_payment_of_another_merchant_is_refused(
+    overrides: dict[str, str], config: dict[str, Any]
+) -> None:
+    body = partner_paid(**overrides)
+    subject = partner_adapter(**config)
+    assert refused_with(body, support.wechat_headers(body, KEY), subject) == (
+        401,
+        "merchant_mismatch",
+    )
+
+
+def test_a_direct_payment_is_refused_by_a_partner_only_configuration() -> None:
+    body = paid()
+    assert refused_with(body, support.wechat_headers(body, KEY), partner_adapter()) == (
+        401,
+        "merchant_mismatch",
+    )
+
+
+@pytest.mark.parametrize(
+    "transaction",
+    [
+        {"mchid": "1900000109", "sp_mchid": SP_MCHID, "sub_mchid": SUB_MCHID},
+        {"sp_mchid": SP_MCHID},
+        {},
+    ],
+)
+def test_a_transaction_names_its_merchant_in_exactly_one_form(
+    transaction: dict[str, str],
+) -> None:
+    fields = support.wechat_transaction()
+    del fields["mchid"]
+    fields.update(transaction)
+    body = support.wechat_envelope(json.dumps(fields).encode())
+    assert refused_with(body, support.wechat_headers(body, KEY), partner_adapter()) == (
+        400,
+        "parse_error",
+    )
+
+
+@pytest.mark.parametrize("config", [{"sp_mchid": SP_MCHID}, {"sub_mchids": {SUB_MCHID}}])
+def test_partner_mode_is_configured_whole_or_not_at_all(config: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError, match="partner mode"):
+        WechatPayConfig.model_validate(
+            {
+                "api_v3_key": support.WECHAT_API_KEY,
+                "platform_keys": {support.WECHAT_SERIAL: CERT},
+                **config,
+            }
+        )

@@ -166,7 +166,7 @@ def money_from_parts(
             f"amount has more than {exponent} decimal places for {currency}", line, field
         )
     minor = int(whole or "0") * 10**exponent + int(fraction.ljust(exponent, "0") or "0")
-    return Money(-minor if negative else minor, currency)
+    return _bounded(-minor if negative else minor, currency, where, line, field)
 
 
 def money_from_minor_text(
@@ -184,7 +184,16 @@ def money_from_minor_text(
     if len(digits) > _MAX_DIGITS:
         raise where.error(f"amount with {len(digits)} digits is too large", line, field)
     minor = int(digits or "0")
-    return Money(-minor if sign == "-" else minor, currency)
+    return _bounded(-minor if sign == "-" else minor, currency, where, line, field)
+
+
+def _bounded(minor: int, currency: str, where: Where, line: int, field: str) -> Money:
+    # Money refuses what a ledger column cannot hold; a statement line that states such an
+    # amount is refused naming its line like any other unreadable figure.
+    try:
+        return Money(minor, currency)
+    except InvalidAmountError as exc:
+        raise where.error(exc.message, line, field) from None
 
 
 def yymmdd(text: str, where: Where, line: int, field: str) -> date:
