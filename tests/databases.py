@@ -7,6 +7,7 @@ copying a migrated file costs a millisecond, a TRUNCATE a few.
 
 from __future__ import annotations
 
+import atexit
 import shutil
 import tempfile
 from functools import cache
@@ -20,7 +21,10 @@ from paygate.store.schema import metadata
 
 @cache
 def _template() -> Path:
-    path = Path(tempfile.mkdtemp(prefix="paygate-template-")) / "template.db"
+    directory = Path(tempfile.mkdtemp(prefix="paygate-template-"))
+    # Every test process (and every process a test starts) makes its own; none outlives it.
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    path = directory / "template.db"
     migrate.upgrade(f"sqlite:///{path}")
     return path
 
