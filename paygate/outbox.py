@@ -256,19 +256,21 @@ class Dispatcher:
 
     # -- one pass -----------------------------------------------------------------------
 
-    def dispatch_once(self, limit: int | None = None) -> DispatchReport:
+    def dispatch_once(
+        self, limit: int | None = None, *, due_by: datetime | None = None
+    ) -> DispatchReport:
         """Check deadlines, attempt every due order, offer every due event once.
 
         Each order and each event is handled on its own: whatever one head-end or sink raises
         is logged and recorded against that row alone (retried with backoff), and the pass
-        goes on with the next.
+        goes on with the next. With ``due_by``, only rows due by then are taken.
         """
         room = self.batch if limit is None else min(self.batch, limit)
         report = DispatchReport()
         report.breaches = self.gateway.check_deadlines()
         now = self.gateway.clock.now()
         token, order_ids = self.gateway.store.run(
-            lambda tx: supply.claim_orders(tx, now, self.lease, room)
+            lambda tx: supply.claim_orders(tx, now, self.lease, room, due_by=due_by)
         )
         for order_id in order_ids:
             try:
@@ -279,16 +281,24 @@ class Dispatcher:
         room -= len(order_ids) if limit is not None else 0
         if self.sinks and room > 0:
             # Without a sink an event has nowhere to go: it stays in the outbox, undelivered.
-            self._deliver_events(report, room)
+            self._deliver_events(report, room, due_by)
         return report
 
     def drain(self, limit: int) -> DispatchReport:
-        """Passes until nothing is due or ``limit`` orders and events have been handled."""
+        """Passes until nothing is due or ``limit`` orders and events have been handled.
+
+        The backlog is what was due when the drain began: a row that failed during it waits
+        for its backoff and the next run, so a receiver that never answers costs one attempt
+        per row, not attempts until ``limit``.
+        """
         if limit < 1:
             raise ValueError("limit must be positive")
         total = DispatchReport()
+        began = self.gateway.clock.now()
         while True:
-            report = self.dispatch_once(limit - total.orders_attempted - total.events_handled)
+            report = self.dispatch_once(
+                limit - total.orders_attempted - total.events_handled, due_by=began
+            )
             total.add(report)
             if report.idle or total.orders_attempted + total.events_handled >= limit:
                 return total
@@ -417,10 +427,13 @@ class Dispatcher:
 
     # -- events -------------------------------------------------------------------------
 
-    def _deliver_events(self, report: DispatchReport, room: int) -> None:
+    def _deliver_events(
+        self, report: DispatchReport, room: int, due_by: datetime | None = None
+    ) -> None:
         gateway = self.gateway
         now = gateway.clock.now()
-        token, rows = gateway.store.run(lambda tx: _claim_events(tx, now, self.lease, room))
+        due = now if due_by is None else min(due_by, now)
+        token, rows = gateway.store.run(lambda tx: _claim_events(tx, now, self.lease, room, due))
         for event_id, payload, attempts in rows:
             try:
                 self._deliver_event(event_id, payload, attempts, token, now, report)
@@ -520,17 +533,17 @@ def requeue(gateway: Gateway, event_ids: Sequence[int] | None = None) -> int:
 
 
 def _claim_events(
-    tx: Tx, now: datetime, lease: timedelta, limit: int
+    tx: Tx, now: datetime, lease: timedelta, limit: int, due: datetime
 ) -> tuple[str, list[tuple[int, str, int]]]:
     skip = " FOR UPDATE SKIP LOCKED" if tx.dialect == "postgresql" else ""
     rows = [
         (int(r[0]), str(r[1]), int(r[2]))
         for r in tx.all(
             "SELECT id, payload, attempts FROM outbox WHERE delivered_at IS NULL "  # noqa: S608
-            "AND dead_at IS NULL AND available_at <= :now "
+            "AND dead_at IS NULL AND available_at <= :due "
             "AND (claimed_until IS NULL OR claimed_until < :now) "
             f"ORDER BY available_at, id LIMIT :n{skip}",
-            {"now": tx.ts(now), "n": limit},
+            {"now": tx.ts(now), "due": tx.ts(due), "n": limit},
         )
     ]
     token = secrets.token_hex(16)

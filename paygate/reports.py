@@ -204,11 +204,15 @@ class ServiceReport:
         return dict(self.budgets)[step]
 
     def channel(self, name: str) -> ChannelReport:
-        """The figures of channel ``name``; KeyError when it had no order in the period."""
+        """The figures of channel ``name``: zero orders when it had none in the period.
+
+        A channel that sold nothing is an answer, not an error: a period (or a database) with
+        no order of ``name`` gives its figures as zeros, the on-time rates ``None``.
+        """
         for found in self.channels:
             if found.channel == name:
                 return found
-        raise KeyError(name)
+        return _Tally().report(name, BreachCounts())
 
     @property
     def headline(self) -> StepStats:

@@ -269,22 +269,26 @@ def load_order(tx: Tx, order_id: int, *, lock: bool = False) -> OrderRow | None:
     return None if row is None else order_row(tx, row)
 
 
-def claim_orders(tx: Tx, now: datetime, lease: timedelta, limit: int) -> tuple[str, list[int]]:
+def claim_orders(
+    tx: Tx, now: datetime, lease: timedelta, limit: int, *, due_by: datetime | None = None
+) -> tuple[str, list[int]]:
     """Lease up to ``limit`` orders due for an attempt; return the lease token and their ids.
 
     ``FOR UPDATE SKIP LOCKED`` lets several dispatchers claim at once on PostgreSQL without
     waiting on each other or taking the same order; the lease keeps others off it until it
     expires (a dispatcher that died mid-delivery loses its lease, and the order is retried).
+    ``due_by`` (at most ``now``) takes only orders due by then: a bounded run's backlog.
     """
+    due = now if due_by is None else min(due_by, now)
     skip = " FOR UPDATE SKIP LOCKED" if tx.dialect == "postgresql" else ""
     ids = [
         int(r[0])
         for r in tx.all(
             "SELECT id FROM supply_orders WHERE status IN ('open', 'dispatched', 'acknowledged') "  # noqa: S608
-            "AND next_attempt_at IS NOT NULL AND next_attempt_at <= :now "
+            "AND next_attempt_at IS NOT NULL AND next_attempt_at <= :due "
             "AND (claimed_until IS NULL OR claimed_until < :now) "
             f"ORDER BY next_attempt_at, id LIMIT :n{skip}",
-            {"now": tx.ts(now), "n": limit},
+            {"now": tx.ts(now), "due": tx.ts(due), "n": limit},
         )
     ]
     token = secrets.token_hex(16)

@@ -62,7 +62,20 @@ def test_the_head_hash_is_printed_and_checked(db_url: str) -> None:
     code, out = paygate("audit", "verify", "--expect-head", "0" * 64, "--database-url", db_url)
     assert code == 1 and "not the hash of any block" in out
 
+    # More sealing after the hash was recorded: the chain links the recorded block to the new
+    # head, so the check passes and names the head to record next.
     pay_and_seal(db_url, "K2")
     code, out = paygate("audit", "verify", "--expect-head", recorded, "--database-url", db_url)
-    assert code == 1 and f"block {block}'s hash; the head has moved on" in out
+    assert code == 0 and "audit clean" in out, out
+    assert f"recorded hash is block {block}'s: the chain links it to head block {block + 1}" in out
     assert head(out)[0] == block + 1
+
+    # A rewritten block: its hash no longer holds, and the recorded hash is no block's.
+    with Gateway.open(db_url) as gateway:
+        gateway.store.run(
+            lambda tx: tx.execute(
+                "UPDATE seal_blocks SET hash = :h WHERE block_no = :b", {"h": "1" * 64, "b": block}
+            )
+        )
+    code, out = paygate("audit", "verify", "--expect-head", recorded, "--database-url", db_url)
+    assert code == 1 and "not the hash of any block" in out and "audit failed" in out

@@ -20,11 +20,19 @@ from paygate.headend.base import (
     HeadEnd,
     HeadEndOutcome,
     HeadEndResult,
+    HeadEndUnavailable,
     SupplyCommand,
 )
 from paygate.models import PaymentIntent
 from paygate.money import Money
-from paygate.outbox import CallbackSink, Dispatcher, DispatchReport, dead_letters, requeue
+from paygate.outbox import (
+    CallbackSink,
+    DeliveryError,
+    Dispatcher,
+    DispatchReport,
+    dead_letters,
+    requeue,
+)
 
 runner = CliRunner()
 
@@ -225,3 +233,33 @@ def test_dispatch_once_drains_the_backlog_up_to_max(db_url: str, clock: FixedClo
         assert rest.orders_attempted == 4 and rest.orders_failed == 4
     code, out = paygate("dispatch", "--once", "--max", "5", "--database-url", db_url)
     assert code == 0 and "0 attempted" in out and "no event sink configured" in out
+
+
+def test_dispatch_once_tries_each_due_row_once_when_receivers_never_answer(
+    gateway: Gateway, clock: FixedClock
+) -> None:
+    """A head-end and a sink that time out: the run takes longer than any backoff, yet each
+    order and event due when it began is tried once, and the run ends."""
+    orders = [reconnection_due(gateway, f"A{n}") for n in range(3)]
+    events = undelivered(gateway)
+
+    class Hanging(HeadEnd):
+        name = "brittle"
+
+        def send(self, command: SupplyCommand) -> HeadEndResult:
+            clock.advance(timedelta(hours=2))  # the read timeout, well past retry_cap
+            raise HeadEndUnavailable("head-end did not answer in time")
+
+        def poll(self, command: SupplyCommand) -> HeadEndResult | None:
+            return None
+
+    def hanging(event: Mapping[str, Any]) -> None:
+        clock.advance(timedelta(hours=2))
+        raise DeliveryError("sink did not answer in time")
+
+    report = Dispatcher(
+        gateway, headends={"brittle": Hanging()}, sinks=[CallbackSink(hanging)], batch=2
+    ).drain(1000)
+    assert report.orders_attempted == len(orders) and report.orders_retrying == len(orders)
+    assert report.events_handled == events and report.events_retrying == events
+    assert all(order(gateway, o)[:2] == ("open", 1) for o in orders)

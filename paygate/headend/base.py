@@ -39,6 +39,7 @@ __all__ = [
     "HeadEndUnavailable",
     "SupplyAction",
     "SupplyCommand",
+    "close_mode_of",
 ]
 
 
@@ -68,6 +69,25 @@ class SupplyCommand(BaseModel):
     def idempotency_key(self) -> str:
         """The same for every attempt of one order."""
         return f"paygate-order-{self.order_id}"
+
+    def reconnecting_by(self, close_mode: SupplyAction) -> SupplyCommand:
+        """This command as a head-end whose meters reconnect by ``close_mode`` carries it.
+
+        The core orders every reconnection as a direct close; under ``close_permit`` it
+        becomes a close permit (合闸允许: the customer presses the meter's button). A trip,
+        and an order that already asks for a close permit, are unchanged.
+        """
+        if close_mode is SupplyAction.CLOSE_PERMIT and self.action is SupplyAction.DIRECT_CLOSE:
+            return self.model_copy(update={"action": SupplyAction.CLOSE_PERMIT})
+        return self
+
+
+def close_mode_of(value: object) -> SupplyAction:
+    """A head-end configuration's ``close_mode``: ``direct_close`` or ``close_permit``."""
+    modes = (SupplyAction.DIRECT_CLOSE, SupplyAction.CLOSE_PERMIT)
+    if isinstance(value, str) and value in {mode.value for mode in modes}:
+        return SupplyAction(value)
+    raise ValueError("close_mode is direct_close or close_permit")
 
 
 class HeadEndOutcome(StrEnum):

@@ -67,7 +67,9 @@ from paygate.headend.base import (
     HeadEndRejected,
     HeadEndResult,
     HeadEndUnavailable,
+    SupplyAction,
     SupplyCommand,
+    close_mode_of,
 )
 
 __all__ = [
@@ -349,6 +351,16 @@ class WebhookConfig(BaseModel):
     proxy: SecretStr | None = Field(
         default=None, description="HTTP proxy URL, which may hold credentials; not from the env"
     )
+    close_mode: SupplyAction = Field(
+        default=SupplyAction.DIRECT_CLOSE,
+        description="how the head-end's meters reconnect: direct_close, or close_permit (the "
+        "customer presses the meter's button); sent as each reconnection command's action",
+    )
+
+    @field_validator("close_mode", mode="before")
+    @classmethod
+    def _close_mode(cls, value: object) -> SupplyAction:
+        return close_mode_of(value)
 
     @field_validator("secret", "callback_secret", mode="before")
     @classmethod
@@ -471,6 +483,7 @@ class WebhookHeadEnd(HeadEnd):
 
     def send(self, command: SupplyCommand) -> HeadEndResult:
         """Post ``command``; 2xx and 409-with-a-report answer where it stands, see the module."""
+        command = command.reconnecting_by(self._config.close_mode)
         body = command_body(command, callback_url=self._config.callback_url)
         headers = self._signed(body)
         headers[IDEMPOTENCY_HEADER] = command.idempotency_key

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar, Final, Literal, Self, TextIO
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from paygate.clock import DEFAULT_TIMEZONE, Clock, SystemClock, require_aware
 from paygate.errors import ConfigurationError, InvalidInputError
@@ -29,7 +29,9 @@ from paygate.headend.base import (
     HeadEnd,
     HeadEndOutcome,
     HeadEndResult,
+    SupplyAction,
     SupplyCommand,
+    close_mode_of,
 )
 
 __all__ = [
@@ -68,6 +70,16 @@ class WorkOrderConfig(BaseModel):
         pattern=r"^[A-Za-z0-9_-]*$",
         description="put before the order id to make the work order reference",
     )
+    close_mode: SupplyAction = Field(
+        default=SupplyAction.DIRECT_CLOSE,
+        description="how the crews reconnect: direct_close, or close_permit (the customer "
+        "presses the meter's button); the action of each reconnection work order",
+    )
+
+    @field_validator("close_mode", mode="before")
+    @classmethod
+    def _close_mode(cls, value: object) -> SupplyAction:
+        return close_mode_of(value)
 
 
 def work_order_reference(command: SupplyCommand, prefix: str = DEFAULT_REFERENCE_PREFIX) -> str:
@@ -113,6 +125,7 @@ class WorkOrderHeadEnd(HeadEnd):
 
     def send(self, command: SupplyCommand) -> HeadEndResult:
         """Report ``command`` dispatched to the field crews, under its work order reference."""
+        command = command.reconnecting_by(self._config.close_mode)
         reference = work_order_reference(command, self._config.reference_prefix)
         meter = command.meter_address or "(no meter address)"
         _log.info(
@@ -150,14 +163,20 @@ def export_work_orders(
     *,
     address_notes: Mapping[str, str] | None = None,
     timezone: str = DEFAULT_TIMEZONE,
+    close_mode: SupplyAction = SupplyAction.DIRECT_CLOSE,
 ) -> int:
     """Write the work orders for ``commands`` to ``out``; return how many were written.
 
     One row per order id (the highest attempt given wins), earliest deadline first, then by
     order id; columns :data:`WORK_ORDER_COLUMNS`. ``address_notes`` maps an account number to
-    a note for the crew (where the meter is, who has the key). Open a CSV file with
+    a note for the crew (where the meter is, who has the key); ``close_mode`` is how the
+    crews reconnect (the head-end's ``config.close_mode``). Open a CSV file with
     ``newline=""`` (and ``encoding="utf-8-sig"`` if it will be opened in Excel).
     """
+    try:
+        close_mode = close_mode_of(close_mode)
+    except ValueError as exc:
+        raise InvalidInputError(str(exc), field="close_mode") from None
     if format not in ("csv", "json"):
         raise InvalidInputError(
             f"export format {format!r} is neither 'csv' nor 'json'", field="format"
@@ -168,7 +187,8 @@ def export_work_orders(
         raise InvalidInputError(f"unknown time zone {timezone!r}", field="timezone") from None
     notes = address_notes or {}
     latest: dict[int, SupplyCommand] = {}
-    for command in commands:
+    for given in commands:
+        command = given.reconnecting_by(close_mode)
         require_aware(command.deadline, "deadline")
         held = latest.get(command.order_id)
         if held is None or command.attempt >= held.attempt:

@@ -3,6 +3,9 @@ and the meter address a supply order goes to, checked when it is set."""
 
 from __future__ import annotations
 
+import csv
+import io
+
 import pytest
 
 from paygate.clock import FixedClock
@@ -11,8 +14,11 @@ from paygate.gateway import Gateway
 from paygate.headend.base import HeadEndOutcome, SupplyAction, SupplyCommand
 from paygate.headend.dlt645 import RelayState
 from paygate.headend.dlt645_headend import Dlt645HeadEndConfig
+from paygate.headend.workorder import WorkOrderHeadEnd, export_work_orders
+from tests.headend.simulator import HeadEndSimulator
 from tests.headend.test_dlt645 import SimulatedMeter
 from tests.headend.test_dlt645_headend import ADDRESS, PASSWORD, Bus, headend, order
+from tests.headend.test_webhook import adapter as webhook_headend
 
 
 @pytest.fixture
@@ -101,3 +107,43 @@ def test_the_broadcast_address_and_a_blank_head_end_are_refused(gateway: Gateway
     assert caught.value.field == "headend"
     gateway.set_meter("A1", headend="ami", meter_address="201905241006")
     gateway.set_meter("A1", headend=None, meter_address=None)
+
+
+def test_a_webhook_head_end_configured_for_close_permit_sends_it_as_the_action(
+    simulator: HeadEndSimulator, clock: FixedClock, command: SupplyCommand
+) -> None:
+    adapter = webhook_headend(simulator, clock, close_mode="close_permit")
+    adapter.send(order(command, SupplyAction.DIRECT_CLOSE))
+    adapter.send(order(command, SupplyAction.TRIP).model_copy(update={"order_id": 43}))
+    assert [r.json()["action"] for r in simulator.requests] == ["close_permit", "trip"]
+    plain = webhook_headend(simulator, clock)
+    assert plain.config.close_mode is SupplyAction.DIRECT_CLOSE
+    plain.send(order(command, SupplyAction.DIRECT_CLOSE).model_copy(update={"order_id": 44}))
+    assert simulator.requests[-1].json()["action"] == "direct_close"
+
+
+def test_field_crews_configured_for_close_permit_get_it_on_the_work_order(
+    clock: FixedClock, command: SupplyCommand
+) -> None:
+    crews = WorkOrderHeadEnd.from_config({"close_mode": "close_permit"}, clock=clock)
+    sent = crews.send(order(command, SupplyAction.DIRECT_CLOSE))
+    assert sent.detail is not None and "close_permit" in sent.detail
+    out = io.StringIO()
+    export_work_orders(
+        [order(command, SupplyAction.DIRECT_CLOSE)], out, close_mode=crews.config.close_mode
+    )
+    [row] = csv.DictReader(io.StringIO(out.getvalue()))
+    assert row["action"] == "close_permit"
+
+
+@pytest.mark.parametrize("mode", ["trip", "whenever", 1])
+def test_a_close_mode_other_than_the_two_is_refused_by_every_head_end(
+    simulator: HeadEndSimulator, clock: FixedClock, command: SupplyCommand, mode: object
+) -> None:
+    with pytest.raises(ConfigurationError, match="close_mode"):
+        webhook_headend(simulator, clock, close_mode=mode)
+    with pytest.raises(ConfigurationError, match="close_mode"):
+        WorkOrderHeadEnd.from_config({"close_mode": mode}, clock=clock)
+    with pytest.raises(InvalidInputError) as caught:
+        export_work_orders([command], io.StringIO(), close_mode=mode)  # type: ignore[arg-type]
+    assert caught.value.field == "close_mode"
