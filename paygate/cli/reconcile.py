@@ -32,7 +32,7 @@ from rich.progress import (
 )
 
 from paygate.channels.base import ChannelRegistry
-from paygate.cli_common import Actor, actor_name, settings_for
+from paygate.cli._common import Actor, actor_name, settings_for
 from paygate.config import Settings
 from paygate.errors import InvalidInputError, ParseError, PaygateError
 from paygate.gateway import Gateway
