@@ -191,9 +191,11 @@ def start(
 
 
 # ── the dependencies ─────────────────────────────────────────────────────────────────────
+# Coroutines, so that FastAPI calls them on the event loop rather than on a worker thread:
+# threads are for blocking work, and they are counted (Runtime.run).
 
 
-def _runtime(request: Request) -> Runtime:
+async def _runtime(request: Request) -> Runtime:
     runtime = getattr(request.app.state, "runtime", None)
     if runtime is None:
         raise StoreError("the gateway is not running")
@@ -201,7 +203,7 @@ def _runtime(request: Request) -> Runtime:
     return runtime
 
 
-def _metrics(request: Request) -> Metrics:
+async def _metrics(request: Request) -> Metrics:
     metrics = request.app.state.metrics
     assert isinstance(metrics, Metrics)
     return metrics
