@@ -220,7 +220,8 @@ def serving(url: str, workers: int) -> Iterator[int]:
         [
             sys.executable,
             "-m",
-            "paygate.cli_serve",
+            "paygate.cli",
+            "serve",
             *("--workers", str(workers), "--port", str(port)),
             *("--database-url", url, "--log-level", "warning"),
         ],

@@ -464,3 +464,8 @@ def iter_findings(report: VerifyReport) -> Iterator[str]:
     """The findings of a report as text lines."""
     for finding in report.findings:
         yield str(finding)
+
+
+def entry_count(tx: Tx) -> int:
+    """How many journal entries the ledger holds: a count that moves whenever money does."""
+    return int(tx.scalar("SELECT COUNT(*) FROM journal_entries"))

@@ -335,3 +335,73 @@ def status_outcome(status: OrderStatus) -> HeadEndOutcome:
     if status is OrderStatus.COMPLETED:
         return HeadEndOutcome.COMPLETED
     return HeadEndOutcome.DISPATCHED
+
+
+@dataclass(frozen=True, slots=True)
+class OrderListing:
+    """A supply order as operators list it: where it stands, and how far it got when."""
+
+    id: int
+    kind: str
+    status: OrderStatus
+    account_no: str
+    created_at: datetime
+    due_at: datetime
+    dispatched_at: datetime | None
+    acknowledged_at: datetime | None
+    completed_at: datetime | None
+    attempts: int
+    last_error: str | None
+
+
+def list_orders(
+    tx: Tx, *, status: str | None = None, kind: str | None = None
+) -> list[OrderListing]:
+    """Supply orders oldest first, only those in ``status`` and of ``kind`` when given.
+
+    ``status`` is matched as given, so that an operator's word that names no status lists
+    nothing rather than failing.
+    """
+
+    def ts(value: Any) -> datetime | None:
+        return None if value is None else tx.read_ts(value)
+
+    # Fixed fragments only; the values are bound. (":status IS NULL" would leave PostgreSQL
+    # unable to tell the parameter's type.)
+    where = [
+        *(["o.status = :status"] if status is not None else []),
+        *(["o.kind = :kind"] if kind is not None else []),
+    ]
+    rows = tx.all(
+        "SELECT o.id, o.kind, o.status, a.account_no, o.created_at, o.due_at, o.dispatched_at, "  # noqa: S608
+        "o.acknowledged_at, o.completed_at, o.attempts, o.last_error "
+        "FROM supply_orders o JOIN accounts a ON a.id = o.account_id "
+        f"{'WHERE ' + ' AND '.join(where) + ' ' if where else ''}ORDER BY o.id",
+        {"status": status, "kind": kind},
+    )
+    return [
+        OrderListing(
+            id=int(row[0]),
+            kind=str(row[1]),
+            status=OrderStatus(row[2]),
+            account_no=str(row[3]),
+            created_at=tx.read_ts(row[4]),
+            due_at=tx.read_ts(row[5]),
+            dispatched_at=ts(row[6]),
+            acknowledged_at=ts(row[7]),
+            completed_at=ts(row[8]),
+            attempts=int(row[9]),
+            last_error=None if row[10] is None else str(row[10]),
+        )
+        for row in rows
+    ]
+
+
+def breach_counts(tx: Tx) -> dict[Severity, int]:
+    """Every recorded breach of the service promise, counted by severity."""
+    return {
+        Severity(severity): int(count)
+        for severity, count in tx.all(
+            "SELECT severity, COUNT(*) FROM breaches GROUP BY severity ORDER BY severity"
+        )
+    }

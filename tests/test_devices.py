@@ -31,7 +31,7 @@ from paygate.channels.errors import (
     UnknownKeyError,
 )
 from paygate.channels.stores import SqlNonceStore
-from paygate.cli_devices import devices_app
+from paygate.cli.devices import devices_app
 from paygate.clock import FixedClock
 from paygate.devices import (
     KEY_ENCRYPTION_KEY_ENV,

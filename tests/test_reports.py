@@ -34,7 +34,7 @@ import typer
 from rich.console import Console
 from typer.testing import CliRunner
 
-from paygate.cli_reports import reports_app
+from paygate.cli.reports import reports_app
 from paygate.clock import FixedClock
 from paygate.errors import InvalidInputError
 from paygate.gateway import Gateway

@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 from pydantic import SecretBytes, SecretStr
 from typer.testing import CliRunner
 
-from paygate.cli_vouchers import vouchers_app
+from paygate.cli.vouchers import vouchers_app
 from paygate.clock import FixedClock
 from paygate.config import Settings
 from paygate.errors import (

@@ -50,8 +50,9 @@ from typing import Any, Final
 from pydantic import SecretBytes, SecretStr, ValidationError
 
 from paygate.channels.base import ChannelConfig, ChannelRegistry, Operation
-from paygate.channels.kiosk import KioskConfig
-from paygate.channels.prepaid_card import PrepaidCardConfig
+from paygate.channels.kiosk import KioskAdapter, KioskConfig
+from paygate.channels.pos import PosAdapter
+from paygate.channels.prepaid_card import PrepaidCardAdapter, PrepaidCardConfig
 from paygate.devices import HEADER_DEVICE
 from paygate.errors import ConfigurationError
 from paygate.headend.webhook import MIN_SECRET_BYTES
@@ -75,9 +76,9 @@ KIOSK_CLOSE_PATH: Final = "/v1/kiosks/{device_id}/close"
 """Where a kiosk closes its day; each kiosk signs its own path."""
 
 _FIXED: Final[Mapping[str, frozenset[str]]] = {
-    "kiosk": frozenset({"pay_path", "daily_close_path"}),
-    "prepaid_card": frozenset({"source_header"}),
-    "pos": frozenset(),
+    KioskAdapter.name: frozenset({"pay_path", "daily_close_path"}),
+    PrepaidCardAdapter.name: frozenset({"source_header"}),
+    PosAdapter.name: frozenset(),
 }
 
 
@@ -101,7 +102,7 @@ class ApiConfig:
     @property
     def kiosk(self) -> KioskConfig:
         """The kiosk channel's configuration, with the paths the HTTP API serves it at."""
-        found = self.channels.get("kiosk")
+        found = self.channels.get(KioskAdapter.name)
         base = found if isinstance(found, KioskConfig) else KioskConfig()
         # model_copy skips validation; the path is a constant already in canonical form.
         return base.model_copy(update={"pay_path": KIOSK_PAY_PATH})
@@ -109,7 +110,7 @@ class ApiConfig:
     @property
     def prepaid_card(self) -> PrepaidCardConfig | None:
         """The voucher channel's configuration, its attempts' source the signing device."""
-        found = self.channels.get("prepaid_card")
+        found = self.channels.get(PrepaidCardAdapter.name)
         if not isinstance(found, PrepaidCardConfig):
             return None
         # The authenticated device is the source the throttle counts, never the body's word.
@@ -249,9 +250,9 @@ def load_api_config(
         if not isinstance(section, Mapping):
             raise ConfigurationError(f"channels.{name} must be a table", field="channels")
         options = dict(section)
-        if name == "prepaid_card":
+        if name == PrepaidCardAdapter.name:
             var = options.pop("pin_key_env", PIN_KEY_ENV)
-            text = _env_value("channels.prepaid_card.pin_key_env", var, env)
+            text = _env_value(f"channels.{name}.pin_key_env", var, env)
             pin_key = load_pin_key({PIN_KEY_ENV: text})
         channels[name] = _channel_config(name, options, registry, env)
     return ApiConfig(

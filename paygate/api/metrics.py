@@ -19,13 +19,13 @@ import os
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Final
 
-from paygate.store.engine import Store, Tx
+from paygate.reports import DatabaseFigures
 
-__all__ = ["CONTENT_TYPE", "DatabaseFigures", "Metrics", "read_database_figures"]
+__all__ = ["CONTENT_TYPE", "Metrics"]
 
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -78,47 +78,6 @@ class _Histogram:
                 break
         self.total += seconds
         self.count += 1
-
-
-@dataclass(frozen=True)
-class DatabaseFigures:
-    """What every worker reports alike, read in one snapshot."""
-
-    payments: Sequence[tuple[str, str, int]]
-    """(channel, status, count) of the ledger's payments: status ``posted`` or ``reversed``."""
-    outbox_pending: int
-    outbox_dead: int
-    open_breaches: Sequence[tuple[str, int]]
-    """(severity, count) of recorded breaches whose order is still open."""
-
-
-def read_database_figures(store: Store) -> DatabaseFigures:
-    """One read-only transaction over the payments, the outbox and the breaches."""
-
-    def work(tx: Tx) -> DatabaseFigures:
-        payments = [
-            (str(channel), str(status), int(count))
-            for channel, status, count in tx.all(
-                "SELECT channel, status, COUNT(*) FROM payments GROUP BY channel, status "
-                "ORDER BY channel, status"
-            )
-        ]
-        pending, dead = tx.one(
-            "SELECT COALESCE(SUM(CASE WHEN delivered_at IS NULL AND dead_at IS NULL "
-            "THEN 1 ELSE 0 END), 0), COALESCE(SUM(CASE WHEN dead_at IS NOT NULL "
-            "THEN 1 ELSE 0 END), 0) FROM outbox"
-        ) or (0, 0)
-        breaches = [
-            (str(severity), int(count))
-            for severity, count in tx.all(
-                "SELECT b.severity, COUNT(*) FROM breaches b JOIN supply_orders o "
-                "ON o.id = b.order_id WHERE o.status NOT IN ('completed', 'cancelled') "
-                "GROUP BY b.severity ORDER BY b.severity"
-            )
-        ]
-        return DatabaseFigures(payments, int(pending), int(dead), breaches)
-
-    return store.run(work, write=False, attempts=1)
 
 
 class Metrics:

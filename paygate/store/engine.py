@@ -404,6 +404,10 @@ class Store:
                     out.extend(range(start, start + min(PG_ID_BLOCK, n - len(out))))
         return out
 
+    def ping(self) -> None:
+        """Reach the database once, in a read-only transaction; raise what the driver raises."""
+        self.run(lambda tx: tx.scalar("SELECT 1"), write=False, attempts=1)
+
     def safe_url(self) -> str:
         """The database URL with any password hidden."""
         return self.url.render_as_string(hide_password=True)

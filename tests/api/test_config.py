@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from paygate.api import API_CONFIG_ENV, app_from_env, load_api_config
 from paygate.api.config import KIOSK_PAY_PATH
 from paygate.channels.mobile import WechatPayConfig
-from paygate.cli_serve import serve
+from paygate.cli.serve import serve
 from paygate.errors import ConfigurationError
 from tests.channels import support
 from tests.headend.simulator import CALLBACK_SECRET

@@ -49,7 +49,8 @@ def two_workers(pg_url: str, tmp_path: Path) -> Iterator[str]:
         [
             sys.executable,
             "-m",
-            "paygate.cli_serve",
+            "paygate.cli",
+            "serve",
             "--workers",
             "2",
             "--port",

@@ -22,7 +22,8 @@ def test_a_port_in_use_is_refused_with_exit_code_2_naming_it(sqlite_url: str, wo
             [
                 sys.executable,
                 "-m",
-                "paygate.cli_serve",
+                "paygate.cli",
+                "serve",
                 "--host",
                 "127.0.0.1",
                 "--port",
@@ -48,7 +49,8 @@ def test_an_address_not_on_this_machine_is_refused_with_exit_code_2(sqlite_url: 
         [
             sys.executable,
             "-m",
-            "paygate.cli_serve",
+            "paygate.cli",
+            "serve",
             "--host",
             "192.0.2.1",  # TEST-NET-1: never an address of this machine
             "--port",

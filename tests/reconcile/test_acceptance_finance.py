@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from paygate.channels.base import SettlementRules
-from paygate.cli_reconcile import exceptions_app, reconcile_app, suspense_app
+from paygate.cli.reconcile import exceptions_app, reconcile_app, suspense_app
 from paygate.errors import ParseError
 from paygate.gateway import Gateway
 from paygate.models import PaymentIntent
@@ -490,7 +490,7 @@ def test_the_actor_defaults_to_the_operating_system_user(ledger: str, tmp_path: 
 
 def test_every_command_that_records_who_acted_defaults_to_the_operating_system_user() -> None:
     from paygate.cli import app as paygate_app
-    from paygate.cli_common import actor_name
+    from paygate.cli._common import actor_name
 
     assert actor_name(None) == getpass.getuser()[:64] and actor_name(" li.na ") == "li.na"
     for command in (

@@ -11,7 +11,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from paygate.cli_reconcile import exceptions_app, reconcile_app, suspense_app
+from paygate.cli.reconcile import exceptions_app, reconcile_app, suspense_app
 from paygate.gateway import Gateway
 from paygate.models import PaymentIntent
 from paygate.money import Money

@@ -32,7 +32,7 @@ from rich.progress import (
 )
 
 from paygate.channels.base import ChannelRegistry
-from paygate.cli_common import Actor, actor_name, settings_for
+from paygate.cli._common import Actor, DatabaseUrl, actor_name, settings_for
 from paygate.config import Settings
 from paygate.errors import InvalidInputError, ParseError, PaygateError
 from paygate.gateway import Gateway
@@ -85,16 +85,6 @@ exceptions_app = typer.Typer(
 
 out = Console()
 err = Console(stderr=True)
-
-# Declared here rather than imported from paygate.cli: that module mounts these apps.
-DatabaseUrl = Annotated[
-    str | None,
-    typer.Option(
-        "--database-url",
-        help="Database URL (default: $PAYGATE_DATABASE_URL, else sqlite:///paygate.db).",
-        show_default=False,
-    ),
-]
 
 
 def _settings(database_url: str | None) -> Settings:

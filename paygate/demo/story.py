@@ -7,7 +7,7 @@ orders, which a dispatcher sends to a simulated AMI head-end every ten minutes �
 28-hour outage of that head-end, whose missed deadlines are recorded as breaches; one wallet
 payment bounces and is reversed. The demo ends by sealing the journal and verifying it.
 
-Every payment arrives as its channel sends it. The peers of :mod:`paygate.demo_channels` —
+Every payment arrives as its channel sends it. The peers of :mod:`paygate.demo.peers` —
 Alipay's and WeChat Pay's servers, the online gateway (after the utility created the payment
 order), a kiosk registered in the device registry, a POS terminal whose MAC key is stored
 encrypted under a key-encryption key, an agent bank (counter payments and its daily batch
@@ -63,10 +63,10 @@ from paygate.channels.prepaid_card import (
     PrepaidCardConfig,
     PrepaidCardContext,
 )
-from paygate.channels.stores import SqlKioskLedger, SqlNonceStore, SqlOrderStore
+from paygate.channels.stores import SqlKioskLedger, SqlNonceStore, SqlOrderStore, SqlPosLedger
 from paygate.clock import FixedClock
 from paygate.config import Settings
-from paygate.demo_channels import (
+from paygate.demo.peers import (
     AGENT_BANK_LAYOUT,
     AgentBank,
     AlipayServer,
@@ -91,11 +91,12 @@ from paygate.headend.base import (
     HeadEndUnavailable,
     SupplyCommand,
 )
-from paygate.ledger import VerifyReport
+from paygate.ledger import VerifyReport, entry_count
 from paygate.models import PaymentIntent, PayOutcome, Receipt
 from paygate.money import Money
 from paygate.outbox import CallbackSink, Dispatcher
-from paygate.store.engine import Store, Tx
+from paygate.store.engine import Tx
+from paygate.supply import OrderListing, OrderStatus, Severity, breach_counts, list_orders
 from paygate.vouchers import VoucherService
 
 __all__ = ["CHANNELS", "DemoSummary", "ForgedMessage", "run_demo"]
@@ -421,7 +422,7 @@ class _Channels:
                 clock=clock,
                 nonces=nonces,
                 terminal_keys=devices,
-                ledger=_PosBatches(store, _CURRENCY),
+                ledger=SqlPosLedger(store, currency=_CURRENCY),
             ),
         )
         self.bank_adapter = BankAgentAdapter(
@@ -558,6 +559,10 @@ class _Channels:
             # The app sends the same request again; the same card and account replay.
             return _Delivery(self._sender(self.prepaid_adapter.handle_redeem), message, _same)
         raise ValueError(f"no channel {channel!r} in the demo")
+
+    def _ledger_entries(self) -> int:
+        """How many journal entries the ledger holds: a message that posted moved it."""
+        return self.gateway.store.run(entry_count, write=False)
 
     def _sender(self, handle: _Handler) -> Callable[[Message], NotifyResult]:
         """How a message reaches an adapter operation: as the HTTP layer hands it over."""
@@ -748,7 +753,7 @@ class _Channels:
                 )
             )
         for channel, operation, send, message in forged:
-            before = _ledger_size(self.gateway.store)
+            before = self._ledger_entries()
             result = send(message)
             self.summary.forged.append(
                 ForgedMessage(
@@ -756,22 +761,11 @@ class _Channels:
                     operation=operation,
                     status_code=result.status_code,
                     error_code=result.error_code,
-                    posted=_ledger_size(self.gateway.store) != before,
+                    posted=self._ledger_entries() != before,
                 )
             )
             if not result.ok:
                 self.summary.refusals[channel] += 1
-
-
-def _ledger_size(store: Store) -> tuple[int, int]:
-    """How many payments and journal entries the ledger holds."""
-
-    def read(tx: Tx) -> tuple[int, int]:
-        payments = tx.scalar("SELECT COUNT(*) FROM payments")
-        entries = tx.scalar("SELECT COUNT(*) FROM journal_entries")
-        return int(payments), int(entries)
-
-    return store.run(read, write=False)
 
 
 def _answer_label(result: NotifyResult) -> str:
@@ -804,68 +798,26 @@ class _BatchRecorder:
         return outcomes
 
 
-class _PosBatches:
-    """The POS channel's batch ledger (``PosLedger``) for the demo's one process.
-
-    A batch's totals are read from the ledger itself — the posted ``pos`` payments whose
-    transaction id starts with ``<terminal>-<batch>-`` — so that a settlement compares the
-    terminal's figures with what paygate holds. Which batches are settled is kept in memory:
-    paygate has no table for it, and the demo runs in one process.
-    """
-
-    def __init__(self, store: Store, currency: str, *, channel: str = "pos") -> None:
-        self._store = store
-        self._currency = currency
-        self._channel = channel
-        self._closed: set[tuple[str, str]] = set()
-
-    def batch_totals(self, terminal_id: str, batch_no: str) -> tuple[int, Money]:
-        prefix = f"{terminal_id}-{batch_no}-"
-
-        def read(tx: Tx) -> tuple[int, int]:
-            row = tx.one(
-                "SELECT COUNT(*), COALESCE(SUM(amount), 0) FROM payments WHERE channel = :c "
-                "AND substr(channel_txn_id, 1, :n) = :prefix AND currency = :cur "
-                "AND status = 'posted'",
-                {"c": self._channel, "n": len(prefix), "prefix": prefix, "cur": self._currency},
-            )
-            assert row is not None
-            return int(row[0]), int(row[1])
-
-        count, total = self._store.run(read, write=False)
-        return count, Money(total, self._currency)
-
-    def batch_closed(self, terminal_id: str, batch_no: str) -> bool:
-        return (terminal_id, batch_no) in self._closed
-
-    def close_batch(self, terminal_id: str, batch_no: str, *, closed_at: datetime) -> None:
-        self._closed.add((terminal_id, batch_no))
-
-
 def _order_figures(gateway: Gateway, summary: DemoSummary) -> None:
     """Median and worst minutes per step of the reconnection orders, and breaches by severity."""
 
-    def read(tx: Any) -> None:
-        rows = tx.all(
-            "SELECT created_at, dispatched_at, acknowledged_at, completed_at, status "
-            "FROM supply_orders WHERE kind = 'reconnect'"
-        )
-        steps: dict[str, list[float]] = {"dispatched": [], "acknowledged": [], "restored": []}
-        for created, dispatched, acknowledged, completed, status in rows:
-            start = tx.read_ts(created)
-            for label, value in (
-                ("dispatched", dispatched),
-                ("acknowledged", acknowledged),
-                ("restored", completed),
-            ):
-                if value is not None:
-                    steps[label].append((tx.read_ts(value) - start).total_seconds() / 60)
-            summary.reconnected += status == "completed"
-        for label, minutes in steps.items():
-            if minutes:
-                minutes.sort()
-                summary.step_minutes[label] = (minutes[len(minutes) // 2], minutes[-1])
-        for (severity,) in tx.all("SELECT severity FROM breaches"):
-            summary.breaches[str(severity)] += 1
+    def read(tx: Tx) -> tuple[list[OrderListing], dict[Severity, int]]:
+        return list_orders(tx, kind="reconnect"), breach_counts(tx)
 
-    gateway.store.run(read, write=False)
+    orders, breaches = gateway.store.run(read, write=False)
+    steps: dict[str, list[float]] = {"dispatched": [], "acknowledged": [], "restored": []}
+    for order in orders:
+        for label, reached in (
+            ("dispatched", order.dispatched_at),
+            ("acknowledged", order.acknowledged_at),
+            ("restored", order.completed_at),
+        ):
+            if reached is not None:
+                steps[label].append((reached - order.created_at).total_seconds() / 60)
+        summary.reconnected += order.status is OrderStatus.COMPLETED
+    for label, minutes in steps.items():
+        if minutes:
+            minutes.sort()
+            summary.step_minutes[label] = (minutes[len(minutes) // 2], minutes[-1])
+    for severity, count in breaches.items():
+        summary.breaches[severity.value] += count

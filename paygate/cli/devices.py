@@ -18,7 +18,7 @@ import typer
 from pydantic import SecretBytes
 from rich.table import Table
 
-from paygate.cli_common import DatabaseUrl, err, guard, out, settings_for
+from paygate.cli._common import DatabaseUrl, err, guard, out, settings_for
 from paygate.devices import Device, DeviceRegistry, key_encryption_key_from_env, load_public_key
 from paygate.errors import InvalidInputError
 from paygate.gateway import Gateway

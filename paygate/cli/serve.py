@@ -22,11 +22,11 @@ from typing import Annotated
 import typer
 
 from paygate.api.config import API_CONFIG_ENV, load_api_config
-from paygate.cli_common import DatabaseUrl, guard, out, settings_for
+from paygate.cli._common import DatabaseUrl, guard, out, settings_for
 from paygate.errors import ConfigurationError
 from paygate.store.engine import normalize_url
 
-__all__ = ["check_address", "main", "serve"]
+__all__ = ["check_address", "serve"]
 
 
 def check_address(host: str, port: int) -> None:
@@ -118,14 +118,3 @@ def serve(
         # Server and Date headers add nothing a caller needs.
         server_header=False,
     )
-
-
-def main() -> None:
-    """``python -m paygate.cli_serve``: the command on its own (``paygate serve`` elsewhere)."""
-    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-    app.command()(serve)
-    app(prog_name="paygate serve")
-
-
-if __name__ == "__main__":
-    main()

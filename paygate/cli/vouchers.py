@@ -20,7 +20,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from paygate.cli_common import DatabaseUrl, guard, out, settings_for
+from paygate.cli._common import DatabaseUrl, guard, out, settings_for
 from paygate.errors import InvalidInputError
 from paygate.gateway import Gateway
 from paygate.money import Money

@@ -1,0 +1,79 @@
+"""The ``paygate`` command, one module per command group.
+
+Every command takes ``--database-url`` (else ``PAYGATE_DATABASE_URL``, else
+``sqlite:///paygate.db``). Errors are printed as one line naming the problem, exit code 2;
+an audit that finds something wrong exits 1. The commands read and change the ledger only
+through the Gateway and the read functions of the modules that own the tables: no SQL here.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from paygate import __version__
+from paygate.cli._common import out
+from paygate.cli.accounts import accounts_app
+from paygate.cli.audit import audit_app
+from paygate.cli.db import db_app
+from paygate.cli.demo import demo
+from paygate.cli.devices import devices_app
+from paygate.cli.dispatch import dispatch
+from paygate.cli.dunning import dunning_app
+from paygate.cli.events import events_app
+from paygate.cli.orders import orders_app
+from paygate.cli.reconcile import exceptions_app, reconcile_app, suspense_app
+from paygate.cli.reports import reports_app
+from paygate.cli.serve import serve
+from paygate.cli.vouchers import vouchers_app
+
+__all__ = ["app", "main"]
+
+
+app = typer.Typer(
+    name="paygate",
+    help="Electricity bill payments from every channel into one ledger.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+# The order here is the order `paygate --help` lists them in.
+app.add_typer(db_app, name="db")
+app.add_typer(audit_app, name="audit")
+app.add_typer(accounts_app, name="accounts")
+app.add_typer(orders_app, name="orders")
+app.add_typer(dunning_app, name="dunning")
+app.add_typer(events_app, name="events")
+app.add_typer(reports_app, name="report", help="Reports: the service promise.")
+app.add_typer(vouchers_app, name="vouchers", help="Recharge voucher cards.")
+app.add_typer(devices_app, name="devices", help="Kiosk and POS terminals and their keys.")
+app.add_typer(reconcile_app, name="reconcile")
+app.add_typer(suspense_app, name="suspense")
+app.add_typer(exceptions_app, name="exceptions")
+app.command("serve")(serve)
+app.command("dispatch")(dispatch)
+app.command("demo")(demo)
+
+
+def _version(show: bool) -> None:
+    if show:
+        out.print(f"paygate {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _paygate(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Electricity bill payments from every channel into one ledger."""
+
+
+def main() -> None:
+    """Entry point of the ``paygate`` console script."""
+    app(prog_name="paygate")

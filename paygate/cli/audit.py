@@ -1,0 +1,94 @@
+"""``paygate audit``: seal the journal, and verify every balance, entry and seal."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from paygate.cli._common import DatabaseUrl, err, guard, out, settings_for
+from paygate.gateway import Gateway
+
+__all__ = ["audit_app"]
+
+audit_app = typer.Typer(help="Seal and verify the journal.", no_args_is_help=True)
+
+
+@audit_app.command("verify")
+def audit_verify(
+    database_url: DatabaseUrl = None,
+    expect_head: Annotated[
+        str | None,
+        typer.Option(
+            help="A head block hash recorded earlier: exit 1 unless it is a block of this chain."
+        ),
+    ] = None,
+) -> None:
+    """Recompute every balance and entry from the postings and check every seal.
+
+    Prints the head block hash: record it where the database's administrators cannot write,
+    and pass it back with --expect-head to prove the chain up to it was not rewritten since
+    (later blocks may have been sealed on top of it; the links prove they follow it).
+    """
+
+    def run() -> int:
+        with Gateway.open(settings=settings_for(database_url)) as gateway:
+            report = gateway.verify()
+        out.print(
+            f"{report.entries} entries, {report.accounts} accounts, {report.blocks} seal blocks "
+            f"({report.sealed_entries} sealed, {report.unsealed_entries} awaiting a seal)"
+        )
+        if report.head_hash is None:
+            out.print("head block: none (nothing sealed yet)")
+        else:
+            out.print(
+                f"head block {report.head_block}: {report.head_hash}",
+                highlight=False,
+                soft_wrap=True,
+            )
+        code = 0
+        if expect_head is not None:
+            expected = expect_head.strip().lower()
+            recorded = report.block_hashes.get(expected)
+            if recorded is None:
+                err.print(
+                    f"[red]head mismatch:[/red] expected {escape(expected)}: it is not the hash "
+                    "of any block in the chain (rewritten, or not this database's chain)",
+                    highlight=False,
+                    soft_wrap=True,
+                )
+                code = 1
+            elif recorded != report.head_block:
+                out.print(
+                    f"recorded hash is block {recorded}'s: the chain links it to head block "
+                    f"{report.head_block} (record the new head)",
+                    highlight=False,
+                    soft_wrap=True,
+                )
+        if report.ok:
+            if code == 0:
+                out.print("[green]audit clean[/green]")
+            return code
+        first = report.findings[0]
+        err.print(f"[red]audit failed:[/red] first problem: {first}", highlight=False)
+        for finding in report.findings[1:20]:
+            err.print(f"  {finding}", highlight=False)
+        if len(report.findings) > 20:
+            err.print(f"  ... and {len(report.findings) - 20} more")
+        return 1
+
+    code = guard(run)
+    raise typer.Exit(code)
+
+
+@audit_app.command("seal")
+def audit_seal(database_url: DatabaseUrl = None) -> None:
+    """Seal every committed journal entry that is not sealed yet."""
+
+    def run() -> int:
+        with Gateway.open(settings=settings_for(database_url)) as gateway:
+            return gateway.seal()
+
+    sealed = guard(run)
+    out.print(f"sealed {sealed} {'entry' if sealed == 1 else 'entries'}")

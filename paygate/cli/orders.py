@@ -1,0 +1,76 @@
+"""``paygate orders``: list supply orders, confirm a work order, retry a failed order."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+import typer
+
+from paygate.cli._common import Actor, DatabaseUrl, actor_name, guard, out, settings_for
+from paygate.gateway import Gateway
+from paygate.supply import list_orders
+
+__all__ = ["orders_app"]
+
+orders_app = typer.Typer(help="Reconnection and disconnection orders.", no_args_is_help=True)
+
+
+@orders_app.command("list")
+def orders_list(
+    database_url: DatabaseUrl = None,
+    status: Annotated[str | None, typer.Option(help="open, dispatched, failed, ...")] = None,
+) -> None:
+    """List supply orders with their deadlines and progress."""
+
+    def run() -> None:
+        with Gateway.open(settings=settings_for(database_url)) as gateway:
+            orders = gateway.store.run(lambda tx: list_orders(tx, status=status), write=False)
+        # One line an order, whole (no table to truncate it): operators grep this.
+        for order in orders:
+            out.print(
+                f"{order.id}\t{order.kind}\t{order.status.value}\t{order.account_no}\t"
+                f"created {_stamp(order.created_at)}\tdue {_stamp(order.due_at)}\t"
+                f"attempts {order.attempts}"
+                + (f"\t{order.last_error}" if order.last_error else ""),
+                highlight=False,
+                soft_wrap=True,
+            )
+
+    guard(run)
+
+
+@orders_app.command("confirm")
+def orders_confirm(
+    order_id: int,
+    database_url: DatabaseUrl = None,
+    actor: Actor = None,
+) -> None:
+    """Confirm that a work order was carried out: supply restored (or cut)."""
+    from paygate.headend.base import HeadEndOutcome
+
+    def run() -> None:
+        with Gateway.open(settings=settings_for(database_url)) as gateway:
+            status = gateway.record_order_progress(
+                order_id, HeadEndOutcome.COMPLETED, actor=actor_name(actor)
+            )
+        out.print(f"order {order_id}: {status.value}")
+
+    guard(run)
+
+
+@orders_app.command("retry")
+def orders_retry(order_id: int, database_url: DatabaseUrl = None) -> None:
+    """Put a failed order back in the dispatch queue."""
+
+    def run() -> None:
+        with Gateway.open(settings=settings_for(database_url)) as gateway:
+            gateway.retry_order(order_id)
+        out.print(f"order {order_id} queued again")
+
+    guard(run)
+
+
+def _stamp(instant: datetime) -> str:
+    # UTC as stored, in the one form both databases print alike.
+    return instant.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")

@@ -1,0 +1,171 @@
+"""The edges keep their shape: no SQL in the CLI, the demo or the HTTP API, and the HTTP API
+serves exactly the routes and operations it always served.
+
+The routes and operation ids below are the contract as it stood before the API was split into
+``paygate/api/routes/``: a route that appears, disappears or changes its path or id fails
+here, whichever module it moved to.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import fastapi.routing
+import pytest
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+from pydantic import SecretBytes
+
+from paygate.api import ApiConfig, create_app
+from paygate.channels.kiosk import KioskConfig
+from paygate.channels.pos import PosConfig
+from paygate.channels.prepaid_card import PrepaidCardConfig
+from paygate.config import Settings
+from tests.api.test_notify import channel_configs
+
+PACKAGE = Path(__file__).resolve().parents[1] / "paygate"
+EDGES = ("cli", "demo", "api")
+
+# A statement's opening words, as SQL is written in paygate (upper-case keywords).
+SQL = re.compile(r"\bSELECT\s+\S|\bINSERT\s+INTO\b|\bUPDATE\s+\w+\s+SET\b|\bDELETE\s+FROM\b")
+
+
+def string_constants(source: str) -> Iterator[tuple[int, str]]:
+    """Every string literal of a module (f-strings' literal parts too), with its line."""
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            yield node.lineno, node.value
+
+
+def sql_in(source: str) -> list[tuple[int, str]]:
+    return [(line, text) for line, text in string_constants(source) if SQL.search(text)]
+
+
+def edge_modules() -> Iterator[Path]:
+    for edge in EDGES:
+        yield from sorted((PACKAGE / edge).rglob("*.py"))
+
+
+def test_the_edges_are_packages_of_modules() -> None:
+    for edge in EDGES:
+        assert (PACKAGE / edge / "__init__.py").is_file(), edge
+    assert len(list(edge_modules())) > 20
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        'tx.all("SELECT o.id FROM supply_orders o")',
+        'tx.execute(f"INSERT INTO t (a) VALUES (:a)")',
+        'q = ("UPDATE outbox " "SET dead_at = NULL")',
+        "tx.scalar('SELECT 1')",
+        'tx.execute("DELETE FROM nonces WHERE expires_at < :now")',
+    ],
+)
+def test_the_sql_finder_finds_a_statement(source: str) -> None:
+    assert sql_in(source)
+
+
+def test_the_sql_finder_leaves_prose_alone() -> None:
+    assert not sql_in('"""Select the accounts, update the order, delete nothing."""')
+
+
+def test_no_sql_in_the_cli_the_demo_or_the_http_api() -> None:
+    found = [
+        f"{path.relative_to(PACKAGE.parent)}:{line}: {text[:60]!r}"
+        for path in edge_modules()
+        for line, text in sql_in(path.read_text(encoding="utf-8"))
+    ]
+    assert found == [], "SQL belongs to the module that owns the table:\n" + "\n".join(found)
+
+
+# ── the HTTP API's routes ──────────────────────────────────────────────────────────────────
+
+MINIMAL_ROUTES = {
+    ("GET", "/healthz"),
+    ("GET", "/metrics"),
+    ("GET", "/v1/accounts/{account_no:path}"),
+    ("POST", "/v1/kiosks/{device_id}/close"),
+    ("POST", "/v1/payments"),
+}
+FULL_ROUTES = MINIMAL_ROUTES | {
+    ("POST", "/v1/channels/{channel}/notify"),
+    ("POST", "/v1/pos/{operation}"),
+    ("POST", "/v1/reconnections/{order_id}/confirm"),
+    ("POST", "/v1/vouchers/redeem"),
+}
+MINIMAL_OPERATIONS = {
+    ("GET", "/healthz", "health"),
+    ("GET", "/metrics", "metrics"),
+    ("GET", "/v1/accounts/{account_no}", "getAccount"),
+    ("POST", "/v1/kiosks/{device_id}/close", "closeKioskDay"),
+    ("POST", "/v1/payments", "pay"),
+}
+FULL_OPERATIONS = MINIMAL_OPERATIONS | {
+    ("POST", "/v1/channels/{channel}/notify", "notify"),
+    ("POST", "/v1/pos/{operation}", "posMessage"),
+    ("POST", "/v1/reconnections/{order_id}/confirm", "confirmReconnection"),
+    ("POST", "/v1/vouchers/redeem", "redeemVoucher"),
+}
+
+
+def full_config() -> ApiConfig:
+    """Every part of the API configured: the terminals, every notify channel, the head-end."""
+    return ApiConfig(
+        channels={
+            "kiosk": KioskConfig(),
+            "prepaid_card": PrepaidCardConfig(),
+            "pos": PosConfig(merchant_ids=("898110048160001",)),
+            **channel_configs(),
+        },
+        voucher_pin_key=SecretBytes(b"k" * 32),
+        callback_secret=SecretBytes(b"s" * 32),
+    )
+
+
+def routes_of(app: FastAPI) -> set[tuple[str, str]]:
+    """(method, path) of every API route, included routers' routes among them."""
+    # FastAPI versions that keep an included router as one entry of app.routes list its
+    # routes through iter_route_contexts; older ones copy them into app.routes.
+    contexts = getattr(fastapi.routing, "iter_route_contexts", None)
+    routes = [c.original_route for c in contexts(app.routes)] if contexts else app.routes
+    return {
+        (method, route.path)
+        for route in routes
+        if isinstance(route, APIRoute)
+        for method in route.methods
+    }
+
+
+def operations_of(app: FastAPI) -> set[tuple[str, str, str]]:
+    document: dict[str, Any] = app.openapi()
+    return {
+        (method.upper(), path, operation["operationId"])
+        for path, item in document["paths"].items()
+        for method, operation in item.items()
+    }
+
+
+@pytest.mark.parametrize(
+    ("config", "routes", "operations"),
+    [
+        pytest.param(full_config, FULL_ROUTES, FULL_OPERATIONS, id="fully-configured"),
+        pytest.param(ApiConfig, MINIMAL_ROUTES, MINIMAL_OPERATIONS, id="minimal"),
+    ],
+)
+def test_the_app_serves_the_routes_and_operations_it_always_served(
+    tmp_path: Path,
+    config: Any,
+    routes: set[tuple[str, str]],
+    operations: set[tuple[str, str, str]],
+) -> None:
+    # Nothing is opened by create_app: the database need not exist.
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'never-opened.db'}")
+    app = create_app(settings, config=config())
+    assert routes_of(app) == routes
+    assert operations_of(app) == operations
+    assert not (tmp_path / "never-opened.db").exists()
