@@ -48,7 +48,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 from zoneinfo import ZoneInfo
 
 from paygate.channels.base import SettlementRules
@@ -60,6 +60,7 @@ from paygate.errors import (
 )
 from paygate.ledger import AccountKind
 from paygate.models import StatementLine, StatementLineKind
+from paygate.reconcile.books import Books
 from paygate.reconcile.config import StatementReader, channel_rules
 from paygate.reconcile.model import (
     FindingClass,
@@ -70,9 +71,6 @@ from paygate.reconcile.model import (
 )
 from paygate.reconcile.runs import load_run
 from paygate.store.engine import Tx, UniqueViolation
-
-if TYPE_CHECKING:
-    from paygate.gateway import Gateway
 
 __all__ = [
     "PreparedRun",
@@ -132,7 +130,7 @@ def sha256_of(path: str | Path) -> str:
 
 
 def reconcile(
-    gateway: Gateway,
+    gateway: Books,
     channel: str,
     business_date: date,
     statement_lines: Iterable[StatementLine],
@@ -174,7 +172,7 @@ def reconcile(
 
 
 def reconcile_file(
-    gateway: Gateway,
+    gateway: Books,
     channel: str,
     business_date: date,
     path: str | Path,
@@ -204,7 +202,7 @@ def reconcile_file(
 
 
 def prepare_file(
-    gateway: Gateway,
+    gateway: Books,
     channel: str,
     business_date: date,
     path: str | Path,
@@ -257,11 +255,11 @@ def prepare_file(
         )
 
 
-def _check_channel(gateway: Gateway, channel: str) -> None:
+def _check_channel(gateway: Books, channel: str) -> None:
     # A channel whose money is not collected into a clearing account (recharge cards: the
     # money was taken when the card was sold) has no payments to settle: its statement lists
     # card sales, and matching them with payments would park every line in suspense.
-    kind = gateway.settings.channel_debit_accounts.get(channel, AccountKind.CHANNEL_CLEARING)
+    kind = gateway.payments.debit_kind(channel)
     if kind is not AccountKind.CHANNEL_CLEARING:
         raise UnsupportedOperationError(
             f"channel {channel!r} books its payments against {kind.value}, not a clearing "
@@ -451,7 +449,7 @@ def _reconciled_before(tx: Tx, channel: str, day: date) -> bool:
 
 
 def _prepare(
-    gateway: Gateway,
+    gateway: Books,
     channel: str,
     business_date: date,
     lines: Iterable[StatementLine],
@@ -539,7 +537,7 @@ class PreparedRun:
 
     def __init__(
         self,
-        gateway: Gateway,
+        gateway: Books,
         policy: ReconcilePolicy,
         rules: SettlementRules,
         *,
@@ -602,7 +600,7 @@ class PreparedRun:
 
 
 def _stage(
-    gateway: Gateway,
+    gateway: Books,
     run_id: int,
     lines: Iterable[StatementLine],
     policy: ReconcilePolicy,
@@ -632,7 +630,7 @@ def _stage(
             return staged
 
 
-def _discard(gateway: Gateway, run_id: int) -> None:
+def _discard(gateway: Books, run_id: int) -> None:
     """Remove a run that was never classified, with its staged lines."""
 
     def work(tx: Tx) -> None:
@@ -646,7 +644,7 @@ def _discard(gateway: Gateway, run_id: int) -> None:
 
 
 def _finish(
-    gateway: Gateway,
+    gateway: Books,
     run_id: int,
     policy: ReconcilePolicy,
     rules: SettlementRules,

@@ -77,14 +77,19 @@ def normalize_url(url: str | URL) -> URL:
 class Tx:
     """One open transaction on a driver connection, with per-dialect value conversion."""
 
-    __slots__ = ("_conn", "_pipelined", "_store", "dialect", "ids")
+    __slots__ = ("_committed", "_conn", "_pipelined", "_store", "dialect", "ids")
 
     def __init__(self, store: Store, conn: Any) -> None:
         self._store = store
         self._conn = conn
         self._pipelined = False
+        self._committed: list[Callable[[], None]] = []
         self.dialect = store.dialect
         self.ids = _TxIds(store, self)
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once this transaction has committed (never if it rolls back)."""
+        self._committed.append(callback)
 
     # -- statements ---------------------------------------------------------------------
 
@@ -348,6 +353,9 @@ class Store:
                 yield tx
         finally:
             self._local.open = False
+        # After the thread's transaction is closed: a callback may open the next one.
+        for callback in tx._committed:
+            callback()
 
     @contextmanager
     def _transaction(self, *, write: bool) -> Iterator[Tx]:
