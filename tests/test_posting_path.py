@@ -6,12 +6,13 @@ from __future__ import annotations
 from datetime import date
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from paygate.gateway import Gateway
 from paygate.ledger import AccountKind, EntryDraft, PostingDraft
 from paygate.reconcile import assign_suspense, reconcile_bank_file, suspense_items
-from paygate.store.engine import Tx
+from paygate.store.engine import Store, Tx
 from tests.reconcile.support import cny, journal_entries, line, pay, run_lines, scalar
 from tests.reconcile.test_bank_leg import REFERENCES, SETTLED_ON, mt940
 
@@ -100,3 +101,43 @@ def test_an_entry_of_a_rolled_back_transaction_is_not_counted(gateway: Gateway) 
         gateway.store.run(work)
     assert gateway.payments.pending_seal == 0
     assert journal_entries(gateway) == 0
+
+
+def test_after_commit_runs_once_after_commit_and_never_after_a_rollback(sqlite_url: str) -> None:
+    store = Store(sqlite_url)
+    seen: list[str] = []
+    try:
+        store.run(lambda tx: tx.after_commit(lambda: seen.append("committed")))
+        with pytest.raises(RuntimeError):
+            store.run(lambda tx: (tx.after_commit(lambda: seen.append("rolled back")), _fail()))
+        with store.transaction() as tx:
+            tx.after_commit(lambda: seen.append("block"))
+            assert seen == ["committed"]  # not before the block commits
+    finally:
+        store.dispose()
+    assert seen == ["committed", "block"]
+
+
+def test_a_failing_callback_never_runs_the_committed_work_again(sqlite_url: str) -> None:
+    """A conflict raised by what follows a commit (a seal) is not the decision's conflict: the
+    decision committed and must not be decided again."""
+    store = Store(sqlite_url)
+    runs: list[int] = []
+
+    def conflict() -> None:
+        raise psycopg.errors.SerializationFailure("a concurrent sealer")
+
+    def work(tx: Tx) -> None:
+        runs.append(1)
+        tx.after_commit(conflict)
+
+    try:
+        with pytest.raises(psycopg.errors.SerializationFailure):
+            store.run(work)
+    finally:
+        store.dispose()
+    assert runs == [1]
+
+
+def _fail() -> None:
+    raise RuntimeError("the decision fails")
