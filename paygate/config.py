@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping
 from datetime import time, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -31,11 +31,8 @@ from paygate.clock import DEFAULT_TIMEZONE
 from paygate.errors import ConfigurationError
 from paygate.ledger import AccountKind
 from paygate.money import minor_units_exponent
+from paygate.promise import DunningPolicy, ServicePromise
 from paygate.store.engine import DEFAULT_DATABASE_URL
-from paygate.supply import DunningPolicy, ServicePromise
-
-if TYPE_CHECKING:
-    from paygate.channels.base import ChannelAdapter
 
 __all__ = ["Settings"]
 
@@ -53,6 +50,27 @@ _ENV_INT = {
     "PAYGATE_RECONNECTION_PROMISE": "service_promise",  # hours
     "PAYGATE_SEAL_EVERY": "seal_every",
 }
+
+
+class SettlementDay(Protocol):
+    """When a channel's business day ends, and in which zone."""
+
+    @property
+    def timezone(self) -> str: ...
+
+    @property
+    def cutoff(self) -> time: ...
+
+
+class SettlingChannel(Protocol):
+    """A channel adapter as the settings see it: its name and its settlement day (a
+    :class:`~paygate.channels.base.ChannelAdapter` is one)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def settlement(self) -> SettlementDay: ...
 
 
 class Settings(BaseModel):
@@ -146,7 +164,7 @@ class Settings(BaseModel):
                 f"invalid settings: {where}: {first['msg']}", field=where or None
             ) from None
 
-    def with_channels(self, adapters: Iterable[ChannelAdapter[Any]]) -> Settings:
+    def with_channels(self, adapters: Iterable[SettlingChannel]) -> Settings:
         """These settings with each adapter's business-day cut-off, so that the dates the
         Gateway gives payments are the dates the channel settles them on.
 

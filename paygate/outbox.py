@@ -32,15 +32,18 @@ import httpx
 from pydantic import SecretStr
 
 from paygate import supply
+from paygate.clock import Clock
+from paygate.config import Settings
 from paygate.errors import (
     ConfigurationError,
     NotFoundError,
     PaygateError,
     UnsupportedOperationError,
 )
-from paygate.gateway import Gateway
 from paygate.headend.base import HeadEnd, HeadEndRejected, HeadEndResult, HeadEndUnavailable
-from paygate.store.engine import Tx
+from paygate.records import EventRow
+from paygate.store.engine import Store, Tx
+from paygate.supply import SupplyOrders
 
 __all__ = [
     "CallbackSink",
@@ -49,12 +52,30 @@ __all__ = [
     "DispatchReport",
     "Dispatcher",
     "EventSink",
+    "OrderDesk",
     "WebhookSink",
     "dead_letters",
     "requeue",
 ]
 
 log = logging.getLogger(__name__)
+
+
+class OrderDesk(Protocol):
+    """What the dispatcher needs of the core: the store, the clock, the settings and the
+    supply orders (a :class:`~paygate.gateway.Gateway` is one)."""
+
+    @property
+    def store(self) -> Store: ...
+
+    @property
+    def clock(self) -> Clock: ...
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def supply(self) -> SupplyOrders: ...
 
 
 class DeliveryError(PaygateError):
@@ -191,7 +212,7 @@ class Dispatcher:
 
     def __init__(
         self,
-        gateway: Gateway,
+        gateway: OrderDesk,
         *,
         headends: Mapping[str, HeadEnd],
         sinks: Sequence[EventSink] = (),
@@ -267,7 +288,7 @@ class Dispatcher:
         """
         room = self.batch if limit is None else min(self.batch, limit)
         report = DispatchReport()
-        report.breaches = self.gateway.check_deadlines()
+        report.breaches = self.gateway.supply.check_deadlines()
         now = self.gateway.clock.now()
         token, order_ids = self.gateway.store.run(
             lambda tx: supply.claim_orders(tx, now, self.lease, room, due_by=due_by)
@@ -332,7 +353,7 @@ class Dispatcher:
             retry = gateway.clock.now() + supply.backoff(
                 int(attempts or 0) + 1, base=self.retry_base, cap=self.retry_cap
             )
-            gateway.record_order_failure(
+            gateway.supply.record_order_failure(
                 order_id,
                 f"unexpected {type(exc).__name__}: {exc}",
                 claim_token=token,
@@ -354,7 +375,7 @@ class Dispatcher:
         name = order.headend or self.default_headend
         headend = self.headends.get(name) if name else None
         if headend is None:
-            gateway.record_order_failure(
+            gateway.supply.record_order_failure(
                 order_id,
                 f"no head-end configured for account {order.account_no} ({name or 'none'})",
                 claim_token=token,
@@ -372,7 +393,7 @@ class Dispatcher:
                     result = headend.poll(command)
                 except UnsupportedOperationError:
                     # This head-end reports by callback only: stop polling, keep the lease off.
-                    gateway.record_order_progress(
+                    gateway.supply.record_order_progress(
                         order_id,
                         supply.status_outcome(order.status),
                         claim_token=token,
@@ -387,7 +408,7 @@ class Dispatcher:
             retry = gateway.clock.now() + supply.backoff(
                 order.attempts + 1, base=self.retry_base, cap=self.retry_cap
             )
-            gateway.record_order_failure(
+            gateway.supply.record_order_failure(
                 order_id,
                 f"{headend.name}: {exc}",
                 claim_token=token,
@@ -397,13 +418,13 @@ class Dispatcher:
             report.orders_retrying += 1
             return
         except HeadEndRejected as exc:
-            gateway.record_order_failure(
+            gateway.supply.record_order_failure(
                 order_id, f"{headend.name}: {exc}", claim_token=token, retry_at=None
             )
             report.orders_failed += 1
             return
         next_poll = gateway.clock.now() + self.poll_interval
-        gateway.record_order_progress(
+        gateway.supply.record_order_progress(
             order_id,
             result.outcome,
             at=result.at,
@@ -417,7 +438,7 @@ class Dispatcher:
     def _poll_later(
         self, order_id: int, status: supply.OrderStatus, token: str, actor: str
     ) -> None:
-        self.gateway.record_order_progress(
+        self.gateway.supply.record_order_progress(
             order_id,
             supply.status_outcome(status),
             claim_token=token,
@@ -479,7 +500,7 @@ class Dispatcher:
             report.events_retrying += 1
 
 
-def dead_letters(gateway: Gateway, *, limit: int = 1000) -> list[DeadLetter]:
+def dead_letters(gateway: OrderDesk, *, limit: int = 1000) -> list[DeadLetter]:
     """Dead-lettered events, oldest first."""
 
     def work(tx: Tx) -> list[DeadLetter]:
@@ -503,7 +524,7 @@ def dead_letters(gateway: Gateway, *, limit: int = 1000) -> list[DeadLetter]:
     return gateway.store.run(work, write=False)
 
 
-def requeue(gateway: Gateway, event_ids: Sequence[int] | None = None) -> int:
+def requeue(gateway: OrderDesk, event_ids: Sequence[int] | None = None) -> int:
     """Put dead-lettered events (the named ones, or all with None) back in the queue, due now
     with a fresh attempt count; return how many. A named event that is not dead-lettered is
     refused, and nothing is requeued."""
@@ -572,7 +593,7 @@ class _Failure:
     error: str
 
 
-def _event_failed(gateway: Gateway, tx: Tx, *, failure: _Failure) -> None:
+def _event_failed(gateway: OrderDesk, tx: Tx, *, failure: _Failure) -> None:
     event_id, token, attempts, dead, retry, error = (
         failure.event_id,
         failure.token,
@@ -605,18 +626,13 @@ def _event_failed(gateway: Gateway, tx: Tx, *, failure: _Failure) -> None:
             "occurred_at": now.isoformat(),
             "data": {"dead_event_id": event_id, "attempts": attempts, "error": error[:500]},
         }
-        tx.insert(
-            "outbox",
-            ("id", "event_type", "account_no", "payload", "created_at", "available_at", "attempts"),
-            [
-                (
-                    alert_id,
-                    "outbox.dead_lettered",
-                    None,
-                    json.dumps(payload, separators=(",", ":")),
-                    tx.ts(now),
-                    tx.ts(now),
-                    0,
-                )
-            ],
+        row = EventRow(
+            id=alert_id,
+            event_type="outbox.dead_lettered",
+            account_no=None,
+            payload=json.dumps(payload, separators=(",", ":")),
+            created_at=tx.ts(now),
+            available_at=tx.ts(now),
+            attempts=0,
         )
+        tx.insert("outbox", EventRow._fields, [row])

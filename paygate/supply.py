@@ -7,15 +7,15 @@ and its completion — or the breach of each missed deadline — is recorded. An
 given up: a head-end that refuses it for good leaves it ``failed`` with an alert event, still
 counted against the promise until a person resolves it.
 
-The promise (服务承诺时限) is split backwards into step deadlines: supply confirmed by
-``created + promise``; acknowledged by the head-end ``confirm_budget`` earlier; dispatched
-``ack_budget`` before that. A step that misses its deadline while the promise still holds is a
-*minor* breach; a missed promise is *major*; a missed legal limit (3 days by default) is
-*critical*.
+The promise and its step deadlines live in :mod:`paygate.promise` (re-exported here, and held
+by the settings); :class:`SupplyOrders` creates the orders, records their progress, failures
+and breaches, and retries them. The dispatcher (:mod:`paygate.outbox`) drives orders to the
+head-ends through it.
 """
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,24 +23,54 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, model_validator
-
+from paygate import billing
 from paygate.clock import require_aware
+from paygate.errors import (
+    InvalidInputError,
+    InvalidStateError,
+    UnknownOrderError,
+)
 from paygate.headend.base import HeadEndOutcome, SupplyAction, SupplyCommand
+from paygate.models import SupplyState
+from paygate.promise import (
+    DEFAULT_PROMISE,
+    LEGAL_LIMIT,
+    Deadlines,
+    DunningPolicy,
+    ServicePromise,
+    Severity,
+    Step,
+    severity,
+)
+from paygate.records import (
+    Account,
+    Core,
+    NewOrderRow,
+    Writes,
+    event,
+    flush,
+    load_bills,
+    lock_account,
+    transition,
+    write_states,
+)
 from paygate.store.engine import Tx
 
 __all__ = [
+    "DEFAULT_PROMISE",
+    "LEGAL_LIMIT",
     "Deadlines",
     "DunningPolicy",
     "OrderStatus",
     "ServicePromise",
     "Severity",
     "Step",
+    "SupplyOrders",
+    "severity",
 ]
 
-
-DEFAULT_PROMISE = timedelta(hours=24)
-LEGAL_LIMIT = timedelta(days=3)
+_METER_ADDRESS = re.compile(r"[0-9]{12}")
+_BROADCAST_ADDRESS = "999999999999"
 
 
 class OrderStatus(StrEnum):
@@ -55,122 +85,6 @@ class OrderStatus(StrEnum):
 
 
 ACTIVE = (OrderStatus.OPEN, OrderStatus.DISPATCHED, OrderStatus.ACKNOWLEDGED)
-
-
-class Step(StrEnum):
-    """The steps of an order, each with its own deadline."""
-
-    DISPATCH = "dispatch"
-    ACKNOWLEDGE = "acknowledge"
-    CONFIRM = "confirm"
-    LEGAL = "legal"
-
-
-class Severity(StrEnum):
-    """How bad a missed deadline is."""
-
-    MINOR = "minor"  # a step late, the promise still held
-    MAJOR = "major"  # the promise missed
-    CRITICAL = "critical"  # the legal limit missed
-
-
-class ServicePromise(BaseModel):
-    """The reconnection promise and its step budgets, counted backwards from it.
-
-    Only ``promise`` need be given: a budget left out is the same share of the promise as in
-    the default 24 h promise (confirm 20/24, acknowledge 3.75/24), and the legal limit left out
-    is 3 days or the promise if longer. ``ServicePromise(promise=timedelta(hours=48))``,
-    ``Settings(service_promise=timedelta(hours=48))`` and ``PAYGATE_RECONNECTION_PROMISE=48``
-    are the same promise.
-    """
-
-    model_config = ConfigDict(frozen=True)
-
-    promise: timedelta = DEFAULT_PROMISE
-    legal_limit: timedelta = LEGAL_LIMIT
-    confirm_budget: timedelta = DEFAULT_PROMISE * 5 / 6
-    ack_budget: timedelta = DEFAULT_PROMISE * 5 / 32
-
-    @model_validator(mode="before")
-    @classmethod
-    def _scaled(cls, data: Any) -> Any:
-        if isinstance(data, timedelta):
-            data = {"promise": data}
-        if not isinstance(data, dict) or "promise" not in data:
-            return data
-        promise = data["promise"]
-        if not isinstance(promise, timedelta):
-            return data  # the field's own validation names the problem
-        scaled = dict(data)
-        scaled.setdefault("confirm_budget", promise * 5 / 6)
-        scaled.setdefault("ack_budget", promise * 5 / 32)
-        scaled.setdefault("legal_limit", max(LEGAL_LIMIT, promise))
-        return scaled
-
-    @model_validator(mode="after")
-    def _fits(self) -> ServicePromise:
-        if self.promise <= timedelta(0) or self.legal_limit < self.promise:
-            raise ValueError("the legal limit must be at least the promise, both positive")
-        if self.confirm_budget < timedelta(0) or self.ack_budget < timedelta(0):
-            raise ValueError("step budgets cannot be negative")
-        if self.confirm_budget + self.ack_budget >= self.promise:
-            raise ValueError("the step budgets leave no time to dispatch within the promise")
-        return self
-
-    def deadlines(self, created_at: datetime) -> Deadlines:
-        """Each step's deadline for an order created at ``created_at`` (aware)."""
-        confirm = require_aware(created_at, "created_at") + self.promise
-        acknowledge = confirm - self.confirm_budget
-        return Deadlines(
-            dispatch=acknowledge - self.ack_budget,
-            acknowledge=acknowledge,
-            confirm=confirm,
-            legal=created_at + self.legal_limit,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class Deadlines:
-    """The deadline of each step of one order."""
-
-    dispatch: datetime
-    acknowledge: datetime
-    confirm: datetime
-    legal: datetime
-
-    def of(self, step: Step) -> datetime:
-        """The deadline of ``step``."""
-        return {
-            Step.DISPATCH: self.dispatch,
-            Step.ACKNOWLEDGE: self.acknowledge,
-            Step.CONFIRM: self.confirm,
-            Step.LEGAL: self.legal,
-        }[step]
-
-
-class DunningPolicy(BaseModel):
-    """Who may be disconnected, and after which notices; per category where it differs."""
-
-    model_config = ConfigDict(frozen=True)
-
-    overdue_days: int = 30
-    notice_days: int = 7
-    final_reminder: bool = True
-    final_reminder_days: int = 1
-    overdue_days_by_category: dict[str, int] = {}
-
-    def overdue_threshold(self, category: str) -> int:
-        """Days past due before an account of ``category`` may be disconnected."""
-        return self.overdue_days_by_category.get(category, self.overdue_days)
-
-
-def severity(step: Step, deadlines: Deadlines, at: datetime) -> Severity:
-    """How bad it is that ``step`` was not done by its deadline, judged at ``at``."""
-    if step is Step.LEGAL or at > deadlines.legal:
-        return Severity.CRITICAL
-    if step is Step.CONFIRM or at > deadlines.confirm:
-        return Severity.MAJOR
-    return Severity.MINOR
 
 
 def backoff(attempt: int, *, base: timedelta, cap: timedelta) -> timedelta:
@@ -317,6 +231,479 @@ def missed_steps(order: OrderRow, now: datetime) -> Iterator[tuple[Step, Severit
         if reached_late or still_missing:
             judged_at = done if done is not None else now
             yield step, severity(step, order.deadlines, judged_at)
+
+
+class SupplyOrders:
+    """Reconnection and disconnection orders: creation, progress, failure, deadlines, retry."""
+
+    def __init__(self, core: Core) -> None:
+        self._core = core
+
+    def after_payment(
+        self,
+        tx: Tx,
+        acct: Account,
+        payment_id: int,
+        arrears_after: int,
+        writes: Writes,
+        now: datetime,
+        reason: str,
+    ) -> int | None:
+        if not self.owes_nothing(acct, arrears_after):
+            return None
+        if acct.supply_state is SupplyState.DISCONNECTION_PENDING:
+            transition(
+                tx, acct, SupplyState.CONNECTED, "arrears cleared", "payment", None, writes, now
+            )
+            writes.cancel_disconnects.append((acct.id, tx.ts(now)))
+            event(
+                tx,
+                writes,
+                "disconnection.cancelled",
+                acct.account_no,
+                now,
+                {"payment_id": payment_id},
+            )
+            return None
+        if acct.supply_state is not SupplyState.DISCONNECTED:
+            return None
+        return self.reconnection_order(tx, acct, reason, payment_id, writes, now)
+
+    def owes_nothing(self, acct: Account, arrears: int) -> bool:
+        """Whether supply is due back: no arrears and, on a prepaid account, a balance of zero
+        or in credit (consumption charged but not yet due still counts against prepaid)."""
+        return arrears <= 0 and not (acct.prepaid and acct.balance > 0)
+
+    def refuse_if_owes_nothing(self, acct: Account, now: datetime) -> None:
+        """Refuse to cut an account that owes nothing: nothing would ever bring supply back
+        (reconnection follows a payment that clears arrears). Bills must be loaded."""
+        owed, _ = billing.arrears(
+            acct.bills, acct.category, self._core.local_date(now), self._core.settings.late_fee
+        )
+        if self.owes_nothing(acct, owed):
+            raise InvalidStateError(
+                f"account {acct.account_no} owes nothing: there is nothing to disconnect for",
+                field="account_no",
+            )
+
+    def reconnection_order(
+        self,
+        tx: Tx,
+        acct: Account,
+        reason: str,
+        payment_id: int | None,
+        writes: Writes,
+        now: datetime,
+    ) -> int:
+        order_id = self.new_order(
+            tx, acct, "reconnect", SupplyAction.DIRECT_CLOSE, reason, payment_id, None, writes, now
+        )
+        deadlines = self._core.settings.service_promise.deadlines(now)
+        transition(
+            tx, acct, SupplyState.RECONNECTION_PENDING, reason, "payment", order_id, writes, now
+        )
+        event(
+            tx,
+            writes,
+            "reconnection.requested",
+            acct.account_no,
+            now,
+            {
+                "order_id": order_id,
+                "payment_id": payment_id,
+                "reason": reason,
+                "due_at": deadlines.confirm.isoformat(),
+            },
+        )
+        return order_id
+
+    def new_order(
+        self,
+        tx: Tx,
+        acct: Account,
+        kind: str,
+        action: SupplyAction,
+        reason: str,
+        payment_id: int | None,
+        approved_by: str | None,
+        writes: Writes,
+        now: datetime,
+    ) -> int:
+        order_id = tx.ids.one()
+        deadlines = self._core.settings.service_promise.deadlines(now)
+        writes.orders.append(
+            NewOrderRow(
+                id=order_id,
+                account_id=acct.id,
+                kind=kind,
+                status=OrderStatus.OPEN.value,
+                reason=reason,
+                payment_id=payment_id,
+                created_at=tx.ts(now),
+                due_at=tx.ts(deadlines.confirm),
+                action=action.value,
+                approved_by=approved_by,
+                dispatch_due_at=tx.ts(deadlines.dispatch),
+                ack_due_at=tx.ts(deadlines.acknowledge),
+                legal_due_at=tx.ts(deadlines.legal),
+                attempts=0,
+                next_attempt_at=tx.ts(now),
+            )
+        )
+        return order_id
+
+    def disconnect(
+        self,
+        account_no: str,
+        reason: str,
+        *,
+        actor: str = "operator",
+        negotiated: bool = False,
+    ) -> SupplyState:
+        """Record an account as disconnected (the cut itself is the head-end's business)."""
+        if not reason or not reason.strip():
+            raise InvalidInputError("a reason is required", field="reason")
+        now = self._core.clock.now()
+
+        def work(tx: Tx) -> SupplyState:
+            acct = lock_account(tx, account_no)
+            if acct.protected and not negotiated:
+                raise InvalidStateError(
+                    f"account {account_no} is protected: disconnection needs a negotiated, "
+                    "approved order",
+                    field="account_no",
+                )
+            if acct.supply_state not in (
+                SupplyState.CONNECTED,
+                SupplyState.DISCONNECTION_PENDING,
+            ):
+                raise InvalidStateError(
+                    f"account {account_no} is {acct.supply_state.value}", field="account_no"
+                )
+            load_bills(tx, [acct])
+            self.refuse_if_owes_nothing(acct, now)
+            writes = Writes()
+            transition(tx, acct, SupplyState.DISCONNECTED, reason, actor, None, writes, now)
+            event(tx, writes, "supply.disconnected", account_no, now, {"reason": reason})
+            flush(tx, writes)
+            write_states(tx, [acct])
+            return acct.supply_state
+
+        return self._core.store.run(work)
+
+    def complete_reconnection(
+        self, order_id: int, *, actor: str = "headend", at: datetime | None = None
+    ) -> SupplyState:
+        """Record that supply is back for a reconnection order; the account is connected."""
+        kind = self._core.store.run(
+            lambda tx: tx.scalar("SELECT kind FROM supply_orders WHERE id = :id", {"id": order_id}),
+            write=False,
+        )
+        if kind is None:
+            raise UnknownOrderError(f"no supply order {order_id}", field="order_id")
+        if kind != "reconnect":
+            raise InvalidStateError(
+                f"order {order_id} is a {kind} order, not a reconnection", field="order_id"
+            )
+        self.record_order_progress(order_id, HeadEndOutcome.COMPLETED, at=at, actor=actor)
+        return self._core.store.run(
+            lambda tx: SupplyState(
+                tx.scalar(
+                    "SELECT a.supply_state FROM accounts a JOIN supply_orders o "
+                    "ON o.account_id = a.id WHERE o.id = :id",
+                    {"id": order_id},
+                )
+            ),
+            write=False,
+        )
+
+    def set_meter(self, account_no: str, *, headend: str | None, meter_address: str | None) -> None:
+        """Name the head-end and meter address that supply orders for the account go to."""
+        if meter_address is not None:
+            if not isinstance(meter_address, str) or not _METER_ADDRESS.fullmatch(meter_address):
+                raise InvalidInputError(
+                    "a meter address is 12 decimal digits (BCD), most significant first",
+                    field="meter_address",
+                )
+            if meter_address == _BROADCAST_ADDRESS:
+                raise InvalidInputError(
+                    "999999999999 is the broadcast address, not one meter", field="meter_address"
+                )
+        if headend is not None and (not isinstance(headend, str) or not headend.strip()):
+            raise InvalidInputError("a head-end name cannot be blank", field="headend")
+
+        def work(tx: Tx) -> None:
+            lock_account(tx, account_no)
+            tx.execute(
+                "UPDATE accounts SET headend = :h, meter_address = :m WHERE account_no = :n",
+                {"h": headend, "m": meter_address, "n": account_no},
+            )
+
+        self._core.store.run(work)
+
+    def record_order_progress(
+        self,
+        order_id: int,
+        outcome: HeadEndOutcome,
+        *,
+        at: datetime | None = None,
+        actor: str = "headend",
+        reference: str | None = None,
+        claim_token: str | None = None,
+        next_attempt_at: datetime | None = None,
+    ) -> OrderStatus:
+        """Record how far an order got (a head-end's answer or callback, an operator's word)."""
+        now = self._core.clock.now()
+        when = require_aware(at, "at") if at is not None else now
+        if next_attempt_at is not None:
+            require_aware(next_attempt_at, "next_attempt_at")
+
+        def work(tx: Tx) -> OrderStatus:
+            acct, order = _lock_order(tx, order_id)
+            if claim_token is not None and not holds_claim(tx, order_id, claim_token):
+                return order.status  # another dispatcher took over after our lease ran out
+            if order.status in (OrderStatus.COMPLETED, OrderStatus.CANCELLED):
+                return order.status
+            previous = order.status
+            target = outcome_status(outcome)
+            rank = list(OrderStatus).index
+            status = target if rank(target) > rank(order.status) else order.status
+            if order.status is OrderStatus.FAILED:
+                status = target
+            order.dispatched_at = order.dispatched_at or when
+            if target in (OrderStatus.ACKNOWLEDGED, OrderStatus.COMPLETED):
+                order.acknowledged_at = order.acknowledged_at or when
+            if target is OrderStatus.COMPLETED:
+                order.completed_at = when
+            order.status = status
+            tx.execute(
+                "UPDATE supply_orders SET status = :s, dispatched_at = :d, acknowledged_at = :a, "
+                "completed_at = :c, closed_at = :closed, next_attempt_at = :next, "
+                "claimed_until = NULL, claim_token = NULL, last_error = NULL WHERE id = :id",
+                {
+                    "s": status.value,
+                    "d": tx.ts(order.dispatched_at),
+                    "a": None if order.acknowledged_at is None else tx.ts(order.acknowledged_at),
+                    "c": None if order.completed_at is None else tx.ts(order.completed_at),
+                    "closed": None if order.completed_at is None else tx.ts(order.completed_at),
+                    "next": None
+                    if status is OrderStatus.COMPLETED or next_attempt_at is None
+                    else tx.ts(next_attempt_at),
+                    "id": order_id,
+                },
+            )
+            writes = Writes()
+            if status is previous:
+                flush(tx, writes)
+                return status  # a poll that found nothing new: only the next poll time moved
+            elapsed = (when - order.created_at).total_seconds()
+            event(
+                tx,
+                writes,
+                f"{order.kind}ion.{status.value}"
+                if order.kind == "reconnect"
+                else f"disconnection.{status.value}",
+                acct.account_no,
+                now,
+                {
+                    "order_id": order_id,
+                    "actor": actor,
+                    "reference": reference,
+                    "at": when.isoformat(),
+                    "elapsed_seconds": elapsed,
+                    "on_time": when <= order.deadlines.confirm,
+                },
+            )
+            if status is OrderStatus.COMPLETED:
+                self._order_completed(tx, acct, order, actor, writes, when)
+            self._breaches(tx, order, when, writes, now)
+            flush(tx, writes)
+            write_states(tx, [acct])
+            return status
+
+        return self._core.store.run(work)
+
+    def _order_completed(
+        self,
+        tx: Tx,
+        acct: Account,
+        order: OrderRow,
+        actor: str,
+        writes: Writes,
+        when: datetime,
+    ) -> None:
+        if order.kind == "reconnect":
+            if acct.supply_state is SupplyState.RECONNECTION_PENDING:
+                transition(
+                    tx,
+                    acct,
+                    SupplyState.CONNECTED,
+                    "supply restored",
+                    actor,
+                    order.id,
+                    writes,
+                    when,
+                )
+            return
+        if acct.supply_state is SupplyState.RECONNECTION_PENDING:
+            # Paid after the cut was recorded by hand: the reconnection order under way brings
+            # supply back, and a second one would break "exactly one".
+            return
+        transition(tx, acct, SupplyState.DISCONNECTED, "supply cut", actor, order.id, writes, when)
+        # The customer may have paid while the cut was on its way: supply goes straight back.
+        load_bills(tx, [acct])
+        owed, _ = billing.arrears(
+            acct.bills, acct.category, self._core.local_date(when), self._core.settings.late_fee
+        )
+        if self.owes_nothing(acct, owed):
+            self.reconnection_order(tx, acct, "arrears cleared before the cut", None, writes, when)
+
+    def _breaches(
+        self, tx: Tx, order: OrderRow, at: datetime, writes: Writes, now: datetime
+    ) -> list[tuple[int, Step, Severity]]:
+        missed = list(missed_steps(order, at))
+        if not missed:
+            return []
+        known = {
+            str(r[0])
+            for r in tx.all("SELECT step FROM breaches WHERE order_id = :o", {"o": order.id})
+        }
+        new = [(step, sev) for step, sev in missed if step.value not in known]
+        for step, sev in new:
+            tx.execute(
+                "INSERT INTO breaches (id, order_id, step, severity, deadline, detected_at) "
+                "VALUES (:id, :o, :step, :sev, :deadline, :at) ON CONFLICT (order_id, step) "
+                "DO NOTHING",
+                {
+                    "id": tx.ids.one(),
+                    "o": order.id,
+                    "step": step.value,
+                    "sev": sev.value,
+                    "deadline": tx.ts(order.deadlines.of(step)),
+                    "at": tx.ts(now),
+                },
+            )
+            event(
+                tx,
+                writes,
+                "service.breach",
+                order.account_no,
+                now,
+                {
+                    "order_id": order.id,
+                    "kind": order.kind,
+                    "step": step.value,
+                    "severity": sev.value,
+                    "deadline": order.deadlines.of(step).isoformat(),
+                },
+            )
+        return [(order.id, step, sev) for step, sev in new]
+
+    def check_deadlines(self, now: datetime | None = None) -> list[tuple[int, Step, Severity]]:
+        """Record a breach for every step of an open order whose deadline has passed."""
+        at = self._core.clock.now() if now is None else require_aware(now, "now")
+
+        def work(tx: Tx) -> list[tuple[int, Step, Severity]]:
+            rows = tx.all(
+                f"SELECT {ORDER_COLUMNS} FROM supply_orders o "  # noqa: S608
+                "JOIN accounts a ON a.id = o.account_id WHERE o.status IN "
+                "('open', 'dispatched', 'acknowledged', 'failed') AND o.dispatch_due_at < :now "
+                "ORDER BY o.id",
+                {"now": tx.ts(at)},
+            )
+            writes = Writes()
+            found: list[tuple[int, Step, Severity]] = []
+            for row in rows:
+                found += self._breaches(tx, order_row(tx, row), at, writes, at)
+            flush(tx, writes)
+            return found
+
+        return self._core.store.run(work)
+
+    def record_order_failure(
+        self,
+        order_id: int,
+        error: str,
+        *,
+        claim_token: str | None,
+        retry_at: datetime | None,
+        alert_after: int = 10,
+    ) -> None:
+        """Record a failed delivery: retried at ``retry_at``, or, with None, refused for good."""
+        if retry_at is not None:
+            require_aware(retry_at, "retry_at")
+        now = self._core.clock.now()
+
+        def work(tx: Tx) -> None:
+            order = load_order(tx, order_id, lock=True)
+            if order is None:
+                raise UnknownOrderError(f"no supply order {order_id}", field="order_id")
+            if claim_token is not None and not holds_claim(tx, order_id, claim_token):
+                return
+            if order.status not in ACTIVE:
+                return
+            attempts = order.attempts + 1
+            status = order.status if retry_at is not None else OrderStatus.FAILED
+            tx.execute(
+                "UPDATE supply_orders SET attempts = :n, last_error = :e, status = :s, "
+                "next_attempt_at = :next, claimed_until = NULL, claim_token = NULL WHERE id = :id",
+                {
+                    "n": attempts,
+                    "e": error[:2000],
+                    "s": status.value,
+                    "next": None if retry_at is None else tx.ts(retry_at),
+                    "id": order_id,
+                },
+            )
+            writes = Writes()
+            if retry_at is None or attempts == alert_after:
+                event(
+                    tx,
+                    writes,
+                    "order.alert",
+                    order.account_no,
+                    now,
+                    {
+                        "order_id": order_id,
+                        "kind": order.kind,
+                        "attempts": attempts,
+                        "error": error[:500],
+                        "final": retry_at is None,
+                    },
+                )
+            flush(tx, writes)
+
+        self._core.store.run(work)
+
+    def retry_order(self, order_id: int) -> None:
+        """Put a failed order back in the queue, to be attempted at once."""
+
+        def work(tx: Tx) -> None:
+            acct, order = _lock_order(tx, order_id)
+            if order.status is not OrderStatus.FAILED:
+                raise InvalidStateError(f"order {order_id} is {order.status.value}")
+            if order.kind == "disconnect":
+                load_bills(tx, [acct])
+                self.refuse_if_owes_nothing(acct, self._core.clock.now())
+            back = OrderStatus.DISPATCHED if order.dispatched_at else OrderStatus.OPEN
+            tx.execute(
+                "UPDATE supply_orders SET status = :s, next_attempt_at = :now WHERE id = :id",
+                {"s": back.value, "now": tx.ts(self._core.clock.now()), "id": order_id},
+            )
+
+        self._core.store.run(work)
+
+
+def _lock_order(tx: Tx, order_id: int) -> tuple[Account, OrderRow]:
+    """Lock an order and its account: the account first, then the order, the lock order every
+    order update uses (no deadlock with a payment, which locks the account)."""
+    found = load_order(tx, order_id)
+    if found is None:
+        raise UnknownOrderError(f"no supply order {order_id}", field="order_id")
+    acct = lock_account(tx, found.account_no)
+    order = load_order(tx, order_id, lock=True)
+    assert order is not None
+    return acct, order
 
 
 def outcome_status(outcome: HeadEndOutcome) -> OrderStatus:

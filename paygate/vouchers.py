@@ -13,7 +13,7 @@ keeps these invariants:
 * **A card pays at most once.** Redemption is one transaction: the card's row is locked
   (``FOR UPDATE`` on PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` already admits one writer),
   its state and PIN are checked, the payment is posted through the Gateway's own payment
-  path (:meth:`~paygate.gateway.Gateway.post_within`: late fee, allocation, reconnection)
+  path (:meth:`~paygate.payments.Payments.pay_within`: late fee, allocation, reconnection)
   and the card is marked redeemed with the payment's id — all commit together or not at all.
   Of concurrent redemptions one wins; the same customer asking again gets the original
   receipt back, marked replayed; anyone else gets :class:`VoucherAlreadyRedeemedError`.
@@ -85,7 +85,6 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, SecretBytes, SecretStr, field_validator
 
-from paygate import ledger
 from paygate.errors import (
     AuthenticationError,
     ConfigurationError,
@@ -651,15 +650,15 @@ class VoucherBatches:
                     f"batch {batch_no} has no card left to sell: all are frozen", field="batch_no"
                 )
             amount = face * cards
-            accounts = self.gateway.ledger_accounts
+            payments = self.gateway.payments
             cur = batch.currency
-            clearing = accounts.ensure(
+            clearing = payments.ledger_account(
                 tx, f"clearing:voucher_sales:{cur}", AccountKind.CHANNEL_CLEARING, cur
             )
-            liability = accounts.ensure(
+            liability = payments.ledger_account(
                 tx, f"voucher_liability:{cur}", AccountKind.VOUCHER_LIABILITY, cur
             )
-            ledger.post(
+            payments.post(
                 tx,
                 [
                     EntryDraft(
@@ -675,7 +674,6 @@ class VoucherBatches:
                         shard_key=batch.id,
                     )
                 ],
-                accounts,
             )
             tx.execute(
                 "UPDATE voucher_batches SET status = 'activated', retailer = :r, "
@@ -693,7 +691,6 @@ class VoucherBatches:
 
         activated = self.gateway.store.run(work)
         if activated.created:
-            self.gateway.note_posted(1)
             _log.info(
                 "voucher batch %s activated: %d cards, %s, retailer %r",
                 batch_no,
@@ -1095,8 +1092,6 @@ class VoucherService(VoucherBatches):
             except UniqueViolation:
                 continue  # a concurrent payment with this id committed first: decide again
             outcome, result = decided
-            if isinstance(result, Receipt) and not result.replayed:
-                self.gateway.note_posted(1)
             _log.info(
                 "voucher %s: %s for account %s from %r",
                 _loggable_serial(serial),
@@ -1202,7 +1197,7 @@ class VoucherService(VoucherBatches):
         if not self._pins.verify(serial, pin, card.pin_hash):
             return decided(AttemptOutcome.WRONG_PIN, self._wrong_pin(tx, card, serial), serial)
 
-        [posted] = self.gateway.post_within(
+        [posted] = self.gateway.payments.pay_within(
             tx, [self._intent(account_no, serial, card.face_value, now)]
         )
         if isinstance(posted, PaygateError):

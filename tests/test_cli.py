@@ -94,7 +94,7 @@ def test_audit_seal_seals_what_is_pending(sqlite_url: str) -> None:
             "A1", bill_no="B1", amount=Money(100, "CNY"), period="p", due_date=date(2026, 1, 1)
         )
         assert gateway.verify().unsealed_entries == 1
-        gateway._posted_since_seal = 0  # close() would seal it; leave it to the command
+        gateway.payments._posted_since_seal = 0  # close() would seal it; leave it to the command
     code, out = paygate("audit", "verify", "--database-url", sqlite_url)
     assert "1 awaiting a seal" in out
     code, out = paygate("audit", "seal", "--database-url", sqlite_url)

@@ -10,6 +10,7 @@ import shutil
 import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import settings
@@ -115,7 +116,7 @@ class LedgerMachine(RuleBasedStateMachine):
             paid_at=self.clock.now(),
         )
         bills = self.gateway.store.run(lambda tx: open_bills(tx, account), write=False)
-        day = self.clock.now().astimezone(self.gateway._zone).date()
+        day = self.clock.now().astimezone(ZoneInfo(self.gateway.settings.timezone)).date()
         expected_fee = late_fee_oracle(bills, ACCOUNTS[account], day)
         receipt = self.gateway.pay(intent)
         assert receipt.late_fee.minor == expected_fee

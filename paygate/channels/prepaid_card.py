@@ -8,7 +8,7 @@ moment the request is parsed and appears in no answer, log line or error.
 
 The PaymentSink that every operation receives is not called: a redemption must mark the card
 redeemed in the same transaction as its payment, which only the voucher service can do
-(through :meth:`paygate.gateway.Gateway.post_within`). The redeemer reaches the adapter through
+(through :meth:`paygate.payments.Payments.pay_within`). The redeemer reaches the adapter through
 its context: :class:`PrepaidCardContext` is an :class:`~paygate.channels.base.AdapterContext`
 with a ``vouchers`` field. An adapter built without one still reads statements, and refuses
 redemptions as a configuration problem (503).

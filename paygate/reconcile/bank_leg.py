@@ -38,9 +38,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from paygate import ledger
 from paygate.errors import ParseError
 from paygate.ledger import AccountKind, EntryDraft, PostingDraft
 from paygate.reconcile.bank import (
@@ -50,6 +49,7 @@ from paygate.reconcile.bank import (
     CsvLayout,
     read_bank_statement,
 )
+from paygate.reconcile.books import Books
 from paygate.reconcile.config import reference_pattern
 from paygate.reconcile.engine import HashingReader, checked_sha256
 from paygate.reconcile.model import (
@@ -63,9 +63,6 @@ from paygate.reconcile.model import (
 from paygate.reconcile.resolution import debit_account
 from paygate.reconcile.runs import bank_key, load_run, today
 from paygate.store.engine import Tx, UniqueViolation
-
-if TYPE_CHECKING:
-    from paygate.gateway import Gateway
 
 __all__ = [
     "BANK_CHANNEL",
@@ -181,7 +178,7 @@ def _account_key(text: str) -> str:
 
 
 def reconcile_bank_file(
-    gateway: Gateway,
+    gateway: Books,
     path: str | Path,
     *,
     format: BankFormat | str = "auto",
@@ -215,7 +212,7 @@ def reconcile_bank_file(
 
 
 def reconcile_bank(
-    gateway: Gateway,
+    gateway: Books,
     statements: Iterable[BankStatement],
     *,
     file_sha256: str,
@@ -436,7 +433,7 @@ class _Day:
 
 
 def settle_bank_credits(
-    gateway: Gateway, references: Mapping[str, str], *, actor: str = "reconciliation"
+    gateway: Books, references: Mapping[str, str], *, actor: str = "reconciliation"
 ) -> int:
     """Match every open bank credit with the unsettled channel days; return how many settled."""
     credits, days = gateway.store.run(_open_credits_and_days, write=False)
@@ -542,7 +539,7 @@ def _open_credits_and_days(tx: Tx) -> tuple[list[_Credit], list[_Day]]:
     return credits, [d for d in days if (d.channel, bank_key(d.business_date)) not in settled]
 
 
-def _settle(gateway: Gateway, credit: _Credit, day: _Day, actor: str) -> int:
+def _settle(gateway: Books, credit: _Credit, day: _Day, actor: str) -> int:
     def work(tx: Tx) -> int:
         status = tx.scalar(
             "SELECT status FROM reconciliation_findings WHERE run_id = :run AND seq = :seq",
@@ -552,16 +549,16 @@ def _settle(gateway: Gateway, credit: _Credit, day: _Day, actor: str) -> int:
             return 0  # settled by a concurrent run of the bank leg
         now = gateway.clock.now()
         cur = day.currency
-        bank = gateway.ledger_accounts.ensure(tx, f"bank:{cur}", AccountKind.BANK, cur)
+        bank = gateway.payments.ledger_account(tx, f"bank:{cur}", AccountKind.BANK, cur)
         legs = [PostingDraft(bank, day.net, cur)]
         if day.fees:
-            fees = gateway.ledger_accounts.ensure(
+            fees = gateway.payments.ledger_account(
                 tx, f"fees:{day.channel}:{cur}", AccountKind.CHANNEL_FEES, cur
             )
             legs.append(PostingDraft(fees, day.fees, cur))
         legs.append(PostingDraft(debit_account(gateway, tx, day.channel, cur), -day.gross, cur))
         entry_id = tx.ids.one()
-        ledger.post(
+        gateway.payments.post(
             tx,
             [
                 EntryDraft(
@@ -576,7 +573,6 @@ def _settle(gateway: Gateway, credit: _Credit, day: _Day, actor: str) -> int:
                     entry_id=entry_id,
                 )
             ],
-            gateway.ledger_accounts,
         )
         resolution_id = tx.ids.one()
         tx.execute(
@@ -619,7 +615,7 @@ def _settle(gateway: Gateway, credit: _Credit, day: _Day, actor: str) -> int:
     return settled
 
 
-def _mismatch(gateway: Gateway, credit: _Credit, days: Sequence[_Day], *, ambiguous: bool) -> None:
+def _mismatch(gateway: Books, credit: _Credit, days: Sequence[_Day], *, ambiguous: bool) -> None:
     named = ", ".join(f"{d.channel} {d.business_date} (net {d.net} {d.currency})" for d in days[:5])
     note = (
         f"the reference fits several days: {named}"
@@ -643,7 +639,7 @@ def _mismatch(gateway: Gateway, credit: _Credit, days: Sequence[_Day], *, ambigu
     gateway.store.run(work)
 
 
-def _annotate(gateway: Gateway, credit: _Credit, note: str) -> None:
+def _annotate(gateway: Books, credit: _Credit, note: str) -> None:
     gateway.store.run(
         lambda tx: tx.execute(
             "UPDATE reconciliation_findings SET note = :note WHERE run_id = :run AND seq = :seq",

@@ -48,7 +48,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 from zoneinfo import ZoneInfo
 
 from paygate.channels.base import SettlementRules
@@ -60,7 +60,17 @@ from paygate.errors import (
 )
 from paygate.ledger import AccountKind
 from paygate.models import StatementLine, StatementLineKind
+from paygate.reconcile.books import Books
 from paygate.reconcile.config import StatementReader, channel_rules
+from paygate.reconcile.matching import (
+    carry_over,
+    ledger_side,
+    lines_without_id,
+    matched_later,
+    payment_lines_by_id,
+    reversal_lines,
+    suspense_not_on_statement,
+)
 from paygate.reconcile.model import (
     FindingClass,
     ReconcilePolicy,
@@ -70,9 +80,6 @@ from paygate.reconcile.model import (
 )
 from paygate.reconcile.runs import load_run
 from paygate.store.engine import Tx, UniqueViolation
-
-if TYPE_CHECKING:
-    from paygate.gateway import Gateway
 
 __all__ = [
     "PreparedRun",
@@ -118,7 +125,6 @@ _LINE_PG_TYPES = (
     "text",
 )
 _MAX_ID = 128
-_MATCH_ROUNDS = 5
 _PAYMENT = StatementLineKind.PAYMENT
 
 
@@ -132,7 +138,7 @@ def sha256_of(path: str | Path) -> str:
 
 
 def reconcile(
-    gateway: Gateway,
+    gateway: Books,
     channel: str,
     business_date: date,
     statement_lines: Iterable[StatementLine],
@@ -174,7 +180,7 @@ def reconcile(
 
 
 def reconcile_file(
-    gateway: Gateway,
+    gateway: Books,
     channel: str,
     business_date: date,
     path: str | Path,
@@ -204,7 +210,7 @@ def reconcile_file(
 
 
 def prepare_file(
-    gateway: Gateway,
+    gateway: Books,
     channel: str,
     business_date: date,
     path: str | Path,
@@ -257,11 +263,11 @@ def prepare_file(
         )
 
 
-def _check_channel(gateway: Gateway, channel: str) -> None:
+def _check_channel(gateway: Books, channel: str) -> None:
     # A channel whose money is not collected into a clearing account (recharge cards: the
     # money was taken when the card was sold) has no payments to settle: its statement lists
     # card sales, and matching them with payments would park every line in suspense.
-    kind = gateway.settings.channel_debit_accounts.get(channel, AccountKind.CHANNEL_CLEARING)
+    kind = gateway.payments.debit_kind(channel)
     if kind is not AccountKind.CHANNEL_CLEARING:
         raise UnsupportedOperationError(
             f"channel {channel!r} books its payments against {kind.value}, not a clearing "
@@ -451,7 +457,7 @@ def _reconciled_before(tx: Tx, channel: str, day: date) -> bool:
 
 
 def _prepare(
-    gateway: Gateway,
+    gateway: Books,
     channel: str,
     business_date: date,
     lines: Iterable[StatementLine],
@@ -539,7 +545,7 @@ class PreparedRun:
 
     def __init__(
         self,
-        gateway: Gateway,
+        gateway: Books,
         policy: ReconcilePolicy,
         rules: SettlementRules,
         *,
@@ -602,7 +608,7 @@ class PreparedRun:
 
 
 def _stage(
-    gateway: Gateway,
+    gateway: Books,
     run_id: int,
     lines: Iterable[StatementLine],
     policy: ReconcilePolicy,
@@ -632,7 +638,7 @@ def _stage(
             return staged
 
 
-def _discard(gateway: Gateway, run_id: int) -> None:
+def _discard(gateway: Books, run_id: int) -> None:
     """Remove a run that was never classified, with its staged lines."""
 
     def work(tx: Tx) -> None:
@@ -646,7 +652,7 @@ def _discard(gateway: Gateway, run_id: int) -> None:
 
 
 def _finish(
-    gateway: Gateway,
+    gateway: Books,
     run_id: int,
     policy: ReconcilePolicy,
     rules: SettlementRules,
@@ -681,12 +687,6 @@ def _finish(
 
 
 # -- classification -------------------------------------------------------------------------
-
-
-def _seconds_apart(tx: Tx, a: str, b: str) -> str:
-    if tx.dialect == "postgresql":
-        return f"ABS(EXTRACT(EPOCH FROM ({a} - {b})))"
-    return f"(ABS(julianday({a}) - julianday({b})) * 86400.0)"
 
 
 def _classify(
@@ -750,347 +750,21 @@ def _classify(
         "day_end": tx.ts(staged.day_end),
         "day_text": business_date.isoformat(),
     }
-    _payment_lines_by_id(tx, params)
+    payment_lines_by_id(tx, params)
     if staged.reversals:
-        _reversal_lines(tx, params)
+        reversal_lines(tx, params)
     if staged.without_id:
-        _lines_without_id(tx, params, policy)
-    _ledger_side(tx, params, staged.count)
-    _carry_over(tx, params)
-    _suspense_not_on_statement(tx, params)
-    _matched_later(tx, params, policy)
+        lines_without_id(tx, params, policy)
+    ledger_side(tx, params, staged.count)
+    carry_over(tx, params)
+    suspense_not_on_statement(tx, params)
+    matched_later(tx, params, policy)
     summary = _summary(tx, run_id, staged)
     tx.execute(
         "UPDATE reconciliation_runs SET summary = :s WHERE id = :id",
         {"s": json.dumps(summary, separators=(",", ":")), "id": run_id},
     )
     return run_id
-
-
-# Findings about statement lines take the line's seq. ``later`` numbers the lines of each
-# transaction the statement lists more than once (few): the first is paired, the others are
-# duplicates, known as "txn:<id>#<n>" so that a resolution carries over between files.
-# A payment line has a transaction id exactly when it has no line_key; the lines are selected
-# by the latter, which no index covers, so that SQLite reads them in file order (through the
-# primary key) instead of fetching each row at random through the transaction-id index. The
-# CROSS JOIN makes SQLite start from the few duplicated ids (PostgreSQL plans it freely).
-_BY_ID = """
-WITH listed_twice AS (
-    SELECT channel_txn_id FROM reconciliation_lines
-    WHERE run_id = :run AND kind = 'payment' AND channel_txn_id IS NOT NULL
-    GROUP BY channel_txn_id HAVING COUNT(*) > 1
-), later AS (
-    SELECT o.seq, ROW_NUMBER() OVER (PARTITION BY o.channel_txn_id ORDER BY o.seq) AS n
-    FROM listed_twice t CROSS JOIN reconciliation_lines o
-    WHERE o.run_id = :run AND o.channel_txn_id = t.channel_txn_id AND o.kind = 'payment'
-)
-INSERT INTO reconciliation_findings (run_id, seq, finding_class, status, line_seq, payment_id,
-    line_key, amount, ledger_amount, currency, note)
-SELECT :run, l.seq,
-    CASE WHEN d.n > 1 THEN 'duplicate_in_statement'
-         WHEN {outside} THEN 'other_business_date'
-         WHEN p.id IS NULL THEN 'only_in_statement'
-         WHEN p.business_date <> :d THEN 'other_business_date'
-         WHEN p.amount <> l.gross OR p.currency <> l.currency THEN 'amount_mismatch'
-         ELSE 'matched' END,
-    'open',
-    l.seq,
-    CASE WHEN COALESCE(d.n, 1) = 1 THEN p.id END,
-    CASE WHEN d.n > 1 THEN 'txn:' || l.channel_txn_id || '#' || d.n
-         ELSE 'txn:' || l.channel_txn_id END,
-    l.gross,
-    CASE WHEN COALESCE(d.n, 1) = 1 THEN p.amount END,
-    l.currency,
-    CASE WHEN d.n > 1 THEN NULL
-         WHEN p.id IS NOT NULL AND p.business_date <> :d
-         THEN 'the ledger has it on business date ' || {payment_day}
-         WHEN {outside} THEN {line_outside_note}
-         WHEN p.id IS NOT NULL AND p.currency <> l.currency
-         THEN 'the ledger has it in ' || p.currency END
-FROM reconciliation_lines l
-LEFT JOIN later d ON d.seq = l.seq
-LEFT JOIN payments p ON p.channel = :c AND p.channel_txn_id = l.channel_txn_id
-WHERE l.run_id = :run AND l.kind = 'payment' AND l.line_key IS NULL
-  AND NOT (COALESCE(d.n, 1) = 1 AND p.id IS NOT NULL AND p.amount = l.gross
-           AND p.currency = l.currency AND p.business_date = :d AND NOT {outside})
-"""
-# Every row _BY_ID writes is a finding for a person: the plain match has no row, and a line of
-# another business day is never a match (see the module's docstring).
-
-
-# A line whose own time is not of the run's business day (bound as :day_start, :day_end).
-_OUTSIDE = "(l.occurred_at < :day_start OR l.occurred_at >= :day_end)"
-_LINE_OUTSIDE_NOTE = "'its time is not on business date ' || :day_text"
-
-
-def _payment_day(tx: Tx) -> str:
-    # The ledger's business date as YYYY-MM-DD text (SQLite stores it so already).
-    return "CAST(p.business_date AS TEXT)" if tx.dialect == "postgresql" else "p.business_date"
-
-
-def _payment_lines_by_id(tx: Tx, params: dict[str, Any]) -> None:
-    tx.execute(
-        _BY_ID.format(
-            outside=_OUTSIDE, line_outside_note=_LINE_OUTSIDE_NOTE, payment_day=_payment_day(tx)
-        ),
-        params,
-    )
-
-
-_REVERSALS = """
-INSERT INTO reconciliation_findings (run_id, seq, finding_class, status, line_seq, payment_id,
-    line_key, amount, ledger_amount, currency, note)
-SELECT :run, l.seq,
-    CASE WHEN l.original_txn_id IS NOT NULL AND l.n > 1 THEN 'duplicate_in_statement'
-         WHEN {outside} THEN 'other_business_date'
-         WHEN p.id IS NULL THEN 'only_in_statement'
-         WHEN p.amount <> l.gross OR p.currency <> l.currency THEN 'amount_mismatch'
-         WHEN p.status = 'reversed' THEN 'reversal_matched'
-         ELSE 'only_in_statement' END,
-    CASE WHEN (l.original_txn_id IS NULL OR l.n = 1) AND p.id IS NOT NULL AND NOT {outside}
-              AND p.amount = l.gross AND p.currency = l.currency AND p.status = 'reversed'
-         THEN 'ok' ELSE 'open' END,
-    l.seq,
-    CASE WHEN l.original_txn_id IS NULL OR l.n = 1 THEN p.id END,
-    'rev:' || COALESCE(l.original_txn_id, 'line' || l.seq) || '#' || l.n,
-    l.gross,
-    CASE WHEN l.original_txn_id IS NULL OR l.n = 1 THEN p.amount END,
-    l.currency,
-    CASE WHEN l.original_txn_id IS NULL THEN 'names no original payment'
-         WHEN l.n > 1 THEN NULL
-         WHEN {outside} THEN {line_outside_note}
-         WHEN p.id IS NULL THEN 'the original payment is not in the ledger'
-         WHEN p.currency <> l.currency THEN 'the ledger has the original in ' || p.currency
-         WHEN p.amount = l.gross AND p.status = 'posted'
-         THEN 'the original payment is not reversed in the ledger' END
-FROM (
-    SELECT seq, original_txn_id, gross, currency, occurred_at,
-        ROW_NUMBER() OVER (PARTITION BY original_txn_id ORDER BY seq) AS n
-    FROM reconciliation_lines WHERE run_id = :run AND kind <> 'payment'
-) l
-LEFT JOIN payments p ON p.channel = :c AND p.channel_txn_id = l.original_txn_id
-"""
-
-
-def _reversal_lines(tx: Tx, params: dict[str, Any]) -> None:
-    tx.execute(_REVERSALS.format(outside=_OUTSIDE, line_outside_note=_LINE_OUTSIDE_NOTE), params)
-
-
-def _lines_without_id(tx: Tx, params: dict[str, Any], policy: ReconcilePolicy) -> None:
-    apart = _seconds_apart(tx, "p.paid_at", "l.occurred_at")
-    # Mutual best: a line takes its closest payment and that payment its closest line; rounds
-    # repeat with what is left, so a tie or a chain is settled in a few passes.
-    pair = f"""
-INSERT INTO reconciliation_findings (run_id, seq, finding_class, status, line_seq, payment_id,
-    line_key, amount, ledger_amount, currency)
-SELECT :run, c.seq, 'matched', 'ok', c.seq, c.pid, c.line_key, c.gross, c.gross, c.currency
-FROM (
-    SELECT l.seq, p.id AS pid, l.line_key, l.gross, l.currency,
-        ROW_NUMBER() OVER (PARTITION BY l.seq ORDER BY {apart}, p.id) AS by_line,
-        ROW_NUMBER() OVER (PARTITION BY p.id ORDER BY {apart}, l.seq) AS by_payment
-    FROM reconciliation_lines l
-    JOIN accounts a ON a.account_no = l.account_no
-    JOIN payments p ON p.account_id = a.id AND p.channel = :c AND p.business_date = :d
-        AND p.amount = l.gross AND p.currency = l.currency
-    WHERE l.run_id = :run AND l.kind = 'payment' AND l.channel_txn_id IS NULL
-      AND NOT {_OUTSIDE} AND {apart} <= :window
-      AND NOT EXISTS (SELECT 1 FROM reconciliation_findings f
-                      WHERE f.run_id = :run AND f.seq = l.seq)
-      AND NOT EXISTS (SELECT 1 FROM reconciliation_lines o
-                      WHERE o.run_id = :run AND o.channel_txn_id = p.channel_txn_id
-                        AND o.kind = 'payment')
-      AND NOT EXISTS (SELECT 1 FROM reconciliation_findings f JOIN reconciliation_runs r
-                      ON r.id = f.run_id
-                      WHERE f.payment_id = p.id AND r.channel = :c
-                        AND r.superseded_by IS NULL AND r.status <> 'staging'
-                        AND f.finding_class IN ('matched', 'amount_mismatch'))
-) c WHERE c.by_line = 1 AND c.by_payment = 1
-"""  # noqa: S608 - the interpolated expression is ours
-    window = {**params, "window": policy.time_window.total_seconds()}
-    for _round in range(_MATCH_ROUNDS):
-        if not tx.execute(pair, window).rowcount:
-            break
-    tx.execute(
-        f"""
-INSERT INTO reconciliation_findings (run_id, seq, finding_class, status, line_seq, line_key,
-    amount, currency, note)
-SELECT :run, l.seq,
-    CASE WHEN l.same > 1 THEN 'duplicate_in_statement'
-         WHEN {_OUTSIDE} THEN 'other_business_date' ELSE 'only_in_statement' END,
-    'open', l.seq,
-    CASE WHEN l.same > 1 THEN l.line_key || '#' || l.n ELSE l.line_key END,
-    l.gross, l.currency,
-    CASE WHEN l.same > 1 THEN 'the statement lists this line ' || l.same || ' times'
-         WHEN {_OUTSIDE} THEN {_LINE_OUTSIDE_NOTE} END
-FROM (
-    SELECT seq, line_key, gross, currency, occurred_at,
-        ROW_NUMBER() OVER (PARTITION BY line_key ORDER BY seq) AS n,
-        COUNT(*) OVER (PARTITION BY line_key) AS same
-    FROM reconciliation_lines
-    WHERE run_id = :run AND kind = 'payment' AND channel_txn_id IS NULL
-) l
-WHERE NOT EXISTS (SELECT 1 FROM reconciliation_findings f WHERE f.run_id = :run AND f.seq = l.seq)
-""",  # noqa: S608 - the interpolated expressions are ours
-        params,
-    )
-
-
-def _next_seq(tx: Tx, run_id: int, after: int) -> int:
-    value = tx.scalar(
-        "SELECT MAX(seq) FROM reconciliation_findings WHERE run_id = :run", {"run": run_id}
-    )
-    return max(after, 0 if value is None else int(value))
-
-
-# A payment counts as shown on a statement when a line of this run names it, or a finding of
-# another current run of the channel paired it (a line with the payment's id on another day's
-# statement, or a line without an id).
-_SHOWN_ELSEWHERE = """
-    SELECT 1 FROM reconciliation_findings f JOIN reconciliation_runs r ON r.id = f.run_id
-    WHERE f.payment_id = p.id AND r.channel = :c AND r.superseded_by IS NULL
-      AND r.status <> 'staging' AND f.finding_class IN ({classes})"""
-
-
-def _ledger_side(tx: Tx, params: dict[str, Any], line_count: int) -> None:
-    shown = _SHOWN_ELSEWHERE.format(classes="'matched', 'amount_mismatch'")
-    start = _next_seq(tx, params["run"], line_count)
-    tx.execute(
-        f"""
-INSERT INTO reconciliation_findings (run_id, seq, finding_class, status, payment_id, line_key,
-    amount, currency, due_on, note)
-SELECT :run, :start + ROW_NUMBER() OVER (ORDER BY p.id), 'only_in_ledger', 'open', p.id,
-    'payment:' || p.id, p.amount, p.currency, :due,
-    CASE WHEN p.status = 'reversed' THEN 'reversed in the ledger' END
-FROM payments p
-WHERE p.channel = :c AND p.business_date = :d
-  AND NOT EXISTS (SELECT 1 FROM reconciliation_lines l
-                  WHERE l.run_id = :run AND l.channel_txn_id = p.channel_txn_id
-                    AND l.kind = 'payment')
-  AND NOT EXISTS ({shown})
-""",  # noqa: S608 - the subquery is ours
-        {**params, "start": start},
-    )
-    reversal_shown = _SHOWN_ELSEWHERE.format(classes="'reversal_matched'")
-    start = _next_seq(tx, params["run"], line_count)
-    tx.execute(
-        f"""
-INSERT INTO reconciliation_findings (run_id, seq, finding_class, status, payment_id, line_key,
-    amount, currency, due_on, note)
-SELECT :run, :start + ROW_NUMBER() OVER (ORDER BY p.id), 'only_in_ledger', 'open', p.id,
-    'reversal:' || p.id, p.amount, p.currency, :due,
-    'reversed in the ledger; the statement shows the payment but not its reversal'
-FROM payments p
-WHERE p.channel = :c AND p.business_date = :d AND p.status = 'reversed'
-  AND EXISTS (SELECT 1 FROM reconciliation_lines l
-              WHERE l.run_id = :run AND l.channel_txn_id = p.channel_txn_id
-                AND l.kind = 'payment')
-  AND NOT EXISTS ({reversal_shown})
-""",  # noqa: S608 - the subquery is ours
-        {**params, "start": start},
-    )
-
-
-def _carry_over(tx: Tx, params: dict[str, Any]) -> None:
-    """Findings resolved in a run this one supersedes stay resolved: same subject, same answer.
-
-    Not a later match (re-derived by every run from the statements themselves).
-    """
-    rows = tx.all(
-        "SELECT f.seq, r.id, r.action FROM reconciliation_findings f "
-        "JOIN reconciliation_resolutions r ON r.channel = :c AND r.line_key = f.line_key "
-        "WHERE f.run_id = :run AND f.status = 'open' "
-        "AND r.action NOT IN ('matched_later', 'settled') ORDER BY f.seq, r.id",
-        params,
-    )
-    chosen: dict[int, tuple[int, str]] = {}
-    for seq, resolution_id, action in rows:
-        held = chosen.get(int(seq))
-        # A suspense posting is superseded by its assignment or release; any other action
-        # closes the subject.
-        if held is None or held[1] == "suspense":
-            chosen[int(seq)] = (int(resolution_id), str(action))
-    tx.many(
-        "UPDATE reconciliation_findings SET status = :status, resolution_id = :rid "
-        "WHERE run_id = :run AND seq = :seq",
-        [
-            {
-                "status": "suspense" if action == "suspense" else "resolved",
-                "rid": resolution_id,
-                "run": params["run"],
-                "seq": seq,
-            }
-            for seq, (resolution_id, action) in sorted(chosen.items())
-        ],
-    )
-
-
-def _suspense_not_on_statement(tx: Tx, params: dict[str, Any]) -> None:
-    """Money put in suspense from an earlier file of this day that this file no longer shows."""
-    start = _next_seq(tx, params["run"], 0)
-    tx.execute(
-        """
-INSERT INTO reconciliation_findings (run_id, seq, finding_class, status, line_key, amount,
-    currency, due_on, resolution_id, note)
-SELECT :run, :start + ROW_NUMBER() OVER (ORDER BY s.id), 'only_in_ledger', 'open',
-    'suspense:' || s.id, s.amount, s.currency, :due, NULL,
-    'in suspense from an earlier statement of this day, which this one does not show'
-FROM reconciliation_resolutions s JOIN reconciliation_runs r ON r.id = s.run_id
-WHERE s.channel = :c AND s.action = 'suspense' AND r.business_date = :d AND r.id <> :run
-  AND NOT EXISTS (SELECT 1 FROM reconciliation_resolutions x
-                  WHERE x.channel = s.channel AND x.line_key = s.line_key
-                    AND x.action IN ('assigned', 'released'))
-  AND NOT EXISTS (SELECT 1 FROM reconciliation_findings f
-                  WHERE f.run_id = :run AND f.resolution_id = s.id)
-""",
-        {**params, "start": start},
-    )
-    _carry_over(tx, params)
-
-
-def _matched_later(tx: Tx, params: dict[str, Any], policy: ReconcilePolicy) -> None:
-    """Close only-in-ledger findings of other current runs that this statement accounts for."""
-    rows = tx.all(
-        """
-SELECT f.run_id, f.seq, f.line_key, f.payment_id, f.amount, f.currency
-FROM reconciliation_findings f JOIN reconciliation_runs r ON r.id = f.run_id
-WHERE f.status = 'open' AND f.finding_class = 'only_in_ledger' AND f.payment_id IS NOT NULL
-  AND r.channel = :c AND r.superseded_by IS NULL AND r.id <> :run
-  AND EXISTS (SELECT 1 FROM reconciliation_findings m
-              WHERE m.run_id = :run AND m.payment_id = f.payment_id
-                AND ((f.line_key LIKE 'payment:%'
-                      AND m.finding_class IN ('matched', 'amount_mismatch'))
-                  OR (f.line_key LIKE 'reversal:%' AND m.finding_class = 'reversal_matched')))
-ORDER BY f.run_id, f.seq
-""",
-        params,
-    )
-    for run_id, seq, key, payment_id, amount, currency in rows:
-        resolution_id = tx.ids.one()
-        tx.execute(
-            "INSERT INTO reconciliation_resolutions (id, run_id, finding_seq, channel, line_key, "
-            "action, actor, at, payment_id, amount, currency, note) VALUES (:id, :run, :seq, :c, "
-            ":key, 'matched_later', :actor, :at, :pid, :amount, :cur, :note) "
-            "ON CONFLICT (channel, line_key, action) DO NOTHING",
-            {
-                "id": resolution_id,
-                "run": run_id,
-                "seq": seq,
-                "c": params["c"],
-                "key": key,
-                "actor": policy.actor,
-                "at": params["now"],
-                "pid": payment_id,
-                "amount": amount,
-                "cur": currency,
-                "note": f"shown by run {params['run']}",
-            },
-        )
-        tx.execute(
-            "UPDATE reconciliation_findings SET status = 'resolved', resolution_id = "
-            "(SELECT id FROM reconciliation_resolutions WHERE channel = :c AND line_key = :key "
-            "AND action = 'matched_later') WHERE run_id = :run AND seq = :seq",
-            {"c": params["c"], "key": key, "run": run_id, "seq": seq},
-        )
 
 
 def _summary(tx: Tx, run_id: int, staged: _Staged) -> dict[str, list[int]]:

@@ -15,7 +15,7 @@ import json
 import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, TextIO
 
 from rich.console import Group
 from rich.table import Table
@@ -23,6 +23,7 @@ from rich.text import Text
 
 from paygate.errors import InvalidInputError
 from paygate.money import Money
+from paygate.reconcile.books import Books
 from paygate.reconcile.model import (
     Finding,
     FindingClass,
@@ -31,9 +32,6 @@ from paygate.reconcile.model import (
     RunKind,
 )
 from paygate.reconcile.runs import findings
-
-if TYPE_CHECKING:
-    from paygate.gateway import Gateway
 
 __all__ = [
     "CSV_COLUMNS",
@@ -183,7 +181,7 @@ def _csv_row(run: ReconciliationRun, f: Finding) -> list[str]:
     ]
 
 
-def render_csv(gateway: Gateway, runs: Sequence[ReconciliationRun], out: TextIO) -> None:
+def render_csv(gateway: Books, runs: Sequence[ReconciliationRun], out: TextIO) -> None:
     """Every finding of ``runs``, one CSV row each, with a header."""
     writer = csv.writer(out)
     writer.writerow(CSV_COLUMNS)
@@ -198,7 +196,7 @@ def _run_json(run: ReconciliationRun) -> dict[str, Any]:
     return data
 
 
-def render_json(gateway: Gateway, runs: Sequence[ReconciliationRun], out: TextIO) -> None:
+def render_json(gateway: Books, runs: Sequence[ReconciliationRun], out: TextIO) -> None:
     """``{"runs": [{…run…, "findings": […]}, …]}``; findings streamed, amounts in minor units."""
     out.write('{"runs": [')
     for index, run in enumerate(runs):
@@ -402,9 +400,7 @@ def _finding_id(run: ReconciliationRun, f: Finding) -> str:
     return f"{run.id}:{f.seq} (suspense item {f.suspense_item})"
 
 
-def _findings_table(
-    gateway: Gateway, runs: Sequence[ReconciliationRun], *, exceptions: bool
-) -> str:
+def _findings_table(gateway: Books, runs: Sequence[ReconciliationRun], *, exceptions: bool) -> str:
     rows: list[str] = []
     more = 0
     for run in runs:
@@ -477,7 +473,7 @@ def _definitions() -> str:
     return f"<dl>{items}</dl>"
 
 
-def render_html(gateway: Gateway, runs: Sequence[ReconciliationRun], out: TextIO) -> None:
+def render_html(gateway: Books, runs: Sequence[ReconciliationRun], out: TextIO) -> None:
     """A page for finance: state per channel day, totals per class, a chart, the exceptions."""
     days = sorted({r.business_date for r in runs})
     when = ", ".join(str(d) for d in days) or "no run"
@@ -521,7 +517,7 @@ def render_html(gateway: Gateway, runs: Sequence[ReconciliationRun], out: TextIO
     )
 
 
-_RENDERERS: dict[str, Callable[[Gateway, Sequence[ReconciliationRun], TextIO], None]] = {
+_RENDERERS: dict[str, Callable[[Books, Sequence[ReconciliationRun], TextIO], None]] = {
     ".html": render_html,
     ".htm": render_html,
     ".csv": render_csv,
@@ -546,7 +542,7 @@ def check_report_path(path: str | Path) -> None:
         raise InvalidInputError(f"cannot write {target}: permission denied", field="report")
 
 
-def write_report(gateway: Gateway, runs: Sequence[ReconciliationRun], path: str | Path) -> None:
+def write_report(gateway: Books, runs: Sequence[ReconciliationRun], path: str | Path) -> None:
     """Write the report the file's suffix names (.html, .csv, .json), whole or not at all."""
     target = Path(path)
     check_report_path(target)

@@ -3,7 +3,7 @@
 Invariants:
 
 * One decision, one transaction, with its audit record. A late payment is posted through
-  :meth:`~paygate.gateway.Gateway.post_within` (late fee, allocation, reconnection as for any
+  :meth:`~paygate.payments.Payments.pay_within` (late fee, allocation, reconnection as for any
   payment) in the same transaction as the resolution that says who posted it and why; money
   put in suspense commits with its resolution; assigning a suspense item moves the money out
   of suspense and posts the customer's payment in one transaction.
@@ -25,16 +25,16 @@ import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 
-from paygate import ledger
 from paygate.errors import InvalidInputError, PaygateError
 from paygate.ledger import AccountKind, EntryDraft, PostingDraft
 from paygate.models import PaymentIntent, Receipt, StatementLineKind
 from paygate.money import Money
+from paygate.reconcile.books import Books
 from paygate.reconcile.errors import (
     FindingNotOpenError,
     SuspenseAlreadyAssignedError,
@@ -52,9 +52,6 @@ from paygate.reconcile.model import (
 from paygate.reconcile.runs import read_resolution
 from paygate.store.engine import Tx, UniqueViolation
 
-if TYPE_CHECKING:
-    from paygate.gateway import Gateway
-
 __all__ = [
     "apply_policy",
     "assign_suspense",
@@ -71,19 +68,19 @@ _ATTEMPTS = 4
 T = TypeVar("T")
 
 
-def debit_account(gateway: Gateway, tx: Tx, channel: str, currency: str) -> int:
+def debit_account(gateway: Books, tx: Tx, channel: str, currency: str) -> int:
     """The ledger account a channel's payments are debited to (the Gateway's own rule)."""
-    return gateway.debit_account(tx, channel, currency)
+    return gateway.payments.debit_account(tx, channel, currency)
 
 
-def suspense_account(gateway: Gateway, tx: Tx, currency: str) -> int:
+def suspense_account(gateway: Books, tx: Tx, currency: str) -> int:
     """The suspense account of ``currency``: money that could not be attributed yet."""
-    return gateway.ledger_accounts.ensure(
+    return gateway.payments.ledger_account(
         tx, f"suspense:{currency}", AccountKind.SUSPENSE, currency
     )
 
 
-def _retrying(gateway: Gateway, work: Callable[[Tx], T]) -> T:
+def _retrying(gateway: Books, work: Callable[[Tx], T]) -> T:
     # A concurrent writer that committed the same payment first: rolled back, asked again,
     # and the second time the Gateway answers from what committed.
     for attempt in range(_ATTEMPTS):
@@ -316,7 +313,7 @@ def payment_txn_id(key: str, txn: str | None) -> str:
     return "recon-" + key.removeprefix("line:").split("#", 1)[0]
 
 
-def apply_policy(gateway: Gateway, run_id: int, policy: ReconcilePolicy) -> None:
+def apply_policy(gateway: Books, run_id: int, policy: ReconcilePolicy) -> None:
     """Resolve what ``policy`` allows on a classified run; each page one transaction."""
     if policy.post_late_payments:
         _post_late_payments(gateway, run_id, policy)
@@ -326,7 +323,7 @@ def apply_policy(gateway: Gateway, run_id: int, policy: ReconcilePolicy) -> None
         _confirm_netted(gateway, run_id, policy)
 
 
-def _post_late_payments(gateway: Gateway, run_id: int, policy: ReconcilePolicy) -> None:
+def _post_late_payments(gateway: Books, run_id: int, policy: ReconcilePolicy) -> None:
     after = 0
     while True:
 
@@ -355,7 +352,7 @@ def _post_late_payments(gateway: Gateway, run_id: int, policy: ReconcilePolicy) 
                     _note(tx, run_id, cand.seq, f"cannot be posted: {where}: {problem['msg']}")
                     continue
                 postable.append((cand, intent))
-            results = gateway.post_within(tx, [intent for _, intent in postable])
+            results = gateway.payments.pay_within(tx, [intent for _, intent in postable])
             audit = _Audit()
             for (cand, _intent), result in zip(postable, results, strict=True):
                 if isinstance(result, PaygateError):
@@ -407,7 +404,7 @@ def _note(tx: Tx, run_id: int, seq: int, note: str) -> None:
     )
 
 
-def _to_suspense(gateway: Gateway, run_id: int, policy: ReconcilePolicy) -> None:
+def _to_suspense(gateway: Books, run_id: int, policy: ReconcilePolicy) -> None:
     after = 0
     while True:
 
@@ -444,7 +441,7 @@ def _to_suspense(gateway: Gateway, run_id: int, policy: ReconcilePolicy) -> None
                     )
                 )
                 records.append((cand, entry_id))
-            ledger.post(tx, entries, gateway.ledger_accounts)
+            gateway.payments.post(tx, entries)
             audit = _Audit()
             for cand, entry_id in records:
                 audit.add(
@@ -472,7 +469,7 @@ def _to_suspense(gateway: Gateway, run_id: int, policy: ReconcilePolicy) -> None
         after = last
 
 
-def _confirm_netted(gateway: Gateway, run_id: int, policy: ReconcilePolicy) -> None:
+def _confirm_netted(gateway: Books, run_id: int, policy: ReconcilePolicy) -> None:
     def work(tx: Tx) -> None:
         channel, _day = _run_facts(tx, run_id)
         now = gateway.clock.now()
@@ -535,7 +532,7 @@ def _open_finding(tx: Tx, run_id: int, seq: int) -> tuple[Any, ...]:
 
 
 def resolve_finding(
-    gateway: Gateway,
+    gateway: Books,
     run_id: int,
     seq: int,
     action: ResolutionAction | str,
@@ -546,7 +543,7 @@ def resolve_finding(
     """A person's resolution of an open finding: ``confirmed`` or ``reversed``.
 
     ``confirmed`` accepts the ledger as it stands (any open finding). ``reversed`` reverses
-    through :meth:`~paygate.gateway.Gateway.reverse` the payment an only-in-ledger finding
+    through :meth:`~paygate.payments.Payments.reverse` the payment an only-in-ledger finding
     names, or the original of a refund the ledger has not reversed; on money left in suspense
     by an earlier file it releases it. The reversal is idempotent: asked again after a crash
     between reversing and recording, it records the reversal that happened.
@@ -595,7 +592,7 @@ def resolve_finding(
         write=False,
     ) or (None, None)
     if status == "posted":
-        reversal_entry = gateway.reverse(payment_id, reason).reversal_entry_id
+        reversal_entry = gateway.payments.reverse(payment_id, reason).reversal_entry_id
     return _record_person(
         gateway,
         run_id,
@@ -609,7 +606,7 @@ def resolve_finding(
 
 
 def _record_person(
-    gateway: Gateway,
+    gateway: Books,
     run_id: int,
     seq: int,
     action: ResolutionAction,
@@ -688,7 +685,7 @@ def _item(tx: Tx, row: Sequence[Any]) -> SuspenseItem:
     )
 
 
-def suspense_items(gateway: Gateway, *, channel: str | None = None) -> list[SuspenseItem]:
+def suspense_items(gateway: Books, *, channel: str | None = None) -> list[SuspenseItem]:
     """Money in suspense, waiting for a person to name its account; oldest first."""
 
     def work(tx: Tx) -> list[SuspenseItem]:
@@ -729,11 +726,11 @@ def _suspense_row(tx: Tx, item_id: int) -> tuple[Any, ...]:
     return row
 
 
-def _out_of_suspense(gateway: Gateway, tx: Tx, item: SuspenseItem, memo: str, now: datetime) -> int:
+def _out_of_suspense(gateway: Books, tx: Tx, item: SuspenseItem, memo: str, now: datetime) -> int:
     entry_id = tx.ids.one()
     currency = item.amount.currency
     suspense = suspense_account(gateway, tx, currency)
-    ledger.post(
+    gateway.payments.post(
         tx,
         [
             EntryDraft(
@@ -754,7 +751,6 @@ def _out_of_suspense(gateway: Gateway, tx: Tx, item: SuspenseItem, memo: str, no
                 entry_id=entry_id,
             )
         ],
-        gateway.ledger_accounts,
     )
     return entry_id
 
@@ -771,11 +767,11 @@ def _after_suspense(tx: Tx, item_id: int, resolution_id: int) -> None:
 
 
 def assign_suspense(
-    gateway: Gateway, item_id: int, account_no: str, *, actor: str = "finance"
+    gateway: Books, item_id: int, account_no: str, *, actor: str = "finance"
 ) -> Receipt:
     """Move a suspense item to ``account_no``: out of suspense, posted as its payment, at once.
 
-    The payment goes through :meth:`~paygate.gateway.Gateway.post_within` under the line's
+    The payment goes through :meth:`~paygate.payments.Payments.pay_within` under the line's
     channel transaction id (late fee, allocation and reconnection as for any payment), in the
     same transaction as the entry that takes the money out of suspense and the resolution that
     records who assigned it. A second assignment raises
@@ -794,7 +790,7 @@ def assign_suspense(
             amount=item.amount,
             paid_at=item.occurred_at or item.since,
         )
-        [result] = gateway.post_within(tx, [intent])
+        [result] = gateway.payments.pay_within(tx, [intent])
         if isinstance(result, PaygateError):
             raise result
         entry_id = _out_of_suspense(
@@ -833,7 +829,7 @@ def assign_suspense(
 
 
 def _release(
-    gateway: Gateway, tx: Tx, item_id: int, row: Sequence[Any], actor: str, reason: str
+    gateway: Books, tx: Tx, item_id: int, row: Sequence[Any], actor: str, reason: str
 ) -> int:
     item = _item(tx, row)
     now = gateway.clock.now()
@@ -858,7 +854,7 @@ def _release(
     return entry_id
 
 
-def release_suspense(gateway: Gateway, item_id: int, *, actor: str, reason: str) -> int:
+def release_suspense(gateway: Books, item_id: int, *, actor: str, reason: str) -> int:
     """Take a suspense item back out (debit suspense, credit clearing); the entry id.
 
     For money parked from a line that a corrected statement no longer shows.

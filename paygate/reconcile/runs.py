@@ -15,11 +15,12 @@ import functools
 import json
 from collections.abc import Iterator, Sequence
 from datetime import date
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from paygate.models import StatementLineKind
 from paygate.money import Money
+from paygate.reconcile.books import Books
 from paygate.reconcile.errors import UnknownRunError
 from paygate.reconcile.model import (
     ClassTotal,
@@ -34,9 +35,6 @@ from paygate.reconcile.model import (
     Settlement,
 )
 from paygate.store.engine import Tx
-
-if TYPE_CHECKING:
-    from paygate.gateway import Gateway
 
 __all__ = [
     "bank_key",
@@ -76,7 +74,7 @@ EXCEPTION_SQL = (
 )
 
 
-def today(gateway: Gateway) -> date:
+def today(gateway: Books) -> date:
     """The current date in the utility's time zone."""
     return gateway.clock.now().astimezone(ZoneInfo(gateway.settings.timezone)).date()
 
@@ -98,7 +96,7 @@ def is_exception(
 
 
 def load_run(
-    gateway: Gateway, run_id: int, *, as_of: date | None = None, replayed: bool = False
+    gateway: Books, run_id: int, *, as_of: date | None = None, replayed: bool = False
 ) -> ReconciliationRun:
     """The run ``run_id`` with its totals and what waits for people on ``as_of`` (today)."""
     day = as_of if as_of is not None else today(gateway)
@@ -106,7 +104,7 @@ def load_run(
 
 
 def list_runs(
-    gateway: Gateway,
+    gateway: Books,
     *,
     channel: str | None = None,
     business_date: date | None = None,
@@ -241,7 +239,7 @@ def read_settlement(tx: Tx, channel: str, business_date: date) -> Settlement | N
 
 
 def findings(
-    gateway: Gateway,
+    gateway: Books,
     run_id: int,
     *,
     classes: Sequence[FindingClass] | None = None,

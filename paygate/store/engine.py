@@ -77,14 +77,19 @@ def normalize_url(url: str | URL) -> URL:
 class Tx:
     """One open transaction on a driver connection, with per-dialect value conversion."""
 
-    __slots__ = ("_conn", "_pipelined", "_store", "dialect", "ids")
+    __slots__ = ("_committed", "_conn", "_pipelined", "_store", "dialect", "ids")
 
     def __init__(self, store: Store, conn: Any) -> None:
         self._store = store
         self._conn = conn
         self._pipelined = False
+        self._committed: list[Callable[[], None]] = []
         self.dialect = store.dialect
         self.ids = _TxIds(store, self)
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once this transaction has committed (never if it rolls back)."""
+        self._committed.append(callback)
 
     # -- statements ---------------------------------------------------------------------
 
@@ -338,8 +343,15 @@ class Store:
         """Open one transaction; commit when the block ends, roll back if it raises.
 
         One decision is one transaction: opening a second one on the same thread while the
-        first is open is a programming error (on SQLite it would wait for itself).
+        first is open is a programming error (on SQLite it would wait for itself). What the
+        block registered with :meth:`Tx.after_commit` runs once it has committed.
         """
+        with self._open(write=write) as tx:
+            yield tx
+        _committed(tx)
+
+    @contextmanager
+    def _open(self, *, write: bool) -> Iterator[Tx]:
         if getattr(self._local, "open", False):
             raise StoreError("a transaction is already open on this thread")
         self._local.open = True
@@ -377,12 +389,17 @@ class Store:
         """Run ``work`` in a transaction, retrying serialization failures and deadlocks."""
         for attempt in range(1, attempts + 1):
             try:
-                with self.transaction(write=write) as tx:
-                    return work(tx)
+                with self._open(write=write) as tx:
+                    result = work(tx)
             except psycopg.Error as exc:
                 if not _retryable(exc) or attempt == attempts:
                     raise
                 time.sleep(random.uniform(0, 0.002 * 2**attempt))  # noqa: S311 - jitter only
+                continue
+            # Committed: what follows the commit is outside the retry, which would decide the
+            # committed work a second time.
+            _committed(tx)
+            return result
         raise AssertionError("unreachable")
 
     def _pg_ids(self, tx: Tx, n: int) -> list[int]:
@@ -415,6 +432,12 @@ class Store:
     def dispose(self) -> None:
         """Close every pooled connection."""
         self.engine.dispose()
+
+
+def _committed(tx: Tx) -> None:
+    # After the thread's transaction is closed: a callback may open the next one.
+    for callback in tx._committed:
+        callback()
 
 
 def single_connection_engine(url: str | URL) -> Engine:
