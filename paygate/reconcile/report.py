@@ -43,6 +43,7 @@ __all__ = [
     "render_html",
     "render_json",
     "summary_table",
+    "unbalanced_statements",
     "write_report",
 ]
 
@@ -596,3 +597,19 @@ def summary_table(runs: Sequence[ReconciliationRun]) -> Group:
             ),
         ]
     return Group(*parts)
+
+
+def unbalanced_statements(gateway: Gateway, run: ReconciliationRun) -> Text | None:
+    """One line per bank statement that does not balance, with its own difference.
+
+    The summary table adds the differences' sizes into one figure per class; the finance
+    officer correcting a file needs each statement's own figure and sign.
+    """
+    if run.kind is not RunKind.BANK or FindingClass.BANK_UNBALANCED not in run.totals:
+        return None
+    lines = [
+        f"{f.reference or 'a statement'} does not balance by "
+        f"{f.amount.format()} {f.amount.currency}" + (f" ({f.note})" if f.note else "")
+        for f in findings(gateway, run.id, classes=[FindingClass.BANK_UNBALANCED], as_of=run.as_of)
+    ]
+    return Text("\n".join(lines) + "\n")
