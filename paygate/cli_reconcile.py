@@ -56,6 +56,7 @@ from paygate.reconcile.model import Finding, FindingClass, ReconciliationRun, Re
 from paygate.reconcile.report import (
     check_report_path,
     summary_table,
+    terminal_text,
     unbalanced_statements,
     write_report,
 )
@@ -461,7 +462,9 @@ def reconcile(
 
 
 def _line(*fields: str) -> None:
-    out.print("\t".join(fields), markup=False, highlight=False, soft_wrap=True)
+    out.print(
+        "\t".join(terminal_text(f) for f in fields), markup=False, highlight=False, soft_wrap=True
+    )
 
 
 # -- suspense -------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import csv
 import html
 import json
 import os
+import re
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -43,6 +44,7 @@ __all__ = [
     "render_html",
     "render_json",
     "summary_table",
+    "terminal_text",
     "unbalanced_statements",
     "write_report",
 ]
@@ -140,6 +142,19 @@ CLASS_TITLES: dict[FindingClass, tuple[str, str]] = {
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _HTML_EXCEPTIONS_LIMIT = 500
+
+
+# C0 and C1 controls and DEL: a line break or tab would split a one-line-per-item listing, and
+# an escape sequence would drive the reader's terminal.
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def terminal_text(value: str) -> str:
+    """``value`` safe to print on a terminal: each control character shown as its escape.
+
+    Statement text (references, details, notes) comes from outside and is not trusted.
+    """
+    return _CONTROLS.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), value)
 
 
 def _text(value: str | None) -> str:
@@ -612,4 +627,4 @@ def unbalanced_statements(gateway: Gateway, run: ReconciliationRun) -> Text | No
         f"{f.amount.format()} {f.amount.currency}" + (f" ({f.note})" if f.note else "")
         for f in findings(gateway, run.id, classes=[FindingClass.BANK_UNBALANCED], as_of=run.as_of)
     ]
-    return Text("\n".join(lines) + "\n")
+    return Text("\n".join(terminal_text(line) for line in lines) + "\n")

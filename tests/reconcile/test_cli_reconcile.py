@@ -294,3 +294,25 @@ def test_each_unbalanced_bank_statement_is_shown_with_its_own_difference(
     # The table sums their sizes (10.00); each statement is shown with its own sign and size.
     assert "statement S1 of A does not balance by -5.00 CNY" in output
     assert "statement S2 of B does not balance by 5.00 CNY" in output
+
+
+def test_statement_text_is_listed_on_one_line_and_never_drives_the_terminal(
+    ledger: str, tmp_path: Path
+) -> None:
+    bank = write(
+        tmp_path / "esc.sta",
+        b":20:S7\n:25:A\n:28C:1\n:60F:C261124CNY1000,00\n"
+        b":61:2611251125C1,00NTRFX\x1b[31mRED\tTAB//B9\n:86:DETAIL\x1b]0;title\x07\n"
+        b":62F:C261125CNY1001,00\n",
+    )
+    code, _ = paygate(
+        "reconcile", "--date", "2026-11-25", "--bank", str(bank), "--database-url", ledger
+    )
+    assert code == 1
+    code, output = paygate("exceptions", "list", "--database-url", ledger)
+    assert code == 0, output
+    assert "\x1b" not in output and "\x07" not in output
+    [item] = [row for row in output.splitlines() if "bank_unmatched" in row]
+    # The reference's tab and line breaks are shown, and split nothing: one item, one line.
+    assert "X\\x1b[31mRED\\tTAB\\nB9\\nDETAIL\\x1b]0;title\\x07" in item
+    assert item.rstrip().endswith("statement S7 of A, line 5")
