@@ -24,6 +24,7 @@ from paygate.cli_serve import serve
 from paygate.cli_vouchers import vouchers_app
 from paygate.gateway import Gateway
 from paygate.money import Money
+from paygate.reconcile.report import terminal_text
 from paygate.store import migrate
 
 __all__ = ["app", "main"]
@@ -287,10 +288,12 @@ def orders_list(
             )
         # One line an order, whole (no table to truncate it): operators grep this.
         for order_id, kind, state, account_no, created, due, attempts, error in rows:
+            # The error quotes what a head-end answered: text, never markup or escapes.
             out.print(
-                f"{order_id}\t{kind}\t{state}\t{account_no}\tcreated {created}\tdue {due}\t"
-                f"attempts {attempts}" + (f"\t{error}" if error else ""),
+                f"{order_id}\t{kind}\t{state}\t{terminal_text(account_no)}\tcreated {created}\t"
+                f"due {due}\tattempts {attempts}" + (f"\t{terminal_text(error)}" if error else ""),
                 highlight=False,
+                markup=False,
                 soft_wrap=True,
             )
 
