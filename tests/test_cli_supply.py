@@ -105,3 +105,21 @@ def test_dunning_commands(db_url: str) -> None:
         "dunning", "order", "A1", "--approved-by", "ops", "--negotiated", "--database-url", db_url
     )
     assert code == 0 and "disconnection order" in out
+
+
+def test_a_head_ends_error_text_is_listed_as_text(with_order: tuple[str, int]) -> None:
+    """The last error quotes what a head-end answered: rich markup in it must not be read
+    (``[/]`` made `orders list` fail) and its escape sequences must not reach the terminal."""
+    url, order_id = with_order
+    answered = "502 Bad Gateway: [/] [red]down[/red] \x1b[2J\x1b]0;t\x07"
+    with Gateway.open(url) as gateway:
+        gateway.store.run(
+            lambda tx: tx.execute(
+                "UPDATE supply_orders SET last_error = :e WHERE id = :o",
+                {"e": answered, "o": order_id},
+            )
+        )
+    code, out = paygate("orders", "list", "--database-url", url)
+    assert code == 0, out
+    assert "502 Bad Gateway: [/] [red]down[/red] \\x1b[2J\\x1b]0;t\\x07" in out
+    assert "\x1b" not in out

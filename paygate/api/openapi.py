@@ -87,8 +87,7 @@ _PROBLEM_TEXT: Final[dict[int, str]] = {
     413: "the body is over the route's limit (`payload_too_large`); it was not read",
     415: "the body is not `application/json` (`unsupported_media_type`); nothing was done",
     429: "too many failed attempts (`redemption_throttled`); retry after `retry_at`",
-    503: "the database or a configured part is not available now (`store_error`, "
-    "`configuration_error`); retry later",
+    503: "the database is not available now (`store_error`, `schema_not_ready`); retry later",
 }
 
 

@@ -9,6 +9,7 @@ import typer
 
 from paygate.cli._common import Actor, DatabaseUrl, actor_name, guard, out, settings_for
 from paygate.gateway import Gateway
+from paygate.reconcile.report import terminal_text
 from paygate.supply import list_orders
 
 __all__ = ["orders_app"]
@@ -28,12 +29,15 @@ def orders_list(
             orders = gateway.store.run(lambda tx: list_orders(tx, status=status), write=False)
         # One line an order, whole (no table to truncate it): operators grep this.
         for order in orders:
+            # The error quotes what a head-end answered: text, never markup or escapes.
             out.print(
-                f"{order.id}\t{order.kind}\t{order.status.value}\t{order.account_no}\t"
+                f"{order.id}\t{order.kind}\t{order.status.value}\t"
+                f"{terminal_text(order.account_no)}\t"
                 f"created {_stamp(order.created_at)}\tdue {_stamp(order.due_at)}\t"
                 f"attempts {order.attempts}"
-                + (f"\t{order.last_error}" if order.last_error else ""),
+                + (f"\t{terminal_text(order.last_error)}" if order.last_error else ""),
                 highlight=False,
+                markup=False,
                 soft_wrap=True,
             )
 

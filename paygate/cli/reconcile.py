@@ -53,7 +53,13 @@ from paygate.reconcile.config import (
 )
 from paygate.reconcile.engine import PreparedRun, prepare_file
 from paygate.reconcile.model import Finding, FindingClass, ReconciliationRun, ResolutionAction
-from paygate.reconcile.report import check_report_path, summary_table, write_report
+from paygate.reconcile.report import (
+    check_report_path,
+    summary_table,
+    terminal_text,
+    unbalanced_statements,
+    write_report,
+)
 from paygate.reconcile.resolution import (
     assign_suspense,
     release_suspense,
@@ -409,6 +415,8 @@ def reconcile(
             shown = [*runs, *([bank_run] if bank_run is not None else [])]
             if shown:
                 out.print(summary_table(shown))
+                if bank_run is not None and (off := unbalanced_statements(gateway, bank_run)):
+                    out.print(off, markup=False, highlight=False, soft_wrap=True)
                 for r in runs:
                     if r.superseded_by is None and r.supersedes is not None:
                         out.print(f"run {r.id} supersedes run {r.supersedes} (another file)")
@@ -444,7 +452,9 @@ def reconcile(
 
 
 def _line(*fields: str) -> None:
-    out.print("\t".join(fields), markup=False, highlight=False, soft_wrap=True)
+    out.print(
+        "\t".join(terminal_text(f) for f in fields), markup=False, highlight=False, soft_wrap=True
+    )
 
 
 # -- suspense -------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ from pydantic import BaseModel, SecretStr, ValidationError
 
 from paygate.api.schemas import Health, VoucherRedemption
 from paygate.channels.kiosk import KioskCloseResult, KioskMethod, KioskReceipt, KioskTotals
+from paygate.channels.wire import parse_json_object
 from paygate.client.errors import (
     GatewayUnreachableError,
     InvalidArgumentError,
@@ -42,7 +43,7 @@ from paygate.client.errors import (
 )
 from paygate.clock import Clock, SystemClock, require_aware
 from paygate.devices import sign_request
-from paygate.errors import PaygateError
+from paygate.errors import ParseError, PaygateError
 from paygate.models import AccountStatus
 from paygate.money import Money
 
@@ -106,15 +107,22 @@ class Call(Generic[T]):
 def _model(model: type[M]) -> Callable[[httpx.Response], M]:
     def parse(response: httpx.Response) -> M:
         try:
+            # As strictly as the gateway reads what it is sent: an answer with a key given
+            # twice (a receipt's amount, say) could be read two ways, and one nested beyond
+            # reason would exhaust the parser's recursion.
+            parse_json_object(response.content, source="the gateway's answer")
             return model.model_validate_json(response.content)
+        except ParseError as exc:
+            problem = str(exc)
         except ValidationError as exc:
-            raise PaygateClientError(
-                response.status_code,
-                "unreadable_answer",
-                "Unreadable answer",
-                f"the gateway's answer is not a {model.__name__}: {exc.error_count()} problem(s)",
-                request_id=response.headers.get("x-request-id"),
-            ) from None
+            problem = f"{exc.error_count()} problem(s)"
+        raise PaygateClientError(
+            response.status_code,
+            "unreadable_answer",
+            "Unreadable answer",
+            f"the gateway's answer is not a {model.__name__}: {problem}",
+            request_id=response.headers.get("x-request-id"),
+        )
 
     return parse
 

@@ -29,13 +29,13 @@ of the wrong type aside). The tree sits under the one root of :mod:`paygate.erro
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any, Final
 
 import httpx
 
-from paygate.errors import InvalidInputError, PaygateError
+from paygate.channels.wire import parse_json_object
+from paygate.errors import InvalidInputError, ParseError, PaygateError
 
 __all__ = [
     "AuthenticationFailedError",
@@ -194,12 +194,12 @@ def error_from_response(response: httpx.Response) -> PaygateClientError:
     problem: dict[str, Any] = {}
     media_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type in ("application/problem+json", "application/json"):
+        # Read strictly (no key twice, bounded nesting): an unreadable problem is answered
+        # from the status alone, never with an exception of the parser's own.
         try:
-            loaded = json.loads(response.content)
-        except ValueError:
-            loaded = None
-        if isinstance(loaded, dict):
-            problem = loaded
+            problem = parse_json_object(response.content, source="the gateway's problem")
+        except ParseError:
+            problem = {}
 
     def text(name: str) -> str | None:
         value = problem.get(name)

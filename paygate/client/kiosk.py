@@ -372,7 +372,9 @@ class KioskClient:
         """
         with self._sending:
             report = self._pass()
-        self._down = report.stopped_by
+            # Set while passes are still one at a time, so that the link's state is the last
+            # pass's: a background pass that got through cannot undo a later sale's outage.
+            self._down = report.stopped_by
         if report.stopped_by is not None:
             self._start_forwarder()
         return report
@@ -419,8 +421,11 @@ class KioskClient:
         return report
 
     def _start_forwarder(self) -> None:
+        # ``_forwarder`` is the thread still committed to forwarding, or None: the thread gives
+        # up its place under this lock (see _forward_in_background), so a sale never leaves
+        # the job to a thread that has already decided to stop.
         with self._lock:
-            if self._closed.is_set() or (self._forwarder and self._forwarder.is_alive()):
+            if self._closed.is_set() or self._forwarder is not None:
                 return
             self._forwarder = threading.Thread(
                 target=self._forward_in_background,
@@ -432,18 +437,27 @@ class KioskClient:
     def _forward_in_background(self) -> None:
         # Until the link is back (a pass gets through) or the kiosk closes. A sale taken
         # meanwhile waits for nothing: it finds the link down and only stores its payment.
-        while not self._closed.wait(self._retry_interval):
-            try:
-                report = self.forward()
-            except sqlite3.ProgrammingError:
-                return  # the store closed under the pass
-            except Exception:
-                # Not the gateway's answer (the client closed under it, say): this thread
-                # stops; the payments stay stored, and the next sale or forward() goes on.
-                _log.exception("forwarding in the background stopped")
-                return
-            if report.stopped_by is None:
-                return
+        try:
+            while not self._closed.wait(self._retry_interval):
+                try:
+                    self.forward()
+                except sqlite3.ProgrammingError:
+                    return  # the store closed under the pass
+                except Exception:
+                    # Not the gateway's answer (the client closed under it, say): this thread
+                    # stops; the payments stay stored, and the next sale or forward() goes on.
+                    _log.exception("forwarding in the background stopped")
+                    return
+                # Whether the link is up is read under the lock _start_forwarder takes: a sale
+                # that marks it down again either finds this thread still going, or none.
+                with self._lock:
+                    if self._down is None:
+                        self._forwarder = None
+                        return
+        finally:
+            with self._lock:
+                if self._forwarder is threading.current_thread():
+                    self._forwarder = None
 
     def _settle_confirmed(self, payment: StoredPayment, receipt: KioskReceipt) -> StoredPayment:
         with self._store(), self._transaction() as db:

@@ -13,6 +13,7 @@ import csv
 import html
 import json
 import os
+import re
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
@@ -41,6 +42,8 @@ __all__ = [
     "render_html",
     "render_json",
     "summary_table",
+    "terminal_text",
+    "unbalanced_statements",
     "write_report",
 ]
 
@@ -137,6 +140,19 @@ CLASS_TITLES: dict[FindingClass, tuple[str, str]] = {
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _HTML_EXCEPTIONS_LIMIT = 500
+
+
+# C0 and C1 controls and DEL: a line break or tab would split a one-line-per-item listing, and
+# an escape sequence would drive the reader's terminal.
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def terminal_text(value: str) -> str:
+    """``value`` safe to print on a terminal: each control character shown as its escape.
+
+    Statement text (references, details, notes) comes from outside and is not trusted.
+    """
+    return _CONTROLS.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), value)
 
 
 def _text(value: str | None) -> str:
@@ -592,3 +608,19 @@ def summary_table(runs: Sequence[ReconciliationRun]) -> Group:
             ),
         ]
     return Group(*parts)
+
+
+def unbalanced_statements(gateway: Books, run: ReconciliationRun) -> Text | None:
+    """One line per bank statement that does not balance, with its own difference.
+
+    The summary table adds the differences' sizes into one figure per class; the finance
+    officer correcting a file needs each statement's own figure and sign.
+    """
+    if run.kind is not RunKind.BANK or FindingClass.BANK_UNBALANCED not in run.totals:
+        return None
+    lines = [
+        f"{f.reference or 'a statement'} does not balance by "
+        f"{f.amount.format()} {f.amount.currency}" + (f" ({f.note})" if f.note else "")
+        for f in findings(gateway, run.id, classes=[FindingClass.BANK_UNBALANCED], as_of=run.as_of)
+    ]
+    return Text("\n".join(terminal_text(line) for line in lines) + "\n")

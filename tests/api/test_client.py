@@ -437,3 +437,32 @@ def test_the_client_exports_what_it_says_and_loads_no_web_framework() -> None:
         check=True,
     )
     assert loaded.stdout.split() == ["False", "False"]
+
+
+def test_an_answer_with_a_key_given_twice_is_unreadable_not_read_one_way() -> None:
+    """A receipt whose amount appears twice could be printed as either: it is refused."""
+
+    def doubled(request: httpx.Request) -> httpx.Response:
+        sent = json.loads(request.content)
+        body = json.dumps({**RECEIPT, "txn_id": sent["txn_id"]})
+        twice = body.replace('"amount": ', '"amount": {"minor": 1, "currency": "CNY"}, "amount": ')
+        return httpx.Response(201, content=twice, headers={"content-type": "application/json"})
+
+    client = sync_client(Gateway(doubled), max_retries=0)
+    with client, pytest.raises(PaygateClientError) as refused:
+        client.pay("3100000001", Money(12050, "CNY"))
+    assert refused.value.code == "unreadable_answer"
+    assert "given twice" in str(refused.value)
+
+
+@pytest.mark.parametrize("status", [201, 400, 503])
+def test_an_answer_nested_beyond_reason_is_a_client_error_not_a_recursion_error(
+    status: int,
+) -> None:
+    nested = b"[" * 100_000 + b"]" * 100_000
+    media = "application/json" if status == 201 else "application/problem+json"
+    gateway = Gateway(httpx.Response(status, content=nested, headers={"content-type": media}))
+    client = sync_client(gateway, max_retries=0)
+    with client, pytest.raises(PaygateClientError) as refused:
+        client.pay("3100000001", Money(12050, "CNY"))
+    assert refused.value.status == status

@@ -12,6 +12,8 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -239,3 +241,53 @@ def test_a_payment_refused_for_good_at_once_is_raised_and_kept(tmp_path: Path) -
             kiosk.pay("0000000000", Money(100, "CNY"))
         assert [p.account_no for p in kiosk.refused()] == ["0000000000"]
         assert kiosk.pending() == []
+
+
+def test_a_sale_that_finds_the_link_down_as_the_forwarder_leaves_gets_a_new_forwarder(
+    tmp_path: Path,
+) -> None:
+    """The background forwarder gets through and is on its way out (held there, as a busy
+    scheduler may hold it) when the next sale meets a new outage: that sale's payment is still
+    forwarded in the background once the link is back, with no further sale or forward()."""
+    up = threading.Event()
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if not up.is_set():
+            raise httpx.ConnectError("refused")
+        sent = json.loads(request.content)
+        return httpx.Response(201, json={**RECEIPT, "txn_id": sent["txn_id"]})
+
+    client = PaygateClient(
+        "http://gateway.test",
+        device_id="K0001",
+        private_key=KEY,
+        clock=FixedClock(NOW),
+        max_retries=0,
+        transport=httpx.MockTransport(Gateway(answer)),
+    )
+    kiosk = KioskClient(client, tmp_path / "kiosk.db", retry_interval=0.05)
+    leaving, release = threading.Event(), threading.Event()
+    forward_in_background = kiosk._forward_in_background
+
+    def held_on_the_way_out() -> None:
+        forward_in_background()
+        if not leaving.is_set():
+            leaving.set()
+            release.wait(10)
+
+    kiosk._forward_in_background = held_on_the_way_out  # type: ignore[method-assign]
+    with client, kiosk:
+        assert kiosk.pay(ACCOUNT, Money(100, "CNY")).payment.state is PaymentState.PENDING
+        up.set()
+        assert leaving.wait(10)  # the first forwarder got through and is leaving
+        assert kiosk.link_down is None and kiosk.pending() == []
+        up.clear()
+        late = kiosk.pay(ACCOUNT, Money(200, "CNY"))  # meets the outage itself
+        assert late.payment.state is PaymentState.PENDING and kiosk.link_down is not None
+        release.set()
+        up.set()
+        deadline = time.monotonic() + 10
+        while kiosk.pending() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert kiosk.pending() == []
+        assert kiosk.link_down is None

@@ -88,3 +88,35 @@ def test_a_pos_sale_void_and_settlement_over_http(
         balances = gateway.ledger_balances()
         assert balances["clearing:pos:CNY"] == Money(12050, "CNY")
         assert gateway.verify().ok
+
+
+def test_a_terminal_key_sealed_under_another_key_encryption_key_is_503_configuration_error(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The one configuration_error a request can still meet, in the terminal's own form (as
+    docs/http-api.md says): the deployment's key-encryption key does not open the terminal's
+    stored MAC key. No problem answer (OpenAPI) names configuration_error."""
+    clock = FixedClock(NOW)
+    with Gateway.open(settings=settings_for(db_url), clock=clock) as gateway:
+        gateway.open_account(ACCOUNT)
+        DeviceRegistry(gateway.store, clock, kek=SecretBytes(secrets.token_bytes(32))).add(
+            TERMINAL, "pos", mac_key=TERMINAL_KEY
+        )
+    monkeypatch.setenv(
+        "PAYGATE_KEY_ENCRYPTION_KEY", base64.b64encode(secrets.token_bytes(32)).decode()
+    )
+    config_file = tmp_path / "api.toml"
+    config_file.write_text(f'[channels.pos]\nmerchant_ids = ["{MERCHANT}"]\n')
+    with (
+        live_server(db_url, load_api_config(config_file), clock=clock) as server,
+        httpx.Client(base_url=server.url, timeout=10) as http,
+    ):
+        paid = http.post("/v1/pos/sale", content=signed(sale("000101")), headers=FORM)
+        openapi = http.get("/openapi.json").json()
+    assert paid.status_code == 503, paid.text
+    assert paid.text == "result=refused&error_code=configuration_error"
+    # The problem answers of every route name only what a route can produce.
+    for item in openapi["paths"].values():
+        for operation in item.values():
+            unavailable = operation.get("responses", {}).get("503", {})
+            assert "configuration_error" not in unavailable.get("description", "")

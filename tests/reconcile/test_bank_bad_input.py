@@ -455,3 +455,27 @@ def test_detection_refuses_what_it_cannot_name(tmp_path: Path) -> None:
         read_bank_statement(io.BytesIO(b"x"), "csv")
     with pytest.raises(ValueError, match="unknown bank statement format"):
         read_bank_statement(io.BytesIO(b"x"), "qif")
+
+
+# -- detection -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("bom", "encoding", "text"),
+    [
+        (b"\xff\xfe", "utf-16-le", ":20:X\n"),
+        (b"\xfe\xff", "utf-16-be", ":20:X\n"),
+        (b"\xff\xfe\x00\x00", "utf-32-le", "01,a\n"),
+        (b"\x00\x00\xfe\xff", "utf-32-be", "01,a\n"),
+    ],
+)
+def test_detection_reads_a_byte_order_mark_without_a_unicode_error(
+    bom: bytes, encoding: str, text: str
+) -> None:
+    """A mark followed by text or by a broken character is a format or a refusal, no crash."""
+    data = bom + text.encode(encoding)
+    assert detect_bank_format(io.BytesIO(data)) in {"mt940", "bai2"}
+    with pytest.raises(ParseError):
+        list(read_bank_statement(io.BytesIO(data)))
+    with pytest.raises(ParseError):
+        detect_bank_format(io.BytesIO(bom + b"\x00"))

@@ -275,3 +275,44 @@ def test_reports_escape_what_the_statement_says(ledger: str, tmp_path: Path) -> 
     assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     table = (tmp_path / "r.csv").read_text()
     assert "'=HYPERLINK(evil)" in table and ",=HYPERLINK" not in table
+
+
+def test_each_unbalanced_bank_statement_is_shown_with_its_own_difference(
+    ledger: str, tmp_path: Path
+) -> None:
+    bank = write(
+        tmp_path / "two.sta",
+        b":20:S1\n:25:A\n:28C:1\n:60F:C261124CNY100,00\n:61:2611251125C10,00NTRFX\n"
+        b":62F:C261125CNY115,00\n-\n"
+        b":20:S2\n:25:B\n:28C:1\n:60F:C261124CNY100,00\n:61:2611251125C10,00NTRFY\n"
+        b":62F:C261125CNY105,00\n-\n",
+    )
+    code, output = paygate(
+        "reconcile", "--date", "2026-11-25", "--bank", str(bank), "--database-url", ledger
+    )
+    assert code == 1, output
+    # The table sums their sizes (10.00); each statement is shown with its own sign and size.
+    assert "statement S1 of A does not balance by -5.00 CNY" in output
+    assert "statement S2 of B does not balance by 5.00 CNY" in output
+
+
+def test_statement_text_is_listed_on_one_line_and_never_drives_the_terminal(
+    ledger: str, tmp_path: Path
+) -> None:
+    bank = write(
+        tmp_path / "esc.sta",
+        b":20:S7\n:25:A\n:28C:1\n:60F:C261124CNY1000,00\n"
+        b":61:2611251125C1,00NTRFX\x1b[31mRED\tTAB//B9\n:86:DETAIL\x1b]0;title\x07\n"
+        b":62F:C261125CNY1001,00\n",
+    )
+    code, _ = paygate(
+        "reconcile", "--date", "2026-11-25", "--bank", str(bank), "--database-url", ledger
+    )
+    assert code == 1
+    code, output = paygate("exceptions", "list", "--database-url", ledger)
+    assert code == 0, output
+    assert "\x1b" not in output and "\x07" not in output
+    [item] = [row for row in output.splitlines() if "bank_unmatched" in row]
+    # The reference's tab and line breaks are shown, and split nothing: one item, one line.
+    assert "X\\x1b[31mRED\\tTAB\\nB9\\nDETAIL\\x1b]0;title\\x07" in item
+    assert item.rstrip().endswith("statement S7 of A, line 5")

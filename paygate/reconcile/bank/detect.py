@@ -25,12 +25,14 @@ __all__ = ["detect_bank_format", "read_bank_statement"]
 
 # Enough to get past an XML declaration, comments and the root element to its namespace.
 _SNIFF_BYTES: Final = 8 * 1024
+# The byte order is named, not left to the codec: the mark is cut off before decoding, and a
+# plain "utf-16"/"utf-32" decoder refuses a stream that does not start with one.
 _BOMS: Final = (
-    (codecs.BOM_UTF32_LE, "utf-32"),
-    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF32_LE, "utf-32-le"),
+    (codecs.BOM_UTF32_BE, "utf-32-be"),
     (codecs.BOM_UTF8, "utf-8"),
-    (codecs.BOM_UTF16_LE, "utf-16"),
-    (codecs.BOM_UTF16_BE, "utf-16"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
 )
 
 
