@@ -130,6 +130,7 @@ _SPANS = {
     "poll_seconds": "poll_interval",
     "retry_base_seconds": "retry_base",
     "retry_cap_seconds": "retry_cap",
+    "event_budget_seconds": "event_budget",
 }
 _COUNTS = ("max_attempts", "batch", "alert_after")
 

@@ -171,12 +171,13 @@ class DispatchReport:
     events_delivered: int = 0
     events_retrying: int = 0
     events_dead: int = 0
+    events_deferred: int = 0  # claimed, then left for the next pass when the budget ran out
     breaches: list[tuple[int, supply.Step, supply.Severity]] = field(default_factory=list)
 
     @property
     def idle(self) -> bool:
         """Nothing was due."""
-        return not (self.orders_attempted or self.events_handled)
+        return not (self.orders_attempted or self.events_handled or self.events_deferred)
 
     @property
     def events_handled(self) -> int:
@@ -192,6 +193,7 @@ class DispatchReport:
         self.events_delivered += other.events_delivered
         self.events_retrying += other.events_retrying
         self.events_dead += other.events_dead
+        self.events_deferred += other.events_deferred
         self.breaches += other.breaches
 
 
@@ -224,6 +226,7 @@ class Dispatcher:
         retry_cap: timedelta = timedelta(hours=1),
         max_attempts: int = 12,
         alert_after: int = 10,
+        event_budget: timedelta | None = None,
     ) -> None:
         self.check(
             batch=batch,
@@ -233,6 +236,7 @@ class Dispatcher:
             retry_cap=retry_cap,
             max_attempts=max_attempts,
             alert_after=alert_after,
+            event_budget=event_budget,
         )
         self.gateway = gateway
         self.headends = dict(headends)
@@ -245,6 +249,10 @@ class Dispatcher:
         self.retry_cap = retry_cap
         self.max_attempts = max_attempts
         self.alert_after = alert_after
+        # A sink that accepts connections and never answers costs its timeout per event: the
+        # events of one pass stop after this long, so that the next pass's orders (the
+        # service promise) never wait behind them, and a pass stays well inside its lease.
+        self.event_budget = lease / 2 if event_budget is None else event_budget
 
     @staticmethod
     def check(
@@ -256,6 +264,7 @@ class Dispatcher:
         retry_cap: timedelta = timedelta(hours=1),
         max_attempts: int = 12,
         alert_after: int = 10,
+        event_budget: timedelta | None = None,
     ) -> None:
         """Refuse timings and counts that cannot work (ConfigurationError, field named); the
         constructor and the ``[dispatcher]`` table of a dispatch configuration both use it."""
@@ -274,6 +283,10 @@ class Dispatcher:
                 raise ConfigurationError(f"{name} must be at least 1", field=name)
         if alert_after < 1:
             raise ConfigurationError("alert_after must be at least 1", field="alert_after")
+        if event_budget is not None and not timedelta(0) < event_budget < lease:
+            raise ConfigurationError(
+                "event_budget must be positive and shorter than the lease", field="event_budget"
+            )
 
     # -- one pass -----------------------------------------------------------------------
 
@@ -455,7 +468,18 @@ class Dispatcher:
         now = gateway.clock.now()
         due = now if due_by is None else min(due_by, now)
         token, rows = gateway.store.run(lambda tx: _claim_events(tx, now, self.lease, room, due))
-        for event_id, payload, attempts in rows:
+        stop_at = time.monotonic() + self.event_budget.total_seconds()
+        for index, (event_id, payload, attempts) in enumerate(rows):
+            if time.monotonic() >= stop_at:
+                left = [row[0] for row in rows[index:]]
+                log.warning(
+                    "events: %d left for the next pass after %s of deliveries",
+                    len(left),
+                    self.event_budget,
+                )
+                gateway.store.run(partial(_release_events, event_ids=left, token=token))
+                report.events_deferred += len(left)
+                return
             try:
                 self._deliver_event(event_id, payload, attempts, token, now, report)
             except Exception:  # the lease runs out and the event is offered again
@@ -573,6 +597,15 @@ def _claim_events(
         [{"until": tx.ts(now + lease), "t": token, "id": r[0]} for r in rows],
     )
     return token, rows
+
+
+def _release_events(tx: Tx, *, event_ids: Sequence[int], token: str) -> None:
+    # Still due, no longer claimed: the next pass (this dispatcher's or another's) takes them.
+    tx.many(
+        "UPDATE outbox SET claimed_until = NULL, claim_token = NULL "
+        "WHERE id = :id AND claim_token = :t",
+        [{"id": event_id, "t": token} for event_id in event_ids],
+    )
 
 
 def _event_delivered(tx: Tx, *, event_id: int, token: str, now: datetime) -> None:

@@ -5,6 +5,7 @@ drains the backlog up to ``--max``. On SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Mapping
 from datetime import date, timedelta
 from typing import Any
@@ -14,7 +15,8 @@ from typer.testing import CliRunner
 
 from paygate.cli import app
 from paygate.clock import FixedClock
-from paygate.errors import NotFoundError
+from paygate.dispatch_config import check_dispatcher_options
+from paygate.errors import ConfigurationError, NotFoundError
 from paygate.gateway import Gateway
 from paygate.headend.base import (
     HeadEnd,
@@ -263,3 +265,64 @@ def test_dispatch_once_tries_each_due_row_once_when_receivers_never_answer(
     assert report.orders_attempted == len(orders) and report.orders_retrying == len(orders)
     assert report.events_handled == events and report.events_retrying == events
     assert all(order(gateway, o)[:2] == ("open", 1) for o in orders)
+
+
+class Hanging:
+    """A sink that takes its time over every event, like a receiver that never answers."""
+
+    name = "hanging"
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.offered = 0
+
+    def deliver(self, event: Mapping[str, Any]) -> None:
+        self.offered += 1
+        time.sleep(self.seconds)
+        raise DeliveryError("hanging: read timed out")
+
+
+def test_a_hanging_sink_never_holds_reconnection_orders_behind_its_events(
+    gateway: Gateway, clock: FixedClock
+) -> None:
+    for n in range(6):
+        reconnection_due(gateway, f"E{n}")  # each leaves events for the sink
+    headend = Brittle(clock, crash_on=set())
+    sink = Hanging(0.2)
+    dispatcher = Dispatcher(
+        gateway,
+        headends={"brittle": headend},
+        sinks=[sink],
+        event_budget=timedelta(seconds=0.5),
+    )
+    assert undelivered(gateway) > 10
+    first = dispatcher.dispatch_once()
+    assert first.orders_progressed == 6  # the orders went first
+    # the events stopped at the budget; the rest are due, not claimed, for the next pass
+    assert 1 <= first.events_handled <= 4 and sink.offered == first.events_handled
+    assert first.events_deferred > 10 and not first.idle
+    assert undelivered(gateway) == first.events_handled + first.events_deferred
+    claimed = gateway.store.run(
+        lambda tx: tx.scalar("SELECT COUNT(*) FROM outbox WHERE claim_token IS NOT NULL"),
+        write=False,
+    )
+    assert claimed == 0
+    # a payment that clears another account's arrears now: its order goes out on the next
+    # pass, before that pass spends its budget on the events
+    late = reconnection_due(gateway, "E9")
+    started = time.monotonic()
+    second = dispatcher.dispatch_once()
+    assert order(gateway, late)[0] == "completed" and second.orders_progressed == 1
+    assert time.monotonic() - started < 2.0
+
+
+def test_the_event_budget_must_be_shorter_than_the_lease(gateway: Gateway) -> None:
+    for budget in (timedelta(0), timedelta(minutes=2), timedelta(minutes=5)):
+        with pytest.raises(ConfigurationError) as caught:
+            Dispatcher(gateway, headends={}, event_budget=budget)
+        assert caught.value.field == "event_budget"
+    with pytest.raises(ConfigurationError, match=r"dispatcher\.event_budget_seconds"):
+        check_dispatcher_options({"event_budget_seconds": 600})
+    assert check_dispatcher_options({"event_budget_seconds": 30}) == {
+        "event_budget": timedelta(seconds=30)
+    }
