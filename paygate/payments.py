@@ -491,11 +491,6 @@ class Payments:
             lambda tx: self._reversal.reverse(tx, payment_id, reason, count=True)
         )
 
-    def reverse_within(self, tx: Tx, payment_id: int, reason: str) -> Reversal:
-        """:meth:`reverse` inside the caller's transaction ``tx``; the caller counts the entry
-        toward sealing with :meth:`note_posted` after commit."""
-        return self._reversal.reverse(tx, payment_id, reason, count=False)
-
     def reverse_by_channel_txn(self, channel: str, channel_txn_id: str, reason: str) -> Reversal:
         """Reverse the payment a channel knows by its own transaction id."""
         _require_reason(reason)
@@ -508,7 +503,8 @@ class Payments:
     def reverse_by_channel_txn_within(
         self, tx: Tx, channel: str, channel_txn_id: str, reason: str
     ) -> Reversal:
-        """:meth:`reverse_by_channel_txn` inside the caller's transaction ``tx``."""
+        """:meth:`reverse_by_channel_txn` inside the caller's transaction ``tx``; the caller
+        counts the entry toward sealing with :meth:`note_posted` after commit."""
         return self._reversal.reverse(
             tx, _payment_id(tx, channel, channel_txn_id), reason, count=False
         )
