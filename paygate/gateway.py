@@ -255,8 +255,8 @@ class Gateway:
         self, tx: Tx, channel: str, channel_txn_id: str, reason: str
     ) -> Reversal:
         """:meth:`reverse_by_channel_txn` inside the caller's transaction ``tx`` (for components
-        whose own check must commit with the reversal: a POS void and its batch); the caller
-        counts the entry toward sealing with :meth:`note_posted` after commit."""
+        whose own check must commit with the reversal: a POS void and its batch); the entry
+        counts toward sealing once ``tx`` commits."""
         return self.payments.reverse_by_channel_txn_within(tx, channel, channel_txn_id, reason)
 
     # -- supply ----------------------------------------------------------------------------
