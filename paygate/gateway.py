@@ -247,12 +247,6 @@ class Gateway:
         """
         return self.payments.reverse(payment_id, reason)
 
-    def reverse_within(self, tx: Tx, payment_id: int, reason: str) -> Reversal:
-        """:meth:`reverse` inside the caller's transaction ``tx`` (for components whose own
-        check must commit with the reversal: a POS void and its batch); the caller counts the
-        entry toward sealing with :meth:`note_posted` after commit."""
-        return self.payments.reverse_within(tx, payment_id, reason)
-
     def reverse_by_channel_txn(self, channel: str, channel_txn_id: str, reason: str) -> Reversal:
         """Reverse the payment a channel knows by its own transaction id."""
         return self.payments.reverse_by_channel_txn(channel, channel_txn_id, reason)
@@ -260,7 +254,9 @@ class Gateway:
     def reverse_by_channel_txn_within(
         self, tx: Tx, channel: str, channel_txn_id: str, reason: str
     ) -> Reversal:
-        """:meth:`reverse_by_channel_txn` inside the caller's transaction ``tx``."""
+        """:meth:`reverse_by_channel_txn` inside the caller's transaction ``tx`` (for components
+        whose own check must commit with the reversal: a POS void and its batch); the entry
+        counts toward sealing once ``tx`` commits."""
         return self.payments.reverse_by_channel_txn_within(tx, channel, channel_txn_id, reason)
 
     # -- supply ----------------------------------------------------------------------------

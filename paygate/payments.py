@@ -487,31 +487,21 @@ class Payments:
     def reverse(self, payment_id: int, reason: str) -> Reversal:
         """Post the compensating entry of a payment and re-open what it had paid."""
         _require_reason(reason)
-        return self._core.store.run(
-            lambda tx: self._reversal.reverse(tx, payment_id, reason, count=True)
-        )
-
-    def reverse_within(self, tx: Tx, payment_id: int, reason: str) -> Reversal:
-        """:meth:`reverse` inside the caller's transaction ``tx``; the caller counts the entry
-        toward sealing with :meth:`note_posted` after commit."""
-        return self._reversal.reverse(tx, payment_id, reason, count=False)
+        return self._core.store.run(lambda tx: self._reversal.reverse(tx, payment_id, reason))
 
     def reverse_by_channel_txn(self, channel: str, channel_txn_id: str, reason: str) -> Reversal:
         """Reverse the payment a channel knows by its own transaction id."""
         _require_reason(reason)
         return self._core.store.run(
-            lambda tx: self._reversal.reverse(
-                tx, _payment_id(tx, channel, channel_txn_id), reason, count=True
-            )
+            lambda tx: self._reversal.reverse(tx, _payment_id(tx, channel, channel_txn_id), reason)
         )
 
     def reverse_by_channel_txn_within(
         self, tx: Tx, channel: str, channel_txn_id: str, reason: str
     ) -> Reversal:
-        """:meth:`reverse_by_channel_txn` inside the caller's transaction ``tx``."""
-        return self._reversal.reverse(
-            tx, _payment_id(tx, channel, channel_txn_id), reason, count=False
-        )
+        """:meth:`reverse_by_channel_txn` inside the caller's transaction ``tx``; the entry
+        counts toward sealing once ``tx`` commits."""
+        return self._reversal.reverse(tx, _payment_id(tx, channel, channel_txn_id), reason)
 
     # -- credit -------------------------------------------------------------------------
 
@@ -562,8 +552,8 @@ class _Reversal:
         self._core = core
         self._payments = payments
 
-    def reverse(self, tx: Tx, payment_id: int, reason: str, *, count: bool) -> Reversal:
-        """Reverse the payment in ``tx``; ``count``: count the entry toward sealing."""
+    def reverse(self, tx: Tx, payment_id: int, reason: str) -> Reversal:
+        """Reverse the payment in ``tx``; the entry counts toward sealing once it commits."""
         _require_reason(reason)
         core = self._core
         now = core.clock.now()
@@ -621,10 +611,7 @@ class _Reversal:
                     tx.ts(now),
                 )
             )
-        if count:
-            self._payments.post(tx, writes.entries)
-        else:
-            ledger.post(tx, writes.entries, core.ledger)
+        self._payments.post(tx, writes.entries)
         tx.execute(
             "UPDATE payments SET status = 'reversed', reversal_entry_id = :e, "
             "reversal_reason = :r, unallocated = 0 WHERE id = :id",

@@ -12,9 +12,9 @@ Invariants:
   every check passed: a forged or replayed request leaves nothing behind. The nonce table is
   shared by every worker, so a replay sent to another worker is refused there too.
 * A kiosk payment's nonce commits together with the payment (through
-  :meth:`~paygate.gateway.Gateway.post_within`), and with the refusal of a payment the core
-  refuses (an unknown account, say): a signed request, once answered, is never accepted again
-  in its window, even if what made it fail has changed since.
+  :meth:`~paygate.payments.Payments.pay_within`, which counts it toward sealing), and with the
+  refusal of a payment the core refuses (an unknown account, say): a signed request, once
+  answered, is never accepted again in its window, even if what made it fail has changed since.
 * **Who, before what.** A request's signature is verified before anything it says is judged:
   its media type, its Idempotency-Key, its path parameters and its body are checked only once
   the caller is known, so an unauthenticated caller learns nothing but 401 (413, for a body
@@ -166,7 +166,7 @@ def post_kiosk_payment(
     directory and nonce store work inside the transaction) verifies the signature; then the
     media type, the Idempotency-Key (required, and the payment's ``txn_id``) and the body are
     checked, in that order, and the adapter's mapping makes the intent; the core posts with
-    :meth:`~paygate.gateway.Gateway.post_within`, exactly as :meth:`Gateway.pay` does. A
+    :meth:`~paygate.payments.Payments.pay_within`, exactly as :meth:`Gateway.pay` does. A
     refusal raises its PaygateError.
     """
     context = kiosk.context
@@ -213,7 +213,7 @@ def post_kiosk_payment(
             # whose signature verified: refused for what it says, it is never accepted later,
             # whatever has changed since (a paid_at no longer ahead of the clock, say).
             return refusal
-        [outcome] = gateway.post_within(tx, [intent])
+        [outcome] = gateway.payments.pay_within(tx, [intent])
         # A refusal by the core wrote nothing but the nonce, which commits with it.
         return outcome if isinstance(outcome, PaygateError) else (outcome, intent, sent)
 
@@ -225,8 +225,6 @@ def post_kiosk_payment(
         nonces.purge_if_due(clock.now())
         if isinstance(result, PaygateError):
             raise result
-        if not result[0].replayed:
-            gateway.note_posted(1)
         return result
     raise IdempotencyConflictError(
         "the payment keeps colliding with concurrent writers; retry", field="txn_id"

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any, Final, Protocol, runtime_checkable
 
@@ -38,6 +37,7 @@ from paygate.errors import (
 )
 from paygate.models import PaymentIntent, Receipt
 from paygate.money import Money
+from paygate.payments import Payments
 from paygate.store.engine import Store, Tx, UniqueViolation
 
 __all__ = ["SqlKioskLedger", "SqlNonceStore", "SqlOrderStore"]
@@ -45,17 +45,15 @@ __all__ = ["SqlKioskLedger", "SqlNonceStore", "SqlOrderStore"]
 
 @runtime_checkable
 class _TransactionalSink(Protocol):
-    """The core's posting path inside a caller's transaction (``Gateway`` implements it)."""
+    """The core's posting path inside a caller's transaction (``Gateway`` implements it); what
+    it posts is counted toward sealing once the transaction commits."""
 
-    def post_within(
-        self, tx: Tx, intents: Sequence[PaymentIntent]
-    ) -> list[Receipt | PaygateError]: ...
+    @property
+    def payments(self) -> Payments: ...
 
     def reverse_by_channel_txn_within(
         self, tx: Tx, channel: str, channel_txn_id: str, reason: str
     ) -> object: ...
-
-    def note_posted(self, posted: int) -> None: ...
 
 
 def _transactional(sink: PaymentSink) -> _TransactionalSink:
@@ -402,7 +400,7 @@ class SqlPosLedger:
 
         def work(tx: Tx) -> Receipt | PaygateError:
             self._refuse_if_closed(tx, terminal_id, batch_no, "sale")
-            return core.post_within(tx, [intent])[0]
+            return core.payments.pay_within(tx, [intent])[0]
 
         for _attempt in range(3):
             try:
@@ -411,8 +409,6 @@ class SqlPosLedger:
                 continue  # a concurrent duplicate committed first: answer from it
             if isinstance(outcome, PaygateError):
                 raise outcome
-            if not outcome.replayed:
-                core.note_posted(1)
             return outcome
         raise IdempotencyConflictError(
             f"sale {intent.channel_txn_id} keeps colliding with concurrent writers; retry",
@@ -430,7 +426,6 @@ class SqlPosLedger:
             core.reverse_by_channel_txn_within(tx, self._channel, channel_txn_id, reason)
 
         self._store.run(work)
-        core.note_posted(1)
 
     def settle_batch(
         self, terminal_id: str, batch_no: str, *, closed_at: datetime

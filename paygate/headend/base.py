@@ -23,13 +23,14 @@ from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from enum import StrEnum
 from importlib.metadata import EntryPoint, entry_points
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, BeforeValidator, ConfigDict
 
 from paygate.errors import ConfigurationError, PaygateError, UnsupportedOperationError
 
 __all__ = [
+    "CloseMode",
     "HeadEnd",
     "HeadEndError",
     "HeadEndOutcome",
@@ -88,6 +89,10 @@ def close_mode_of(value: object) -> SupplyAction:
     if isinstance(value, str) and value in {mode.value for mode in modes}:
         return SupplyAction(value)
     raise ValueError("close_mode is direct_close or close_permit")
+
+
+CloseMode = Annotated[SupplyAction, BeforeValidator(close_mode_of)]
+"""The type of a head-end configuration's ``close_mode`` field, checked by :func:`close_mode_of`."""
 
 
 class HeadEndOutcome(StrEnum):

@@ -62,6 +62,7 @@ from paygate.channels.wire import parse_json_object
 from paygate.clock import Clock, SystemClock, require_aware
 from paygate.errors import AuthenticationError, ConfigurationError, ParseError, ReplayError
 from paygate.headend.base import (
+    CloseMode,
     HeadEnd,
     HeadEndOutcome,
     HeadEndRejected,
@@ -69,7 +70,6 @@ from paygate.headend.base import (
     HeadEndUnavailable,
     SupplyAction,
     SupplyCommand,
-    close_mode_of,
 )
 
 __all__ = [
@@ -351,16 +351,11 @@ class WebhookConfig(BaseModel):
     proxy: SecretStr | None = Field(
         default=None, description="HTTP proxy URL, which may hold credentials; not from the env"
     )
-    close_mode: SupplyAction = Field(
+    close_mode: CloseMode = Field(
         default=SupplyAction.DIRECT_CLOSE,
         description="how the head-end's meters reconnect: direct_close, or close_permit (the "
         "customer presses the meter's button); sent as each reconnection command's action",
     )
-
-    @field_validator("close_mode", mode="before")
-    @classmethod
-    def _close_mode(cls, value: object) -> SupplyAction:
-        return close_mode_of(value)
 
     @field_validator("secret", "callback_secret", mode="before")
     @classmethod

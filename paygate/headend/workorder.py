@@ -21,11 +21,12 @@ from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar, Final, Literal, Self, TextIO
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from paygate.clock import DEFAULT_TIMEZONE, Clock, SystemClock, require_aware
 from paygate.errors import ConfigurationError, InvalidInputError
 from paygate.headend.base import (
+    CloseMode,
     HeadEnd,
     HeadEndOutcome,
     HeadEndResult,
@@ -70,16 +71,11 @@ class WorkOrderConfig(BaseModel):
         pattern=r"^[A-Za-z0-9_-]*$",
         description="put before the order id to make the work order reference",
     )
-    close_mode: SupplyAction = Field(
+    close_mode: CloseMode = Field(
         default=SupplyAction.DIRECT_CLOSE,
         description="how the crews reconnect: direct_close, or close_permit (the customer "
         "presses the meter's button); the action of each reconnection work order",
     )
-
-    @field_validator("close_mode", mode="before")
-    @classmethod
-    def _close_mode(cls, value: object) -> SupplyAction:
-        return close_mode_of(value)
 
 
 def work_order_reference(command: SupplyCommand, prefix: str = DEFAULT_REFERENCE_PREFIX) -> str:

@@ -81,7 +81,7 @@ class ResolutionAction(StrEnum):
     """What a resolution did."""
 
     POSTED = "posted"
-    """Posted a line as a late-arriving payment through the Gateway."""
+    """Posted a line as a late-arriving payment through the payment path."""
     SUSPENSE = "suspense"
     """Posted an unidentified line to suspense (clearing debited, suspense credited)."""
     ASSIGNED = "assigned"
@@ -89,7 +89,7 @@ class ResolutionAction(StrEnum):
     RELEASED = "released"
     """Took a suspense item back out of suspense (the statement no longer shows it)."""
     REVERSED = "reversed"
-    """Reversed a payment through the Gateway."""
+    """Reversed a payment through the payment path."""
     CONFIRMED = "confirmed"
     """A person (or the policy, for netted reversals) confirmed the ledger as it stands."""
     MATCHED_LATER = "matched_later"

@@ -69,7 +69,7 @@ T = TypeVar("T")
 
 
 def debit_account(gateway: Books, tx: Tx, channel: str, currency: str) -> int:
-    """The ledger account a channel's payments are debited to (the Gateway's own rule)."""
+    """The ledger account a channel's payments are debited to (the payment path's own rule)."""
     return gateway.payments.debit_account(tx, channel, currency)
 
 
@@ -82,7 +82,7 @@ def suspense_account(gateway: Books, tx: Tx, currency: str) -> int:
 
 def _retrying(gateway: Books, work: Callable[[Tx], T]) -> T:
     # A concurrent writer that committed the same payment first: rolled back, asked again,
-    # and the second time the Gateway answers from what committed.
+    # and the second time the payment path answers from what committed.
     for attempt in range(_ATTEMPTS):
         try:
             return gateway.store.run(work)

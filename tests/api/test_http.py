@@ -19,7 +19,7 @@ import httpx
 import psycopg
 import pytest
 
-from paygate.api import ApiConfig
+from paygate.api import ApiConfig, create_app
 from paygate.channels.kiosk import KioskTotals, MethodTotal
 from paygate.channels.prepaid_card import PrepaidCardConfig
 from paygate.client import (
@@ -43,6 +43,7 @@ from tests.api.support import (
     World,
     client,
     live_server,
+    settings_for,
 )
 from tests.channels.kiosk_support import ed25519_key, signed_headers
 from tests.headend.simulator import CALLBACK_SECRET, hmac_hex
@@ -162,6 +163,27 @@ def test_a_kiosk_shows_what_is_owed_takes_it_and_a_retry_posts_nothing_more(
     assert amount.status_code == 201
     assert_problem(conflict, 409, "idempotency_conflict")
     assert world.payments("kiosk") == 3
+
+
+def test_a_kiosk_payment_counts_toward_the_next_seal_once(db_url: str, world: World) -> None:
+    world.customer()
+    key = world.register("K0001")
+    sealing = settings_for(db_url).model_copy(update={"seal_every": 1})
+    with (
+        LiveServer(lambda: create_app(sealing)) as server,
+        client(server, "K0001", key) as kiosk,
+    ):
+        receipt = kiosk.pay(ACCOUNT, BILL)
+        again = kiosk.pay(ACCOUNT, BILL, idempotency_key=receipt.txn_id, paid_at=receipt.paid_at)
+    assert again.replayed
+    queued, sealed = world.gateway.store.run(
+        lambda tx: (
+            tx.scalar("SELECT COUNT(*) FROM seal_queue"),
+            tx.scalar("SELECT COUNT(*) FROM journal_seals"),
+        ),
+        write=False,
+    )
+    assert (queued, sealed) == (0, 2)  # the bill's entry and the payment's
 
 
 @SQLITE_ONLY

@@ -72,3 +72,17 @@ def test_terminal_ids_with_like_wildcards_are_read_literally(db_url: str) -> Non
         ledger = SqlPosLedger(gateway.store)
         assert ledger.batch_totals("T_1", "7") == (1, Money(100, "CNY"))
         assert ledger.batch_totals("T%1", "7") == (1, Money(100, "CNY"))
+
+
+def test_a_sale_and_its_void_each_count_once_toward_the_next_seal(db_url: str) -> None:
+    clock = FixedClock(NOW)
+    with Gateway.open(db_url, clock=clock) as gateway:
+        gateway.settings = gateway.settings.model_copy(update={"seal_every": 1000})
+        gateway.open_account(ACCOUNT)
+        ledger = SqlPosLedger(gateway.store)
+        adapter = pos_adapter(ledger, clock)  # type: ignore[arg-type]
+        assert adapter.handle_pay(signed(sale("000101")), {}, gateway).ok
+        assert gateway.payments.pending_seal == 1
+        assert adapter.handle_void(signed(void("000102", "000101")), {}, gateway).ok
+        assert gateway.payments.pending_seal == 2
+        assert gateway.seal() == 2
