@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import logging
 from collections.abc import Mapping
 from enum import StrEnum
 from typing import Final
@@ -34,8 +33,6 @@ from paygate.channels.wire import (
 from paygate.errors import ConfigurationError, ParseError
 from paygate.models import PaymentIntent
 from paygate.money import Money
-
-_log = logging.getLogger("paygate.channels.bank_agent")
 
 BEIJING: Final = ZoneInfo("Asia/Shanghai")
 _FORM: Final = "application/x-www-form-urlencoded; charset=utf-8"
