@@ -57,7 +57,6 @@ LONG_MODULES = {
     "paygate.headend.dlt645": "the DL/T 645 frame codec and its serial head-end",
     "paygate.vouchers": "voucher batches, PIN keys and redemption",
     "paygate.reports": "the operational reports",
-    "paygate.channels.mobile": "the mobile wallets' notifications and queries",
 }
 
 

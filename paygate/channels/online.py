@@ -49,12 +49,7 @@ from paygate.channels.errors import (
     SignatureError,
     UnknownPaymentOrderError,
 )
-from paygate.channels.orders import (
-    InMemoryOrderStore,
-    Order,
-    OrderStore,
-    new_order,
-)
+from paygate.channels.orders import InMemoryOrderStore, Order, OrderStore, new_order
 from paygate.channels.signing import (
     VerifyingKey,
     canonical_string,
