@@ -49,7 +49,12 @@ from paygate.channels.errors import (
     SignatureError,
     UnknownPaymentOrderError,
 )
-from paygate.channels.orders import InMemoryOrderStore, Order, OrderStore, new_order
+from paygate.channels.orders import (
+    InMemoryOrderStore,
+    Order,
+    OrderStore,
+    new_order,
+)
 from paygate.channels.signing import (
     VerifyingKey,
     canonical_string,

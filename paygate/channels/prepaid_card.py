@@ -55,7 +55,12 @@ from paygate.channels.wire import (
 )
 from paygate.errors import ConfigurationError, ParseError, PaygateError
 from paygate.models import Identifier, Receipt, StatementLine, StatementLineKind
-from paygate.vouchers import CHANNEL, RedemptionThrottledError, WrongPinError, serial_is_valid
+from paygate.vouchers import (
+    CHANNEL,
+    RedemptionThrottledError,
+    WrongPinError,
+    serial_is_valid,
+)
 
 __all__ = [
     "PREPAID_CARD_STATEMENT_COLUMNS",
