@@ -17,8 +17,6 @@ from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 
-import pytest
-
 PACKAGE = Path(__file__).resolve().parents[1] / "paygate"
 
 CORE = (
@@ -52,14 +50,6 @@ POSTING_PATH = {"paygate.payments", "paygate.ledger"}
 
 MAX_CLASS_LINES = 500
 MAX_MODULE_LINES = 900
-# Modules still over the limit, each one concept that has not been split yet.
-LONG_MODULES = {
-    "paygate.channels.bank_agent": "realtime and batch-file protocols of the bank agent",
-    "paygate.headend.dlt645": "the DL/T 645 frame codec and its serial head-end",
-    "paygate.vouchers": "voucher batches, PIN keys and redemption",
-    "paygate.reports": "the operational reports",
-    "paygate.channels.mobile": "the mobile wallets' notifications and queries",
-}
 
 
 def _module_name(path: Path) -> str:
@@ -255,13 +245,4 @@ def test_no_module_over_900_lines() -> None:
         for name, path in _modules().items()
         if (count := len(path.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES
     }
-    assert set(long) - set(LONG_MODULES) == set(), long
-
-
-@pytest.mark.parametrize("name", sorted(LONG_MODULES))
-def test_an_exception_for_length_is_still_needed(name: str) -> None:
-    path = _modules().get(name)
-    assert path is not None, f"{name} is gone: drop it from LONG_MODULES"
-    assert len(path.read_text(encoding="utf-8").splitlines()) > MAX_MODULE_LINES, (
-        f"{name} fits now: drop it from LONG_MODULES"
-    )
+    assert long == {}

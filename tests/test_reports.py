@@ -392,7 +392,7 @@ def test_a_period_that_ends_before_it_starts_is_refused(gateway: Gateway) -> Non
 
 
 def test_the_orders_are_read_a_page_at_a_time(week: Week, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("paygate.reports.PAGE", 2)
+    monkeypatch.setattr("paygate.reports.report.PAGE", 2)
     check(service_report(week.gateway, start=WEEK[0], end=WEEK[1]))
 
 

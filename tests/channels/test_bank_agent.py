@@ -690,7 +690,7 @@ def test_a_path_a_one_way_stream_and_a_copy_on_disk_all_work(
     one_way = io.BufferedReader(OneWay(DELIMITED_FILE))
     assert not one_way.seekable()
     # A copy larger than the spool limit goes to a private temporary file.
-    monkeypatch.setattr(bank_agent, "_SPOOL_BYTES", 64)
+    monkeypatch.setattr(bank_agent.adapter, "_SPOOL_BYTES", 64)
     result = post_batch_file(bank_adapter(), one_way, BankSink())
     assert (result.posted, result.sha256) == (3, hashlib.sha256(DELIMITED_FILE).hexdigest())
 
