@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import getpass
 from collections.abc import Callable
+from datetime import date
 from typing import Annotated, Literal, TypeVar
 
 import typer
@@ -12,7 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from paygate.config import Settings
-from paygate.errors import PaygateError
+from paygate.errors import InvalidInputError, PaygateError
 from paygate.store import migrate
 
 __all__ = ["Actor", "DatabaseUrl", "actor_name", "err", "guard", "out", "settings_for"]
@@ -71,6 +72,14 @@ def settings_for(
     elif database == "existing":
         guard(lambda: migrate.require_database(settings.database_url))
     return settings
+
+
+def parse_day(text: str, flag: str) -> date:
+    """A YYYY-MM-DD option's value, or an InvalidInputError naming the flag (``--as-of``)."""
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise InvalidInputError(f"{text!r} is not a date YYYY-MM-DD", field=flag) from None
 
 
 def guard(action: Callable[[], T]) -> T:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from paygate.cli._common import DatabaseUrl, guard, out, settings_for
+from paygate.cli._common import DatabaseUrl, guard, out, parse_day, settings_for
 from paygate.gateway import Gateway
 
 __all__ = ["accounts_app"]
@@ -25,7 +24,7 @@ def accounts_status(
     """Show what an account owes: arrears, late fee, bills, supply state."""
 
     def run() -> None:
-        day = date.fromisoformat(as_of) if as_of else None
+        day = parse_day(as_of, "--as-of") if as_of else None
         with Gateway.open(settings=settings_for(database_url)) as gateway:
             status = gateway.account_status(account_no, day)
         out.print(

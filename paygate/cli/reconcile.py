@@ -32,7 +32,7 @@ from rich.progress import (
 )
 
 from paygate.channels.base import ChannelRegistry
-from paygate.cli._common import Actor, DatabaseUrl, actor_name, settings_for
+from paygate.cli._common import Actor, DatabaseUrl, actor_name, parse_day, settings_for
 from paygate.config import Settings
 from paygate.errors import InvalidInputError, ParseError, PaygateError
 from paygate.gateway import Gateway
@@ -111,13 +111,6 @@ def _guard(action: Callable[[], T]) -> T:
     except PaygateError as exc:
         _say_error(exc)
         raise typer.Exit(EXIT_UNREADABLE) from None
-
-
-def _day(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise InvalidInputError(f"{text!r} is not a date YYYY-MM-DD", field="date") from None
 
 
 @contextmanager
@@ -332,7 +325,7 @@ def reconcile(
     """
 
     def setup() -> tuple[date, ReconcileConfig, list[str], str]:
-        day = _day(business_date) if business_date else None
+        day = parse_day(business_date, "--date") if business_date else None
         if day is None:
             raise InvalidInputError("--date YYYY-MM-DD is required", field="date")
         if every and channel is not None:
@@ -569,7 +562,7 @@ def exceptions_list(
     the statement's, the difference (statement - ledger), note."""
 
     def run() -> int:
-        day = _day(business_date) if business_date else None
+        day = parse_day(business_date, "--date") if business_date else None
         count = 0
         with Gateway.open(settings=_settings(database_url)) as gateway:
             _line(

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import io
 import os
-from datetime import date
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -23,7 +22,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from paygate.cli._common import DatabaseUrl, guard, out, settings_for
+from paygate.cli._common import DatabaseUrl, guard, out, parse_day, settings_for
 from paygate.errors import InvalidInputError
 from paygate.gateway import Gateway
 from paygate.reports import (
@@ -57,13 +56,6 @@ class ReportFormat(StrEnum):
     CSV = "csv"
     JSON = "json"
     HTML = "html"
-
-
-def _day(text: str, field: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise InvalidInputError(f"{text!r} is not a date YYYY-MM-DD", field=field) from None
 
 
 def _render(report: ServiceReport, fmt: ReportFormat) -> str:
@@ -109,8 +101,8 @@ def service(
 
     def run() -> ServiceReport:
         # Dates first: a mistyped date should not open (or create) a database.
-        start = _day(first, "from")
-        end = _day(last, "to")
+        start = parse_day(first, "--from")
+        end = parse_day(last, "--to")
         if end < start:
             raise InvalidInputError(
                 f"the period ends ({end}) before it starts ({start})", field="to"

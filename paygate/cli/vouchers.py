@@ -13,14 +13,13 @@ the problem, exit code 2.
 from __future__ import annotations
 
 import os
-from datetime import date
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from paygate.cli._common import DatabaseUrl, guard, out, settings_for
+from paygate.cli._common import DatabaseUrl, guard, out, parse_day, settings_for
 from paygate.errors import InvalidInputError
 from paygate.gateway import Gateway
 from paygate.money import Money
@@ -42,13 +41,6 @@ vouchers_app = typer.Typer(
 
 
 # Declared here rather than imported from paygate.cli: that module mounts this one.
-
-
-def _day(text: str, field: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise InvalidInputError("a date YYYY-MM-DD", field=field) from None
 
 
 @vouchers_app.command("issue")
@@ -76,7 +68,7 @@ def issue(
     def run() -> str:
         key = load_pin_key()
         value = Money.parse(face_value, currency or settings.currency)
-        expiry = _day(expires_on, "expires_on")
+        expiry = parse_day(expires_on, "--expires-on")
         try:
             fd = os.open(out_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
@@ -174,7 +166,7 @@ def report(
     """Cards by state per batch, outstanding liability and expired unredeemed value."""
 
     def run() -> Table:
-        day = _day(as_of, "as_of") if as_of else None
+        day = parse_day(as_of, "--as-of") if as_of else None
         with Gateway.open(settings=settings_for(database_url)) as gateway:
             result = VoucherBatches(gateway).report(day)
         table = Table(
