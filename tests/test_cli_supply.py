@@ -123,3 +123,13 @@ def test_a_head_ends_error_text_is_listed_as_text(with_order: tuple[str, int]) -
     assert code == 0, out
     assert "502 Bad Gateway: [/] [red]down[/red] \\x1b[2J\\x1b]0;t\\x07" in out
     assert "\x1b" not in out
+
+
+def test_orders_list_refuses_a_status_that_does_not_exist(with_order: tuple[str, int]) -> None:
+    url, order_id = with_order
+    code, out = paygate("orders", "list", "--status", "opne", "--database-url", url)
+    assert code == 2
+    [line] = out.strip().splitlines()
+    assert "--status" in line and "'opne'" in line and "open" in line
+    code, out = paygate("orders", "list", "--status", "open", "--database-url", url)
+    assert code == 0 and out.split()[0] == str(order_id)

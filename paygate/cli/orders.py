@@ -8,9 +8,10 @@ from typing import Annotated
 import typer
 
 from paygate.cli._common import Actor, DatabaseUrl, actor_name, guard, out, settings_for
+from paygate.errors import InvalidInputError
 from paygate.gateway import Gateway
 from paygate.reconcile.report import terminal_text
-from paygate.supply import list_orders
+from paygate.supply import OrderStatus, list_orders
 
 __all__ = ["orders_app"]
 
@@ -20,11 +21,17 @@ orders_app = typer.Typer(help="Reconnection and disconnection orders.", no_args_
 @orders_app.command("list")
 def orders_list(
     database_url: DatabaseUrl = None,
-    status: Annotated[str | None, typer.Option(help="open, dispatched, failed, ...")] = None,
+    status: Annotated[
+        str | None, typer.Option(help=", ".join(s.value for s in OrderStatus))
+    ] = None,
 ) -> None:
     """List supply orders with their deadlines and progress."""
 
     def run() -> None:
+        if status is not None and status not in set(OrderStatus):
+            # A mistyped status would list nothing and look like "no such orders".
+            known = ", ".join(s.value for s in OrderStatus)
+            raise InvalidInputError(f"{status!r} is not a status ({known})", field="--status")
         with Gateway.open(settings=settings_for(database_url)) as gateway:
             orders = gateway.store.run(lambda tx: list_orders(tx, status=status), write=False)
         # One line an order, whole (no table to truncate it): operators grep this.
