@@ -27,12 +27,13 @@ Invariants:
 * money out of the account (bank charges, returned credits) is never dropped: each debit is a
   ``bank_debit`` finding for a person.
 
-Each settlement (entry, resolution and the finding it closes) is one transaction.
+Each settlement (entry, resolution and the finding it closes) is one transaction. The rows are
+written by their tables' owners: the run by :mod:`paygate.reconcile.engine`, its findings and
+resolutions by :mod:`paygate.reconcile.matching`.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -51,14 +52,17 @@ from paygate.reconcile.bank import (
 )
 from paygate.reconcile.books import Books
 from paygate.reconcile.config import reference_pattern
-from paygate.reconcile.engine import HashingReader, checked_sha256
+from paygate.reconcile.engine import HashingReader, checked_sha256, record_bank_run, set_summary
+from paygate.reconcile.matching import (
+    annotate_finding,
+    insert_bank_findings,
+    mark_settlement_mismatch,
+    record_settlement,
+)
 from paygate.reconcile.model import (
     FindingClass,
     FindingStatus,
     ReconciliationRun,
-    ResolutionAction,
-    RunKind,
-    RunStatus,
 )
 from paygate.reconcile.resolution import debit_account
 from paygate.reconcile.runs import bank_key, load_run, today
@@ -334,41 +338,21 @@ def _record_statements(
                     f"{where}, line {entry.line_no}",
                 )
             )
-    tx.execute(
-        "INSERT INTO reconciliation_runs (id, kind, channel, business_date, file_sha256, source, "
-        "status, currency, line_count, gross, fees, net, settlement_date, summary, policy, actor, "
-        "created_at, completed_at) VALUES (:id, :kind, :c, :d, :sha, :src, :status, :cur, :n, "
-        ":gross, 0, :gross, NULL, :summary, '{}', :actor, :now, :now)",
-        {
-            "id": run_id,
-            "kind": RunKind.BANK.value,
-            "c": BANK_CHANNEL,
-            "d": tx.day(day),
-            "sha": digest,
-            "src": source,
-            "status": RunStatus.DONE.value,
-            "cur": currency,
-            "n": entries,
-            "gross": credits,
-            "summary": json.dumps(_summary(rows), separators=(",", ":")),
-            "actor": actor[:64],
-            "now": tx.ts(now),
-        },
+    record_bank_run(
+        tx,
+        run_id,
+        channel=BANK_CHANNEL,
+        business_date=day,
+        file_sha256=digest,
+        source=source,
+        currency=currency,
+        line_count=entries,
+        credits=credits,
+        summary=_summary(rows),
+        actor=actor,
+        now=now,
     )
-    tx.many(
-        "INSERT INTO reconciliation_findings (run_id, seq, finding_class, status, line_key, "
-        "amount, currency, value_date, reference, note) VALUES (:run, :seq, :class, :status, "
-        ":key, :amount, :cur, :value_date, :reference, :note)",
-        [
-            {
-                **row,
-                "run": run_id,
-                "seq": seq,
-                "value_date": None if row["value_date"] is None else tx.day(row["value_date"]),
-            }
-            for seq, row in enumerate(rows, start=1)
-        ],
-    )
+    insert_bank_findings(tx, run_id, rows)
     return run_id
 
 
@@ -574,36 +558,19 @@ def _settle(gateway: Books, credit: _Credit, day: _Day, actor: str) -> int:
                 )
             ],
         )
-        resolution_id = tx.ids.one()
-        tx.execute(
-            "INSERT INTO reconciliation_resolutions (id, run_id, finding_seq, channel, line_key, "
-            "action, actor, at, entry_id, amount, currency, note) VALUES (:id, :run, :seq, :c, "
-            ":key, :action, :actor, :at, :entry, :amount, :cur, :note)",
-            {
-                "id": resolution_id,
-                "run": credit.run_id,
-                "seq": credit.seq,
-                "c": day.channel,
-                "key": bank_key(day.business_date),
-                "action": ResolutionAction.SETTLED.value,
-                "actor": actor[:64],
-                "at": tx.ts(now),
-                "entry": entry_id,
-                "amount": day.net,
-                "cur": cur,
-                "note": f"gross {day.gross}, fees {day.fees}, net {day.net} (run {day.run_id})",
-            },
-        )
-        tx.execute(
-            "UPDATE reconciliation_findings SET finding_class = :class, status = 'ok', "
-            "resolution_id = :r, note = :note WHERE run_id = :run AND seq = :seq",
-            {
-                "class": FindingClass.SETTLEMENT_MATCHED.value,
-                "r": resolution_id,
-                "note": f"settles {day.channel} {day.business_date} (run {day.run_id})",
-                "run": credit.run_id,
-                "seq": credit.seq,
-            },
+        record_settlement(
+            tx,
+            run_id=credit.run_id,
+            seq=credit.seq,
+            channel=day.channel,
+            key=bank_key(day.business_date),
+            actor=actor,
+            at=now,
+            entry_id=entry_id,
+            amount=day.net,
+            currency=cur,
+            note=f"gross {day.gross}, fees {day.fees}, net {day.net} (run {day.run_id})",
+            finding_note=f"settles {day.channel} {day.business_date} (run {day.run_id})",
         )
         _recount(tx, credit.run_id)
         return 1
@@ -624,28 +591,14 @@ def _mismatch(gateway: Books, credit: _Credit, days: Sequence[_Day], *, ambiguou
     )
 
     def work(tx: Tx) -> None:
-        tx.execute(
-            "UPDATE reconciliation_findings SET finding_class = :class, note = :note "
-            "WHERE run_id = :run AND seq = :seq AND status = 'open'",
-            {
-                "class": FindingClass.SETTLEMENT_MISMATCH.value,
-                "note": note[:2000],
-                "run": credit.run_id,
-                "seq": credit.seq,
-            },
-        )
+        mark_settlement_mismatch(tx, credit.run_id, credit.seq, note)
         _recount(tx, credit.run_id)
 
     gateway.store.run(work)
 
 
 def _annotate(gateway: Books, credit: _Credit, note: str) -> None:
-    gateway.store.run(
-        lambda tx: tx.execute(
-            "UPDATE reconciliation_findings SET note = :note WHERE run_id = :run AND seq = :seq",
-            {"note": note[:2000], "run": credit.run_id, "seq": credit.seq},
-        )
-    )
+    gateway.store.run(lambda tx: annotate_finding(tx, credit.run_id, credit.seq, note))
 
 
 def _recount(tx: Tx, run_id: int) -> None:
@@ -658,7 +611,4 @@ def _recount(tx: Tx, run_id: int) -> None:
             {"run": run_id},
         )
     }
-    tx.execute(
-        "UPDATE reconciliation_runs SET summary = :s WHERE id = :id",
-        {"s": json.dumps(summary, separators=(",", ":")), "id": run_id},
-    )
+    set_summary(tx, run_id, summary)

@@ -38,6 +38,10 @@ the run's day is the wrong file (or the wrong date): it is refused with a
 A line paired by id with a payment of the run's business date, for the same amount, is the
 plain case and has no finding row; every other outcome is a finding (see
 :class:`~paygate.reconcile.model.FindingClass`). The run keeps the count and amount per class.
+
+This module owns ``reconciliation_runs`` and ``reconciliation_lines`` (see
+:mod:`paygate.store.schema`); the bank leg's runs are written here too
+(:func:`record_bank_run`, :func:`set_summary`), in the bank leg's transactions.
 """
 
 from __future__ import annotations
@@ -88,6 +92,8 @@ __all__ = [
     "prepare_file",
     "reconcile",
     "reconcile_file",
+    "record_bank_run",
+    "set_summary",
     "sha256_of",
 ]
 
@@ -759,11 +765,7 @@ def _classify(
     carry_over(tx, params)
     suspense_not_on_statement(tx, params)
     matched_later(tx, params, policy)
-    summary = _summary(tx, run_id, staged)
-    tx.execute(
-        "UPDATE reconciliation_runs SET summary = :s WHERE id = :id",
-        {"s": json.dumps(summary, separators=(",", ":")), "id": run_id},
-    )
+    set_summary(tx, run_id, _summary(tx, run_id, staged))
     return run_id
 
 
@@ -785,3 +787,57 @@ def _summary(tx: Tx, run_id: int, staged: _Staged) -> dict[str, list[int]]:
     plain[0] += staged.id_payments - with_findings
     plain[1] += staged.id_payments_gross - with_findings_gross
     return {k: v for k, v in summary.items() if v[0]}
+
+
+def set_summary(tx: Tx, run_id: int, summary: dict[str, list[int]]) -> None:
+    """Run ``run_id``'s count and amount per finding class."""
+    tx.execute(
+        "UPDATE reconciliation_runs SET summary = :s WHERE id = :id",
+        {"s": json.dumps(summary, separators=(",", ":")), "id": run_id},
+    )
+
+
+# -- bank statement runs --------------------------------------------------------------------
+
+
+def record_bank_run(
+    tx: Tx,
+    run_id: int,
+    *,
+    channel: str,
+    business_date: date,
+    file_sha256: str,
+    source: str | None,
+    currency: str,
+    line_count: int,
+    credits: int,
+    summary: dict[str, list[int]],
+    actor: str,
+    now: datetime,
+) -> None:
+    """A bank statement file's run, done as it is recorded (:mod:`paygate.reconcile.bank_leg`).
+
+    Its gross and net are the ``credits`` in ``currency``; it has no fees and no settlement
+    date, and no policy (the bank leg resolves by settling, not by a policy).
+    """
+    tx.execute(
+        "INSERT INTO reconciliation_runs (id, kind, channel, business_date, file_sha256, source, "
+        "status, currency, line_count, gross, fees, net, settlement_date, summary, policy, actor, "
+        "created_at, completed_at) VALUES (:id, :kind, :c, :d, :sha, :src, :status, :cur, :n, "
+        ":gross, 0, :gross, NULL, :summary, '{}', :actor, :now, :now)",
+        {
+            "id": run_id,
+            "kind": RunKind.BANK.value,
+            "c": channel,
+            "d": tx.day(business_date),
+            "sha": file_sha256,
+            "src": source,
+            "status": RunStatus.DONE.value,
+            "cur": currency,
+            "n": line_count,
+            "gross": credits,
+            "summary": json.dumps(summary, separators=(",", ":")),
+            "actor": actor[:64],
+            "now": tx.ts(now),
+        },
+    )

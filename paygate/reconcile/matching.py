@@ -1,25 +1,45 @@
-"""The matching passes of reconciliation: set-based SQL over a run's staged lines.
+"""The matching passes of reconciliation, and every write of its findings and resolutions.
 
 :func:`~paygate.reconcile.engine.reconcile` stages a statement's lines and runs these passes
 over them in the one transaction that classifies the run, in the order the engine's overview
 gives (by id, reversals, without id, the ledger's side, carried over, suspense, matched
 later). Each pass writes the findings of its kind in the database; the staged lines are never
 read into memory.
+
+This module owns ``reconciliation_findings`` and ``reconciliation_resolutions`` (see
+:mod:`paygate.store.schema`): the passes write most of their rows, and the writes made after
+classification are here too, each named for what its caller decides, each run in the caller's
+transaction: the policy, people and suspense record resolutions and close the findings they
+settle (:func:`record_resolution`, :class:`ResolutionBatch`, :func:`close_finding`,
+:func:`close_suspense_findings`) or say why a finding stays open (:func:`annotate_finding`);
+the bank leg records a bank statement's findings and the settlements its credits make
+(:func:`insert_bank_findings`, :func:`record_settlement`, :func:`mark_settlement_mismatch`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
-from paygate.reconcile.model import ReconcilePolicy
+from paygate.reconcile.model import FindingClass, FindingStatus, ReconcilePolicy, ResolutionAction
 from paygate.store.engine import Tx
 
 __all__ = [
+    "ResolutionBatch",
+    "annotate_finding",
     "carry_over",
+    "close_finding",
+    "close_suspense_findings",
+    "insert_bank_findings",
     "ledger_side",
     "lines_without_id",
+    "mark_settlement_mismatch",
     "matched_later",
     "payment_lines_by_id",
+    "record_resolution",
+    "record_settlement",
     "reversal_lines",
     "suspense_not_on_statement",
 ]
@@ -256,6 +276,13 @@ WHERE p.channel = :c AND p.business_date = :d AND p.status = 'reversed'
     )
 
 
+# A finding closed by a resolution: ``resolved``, or ``suspense`` while its money is parked.
+_CLOSE = (
+    "UPDATE reconciliation_findings SET status = :s, resolution_id = :r "
+    "WHERE run_id = :run AND seq = :seq"
+)
+
+
 def carry_over(tx: Tx, params: dict[str, Any]) -> None:
     """Findings resolved in a run this one supersedes stay resolved: same subject, same answer.
 
@@ -276,12 +303,11 @@ def carry_over(tx: Tx, params: dict[str, Any]) -> None:
         if held is None or held[1] == "suspense":
             chosen[int(seq)] = (int(resolution_id), str(action))
     tx.many(
-        "UPDATE reconciliation_findings SET status = :status, resolution_id = :rid "
-        "WHERE run_id = :run AND seq = :seq",
+        _CLOSE,
         [
             {
-                "status": "suspense" if action == "suspense" else "resolved",
-                "rid": resolution_id,
+                "s": "suspense" if action == "suspense" else "resolved",
+                "r": resolution_id,
                 "run": params["run"],
                 "seq": seq,
             }
@@ -357,3 +383,279 @@ ORDER BY f.run_id, f.seq
             "AND action = 'matched_later') WHERE run_id = :run AND seq = :seq",
             {"c": params["c"], "key": key, "run": run_id, "seq": seq},
         )
+
+
+# -- after classification: resolutions, and the findings they close ------------------------
+
+_RESOLUTION_COLUMNS = (
+    "id",
+    "run_id",
+    "finding_seq",
+    "channel",
+    "line_key",
+    "action",
+    "actor",
+    "at",
+    "account_no",
+    "payment_id",
+    "entry_id",
+    "amount",
+    "currency",
+    "note",
+)
+
+
+def _resolution_row(
+    tx: Tx,
+    resolution_id: int,
+    run_id: int,
+    seq: int,
+    channel: str,
+    key: str,
+    action: ResolutionAction,
+    actor: str,
+    at: datetime,
+    account_no: str | None,
+    payment_id: int | None,
+    entry_id: int | None,
+    amount: int | None,
+    currency: str | None,
+    note: str | None,
+) -> tuple[Any, ...]:
+    """One row of reconciliation_resolutions, in _RESOLUTION_COLUMNS order."""
+    return (
+        resolution_id,
+        run_id,
+        seq,
+        channel,
+        key,
+        action.value,
+        actor[:64],
+        tx.ts(at),
+        account_no,
+        payment_id,
+        entry_id,
+        amount,
+        currency,
+        note,
+    )
+
+
+def record_resolution(
+    tx: Tx,
+    *,
+    run_id: int,
+    seq: int,
+    channel: str,
+    key: str,
+    action: ResolutionAction,
+    actor: str,
+    at: datetime,
+    account_no: str | None = None,
+    payment_id: int | None = None,
+    entry_id: int | None = None,
+    amount: int | None = None,
+    currency: str | None = None,
+    note: str | None = None,
+) -> int:
+    """Record who did what about the subject ``key`` of finding ``run_id:seq``; its id.
+
+    ``(channel, key, action)`` is unique: a second resolution of a subject for the same action
+    raises :class:`~paygate.store.engine.UniqueViolation`.
+    """
+    resolution_id = tx.ids.one()
+    row = _resolution_row(
+        tx,
+        resolution_id,
+        run_id,
+        seq,
+        channel,
+        key,
+        action,
+        actor,
+        at,
+        account_no,
+        payment_id,
+        entry_id,
+        amount,
+        currency,
+        note,
+    )
+    tx.insert("reconciliation_resolutions", _RESOLUTION_COLUMNS, [row])
+    return resolution_id
+
+
+def close_finding(tx: Tx, run_id: int, seq: int, status: FindingStatus, resolution_id: int) -> None:
+    """Finding ``run_id:seq`` is closed by resolution ``resolution_id``, now ``status``."""
+    tx.execute(_CLOSE, {"s": status.value, "r": resolution_id, "run": run_id, "seq": seq})
+
+
+@dataclass(slots=True)
+class ResolutionBatch:
+    """The resolutions of one page and the findings they close, written together."""
+
+    rows: list[tuple[Any, ...]] = field(default_factory=list)
+    closes: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(
+        self,
+        tx: Tx,
+        *,
+        run_id: int,
+        seq: int,
+        channel: str,
+        key: str,
+        action: ResolutionAction,
+        actor: str,
+        at: datetime,
+        status: FindingStatus,
+        account_no: str | None = None,
+        payment_id: int | None = None,
+        entry_id: int | None = None,
+        amount: int | None = None,
+        currency: str | None = None,
+        note: str | None = None,
+    ) -> None:
+        """A resolution of finding ``run_id:seq`` that leaves it ``status``; its id is taken now."""
+        resolution_id = tx.ids.one()
+        self.rows.append(
+            _resolution_row(
+                tx,
+                resolution_id,
+                run_id,
+                seq,
+                channel,
+                key,
+                action,
+                actor,
+                at,
+                account_no,
+                payment_id,
+                entry_id,
+                amount,
+                currency,
+                note,
+            )
+        )
+        self.closes.append({"s": status.value, "r": resolution_id, "run": run_id, "seq": seq})
+
+    def write(self, tx: Tx) -> None:
+        """Write the resolutions, then close their findings."""
+        tx.insert("reconciliation_resolutions", _RESOLUTION_COLUMNS, self.rows)
+        tx.many(_CLOSE, self.closes)
+
+
+def close_suspense_findings(tx: Tx, item_id: int, resolution_id: int) -> None:
+    """Suspense item ``item_id`` left suspense by resolution ``resolution_id``.
+
+    Every finding about the item closes with it: those that parked it, and the open one a
+    corrected statement raised ("in suspense from an earlier statement ... does not show").
+    """
+    tx.execute(
+        "UPDATE reconciliation_findings SET status = 'resolved', resolution_id = :r "
+        "WHERE (status = 'suspense' AND resolution_id = :item) "
+        "OR (status = 'open' AND finding_class = 'only_in_ledger' AND line_key = :key)",
+        {"r": resolution_id, "item": item_id, "key": f"suspense:{item_id}"},
+    )
+
+
+def annotate_finding(tx: Tx, run_id: int, seq: int, note: str) -> None:
+    """Finding ``run_id:seq`` stays as it is, with ``note`` saying why (2000 characters)."""
+    tx.execute(
+        "UPDATE reconciliation_findings SET note = :n WHERE run_id = :run AND seq = :seq",
+        {"n": note[:2000], "run": run_id, "seq": seq},
+    )
+
+
+# -- the bank leg's findings ----------------------------------------------------------------
+
+
+def insert_bank_findings(tx: Tx, run_id: int, rows: Sequence[Mapping[str, Any]]) -> None:
+    """The findings of bank statement run ``run_id``, numbered from 1 in the order given.
+
+    Each row has ``class``, ``status``, ``key`` (the line key), ``amount``, ``cur``,
+    ``value_date`` (a date or None), ``reference`` and ``note``.
+    """
+    tx.many(
+        "INSERT INTO reconciliation_findings (run_id, seq, finding_class, status, line_key, "
+        "amount, currency, value_date, reference, note) VALUES (:run, :seq, :class, :status, "
+        ":key, :amount, :cur, :value_date, :reference, :note)",
+        [
+            {
+                **row,
+                "run": run_id,
+                "seq": seq,
+                "value_date": None if row["value_date"] is None else tx.day(row["value_date"]),
+            }
+            for seq, row in enumerate(rows, start=1)
+        ],
+    )
+
+
+def record_settlement(
+    tx: Tx,
+    *,
+    run_id: int,
+    seq: int,
+    channel: str,
+    key: str,
+    actor: str,
+    at: datetime,
+    entry_id: int,
+    amount: int,
+    currency: str,
+    note: str,
+    finding_note: str,
+) -> int:
+    """Bank credit ``run_id:seq`` settles ``channel``'s day ``key``; the resolution's id.
+
+    Records the ``settled`` resolution (unique per channel and day: a second settlement of
+    the day raises :class:`~paygate.store.engine.UniqueViolation`), then makes the credit's
+    finding ``settlement_matched`` and ``ok``, noted ``finding_note``.
+    """
+    resolution_id = tx.ids.one()
+    tx.execute(
+        "INSERT INTO reconciliation_resolutions (id, run_id, finding_seq, channel, line_key, "
+        "action, actor, at, entry_id, amount, currency, note) VALUES (:id, :run, :seq, :c, "
+        ":key, :action, :actor, :at, :entry, :amount, :cur, :note)",
+        {
+            "id": resolution_id,
+            "run": run_id,
+            "seq": seq,
+            "c": channel,
+            "key": key,
+            "action": ResolutionAction.SETTLED.value,
+            "actor": actor[:64],
+            "at": tx.ts(at),
+            "entry": entry_id,
+            "amount": amount,
+            "cur": currency,
+            "note": note,
+        },
+    )
+    tx.execute(
+        "UPDATE reconciliation_findings SET finding_class = :class, status = 'ok', "
+        "resolution_id = :r, note = :note WHERE run_id = :run AND seq = :seq",
+        {
+            "class": FindingClass.SETTLEMENT_MATCHED.value,
+            "r": resolution_id,
+            "note": finding_note,
+            "run": run_id,
+            "seq": seq,
+        },
+    )
+    return resolution_id
+
+
+def mark_settlement_mismatch(tx: Tx, run_id: int, seq: int, note: str) -> None:
+    """Open bank credit ``run_id:seq`` names channel days it does not fit: for a person."""
+    tx.execute(
+        "UPDATE reconciliation_findings SET finding_class = :class, note = :note "
+        "WHERE run_id = :run AND seq = :seq AND status = 'open'",
+        {
+            "class": FindingClass.SETTLEMENT_MISMATCH.value,
+            "note": note[:2000],
+            "run": run_id,
+            "seq": seq,
+        },
+    )

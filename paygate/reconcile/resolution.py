@@ -17,13 +17,16 @@ Invariants:
 Suspense postings debit the account the channel's payments are debited to (its clearing
 account; voucher liability for recharge cards) and credit ``suspense:<CUR>``; assignment and
 release post the opposite.
+
+The resolutions and the findings they close are written by their owner,
+:mod:`paygate.reconcile.matching`, in this module's transactions.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
@@ -40,6 +43,13 @@ from paygate.reconcile.errors import (
     SuspenseAlreadyAssignedError,
     UnknownFindingError,
     UnknownSuspenseItemError,
+)
+from paygate.reconcile.matching import (
+    ResolutionBatch,
+    annotate_finding,
+    close_finding,
+    close_suspense_findings,
+    record_resolution,
 )
 from paygate.reconcile.model import (
     FindingClass,
@@ -90,164 +100,6 @@ def _retrying(gateway: Books, work: Callable[[Tx], T]) -> T:
             if "reconciliation_resolutions" in exc.constraint or attempt == _ATTEMPTS - 1:
                 raise
     raise AssertionError("unreachable")
-
-
-def _record(
-    tx: Tx,
-    *,
-    run_id: int,
-    seq: int,
-    channel: str,
-    key: str,
-    action: ResolutionAction,
-    actor: str,
-    at: datetime,
-    account_no: str | None = None,
-    payment_id: int | None = None,
-    entry_id: int | None = None,
-    amount: int | None = None,
-    currency: str | None = None,
-    note: str | None = None,
-) -> int:
-    resolution_id = tx.ids.one()
-    row = _resolution_row(
-        tx,
-        resolution_id,
-        run_id,
-        seq,
-        channel,
-        key,
-        action,
-        actor,
-        at,
-        account_no,
-        payment_id,
-        entry_id,
-        amount,
-        currency,
-        note,
-    )
-    tx.insert("reconciliation_resolutions", _RESOLUTION_COLUMNS, [row])
-    return resolution_id
-
-
-def _resolution_row(
-    tx: Tx,
-    resolution_id: int,
-    run_id: int,
-    seq: int,
-    channel: str,
-    key: str,
-    action: ResolutionAction,
-    actor: str,
-    at: datetime,
-    account_no: str | None,
-    payment_id: int | None,
-    entry_id: int | None,
-    amount: int | None,
-    currency: str | None,
-    note: str | None,
-) -> tuple[Any, ...]:
-    """One row of reconciliation_resolutions, in _RESOLUTION_COLUMNS order."""
-    return (
-        resolution_id,
-        run_id,
-        seq,
-        channel,
-        key,
-        action.value,
-        actor[:64],
-        tx.ts(at),
-        account_no,
-        payment_id,
-        entry_id,
-        amount,
-        currency,
-        note,
-    )
-
-
-def _close(tx: Tx, run_id: int, seq: int, status: FindingStatus, resolution_id: int) -> None:
-    tx.execute(
-        "UPDATE reconciliation_findings SET status = :s, resolution_id = :r "
-        "WHERE run_id = :run AND seq = :seq",
-        {"s": status.value, "r": resolution_id, "run": run_id, "seq": seq},
-    )
-
-
-_RESOLUTION_COLUMNS = (
-    "id",
-    "run_id",
-    "finding_seq",
-    "channel",
-    "line_key",
-    "action",
-    "actor",
-    "at",
-    "account_no",
-    "payment_id",
-    "entry_id",
-    "amount",
-    "currency",
-    "note",
-)
-
-
-@dataclass(slots=True)
-class _Audit:
-    """The resolutions of one page and the findings they close, written together."""
-
-    rows: list[tuple[Any, ...]] = field(default_factory=list)
-    closes: list[dict[str, Any]] = field(default_factory=list)
-
-    def add(
-        self,
-        tx: Tx,
-        *,
-        run_id: int,
-        seq: int,
-        channel: str,
-        key: str,
-        action: ResolutionAction,
-        actor: str,
-        at: datetime,
-        status: FindingStatus,
-        account_no: str | None = None,
-        payment_id: int | None = None,
-        entry_id: int | None = None,
-        amount: int | None = None,
-        currency: str | None = None,
-        note: str | None = None,
-    ) -> None:
-        resolution_id = tx.ids.one()
-        self.rows.append(
-            _resolution_row(
-                tx,
-                resolution_id,
-                run_id,
-                seq,
-                channel,
-                key,
-                action,
-                actor,
-                at,
-                account_no,
-                payment_id,
-                entry_id,
-                amount,
-                currency,
-                note,
-            )
-        )
-        self.closes.append({"s": status.value, "r": resolution_id, "run": run_id, "seq": seq})
-
-    def write(self, tx: Tx) -> None:
-        tx.insert("reconciliation_resolutions", _RESOLUTION_COLUMNS, self.rows)
-        tx.many(
-            "UPDATE reconciliation_findings SET status = :s, resolution_id = :r "
-            "WHERE run_id = :run AND seq = :seq",
-            self.closes,
-        )
 
 
 # -- the policy -----------------------------------------------------------------------------
@@ -336,7 +188,9 @@ def _post_late_payments(gateway: Books, run_id: int, policy: ReconcilePolicy) ->
             postable: list[tuple[_Candidate, PaymentIntent]] = []
             for cand in found:
                 if policy.max_late_payment is not None and cand.gross > policy.max_late_payment:
-                    _note(tx, run_id, cand.seq, "above the policy's limit for late payments")
+                    annotate_finding(
+                        tx, run_id, cand.seq, "above the policy's limit for late payments"
+                    )
                     continue
                 try:
                     intent = PaymentIntent(
@@ -349,14 +203,16 @@ def _post_late_payments(gateway: Books, run_id: int, policy: ReconcilePolicy) ->
                 except ValidationError as exc:
                     problem = exc.errors(include_input=False, include_url=False)[0]
                     where = ".".join(str(p) for p in problem["loc"])
-                    _note(tx, run_id, cand.seq, f"cannot be posted: {where}: {problem['msg']}")
+                    annotate_finding(
+                        tx, run_id, cand.seq, f"cannot be posted: {where}: {problem['msg']}"
+                    )
                     continue
                 postable.append((cand, intent))
             results = gateway.payments.pay_within(tx, [intent for _, intent in postable])
-            audit = _Audit()
+            audit = ResolutionBatch()
             for (cand, _intent), result in zip(postable, results, strict=True):
                 if isinstance(result, PaygateError):
-                    _note(tx, run_id, cand.seq, f"not posted: {result}")
+                    annotate_finding(tx, run_id, cand.seq, f"not posted: {result}")
                     continue
                 audit.add(
                     tx,
@@ -397,13 +253,6 @@ def _parked(tx: Tx, channel: str, keys: Sequence[str]) -> set[str]:
     }
 
 
-def _note(tx: Tx, run_id: int, seq: int, note: str) -> None:
-    tx.execute(
-        "UPDATE reconciliation_findings SET note = :n WHERE run_id = :run AND seq = :seq",
-        {"n": note[:2000], "run": run_id, "seq": seq},
-    )
-
-
 def _to_suspense(gateway: Books, run_id: int, policy: ReconcilePolicy) -> None:
     after = 0
     while True:
@@ -442,7 +291,7 @@ def _to_suspense(gateway: Books, run_id: int, policy: ReconcilePolicy) -> None:
                 )
                 records.append((cand, entry_id))
             gateway.payments.post(tx, entries)
-            audit = _Audit()
+            audit = ResolutionBatch()
             for cand, entry_id in records:
                 audit.add(
                     tx,
@@ -484,7 +333,7 @@ def _confirm_netted(gateway: Books, run_id: int, policy: ReconcilePolicy) -> Non
             "ORDER BY f.seq",
             {"run": run_id, "c": channel},
         )
-        audit = _Audit()
+        audit = ResolutionBatch()
         for seq, key, payment_id, amount, currency in rows:
             audit.add(
                 tx,
@@ -631,7 +480,7 @@ def _record_person(
         resolution_id = (
             int(existing)
             if existing is not None
-            else _record(
+            else record_resolution(
                 tx,
                 run_id=run_id,
                 seq=seq,
@@ -647,7 +496,7 @@ def _record_person(
                 note=reason[:2000],
             )
         )
-        _close(tx, run_id, seq, FindingStatus.RESOLVED, resolution_id)
+        close_finding(tx, run_id, seq, FindingStatus.RESOLVED, resolution_id)
         return read_resolution(tx, resolution_id)
 
     return gateway.store.run(work)
@@ -755,17 +604,6 @@ def _out_of_suspense(gateway: Books, tx: Tx, item: SuspenseItem, memo: str, now:
     return entry_id
 
 
-def _after_suspense(tx: Tx, item_id: int, resolution_id: int) -> None:
-    # Every finding about the item closes with it: those that parked it, and the open one a
-    # corrected statement raised ("in suspense from an earlier statement ... does not show").
-    tx.execute(
-        "UPDATE reconciliation_findings SET status = 'resolved', resolution_id = :r "
-        "WHERE (status = 'suspense' AND resolution_id = :item) "
-        "OR (status = 'open' AND finding_class = 'only_in_ledger' AND line_key = :key)",
-        {"r": resolution_id, "item": item_id, "key": f"suspense:{item_id}"},
-    )
-
-
 def assign_suspense(
     gateway: Books, item_id: int, account_no: str, *, actor: str = "finance"
 ) -> Receipt:
@@ -800,7 +638,7 @@ def assign_suspense(
             f"suspense item {item_id} assigned to {account_no} by {actor}",
             now,
         )
-        resolution_id = _record(
+        resolution_id = record_resolution(
             tx,
             run_id=item.run_id,
             seq=item.finding_seq,
@@ -816,7 +654,7 @@ def assign_suspense(
             currency=item.amount.currency,
             note="the payment was already in the ledger" if result.replayed else None,
         )
-        _after_suspense(tx, item_id, resolution_id)
+        close_suspense_findings(tx, item_id, resolution_id)
         return result
 
     try:
@@ -836,7 +674,7 @@ def _release(
     entry_id = _out_of_suspense(
         gateway, tx, item, f"suspense item {item_id} released by {actor}: {reason}", now
     )
-    resolution_id = _record(
+    resolution_id = record_resolution(
         tx,
         run_id=item.run_id,
         seq=item.finding_seq,
@@ -850,7 +688,7 @@ def _release(
         currency=item.amount.currency,
         note=reason[:2000],
     )
-    _after_suspense(tx, item_id, resolution_id)
+    close_suspense_findings(tx, item_id, resolution_id)
     return entry_id
 
 

@@ -97,6 +97,7 @@ ledger_accounts = Table(
     Column("kind", String(32), nullable=False),
     Column("currency", String(3), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
+    info={"owner": "paygate.ledger"},
 )
 
 # A cached balance is split over shards so that busy accounts (a channel's clearing account
@@ -108,6 +109,7 @@ ledger_balances = Table(
     Column("shard", SmallInteger, nullable=False),
     Column("balance", BigInteger, nullable=False),
     PrimaryKeyConstraint("account_id", "shard"),
+    info={"owner": "paygate.ledger"},
 )
 
 journal_entries = Table(
@@ -119,6 +121,7 @@ journal_entries = Table(
     Column("memo", Text, nullable=False),
     Column("business_date", Date, nullable=False),
     Column("posted_at", UTCDateTime, nullable=False),
+    info={"owner": "paygate.ledger"},
 )
 
 postings = Table(
@@ -130,6 +133,7 @@ postings = Table(
     Column("amount", BigInteger, nullable=False),
     Column("currency", String(3), nullable=False),
     CheckConstraint("amount <> 0", name="amount_nonzero"),
+    info={"owner": "paygate.ledger"},
 )
 
 # Filled by a trigger on every journal entry insert, emptied by the sealer: the entries that
@@ -138,6 +142,7 @@ seal_queue = Table(
     "seal_queue",
     metadata,
     Column("entry_id", BigInteger, ForeignKey("journal_entries.id"), primary_key=True),
+    info={"owner": "paygate.ledger"},
 )
 
 seal_blocks = Table(
@@ -150,6 +155,7 @@ seal_blocks = Table(
     Column("first_entry_id", BigInteger, nullable=False),
     Column("last_entry_id", BigInteger, nullable=False),
     Column("sealed_at", UTCDateTime, nullable=False),
+    info={"owner": "paygate.ledger"},
 )
 
 journal_seals = Table(
@@ -158,6 +164,7 @@ journal_seals = Table(
     Column("entry_id", BigInteger, primary_key=True, autoincrement=False),
     Column("block_no", BigInteger, ForeignKey("seal_blocks.block_no"), nullable=False, index=True),
     Column("entry_hash", String(64), nullable=False),
+    info={"owner": "paygate.ledger"},
 )
 
 id_blocks = Table(
@@ -165,6 +172,7 @@ id_blocks = Table(
     metadata,
     Column("name", String(32), primary_key=True),
     Column("next_id", BigInteger, nullable=False),
+    info={"owner": "paygate.store.engine"},
 )
 
 # --- customers, bills, payments -------------------------------------------------------------
@@ -185,6 +193,7 @@ accounts = Table(
     # How supply orders reach this account's meter: a head-end adapter and the meter's address.
     Column("headend", String(32)),
     Column("meter_address", String(32)),
+    info={"owner": "paygate.records"},
 )
 
 bills = Table(
@@ -210,6 +219,7 @@ bills = Table(
         "late_fee_paid >= 0 AND late_fee_paid <= late_fee_charged", name="late_fee_paid"
     ),
     Index("ix_bills_open", "account_id", "due_date"),
+    info={"owner": "paygate.records"},
 )
 
 payments = Table(
@@ -240,6 +250,7 @@ payments = Table(
     CheckConstraint("unallocated >= 0 AND unallocated <= amount", name="unallocated"),
     Index("ix_payments_channel_day", "channel", "business_date"),
     Index("ix_payments_terminal", "terminal_id", "business_date"),
+    info={"owner": "paygate.records"},
 )
 
 allocations = Table(
@@ -254,6 +265,7 @@ allocations = Table(
     Column("late_fee", BigInteger, nullable=False),
     Column("principal", BigInteger, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
+    info={"owner": "paygate.records"},
 )
 
 # --- supply and events ----------------------------------------------------------------------
@@ -288,6 +300,7 @@ supply_orders = Table(
     Column("claim_token", String(32)),
     Column("last_error", Text),
     Index("ix_supply_orders_due", "status", "next_attempt_at"),
+    info={"owner": "paygate.records"},
 )
 
 breaches = Table(
@@ -300,6 +313,7 @@ breaches = Table(
     Column("deadline", UTCDateTime, nullable=False),
     Column("detected_at", UTCDateTime, nullable=False),
     UniqueConstraint("order_id", "step"),
+    info={"owner": "paygate.supply"},
 )
 
 # Written notices before a disconnection (the notice, then the final reminder).
@@ -312,6 +326,7 @@ dunning_notices = Table(
     Column("served_at", UTCDateTime, nullable=False),
     Column("served_by", String(64), nullable=False),
     Column("arrears", BigInteger, nullable=False),
+    info={"owner": "paygate.dunning"},
 )
 
 supply_transitions = Table(
@@ -325,6 +340,7 @@ supply_transitions = Table(
     Column("actor", String(64), nullable=False),
     Column("order_id", BigInteger, ForeignKey("supply_orders.id")),
     Column("at", UTCDateTime, nullable=False),
+    info={"owner": "paygate.records"},
 )
 
 outbox = Table(
@@ -343,6 +359,7 @@ outbox = Table(
     Column("claimed_until", UTCDateTime),
     Column("claim_token", String(32)),
     Index("ix_outbox_pending", "delivered_at", "available_at"),
+    info={"owner": "paygate.records"},
 )
 
 # --- channels: devices, replay protection, orders, kiosk closes, vouchers ------------------
@@ -362,6 +379,7 @@ devices = Table(
     Column("status", String(16), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("revoked_at", UTCDateTime),
+    info={"owner": "paygate.devices"},
 )
 
 # Nonces seen inside the replay window; shared by every gateway process.
@@ -370,6 +388,7 @@ nonces = Table(
     metadata,
     Column("nonce_key", String(200), primary_key=True),
     Column("expires_at", UTCDateTime, nullable=False, index=True),
+    info={"owner": "paygate.channels.stores"},
 )
 
 # Orders created before a customer pays online: amount and account fixed by paygate.
@@ -384,6 +403,7 @@ payment_orders = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("expires_at", UTCDateTime, nullable=False),
     CheckConstraint("amount > 0", name="amount_positive"),
+    info={"owner": "paygate.channels.stores"},
 )
 
 kiosk_closes = Table(
@@ -400,6 +420,7 @@ kiosk_closes = Table(
     Column("currency", String(3), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     UniqueConstraint("terminal_id", "business_date"),
+    info={"owner": "paygate.channels.stores"},
 )
 
 voucher_batches = Table(
@@ -417,6 +438,7 @@ voucher_batches = Table(
     Column("activated_at", UTCDateTime),
     Column("frozen_at", UTCDateTime),
     CheckConstraint("face_value > 0", name="face_value_positive"),
+    info={"owner": "paygate.vouchers.records"},
 )
 
 vouchers = Table(
@@ -431,6 +453,7 @@ vouchers = Table(
     Column("redeemed_at", UTCDateTime),
     Column("account_no", String(64)),
     Column("payment_id", BigInteger, ForeignKey("payments.id")),
+    info={"owner": "paygate.vouchers.records"},
 )
 
 voucher_attempts = Table(
@@ -442,6 +465,7 @@ voucher_attempts = Table(
     Column("source", String(200), nullable=False),
     Column("outcome", String(32), nullable=False),
     Column("at", UTCDateTime, nullable=False, index=True),
+    info={"owner": "paygate.vouchers.records"},
 )
 
 # --- reconciliation: runs, staged statement lines, findings, resolutions --------------------
@@ -475,6 +499,7 @@ reconciliation_runs = Table(
     Column("completed_at", UTCDateTime),
     UniqueConstraint("channel", "business_date", "file_sha256"),
     Index("ix_reconciliation_runs_channel_day", "channel", "business_date"),
+    info={"owner": "paygate.reconcile.engine"},
 )
 
 # The lines of a statement, staged in chunks as the file streams, numbered by ``seq`` in file
@@ -500,6 +525,7 @@ reconciliation_lines = Table(
     Column("line_key", String(160)),
     PrimaryKeyConstraint("run_id", "seq"),
     Index("ix_reconciliation_lines_txn", "run_id", "channel_txn_id"),
+    info={"owner": "paygate.reconcile.engine"},
 )
 
 # What a run found: every line and every ledger payment that is not a plain match by channel
@@ -528,6 +554,7 @@ reconciliation_findings = Table(
     PrimaryKeyConstraint("run_id", "seq"),
     Index("ix_reconciliation_findings_payment_id", "payment_id"),
     Index("ix_reconciliation_findings_status", "status"),
+    info={"owner": "paygate.reconcile.matching"},
 )
 
 # Every resolution, automatic or by a person: who, when, what it posted. One action per subject
@@ -551,6 +578,7 @@ reconciliation_resolutions = Table(
     Column("currency", String(3)),
     Column("note", Text),
     UniqueConstraint("channel", "line_key", "action"),
+    info={"owner": "paygate.reconcile.matching"},
 )
 
 # POS batches a terminal has settled: a void for one of them is refused.
@@ -561,4 +589,5 @@ pos_batches = Table(
     Column("batch_no", String(32), nullable=False),
     Column("closed_at", UTCDateTime, nullable=False),
     PrimaryKeyConstraint("terminal_id", "batch_no"),
+    info={"owner": "paygate.channels.stores"},
 )

@@ -28,6 +28,9 @@ from paygate.vouchers.records import (
     VoucherStatus,
     _check_identifier,
     _check_text,
+    mark_batch_activated,
+    mark_batch_frozen,
+    move_cards,
 )
 from paygate.vouchers.serials import check_serial
 
@@ -141,14 +144,7 @@ class VoucherBatches:
                 raise VoucherExpiredError(
                     f"batch {batch_no} expired on {batch.expires_on}", field="batch_no"
                 )
-            cards = tx.execute(
-                "UPDATE vouchers SET status = :to WHERE batch_id = :b AND status = :from",
-                {
-                    "to": VoucherStatus.ACTIVATED.value,
-                    "b": batch.id,
-                    "from": VoucherStatus.ISSUED.value,
-                },
-            ).rowcount
+            cards = move_cards(tx, batch.id, VoucherStatus.ISSUED, VoucherStatus.ACTIVATED)
             if cards <= 0:
                 raise InvalidStateError(
                     f"batch {batch_no} has no card left to sell: all are frozen", field="batch_no"
@@ -179,11 +175,7 @@ class VoucherBatches:
                     )
                 ],
             )
-            tx.execute(
-                "UPDATE voucher_batches SET status = 'activated', retailer = :r, "
-                "activated_at = :now WHERE id = :id",
-                {"r": retailer, "now": tx.ts(now), "id": batch.id},
-            )
+            mark_batch_activated(tx, batch.id, retailer, now)
             return ActivatedBatch(
                 batch_no=batch_no,
                 retailer=retailer,
@@ -214,12 +206,8 @@ class VoucherBatches:
 
         def work(tx: Tx) -> FreezeResult:
             batch = self._lock_batch(tx, batch_no)
-            result = self._freeze(tx, batch, "batch_id = :b", {"b": batch.id})
-            tx.execute(
-                "UPDATE voucher_batches SET status = 'frozen', "
-                "frozen_at = COALESCE(frozen_at, :now) WHERE id = :id",
-                {"now": tx.ts(now), "id": batch.id},
-            )
+            result = self._freeze(tx, batch)
+            mark_batch_frozen(tx, batch.id, now)
             return result
 
         result = self.gateway.store.run(work)
@@ -258,12 +246,7 @@ class VoucherBatches:
                 )
             # The batch first, as activation and batch freezes do: one lock order, no deadlock.
             batch = self._lock_batch(tx, found[first])
-            return self._freeze(
-                tx,
-                batch,
-                "batch_id = :b AND serial BETWEEN :f AND :l",
-                {"b": batch.id, "f": first, "l": last},
-            )
+            return self._freeze(tx, batch, (first, last))
 
         result = self.gateway.store.run(work)
         _log.warning(
@@ -278,7 +261,7 @@ class VoucherBatches:
         return result
 
     @staticmethod
-    def _freeze(tx: Tx, batch: _Batch, where: str, params: dict[str, Any]) -> FreezeResult:
+    def _freeze(tx: Tx, batch: _Batch, serials: tuple[str, str] | None = None) -> FreezeResult:
         # Redeemed cards are left alone: their money is already the customer's. A redemption
         # in flight holds the card's row; this UPDATE waits for it and then skips the card.
         counts = []
@@ -286,12 +269,7 @@ class VoucherBatches:
             (VoucherStatus.ACTIVATED, VoucherStatus.FROZEN),
             (VoucherStatus.ISSUED, VoucherStatus.FROZEN_UNSOLD),
         ):
-            counts.append(
-                tx.execute(
-                    f"UPDATE vouchers SET status = :to WHERE {where} AND status = :from",  # noqa: S608
-                    {**params, "to": after.value, "from": before.value},
-                ).rowcount
-            )
+            counts.append(move_cards(tx, batch.id, before, after, serials=serials))
         sold, unsold = (max(0, int(c)) for c in counts)
         return FreezeResult(
             batch_no=batch.batch_no,

@@ -1,17 +1,25 @@
-"""Card states, the redemption policy, and the immutable records batches and redemptions
-return."""
+"""Card states, the redemption policy, the immutable records batches and redemptions
+return, and every write of the voucher tables.
+
+This module owns ``voucher_batches``, ``vouchers`` and ``voucher_attempts`` (see
+:mod:`paygate.store.schema`): :mod:`paygate.vouchers.service` and
+:mod:`paygate.vouchers.batches` decide, and write through the functions at the end of this
+module, in their own transactions.
+"""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from enum import StrEnum
-from typing import Final
+from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from paygate.errors import InvalidInputError
 from paygate.money import Money
+from paygate.store.engine import Tx
 
 _IDENTIFIER = re.compile(r"^[\x21-\x7e]{1,64}$")
 _MAX_SOURCE: Final = 200
@@ -166,3 +174,125 @@ def _check_text(value: str, field: str, limit: int = _MAX_SOURCE) -> str:
     ):
         raise InvalidInputError(f"1-{limit} printable characters", field=field)
     return value
+
+
+# ── writes ───────────────────────────────────────────────────────────────────────────────
+
+CARD_COLUMNS: Final = ("id", "serial", "batch_id", "pin_hash", "status", "failed_attempts")
+"""The columns of a new card's row, in the order :func:`insert_cards` takes them."""
+
+
+def insert_batch(
+    tx: Tx,
+    batch_id: int,
+    batch_no: str,
+    face_value: Money,
+    card_count: int,
+    expires_on: date,
+    now: datetime,
+) -> None:
+    """A batch as issued. Its number is unique: an issued one raises ``UniqueViolation``."""
+    tx.execute(
+        "INSERT INTO voucher_batches (id, batch_no, face_value, currency, card_count, "
+        "expires_on, status, retailer, created_at, activated_at, frozen_at) VALUES "
+        "(:id, :no, :face, :cur, :n, :exp, 'issued', NULL, :now, NULL, NULL)",
+        {
+            "id": batch_id,
+            "no": batch_no,
+            "face": face_value.minor,
+            "cur": face_value.currency,
+            "n": card_count,
+            "exp": tx.day(expires_on),
+            "now": tx.ts(now),
+        },
+    )
+
+
+def insert_cards(tx: Tx, rows: Sequence[Sequence[Any]]) -> None:
+    """A batch's cards as issued, each row in :data:`CARD_COLUMNS` order."""
+    tx.insert("vouchers", CARD_COLUMNS, rows)
+
+
+def move_cards(
+    tx: Tx,
+    batch_id: int,
+    before: VoucherStatus,
+    after: VoucherStatus,
+    *,
+    serials: tuple[str, str] | None = None,
+) -> int:
+    """Cards of the batch (from serial to serial, if given) in ``before`` are now ``after``.
+
+    Returns the driver's count of cards moved. A card another transaction holds (a redemption
+    in flight) is waited for, then moved only if it is still ``before``.
+    """
+    where = "batch_id = :b"
+    params: dict[str, Any] = {"b": batch_id}
+    if serials is not None:
+        where += " AND serial BETWEEN :f AND :l"
+        params.update(f=serials[0], l=serials[1])
+    count: int = tx.execute(
+        f"UPDATE vouchers SET status = :to WHERE {where} AND status = :from",  # noqa: S608
+        {**params, "to": after.value, "from": before.value},
+    ).rowcount
+    return count
+
+
+def mark_batch_activated(tx: Tx, batch_id: int, retailer: str, now: datetime) -> None:
+    """The batch is sold to ``retailer`` at ``now``."""
+    tx.execute(
+        "UPDATE voucher_batches SET status = 'activated', retailer = :r, "
+        "activated_at = :now WHERE id = :id",
+        {"r": retailer, "now": tx.ts(now), "id": batch_id},
+    )
+
+
+def mark_batch_frozen(tx: Tx, batch_id: int, now: datetime) -> None:
+    """The batch is frozen; a batch frozen before keeps its first freeze's time."""
+    tx.execute(
+        "UPDATE voucher_batches SET status = 'frozen', "
+        "frozen_at = COALESCE(frozen_at, :now) WHERE id = :id",
+        {"now": tx.ts(now), "id": batch_id},
+    )
+
+
+def mark_redeemed(tx: Tx, card_id: int, account_no: str, payment_id: int, now: datetime) -> None:
+    """The card paid ``payment_id`` to ``account_no`` at ``now``."""
+    tx.execute(
+        "UPDATE vouchers SET status = :s, redeemed_at = :at, account_no = :acct, "
+        "payment_id = :p WHERE id = :id",
+        {
+            "s": VoucherStatus.REDEEMED.value,
+            "at": tx.ts(now),
+            "acct": account_no,
+            "p": payment_id,
+            "id": card_id,
+        },
+    )
+
+
+def count_wrong_pin(tx: Tx, card_id: int) -> None:
+    """One more wrong PIN against the card."""
+    tx.execute(
+        "UPDATE vouchers SET failed_attempts = failed_attempts + 1 WHERE id = :id",
+        {"id": card_id},
+    )
+
+
+def record_attempt(
+    tx: Tx, serial: str, account_no: str, source: str, outcome: str, now: datetime
+) -> None:
+    """One redemption attempt and what it came to (an :class:`AttemptOutcome` or an error
+    code), for the audit trail and the throttling counts."""
+    tx.execute(
+        "INSERT INTO voucher_attempts (id, serial, account_no, source, outcome, at) "
+        "VALUES (:id, :serial, :acct, :source, :outcome, :at)",
+        {
+            "id": tx.ids.one(),
+            "serial": serial,
+            "acct": account_no,
+            "source": source,
+            "outcome": str(outcome),
+            "at": tx.ts(now),
+        },
+    )

@@ -46,6 +46,11 @@ from paygate.vouchers.records import (
     VoucherStatus,
     _check_identifier,
     _check_text,
+    count_wrong_pin,
+    insert_batch,
+    insert_cards,
+    mark_redeemed,
+    record_attempt,
 )
 from paygate.vouchers.serials import (
     _FIRST_SERIAL_NUMBER,
@@ -214,20 +219,7 @@ class VoucherService(VoucherBatches):
             raise InvalidStateError("card serial numbers are exhausted", field="count")
         batch_id = tx.ids.one()
         try:
-            tx.execute(
-                "INSERT INTO voucher_batches (id, batch_no, face_value, currency, card_count, "
-                "expires_on, status, retailer, created_at, activated_at, frozen_at) VALUES "
-                "(:id, :no, :face, :cur, :n, :exp, 'issued', NULL, :now, NULL, NULL)",
-                {
-                    "id": batch_id,
-                    "no": batch_no,
-                    "face": face_value.minor,
-                    "cur": face_value.currency,
-                    "n": count,
-                    "exp": tx.day(expires_on),
-                    "now": tx.ts(now),
-                },
-            )
+            insert_batch(tx, batch_id, batch_no, face_value, count, expires_on, now)
         except UniqueViolation:
             raise DuplicateBatchError(
                 f"batch {batch_no} is already issued", field="batch_no"
@@ -257,11 +249,7 @@ class VoucherService(VoucherBatches):
                 out.write(writer_buffer.getvalue().encode("utf-8"))
                 writer_buffer.seek(0)
                 writer_buffer.truncate()
-        tx.insert(
-            "vouchers",
-            ("id", "serial", "batch_id", "pin_hash", "status", "failed_attempts"),
-            rows,
-        )
+        insert_cards(tx, rows)
         out.write(writer_buffer.getvalue().encode("utf-8"))
         out.flush()
         return IssuedBatch(
@@ -342,18 +330,7 @@ class VoucherService(VoucherBatches):
         def decided(
             outcome: str, result: Receipt | PaygateError, recorded_serial: str
         ) -> tuple[str, Receipt | PaygateError]:
-            tx.execute(
-                "INSERT INTO voucher_attempts (id, serial, account_no, source, outcome, at) "
-                "VALUES (:id, :serial, :acct, :source, :outcome, :at)",
-                {
-                    "id": tx.ids.one(),
-                    "serial": recorded_serial,
-                    "acct": account_no,
-                    "source": source,
-                    "outcome": str(outcome),
-                    "at": tx.ts(now),
-                },
-            )
+            record_attempt(tx, recorded_serial, account_no, source, outcome, now)
             return outcome, result
 
         try:
@@ -429,17 +406,7 @@ class VoucherService(VoucherBatches):
                 VoucherAlreadyRedeemedError(f"card {serial} has a payment already", field="serial"),
                 serial,
             )
-        tx.execute(
-            "UPDATE vouchers SET status = :s, redeemed_at = :at, account_no = :acct, "
-            "payment_id = :p WHERE id = :id",
-            {
-                "s": VoucherStatus.REDEEMED.value,
-                "at": tx.ts(now),
-                "acct": account_no,
-                "p": posted.payment_id,
-                "id": card.id,
-            },
-        )
+        mark_redeemed(tx, card.id, account_no, posted.payment_id, now)
         return decided(AttemptOutcome.REDEEMED, posted, serial)
 
     @staticmethod
@@ -478,10 +445,7 @@ class VoucherService(VoucherBatches):
         )
 
     def _wrong_pin(self, tx: Tx, card: _Card, serial: str) -> WrongPinError:
-        tx.execute(
-            "UPDATE vouchers SET failed_attempts = failed_attempts + 1 WHERE id = :id",
-            {"id": card.id},
-        )
+        count_wrong_pin(tx, card.id)
         left = max(0, self.policy.max_wrong_pins - card.failed_attempts - 1)
         if left == 0:
             message = f"wrong PIN for card {serial}; the card is now locked"
