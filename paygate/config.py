@@ -69,7 +69,9 @@ import logging
 import os
 import re
 import tomllib
+import typing
 from collections.abc import Iterable, Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import time, timedelta
 from pathlib import Path
@@ -91,9 +93,7 @@ from pydantic_settings import (
     EnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
-    SettingsError,
 )
-from pydantic_settings.sources.utils import parse_env_vars
 
 from paygate.billing import LateFeePolicy
 from paygate.clock import DEFAULT_TIMEZONE
@@ -442,6 +442,12 @@ class Origin:
 
 _DEFAULT = Origin("default")
 
+# The environment PaygateConfig's own sources read: os.environ, but nothing while load()
+# validates what it has already read (its layers hold the environment's values).
+_SOURCE_ENVIRON: ContextVar[Mapping[str, str] | None] = ContextVar(
+    "paygate_source_environ", default=None
+)
+
 
 class _Environment(EnvSettingsSource):
     """``PAYGATE_*`` variables of a given mapping (``os.environ`` by default)."""
@@ -451,9 +457,9 @@ class _Environment(EnvSettingsSource):
         super().__init__(settings_cls)
 
     def _load_env_vars(self) -> Mapping[str, str | None]:
-        return parse_env_vars(
-            self._environ, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str
-        )
+        if self.case_sensitive:
+            return dict(self._environ)
+        return {name.lower(): value for name, value in self._environ.items()}
 
 
 def _problem(error: Mapping[str, Any]) -> str:
@@ -614,7 +620,8 @@ class PaygateConfig(BaseSettings, Settings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         """What is given, over the environment (over the defaults); :meth:`load` adds the file."""
-        return init_settings, env_settings
+        environ = _SOURCE_ENVIRON.get()
+        return init_settings, env_settings if environ is None else _Environment(cls, environ)
 
     @classmethod
     def load(
@@ -661,8 +668,12 @@ class PaygateConfig(BaseSettings, Settings):
             layers.add_file(chosen, _read_toml(chosen), None)
         try:
             from_env = _Environment(cls, env)()
-        except SettingsError as exc:
-            raise ConfigurationError(f"environment: {exc}") from None
+        except ValueError as exc:  # pydantic-settings' SettingsError: a table that is not JSON
+            found = re.search(r'field "(\w+)"', str(exc))
+            key = found.group(1) if found else "?"
+            raise ConfigurationError(
+                f"${ENV_PREFIX}{key.upper()}: {key}: a table or list is given as JSON"
+            ) from None
         promise = env.get(ENV_PREFIX + _PROMISE_ALIAS.upper())
         if promise is not None:
             from_env["service_promise"] = promise
@@ -681,10 +692,13 @@ class PaygateConfig(BaseSettings, Settings):
             ),
         )
         layers.add({k: v for k, v in overrides.items() if v is not None}, lambda _: Origin("given"))
+        token = _SOURCE_ENVIRON.set({})
         try:
             config = cls.model_validate(layers.data)
         except ValidationError as exc:
             raise _refusal(exc, layers.origins, "") from None
+        finally:
+            _SOURCE_ENVIRON.reset(token)
         config._origins = layers.origins
         config._files = layers.files
         return config
@@ -779,12 +793,22 @@ def _origin(origins: Mapping[str, Origin], dotted: str, *, children: bool = True
     return _DEFAULT
 
 
+@functools.cache
+def _sink_types() -> frozenset[str]:
+    member = typing.get_args(SinkSection)[0]
+    members = typing.get_args(member) or (member,)
+    return frozenset(typing.get_args(m.model_fields["type"].annotation)[0] for m in members)
+
+
 def _refusal(
     exc: ValidationError, origins: Mapping[str, Origin], prefix: str
 ) -> ConfigurationError:
     parts = []
     for error in exc.errors(include_input=False, include_url=False):
-        loc = ".".join(str(part) for part in error["loc"])
+        where = [str(part) for part in error["loc"]]
+        if where[:2] == ["dispatch", "sinks"] and len(where) > 3 and where[3] in _sink_types():
+            del where[3]  # a tagged union's member, named by its tag: the file says type = …
+        loc = ".".join(where)
         dotted = ".".join(p for p in (prefix, loc) if p)
         place = _origin(origins, dotted).place(dotted) or "configuration"
         parts.append(f"{place}: {_problem(error)}")

@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from paygate import __version__
-from paygate.cli._common import out
+from paygate.cli._common import out, root_config
 from paygate.cli.accounts import accounts_app
 from paygate.cli.audit import audit_app
 from paygate.cli.config import config_app
@@ -67,6 +67,7 @@ def _version(show: bool) -> None:
 
 @app.callback()
 def _paygate(
+    context: typer.Context,
     version: Annotated[
         bool,
         typer.Option(
@@ -83,6 +84,8 @@ def _paygate(
     ] = None,
 ) -> None:
     """Electricity bill payments from every channel into one ledger."""
+    token = root_config.set(config)
+    context.call_on_close(lambda: root_config.reset(token))
 
 
 def main() -> None:

@@ -5,17 +5,18 @@ from __future__ import annotations
 
 import getpass
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Literal, TypeVar
 
-import click
 import typer
 from rich.console import Console
 from rich.markup import escape
 
 from paygate.config import PaygateConfig, Settings
 from paygate.errors import InvalidInputError, PaygateError
+from paygate.reconcile.config import reconcile_config
 from paygate.store import migrate
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "guard",
     "load_config",
     "out",
+    "root_config",
     "settings_for",
 ]
 
@@ -65,19 +67,20 @@ def actor_name(given: str | None) -> str:
         return "operator"
 
 
-def _root_config() -> Path | None:
-    # `paygate --config FILE …`: the root command's option, whichever sub-command runs.
-    context = click.get_current_context(silent=True)
-    value = context.find_root().params.get("config") if context is not None else None
-    return value if isinstance(value, Path) else None
+# `paygate --config FILE …`: the root command's option, for whichever sub-command runs (set by
+# the root callback for the length of one invocation).
+root_config: ContextVar[Path | None] = ContextVar("paygate_root_config", default=None)
 
 
 def load_config(
     files: Mapping[str, Path | None] | None = None, *, database_url: str | None = None
 ) -> PaygateConfig:
     """The configuration: ``paygate --config`` (else ``$PAYGATE_CONFIG``), a command's own
-    ``--config`` for its section (``files``), the environment, then the command's flags."""
-    return PaygateConfig.load(_root_config(), files=files, database_url=database_url)
+    ``--config`` for its section (``files``), the environment, then the command's flags;
+    checked whole (the ``[reconcile]`` tables too) whichever command reads it."""
+    config = PaygateConfig.load(root_config.get(), files=files, database_url=database_url)
+    reconcile_config(config)
+    return config
 
 
 def config_for(

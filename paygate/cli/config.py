@@ -15,8 +15,6 @@ from typing import Annotated
 import typer
 
 from paygate.cli._common import DatabaseUrl, guard, load_config, out
-from paygate.config import PaygateConfig
-from paygate.reconcile.config import reconcile_config
 
 __all__ = ["config_app", "show"]
 
@@ -24,12 +22,6 @@ config_app = typer.Typer(
     help="The configuration: what is in effect, and where each value comes from.",
     no_args_is_help=True,
 )
-
-
-def _checked(database_url: str | None) -> PaygateConfig:
-    config = load_config(database_url=database_url)
-    reconcile_config(config)
-    return config
 
 
 @config_app.command("show")
@@ -40,7 +32,7 @@ def show(
     database_url: DatabaseUrl = None,
 ) -> None:
     """Print the effective configuration: every key, its value (secrets masked), its source."""
-    config = guard(lambda: _checked(database_url))
+    config = guard(lambda: load_config(database_url=database_url))
     rows = [
         {"key": key, "value": value, "source": origin.source, "where": origin.where or None}
         for key, value, origin in config.entries()
