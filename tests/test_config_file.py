@@ -380,3 +380,27 @@ def test_serve_workers_load_the_configuration_the_parent_checked(
     monkeypatch.setattr(os, "environ", seen)
     served = app_from_env()
     assert served.openapi()["paths"]["/v1/reconnections/{order_id}/confirm"]
+
+
+# ── the documented files ──────────────────────────────────────────────────────────────────
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize(
+    ("page", "heading"),
+    [
+        ("operations.md", "## Configuration"),
+        ("operations.md", "## Reconnection"),
+        ("finance.md", "## Configuration"),
+        ("http-api.md", "## Configuration"),
+    ],
+)
+def test_the_documented_configuration_loads(tmp_path: Path, page: str, heading: str) -> None:
+    text = (REPO / "docs" / page).read_text(encoding="utf-8")
+    section = text[text.index(heading) :]
+    block = section[section.index("```toml\n") + 8 :]
+    block = block[: block.index("```")].replace("…", "")
+    config = PaygateConfig.load(write(tmp_path / "paygate.toml", block), environ={})
+    assert any(origin.source == "file" for _, _, origin in config.entries())
+    reconcile_config(config)
