@@ -104,6 +104,7 @@ from paygate.promise import DunningPolicy, ServicePromise
 from paygate.store.engine import DEFAULT_DATABASE_URL, normalize_url
 
 __all__ = [
+    "API_CONFIG_ENV",
     "CONFIG_ENV",
     "ApiSection",
     "DispatchSection",
@@ -150,7 +151,10 @@ _LEGACY_LAYOUTS: Final[Mapping[str, Mapping[str, str]]] = {
         "policy": "reconcile.policy",
     },
 }
-_LEGACY_ENV: Final = {"api": "PAYGATE_API_CONFIG"}
+API_CONFIG_ENV: Final = "PAYGATE_API_CONFIG"
+"""The older variable naming an ``api.toml`` (deprecated: :data:`CONFIG_ENV`)."""
+
+_LEGACY_ENV: Final = {"api": API_CONFIG_ENV}
 # Keys whose values are shown masked, wherever they stand (a secret written where it should not be).
 _SECRET_KEY = re.compile(r"(secret|password|passwd|token|api_v3_key|pin_key|private_key)$")
 MASK: Final = "**********"
@@ -442,8 +446,8 @@ class Origin:
 
 _DEFAULT = Origin("default")
 
-# The environment PaygateConfig's own sources read: os.environ, but nothing while load()
-# validates what it has already read (its layers hold the environment's values).
+# Set while load() validates the layers it has read (the environment's values among them):
+# PaygateConfig's own sources then read nothing more.
 _SOURCE_ENVIRON: ContextVar[Mapping[str, str] | None] = ContextVar(
     "paygate_source_environ", default=None
 )
@@ -620,8 +624,9 @@ class PaygateConfig(BaseSettings, Settings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         """What is given, over the environment (over the defaults); :meth:`load` adds the file."""
-        environ = _SOURCE_ENVIRON.get()
-        return init_settings, env_settings if environ is None else _Environment(cls, environ)
+        if _SOURCE_ENVIRON.get() is not None:
+            return (init_settings,)  # load() validating the layers it has read
+        return init_settings, env_settings
 
     @classmethod
     def load(

@@ -1,32 +1,33 @@
-"""HTTP gateway configuration: which channels ``paygate serve`` answers for, and their secrets.
+"""HTTP gateway configuration: the ``[api]`` section built — which channels ``paygate serve``
+answers for, and their secrets.
 
 Invariant: a secret never comes from the file. Any option ``<name>_env = "VAR"`` gives the
 option ``<name>`` the value of ``$VAR``; an option the channel's configuration model types as a
 secret (``SecretStr``/``SecretBytes``) written in the file itself is refused, naming the
-``_env`` form to use instead. Every channel section is validated against its adapter's model
-when the file is loaded, so a wrong option stops ``paygate serve`` before it listens, with a
-message that names the option and never the value.
+``_env`` form to use instead. Every channel table is validated against its adapter's model
+when the section is built, so a wrong option stops ``paygate serve`` before it listens, with a
+message that names the file, the option and never the value.
 
-The file is TOML, and may be the same file as ``paygate dispatch --config`` (each reads its
-own tables)::
+The section's shape is :class:`paygate.config.ApiSection`, in the one configuration file (an
+older ``api.toml`` has these tables at its top, without ``api.``)::
 
-    [channels.kiosk]                    # always served; these are the defaults
+    [api.channels.kiosk]                # always served; these are the defaults
     timestamp_window = 300              # seconds either way; also the paid_at skew allowed
     max_body_bytes = 65536
 
-    [channels.prepaid_card]             # serves POST /v1/vouchers/redeem
+    [api.channels.prepaid_card]         # serves POST /v1/vouchers/redeem
     pin_key_env = "PAYGATE_VOUCHER_PIN_KEY"
 
-    [channels.wechatpay]                # serves POST /v1/channels/wechatpay/notify
+    [api.channels.wechatpay]            # serves POST /v1/channels/wechatpay/notify
     api_v3_key_env = "PAYGATE_WECHATPAY_API_V3_KEY"
     mchid = "1900000109"
-    [channels.wechatpay.platform_keys]
+    [api.channels.wechatpay.platform_keys]
     "5157F09EFDC096DE15EBE81A47057A7232F1B8E1" = '''-----BEGIN CERTIFICATE-----
     ...'''
 
-    [reconnections]                     # serves POST /v1/reconnections/{id}/confirm
+    [api.reconnections]                 # serves POST /v1/reconnections/{id}/confirm
     callback_secret_env = "PAYGATE_AMI_CALLBACK_SECRET"
-    # or: headend = "ami", to use [headends.ami]'s callback_secret_env (else its secret_env)
+    # or: headend = "ami", to use [dispatch.headends.ami]'s callback_secret_env (else secret_env)
 
 A channel section is served when it is present: ``kiosk`` at ``/v1/payments`` and
 ``/v1/kiosks/{id}/close``, ``prepaid_card`` at ``/v1/vouchers/redeem``, ``pos`` at
@@ -52,7 +53,7 @@ from paygate.channels.base import ChannelConfig, ChannelRegistry, Operation
 from paygate.channels.kiosk import KioskAdapter, KioskConfig
 from paygate.channels.pos import PosAdapter
 from paygate.channels.prepaid_card import PrepaidCardAdapter, PrepaidCardConfig
-from paygate.config import PaygateConfig, secret_from_env
+from paygate.config import API_CONFIG_ENV, PaygateConfig, secret_from_env
 from paygate.devices import HEADER_DEVICE
 from paygate.headend.webhook import MIN_SECRET_BYTES
 from paygate.vouchers import PIN_KEY_ENV, load_pin_key
@@ -66,8 +67,6 @@ __all__ = [
     "load_api_config",
 ]
 
-API_CONFIG_ENV: Final = "PAYGATE_API_CONFIG"
-"""The variable naming the configuration file of each ``paygate serve`` worker."""
 
 KIOSK_PAY_PATH: Final = "/v1/payments"
 """Where kiosks post payments, and so the target they sign."""
