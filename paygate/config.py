@@ -537,6 +537,13 @@ class _Layers:
     def add(self, data: Mapping[str, Any], origin_of: Any) -> None:
         _merge(self.data, data)
         for dotted in _leaves(data):
+            # A table replacing a value, or a value replacing a table: the old origins go.
+            parts = dotted.split(".")
+            for end in range(1, len(parts)):
+                self.origins.pop(".".join(parts[:end]), None)
+            if _value_in(data, dotted) != {}:
+                for stale in [key for key in self.origins if key.startswith(dotted + ".")]:
+                    del self.origins[stale]
             self.origins[dotted] = origin_of(dotted)
 
     def add_file(self, path: Path, data: Mapping[str, Any], legacy: str | None) -> None:

@@ -404,3 +404,18 @@ def test_the_documented_configuration_loads(tmp_path: Path, page: str, heading: 
     config = PaygateConfig.load(write(tmp_path / "paygate.toml", block), environ={})
     assert any(origin.source == "file" for _, _, origin in config.entries())
     reconcile_config(config)
+
+
+def test_a_value_replacing_a_table_takes_its_origin(tmp_path: Path) -> None:
+    path = write(tmp_path / "paygate.toml", '[service_promise]\npromise = "PT48H"\n')
+    config = PaygateConfig.load(path, environ={"PAYGATE_RECONNECTION_PROMISE": "12"})
+    assert config.service_promise.promise.total_seconds() == 12 * 3600
+    assert config.origin("service_promise.promise").where == "$PAYGATE_RECONNECTION_PROMISE"
+    assert config.origin("service_promise.legal_limit").source == "env"
+    config = PaygateConfig.load(
+        write(tmp_path / "paygate.toml", "reconnection_promise = 12\n"),
+        environ={"PAYGATE_SERVICE_PROMISE__PROMISE": "PT36H"},
+    )
+    assert config.service_promise.promise.total_seconds() == 36 * 3600
+    assert config.origin("service_promise.promise").source == "env"
+    assert config.origin("service_promise.legal_limit").source == "default"
