@@ -70,7 +70,7 @@ import os
 import re
 import tomllib
 import typing
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import time, timedelta
@@ -534,7 +534,7 @@ class _Layers:
     origins: dict[str, Origin]
     files: dict[str, Path]
 
-    def add(self, data: Mapping[str, Any], origin_of: Any) -> None:
+    def add(self, data: Mapping[str, Any], origin_of: Callable[[str], Origin]) -> None:
         _merge(self.data, data)
         for dotted in _leaves(data):
             # A table replacing a value, or a value replacing a table: the old origins go.
@@ -579,7 +579,7 @@ class _Layers:
         self.files[legacy or ""] = path
 
 
-def _env_origin(environ: Mapping[str, str]) -> Any:
+def _env_origin(environ: Mapping[str, str]) -> Callable[[str], Origin]:
     names = {name.upper(): name for name in environ}
 
     def origin_of(dotted: str) -> Origin:
