@@ -89,9 +89,9 @@ def dispatch_toml(tmp_path: Path, table: str) -> Path:
         ("poll_seconds = -1", "dispatcher.poll_seconds"),
         ("retry_base_seconds = 60\nretry_cap_seconds = 30", "dispatcher.retry_cap_seconds"),
         ("max_attempts = 0", "dispatcher.max_attempts"),
-        ("batch = 2.5", "dispatcher.batch must be a whole number"),
-        ('lease_seconds = "120"', "dispatcher.lease_seconds must be a number"),
-        ("alert_after = true", "dispatcher.alert_after must be a whole number"),
+        ("batch = 2.5", "dispatcher.batch: must be a whole number"),
+        ('lease_seconds = "soon"', "dispatcher.lease_seconds: must be a number of seconds"),
+        ("alert_after = true", "dispatcher.alert_after: must be a whole number"),
     ],
 )
 def test_the_dispatch_toml_is_checked_by_the_constructors_rules(

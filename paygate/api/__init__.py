@@ -12,12 +12,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from paygate.api.config import API_CONFIG_ENV, ApiConfig, load_api_config
+from paygate.api.config import API_CONFIG_ENV, ApiConfig, api_config, load_api_config
 
 if TYPE_CHECKING:
     from paygate.api.app import app_from_env, create_app
 
-__all__ = ["API_CONFIG_ENV", "ApiConfig", "app_from_env", "create_app", "load_api_config"]
+__all__ = [
+    "API_CONFIG_ENV",
+    "ApiConfig",
+    "api_config",
+    "app_from_env",
+    "create_app",
+    "load_api_config",
+]
 
 
 def __getattr__(name: str) -> Any:

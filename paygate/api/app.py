@@ -30,13 +30,11 @@ resource, and what they are given is :mod:`paygate.api.deps`.
 from __future__ import annotations
 
 import logging
-import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
-from pathlib import Path
 from typing import Any
 
 import anyio.to_thread
@@ -47,7 +45,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
-from paygate.api.config import API_CONFIG_ENV, ApiConfig, load_api_config
+from paygate.api.config import ApiConfig, api_config
 from paygate.api.deps import TERMINAL_CHANNELS, start
 from paygate.api.metrics import Metrics
 from paygate.api.openapi import build_openapi
@@ -74,7 +72,7 @@ from paygate.api.routes import (
 from paygate.channels.base import ChannelRegistry, Operation
 from paygate.channels.pos import PosAdapter
 from paygate.clock import Clock
-from paygate.config import Settings
+from paygate.config import PaygateConfig, Settings
 from paygate.errors import ConfigurationError, InvalidInputError, PaygateError
 
 __all__ = ["app_from_env", "check_startup", "create_app"]
@@ -329,12 +327,12 @@ def check_startup(
 
 
 def app_from_env() -> FastAPI:
-    """The app of one ``paygate serve`` worker: settings from ``PAYGATE_*``, the configuration
-    file from ``PAYGATE_API_CONFIG`` (none: the kiosk channel only).
+    """The app of one ``paygate serve`` worker: the configuration from the environment
+    (``PAYGATE_CONFIG`` and the ``PAYGATE_*`` variables; the older ``PAYGATE_API_CONFIG``
+    still read), its ``[api]`` section served (none: the kiosk channel only).
 
     This is the factory uvicorn imports in each worker process
     (``uvicorn --factory paygate.api:app_from_env``).
     """
-    settings = Settings.from_env()
-    path = os.environ.get(API_CONFIG_ENV)
-    return create_app(settings, config=load_api_config(Path(path) if path else None))
+    config = PaygateConfig.load()
+    return create_app(config.settings, config=api_config(config))

@@ -1,32 +1,33 @@
-"""HTTP gateway configuration: which channels ``paygate serve`` answers for, and their secrets.
+"""HTTP gateway configuration: the ``[api]`` section built — which channels ``paygate serve``
+answers for, and their secrets.
 
 Invariant: a secret never comes from the file. Any option ``<name>_env = "VAR"`` gives the
 option ``<name>`` the value of ``$VAR``; an option the channel's configuration model types as a
 secret (``SecretStr``/``SecretBytes``) written in the file itself is refused, naming the
-``_env`` form to use instead. Every channel section is validated against its adapter's model
-when the file is loaded, so a wrong option stops ``paygate serve`` before it listens, with a
-message that names the option and never the value.
+``_env`` form to use instead. Every channel table is validated against its adapter's model
+when the section is built, so a wrong option stops ``paygate serve`` before it listens, with a
+message that names the file, the option and never the value.
 
-The file is TOML, and may be the same file as ``paygate dispatch --config`` (each reads its
-own tables)::
+The section's shape is :class:`paygate.config.ApiSection`, in the one configuration file (an
+older ``api.toml`` has these tables at its top, without ``api.``)::
 
-    [channels.kiosk]                    # always served; these are the defaults
+    [api.channels.kiosk]                # always served; these are the defaults
     timestamp_window = 300              # seconds either way; also the paid_at skew allowed
     max_body_bytes = 65536
 
-    [channels.prepaid_card]             # serves POST /v1/vouchers/redeem
+    [api.channels.prepaid_card]         # serves POST /v1/vouchers/redeem
     pin_key_env = "PAYGATE_VOUCHER_PIN_KEY"
 
-    [channels.wechatpay]                # serves POST /v1/channels/wechatpay/notify
+    [api.channels.wechatpay]            # serves POST /v1/channels/wechatpay/notify
     api_v3_key_env = "PAYGATE_WECHATPAY_API_V3_KEY"
     mchid = "1900000109"
-    [channels.wechatpay.platform_keys]
+    [api.channels.wechatpay.platform_keys]
     "5157F09EFDC096DE15EBE81A47057A7232F1B8E1" = '''-----BEGIN CERTIFICATE-----
     ...'''
 
-    [reconnections]                     # serves POST /v1/reconnections/{id}/confirm
+    [api.reconnections]                 # serves POST /v1/reconnections/{id}/confirm
     callback_secret_env = "PAYGATE_AMI_CALLBACK_SECRET"
-    # or: headend = "ami", to use [headends.ami]'s callback_secret_env (else its secret_env)
+    # or: headend = "ami", to use [dispatch.headends.ami]'s callback_secret_env (else secret_env)
 
 A channel section is served when it is present: ``kiosk`` at ``/v1/payments`` and
 ``/v1/kiosks/{id}/close``, ``prepaid_card`` at ``/v1/vouchers/redeem``, ``pos`` at
@@ -39,7 +40,6 @@ redemption's source header are fixed by the HTTP API and may not be configured.
 from __future__ import annotations
 
 import os
-import tomllib
 import types
 import typing
 from collections.abc import Mapping
@@ -53,8 +53,8 @@ from paygate.channels.base import ChannelConfig, ChannelRegistry, Operation
 from paygate.channels.kiosk import KioskAdapter, KioskConfig
 from paygate.channels.pos import PosAdapter
 from paygate.channels.prepaid_card import PrepaidCardAdapter, PrepaidCardConfig
+from paygate.config import API_CONFIG_ENV, PaygateConfig, secret_from_env
 from paygate.devices import HEADER_DEVICE
-from paygate.errors import ConfigurationError
 from paygate.headend.webhook import MIN_SECRET_BYTES
 from paygate.vouchers import PIN_KEY_ENV, load_pin_key
 
@@ -63,11 +63,10 @@ __all__ = [
     "KIOSK_CLOSE_PATH",
     "KIOSK_PAY_PATH",
     "ApiConfig",
+    "api_config",
     "load_api_config",
 ]
 
-API_CONFIG_ENV: Final = "PAYGATE_API_CONFIG"
-"""The variable naming the configuration file of each ``paygate serve`` worker."""
 
 KIOSK_PAY_PATH: Final = "/v1/payments"
 """Where kiosks post payments, and so the target they sign."""
@@ -126,104 +125,107 @@ def _is_secret(annotation: object) -> bool:
     return False
 
 
-def _env_value(where: str, var: object, environ: Mapping[str, str]) -> str:
-    if not isinstance(var, str) or not var:
-        raise ConfigurationError(f"{where}: name an environment variable", field=where)
-    value = environ.get(var)
-    if value is None or not value.strip():
-        raise ConfigurationError(f"{where}: environment variable {var} is not set", field=where)
-    return value
-
-
-def _validation_message(exc: ValidationError) -> str:
-    # Without the input values: a rejected value may be a key.
-    parts = []
-    for error in exc.errors(include_input=False, include_url=False):
-        where = ".".join(str(part) for part in error["loc"]) or "config"
-        parts.append(f"{where}: {error['msg']}")
-    return "; ".join(parts)
-
-
 def _channel_config(
     name: str,
     section: Mapping[str, Any],
     registry: ChannelRegistry,
     environ: Mapping[str, str],
+    config: PaygateConfig,
 ) -> ChannelConfig:
+    at = f"api.channels.{name}"
     if name not in registry:
-        raise ConfigurationError(f"channels.{name}: no such channel", field="channels")
+        raise config.problem(at, "no such channel")
     adapter = registry.get(name)
     if name not in _FIXED and Operation.NOTIFY not in adapter.operations:
-        raise ConfigurationError(
-            f"channels.{name}: the HTTP API has no route for this channel (it serves kiosk, "
-            "prepaid_card, pos and channels that send notifications)",
-            field="channels",
+        raise config.problem(
+            at,
+            "the HTTP API has no route for this channel (it serves kiosk, prepaid_card, pos "
+            "and channels that send notifications)",
         )
     model = adapter.config_model
     values: dict[str, Any] = {}
     for key, value in section.items():
         if key.endswith("_env"):
-            option = key.removesuffix("_env")
-            values[option] = _env_value(f"channels.{name}.{key}", value, environ)
+            values[key.removesuffix("_env")] = secret_from_env(
+                config.place(f"{at}.{key}"), value, environ
+            )
             continue
         if key in _FIXED.get(name, frozenset()):
-            raise ConfigurationError(
-                f"channels.{name}.{key} is fixed by the HTTP API", field=f"channels.{name}.{key}"
-            )
+            raise config.problem(f"{at}.{key}", "fixed by the HTTP API")
         spec = model.model_fields.get(key)
         if spec is not None and _is_secret(spec.annotation):
-            raise ConfigurationError(
-                f"channels.{name}.{key} is a secret: give {key}_env, the environment variable "
-                "that holds it, not the value",
-                field=f"channels.{name}.{key}",
+            raise config.problem(
+                f"{at}.{key}",
+                f"a secret: give {key}_env, the environment variable that holds it, not the value",
             )
         values[key] = value
     try:
         return model.model_validate(values)
     except ValidationError as exc:
-        raise ConfigurationError(
-            f"channels.{name}: {_validation_message(exc)}", field=f"channels.{name}"
-        ) from None
+        raise config.refusal(exc, at) from None
 
 
-def _callback_secret(data: Mapping[str, Any], environ: Mapping[str, str]) -> SecretBytes | None:
-    section = data.get("reconnections")
+def _callback_secret(config: PaygateConfig, environ: Mapping[str, str]) -> SecretBytes | None:
+    section = config.api.reconnections
     if section is None:
         return None
-    if not isinstance(section, Mapping):
-        raise ConfigurationError("reconnections must be a table", field="reconnections")
-    unknown = set(section) - {"callback_secret_env", "headend"}
-    if unknown:
-        raise ConfigurationError(
-            f"reconnections: unknown option(s) {sorted(unknown)}", field="reconnections"
-        )
-    if ("callback_secret_env" in section) == ("headend" in section):
-        raise ConfigurationError(
-            "reconnections: give exactly one of callback_secret_env and headend",
-            field="reconnections",
-        )
-    if "callback_secret_env" in section:
-        text = _env_value(
-            "reconnections.callback_secret_env", section["callback_secret_env"], environ
-        )
+    if section.callback_secret_env is not None:
+        where = config.place("api.reconnections.callback_secret_env")
+        text = secret_from_env(where, section.callback_secret_env, environ)
     else:
-        name = section["headend"]
-        headend = dict(data.get("headends", {})).get(name)
-        if not isinstance(headend, Mapping) or headend.get("type") != "webhook":
-            raise ConfigurationError(
-                f"reconnections.headend: [headends.{name}] is not a webhook head-end",
-                field="reconnections.headend",
+        name = section.headend
+        headend = config.dispatch.headends.get(name or "")
+        if headend is None or headend.type != "webhook":
+            raise config.problem(
+                "api.reconnections.headend", f"[headends.{name}] is not a webhook head-end"
             )
-        var = headend.get("callback_secret_env", headend.get("secret_env"))
-        text = _env_value(f"headends.{name}.callback_secret_env", var, environ)
+        options = headend.options
+        key = "callback_secret_env" if "callback_secret_env" in options else "secret_env"
+        text = secret_from_env(
+            config.place(f"dispatch.headends.{name}.{key}"), options.get(key), environ
+        )
     secret = text.encode("utf-8")
     if len(secret) < MIN_SECRET_BYTES:
         # Say what is wanted, never what was given.
-        raise ConfigurationError(
-            f"reconnections: the callback secret has at least {MIN_SECRET_BYTES} bytes",
-            field="reconnections",
+        raise config.problem(
+            "api.reconnections", f"the callback secret has at least {MIN_SECRET_BYTES} bytes"
         )
     return SecretBytes(secret)
+
+
+def _source(config: PaygateConfig) -> str | None:
+    path = config.file("api")
+    return None if path is None else str(path)
+
+
+def api_config(
+    config: PaygateConfig,
+    *,
+    registry: ChannelRegistry | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> ApiConfig:
+    """The ``[api]`` section of ``config``, built: each channel's table checked against its
+    adapter's model, every secret read from its environment variable."""
+    env = os.environ if environ is None else environ
+    sections = config.api.channels
+    if not sections and config.api.reconnections is None:
+        return ApiConfig(source=_source(config))
+    registry = registry or ChannelRegistry.discover()
+    channels: dict[str, ChannelConfig] = {}
+    pin_key: SecretBytes | None = None
+    for name, section in sections.items():
+        options = dict(section)
+        if name == PrepaidCardAdapter.name:
+            var = options.pop("pin_key_env", PIN_KEY_ENV)
+            where = config.place(f"api.channels.{name}.pin_key_env")
+            pin_key = load_pin_key({PIN_KEY_ENV: secret_from_env(where, var, env)})
+        channels[name] = _channel_config(name, options, registry, env, config)
+    return ApiConfig(
+        channels=channels,
+        voucher_pin_key=pin_key,
+        callback_secret=_callback_secret(config, env),
+        source=_source(config),
+    )
 
 
 def load_api_config(
@@ -232,32 +234,10 @@ def load_api_config(
     registry: ChannelRegistry | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> ApiConfig:
-    """Read ``path`` (None: the kiosk channel with its defaults, nothing else) and check it."""
-    env = os.environ if environ is None else environ
+    """The ``[api]`` section of ``path`` (one configuration file, or an older ``api.toml``),
+    under the ``PAYGATE_*`` variables; None: the kiosk channel with its defaults, nothing else.
+    """
     if path is None:
         return ApiConfig()
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigurationError(f"{path}: {exc}") from None
-    registry = registry or ChannelRegistry.discover()
-    sections = data.get("channels", {})
-    if not isinstance(sections, Mapping):
-        raise ConfigurationError("channels must be a table", field="channels")
-    channels: dict[str, ChannelConfig] = {}
-    pin_key: SecretBytes | None = None
-    for name, section in sections.items():
-        if not isinstance(section, Mapping):
-            raise ConfigurationError(f"channels.{name} must be a table", field="channels")
-        options = dict(section)
-        if name == PrepaidCardAdapter.name:
-            var = options.pop("pin_key_env", PIN_KEY_ENV)
-            text = _env_value(f"channels.{name}.pin_key_env", var, env)
-            pin_key = load_pin_key({PIN_KEY_ENV: text})
-        channels[name] = _channel_config(name, options, registry, env)
-    return ApiConfig(
-        channels=channels,
-        voucher_pin_key=pin_key,
-        callback_secret=_callback_secret(data, env),
-        source=str(path),
-    )
+    config = PaygateConfig.load(environ=environ, files={"api": path})
+    return api_config(config, registry=registry, environ=environ)

@@ -8,14 +8,16 @@ through the Gateway and the read functions of the modules that own the tables: n
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from paygate import __version__
-from paygate.cli._common import out
+from paygate.cli._common import out, root_config
 from paygate.cli.accounts import accounts_app
 from paygate.cli.audit import audit_app
+from paygate.cli.config import config_app
 from paygate.cli.db import db_app
 from paygate.cli.demo import demo
 from paygate.cli.devices import devices_app
@@ -51,6 +53,7 @@ app.add_typer(devices_app, name="devices", help="Kiosk and POS terminals and the
 app.add_typer(reconcile_app, name="reconcile")
 app.add_typer(suspense_app, name="suspense")
 app.add_typer(exceptions_app, name="exceptions")
+app.add_typer(config_app, name="config")
 app.command("serve")(serve)
 app.command("dispatch")(dispatch)
 app.command("demo")(demo)
@@ -64,14 +67,25 @@ def _version(show: bool) -> None:
 
 @app.callback()
 def _paygate(
+    context: typer.Context,
     version: Annotated[
         bool,
         typer.Option(
             "--version", callback=_version, is_eager=True, help="Print the version and exit."
         ),
     ] = False,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="The configuration file (TOML; default: $PAYGATE_CONFIG; docs/operations.md).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Electricity bill payments from every channel into one ledger."""
+    token = root_config.set(config)
+    context.call_on_close(lambda: root_config.reset(token))
 
 
 def main() -> None:

@@ -4,19 +4,33 @@ consoles, and the one way errors are shown (one line naming the problem, exit co
 from __future__ import annotations
 
 import getpass
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from datetime import date
+from pathlib import Path
 from typing import Annotated, Literal, TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from paygate.config import Settings
+from paygate.config import PaygateConfig, Settings
 from paygate.errors import InvalidInputError, PaygateError
+from paygate.reconcile.config import reconcile_config
 from paygate.store import migrate
 
-__all__ = ["Actor", "DatabaseUrl", "actor_name", "err", "guard", "out", "settings_for"]
+__all__ = [
+    "Actor",
+    "DatabaseUrl",
+    "actor_name",
+    "config_for",
+    "err",
+    "guard",
+    "load_config",
+    "out",
+    "root_config",
+    "settings_for",
+]
 
 T = TypeVar("T")
 
@@ -53,11 +67,30 @@ def actor_name(given: str | None) -> str:
         return "operator"
 
 
-def settings_for(
-    database_url: str | None, *, database: Literal["current", "existing", "any"] = "current"
-) -> Settings:
-    """Settings from the environment, with the command's --database-url if given, once the
-    database is known to be fit for the command.
+# `paygate --config FILE …`: the root command's option, for whichever sub-command runs (set by
+# the root callback for the length of one invocation).
+root_config: ContextVar[Path | None] = ContextVar("paygate_root_config", default=None)
+
+
+def load_config(
+    files: Mapping[str, Path | None] | None = None, *, database_url: str | None = None
+) -> PaygateConfig:
+    """The configuration: ``paygate --config`` (else ``$PAYGATE_CONFIG``), a command's own
+    ``--config`` for its section (``files``), the environment, then the command's flags;
+    checked whole (the ``[reconcile]`` tables too) whichever command reads it."""
+    config = PaygateConfig.load(root_config.get(), files=files, database_url=database_url)
+    reconcile_config(config)
+    return config
+
+
+def config_for(
+    database_url: str | None,
+    *,
+    files: Mapping[str, Path | None] | None = None,
+    database: Literal["current", "existing", "any"] = "current",
+) -> PaygateConfig:
+    """The configuration, with the command's --database-url if given, once the database is
+    known to be fit for the command.
 
     Opening a SQLite file creates it, and a Gateway migrates what it opens: so a mistyped path
     would become a new, empty database that every read answers for ("audit clean"). Only
@@ -66,12 +99,19 @@ def settings_for(
     code's revision (``"current"``). Anything else stops the command here, before it opens the
     database: one line naming the database and what to run, exit code 2.
     """
-    settings = guard(lambda: Settings.from_env(database_url=database_url))
+    config = guard(lambda: load_config(files, database_url=database_url))
     if database == "current":
-        guard(lambda: migrate.require_current(settings.database_url))
+        guard(lambda: migrate.require_current(config.database_url))
     elif database == "existing":
-        guard(lambda: migrate.require_database(settings.database_url))
-    return settings
+        guard(lambda: migrate.require_database(config.database_url))
+    return config
+
+
+def settings_for(
+    database_url: str | None, *, database: Literal["current", "existing", "any"] = "current"
+) -> Settings:
+    """The core settings of :func:`config_for`."""
+    return config_for(database_url, database=database).settings
 
 
 def parse_day(text: str, flag: str) -> date:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from paygate.cli._common import DatabaseUrl, err, guard, out, settings_for
+from paygate.cli._common import DatabaseUrl, config_for, err, guard, out
 from paygate.gateway import Gateway
 
 __all__ = ["dispatch"]
@@ -16,7 +16,11 @@ __all__ = ["dispatch"]
 def dispatch(
     database_url: DatabaseUrl = None,
     config: Annotated[
-        Path | None, typer.Option(help="TOML file naming head-ends and event sinks.")
+        Path | None,
+        typer.Option(
+            help="The configuration file whose [dispatch] names head-ends and event sinks "
+            "(default: paygate --config, else $PAYGATE_CONFIG)."
+        ),
     ] = None,
     once: Annotated[
         bool, typer.Option(help="Deliver what is due now (the whole backlog), then exit.")
@@ -36,15 +40,16 @@ def dispatch(
     import signal
     import threading
 
-    from paygate.dispatch_config import dispatcher_options, load_dispatch_config
+    from paygate.dispatch_config import dispatch_config, dispatcher_options
     from paygate.outbox import Dispatcher
 
     stop = threading.Event()
 
     def run() -> None:
-        setup = load_dispatch_config(config)
+        configured = config_for(database_url, files={"dispatch": config})
+        setup = dispatch_config(configured)
         try:
-            with Gateway.open(settings=settings_for(database_url)) as gateway:
+            with Gateway.open(settings=configured.settings) as gateway:
                 dispatcher = Dispatcher(
                     gateway,
                     headends=setup.headends,

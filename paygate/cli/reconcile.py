@@ -32,7 +32,14 @@ from rich.progress import (
 )
 
 from paygate.channels.base import ChannelRegistry
-from paygate.cli._common import Actor, DatabaseUrl, actor_name, parse_day, settings_for
+from paygate.cli._common import (
+    Actor,
+    DatabaseUrl,
+    actor_name,
+    load_config,
+    parse_day,
+    settings_for,
+)
 from paygate.config import Settings
 from paygate.errors import InvalidInputError, ParseError, PaygateError
 from paygate.gateway import Gateway
@@ -47,7 +54,7 @@ from paygate.reconcile.bank_leg import (
 from paygate.reconcile.config import (
     ReconcileConfig,
     channel_rules,
-    load_config,
+    reconcile_config,
     statement_path,
     statement_reader,
 )
@@ -309,7 +316,11 @@ def reconcile(
     ] = None,
     config_file: Annotated[
         Path | None,
-        typer.Option("--config", help="TOML: statement patterns, bank references, policy."),
+        typer.Option(
+            "--config",
+            help="The configuration file whose [reconcile] names statement patterns, bank "
+            "references, policy (default: paygate --config, else $PAYGATE_CONFIG).",
+        ),
     ] = None,
     every: Annotated[
         bool, typer.Option("--all", help="Every channel the configuration names.")
@@ -334,11 +345,7 @@ def reconcile(
             raise InvalidInputError(
                 "name one CHANNEL, or --all (or give --bank alone)", field="channel"
             )
-        config = (
-            load_config(config_file)
-            if config_file is not None
-            else ReconcileConfig(base_dir=Path.cwd())
-        )
+        config = reconcile_config(load_config({"reconcile": config_file}))
         names = sorted(config.channels) if every else [] if channel is None else [channel]
         if every and not names:
             raise InvalidInputError("--all needs a configuration naming channels", field="config")

@@ -8,8 +8,10 @@ uvicorn's own, for a worker that fails after these checks passed).
 
 Workers share nothing but the database, so ``--workers N`` (or N ``paygate serve`` processes
 on N machines) serve as one; with more than one worker uvicorn starts each from the import
-string ``paygate.api:app_from_env``, which reads the same settings from the environment
-(``PAYGATE_DATABASE_URL``, ``PAYGATE_API_CONFIG``) that this command sets from its options.
+string ``paygate.api:app_from_env``, which loads the configuration from the environment this
+command leaves them (:meth:`~paygate.config.PaygateConfig.environment`: ``PAYGATE_CONFIG``,
+an older api file's ``PAYGATE_API_CONFIG``, and each flag given as its ``PAYGATE_*`` variable),
+so that every worker has the configuration this command checked.
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ from typing import Annotated
 
 import typer
 
-from paygate.api.config import API_CONFIG_ENV, load_api_config
-from paygate.cli._common import DatabaseUrl, guard, out, settings_for
+from paygate.api.config import api_config
+from paygate.cli._common import DatabaseUrl, config_for, guard, out
 from paygate.errors import ConfigurationError
 from paygate.store.engine import normalize_url
 
@@ -63,8 +65,9 @@ def serve(
         Path | None,
         typer.Option(
             "--config",
-            help="TOML file naming the channels served and their secrets' variables "
-            "(docs/http-api.md); default: the kiosk channel only.",
+            help="The configuration file whose [api] names the channels served and their "
+            "secrets' variables (docs/http-api.md); default: paygate --config, else "
+            "$PAYGATE_CONFIG, else the kiosk channel only.",
             show_default=False,
         ),
     ] = None,
@@ -81,7 +84,8 @@ def serve(
     """Serve the HTTP gateway: terminals, channel notifications, head-end callbacks."""
     import uvicorn
 
-    settings = settings_for(database_url)
+    config_in_effect = config_for(database_url, files={"api": config})
+    settings = config_in_effect.settings
 
     def check() -> None:
         # What every worker will open, opened once now: an un-migrated database, a channel
@@ -89,16 +93,16 @@ def serve(
         # lifespan in each worker.
         from paygate.api.app import check_startup
 
-        check_startup(settings, load_api_config(config))
+        check_startup(settings, api_config(config_in_effect))
         check_address(host, port)
 
     guard(check)
-    # The workers read these: the same settings as this process, whichever way it got them.
-    os.environ["PAYGATE_DATABASE_URL"] = settings.database_url
-    if config is not None:
-        os.environ[API_CONFIG_ENV] = str(config.resolve())
-    else:
-        os.environ.pop(API_CONFIG_ENV, None)
+    # The workers read these: the same configuration as this process, whichever way it got it.
+    for variable, value in config_in_effect.environment().items():
+        if value is None:
+            os.environ.pop(variable, None)
+        else:
+            os.environ[variable] = value
     out.print(
         f"paygate serving on http://{host}:{port} with {workers} worker(s); "
         f"database {normalize_url(settings.database_url).render_as_string(hide_password=True)}",

@@ -6,32 +6,33 @@ its configuration carries the currency, the settlement rules and whatever reader
 file layout needs (a bank code, an encoding), and nothing the adapter's messages need (keys,
 merchant ids, stores). Finance can run reconciliation without access to any channel secret.
 
-The TOML file (``paygate reconcile --config reconcile.toml``)::
+The ``[reconcile]`` section of the configuration file (``paygate reconcile --config FILE``; an
+older ``reconcile.toml`` has these tables at its top)::
 
-    [policy]                      # optional: what may be resolved without a person
+    [reconcile.policy]            # optional: what may be resolved without a person
     post_late_payments = true
     max_late_payment = 500000     # minor units
     time_window = "PT30M"
 
-    [bank]
+    [reconcile.bank]
     statement = "bank/{date:%Y%m%d}.sta"   # the bank statement for --all
     format = "auto"                        # auto, mt940, camt053, bai2, csv
     account = "755912345610001"            # the utility's account, as statements name it
     currency = "CNY"                       # default: the utility's currency
     window_days = 7                        # a statement may start this long after --date
-    [bank.csv]                             # a CSV export's layout (CsvLayout's fields)
+    [reconcile.bank.csv]                   # a CSV export's layout (CsvLayout's fields)
     currency = "CNY"
     date_column = "date"
     amount_column = "amount"
 
-    [channels.alipay]
+    [reconcile.channels.alipay]
     statement = "alipay/{date:%Y%m%d}_*.csv"       # one file; a glob must match exactly one
     bank_reference = "ALIPAY SETTLE {date:%Y%m%d}"  # a regular expression
-    [channels.alipay.settlement]                    # optional: the adapter's defaults otherwise
+    [reconcile.channels.alipay.settlement]          # optional: else the adapter's defaults
     lag_days = 1
     grace_days = 2
 
-    [channels.bank_agent]
+    [reconcile.channels.bank_agent]
     statement = "icbc/DZ{date:%Y%m%d}.csv"
     reader = { bank_code = "ICBC", statement_encoding = "gbk" }
 
@@ -45,7 +46,6 @@ from __future__ import annotations
 import functools
 import glob
 import re
-import tomllib
 from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
@@ -60,6 +60,7 @@ from paygate.channels.base import (
     SettlementRules,
     StatementSource,
 )
+from paygate.config import PaygateConfig
 from paygate.errors import ConfigurationError, InvalidInputError
 from paygate.models import StatementLine
 from paygate.money import minor_units_exponent
@@ -73,6 +74,7 @@ __all__ = [
     "StatementReader",
     "channel_rules",
     "load_config",
+    "reconcile_config",
     "reference_pattern",
     "statement_path",
     "statement_reader",
@@ -151,25 +153,20 @@ class ReconcileConfig(_Frozen):
         return self.channels.get(name, ChannelSetup())
 
 
-def load_config(path: str | Path) -> ReconcileConfig:
-    """Read a reconciliation configuration file (TOML); every problem names the file."""
-    where = Path(path)
+def reconcile_config(config: PaygateConfig) -> ReconcileConfig:
+    """The ``[reconcile]`` section of ``config``, checked; relative paths from its file."""
     try:
-        with where.open("rb") as stream:
-            data = tomllib.load(stream)
-    except OSError as exc:
-        raise ConfigurationError(f"cannot read {where}: {exc.strerror}", field="config") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigurationError(f"{where}: not valid TOML: {exc}", field="config") from None
-    try:
-        config = ReconcileConfig.model_validate({**data, "base_dir": where.parent})
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}"
-            for error in exc.errors(include_input=False, include_url=False)
+        return ReconcileConfig.model_validate(
+            {**config.reconcile, "base_dir": config.base_dir("reconcile")}
         )
-        raise ConfigurationError(f"{where}: {problems}", field="config") from None
-    return config
+    except ValidationError as exc:
+        raise config.refusal(exc, "reconcile") from None
+
+
+def load_config(path: str | Path) -> ReconcileConfig:
+    """The ``[reconcile]`` section of ``path`` (one configuration file, or an older
+    ``reconcile.toml``), under the ``PAYGATE_*`` variables; every problem names the file."""
+    return reconcile_config(PaygateConfig.load(files={"reconcile": Path(path)}))
 
 
 def channel_rules(
@@ -240,7 +237,7 @@ def statement_reader(
         except AttributeError as exc:
             raise ConfigurationError(
                 f"channel {channel!r}: its statement reader needs the reader option "
-                f"{exc.name!r}; set it under [channels.{channel}.reader]",
+                f"{exc.name!r}; set it under [reconcile.channels.{channel}.reader]",
                 field="reader",
             ) from None
         return lines
