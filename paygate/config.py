@@ -2,18 +2,22 @@
 
 Nothing is read at import time. ``Settings.from_env()`` reads ``PAYGATE_*`` variables:
 
-=============================  ==========================================  ====================
-variable                       meaning                                     default
-=============================  ==========================================  ====================
-PAYGATE_DATABASE_URL           the ledger database                         sqlite:///paygate.db
-PAYGATE_TIMEZONE               the utility's time zone                     Asia/Shanghai
-PAYGATE_CURRENCY               the currency accounts open in               CNY
-PAYGATE_RECONNECTION_PROMISE   hours from arrears cleared to supply back   24
-                               (step budgets scaled, as ServicePromise)
-PAYGATE_DEFAULT_HEADEND        head-end for accounts that name none        (none)
-PAYGATE_SQLITE_SYNCHRONOUS     SQLite durability (FULL: fsync each commit) FULL
-PAYGATE_SEAL_EVERY             seal after this many entries are posted     1000
-=============================  ==========================================  ====================
+===============================  ==========================================  ====================
+variable                         meaning                                     default
+===============================  ==========================================  ====================
+PAYGATE_DATABASE_URL             the ledger database                         sqlite:///paygate.db
+PAYGATE_TIMEZONE                 the utility's time zone                     Asia/Shanghai
+PAYGATE_CURRENCY                 the currency accounts open in               CNY
+PAYGATE_RECONNECTION_PROMISE     hours from arrears cleared to supply back   24
+                                 (step budgets scaled, as ServicePromise)
+PAYGATE_DEFAULT_HEADEND          head-end for accounts that name none        (none)
+PAYGATE_SQLITE_SYNCHRONOUS       SQLite durability (FULL: fsync each commit) FULL
+PAYGATE_SEAL_EVERY               seal after this many entries are posted     1000
+PAYGATE_GROUP_COMMIT_WINDOW_MS   how long a group of concurrent payments     2
+                                 waits for more before it commits (ms,
+                                 decimals allowed; 0: no grouping)
+PAYGATE_GROUP_COMMIT_MAX         the most payments one group commits         64
+===============================  ==========================================  ====================
 """
 
 from __future__ import annotations
@@ -49,6 +53,10 @@ _ENV_TEXT = {
 _ENV_INT = {
     "PAYGATE_RECONNECTION_PROMISE": "service_promise",  # hours
     "PAYGATE_SEAL_EVERY": "seal_every",
+    "PAYGATE_GROUP_COMMIT_MAX": "group_commit_max",
+}
+_ENV_NUMBER = {
+    "PAYGATE_GROUP_COMMIT_WINDOW_MS": "group_commit_window_ms",
 }
 
 
@@ -94,6 +102,9 @@ class Settings(BaseModel):
     sqlite_synchronous: str = "FULL"
     seal_every: int = Field(default=1000, ge=0)
     pay_many_chunk: int = Field(default=1000, ge=1, le=100_000)
+    # Group commit (paygate.group_commit): concurrent pay() calls share one transaction.
+    group_commit_window_ms: float = Field(default=2.0, ge=0, le=1000, allow_inf_nan=False)
+    group_commit_max: int = Field(default=64, ge=1, le=10_000)
 
     @field_validator("timezone")
     @classmethod
@@ -151,6 +162,15 @@ class Settings(BaseModel):
                         f"{var} must be a whole number, not {env[var]!r}", field=var
                     ) from None
                 values[name], names[name] = number, var
+        for var, name in _ENV_NUMBER.items():
+            if var in env:
+                try:
+                    value = float(env[var].strip())
+                except ValueError:
+                    raise ConfigurationError(
+                        f"{var} must be a number, not {env[var]!r}", field=var
+                    ) from None
+                values[name], names[name] = value, var
         if "service_promise" in values:
             values["service_promise"] = timedelta(hours=int(str(values["service_promise"])))
         values.update({k: v for k, v in overrides.items() if v is not None})
