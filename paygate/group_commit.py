@@ -48,7 +48,7 @@ from paygate.payments import Payments
 from paygate.records import Core
 from paygate.store.engine import Tx, UniqueViolation
 
-__all__ = ["Batcher", "PaymentGroup", "Prepare"]
+__all__ = ["After", "Batcher", "PaymentGroup", "Prepare"]
 
 T = TypeVar("T")
 
@@ -56,6 +56,10 @@ Prepare = Callable[[Tx], PaymentIntent | PaygateError]
 """What a caller does inside the group's transaction before its payment is posted: the writes
 that must commit with it (a terminal's nonce), then the intent to post, or the refusal to
 answer (its writes still commit, as a refused request's nonce must)."""
+
+After = Callable[[Tx, Receipt], None]
+"""What a caller reads or writes inside the group's transaction once its payment is decided
+(a kiosk's close of the payment's business date), given its receipt."""
 
 # A concurrent duplicate that committed first makes the group collide; this many attempts
 # before the group is split (and a lone payment given up, as Payments.pay gives up).
@@ -166,6 +170,7 @@ class _Member:
 
     prepare: Prepare
     intent: PaymentIntent | None = None
+    after: After | None = None
 
 
 class PaymentGroup:
@@ -224,16 +229,18 @@ class PaymentGroup:
             loop.run_in_executor(None, self._batcher.lead, batch, self._run)
         return await asyncio.wrap_future(future)
 
-    def pay_prepared(self, prepare: Prepare) -> Receipt:
+    def pay_prepared(self, prepare: Prepare, after: After | None = None) -> Receipt:
         """Post the payment ``prepare`` makes inside the group's transaction.
 
         ``prepare`` runs in the transaction that posts the payment (again, in a new one, if
         the group is re-run): what it writes commits with the payment, or with its refusal.
         It returns the intent, or the refusal (a PaygateError) raised here once committed;
-        an exception it raises rolls its writes back and is raised here. With grouping off
-        it runs in a transaction of its own, as with one caller.
+        an exception it raises rolls its writes back and is raised here. ``after``, if given,
+        runs in the same transaction once the payment is decided, with its receipt (not for
+        a refusal); an exception it raises is this caller's, as one ``prepare`` raises. With
+        grouping off they run in a transaction of their own, as with one caller.
         """
-        member = _Member(prepare)
+        member = _Member(prepare, after=after)
         if not self.enabled:
             future: Future[Receipt] = Future()
             self._run([(member, future)])
@@ -323,6 +330,11 @@ class PaymentGroup:
         if intents:
             for index, result in zip(slots, self._payments.pay_within(tx, intents), strict=True):
                 outcomes[index] = result
+                after = pending[index][0].after
+                if after is not None and isinstance(result, Receipt):
+                    state.failed = index
+                    after(tx, result)
+                    state.failed = None
         done = [o for o in outcomes if o is not None]
         assert len(done) == len(pending)
         state.outcomes = done

@@ -37,7 +37,7 @@ from paygate.channels.kiosk import (
     parse_pay_request,
     pay_intent,
 )
-from paygate.channels.stores import SqlNonceStore
+from paygate.channels.stores import SqlKioskLedger, SqlNonceStore
 from paygate.channels.wire import parse_json_object, shown
 from paygate.devices import Device, DeviceRegistry, verify_request
 from paygate.errors import ConfigurationError, PaygateError
@@ -56,8 +56,10 @@ __all__ = [
 _JSON_MEDIA_TYPE: Final = "application/json"
 _IDEMPOTENCY_KEY: Final = re.compile(r"^[A-Za-z0-9._:-]{1,64}\Z")
 
-KioskPayment = tuple[Receipt, PaymentIntent, KioskPayRequest]
-"""A posted (or replayed) kiosk payment: the core's receipt, the intent, the request."""
+KioskPayment = tuple[Receipt, PaymentIntent, KioskPayRequest, bool]
+"""A posted (or replayed) kiosk payment: the core's receipt, the intent, the request, and
+whether the terminal had already closed the payment's business date (read in the payment's
+transaction)."""
 
 
 def require_json(headers: Mapping[str, str]) -> None:
@@ -218,13 +220,23 @@ def post_kiosk_payment(
         made.append((intent, sent))
         return intent
 
+    closed: list[bool] = []
+
+    def after(tx: Tx, receipt: Receipt) -> None:
+        # Read in the payment's own transaction rather than in one more of its own.
+        closed.clear()
+        terminal = made[0][0].terminal_id
+        assert terminal is not None
+        found = SqlKioskLedger.close_of_within(tx, terminal, receipt.business_date)
+        closed.append(found is not None)
+
     # Posted with the payments other requests make at the same moment (group commit); a
     # refusal by the core wrote nothing but the nonce, which commits with it.
     try:
-        receipt = gateway.payment_group.pay_prepared(prepare)
+        receipt = gateway.payment_group.pay_prepared(prepare, after)
     except PaygateError:
         nonces.purge_if_due(clock.now())
         raise
     nonces.purge_if_due(clock.now())
     [(intent, sent)] = made
-    return receipt, intent, sent
+    return receipt, intent, sent, closed == [True]
