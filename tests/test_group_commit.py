@@ -14,6 +14,7 @@ group when the last has joined (``group_commit_max``).
 
 from __future__ import annotations
 
+import asyncio
 import random
 import threading
 import time
@@ -726,3 +727,58 @@ def test_a_disconnected_account_paid_off_in_a_group_gets_one_reconnection_order(
     orders = Counter(receipt(o).reconnection_order_id is not None for o in outcomes)
     assert orders == Counter({True: 1, False: 1})
     assert count(gateway, "supply_orders") == 1
+
+
+def test_what_a_member_does_after_its_payment_runs_in_the_group_and_fails_alone(
+    gateway: Gateway, sizes: list[int]
+) -> None:
+    for account in ("A1", "A2", "A3"):
+        customer(gateway, account)
+    seen: list[tuple[str, int]] = []
+
+    def member(n: int, account: str, fail: bool = False) -> Callable[[], Receipt]:
+        def after(tx: Tx, got: Receipt) -> None:
+            # Inside the group's transaction: the payment's own row is already there.
+            rows = tx.scalar(
+                "SELECT COUNT(*) FROM payments WHERE channel_txn_id = :t", {"t": got.channel_txn_id}
+            )
+            seen.append((got.channel_txn_id, int(rows)))
+            if fail:
+                raise LookupError("the close could not be read")
+
+        return lambda: gateway.payment_group.pay_prepared(
+            lambda _tx: intent(f"T{n}", account, 1000), after
+        )
+
+    outcomes = grouped(
+        gateway, [member(1, "A1"), member(2, "A2", fail=True), member(3, "NOBODY"), member(4, "A3")]
+    )
+    assert isinstance(outcomes[1], LookupError)
+    assert isinstance(outcomes[2], UnknownAccountError)  # a refusal: no after
+    assert receipt(outcomes[0]).account_no == "A1" and receipt(outcomes[3]).account_no == "A3"
+    assert ("T3", 0) not in seen and all(rows == 1 for _, rows in seen)
+    assert sizes == [4, 3]  # the whole group, then without the member whose step failed
+    assert count(gateway, "payments") == 2
+
+
+def test_coroutines_pay_through_the_group_without_a_thread_each(gateway: Gateway) -> None:
+    for n in range(8):
+        customer(gateway, f"A{n}")
+    payments = [intent(f"T{n}", f"A{n % 8}", 100 + n) for n in range(24)]
+
+    async def main() -> list[Receipt | BaseException]:
+        first = await asyncio.gather(
+            *(gateway.payment_group.pay_async(p) for p in payments), return_exceptions=True
+        )
+        again = await asyncio.gather(
+            *(gateway.payment_group.pay_async(p) for p in payments[:4]), return_exceptions=True
+        )
+        return [*first, *again]
+
+    outcomes = asyncio.run(main())
+    assert [receipt(o).channel_txn_id for o in outcomes[:24]] == [
+        p.channel_txn_id for p in payments
+    ]
+    assert [receipt(o).replayed for o in outcomes] == [False] * 24 + [True] * 4
+    assert count(gateway, "payments") == 24
+    assert gateway.verify().ok
