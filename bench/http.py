@@ -35,8 +35,9 @@ throughput is all timed payments over (last end − first start), latency the ti
 as its caller saw it. Each figure is the best of ``--rounds`` (the order of the runs reverses
 every other round). The targets: HTTP with 2 workers and no grouping at ≥ 0.5 × the best
 in-process throughput without grouping; HTTP with 2 workers and group commit at ≥ 2 × one
-caller's in-process ``Gateway.pay`` (``--callers`` callers, 32 by default). After the runs the script checks that the ledger holds exactly the payments made,
-each once, and that it verifies.
+caller's in-process ``Gateway.pay`` (``--callers`` callers, 32 by default). After the runs
+the script checks that the ledger holds exactly the payments made, each once, and that it
+verifies.
 """
 
 # ruff: noqa: E402 - the imports wait for sys.path to be fixed, just below.

@@ -38,7 +38,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -160,8 +160,21 @@ class Batcher(Generic[T]):
 
 def _fail(members: Sequence[tuple[object, Future[Receipt]]], exc: BaseException) -> None:
     for _, future in members:
-        if not future.done():
-            future.set_exception(exc)
+        _resolve(future, exc)
+
+
+def _resolve(future: Future[Receipt], outcome: Receipt | BaseException) -> None:
+    """Set a member's outcome, unless it is already set or its caller cancelled the wait (a
+    coroutine cancelled): its payment stands, and the other members still get theirs."""
+    if future.done():
+        return
+    try:
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
+    except InvalidStateError:
+        pass  # cancelled in between
 
 
 @dataclass(eq=False)
@@ -274,7 +287,7 @@ class PaymentGroup:
                 if attempts < _ATTEMPTS:
                     continue  # a concurrent duplicate committed first: answered from it now
                 if len(pending) == 1:
-                    pending[0][1].set_exception(_colliding(pending[0][0]))
+                    _resolve(pending[0][1], _colliding(pending[0][0]))
                     return
                 self._split(pending)
                 return
@@ -283,11 +296,11 @@ class PaymentGroup:
                     # Committed; what failed after (a seal) goes to the first member, as
                     # Payments.pay raises it to its one caller; the others have their outcomes.
                     _deliver(pending[1:], state.outcomes[1:])
-                    pending[0][1].set_exception(exc)
+                    _resolve(pending[0][1], exc)
                     return
                 if state.failed is not None:
                     # That member's own step failed: it alone gets the error, the rest go again.
-                    pending.pop(state.failed)[1].set_exception(exc)
+                    _resolve(pending.pop(state.failed)[1], exc)
                     continue
                 if not state.started or len(pending) == 1:
                     # Nothing ran (no connection, say), or the one member failed: its error.
@@ -367,10 +380,7 @@ def _deliver(
     outcomes: Sequence[Receipt | PaygateError],
 ) -> None:
     for (_, future), outcome in zip(members, outcomes, strict=True):
-        if isinstance(outcome, PaygateError):
-            future.set_exception(outcome)
-        else:
-            future.set_result(outcome)
+        _resolve(future, outcome)
 
 
 def _colliding(member: _Member) -> IdempotencyConflictError:

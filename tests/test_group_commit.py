@@ -33,6 +33,7 @@ from paygate.billing import AllocationPart, OldestFirst, OpenBill
 from paygate.clock import FixedClock
 from paygate.config import Settings
 from paygate.errors import (
+    ConfigurationError,
     CurrencyMismatchError,
     IdempotencyConflictError,
     InvalidAmountError,
@@ -708,8 +709,6 @@ def test_settings_read_the_window_from_the_environment() -> None:
     )
     assert (settings.group_commit_window_ms, settings.group_commit_max) == (0.5, 16)
     assert Settings().group_commit_window_ms == 2.0
-    from paygate.errors import ConfigurationError
-
     for bad in ("soon", "-1", "nan"):
         with pytest.raises(ConfigurationError, match="PAYGATE_GROUP_COMMIT_WINDOW_MS"):
             Settings.from_env({"PAYGATE_GROUP_COMMIT_WINDOW_MS": bad})
@@ -782,3 +781,48 @@ def test_coroutines_pay_through_the_group_without_a_thread_each(gateway: Gateway
     assert [receipt(o).replayed for o in outcomes] == [False] * 24 + [True] * 4
     assert count(gateway, "payments") == 24
     assert gateway.verify().ok
+
+
+def test_a_caller_that_stops_waiting_costs_the_others_nothing(gateway: Gateway) -> None:
+    for account in ("A1", "A2", "A3"):
+        customer(gateway, account)
+    group = gateway.payment_group
+    gateway.settings = gateway.settings.model_copy(
+        update={"group_commit_window_ms": 30_000.0, "group_commit_max": 3}
+    )
+    entered, release = threading.Event(), threading.Event()
+
+    def hold(_tx: Tx) -> PaymentIntent | PaygateError:
+        entered.set()
+        release.wait(30)
+        return InvalidInputError("the blocker posts nothing", field="blocker")
+
+    def blocker() -> None:
+        with pytest.raises(InvalidInputError):
+            group.pay_prepared(hold)
+
+    holder = threading.Thread(target=blocker)
+    holder.start()
+    entered.wait(30)
+
+    async def main() -> list[Receipt | BaseException]:
+        async def joined(n: int) -> None:
+            while group.in_flight < n:
+                await asyncio.sleep(0.001)
+
+        first = asyncio.ensure_future(group.pay_async(intent("T1", "A1", 1000)))
+        await joined(2)
+        second = asyncio.ensure_future(group.pay_async(intent("T2", "A2", 1000)))
+        await joined(3)
+        first.cancel()  # its caller goes away (a client hung up): its payment still stands
+        third = asyncio.ensure_future(group.pay_async(intent("T3", "A3", 1000)))
+        await joined(4)
+        release.set()
+        return list(await asyncio.gather(first, second, third, return_exceptions=True))
+
+    outcomes = asyncio.run(main())
+    holder.join(30)
+    assert isinstance(outcomes[0], asyncio.CancelledError)
+    assert receipt(outcomes[1]).account_no == "A2" and receipt(outcomes[2]).account_no == "A3"
+    _wait_for(lambda: group.in_flight == 0, "the group to end")
+    assert count(gateway, "payments") == 3  # the cancelled caller's payment was posted
