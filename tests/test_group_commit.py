@@ -15,7 +15,12 @@ group when the last has joined (``group_commit_max``).
 from __future__ import annotations
 
 import asyncio
+import os
 import random
+import signal
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 from collections import Counter, defaultdict
@@ -826,3 +831,75 @@ def test_a_caller_that_stops_waiting_costs_the_others_nothing(gateway: Gateway) 
     assert receipt(outcomes[1]).account_no == "A2" and receipt(outcomes[2]).account_no == "A3"
     _wait_for(lambda: group.in_flight == 0, "the group to end")
     assert count(gateway, "payments") == 3  # the cancelled caller's payment was posted
+
+
+# ── a process killed in the middle of its groups ─────────────────────────────────────────
+
+GROUPING_CHILD = textwrap.dedent(
+    """
+    import sys, threading
+    from datetime import UTC, datetime
+    from paygate.config import Settings
+    from paygate.gateway import Gateway
+    from paygate.models import PaymentIntent
+    from paygate.money import Money
+
+    url = sys.argv[1]
+    lock = threading.Lock()
+    settings = Settings(database_url=url, seal_every=25, group_commit_window_ms=5)
+    with Gateway.open(settings=settings) as gateway:
+        def payer(t):
+            n = 0
+            while True:
+                n += 1
+                receipt = gateway.pay(PaymentIntent(
+                    channel="kiosk", channel_txn_id=f"K{t}-{n}", account_no=f"A{n % 5}",
+                    amount=Money(1000 + n, "CNY"), paid_at=datetime.now(UTC)))
+                with lock:
+                    sys.stdout.write(f"{receipt.payment_id}\\n")
+                    sys.stdout.flush()
+        for t in range(8):
+            threading.Thread(target=payer, args=(t,), daemon=True).start()
+        threading.Event().wait()
+    """
+)
+
+
+def test_a_process_killed_in_the_middle_of_its_groups_loses_nothing_acknowledged(
+    db_url: str,
+) -> None:
+    with Gateway.open(db_url) as gateway:
+        for k in range(5):
+            customer(gateway, f"A{k}", owes=10**7)
+    child = subprocess.Popen(
+        [sys.executable, "-c", GROUPING_CHILD, db_url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert child.stdout is not None
+    first = child.stdout.readline()
+    assert first.strip().isdigit(), child.stderr.read() if child.stderr else first
+    time.sleep(0.8)
+    os.kill(child.pid, signal.SIGKILL)
+    rest, _ = child.communicate(timeout=60)
+    acknowledged = {int(first), *(int(line) for line in rest.split())}
+    with Gateway.open(db_url) as gateway:
+        stored = set(
+            gateway.store.run(
+                lambda tx: [int(r[0]) for r in tx.all("SELECT id FROM payments")], write=False
+            )
+        )
+        assert acknowledged <= stored
+        half = gateway.store.run(
+            lambda tx: tx.scalar(
+                "SELECT COUNT(*) FROM payments p LEFT JOIN journal_entries e ON e.id = p.entry_id "
+                "WHERE e.id IS NULL"
+            ),
+            write=False,
+        )
+        assert half == 0
+        gateway.seal()
+        report = gateway.verify()
+        assert report.ok, report.findings
+        assert report.entries == 5 + len(stored)
