@@ -12,9 +12,11 @@ Invariants:
   every check passed: a forged or replayed request leaves nothing behind. The nonce table is
   shared by every worker, so a replay sent to another worker is refused there too.
 * A kiosk payment's nonce commits together with the payment (through
-  :meth:`~paygate.payments.Payments.pay_within`, which counts it toward sealing), and with the
-  refusal of a payment the core refuses (an unknown account, say): a signed request, once
-  answered, is never accepted again in its window, even if what made it fail has changed since.
+  :meth:`~paygate.group_commit.PaymentGroup.pay_prepared`: in one transaction with the
+  payments of the requests arriving at the same moment, whose ``pay_within`` counts it toward
+  sealing), and with the refusal of a payment the core refuses (an unknown account, say): a
+  signed request, once answered, is never accepted again in its window, even if what made it
+  fail has changed since. A request whose own checks raise rolls back alone.
 * **Who, before what.** A request's signature is verified before anything it says is judged:
   its media type, its Idempotency-Key, its path parameters and its body are checked only once
   the caller is known, so an unauthenticated caller learns nothing but 401 (413, for a body
