@@ -31,18 +31,22 @@ sinks, dispatcher timings) and ``[reconcile]`` (statement files, bank leg, polic
 The core keys and their variables (the variables' names are the rule's own, but for
 ``reconnection_promise``, which sets ``service_promise``):
 
-=============================  ==========================================  ====================
-variable                       meaning                                     default
-=============================  ==========================================  ====================
-PAYGATE_DATABASE_URL           the ledger database                         sqlite:///paygate.db
-PAYGATE_TIMEZONE               the utility's time zone                     Asia/Shanghai
-PAYGATE_CURRENCY               the currency accounts open in               CNY
-PAYGATE_RECONNECTION_PROMISE   hours from arrears cleared to supply back   24
-                               (step budgets scaled, as ServicePromise)
-PAYGATE_DEFAULT_HEADEND        head-end for accounts that name none        (none)
-PAYGATE_SQLITE_SYNCHRONOUS     SQLite durability (FULL: fsync each commit) FULL
-PAYGATE_SEAL_EVERY             seal after this many entries are posted     1000
-=============================  ==========================================  ====================
+==============================  ==========================================  ====================
+variable                        meaning                                     default
+==============================  ==========================================  ====================
+PAYGATE_DATABASE_URL            the ledger database                         sqlite:///paygate.db
+PAYGATE_TIMEZONE                the utility's time zone                     Asia/Shanghai
+PAYGATE_CURRENCY                the currency accounts open in               CNY
+PAYGATE_RECONNECTION_PROMISE    hours from arrears cleared to supply back   24
+                                (step budgets scaled, as ServicePromise)
+PAYGATE_DEFAULT_HEADEND         head-end for accounts that name none        (none)
+PAYGATE_SQLITE_SYNCHRONOUS      SQLite durability (FULL: fsync each commit) FULL
+PAYGATE_SEAL_EVERY              seal after this many entries are posted     1000
+PAYGATE_GROUP_COMMIT_WINDOW_MS  how long a group of concurrent payments     2
+                                waits for more before it commits (ms,
+                                decimals allowed; 0: no grouping)
+PAYGATE_GROUP_COMMIT_MAX        the most payments one group commits         64
+==============================  ==========================================  ====================
 
 Secrets are never values of the file: a key ``<name>_env = "VAR"`` names the environment
 variable that holds the secret ``<name>``, read when the section is built
@@ -328,6 +332,9 @@ class Settings(BaseModel):
     sqlite_synchronous: str = "FULL"
     seal_every: int = Field(default=1000, ge=0)
     pay_many_chunk: int = Field(default=1000, ge=1, le=100_000)
+    # Group commit (paygate.group_commit): concurrent pay() calls share one transaction.
+    group_commit_window_ms: float = Field(default=2.0, ge=0, le=1000, allow_inf_nan=False)
+    group_commit_max: int = Field(default=64, ge=1, le=10_000)
 
     @field_validator("timezone")
     @classmethod

@@ -22,6 +22,7 @@ from paygate.clock import Clock, SystemClock
 from paygate.config import Settings
 from paygate.dunning import Dunning
 from paygate.errors import PaygateError
+from paygate.group_commit import PaymentGroup
 from paygate.headend.base import HeadEndOutcome
 from paygate.ledger import LedgerAccounts
 from paygate.models import (
@@ -75,6 +76,7 @@ class Gateway:
         )
         self.supply = SupplyOrders(self._core)
         self.payments = Payments(self._core, self.supply)
+        self.payment_group = PaymentGroup(self._core, self.payments)
         self.accounts = Accounts(self._core, self.payments)
         self.dunning = Dunning(self._core, self.supply)
 
@@ -211,8 +213,13 @@ class Gateway:
     # -- payments --------------------------------------------------------------------------
 
     def pay(self, intent: PaymentIntent) -> Receipt:
-        """Post one payment; the same payment again returns the original receipt, replayed."""
-        return self.payments.pay(intent)
+        """Post one payment; the same payment again returns the original receipt, replayed.
+
+        Payments from concurrent callers share one transaction and one commit (group commit,
+        :mod:`paygate.group_commit`, while ``Settings.group_commit_window_ms`` is above 0);
+        each caller still gets its own receipt or error, as if it had paid alone.
+        """
+        return self.payment_group.pay(intent)
 
     def pay_many(self, intents: Iterable[PaymentIntent]) -> list[PayOutcome]:
         """Post a batch (a bank's daily file): chunked transactions, one outcome per item.

@@ -152,7 +152,9 @@ class LedgerAccounts:
         account_id = int(row[0])
         if AccountKind(row[1]) is not kind:
             raise LedgerError(f"ledger account {code!r} exists with kind {row[1]}, not {kind}")
-        self.remember(code, account_id, kind)
+        # Remembered once committed: the row found may be this transaction's own insert (a
+        # second payment of the channel in one transaction), which a rollback takes away.
+        tx.after_commit(lambda: self.remember(code, account_id, kind))
         return account_id
 
 

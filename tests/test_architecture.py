@@ -33,6 +33,7 @@ CORE = (
     "paygate.config",
     "paygate.records",
     "paygate.promise",
+    "paygate.group_commit",
     "paygate.store",
 )
 EDGES = (

@@ -12,9 +12,11 @@ Invariants:
   every check passed: a forged or replayed request leaves nothing behind. The nonce table is
   shared by every worker, so a replay sent to another worker is refused there too.
 * A kiosk payment's nonce commits together with the payment (through
-  :meth:`~paygate.payments.Payments.pay_within`, which counts it toward sealing), and with the
-  refusal of a payment the core refuses (an unknown account, say): a signed request, once
-  answered, is never accepted again in its window, even if what made it fail has changed since.
+  :meth:`~paygate.group_commit.PaymentGroup.pay_prepared`: in one transaction with the
+  payments of the requests arriving at the same moment, whose ``pay_within`` counts it toward
+  sealing), and with the refusal of a payment the core refuses (an unknown account, say): a
+  signed request, once answered, is never accepted again in its window, even if what made it
+  fail has changed since. A request whose own checks raise rolls back alone.
 * **Who, before what.** A request's signature is verified before anything it says is judged:
   its media type, its Idempotency-Key, its path parameters and its body are checked only once
   the caller is known, so an unauthenticated caller learns nothing but 401 (413, for a body
@@ -37,13 +39,13 @@ from paygate.channels.kiosk import (
     parse_pay_request,
     pay_intent,
 )
-from paygate.channels.stores import SqlNonceStore
+from paygate.channels.stores import SqlKioskLedger, SqlNonceStore
 from paygate.channels.wire import parse_json_object, shown
 from paygate.devices import Device, DeviceRegistry, verify_request
-from paygate.errors import ConfigurationError, IdempotencyConflictError, PaygateError
+from paygate.errors import ConfigurationError, PaygateError
 from paygate.gateway import Gateway
 from paygate.models import PaymentIntent, Receipt
-from paygate.store.engine import Store, Tx, UniqueViolation
+from paygate.store.engine import Store, Tx
 
 __all__ = [
     "KioskPayment",
@@ -56,10 +58,10 @@ __all__ = [
 _JSON_MEDIA_TYPE: Final = "application/json"
 _IDEMPOTENCY_KEY: Final = re.compile(r"^[A-Za-z0-9._:-]{1,64}\Z")
 
-KioskPayment = tuple[Receipt, PaymentIntent, KioskPayRequest]
-"""A posted (or replayed) kiosk payment: the core's receipt, the intent, the request."""
-
-_ATTEMPTS = 3
+KioskPayment = tuple[Receipt, PaymentIntent, KioskPayRequest, bool]
+"""A posted (or replayed) kiosk payment: the core's receipt, the intent, the request, and
+whether the terminal had already closed the payment's business date (read in the payment's
+transaction)."""
 
 
 def require_json(headers: Mapping[str, str]) -> None:
@@ -165,9 +167,10 @@ def post_kiosk_payment(
     The kiosk adapter (the configured one, given for this request a context whose device
     directory and nonce store work inside the transaction) verifies the signature; then the
     media type, the Idempotency-Key (required, and the payment's ``txn_id``) and the body are
-    checked, in that order, and the adapter's mapping makes the intent; the core posts with
-    :meth:`~paygate.payments.Payments.pay_within`, exactly as :meth:`Gateway.pay` does. A
-    refusal raises its PaygateError.
+    checked, in that order, and the adapter's mapping makes the intent; the core posts it
+    with :meth:`~paygate.group_commit.PaymentGroup.pay_prepared`, in one transaction with the
+    payments other requests make at the same moment (group commit), as :meth:`Gateway.pay`
+    does. A refusal raises its PaygateError.
     """
     context = kiosk.context
     ledger = context.ledger if isinstance(context, KioskContext) else None
@@ -175,7 +178,10 @@ def post_kiosk_payment(
         raise ConfigurationError("the kiosk adapter has no KioskContext ledger", field="context")
     clock = context.clock
 
-    def work(tx: Tx) -> KioskPayment | PaygateError:
+    made: list[tuple[PaymentIntent, KioskPayRequest]] = []
+
+    def prepare(tx: Tx) -> PaymentIntent | PaygateError:
+        made.clear()  # a group re-run prepares again, in its new transaction
         bound = KioskAdapter(
             kiosk.config,
             KioskContext(
@@ -213,19 +219,26 @@ def post_kiosk_payment(
             # whose signature verified: refused for what it says, it is never accepted later,
             # whatever has changed since (a paid_at no longer ahead of the clock, say).
             return refusal
-        [outcome] = gateway.payments.pay_within(tx, [intent])
-        # A refusal by the core wrote nothing but the nonce, which commits with it.
-        return outcome if isinstance(outcome, PaygateError) else (outcome, intent, sent)
+        made.append((intent, sent))
+        return intent
 
-    for _attempt in range(_ATTEMPTS):
-        try:
-            result = gateway.store.run(work)
-        except UniqueViolation:
-            continue  # a concurrent duplicate committed first: answered from it next time
+    closed: list[bool] = []
+
+    def after(tx: Tx, receipt: Receipt) -> None:
+        # Read in the payment's own transaction rather than in one more of its own.
+        closed.clear()
+        terminal = made[0][0].terminal_id
+        assert terminal is not None
+        found = SqlKioskLedger.close_of_within(tx, terminal, receipt.business_date)
+        closed.append(found is not None)
+
+    # Posted with the payments other requests make at the same moment (group commit); a
+    # refusal by the core wrote nothing but the nonce, which commits with it.
+    try:
+        receipt = gateway.payment_group.pay_prepared(prepare, after)
+    except PaygateError:
         nonces.purge_if_due(clock.now())
-        if isinstance(result, PaygateError):
-            raise result
-        return result
-    raise IdempotencyConflictError(
-        "the payment keeps colliding with concurrent writers; retry", field="txn_id"
-    )
+        raise
+    nonces.purge_if_due(clock.now())
+    [(intent, sent)] = made
+    return receipt, intent, sent, closed == [True]

@@ -300,6 +300,11 @@ class SqlKioskLedger:
         """The recorded close of ``terminal_id`` for ``business_date``, or None."""
         return self._store.run(lambda tx: _read_close(tx, terminal_id, business_date), write=False)
 
+    @staticmethod
+    def close_of_within(tx: Tx, terminal_id: str, business_date: date) -> KioskCloseRecord | None:
+        """:meth:`close_of` inside the caller's transaction ``tx``."""
+        return _read_close(tx, terminal_id, business_date)
+
 
 def _read_close(tx: Tx, terminal_id: str, business_date: date) -> KioskCloseRecord | None:
     row = tx.one(

@@ -24,7 +24,7 @@ async def pay(request: Request, runtime: RuntimeDep, metrics: MetricsDep) -> Res
 
     def work() -> KioskReceipt:
         try:
-            receipt, intent, sent = auth.post_kiosk_payment(
+            receipt, intent, sent, closed = auth.post_kiosk_payment(
                 runtime.gateway, runtime.nonces, runtime.kiosk, body, headers
             )
         except PaygateError:
@@ -35,8 +35,7 @@ async def pay(request: Request, runtime: RuntimeDep, metrics: MetricsDep) -> Res
         assert terminal is not None
         # A payment taken offline may arrive after its day was closed: the kiosk is told,
         # for that close's figures may not include it.
-        closed = runtime.kiosk_ledger.close_of(terminal, receipt.business_date)
-        return kiosk_receipt(receipt, terminal, sent.txn_id, after_close=closed is not None)
+        return kiosk_receipt(receipt, terminal, sent.txn_id, after_close=closed)
 
     printable = await runtime.run(work)
     return json_response(printable, 200 if printable.replayed else 201)
