@@ -24,7 +24,14 @@ from datetime import time, timedelta
 from typing import Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from paygate.billing import LateFeePolicy
 from paygate.clock import DEFAULT_TIMEZONE
@@ -32,6 +39,7 @@ from paygate.errors import ConfigurationError
 from paygate.ledger import AccountKind
 from paygate.money import minor_units_exponent
 from paygate.promise import DunningPolicy, ServicePromise
+from paygate.renames import current_channel
 from paygate.store.engine import DEFAULT_DATABASE_URL
 
 __all__ = ["Settings"]
@@ -89,7 +97,7 @@ class Settings(BaseModel):
     # Where a channel's money sits before it is settled: a clearing account, except for
     # recharge vouchers, whose money was taken when the card was sold (voucher liability).
     channel_debit_accounts: Mapping[str, AccountKind] = Field(
-        default_factory=lambda: {"prepaid_card": AccountKind.VOUCHER_LIABILITY}
+        default_factory=lambda: {"voucher": AccountKind.VOUCHER_LIABILITY}
     )
     sqlite_synchronous: str = "FULL"
     seal_every: int = Field(default=1000, ge=0)
@@ -115,6 +123,18 @@ class Settings(BaseModel):
     def _promise(cls, value: object) -> object:
         # A bare duration is the promise, its budgets scaled: the environment's meaning.
         return {"promise": value} if isinstance(value, timedelta) else value
+
+    @field_validator("channel_cutoffs", "channel_debit_accounts", mode="before")
+    @classmethod
+    def _channel_names(cls, value: object, info: ValidationInfo) -> object:
+        # A retired channel name (prepaid_card) is read as the channel's name now.
+        if not isinstance(value, Mapping):
+            return value
+        where = f"Settings.{info.field_name}"
+        return {
+            current_channel(k, where=where) if isinstance(k, str) else k: v
+            for k, v in value.items()
+        }
 
     @field_validator("sqlite_synchronous", mode="before")
     @classmethod

@@ -33,6 +33,7 @@ CORE = (
     "paygate.config",
     "paygate.records",
     "paygate.promise",
+    "paygate.renames",
     "paygate.store",
 )
 EDGES = (

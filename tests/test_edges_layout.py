@@ -23,7 +23,7 @@ from pydantic import SecretBytes
 from paygate.api import ApiConfig, create_app
 from paygate.channels.kiosk import KioskConfig
 from paygate.channels.pos import PosConfig
-from paygate.channels.prepaid_card import PrepaidCardConfig
+from paygate.channels.voucher import VoucherConfig
 from paygate.config import Settings
 from tests.api.test_notify import channel_configs
 
@@ -118,7 +118,7 @@ def full_config() -> ApiConfig:
     return ApiConfig(
         channels={
             "kiosk": KioskConfig(),
-            "prepaid_card": PrepaidCardConfig(),
+            "voucher": VoucherConfig(),
             "pos": PosConfig(merchant_ids=("898110048160001",)),
             **channel_configs(),
         },

@@ -14,7 +14,7 @@ own tables)::
     timestamp_window = 300              # seconds either way; also the paid_at skew allowed
     max_body_bytes = 65536
 
-    [channels.prepaid_card]             # serves POST /v1/vouchers/redeem
+    [channels.voucher]             # serves POST /v1/vouchers/redeem
     pin_key_env = "PAYGATE_VOUCHER_PIN_KEY"
 
     [channels.wechatpay]                # serves POST /v1/channels/wechatpay/notify
@@ -29,7 +29,7 @@ own tables)::
     # or: headend = "ami", to use [headends.ami]'s callback_secret_env (else its secret_env)
 
 A channel section is served when it is present: ``kiosk`` at ``/v1/payments`` and
-``/v1/kiosks/{id}/close``, ``prepaid_card`` at ``/v1/vouchers/redeem``, ``pos`` at
+``/v1/kiosks/{id}/close``, ``voucher`` at ``/v1/vouchers/redeem``, ``pos`` at
 ``/v1/pos/{sale,void,settle}`` (terminals' MAC keys need ``PAYGATE_KEY_ENCRYPTION_KEY``),
 and every channel
 that offers notifications at ``/v1/channels/{name}/notify``. The kiosk paths and the
@@ -52,10 +52,11 @@ from pydantic import SecretBytes, SecretStr, ValidationError
 from paygate.channels.base import ChannelConfig, ChannelRegistry, Operation
 from paygate.channels.kiosk import KioskAdapter, KioskConfig
 from paygate.channels.pos import PosAdapter
-from paygate.channels.prepaid_card import PrepaidCardAdapter, PrepaidCardConfig
+from paygate.channels.voucher import VoucherAdapter, VoucherConfig
 from paygate.devices import HEADER_DEVICE
 from paygate.errors import ConfigurationError
 from paygate.headend.webhook import MIN_SECRET_BYTES
+from paygate.renames import current_channel
 from paygate.vouchers import PIN_KEY_ENV, load_pin_key
 
 __all__ = [
@@ -77,7 +78,7 @@ KIOSK_CLOSE_PATH: Final = "/v1/kiosks/{device_id}/close"
 
 _FIXED: Final[Mapping[str, frozenset[str]]] = {
     KioskAdapter.name: frozenset({"pay_path", "daily_close_path"}),
-    PrepaidCardAdapter.name: frozenset({"source_header"}),
+    VoucherAdapter.name: frozenset({"source_header"}),
     PosAdapter.name: frozenset(),
 }
 
@@ -108,10 +109,10 @@ class ApiConfig:
         return base.model_copy(update={"pay_path": KIOSK_PAY_PATH})
 
     @property
-    def prepaid_card(self) -> PrepaidCardConfig | None:
+    def voucher(self) -> VoucherConfig | None:
         """The voucher channel's configuration, its attempts' source the signing device."""
-        found = self.channels.get(PrepaidCardAdapter.name)
-        if not isinstance(found, PrepaidCardConfig):
+        found = self.channels.get(VoucherAdapter.name)
+        if not isinstance(found, VoucherConfig):
             return None
         # The authenticated device is the source the throttle counts, never the body's word.
         return found.model_copy(update={"source_header": HEADER_DEVICE})
@@ -156,7 +157,7 @@ def _channel_config(
     if name not in _FIXED and Operation.NOTIFY not in adapter.operations:
         raise ConfigurationError(
             f"channels.{name}: the HTTP API has no route for this channel (it serves kiosk, "
-            "prepaid_card, pos and channels that send notifications)",
+            "voucher, pos and channels that send notifications)",
             field="channels",
         )
     model = adapter.config_model
@@ -246,11 +247,12 @@ def load_api_config(
         raise ConfigurationError("channels must be a table", field="channels")
     channels: dict[str, ChannelConfig] = {}
     pin_key: SecretBytes | None = None
-    for name, section in sections.items():
+    for given, section in sections.items():
+        name = current_channel(given, where=f"{path}: [channels.{given}]", category=FutureWarning)
         if not isinstance(section, Mapping):
             raise ConfigurationError(f"channels.{name} must be a table", field="channels")
         options = dict(section)
-        if name == PrepaidCardAdapter.name:
+        if name == VoucherAdapter.name:
             var = options.pop("pin_key_env", PIN_KEY_ENV)
             text = _env_value(f"channels.{name}.pin_key_env", var, env)
             pin_key = load_pin_key({PIN_KEY_ENV: text})

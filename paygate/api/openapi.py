@@ -27,7 +27,7 @@ from paygate.channels.kiosk import (
     KioskPayRequest,
     KioskReceipt,
 )
-from paygate.channels.prepaid_card import RedeemRequest
+from paygate.channels.voucher import RedeemRequest
 from paygate.devices import HEADER_DEVICE, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP
 from paygate.headend.webhook import (
     CALLBACK_SIGNATURE_HEADER,

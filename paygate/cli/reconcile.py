@@ -67,6 +67,7 @@ from paygate.reconcile.resolution import (
     suspense_items,
 )
 from paygate.reconcile.runs import findings, list_runs, load_run
+from paygate.renames import current_channel
 
 __all__ = ["exceptions_app", "reconcile_app", "suspense_app"]
 
@@ -339,7 +340,13 @@ def reconcile(
             if config_file is not None
             else ReconcileConfig(base_dir=Path.cwd())
         )
-        names = sorted(config.channels) if every else [] if channel is None else [channel]
+        names = (
+            sorted(config.channels)
+            if every
+            else []
+            if channel is None
+            else [current_channel(channel, where="CHANNEL", category=FutureWarning)]
+        )
         if every and not names:
             raise InvalidInputError("--all needs a configuration naming channels", field="config")
         if statement is not None and len(names) != 1:
@@ -463,7 +470,7 @@ def suspense_list(
 
     def run() -> None:
         with Gateway.open(settings=_settings(database_url)) as gateway:
-            items = suspense_items(gateway, channel=channel)
+            items = suspense_items(gateway, channel=_channel_option(channel))
         # One line an item, whole (no table to cut it short): people grep and paste these.
         _line(
             "ITEM", "channel", "business date", "file line", "transaction", "account named",
@@ -569,7 +576,7 @@ def exceptions_list(
                 "FINDING", "channel", "date", "class", "line", "subject", "ledger", "statement",
                 "difference", "note",
             )  # fmt: skip
-            for current in list_runs(gateway, channel=channel, business_date=day):
+            for current in list_runs(gateway, channel=_channel_option(channel), business_date=day):
                 for f in findings(gateway, current.id, exceptions_only=True):
                     count += 1
                     _line(
@@ -621,3 +628,10 @@ def exceptions_resolve(
         )
 
     _guard(run)
+
+
+def _channel_option(channel: str | None) -> str | None:
+    # A retired channel name (prepaid_card) still filters: it is read as the channel's name.
+    if channel is None:
+        return None
+    return current_channel(channel, where="--channel", category=FutureWarning)

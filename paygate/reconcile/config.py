@@ -65,6 +65,7 @@ from paygate.models import StatementLine
 from paygate.money import minor_units_exponent
 from paygate.reconcile.bank import BankFormat, CsvLayout
 from paygate.reconcile.model import ReconcilePolicy
+from paygate.renames import current_channel
 
 __all__ = [
     "BankSetup",
@@ -146,9 +147,20 @@ class ReconcileConfig(_Frozen):
     policy: ReconcilePolicy = Field(default_factory=ReconcilePolicy)
     base_dir: Path = Field(default=Path("."), exclude=True)
 
+    @field_validator("channels", mode="before")
+    @classmethod
+    def _channel_names(cls, value: object) -> object:
+        # A retired channel name ([channels.prepaid_card]) is read as the channel's name now.
+        if not isinstance(value, dict):
+            return value
+        return {
+            current_channel(str(k), where=f"[channels.{k}]", category=FutureWarning): v
+            for k, v in value.items()
+        }
+
     def channel(self, name: str) -> ChannelSetup:
         """The setup of ``name`` (an empty one when the file does not name it)."""
-        return self.channels.get(name, ChannelSetup())
+        return self.channels.get(current_channel(name, where="channel"), ChannelSetup())
 
 
 def load_config(path: str | Path) -> ReconcileConfig:

@@ -264,7 +264,7 @@ def prepare_file(
 
 
 def _check_channel(gateway: Books, channel: str) -> None:
-    # A channel whose money is not collected into a clearing account (recharge cards: the
+    # A channel whose money is not collected into a clearing account (recharge vouchers: the
     # money was taken when the card was sold) has no payments to settle: its statement lists
     # card sales, and matching them with payments would park every line in suspense.
     kind = gateway.payments.debit_kind(channel)

@@ -22,7 +22,7 @@ from pydantic import SecretBytes
 
 from paygate.api import ApiConfig, create_app
 from paygate.channels.pos import PosConfig
-from paygate.channels.prepaid_card import PrepaidCardConfig
+from paygate.channels.voucher import VoucherConfig
 from paygate.errors import ConfigurationError
 from paygate.money import Money
 from paygate.vouchers import VoucherService
@@ -70,7 +70,7 @@ def everything(db_url: str, world: World) -> Iterator[Everything]:
     service.activate("B1", retailer="Shop 1")
     pins = dict(line.split(",")[1:3] for line in printed.getvalue().decode().splitlines()[1:])
     config = ApiConfig(
-        channels={"prepaid_card": PrepaidCardConfig(max_body_bytes=65536)},
+        channels={"voucher": VoucherConfig(max_body_bytes=65536)},
         voucher_pin_key=PIN_KEY,
         callback_secret=SecretBytes(CALLBACK_SECRET),
     )
@@ -337,7 +337,7 @@ def test_the_notify_channels_documented_are_those_served(db_url: str) -> None:
 def test_cards_without_their_pin_key_are_refused_at_creation_not_served_as_503(
     db_url: str,
 ) -> None:
-    config = ApiConfig(channels={"prepaid_card": PrepaidCardConfig()})
+    config = ApiConfig(channels={"voucher": VoucherConfig()})
     with pytest.raises(ConfigurationError) as refused:
         create_app(settings_for(db_url), config=config)
-    assert refused.value.field == "channels.prepaid_card"
+    assert refused.value.field == "channels.voucher"

@@ -47,7 +47,7 @@ def test_secrets_come_from_the_environment_and_everything_is_checked_on_load(
 [channels.kiosk]
 timestamp_window = 120
 
-[channels.prepaid_card]
+[channels.voucher]
 pin_key_env = "CARD_PIN_KEY"
 
 [headends.ami]
@@ -72,7 +72,7 @@ headend = "ami"
     assert wechat.api_v3_key.get_secret_value() == API_KEY
     assert config.kiosk.timestamp_window.total_seconds() == 120
     assert config.kiosk.pay_path == KIOSK_PAY_PATH
-    prepaid = config.prepaid_card
+    prepaid = config.voucher
     assert prepaid is not None and prepaid.source_header == "X-Paygate-Device"
     assert config.voucher_pin_key is not None
     assert config.callback_secret is not None
@@ -89,7 +89,7 @@ headend = "ami"
         ("[channels.pos]\nmerchant_ids = 'one'\n", {}, "merchant_ids"),
         ('[channels.kiosk]\npay_path = "/elsewhere"\n', {}, "fixed by the HTTP API"),
         ("[channels.kiosk]\ntimestamp_window = 3600\n", {}, "timestamp_window"),
-        ("[channels.prepaid_card]\n", {}, "PAYGATE_VOUCHER_PIN_KEY"),
+        ("[channels.voucher]\n", {}, "PAYGATE_VOUCHER_PIN_KEY"),
         ('[reconnections]\ncallback_secret_env = "SHORT"\n', {"SHORT": "abc"}, "16 bytes"),
         ('[reconnections]\nheadend = "ami"\n', {}, "not a webhook head-end"),
         ("[channels\n", {}, "paygate.toml"),

@@ -33,7 +33,7 @@ from schemathesis.specs.openapi.checks import (
 
 from paygate.api import ApiConfig
 from paygate.channels.kiosk import KioskConfig
-from paygate.channels.prepaid_card import PrepaidCardConfig
+from paygate.channels.voucher import VoucherConfig
 from paygate.devices import sign_request
 from paygate.errors import PaygateError
 from paygate.money import Money
@@ -91,7 +91,7 @@ def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
         config = ApiConfig(
             channels={
                 "kiosk": KioskConfig(),
-                "prepaid_card": PrepaidCardConfig(),
+                "voucher": VoucherConfig(),
                 **channel_configs(),
             },
             voucher_pin_key=PIN_KEY,

@@ -21,7 +21,7 @@ import pytest
 
 from paygate.api import ApiConfig, create_app
 from paygate.channels.kiosk import KioskTotals, MethodTotal
-from paygate.channels.prepaid_card import PrepaidCardConfig
+from paygate.channels.voucher import VoucherConfig
 from paygate.client import (
     AsyncPaygateClient,
     ClockSkewError,
@@ -321,7 +321,7 @@ def test_a_kiosk_closes_its_day_once(world: World, server: LiveServer) -> None:
     assert_problem(other, 403, "device_mismatch")
 
 
-# ── recharge cards ───────────────────────────────────────────────────────────────────────
+# ── recharge vouchers ───────────────────────────────────────────────────────────────────────
 
 PIN_KEY = bytes(range(40, 72))
 
@@ -341,9 +341,7 @@ def test_a_card_is_redeemed_from_a_terminal_which_is_the_attempts_source(
     service.activate("B1", retailer="Shop 1")
     pins = dict(line.split(",")[1:3] for line in printed.getvalue().decode().splitlines()[1:])
     serial = issued.first_serial
-    config = ApiConfig(
-        channels={"prepaid_card": PrepaidCardConfig()}, voucher_pin_key=SecretBytes(PIN_KEY)
-    )
+    config = ApiConfig(channels={"voucher": VoucherConfig()}, voucher_pin_key=SecretBytes(PIN_KEY))
     caplog.set_level(logging.DEBUG)
     with live_server(db_url, config) as server, client(server, "K0001", key) as kiosk:
         with pytest.raises(PaygateClientError) as wrong:

@@ -404,7 +404,7 @@ def test_a_statement_file_is_hashed_as_it_streams_and_not_read_again(
     assert len(reads) == 1
 
 
-def test_recharge_card_sales_are_not_reconciled_against_payments(accounts: Gateway) -> None:
+def test_voucher_sales_are_not_reconciled_against_payments(accounts: Gateway) -> None:
     with pytest.raises(UnsupportedOperationError, match="voucher_liability"):
-        run_lines(accounts, [line(2, "B1:100-199", None, 5_000)], channel="prepaid_card")
+        run_lines(accounts, [line(2, "B1:100-199", None, 5_000)], channel="voucher")
     assert scalar(accounts, "SELECT COUNT(*) FROM reconciliation_runs") == 0

@@ -1,0 +1,179 @@
+"""The voucher channel was named ``prepaid_card``: a database sealed under the old name upgrades
+(migration 0006), still verifies, and its payments are still answered as replays — under the
+old name as under the new one — never posted twice. On SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import re
+import warnings
+from datetime import UTC, datetime
+
+import pytest
+from typer.testing import CliRunner
+
+from paygate import renames
+from paygate.cli import app
+from paygate.config import Settings
+from paygate.gateway import Gateway
+from paygate.ledger import AccountKind
+from paygate.models import PaymentIntent
+from paygate.money import Money
+from paygate.store import migrate
+from paygate.store.engine import Store
+
+runner = CliRunner()
+PAID_AT = datetime(2026, 11, 20, 3, 0, tzinfo=UTC)
+
+
+def intent(channel: str, txn: str, amount: int = 5_000) -> PaymentIntent:
+    return PaymentIntent(
+        channel=channel,
+        channel_txn_id=txn,
+        account_no="A1",
+        amount=Money(amount, "CNY"),
+        paid_at=PAID_AT,
+    )
+
+
+def query(url: str, sql: str) -> list[tuple[object, ...]]:
+    store = Store(url)
+    try:
+        return store.run(lambda tx: tx.all(sql), write=False)
+    finally:
+        store.dispose()
+
+
+def database_of_0005(url: str) -> str:
+    """A database at revision 0005 as the code of then left it, sealed; its head hash.
+
+    Revision 0006 changes no table, only stored names, so a database that today's code
+    writes exactly what the code of 0005 wrote into (``prepaid_card`` in the payments, the
+    clearing account's code, the journal's references and memos) and that is stamped 0005 is
+    such a database. The intents are built unvalidated (``model_construct``), since
+    validation now reads the retired name as ``voucher``.
+    """
+    base = Settings(database_url=url, seal_every=0)
+    old_liability = base.model_copy(
+        update={"channel_debit_accounts": {"prepaid_card": AccountKind.VOUCHER_LIABILITY}}
+    )
+    old_clearing = base.model_copy(update={"channel_debit_accounts": {}})
+    with Gateway.open(settings=old_liability) as gateway:
+        gateway.open_account("A1")
+        gateway.pay(old_intent("B1:0001"))
+    with Gateway.open(settings=old_clearing) as gateway:
+        gateway.pay(old_intent("B1:0002", 7_000))
+        gateway.seal()
+        report = gateway.verify()
+    assert report.ok and report.sealed_entries == 2 and report.head_hash is not None
+    store = Store(url)
+    try:
+        store.run(lambda tx: tx.execute("UPDATE alembic_version SET version_num = '0005'"))
+    finally:
+        store.dispose()
+    assert migrate.current_revision(url) == "0005"
+    return report.head_hash
+
+
+def old_intent(txn: str, amount: int = 5_000) -> PaymentIntent:
+    """A payment of the channel under its old name, as the code of 0005 took it."""
+    return PaymentIntent.model_construct(
+        channel="prepaid_card",
+        channel_txn_id=txn,
+        account_no="A1",
+        amount=Money(amount, "CNY"),
+        paid_at=PAID_AT,
+        terminal_id=None,
+    )
+
+
+def test_a_sealed_0005_database_upgrades_verifies_and_replays(db_url: str) -> None:
+    head = database_of_0005(db_url)
+    assert sorted(query(db_url, "SELECT channel FROM payments")) == [("prepaid_card",)] * 2
+    assert ("clearing:prepaid_card:CNY",) in query(db_url, "SELECT code FROM ledger_accounts")
+    assert query(db_url, "SELECT COUNT(*) FROM journal_entries WHERE reference LIKE '%prepaid%'")[
+        0
+    ] == (2,)
+
+    migrate.upgrade(db_url)
+
+    # Unhashed keys moved; the sealed journal kept its text, and the chain still holds.
+    assert sorted(query(db_url, "SELECT channel FROM payments")) == [("voucher",)] * 2
+    assert all("prepaid" not in str(r) for (r,) in query(db_url, "SELECT receipt FROM payments"))
+    codes = {str(c) for (c,) in query(db_url, "SELECT code FROM ledger_accounts")}
+    assert "clearing:voucher:CNY" in codes and not any("prepaid" in c for c in codes)
+    result = runner.invoke(
+        app, ["audit", "verify", "--expect-head", head, "--database-url", db_url]
+    )
+    assert result.exit_code == 0, result.output
+    assert "audit clean" in result.output
+    assert re.search(rf"head block \d+: {head}", result.output), result.output
+
+    entries = query(db_url, "SELECT COUNT(*) FROM journal_entries")[0]
+    with Gateway.open(settings=Settings(database_url=db_url, seal_every=0)) as gateway:
+        again = gateway.pay(intent("voucher", "B1:0001"))
+        assert again.replayed and again.channel == "voucher"
+        with pytest.warns(DeprecationWarning, match="'prepaid_card' is deprecated"):
+            old = intent("prepaid_card", "B1:0001")
+        assert old.channel == "voucher"
+        assert gateway.pay(old).replayed
+        with pytest.warns(DeprecationWarning, match="PaymentIntent.channel"):
+            moved = intent("prepaid_card", "B1:0002", 7_000)
+        assert gateway.pay(moved).replayed
+        # A new payment of the channel posts to the account its old payments sit in.
+        gateway.pay(intent("voucher", "B1:0003"))
+        assert gateway.verify().ok
+    assert query(db_url, "SELECT COUNT(*) FROM payments")[0] == (3,)
+    assert query(db_url, "SELECT COUNT(*) FROM journal_entries")[0] == (int(str(entries[0])) + 1,)
+
+
+def test_the_downgrade_puts_the_old_name_back(db_url: str) -> None:
+    with Gateway.open(settings=Settings(database_url=db_url, channel_debit_accounts={})) as gw:
+        gw.open_account("A1")
+        gw.pay(intent("voucher", "B1:0001"))
+    migrate.downgrade(db_url, "0005")
+    assert query(db_url, "SELECT channel FROM payments") == [("prepaid_card",)]
+    codes = {str(c) for (c,) in query(db_url, "SELECT code FROM ledger_accounts")}
+    assert "clearing:prepaid_card:CNY" in codes and "clearing:voucher:CNY" not in codes
+    migrate.upgrade(db_url)
+    assert query(db_url, "SELECT channel FROM payments") == [("voucher",)]
+
+
+def test_the_upgrade_refuses_to_merge_a_channel_already_named_voucher(db_url: str) -> None:
+    with Gateway.open(settings=Settings(database_url=db_url)) as gw:
+        gw.open_account("A1")
+        gw.pay(intent("voucher", "B1:0001"))
+    migrate.downgrade(db_url, "0005")
+    store = Store(db_url)
+    try:
+        # A third-party channel called "voucher" beside the old prepaid_card one.
+        store.run(
+            lambda tx: tx.execute("UPDATE payments SET channel = 'voucher', channel_txn_id = 'X1'")
+        )
+        store.run(
+            lambda tx: tx.execute(
+                "INSERT INTO devices (id, device_id, channel, key_kind, status, created_at) "
+                "VALUES (1, 'D1', 'prepaid_card', 'ed25519', 'active', :at)",
+                {"at": tx.ts(datetime.now(UTC))},
+            )
+        )
+    finally:
+        store.dispose()
+    with pytest.raises(Exception, match="would merge two channels"):
+        migrate.upgrade(db_url)
+    assert migrate.current_revision(db_url) == "0005"
+    assert query(db_url, "SELECT channel FROM devices") == [("prepaid_card",)]
+
+
+def test_retired_channel_names_are_read_as_the_new_one() -> None:
+    assert renames.channel_names("voucher") == ("voucher", "prepaid_card")
+    assert renames.channel_names("prepaid_card") == ("voucher", "prepaid_card")
+    assert renames.channel_names("kiosk") == ("kiosk",)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert renames.current_channel("kiosk", where="test") == "kiosk"
+    with pytest.warns(DeprecationWarning, match="Settings.channel_debit_accounts"):
+        settings = Settings(channel_debit_accounts={"prepaid_card": AccountKind.BANK})
+    assert settings.channel_debit_accounts == {"voucher": AccountKind.BANK}
+    with pytest.warns(DeprecationWarning, match="Settings.channel_cutoffs"):
+        cut = Settings(channel_cutoffs={"prepaid_card": datetime(2026, 1, 1, 23).time()})
+    assert set(cut.channel_cutoffs) == {"voucher"}
