@@ -31,7 +31,7 @@ How lines and payments are paired, in order:
 A payment belongs to one business day and only that day's run matches it. A line whose own
 time falls on another business day (under the channel's cut-off), or that names a payment the
 ledger has on another business day, is ``other_business_date``: never a match, never posted
-late or parked in suspense, an exception for a person. A statement none of whose lines is of
+late or parked in suspense, an open finding for a person. A statement none of whose lines is of
 the run's day is the wrong file (or the wrong date): it is refused with a
 :class:`~paygate.errors.ParseError` and leaves nothing behind.
 

@@ -61,7 +61,7 @@ class Signer(requests.auth.AuthBase):
         body = raw.encode("utf-8") if isinstance(raw, str) else bytes(raw)
         target = request.path_url
         now = datetime.now(UTC)
-        if target.startswith("/v1/reconnections/"):
+        if target.startswith(("/v1/supply-orders/", "/v1/reconnections/")):
             stamp = str(int(now.timestamp()))
             digest = hmac.new(CALLBACK_SECRET, stamp.encode() + b"." + body, hashlib.sha256)
             request.headers["X-Headend-Timestamp"] = stamp
@@ -114,6 +114,7 @@ OPERATIONS = [
     ("POST", "/v1/kiosks/{device_id}/close"),
     ("POST", "/v1/vouchers/redeem"),
     ("POST", "/v1/channels/{channel}/notify"),
+    ("POST", "/v1/supply-orders/{order_id}/confirm"),
     ("POST", "/v1/reconnections/{order_id}/confirm"),
     ("GET", "/healthz"),
     ("GET", "/metrics"),
