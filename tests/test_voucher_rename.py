@@ -177,3 +177,43 @@ def test_retired_channel_names_are_read_as_the_new_one() -> None:
     with pytest.warns(DeprecationWarning, match="Settings.channel_cutoffs"):
         cut = Settings(channel_cutoffs={"prepaid_card": datetime(2026, 1, 1, 23).time()})
     assert set(cut.channel_cutoffs) == {"voucher"}
+
+
+def test_the_old_channel_module_is_an_alias_that_warns() -> None:
+    import importlib
+    import sys
+
+    from paygate.channels import voucher
+
+    sys.modules.pop("paygate.channels.prepaid_card", None)
+    with pytest.warns(DeprecationWarning, match="use paygate.channels.voucher"):
+        old = importlib.import_module("paygate.channels.prepaid_card")
+    with pytest.warns(DeprecationWarning, match=r"PrepaidCardAdapter is deprecated"):
+        assert old.PrepaidCardAdapter is voucher.VoucherAdapter
+    with pytest.warns(DeprecationWarning, match="read_voucher_statement"):
+        assert old.read_prepaid_card_statement is voucher.read_voucher_statement
+    with pytest.raises(AttributeError, match="NoSuchName"):
+        _ = old.NoSuchName
+    assert voucher.VoucherAdapter.name == "voucher"
+
+
+def test_the_registry_finds_the_channel_by_its_retired_name() -> None:
+    from paygate.channels.base import ChannelRegistry
+    from paygate.channels.voucher import VoucherAdapter
+
+    registry = ChannelRegistry.with_builtins()
+    assert "voucher" in registry and "prepaid_card" in registry
+    assert "prepaid_card" not in registry.names()
+    with pytest.warns(FutureWarning, match="channel registry: channel name 'prepaid_card'"):
+        assert registry.get("prepaid_card") is VoucherAdapter
+
+
+def test_the_retired_python_names_of_the_other_concepts_are_aliases() -> None:
+    from paygate.api import schemas
+    from paygate.reconcile.model import Finding, ReconciliationRun
+
+    with pytest.warns(DeprecationWarning, match="use paygate.api.schemas.SupplyOrderProgress"):
+        assert schemas.ReconnectionProgress is schemas.SupplyOrderProgress
+    assert "open_findings" in ReconciliationRun.model_fields
+    assert "exceptions" not in ReconciliationRun.model_fields
+    assert "open_finding" in Finding.model_fields and "exception" not in Finding.model_fields

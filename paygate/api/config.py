@@ -14,7 +14,7 @@ own tables)::
     timestamp_window = 300              # seconds either way; also the paid_at skew allowed
     max_body_bytes = 65536
 
-    [channels.voucher]             # serves POST /v1/vouchers/redeem
+    [channels.voucher]                  # serves POST /v1/vouchers/redeem
     pin_key_env = "PAYGATE_VOUCHER_PIN_KEY"
 
     [channels.wechatpay]                # serves POST /v1/channels/wechatpay/notify
@@ -24,7 +24,7 @@ own tables)::
     "5157F09EFDC096DE15EBE81A47057A7232F1B8E1" = '''-----BEGIN CERTIFICATE-----
     ...'''
 
-    [reconnections]                     # serves POST /v1/reconnections/{id}/confirm
+    [supply_orders]                     # serves POST /v1/supply-orders/{id}/confirm
     callback_secret_env = "PAYGATE_AMI_CALLBACK_SECRET"
     # or: headend = "ami", to use [headends.ami]'s callback_secret_env (else its secret_env)
 
@@ -32,7 +32,9 @@ A channel section is served when it is present: ``kiosk`` at ``/v1/payments`` an
 ``/v1/kiosks/{id}/close``, ``voucher`` at ``/v1/vouchers/redeem``, ``pos`` at
 ``/v1/pos/{sale,void,settle}`` (terminals' MAC keys need ``PAYGATE_KEY_ENCRYPTION_KEY``),
 and every channel
-that offers notifications at ``/v1/channels/{name}/notify``. The kiosk paths and the
+that offers notifications at ``/v1/channels/{name}/notify``. ``[reconnections]`` and
+``[channels.prepaid_card]`` are the retired names of ``[supply_orders]`` and
+``[channels.voucher]``: still read, with a FutureWarning. The kiosk paths and the
 redemption's source header are fixed by the HTTP API and may not be configured.
 """
 
@@ -42,6 +44,7 @@ import os
 import tomllib
 import types
 import typing
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,6 +78,9 @@ KIOSK_PAY_PATH: Final = "/v1/payments"
 
 KIOSK_CLOSE_PATH: Final = "/v1/kiosks/{device_id}/close"
 """Where a kiosk closes its day; each kiosk signs its own path."""
+
+RETIRED_CALLBACK_TABLE: Final = "reconnections"
+"""The retired name of the ``[supply_orders]`` table (the head-end's callback)."""
 
 _FIXED: Final[Mapping[str, frozenset[str]]] = {
     KioskAdapter.name: frozenset({"pay_path", "daily_close_path"}),
@@ -188,32 +194,41 @@ def _channel_config(
 
 
 def _callback_secret(data: Mapping[str, Any], environ: Mapping[str, str]) -> SecretBytes | None:
-    section = data.get("reconnections")
+    table = "supply_orders"
+    if RETIRED_CALLBACK_TABLE in data:
+        if table in data:
+            raise ConfigurationError(
+                f"give [{table}] only ([{RETIRED_CALLBACK_TABLE}] is its retired name)",
+                field=table,
+            )
+        warnings.warn(
+            f"[{RETIRED_CALLBACK_TABLE}] is deprecated; name the table [{table}]",
+            FutureWarning,
+            stacklevel=3,
+        )
+        table = RETIRED_CALLBACK_TABLE
+    section = data.get(table)
     if section is None:
         return None
     if not isinstance(section, Mapping):
-        raise ConfigurationError("reconnections must be a table", field="reconnections")
+        raise ConfigurationError(f"{table} must be a table", field=table)
     unknown = set(section) - {"callback_secret_env", "headend"}
     if unknown:
-        raise ConfigurationError(
-            f"reconnections: unknown option(s) {sorted(unknown)}", field="reconnections"
-        )
+        raise ConfigurationError(f"{table}: unknown option(s) {sorted(unknown)}", field=table)
     if ("callback_secret_env" in section) == ("headend" in section):
         raise ConfigurationError(
-            "reconnections: give exactly one of callback_secret_env and headend",
-            field="reconnections",
+            f"{table}: give exactly one of callback_secret_env and headend",
+            field=table,
         )
     if "callback_secret_env" in section:
-        text = _env_value(
-            "reconnections.callback_secret_env", section["callback_secret_env"], environ
-        )
+        text = _env_value(f"{table}.callback_secret_env", section["callback_secret_env"], environ)
     else:
         name = section["headend"]
         headend = dict(data.get("headends", {})).get(name)
         if not isinstance(headend, Mapping) or headend.get("type") != "webhook":
             raise ConfigurationError(
-                f"reconnections.headend: [headends.{name}] is not a webhook head-end",
-                field="reconnections.headend",
+                f"{table}.headend: [headends.{name}] is not a webhook head-end",
+                field=f"{table}.headend",
             )
         var = headend.get("callback_secret_env", headend.get("secret_env"))
         text = _env_value(f"headends.{name}.callback_secret_env", var, environ)
@@ -221,8 +236,8 @@ def _callback_secret(data: Mapping[str, Any], environ: Mapping[str, str]) -> Sec
     if len(secret) < MIN_SECRET_BYTES:
         # Say what is wanted, never what was given.
         raise ConfigurationError(
-            f"reconnections: the callback secret has at least {MIN_SECRET_BYTES} bytes",
-            field="reconnections",
+            f"{table}: the callback secret has at least {MIN_SECRET_BYTES} bytes",
+            field=table,
         )
     return SecretBytes(secret)
 

@@ -20,6 +20,7 @@ from paygate.reconcile import (
     FindingStatus,
     ReconcilePolicy,
     RunStatus,
+    findings,
     list_runs,
     load_run,
     reconcile,
@@ -110,6 +111,15 @@ def test_each_kind_of_discrepancy_is_found_once(accounts: Gateway) -> None:
     mismatch = next(f for f in all_findings(accounts, run) if f.line_key == "txn:T2")
     assert (mismatch.amount.minor, mismatch.ledger_amount) == (2100, cny(2000))
     assert mismatch.line_no == 3 and mismatch.channel_txn_id == "T2"
+    # The retired names answer the same, with a deprecation warning.
+    with pytest.warns(DeprecationWarning, match="use open_findings"):
+        assert run.exceptions == 2
+    with pytest.warns(DeprecationWarning, match="use open_finding"):
+        assert mismatch.exception is True
+    opened = [f.seq for f in findings(accounts, run.id, open_findings_only=True, as_of=run.as_of)]
+    with pytest.warns(DeprecationWarning, match="use open_findings_only"):
+        retired = [f.seq for f in findings(accounts, run.id, exceptions_only=True, as_of=run.as_of)]
+    assert len(opened) == 2 and retired == opened
 
 
 def test_lines_without_ids_pair_by_account_amount_and_time(accounts: Gateway) -> None:
