@@ -127,7 +127,7 @@ class Settings(BaseModel):
     @field_validator("channel_cutoffs", "channel_debit_accounts", mode="before")
     @classmethod
     def _channel_names(cls, value: object, info: ValidationInfo) -> object:
-        # A retired channel name (prepaid_card) is read as the channel's name now.
+        # A retired channel name is read as the channel's name now (paygate.renames).
         if not isinstance(value, Mapping):
             return value
         where = f"Settings.{info.field_name}"

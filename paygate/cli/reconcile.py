@@ -74,7 +74,7 @@ __all__ = ["findings_app", "reconcile_app", "suspense_app"]
 T = TypeVar("T")
 
 EXIT_RECONCILED = 0
-EXIT_EXCEPTIONS = 1
+EXIT_OPEN_FINDINGS = 1
 EXIT_UNREADABLE = 2
 
 # Files from this size on get a progress bar: a channel's day that takes more than a moment.
@@ -264,17 +264,17 @@ def _exit_code(
     if unreadable:
         return EXIT_UNREADABLE
     if any(not run.fully_reconciled for run in channel_runs):
-        return EXIT_EXCEPTIONS
+        return EXIT_OPEN_FINDINGS
     if bank is not None:
         if any(run.settlement is None and run.net.minor > 0 for run in channel_runs):
-            return EXIT_EXCEPTIONS
+            return EXIT_OPEN_FINDINGS
         # Reconciling one channel, credits of the other channels are expected on the statement;
         # a statement that does not balance, and money out of the account, are open findings
         # either way.
         if bank_open_findings:
-            return EXIT_EXCEPTIONS
+            return EXIT_OPEN_FINDINGS
         if whole_bank and bank.open_findings:
-            return EXIT_EXCEPTIONS
+            return EXIT_OPEN_FINDINGS
     return EXIT_RECONCILED
 
 
@@ -447,7 +447,7 @@ def reconcile(
         whole_bank=every or not names,
         bank_open_findings=own,
     )
-    if code == EXIT_EXCEPTIONS:
+    if code == EXIT_OPEN_FINDINGS:
         err.print("open findings remain: see `paygate findings list` and `paygate suspense list`")
     raise typer.Exit(code)
 
@@ -632,7 +632,7 @@ def findings_resolve(
 
 
 def _channel_option(channel: str | None) -> str | None:
-    # A retired channel name (prepaid_card) still filters: it is read as the channel's name.
+    # A retired channel name still filters: it is read as the channel's name (renames).
     if channel is None:
         return None
     return current_channel(channel, where="--channel", category=FutureWarning)

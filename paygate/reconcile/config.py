@@ -150,7 +150,7 @@ class ReconcileConfig(_Frozen):
     @field_validator("channels", mode="before")
     @classmethod
     def _channel_names(cls, value: object) -> object:
-        # A retired channel name ([channels.prepaid_card]) is read as the channel's name now.
+        # A retired channel name is read as the channel's name now (paygate.renames).
         if not isinstance(value, dict):
             return value
         return {

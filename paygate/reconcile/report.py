@@ -139,7 +139,7 @@ CLASS_TITLES: dict[FindingClass, tuple[str, str]] = {
 }
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-_HTML_EXCEPTIONS_LIMIT = 500
+_HTML_OPEN_FINDINGS_LIMIT = 500
 
 
 # C0 and C1 controls and DEL: a line break or tab would split a one-line-per-item listing, and
@@ -445,7 +445,7 @@ def _findings_table(gateway: Books, runs: Sequence[ReconciliationRun], *, open_o
                 if f.status in (FindingStatus.OPEN, FindingStatus.SUSPENSE) and not f.open_finding
             )
         for f in found:
-            if len(rows) >= _HTML_EXCEPTIONS_LIMIT:
+            if len(rows) >= _HTML_OPEN_FINDINGS_LIMIT:
                 more += 1
                 continue
             subject = f.channel_txn_id or f.reference or f.line_key
@@ -518,7 +518,7 @@ def render_html(gateway: Books, runs: Sequence[ReconciliationRun], out: TextIO) 
                 "<header>",
                 f"<h1>Reconciliation: {_e(when)}</h1>",
                 f'<p class="sub">Each channel statement and bank statement against the ledger, '
-                f"as of {_e(as_of or '')}. Exceptions wait for a person; pending items are "
+                f"as of {_e(as_of or '')}. Open findings wait for a person; pending items are "
                 "still inside their channel's grace days.</p>",
                 "</header>",
                 _cards(runs),
@@ -528,7 +528,7 @@ def render_html(gateway: Books, runs: Sequence[ReconciliationRun], out: TextIO) 
                 _totals_table(runs),
                 "<h2>Matched and unmatched amounts by channel</h2>",
                 _chart(runs),
-                "<h2>Exceptions for people</h2>",
+                "<h2>Open findings</h2>",
                 _findings_table(gateway, runs, open_only=True),
                 "<h2>Pending and in suspense</h2>",
                 _findings_table(gateway, runs, open_only=False),

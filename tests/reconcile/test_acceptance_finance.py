@@ -1,5 +1,5 @@
 """Finance's acceptance stories: a statement belongs to one business day, a refused input
-changes nothing, the bank leg is the utility's own account, and suspense and exceptions read
+changes nothing, the bank leg is the utility's own account, and suspense and open findings read
 the same everywhere. On SQLite and PostgreSQL."""
 
 from __future__ import annotations
@@ -405,7 +405,7 @@ def test_bank_charges_are_reported_not_dropped(ledger: str, tmp_path: Path) -> N
     assert debit.amount == Money(-1_200, "CNY") and "ACCOUNT FEE" in (debit.reference or "")
 
 
-# -- 5. suspense and exceptions ---------------------------------------------------------------
+# -- 5. suspense and open findings------------------------------------------------------------
 
 
 def _one_in_suspense(url: str, tmp_path: Path) -> int:
@@ -459,7 +459,7 @@ def test_one_suspense_item_has_one_id_in_cli_html_and_json(ledger: str, tmp_path
     assert [f["suspense_item"] for f in parked] == [item]
 
 
-def test_exceptions_list_shows_ledger_statement_and_difference(ledger: str, tmp_path: Path) -> None:
+def test_findings_list_shows_ledger_statement_and_difference(ledger: str, tmp_path: Path) -> None:
     rows = [*ROWS[:-1], ("K1", ROWS[-1][1], ROWS[-1][2], "99.99", PAID)]
     code, out = reconcile_kiosk(ledger, write(tmp_path / "k.csv", kiosk_statement(rows)))
     assert code == 1, out

@@ -107,7 +107,7 @@ def test_a_fully_reconciled_day_exits_0_and_writes_every_report(
     assert counts(ledger) == before
 
 
-def test_exceptions_exit_1_until_people_resolve_them(ledger: str, tmp_path: Path) -> None:
+def test_open_findings_exit_1_until_people_resolve_them(ledger: str, tmp_path: Path) -> None:
     rows = [
         *GOOD_ROWS,
         ("K1", "cash-0003", "3100009999", "50.00", PAID),  # nobody has this account number

@@ -275,7 +275,7 @@ def test_money_parked_from_a_line_the_new_file_drops_is_only_in_the_ledger(
     assert finding.amount.minor == 300
 
 
-def test_only_in_ledger_is_pending_through_the_grace_days_then_an_exception(
+def test_only_in_ledger_is_pending_through_the_grace_days_then_an_open_finding(
     accounts: Gateway, clock: FixedClock
 ) -> None:
     missing = pay(accounts, "T1", "A1", 1000)
