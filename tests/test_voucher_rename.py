@@ -217,3 +217,19 @@ def test_the_retired_python_names_of_the_other_concepts_are_aliases() -> None:
     assert "open_findings" in ReconciliationRun.model_fields
     assert "exceptions" not in ReconciliationRun.model_fields
     assert "open_finding" in Finding.model_fields and "exception" not in Finding.model_fields
+
+
+def test_a_device_registered_for_the_retired_channel_name_is_a_voucher_device(
+    gateway: Gateway,
+) -> None:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    from paygate.devices import DeviceRegistry
+
+    raw = Ed25519PrivateKey.generate().public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    with pytest.warns(FutureWarning, match="device channel: channel name 'prepaid_card'"):
+        device = DeviceRegistry(gateway.store, gateway.clock).add(
+            "T1", "prepaid_card", public_key_raw=raw
+        )
+    assert device.channel == "voucher"

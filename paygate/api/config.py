@@ -59,7 +59,7 @@ from paygate.channels.voucher import VoucherAdapter, VoucherConfig
 from paygate.devices import HEADER_DEVICE
 from paygate.errors import ConfigurationError
 from paygate.headend.webhook import MIN_SECRET_BYTES
-from paygate.renames import current_channel
+from paygate.renames import RETIRED_CHANNELS, current_channel
 from paygate.vouchers import PIN_KEY_ENV, load_pin_key
 
 __all__ = [
@@ -102,6 +102,15 @@ class ApiConfig:
     callback_secret: SecretBytes | None = None
     source: str | None = None
 
+    def __post_init__(self) -> None:
+        # A retired channel name (paygate.renames) is the channel's name now.
+        if any(name in RETIRED_CHANNELS for name in self.channels):
+            current = {
+                current_channel(name, where="ApiConfig.channels", stacklevel=5): config
+                for name, config in self.channels.items()
+            }
+            object.__setattr__(self, "channels", current)
+
     def __repr__(self) -> str:
         # Short on purpose: the configuration holds keys, and reprs end up in logs.
         return f"<ApiConfig channels={sorted(self.channels)} source={self.source!r}>"
@@ -122,6 +131,16 @@ class ApiConfig:
             return None
         # The authenticated device is the source the throttle counts, never the body's word.
         return found.model_copy(update={"source_header": HEADER_DEVICE})
+
+    @property
+    def prepaid_card(self) -> VoucherConfig | None:
+        """Deprecated: :attr:`voucher`."""
+        warnings.warn(
+            "ApiConfig.prepaid_card is deprecated; use ApiConfig.voucher",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.voucher
 
 
 def _is_secret(annotation: object) -> bool:

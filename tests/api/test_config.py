@@ -10,7 +10,7 @@ from pydantic import SecretStr
 from typer import Typer
 from typer.testing import CliRunner
 
-from paygate.api import API_CONFIG_ENV, app_from_env, load_api_config
+from paygate.api import API_CONFIG_ENV, ApiConfig, app_from_env, load_api_config
 from paygate.api.config import KIOSK_PAY_PATH
 from paygate.channels.mobile import WechatPayConfig
 from paygate.cli.serve import serve
@@ -178,3 +178,13 @@ def test_the_new_and_the_retired_callback_table_together_are_refused(tmp_path: P
     text = '[supply_orders]\nheadend = "ami"\n[reconnections]\nheadend = "ami"\n'
     with pytest.raises(ConfigurationError, match=r"give \[supply_orders\] only"):
         load_api_config(write(tmp_path, text), environ={})
+
+
+def test_an_api_config_built_with_the_retired_channel_name_serves_the_voucher_channel() -> None:
+    from paygate.channels.voucher import VoucherConfig
+
+    with pytest.warns(DeprecationWarning, match="ApiConfig.channels: channel name 'prepaid_card'"):
+        config = ApiConfig(channels={"prepaid_card": VoucherConfig()})
+    assert sorted(config.channels) == ["voucher"] and config.voucher is not None
+    with pytest.warns(DeprecationWarning, match="use ApiConfig.voucher"):
+        assert config.prepaid_card == config.voucher
