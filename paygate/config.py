@@ -24,14 +24,7 @@ from datetime import time, timedelta
 from typing import Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from paygate.billing import LateFeePolicy
 from paygate.clock import DEFAULT_TIMEZONE
@@ -126,13 +119,12 @@ class Settings(BaseModel):
 
     @field_validator("channel_cutoffs", "channel_debit_accounts", mode="before")
     @classmethod
-    def _channel_names(cls, value: object, info: ValidationInfo) -> object:
+    def _channel_names(cls, value: object) -> object:
         # A retired channel name is read as the channel's name now (paygate.renames).
         if not isinstance(value, Mapping):
             return value
-        where = f"Settings.{info.field_name}"
         return {
-            current_channel(k, where=where) if isinstance(k, str) else k: v
+            current_channel(k, where="Settings") if isinstance(k, str) else k: v
             for k, v in value.items()
         }
 

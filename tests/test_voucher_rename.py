@@ -22,6 +22,19 @@ from paygate.store import migrate
 from paygate.store.engine import Store
 
 runner = CliRunner()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def own_db_url(request: pytest.FixtureRequest) -> str:
+    """A migrated database of each kind of this test's own: these tests move its revision,
+    which the session's shared PostgreSQL database must never see."""
+    if request.param == "sqlite":
+        return str(request.getfixturevalue("sqlite_url"))
+    url = str(request.getfixturevalue("empty_pg_url"))
+    migrate.upgrade(url)
+    return url
+
+
 PAID_AT = datetime(2026, 11, 20, 3, 0, tzinfo=UTC)
 
 
@@ -86,30 +99,32 @@ def old_intent(txn: str, amount: int = 5_000) -> PaymentIntent:
     )
 
 
-def test_a_sealed_0005_database_upgrades_verifies_and_replays(db_url: str) -> None:
-    head = database_of_0005(db_url)
-    assert sorted(query(db_url, "SELECT channel FROM payments")) == [("prepaid_card",)] * 2
-    assert ("clearing:prepaid_card:CNY",) in query(db_url, "SELECT code FROM ledger_accounts")
-    assert query(db_url, "SELECT COUNT(*) FROM journal_entries WHERE reference LIKE '%prepaid%'")[
-        0
-    ] == (2,)
+def test_a_sealed_0005_database_upgrades_verifies_and_replays(own_db_url: str) -> None:
+    head = database_of_0005(own_db_url)
+    assert sorted(query(own_db_url, "SELECT channel FROM payments")) == [("prepaid_card",)] * 2
+    assert ("clearing:prepaid_card:CNY",) in query(own_db_url, "SELECT code FROM ledger_accounts")
+    assert query(
+        own_db_url, "SELECT COUNT(*) FROM journal_entries WHERE reference LIKE '%prepaid%'"
+    )[0] == (2,)
 
-    migrate.upgrade(db_url)
+    migrate.upgrade(own_db_url)
 
     # Unhashed keys moved; the sealed journal kept its text, and the chain still holds.
-    assert sorted(query(db_url, "SELECT channel FROM payments")) == [("voucher",)] * 2
-    assert all("prepaid" not in str(r) for (r,) in query(db_url, "SELECT receipt FROM payments"))
-    codes = {str(c) for (c,) in query(db_url, "SELECT code FROM ledger_accounts")}
+    assert sorted(query(own_db_url, "SELECT channel FROM payments")) == [("voucher",)] * 2
+    assert all(
+        "prepaid" not in str(r) for (r,) in query(own_db_url, "SELECT receipt FROM payments")
+    )
+    codes = {str(c) for (c,) in query(own_db_url, "SELECT code FROM ledger_accounts")}
     assert "clearing:voucher:CNY" in codes and not any("prepaid" in c for c in codes)
     result = runner.invoke(
-        app, ["audit", "verify", "--expect-head", head, "--database-url", db_url]
+        app, ["audit", "verify", "--expect-head", head, "--database-url", own_db_url]
     )
     assert result.exit_code == 0, result.output
     assert "audit clean" in result.output
     assert re.search(rf"head block \d+: {head}", result.output), result.output
 
-    entries = query(db_url, "SELECT COUNT(*) FROM journal_entries")[0]
-    with Gateway.open(settings=Settings(database_url=db_url, seal_every=0)) as gateway:
+    entries = query(own_db_url, "SELECT COUNT(*) FROM journal_entries")[0]
+    with Gateway.open(settings=Settings(database_url=own_db_url, seal_every=0)) as gateway:
         again = gateway.pay(intent("voucher", "B1:0001"))
         assert again.replayed and again.channel == "voucher"
         with pytest.warns(DeprecationWarning, match="'prepaid_card' is deprecated"):
@@ -121,29 +136,35 @@ def test_a_sealed_0005_database_upgrades_verifies_and_replays(db_url: str) -> No
         assert gateway.pay(moved).replayed
         # A new payment of the channel posts to the account its old payments sit in.
         gateway.pay(intent("voucher", "B1:0003"))
+        # A reversal named by the old channel name finds the payment too.
+        with pytest.warns(DeprecationWarning, match="channel: channel name 'prepaid_card'"):
+            gateway.reverse_by_channel_txn("prepaid_card", "B1:0003", "keyed twice")
         assert gateway.verify().ok
-    assert query(db_url, "SELECT COUNT(*) FROM payments")[0] == (3,)
-    assert query(db_url, "SELECT COUNT(*) FROM journal_entries")[0] == (int(str(entries[0])) + 1,)
+    assert query(own_db_url, "SELECT COUNT(*) FROM payments")[0] == (3,)
+    # One entry for the new payment, one for its reversal; none for the replays.
+    assert query(own_db_url, "SELECT COUNT(*) FROM journal_entries")[0] == (
+        int(str(entries[0])) + 2,
+    )
 
 
-def test_the_downgrade_puts_the_old_name_back(db_url: str) -> None:
-    with Gateway.open(settings=Settings(database_url=db_url, channel_debit_accounts={})) as gw:
+def test_the_downgrade_puts_the_old_name_back(own_db_url: str) -> None:
+    with Gateway.open(settings=Settings(database_url=own_db_url, channel_debit_accounts={})) as gw:
         gw.open_account("A1")
         gw.pay(intent("voucher", "B1:0001"))
-    migrate.downgrade(db_url, "0005")
-    assert query(db_url, "SELECT channel FROM payments") == [("prepaid_card",)]
-    codes = {str(c) for (c,) in query(db_url, "SELECT code FROM ledger_accounts")}
+    migrate.downgrade(own_db_url, "0005")
+    assert query(own_db_url, "SELECT channel FROM payments") == [("prepaid_card",)]
+    codes = {str(c) for (c,) in query(own_db_url, "SELECT code FROM ledger_accounts")}
     assert "clearing:prepaid_card:CNY" in codes and "clearing:voucher:CNY" not in codes
-    migrate.upgrade(db_url)
-    assert query(db_url, "SELECT channel FROM payments") == [("voucher",)]
+    migrate.upgrade(own_db_url)
+    assert query(own_db_url, "SELECT channel FROM payments") == [("voucher",)]
 
 
-def test_the_upgrade_refuses_to_merge_a_channel_already_named_voucher(db_url: str) -> None:
-    with Gateway.open(settings=Settings(database_url=db_url)) as gw:
+def test_the_upgrade_refuses_to_merge_a_channel_already_named_voucher(own_db_url: str) -> None:
+    with Gateway.open(settings=Settings(database_url=own_db_url)) as gw:
         gw.open_account("A1")
         gw.pay(intent("voucher", "B1:0001"))
-    migrate.downgrade(db_url, "0005")
-    store = Store(db_url)
+    migrate.downgrade(own_db_url, "0005")
+    store = Store(own_db_url)
     try:
         # A third-party channel called "voucher" beside the old prepaid_card one.
         store.run(
@@ -159,9 +180,9 @@ def test_the_upgrade_refuses_to_merge_a_channel_already_named_voucher(db_url: st
     finally:
         store.dispose()
     with pytest.raises(Exception, match="would merge two channels"):
-        migrate.upgrade(db_url)
-    assert migrate.current_revision(db_url) == "0005"
-    assert query(db_url, "SELECT channel FROM devices") == [("prepaid_card",)]
+        migrate.upgrade(own_db_url)
+    assert migrate.current_revision(own_db_url) == "0005"
+    assert query(own_db_url, "SELECT channel FROM devices") == [("prepaid_card",)]
 
 
 def test_retired_channel_names_are_read_as_the_new_one() -> None:
@@ -171,10 +192,10 @@ def test_retired_channel_names_are_read_as_the_new_one() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert renames.current_channel("kiosk", where="test") == "kiosk"
-    with pytest.warns(DeprecationWarning, match="Settings.channel_debit_accounts"):
+    with pytest.warns(DeprecationWarning, match="Settings: channel name 'prepaid_card'"):
         settings = Settings(channel_debit_accounts={"prepaid_card": AccountKind.BANK})
     assert settings.channel_debit_accounts == {"voucher": AccountKind.BANK}
-    with pytest.warns(DeprecationWarning, match="Settings.channel_cutoffs"):
+    with pytest.warns(DeprecationWarning, match="Settings: channel name 'prepaid_card'"):
         cut = Settings(channel_cutoffs={"prepaid_card": datetime(2026, 1, 1, 23).time()})
     assert set(cut.channel_cutoffs) == {"voucher"}
 
