@@ -74,6 +74,7 @@ import os
 import re
 import tomllib
 import typing
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -105,20 +106,22 @@ from paygate.errors import ConfigurationError
 from paygate.ledger import AccountKind
 from paygate.money import minor_units_exponent
 from paygate.promise import DunningPolicy, ServicePromise
+from paygate.renames import current_channel
 from paygate.store.engine import DEFAULT_DATABASE_URL, normalize_url
 
 __all__ = [
     "API_CONFIG_ENV",
     "CONFIG_ENV",
+    "RETIRED_CALLBACK_TABLE",
     "ApiSection",
     "DispatchSection",
     "DispatcherSection",
     "HeadEndSection",
     "Origin",
     "PaygateConfig",
-    "ReconnectionsSection",
     "Settings",
     "SinkSection",
+    "SupplyOrdersSection",
     "WebhookSinkSection",
     "secret_from_env",
 ]
@@ -143,6 +146,7 @@ _DISPATCH_LAYOUT: Final = {
 }
 _API_LAYOUT: Final = {
     "channels": "api.channels",
+    "supply_orders": "api.supply_orders",
     "reconnections": "api.reconnections",
     **_DISPATCH_LAYOUT,
 }
@@ -183,8 +187,9 @@ class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class ReconnectionsSection(_Section):
-    """``[api.reconnections]``: the secret head-ends sign their confirmations with.
+class SupplyOrdersSection(_Section):
+    """``[api.supply_orders]``: the secret head-ends sign their confirmations of supply orders
+    with (``POST /v1/supply-orders/{id}/confirm``).
 
     Give exactly one: ``callback_secret_env`` (the variable holding it) or ``headend`` (a
     webhook head-end of ``[dispatch.headends]``, whose ``callback_secret_env``, else
@@ -195,10 +200,14 @@ class ReconnectionsSection(_Section):
     headend: str | None = Field(default=None, min_length=1)
 
     @model_validator(mode="after")
-    def _one(self) -> ReconnectionsSection:
+    def _one(self) -> SupplyOrdersSection:
         if (self.callback_secret_env is None) == (self.headend is None):
             raise ValueError("give exactly one of callback_secret_env and headend")
         return self
+
+
+RETIRED_CALLBACK_TABLE: Final = "reconnections"
+"""The retired name of ``[api.supply_orders]``: still read, with a FutureWarning."""
 
 
 class ApiSection(_Section):
@@ -206,7 +215,28 @@ class ApiSection(_Section):
     adapter's configuration model when the app is built) and the head-end callback secret."""
 
     channels: dict[str, Table] = Field(default_factory=dict)
-    reconnections: ReconnectionsSection | None = None
+    supply_orders: SupplyOrdersSection | None = None
+    reconnections: SupplyOrdersSection | None = Field(
+        default=None, description="the retired name of supply_orders", exclude=True
+    )
+
+    @model_validator(mode="after")
+    def _retired_table(self) -> ApiSection:
+        if self.reconnections is None:
+            return self
+        if self.supply_orders is not None:
+            raise ValueError(
+                f"give [api.supply_orders] only ([api.{RETIRED_CALLBACK_TABLE}] is its retired "
+                "name)"
+            )
+        warnings.warn(
+            f"[api.{RETIRED_CALLBACK_TABLE}] is deprecated; name the table [api.supply_orders]",
+            FutureWarning,
+            stacklevel=2,
+        )
+        object.__setattr__(self, "supply_orders", self.reconnections)
+        object.__setattr__(self, "reconnections", None)
+        return self
 
 
 class HeadEndSection(BaseModel):
@@ -327,7 +357,7 @@ class Settings(BaseModel):
     # Where a channel's money sits before it is settled: a clearing account, except for
     # recharge vouchers, whose money was taken when the card was sold (voucher liability).
     channel_debit_accounts: Mapping[str, AccountKind] = Field(
-        default_factory=lambda: {"prepaid_card": AccountKind.VOUCHER_LIABILITY}
+        default_factory=lambda: {"voucher": AccountKind.VOUCHER_LIABILITY}
     )
     sqlite_synchronous: str = "FULL"
     seal_every: int = Field(default=1000, ge=0)
@@ -366,6 +396,17 @@ class Settings(BaseModel):
         if isinstance(value, int):
             value = timedelta(hours=value)
         return {"promise": value} if isinstance(value, timedelta) else value
+
+    @field_validator("channel_cutoffs", "channel_debit_accounts", mode="before")
+    @classmethod
+    def _channel_names(cls, value: object) -> object:
+        # A retired channel name is read as the channel's name now (paygate.renames).
+        if not isinstance(value, Mapping):
+            return value
+        return {
+            current_channel(k, where="Settings") if isinstance(k, str) else k: v
+            for k, v in value.items()
+        }
 
     @field_validator("sqlite_synchronous", mode="before")
     @classmethod

@@ -58,6 +58,7 @@ from paygate.channels.errors import (
 from paygate.channels.wire import Headers, shown
 from paygate.clock import Clock, require_aware
 from paygate.errors import ConfigurationError, InvalidInputError, ParseError
+from paygate.renames import current_channel
 from paygate.store.engine import Store, Tx, UniqueViolation
 
 __all__ = [
@@ -332,6 +333,7 @@ class DeviceRegistry:
         _check_device_id(device_id)
         if not isinstance(channel, str) or not _CHANNEL.match(channel):
             raise InvalidInputError("not a channel name", field="channel")
+        channel = current_channel(channel, where="device channel", category=FutureWarning)
         if label is not None and (
             not isinstance(label, str) or len(label) > _LABEL_MAX or not label.isprintable()
         ):

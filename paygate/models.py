@@ -24,6 +24,7 @@ from pydantic import (
 
 from paygate.errors import InvalidInputError, NaiveDatetimeError
 from paygate.money import Money
+from paygate.renames import current_channel
 
 __all__ = [
     "PAID_AT_CEILING",
@@ -108,6 +109,12 @@ class PaymentIntent(_Frozen):
     :class:`~paygate.errors.InvalidInputError` naming ``paid_at``."""
     terminal_id: Identifier | None = None
     """The kiosk or POS terminal that took the payment, where there is one."""
+
+    @field_validator("channel")
+    @classmethod
+    def _current_channel(cls, value: str) -> str:
+        # A retired channel name is the same channel: its payments replay, never post twice.
+        return current_channel(value, where="PaymentIntent.channel", stacklevel=6)
 
     @field_validator("paid_at")
     @classmethod

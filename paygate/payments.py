@@ -54,6 +54,7 @@ from paygate.records import (
     write_bills,
     write_states,
 )
+from paygate.renames import current_channel
 from paygate.store.engine import Tx, UniqueViolation
 from paygate.supply import SupplyOrders
 
@@ -106,7 +107,7 @@ class Payments:
 
     def debit_kind(self, channel: str) -> AccountKind:
         """The kind of account a channel's payments are debited to: its clearing account
-        unless the settings route it elsewhere (recharge cards: the voucher liability)."""
+        unless the settings route it elsewhere (recharge vouchers: the voucher liability)."""
         return self._core.settings.channel_debit_accounts.get(channel, AccountKind.CHANNEL_CLEARING)
 
     def ledger_account(self, tx: Tx, code: str, kind: AccountKind, currency: str) -> int:
@@ -662,6 +663,7 @@ def _net_allocations(tx: Tx, payment_id: int) -> dict[int, tuple[int, int]]:
 
 
 def _payment_id(tx: Tx, channel: str, channel_txn_id: str) -> int:
+    channel = current_channel(channel, where="channel")
     value = tx.scalar(
         "SELECT id FROM payments WHERE channel = :c AND channel_txn_id = :t",
         {"c": channel, "t": channel_txn_id},

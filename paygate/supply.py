@@ -1,4 +1,4 @@
-"""Supply: reconnection and disconnection orders, service-promise clocks, breaches.
+"""Supply: supply orders (reconnection and disconnection), service-promise clocks, breaches.
 
 Invariant (DESIGN.md 5): when a disconnected account's arrears reach zero, exactly one
 reconnection order is created in that same transaction, with deadlines from the service promise;

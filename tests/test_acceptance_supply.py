@@ -285,8 +285,8 @@ def test_the_cli_names_an_unknown_account_or_order(db_url: str) -> None:
         (["dunning", "order", "NO-SUCH", "--approved-by", "ops", "--negotiated"], "no account"),
         (["dunning", "notice", "NO-SUCH"], "no account NO-SUCH"),
         (["accounts", "status", "NO-SUCH"], "no account NO-SUCH"),
-        (["orders", "retry", "424242"], "no supply order 424242"),
-        (["orders", "confirm", "424242"], "no supply order 424242"),
+        (["supply-orders", "retry", "424242"], "no supply order 424242"),
+        (["supply-orders", "confirm", "424242"], "no supply order 424242"),
     ):
         result = runner.invoke(app, [*args, "--database-url", db_url])
         assert result.exit_code == 2, (args, result.output)

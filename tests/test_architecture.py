@@ -34,6 +34,7 @@ CORE = (
     "paygate.records",
     "paygate.promise",
     "paygate.group_commit",
+    "paygate.renames",
     "paygate.store",
 )
 EDGES = (

@@ -133,7 +133,7 @@ def test_the_demo_runs_end_to_end_and_ends_with_a_clean_audit(tmp_path: Path) ->
     code, out = paygate("demo", "--database-url", url, "--accounts", "40")
     assert code == 0, out
     assert "40 accounts, 80 bills" in out
-    for channel in ("alipay", "wechatpay", "online", "kiosk", "pos", "bank_agent", "prepaid_card"):
+    for channel in ("alipay", "wechatpay", "online", "kiosk", "pos", "bank_agent", "voucher"):
         assert f"│ {channel}" in out, channel
     assert "200 success" in out and "│ 204" in out and "200 redeemed" in out
     assert "Forged messages" in out and "401 invalid_signature" in out and "401 wrong_pin" in out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -53,17 +54,17 @@ def test_dispatch_once_without_a_head_end_fails_the_order_visibly(
     code, out = paygate("dispatch", "--once", "--database-url", url)
     assert code == 0, out
     assert "1 failed" in out and "events: 0 delivered" in out
-    code, out = paygate("orders", "list", "--status", "failed", "--database-url", url)
+    code, out = paygate("supply-orders", "list", "--status", "failed", "--database-url", url)
     assert code == 0 and str(order_id) in out and "no head-end" in out
-    code, out = paygate("orders", "list", "--database-url", url)
+    code, out = paygate("supply-orders", "list", "--database-url", url)
     assert str(order_id) in out
-    code, out = paygate("orders", "retry", str(order_id), "--database-url", url)
+    code, out = paygate("supply-orders", "retry", str(order_id), "--database-url", url)
     assert code == 0 and "queued again" in out
     code, out = paygate(
-        "orders", "confirm", str(order_id), "--actor", "crew-7", "--database-url", url
+        "supply-orders", "confirm", str(order_id), "--actor", "crew-7", "--database-url", url
     )
     assert code == 0 and "completed" in out
-    code, out = paygate("orders", "confirm", "999999999", "--database-url", url)
+    code, out = paygate("supply-orders", "confirm", "999999999", "--database-url", url)
     assert code == 2 and "no supply order" in out
 
 
@@ -119,7 +120,7 @@ def test_a_head_ends_error_text_is_listed_as_text(with_order: tuple[str, int]) -
                 {"e": answered, "o": order_id},
             )
         )
-    code, out = paygate("orders", "list", "--database-url", url)
+    code, out = paygate("supply-orders", "list", "--database-url", url)
     assert code == 0, out
     assert "502 Bad Gateway: [/] [red]down[/red] \\x1b[2J\\x1b]0;t\\x07" in out
     assert "\x1b" not in out
@@ -127,9 +128,31 @@ def test_a_head_ends_error_text_is_listed_as_text(with_order: tuple[str, int]) -
 
 def test_orders_list_refuses_a_status_that_does_not_exist(with_order: tuple[str, int]) -> None:
     url, order_id = with_order
-    code, out = paygate("orders", "list", "--status", "opne", "--database-url", url)
+    code, out = paygate("supply-orders", "list", "--status", "opne", "--database-url", url)
     assert code == 2
     [line] = out.strip().splitlines()
     assert "--status" in line and "'opne'" in line and "open" in line
-    code, out = paygate("orders", "list", "--status", "open", "--database-url", url)
+    code, out = paygate("supply-orders", "list", "--status", "open", "--database-url", url)
     assert code == 0 and out.split()[0] == str(order_id)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "args"),
+    [
+        ("orders", "supply-orders", ["list"]),
+        ("exceptions", "findings", ["list"]),
+    ],
+)
+def test_a_retired_command_group_still_works_and_says_its_new_name_once(
+    with_order: tuple[str, int], old: str, new: str, args: list[str]
+) -> None:
+    url, _ = with_order
+    runner = CliRunner()
+    current = runner.invoke(app, [new, *args, "--database-url", url])
+    retired = runner.invoke(app, [old, *args, "--database-url", url])
+    assert current.exit_code == retired.exit_code == 0, retired.output
+    assert retired.stdout == current.stdout
+    assert current.stderr == ""
+    assert retired.stderr == f"paygate {old} is deprecated; use paygate {new}\n"
+    listed = re.findall(r"^│ (\S+)\s", runner.invoke(app, ["--help"]).stdout, re.MULTILINE)
+    assert new in listed and old not in listed

@@ -165,7 +165,7 @@ def test_the_promise_alias_means_hours_in_the_file_and_the_environment(tmp_path:
         ),
         ("[dispatch]\nheadends = 3\n", "dispatch.headends: "),
         ("nonsense = 1\n", "paygate.toml: nonsense: not a setting here"),
-        ('[api.reconnections]\nheadend = "a"\ncallback_secret_env = "B"\n', "exactly one"),
+        ('[api.supply_orders]\nheadend = "a"\ncallback_secret_env = "B"\n', "exactly one"),
         ('timezone = "Mars/Olympus"\n', "timezone: unknown time zone"),
         ("[api\n", "paygate.toml: not valid TOML"),
     ],
@@ -357,7 +357,7 @@ def test_serve_workers_load_the_configuration_the_parent_checked(
         tmp_path / "paygate.toml",
         'database_url = "sqlite:///never-opened.db"\nseal_every = 7\n'
         "[api.channels.kiosk]\ntimestamp_window = 60\n"
-        '[api.reconnections]\ncallback_secret_env = "AMI_CALLBACK"\n',
+        '[api.supply_orders]\ncallback_secret_env = "AMI_CALLBACK"\n',
     )
     monkeypatch.setenv("AMI_CALLBACK", CALLBACK_SECRET.decode())
     monkeypatch.setenv("PAYGATE_PAY_MANY_CHUNK", "250")

@@ -1,5 +1,5 @@
 """The demo, read back from its database: every channel's payments came through its adapter,
-the books agree with what the kiosk and the recharge cards say, and the impostors posted
+the books agree with what the kiosk and the recharge vouchers say, and the impostors posted
 nothing. One small run per database kind serves every test here."""
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def test_every_channel_took_payments_through_its_adapter(demo: Demo) -> None:
     url, summary = demo
     by_channel = dict(rows(url, "SELECT channel, COUNT(*) FROM payments GROUP BY channel"))
     families = {"mobile" if channel in MOBILE else channel for channel in by_channel}
-    assert families == {"mobile", "online", "kiosk", "pos", "bank_agent", "prepaid_card"}
+    assert families == {"mobile", "online", "kiosk", "pos", "bank_agent", "voucher"}
     # Every payment in the ledger is one the demo saw a channel's adapter accept.
     assert by_channel == dict(summary.payments)
     # Each carries the identifiers only its adapter gives: the authenticated kiosk and its own
@@ -82,7 +82,7 @@ def test_every_channel_took_payments_through_its_adapter(demo: Demo) -> None:
     unlinked = rows(
         url,
         "SELECT p.channel_txn_id FROM payments p LEFT JOIN vouchers v ON v.payment_id = p.id "
-        "WHERE p.channel = 'prepaid_card' AND (v.serial IS NULL OR v.serial <> p.channel_txn_id "
+        "WHERE p.channel = 'voucher' AND (v.serial IS NULL OR v.serial <> p.channel_txn_id "
         "OR v.status <> 'redeemed')",
     )
     assert unlinked == []
@@ -106,7 +106,7 @@ def test_voucher_liability_is_cards_sold_less_cards_redeemed(demo: Demo) -> None
         "JOIN ledger_balances b ON b.account_id = l.id WHERE l.code = 'voucher_liability:CNY'",
     )
     [(paid_by_card,)] = rows(
-        url, "SELECT COALESCE(SUM(amount), 0) FROM payments WHERE channel = 'prepaid_card'"
+        url, "SELECT COALESCE(SUM(amount), 0) FROM payments WHERE channel = 'voucher'"
     )
     assert int(sold) > int(redeemed) > 0
     assert int(paid_by_card) == int(redeemed)
@@ -149,11 +149,11 @@ def test_the_forged_messages_posted_nothing(demo: Demo) -> None:
         "kiosk",
         "pos",
         "bank_agent",
-        "prepaid_card",
+        "voucher",
     }
     for channel, message in forged.items():
         assert message.status_code == 401, channel
-        expected = "wrong_pin" if channel == "prepaid_card" else "invalid_signature"
+        expected = "wrong_pin" if channel == "voucher" else "invalid_signature"
         assert message.error_code == expected, channel
         assert not message.posted, channel
     [(payments,)] = rows(url, "SELECT COUNT(*) FROM payments")

@@ -75,7 +75,7 @@ def test_orders_are_listed_typed_and_filtered(gateway: Gateway) -> None:
 def test_orders_list_prints_utc_alike_on_both_databases(gateway: Gateway, db_url: str) -> None:
     with gateway:
         [order] = gateway.store.run(list_orders, write=False)
-    result = CliRunner().invoke(app, ["orders", "list", "--database-url", db_url])
+    result = CliRunner().invoke(app, ["supply-orders", "list", "--database-url", db_url])
     assert result.exit_code == 0, result.output
     stamp = order.created_at.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
     # rich prints a tab as spaces

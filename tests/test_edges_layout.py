@@ -23,7 +23,7 @@ from pydantic import SecretBytes
 from paygate.api import ApiConfig, create_app
 from paygate.channels.kiosk import KioskConfig
 from paygate.channels.pos import PosConfig
-from paygate.channels.prepaid_card import PrepaidCardConfig
+from paygate.channels.voucher import VoucherConfig
 from paygate.config import Settings
 from tests.api.test_notify import channel_configs
 
@@ -95,6 +95,8 @@ MINIMAL_ROUTES = {
 FULL_ROUTES = MINIMAL_ROUTES | {
     ("POST", "/v1/channels/{channel}/notify"),
     ("POST", "/v1/pos/{operation}"),
+    ("POST", "/v1/supply-orders/{order_id}/confirm"),
+    # The retired path of the same route, served while it is deprecated.
     ("POST", "/v1/reconnections/{order_id}/confirm"),
     ("POST", "/v1/vouchers/redeem"),
 }
@@ -108,6 +110,7 @@ MINIMAL_OPERATIONS = {
 FULL_OPERATIONS = MINIMAL_OPERATIONS | {
     ("POST", "/v1/channels/{channel}/notify", "notify"),
     ("POST", "/v1/pos/{operation}", "posMessage"),
+    ("POST", "/v1/supply-orders/{order_id}/confirm", "confirmSupplyOrder"),
     ("POST", "/v1/reconnections/{order_id}/confirm", "confirmReconnection"),
     ("POST", "/v1/vouchers/redeem", "redeemVoucher"),
 }
@@ -118,7 +121,7 @@ def full_config() -> ApiConfig:
     return ApiConfig(
         channels={
             "kiosk": KioskConfig(),
-            "prepaid_card": PrepaidCardConfig(),
+            "voucher": VoucherConfig(),
             "pos": PosConfig(merchant_ids=("898110048160001",)),
             **channel_configs(),
         },
@@ -169,3 +172,13 @@ def test_the_app_serves_the_routes_and_operations_it_always_served(
     assert routes_of(app) == routes
     assert operations_of(app) == operations
     assert not (tmp_path / "never-opened.db").exists()
+
+
+def test_the_retired_supply_order_path_is_deprecated_and_the_new_one_is_not() -> None:
+    app = create_app(Settings(database_url="sqlite:///never-opened.db"), config=full_config())
+    paths = app.openapi()["paths"]
+    new = paths["/v1/supply-orders/{order_id}/confirm"]["post"]
+    old = paths["/v1/reconnections/{order_id}/confirm"]["post"]
+    assert old["deprecated"] is True and "deprecated" not in new
+    # The same operation otherwise: what it takes and answers.
+    assert old["responses"] == new["responses"] and old["requestBody"] == new["requestBody"]

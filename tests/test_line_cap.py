@@ -19,7 +19,7 @@ from paygate.channels.kiosk import KIOSK_STATEMENT_COLUMNS, read_kiosk_statement
 from paygate.channels.mobile import read_alipay_bill, read_wechat_trade_bill
 from paygate.channels.online import read_online_statement
 from paygate.channels.pos import read_pos_statement
-from paygate.channels.prepaid_card import read_prepaid_card_statement
+from paygate.channels.voucher import read_voucher_statement
 from paygate.errors import ParseError
 from paygate.reconcile.bank import (
     CsvLayout,
@@ -78,10 +78,10 @@ LINE_READERS: dict[str, tuple[bytes, int, Reader]] = {
     ),
     "online": (b"", 1, lambda p: read_online_statement(p, currency="CNY")),
     "pos": (b"", 1, lambda p: read_pos_statement(p, currency="CNY")),
-    "prepaid card": (
+    "voucher": (
         b"",
         1,
-        lambda p: read_prepaid_card_statement(p, currency="CNY", timezone="Asia/Shanghai"),
+        lambda p: read_voucher_statement(p, currency="CNY", timezone="Asia/Shanghai"),
     ),
     "wechat": (b"", 1, lambda p: read_wechat_trade_bill(p, currency="CNY")),
     "alipay": (b"#\n", 2, lambda p: read_alipay_bill(p, currency="CNY")),

@@ -187,7 +187,7 @@ class TestAWorkedStory:
         serial = issued.first_serial
         receipt = service.redeem(customer, serial, pins[serial], source=SOURCE)
 
-        assert receipt.channel == "prepaid_card" and receipt.channel_txn_id == serial
+        assert receipt.channel == "voucher" and receipt.channel_txn_id == serial
         assert receipt.amount == yuan("200.00") and not receipt.replayed
         assert receipt.late_fee > yuan("0")  # ten days overdue: the late fee is charged first
         paid = sum((a.late_fee + a.principal for a in receipt.allocations), yuan("0"))

@@ -232,10 +232,10 @@ def _check_config(config: ApiConfig, registry: ChannelRegistry) -> None:
             raise ConfigurationError(
                 f"channels.{name}: the HTTP API has no route for this channel", field="channels"
             )
-    if config.prepaid_card is not None and config.voucher_pin_key is None:
+    if config.voucher is not None and config.voucher_pin_key is None:
         raise ConfigurationError(
-            "channels.prepaid_card: the voucher PIN key is not given (voucher_pin_key)",
-            field="channels.prepaid_card",
+            "channels.voucher: the voucher PIN key is not given (voucher_pin_key)",
+            field="channels.voucher",
         )
 
 
@@ -293,7 +293,7 @@ def create_app(
     app.include_router(accounts.router)
     app.include_router(payments.router)
     app.include_router(kiosks.router)
-    if config.prepaid_card is not None:
+    if config.voucher is not None:
         app.include_router(vouchers.router)
     if PosAdapter.name in config.channels:
         app.include_router(pos.router)

@@ -15,7 +15,7 @@ older ``api.toml`` has these tables at its top, without ``api.``)::
     timestamp_window = 300              # seconds either way; also the paid_at skew allowed
     max_body_bytes = 65536
 
-    [api.channels.prepaid_card]         # serves POST /v1/vouchers/redeem
+    [api.channels.voucher]              # serves POST /v1/vouchers/redeem
     pin_key_env = "PAYGATE_VOUCHER_PIN_KEY"
 
     [api.channels.wechatpay]            # serves POST /v1/channels/wechatpay/notify
@@ -25,15 +25,17 @@ older ``api.toml`` has these tables at its top, without ``api.``)::
     "5157F09EFDC096DE15EBE81A47057A7232F1B8E1" = '''-----BEGIN CERTIFICATE-----
     ...'''
 
-    [api.reconnections]                 # serves POST /v1/reconnections/{id}/confirm
+    [api.supply_orders]                 # serves POST /v1/supply-orders/{id}/confirm
     callback_secret_env = "PAYGATE_AMI_CALLBACK_SECRET"
     # or: headend = "ami", to use [dispatch.headends.ami]'s callback_secret_env (else secret_env)
 
 A channel section is served when it is present: ``kiosk`` at ``/v1/payments`` and
-``/v1/kiosks/{id}/close``, ``prepaid_card`` at ``/v1/vouchers/redeem``, ``pos`` at
+``/v1/kiosks/{id}/close``, ``voucher`` at ``/v1/vouchers/redeem``, ``pos`` at
 ``/v1/pos/{sale,void,settle}`` (terminals' MAC keys need ``PAYGATE_KEY_ENCRYPTION_KEY``),
 and every channel
-that offers notifications at ``/v1/channels/{name}/notify``. The kiosk paths and the
+that offers notifications at ``/v1/channels/{name}/notify``. ``[api.reconnections]`` and
+``[api.channels.prepaid_card]`` are the retired names of ``[api.supply_orders]`` and
+``[api.channels.voucher]``: still read, with a FutureWarning. The kiosk paths and the
 redemption's source header are fixed by the HTTP API and may not be configured.
 """
 
@@ -42,6 +44,7 @@ from __future__ import annotations
 import os
 import types
 import typing
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,10 +55,11 @@ from pydantic import SecretBytes, SecretStr, ValidationError
 from paygate.channels.base import ChannelConfig, ChannelRegistry, Operation
 from paygate.channels.kiosk import KioskAdapter, KioskConfig
 from paygate.channels.pos import PosAdapter
-from paygate.channels.prepaid_card import PrepaidCardAdapter, PrepaidCardConfig
+from paygate.channels.voucher import VoucherAdapter, VoucherConfig
 from paygate.config import API_CONFIG_ENV, PaygateConfig, secret_from_env
 from paygate.devices import HEADER_DEVICE
 from paygate.headend.webhook import MIN_SECRET_BYTES
+from paygate.renames import RETIRED_CHANNELS, current_channel
 from paygate.vouchers import PIN_KEY_ENV, load_pin_key
 
 __all__ = [
@@ -76,7 +80,7 @@ KIOSK_CLOSE_PATH: Final = "/v1/kiosks/{device_id}/close"
 
 _FIXED: Final[Mapping[str, frozenset[str]]] = {
     KioskAdapter.name: frozenset({"pay_path", "daily_close_path"}),
-    PrepaidCardAdapter.name: frozenset({"source_header"}),
+    VoucherAdapter.name: frozenset({"source_header"}),
     PosAdapter.name: frozenset(),
 }
 
@@ -94,6 +98,15 @@ class ApiConfig:
     callback_secret: SecretBytes | None = None
     source: str | None = None
 
+    def __post_init__(self) -> None:
+        # A retired channel name (paygate.renames) is the channel's name now.
+        if any(name in RETIRED_CHANNELS for name in self.channels):
+            current = {
+                current_channel(name, where="ApiConfig.channels", stacklevel=5): config
+                for name, config in self.channels.items()
+            }
+            object.__setattr__(self, "channels", current)
+
     def __repr__(self) -> str:
         # Short on purpose: the configuration holds keys, and reprs end up in logs.
         return f"<ApiConfig channels={sorted(self.channels)} source={self.source!r}>"
@@ -107,13 +120,23 @@ class ApiConfig:
         return base.model_copy(update={"pay_path": KIOSK_PAY_PATH})
 
     @property
-    def prepaid_card(self) -> PrepaidCardConfig | None:
+    def voucher(self) -> VoucherConfig | None:
         """The voucher channel's configuration, its attempts' source the signing device."""
-        found = self.channels.get(PrepaidCardAdapter.name)
-        if not isinstance(found, PrepaidCardConfig):
+        found = self.channels.get(VoucherAdapter.name)
+        if not isinstance(found, VoucherConfig):
             return None
         # The authenticated device is the source the throttle counts, never the body's word.
         return found.model_copy(update={"source_header": HEADER_DEVICE})
+
+    @property
+    def prepaid_card(self) -> VoucherConfig | None:
+        """Deprecated: :attr:`voucher`."""
+        warnings.warn(
+            "ApiConfig.prepaid_card is deprecated; use ApiConfig.voucher",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.voucher
 
 
 def _is_secret(annotation: object) -> bool:
@@ -139,7 +162,7 @@ def _channel_config(
     if name not in _FIXED and Operation.NOTIFY not in adapter.operations:
         raise config.problem(
             at,
-            "the HTTP API has no route for this channel (it serves kiosk, prepaid_card, pos "
+            "the HTTP API has no route for this channel (it serves kiosk, voucher, pos "
             "and channels that send notifications)",
         )
     model = adapter.config_model
@@ -166,18 +189,18 @@ def _channel_config(
 
 
 def _callback_secret(config: PaygateConfig, environ: Mapping[str, str]) -> SecretBytes | None:
-    section = config.api.reconnections
+    section = config.api.supply_orders
     if section is None:
         return None
     if section.callback_secret_env is not None:
-        where = config.place("api.reconnections.callback_secret_env")
+        where = config.place("api.supply_orders.callback_secret_env")
         text = secret_from_env(where, section.callback_secret_env, environ)
     else:
         name = section.headend
         headend = config.dispatch.headends.get(name or "")
         if headend is None or headend.type != "webhook":
             raise config.problem(
-                "api.reconnections.headend", f"[headends.{name}] is not a webhook head-end"
+                "api.supply_orders.headend", f"[headends.{name}] is not a webhook head-end"
             )
         options = headend.options
         key = "callback_secret_env" if "callback_secret_env" in options else "secret_env"
@@ -188,7 +211,7 @@ def _callback_secret(config: PaygateConfig, environ: Mapping[str, str]) -> Secre
     if len(secret) < MIN_SECRET_BYTES:
         # Say what is wanted, never what was given.
         raise config.problem(
-            "api.reconnections", f"the callback secret has at least {MIN_SECRET_BYTES} bytes"
+            "api.supply_orders", f"the callback secret has at least {MIN_SECRET_BYTES} bytes"
         )
     return SecretBytes(secret)
 
@@ -208,14 +231,17 @@ def api_config(
     adapter's model, every secret read from its environment variable."""
     env = os.environ if environ is None else environ
     sections = config.api.channels
-    if not sections and config.api.reconnections is None:
+    if not sections and config.api.supply_orders is None:
         return ApiConfig(source=_source(config))
     registry = registry or ChannelRegistry.discover()
     channels: dict[str, ChannelConfig] = {}
     pin_key: SecretBytes | None = None
-    for name, section in sections.items():
+    for given, section in sections.items():
+        name = current_channel(
+            given, where=config.place(f"api.channels.{given}"), category=FutureWarning
+        )
         options = dict(section)
-        if name == PrepaidCardAdapter.name:
+        if name == VoucherAdapter.name:
             var = options.pop("pin_key_env", PIN_KEY_ENV)
             where = config.place(f"api.channels.{name}.pin_key_env")
             pin_key = load_pin_key({PIN_KEY_ENV: secret_from_env(where, var, env)})

@@ -33,8 +33,8 @@ from paygate.channels.base import AdapterContext, ChannelAdapter, ChannelRegistr
 from paygate.channels.errors import PayloadTooLargeError
 from paygate.channels.kiosk import KioskAdapter, KioskContext
 from paygate.channels.pos import PosAdapter, PosContext
-from paygate.channels.prepaid_card import PrepaidCardAdapter, PrepaidCardContext
 from paygate.channels.stores import SqlKioskLedger, SqlNonceStore, SqlOrderStore, SqlPosLedger
+from paygate.channels.voucher import VoucherAdapter, VoucherContext
 from paygate.clock import Clock
 from paygate.config import Settings
 from paygate.devices import Device, DeviceRegistry, key_encryption_key_from_env
@@ -57,7 +57,7 @@ __all__ = [
 
 T = TypeVar("T")
 
-TERMINAL_CHANNELS: Final = frozenset({KioskAdapter.name, PrepaidCardAdapter.name, PosAdapter.name})
+TERMINAL_CHANNELS: Final = frozenset({KioskAdapter.name, VoucherAdapter.name, PosAdapter.name})
 """Channels served at routes of their own; every other configured channel is a notify channel."""
 
 _JSON: Final = "application/json"
@@ -74,7 +74,7 @@ class Runtime:
     nonces: SqlNonceStore
     kiosk: KioskAdapter
     kiosk_ledger: SqlKioskLedger
-    vouchers: PrepaidCardAdapter | None
+    vouchers: VoucherAdapter | None
     pos: PosAdapter | None
     notify: dict[str, ChannelAdapter[Any]]
     callback_secret: SecretBytes | None
@@ -131,8 +131,8 @@ def start(
             ),
         )
         assert isinstance(kiosk, KioskAdapter)
-        vouchers: PrepaidCardAdapter | None = None
-        card_config = config.prepaid_card
+        vouchers: VoucherAdapter | None = None
+        card_config = config.voucher
         if card_config is not None:
             service = (
                 VoucherService(gateway, config.voucher_pin_key)
@@ -140,11 +140,11 @@ def start(
                 else None
             )
             created = registry.create(
-                PrepaidCardAdapter.name,
+                VoucherAdapter.name,
                 card_config,
-                PrepaidCardContext(clock=gateway.clock, nonces=nonces, vouchers=service),
+                VoucherContext(clock=gateway.clock, nonces=nonces, vouchers=service),
             )
-            assert isinstance(created, PrepaidCardAdapter)
+            assert isinstance(created, VoucherAdapter)
             vouchers = created
         pos: PosAdapter | None = None
         if PosAdapter.name in config.channels:

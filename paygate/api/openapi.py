@@ -20,14 +20,15 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from paygate.api.problems import PROBLEM_MEDIA_TYPE, Problem
-from paygate.api.schemas import Health, ReconnectionProgress, VoucherRedemption
+from paygate.api.routes.headend import RETIRED_SUPPLY_ORDER_CONFIRM, SUPPLY_ORDER_CONFIRM
+from paygate.api.schemas import Health, SupplyOrderProgress, VoucherRedemption
 from paygate.channels.kiosk import (
     KioskCloseRequest,
     KioskCloseResult,
     KioskPayRequest,
     KioskReceipt,
 )
-from paygate.channels.prepaid_card import RedeemRequest
+from paygate.channels.voucher import RedeemRequest
 from paygate.devices import HEADER_DEVICE, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP
 from paygate.headend.webhook import (
     CALLBACK_SIGNATURE_HEADER,
@@ -61,7 +62,7 @@ _MODELS: Final[tuple[tuple[type[BaseModel], Literal["validation", "serialization
     (RedeemRequest, "validation"),
     (VoucherRedemption, "serialization"),
     (HeadEndCallback, "validation"),
-    (ReconnectionProgress, "serialization"),
+    (SupplyOrderProgress, "serialization"),
     (Health, "serialization"),
 )
 
@@ -193,7 +194,7 @@ _OPERATIONS: Final[dict[tuple[str, str], _Operation]] = {
         },
         problems=(400, 401, 403, 404, 409, 413, 415, 429, 503),
     ),
-    ("post", "/v1/reconnections/{order_id}/confirm"): _Operation(
+    ("post", SUPPLY_ORDER_CONFIRM): _Operation(
         headers=(
             _header(
                 CALLBACK_TIMESTAMP_HEADER,
@@ -207,7 +208,7 @@ _OPERATIONS: Final[dict[tuple[str, str], _Operation]] = {
             ),
         ),
         body=(HeadEndCallback, "the head-end's report on the order"),
-        answers={200: ("recorded (a repeat changes nothing)", ReconnectionProgress)},
+        answers={200: ("recorded (a repeat changes nothing)", SupplyOrderProgress)},
         problems=(400, 401, 404, 413, 415, 503),
         path_schemas={
             "order_id": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1},
@@ -217,6 +218,9 @@ _OPERATIONS: Final[dict[tuple[str, str], _Operation]] = {
         answers={200: ("the gateway and its database answer", Health)}, problems=(503,)
     ),
 }
+
+# The retired path of the head-end callback: the same operation, documented as deprecated.
+_OPERATIONS[("post", RETIRED_SUPPLY_ORDER_CONFIRM)] = _OPERATIONS[("post", SUPPLY_ORDER_CONFIRM)]
 
 _NOTIFY: Final = ("post", "/v1/channels/{channel}/notify")
 _POS: Final = ("post", "/v1/pos/{operation}")

@@ -10,7 +10,7 @@ What a route answers, by route:
 * ``POST /v1/payments`` — :class:`~paygate.channels.kiosk.KioskReceipt`;
 * ``POST /v1/kiosks/{id}/close`` — :class:`~paygate.channels.kiosk.KioskCloseResult`;
 * ``POST /v1/vouchers/redeem`` — :class:`VoucherRedemption`;
-* ``POST /v1/reconnections/{id}/confirm`` — :class:`ReconnectionProgress`;
+* ``POST /v1/supply-orders/{id}/confirm`` — :class:`SupplyOrderProgress`;
 * ``GET /healthz`` — :class:`Health`;
 * any refusal — :class:`~paygate.api.problems.Problem`.
 
@@ -24,9 +24,10 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from paygate.models import Receipt
+from paygate.renames import module_aliases
 from paygate.supply import OrderStatus
 
-__all__ = ["Health", "ReconnectionProgress", "VoucherRedemption"]
+__all__ = ["Health", "SupplyOrderProgress", "VoucherRedemption"]
 
 
 class _Frozen(BaseModel):
@@ -40,7 +41,7 @@ class VoucherRedemption(_Frozen):
     receipt: Receipt
 
 
-class ReconnectionProgress(_Frozen):
+class SupplyOrderProgress(_Frozen):
     """Where a supply order stands once the head-end's report is recorded."""
 
     order_id: int
@@ -52,3 +53,7 @@ class Health(_Frozen):
 
     status: Literal["ok"]
     database: Literal["ok"]
+
+
+# Retired names: ReconnectionProgress answered for every supply order, not only reconnections.
+__getattr__ = module_aliases(__name__, {"ReconnectionProgress": f"{__name__}:SupplyOrderProgress"})

@@ -51,6 +51,7 @@ from paygate.errors import (
 )
 from paygate.models import PaymentIntent, Receipt, StatementLine
 from paygate.money import MAX_MINOR, Money, minor_units_exponent, round_half_up
+from paygate.renames import RETIRED_CHANNELS, current_channel
 
 __all__ = [
     "BUILTIN_CHANNELS",
@@ -102,7 +103,7 @@ BUILTIN_CHANNELS: Final[tuple[str, ...]] = (
     "paygate.channels.pos:PosAdapter",
     "paygate.channels.bank_agent:BankAgentAdapter",
     "paygate.channels.kiosk:KioskAdapter",
-    "paygate.channels.prepaid_card:PrepaidCardAdapter",
+    "paygate.channels.voucher:VoucherAdapter",
 )
 """The built-in adapters, as ``module:Class`` paths (imported on registration, not here,
 because the adapter modules import this one)."""
@@ -759,7 +760,8 @@ class ChannelRegistry:
         return tuple(sorted(self._classes))
 
     def get(self, name: str) -> type[ChannelAdapter[Any]]:
-        """The adapter class registered as ``name``."""
+        """The adapter class registered as ``name`` (a retired name: its channel's, warned)."""
+        name = current_channel(name, where="channel registry", category=FutureWarning)
         try:
             return self._classes[name]
         except KeyError:
@@ -793,7 +795,7 @@ class ChannelRegistry:
         return adapter_class(typed, context)
 
     def __contains__(self, name: object) -> bool:
-        return name in self._classes
+        return name in self._classes or RETIRED_CHANNELS.get(str(name)) in self._classes
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())

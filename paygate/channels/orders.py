@@ -4,7 +4,7 @@ Invariant: an order, once stored, never changes. A channel that pays "order firs
 online gateway) accepts a notification only for an order it created, for exactly the
 order's amount and currency, and before the order's expiry (plus a late-notify window).
 
-Orders are payment orders, not the supply (reconnection) orders of :mod:`paygate.supply`.
+Orders are payment orders, not the supply orders of :mod:`paygate.supply`.
 The core stores them durably by implementing :class:`OrderStore` on its database; the
 in-memory store here is for tests and single-process demos.
 """

@@ -8,13 +8,14 @@ through the Gateway and the read functions of the modules that own the tables: n
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from paygate import __version__
-from paygate.cli._common import out, root_config
+from paygate.cli._common import err, out, root_config
 from paygate.cli.accounts import accounts_app
 from paygate.cli.audit import audit_app
 from paygate.cli.config import config_app
@@ -24,13 +25,23 @@ from paygate.cli.devices import devices_app
 from paygate.cli.dispatch import dispatch
 from paygate.cli.dunning import dunning_app
 from paygate.cli.events import events_app
-from paygate.cli.orders import orders_app
-from paygate.cli.reconcile import exceptions_app, reconcile_app, suspense_app
+from paygate.cli.reconcile import findings_app, reconcile_app, suspense_app
 from paygate.cli.reports import reports_app
 from paygate.cli.serve import serve
+from paygate.cli.supply_orders import supply_orders_app
 from paygate.cli.vouchers import vouchers_app
 
 __all__ = ["app", "main"]
+
+
+def _retired(old: str, new: str) -> Callable[[], None]:
+    """The callback of a retired command group: one deprecation line on stderr, then on."""
+
+    def warn() -> None:
+        err.print(f"paygate {old} is deprecated; use paygate {new}", highlight=False, markup=False)
+
+    warn.__doc__ = f"Deprecated: use `paygate {new}`."
+    return warn
 
 
 app = typer.Typer(
@@ -44,7 +55,7 @@ app = typer.Typer(
 app.add_typer(db_app, name="db")
 app.add_typer(audit_app, name="audit")
 app.add_typer(accounts_app, name="accounts")
-app.add_typer(orders_app, name="orders")
+app.add_typer(supply_orders_app, name="supply-orders")
 app.add_typer(dunning_app, name="dunning")
 app.add_typer(events_app, name="events")
 app.add_typer(reports_app, name="report", help="Reports: the service promise.")
@@ -52,7 +63,14 @@ app.add_typer(vouchers_app, name="vouchers", help="Recharge voucher cards.")
 app.add_typer(devices_app, name="devices", help="Kiosk and POS terminals and their keys.")
 app.add_typer(reconcile_app, name="reconcile")
 app.add_typer(suspense_app, name="suspense")
-app.add_typer(exceptions_app, name="exceptions")
+app.add_typer(findings_app, name="findings")
+# Retired names of command groups: hidden, working, and saying what they are called now.
+app.add_typer(
+    supply_orders_app, name="orders", hidden=True, callback=_retired("orders", "supply-orders")
+)
+app.add_typer(
+    findings_app, name="exceptions", hidden=True, callback=_retired("exceptions", "findings")
+)
 app.add_typer(config_app, name="config")
 app.command("serve")(serve)
 app.command("dispatch")(dispatch)

@@ -112,7 +112,7 @@ def demo(
     out.print(closes)
     out.print(
         f"POS batches settled: {summary.pos_batches}, {summary.pos_batches_matched} matching "
-        f"the ledger; recharge cards: {summary.cards_sold} sold "
+        f"the ledger; recharge vouchers: {summary.cards_sold} sold "
         f"({Money(summary.cards_sold_value, 'CNY')}), {summary.cards_redeemed} redeemed "
         f"({Money(summary.cards_redeemed_value, 'CNY')}), voucher liability "
         f"{summary.voucher_liability}"

@@ -1,8 +1,8 @@
-"""``paygate reconcile``, ``paygate suspense``, ``paygate exceptions``: reconciliation for finance.
+"""``paygate reconcile``, ``paygate suspense``, ``paygate findings``: reconciliation for finance.
 
 Invariant: the exit code of ``paygate reconcile`` tells a script what to do next, and only
-that: 0 every channel day is fully reconciled (no exception, nothing in suspense, the bank leg
-found when a bank statement was given); 1 exceptions remain for people; 2 an input could not
+that: 0 every channel day is fully reconciled (no open finding, nothing in suspense, the bank leg
+found when a bank statement was given); 1 open findings remain for people; 2 an input could not
 be read (the message names the file and line) or the command could not run. Every input (the
 options, each channel statement, the bank statement, the report path) is read and checked
 before the first decision is written, so exit code 2 means nothing was posted or recorded.
@@ -74,13 +74,14 @@ from paygate.reconcile.resolution import (
     suspense_items,
 )
 from paygate.reconcile.runs import findings, list_runs, load_run
+from paygate.renames import current_channel
 
-__all__ = ["exceptions_app", "reconcile_app", "suspense_app"]
+__all__ = ["findings_app", "reconcile_app", "suspense_app"]
 
 T = TypeVar("T")
 
 EXIT_RECONCILED = 0
-EXIT_EXCEPTIONS = 1
+EXIT_OPEN_FINDINGS = 1
 EXIT_UNREADABLE = 2
 
 # Files from this size on get a progress bar: a channel's day that takes more than a moment.
@@ -92,8 +93,9 @@ reconcile_app = typer.Typer(
 suspense_app = typer.Typer(
     help="Money in suspense: statement lines whose account is unknown.", no_args_is_help=True
 )
-exceptions_app = typer.Typer(
-    help="Findings that wait for a person: list them, reverse or confirm.", no_args_is_help=True
+findings_app = typer.Typer(
+    help="Open findings: what reconciliation left for a person; list them, reverse or confirm.",
+    no_args_is_help=True,
 )
 
 out = Console()
@@ -264,31 +266,31 @@ def _exit_code(
     *,
     unreadable: bool,
     whole_bank: bool,
-    bank_own_exceptions: int,
+    bank_open_findings: int,
 ) -> int:
     if unreadable:
         return EXIT_UNREADABLE
     if any(not run.fully_reconciled for run in channel_runs):
-        return EXIT_EXCEPTIONS
+        return EXIT_OPEN_FINDINGS
     if bank is not None:
         if any(run.settlement is None and run.net.minor > 0 for run in channel_runs):
-            return EXIT_EXCEPTIONS
+            return EXIT_OPEN_FINDINGS
         # Reconciling one channel, credits of the other channels are expected on the statement;
-        # a statement that does not balance, and money out of the account, are exceptions
+        # a statement that does not balance, and money out of the account, are open findings
         # either way.
-        if bank_own_exceptions:
-            return EXIT_EXCEPTIONS
-        if whole_bank and bank.exceptions:
-            return EXIT_EXCEPTIONS
+        if bank_open_findings:
+            return EXIT_OPEN_FINDINGS
+        if whole_bank and bank.open_findings:
+            return EXIT_OPEN_FINDINGS
     return EXIT_RECONCILED
 
 
-def _bank_own_exceptions(gateway: Gateway, bank: ReconciliationRun | None) -> int:
+def _bank_open_findings(gateway: Gateway, bank: ReconciliationRun | None) -> int:
     """Open findings about the bank statement itself (not about a channel's credit)."""
     if bank is None:
         return 0
     own = [FindingClass.BANK_UNBALANCED, FindingClass.BANK_DEBIT]
-    return sum(1 for _ in findings(gateway, bank.id, classes=own, exceptions_only=True))
+    return sum(1 for _ in findings(gateway, bank.id, classes=own, open_findings_only=True))
 
 
 @reconcile_app.callback(
@@ -331,7 +333,7 @@ def reconcile(
     """Reconcile CHANNEL's statement for --date (or --all channels, or the --bank statement
     alone) and report.
 
-    Exit code 0: fully reconciled; 1: exceptions remain; 2: an input could not be read (nothing
+    Exit code 0: fully reconciled; 1: open findings remain; 2: an input could not be read (nothing
     was posted).
     """
 
@@ -346,7 +348,13 @@ def reconcile(
                 "name one CHANNEL, or --all (or give --bank alone)", field="channel"
             )
         config = reconcile_config(load_config({"reconcile": config_file}))
-        names = sorted(config.channels) if every else [] if channel is None else [channel]
+        names = (
+            sorted(config.channels)
+            if every
+            else []
+            if channel is None
+            else [current_channel(channel, where="CHANNEL", category=FutureWarning)]
+        )
         if every and not names:
             raise InvalidInputError("--all needs a configuration naming channels", field="config")
         if statement is not None and len(names) != 1:
@@ -420,7 +428,7 @@ def reconcile(
                 for r in runs:
                     if r.superseded_by is None and r.supersedes is not None:
                         out.print(f"run {r.id} supersedes run {r.supersedes} (another file)")
-            own = _bank_own_exceptions(gateway, bank_run)
+            own = _bank_open_findings(gateway, bank_run)
             if report is not None and shown:
                 try:
                     write_report(gateway, shown, report)
@@ -444,10 +452,10 @@ def reconcile(
         bank_run,
         unreadable=unreadable,
         whole_bank=every or not names,
-        bank_own_exceptions=own,
+        bank_open_findings=own,
     )
-    if code == EXIT_EXCEPTIONS:
-        err.print("exceptions remain: see `paygate exceptions list` and `paygate suspense list`")
+    if code == EXIT_OPEN_FINDINGS:
+        err.print("open findings remain: see `paygate findings list` and `paygate suspense list`")
     raise typer.Exit(code)
 
 
@@ -470,7 +478,7 @@ def suspense_list(
 
     def run() -> None:
         with Gateway.open(settings=_settings(database_url)) as gateway:
-            items = suspense_items(gateway, channel=channel)
+            items = suspense_items(gateway, channel=_channel_option(channel))
         # One line an item, whole (no table to cut it short): people grep and paste these.
         _line(
             "ITEM", "channel", "business date", "file line", "transaction", "account named",
@@ -536,7 +544,7 @@ def suspense_release(
     _guard(run)
 
 
-# -- exceptions -----------------------------------------------------------------------------
+# -- findings -------------------------------------------------------------------------------
 
 
 def _amounts(f: Finding) -> tuple[str, str, str]:
@@ -557,15 +565,15 @@ def _amounts(f: Finding) -> tuple[str, str, str]:
     )
 
 
-@exceptions_app.command("list")
-def exceptions_list(
+@findings_app.command("list")
+def findings_list(
     channel: Annotated[str | None, typer.Option(help="Only this channel.")] = None,
     business_date: Annotated[
         str | None, typer.Option("--date", help="Only this business date.")
     ] = None,
     database_url: DatabaseUrl = None,
 ) -> None:
-    """Open exceptions of the current runs: FINDING (run:number), what, the ledger's amount,
+    """Open findings of the current runs: FINDING (run:number), what, the ledger's amount,
     the statement's, the difference (statement - ledger), note."""
 
     def run() -> int:
@@ -576,8 +584,8 @@ def exceptions_list(
                 "FINDING", "channel", "date", "class", "line", "subject", "ledger", "statement",
                 "difference", "note",
             )  # fmt: skip
-            for current in list_runs(gateway, channel=channel, business_date=day):
-                for f in findings(gateway, current.id, exceptions_only=True):
+            for current in list_runs(gateway, channel=_channel_option(channel), business_date=day):
+                for f in findings(gateway, current.id, open_findings_only=True):
                     count += 1
                     _line(
                         f"{current.id}:{f.seq}",
@@ -592,11 +600,11 @@ def exceptions_list(
         return count
 
     count = _guard(run)
-    out.print(f"{count} exception{'s' if count != 1 else ''}")
+    out.print(f"{count} open finding{'s' if count != 1 else ''}")
 
 
-@exceptions_app.command("resolve")
-def exceptions_resolve(
+@findings_app.command("resolve")
+def findings_resolve(
     finding: Annotated[str, typer.Argument(help="FINDING as listed: RUN:NUMBER.")],
     reason: Annotated[str, typer.Option(help="Why: recorded with the resolution.")],
     reverse: Annotated[
@@ -608,7 +616,7 @@ def exceptions_resolve(
     actor: Actor = None,
     database_url: DatabaseUrl = None,
 ) -> None:
-    """Resolve one exception: --reverse the payment it names, or --confirm the ledger."""
+    """Resolve one open finding: --reverse the payment it names, or --confirm the ledger."""
 
     def run() -> None:
         if reverse == confirm:
@@ -628,3 +636,10 @@ def exceptions_resolve(
         )
 
     _guard(run)
+
+
+def _channel_option(channel: str | None) -> str | None:
+    # A retired channel name still filters: it is read as the channel's name (renames).
+    if channel is None:
+        return None
+    return current_channel(channel, where="--channel", category=FutureWarning)

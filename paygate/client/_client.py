@@ -186,7 +186,7 @@ class PaygateClient(_Client):
         *,
         idempotency_key: str | None = None,
     ) -> VoucherRedemption:
-        """Redeem a recharge card for the account; the card's payment receipt."""
+        """Redeem a voucher for the account; the card's payment receipt."""
         return self._call(
             self._core.redeem_voucher(account_no, serial, pin, idempotency_key=idempotency_key)
         )
@@ -309,7 +309,7 @@ class AsyncPaygateClient(_Client):
         *,
         idempotency_key: str | None = None,
     ) -> VoucherRedemption:
-        """Redeem a recharge card for the account; the card's payment receipt."""
+        """Redeem a voucher for the account; the card's payment receipt."""
         return await self._call(
             self._core.redeem_voucher(account_no, serial, pin, idempotency_key=idempotency_key)
         )

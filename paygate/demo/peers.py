@@ -1,7 +1,7 @@
 """Simulated channel peers for the demo: the other end of each of paygate's channels.
 
 What Alipay's and WeChat Pay's servers, the online payment gateway, a self-service kiosk, a
-service-hall POS terminal, an agent bank, and customers with recharge cards from a retailer's
+service-hall POS terminal, an agent bank, and customers with recharge vouchers from a retailer's
 shelf send to paygate: each channel's native message, signed as its page in ``docs/channels``
 describes, with keys generated for this run. paygate's channel adapters verify these messages
 exactly as they would the real channel's; nothing here touches the ledger.
@@ -636,7 +636,7 @@ class AgentBank:
         return hmac.new(self._shared_key, message, hashlib.sha256).hexdigest()
 
 
-# ── recharge cards ───────────────────────────────────────────────────────────────────────
+# ── recharge vouchers ───────────────────────────────────────────────────────────────────────
 
 
 @dataclass(frozen=True)
@@ -649,7 +649,7 @@ class RechargeCard:
 
 
 class CardRetailer:
-    """A shop selling the utility's recharge cards, stocked from the printer file."""
+    """A shop selling the utility's recharge vouchers, stocked from the printer file."""
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -669,7 +669,7 @@ class CardRetailer:
         on the shelf; how many."""
         rows = csv.reader(io.StringIO(printer_file.decode("utf-8")))
         if tuple(next(rows, ())) != PRINTER_COLUMNS:
-            raise ValueError("not a recharge card printer file")
+            raise ValueError("not a voucher printer file")
         added = 0
         for _batch, serial, pin, face_value, currency, _expires in rows:
             face = Money.parse(face_value, currency)

@@ -11,7 +11,7 @@ Every payment arrives as its channel sends it. The peers of :mod:`paygate.demo.p
 Alipay's and WeChat Pay's servers, the online gateway (after the utility created the payment
 order), a kiosk registered in the device registry, a POS terminal whose MAC key is stored
 encrypted under a key-encryption key, an agent bank (counter payments and its daily batch
-file), customers redeeming recharge cards that were issued, printed and sold — sign native
+file), customers redeeming recharge vouchers that were issued, printed and sold — sign native
 messages with keys generated for this run, and paygate's channel adapters verify them and
 post through the Gateway, whose business dates follow each channel's cut-off. On every day
 of the story the POS terminal settles its batch at 23:00 and the kiosk closes at midnight,
@@ -58,12 +58,12 @@ from paygate.channels.mobile import AlipayAdapter, AlipayConfig, WechatPayAdapte
 from paygate.channels.online import OnlineAdapter, OnlineConfig
 from paygate.channels.orders import new_order_id
 from paygate.channels.pos import PosAdapter, PosConfig, PosContext
-from paygate.channels.prepaid_card import (
-    PrepaidCardAdapter,
-    PrepaidCardConfig,
-    PrepaidCardContext,
-)
 from paygate.channels.stores import SqlKioskLedger, SqlNonceStore, SqlOrderStore, SqlPosLedger
+from paygate.channels.voucher import (
+    VoucherAdapter,
+    VoucherConfig,
+    VoucherContext,
+)
 from paygate.clock import FixedClock
 from paygate.config import Settings
 from paygate.demo.peers import (
@@ -101,7 +101,7 @@ from paygate.vouchers import VoucherService
 
 __all__ = ["CHANNELS", "DemoSummary", "ForgedMessage", "run_demo"]
 
-CHANNELS: Final = ("alipay", "wechatpay", "online", "kiosk", "pos", "bank_agent", "prepaid_card")
+CHANNELS: Final = ("alipay", "wechatpay", "online", "kiosk", "pos", "bank_agent", "voucher")
 """The channels customers pay through in the demo, one adapter each."""
 
 OUTAGE: Final = (
@@ -113,14 +113,14 @@ FORGERY_AT: Final = datetime(2026, 11, 24, 4, 0, tzinfo=UTC)
 KIOSK_SHORTFALL: Final = Money(5_000, "CNY")
 """The cash missing at one kiosk count: a 50-yuan note."""
 CARD_FACE_VALUES: Final = (5_000, 10_000, 20_000, 50_000)
-"""Recharge card face values in fen: 50, 100, 200 and 500 yuan."""
+"""Voucher face values in fen: 50, 100, 200 and 500 yuan."""
 
 _ZONE: Final = ZoneInfo("Asia/Shanghai")
 _CURRENCY: Final = "CNY"
 _KIOSK_ID: Final = "K0001"
 _POS_ID: Final = "HALL0001"
 _APP: Final = "app:power-service"
-"""Where customers redeem recharge cards: the utility's app (the attempt's source)."""
+"""Where customers redeem recharge vouchers: the utility's app (the attempt's source)."""
 
 _Handler = Callable[[bytes, Mapping[str, str], Gateway], NotifyResult]
 """An adapter operation: ``handle_notify``, ``handle_pay``, ``handle_redeem`` …"""
@@ -240,7 +240,7 @@ def run_demo(database_url: str, *, accounts: int = 300, seed: int = 2026) -> Dem
                 name=f"Customer {n + 1}",
             )
         summary.accounts = len(numbers)
-        # The utility prints recharge cards and sells them to a retailer before the month.
+        # The utility prints recharge vouchers and sells them to a retailer before the month.
         channels.issue_cards(per_face_value=accounts // 2 + 10)
 
         for period, due in (("2026-09", date(2026, 10, 15)), ("2026-10", date(2026, 11, 15))):
@@ -435,9 +435,9 @@ class _Channels:
             ),
             plain,
         )
-        self.prepaid_adapter = PrepaidCardAdapter(
-            PrepaidCardConfig(),
-            PrepaidCardContext(clock=clock, nonces=nonces, vouchers=self.vouchers),
+        self.prepaid_adapter = VoucherAdapter(
+            VoucherConfig(),
+            VoucherContext(clock=clock, nonces=nonces, vouchers=self.vouchers),
         )
 
     @property
@@ -453,7 +453,7 @@ class _Channels:
             self.prepaid_adapter,
         )
 
-    # recharge cards
+    # recharge vouchers
 
     def issue_cards(self, *, per_face_value: int) -> None:
         """Issue a batch per face value, print it (to memory), stock the retailer, activate."""
@@ -497,7 +497,7 @@ class _Channels:
         channel = self.rng.choice(CHANNELS)
         # Drawn for every payment, so that the story does not depend on which channels retry.
         lost_answer = self.rng.random() < 0.05
-        if channel == "prepaid_card" and not self.retailer.in_stock:
+        if channel == "voucher" and not self.retailer.in_stock:
             channel = "kiosk"
         delivery = self._delivery(channel, account_no, Money(amount, _CURRENCY))
         result = self._deliver(channel, delivery)
@@ -552,7 +552,7 @@ class _Channels:
             message = self.bank.counter_payment(account_no=account_no, amount=amount, paid_at=now)
             # A bank repeats a message it heard no answer to, byte for byte.
             return _Delivery(self._sender(self.bank_adapter.handle_notify), message, _same)
-        if channel == "prepaid_card":
+        if channel == "voucher":
             card = self.retailer.sell(amount)
             assert card is not None, "the caller checked the retailer's stock"
             message = redeem_request(card, account_no, source=_APP)
@@ -746,7 +746,7 @@ class _Channels:
             guess = RechargeCard(stolen.serial, guessed_pin(), stolen.face_value)
             forged.append(
                 (
-                    "prepaid_card",
+                    "voucher",
                     "redeem",
                     self._sender(self.prepaid_adapter.handle_redeem),
                     redeem_request(guess, account_no, source=_APP),

@@ -9,7 +9,7 @@ Start here::
     with Gateway.open("postgresql://…/paygate") as gateway:
         run = reconcile_file(gateway, "alipay", date(2026, 11, 24), "alipay-20261124.csv",
                              reader=statement_reader("alipay"))
-        print(run.totals, run.exceptions)
+        print(run.totals, run.open_findings)
 
 A run classifies every statement line and every ledger payment of the channel's business day
 (matched, only in the ledger, only in the statement, amount mismatch, duplicate in the

@@ -66,6 +66,7 @@ from paygate.models import StatementLine
 from paygate.money import minor_units_exponent
 from paygate.reconcile.bank import BankFormat, CsvLayout
 from paygate.reconcile.model import ReconcilePolicy
+from paygate.renames import current_channel
 
 __all__ = [
     "BankSetup",
@@ -148,9 +149,20 @@ class ReconcileConfig(_Frozen):
     policy: ReconcilePolicy = Field(default_factory=ReconcilePolicy)
     base_dir: Path = Field(default=Path("."), exclude=True)
 
+    @field_validator("channels", mode="before")
+    @classmethod
+    def _channel_names(cls, value: object) -> object:
+        # A retired channel name is read as the channel's name now (paygate.renames).
+        if not isinstance(value, dict):
+            return value
+        return {
+            current_channel(str(k), where=f"[channels.{k}]", category=FutureWarning): v
+            for k, v in value.items()
+        }
+
     def channel(self, name: str) -> ChannelSetup:
         """The setup of ``name`` (an empty one when the file does not name it)."""
-        return self.channels.get(name, ChannelSetup())
+        return self.channels.get(current_channel(name, where="channel"), ChannelSetup())
 
 
 def reconcile_config(config: PaygateConfig) -> ReconcileConfig:

@@ -31,7 +31,7 @@ How lines and payments are paired, in order:
 A payment belongs to one business day and only that day's run matches it. A line whose own
 time falls on another business day (under the channel's cut-off), or that names a payment the
 ledger has on another business day, is ``other_business_date``: never a match, never posted
-late or parked in suspense, an exception for a person. A statement none of whose lines is of
+late or parked in suspense, an open finding for a person. A statement none of whose lines is of
 the run's day is the wrong file (or the wrong date): it is refused with a
 :class:`~paygate.errors.ParseError` and leaves nothing behind.
 
@@ -270,7 +270,7 @@ def prepare_file(
 
 
 def _check_channel(gateway: Books, channel: str) -> None:
-    # A channel whose money is not collected into a clearing account (recharge cards: the
+    # A channel whose money is not collected into a clearing account (recharge vouchers: the
     # money was taken when the card was sold) has no payments to settle: its statement lists
     # card sales, and matching them with payments would park every line in suspense.
     kind = gateway.payments.debit_kind(channel)

@@ -8,6 +8,7 @@ grace days), so records that say so carry the ``as_of`` date they were computed 
 
 from __future__ import annotations
 
+import warnings
 from datetime import date, datetime, timedelta
 from enum import StrEnum
 
@@ -49,7 +50,7 @@ class FindingClass(StrEnum):
     OTHER_BUSINESS_DATE = "other_business_date"
     """A line of another business day than the run's (by its own time under the channel's
     cut-off), or naming a payment the ledger has on another day: never a match, never posted
-    or parked; an exception for a person."""
+    or parked; an open finding for a person."""
     REVERSAL_MATCHED = "reversal_matched"
     """A refund, void or reversal line whose original payment is reversed in the ledger."""
     SETTLEMENT_MATCHED = "settlement_matched"
@@ -123,7 +124,7 @@ class _Frozen(BaseModel):
 class ReconcilePolicy(_Frozen):
     """What reconciliation may resolve without a person, and how it works through a file.
 
-    Everything else becomes an exception for people. Every automatic resolution is recorded
+    Everything else becomes an open finding for people. Every automatic resolution is recorded
     with ``actor``.
     """
 
@@ -201,14 +202,15 @@ class Resolution(_Frozen):
 class Finding(_Frozen):
     """One finding of a run, with the statement line or payment it is about.
 
-    ``exception`` says whether it waits for a person on ``as_of`` (the day the run was read).
+    ``open_finding`` says whether it waits for a person on ``as_of`` (the day the run was
+    read): an *open finding*. ``exception`` is its retired name (deprecated).
     """
 
     run_id: int
     seq: int
     finding_class: FindingClass
     status: FindingStatus
-    exception: bool
+    open_finding: bool
     line_key: str
     amount: Money
     ledger_amount: Money | None = None
@@ -228,6 +230,14 @@ class Finding(_Frozen):
         default=None,
         description="the suspense item the finding is about: what `paygate suspense` takes",
     )
+
+    @property
+    def exception(self) -> bool:
+        """Deprecated: :attr:`open_finding`."""
+        warnings.warn(
+            "Finding.exception is deprecated; use open_finding", DeprecationWarning, stacklevel=2
+        )
+        return self.open_finding
 
 
 class ReconciliationRun(_Frozen):
@@ -258,7 +268,7 @@ class ReconciliationRun(_Frozen):
     replayed: bool = False
     totals: dict[FindingClass, ClassTotal]
     as_of: date
-    exceptions: int = Field(description="findings waiting for a person on as_of")
+    open_findings: int = Field(description="findings waiting for a person on as_of")
     pending: int = Field(description="only-in-ledger findings still within grace days")
     in_suspense: int
     resolved: int
@@ -266,8 +276,18 @@ class ReconciliationRun(_Frozen):
 
     @property
     def fully_reconciled(self) -> bool:
-        """No exception left for people and nothing in suspense."""
-        return self.exceptions == 0 and self.in_suspense == 0
+        """No open finding left for people and nothing in suspense."""
+        return self.open_findings == 0 and self.in_suspense == 0
+
+    @property
+    def exceptions(self) -> int:
+        """Deprecated: :attr:`open_findings`."""
+        warnings.warn(
+            "ReconciliationRun.exceptions is deprecated; use open_findings",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.open_findings
 
     def total(self, finding_class: FindingClass) -> ClassTotal:
         """The count and amount of ``finding_class`` (zero if the run has none)."""

@@ -54,7 +54,7 @@ CSV_COLUMNS = (
     "finding",
     "class",
     "status",
-    "exception",
+    "open_finding",
     "line_no",
     "kind",
     "channel_txn_id",
@@ -98,22 +98,22 @@ CLASS_TITLES: dict[FindingClass, tuple[str, str]] = {
     FindingClass.ONLY_IN_LEDGER: (
         "Only in the ledger",
         "The ledger has a payment (or a reversal, or money in suspense) the statement does not "
-        "show. Pending through the channel's grace days; after them an exception: reverse it "
+        "show. Pending through the channel's grace days; after them an open finding: reverse it "
         "or confirm it. Never reversed automatically.",
     ),
     FindingClass.AMOUNT_MISMATCH: (
         "Amount mismatch",
-        "The same transaction with a different amount or currency: an exception for a person.",
+        "The same transaction with a different amount or currency: an open finding for a person.",
     ),
     FindingClass.OTHER_BUSINESS_DATE: (
         "Another business day",
         "A line whose time, or whose payment in the ledger, is of another business day than "
-        "the run's. A payment is matched by its own day's run only: an exception for a person; "
+        "the run's. A payment is matched by its own day's run only: an open finding for a person; "
         "never posted late or put in suspense.",
     ),
     FindingClass.DUPLICATE_IN_STATEMENT: (
         "Duplicate in the statement",
-        "A transaction listed again: an exception for a person; never posted twice.",
+        "A transaction listed again: an open finding for a person; never posted twice.",
     ),
     FindingClass.SETTLEMENT_MATCHED: (
         "Settlement matched",
@@ -139,7 +139,7 @@ CLASS_TITLES: dict[FindingClass, tuple[str, str]] = {
 }
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-_HTML_EXCEPTIONS_LIMIT = 500
+_HTML_OPEN_FINDINGS_LIMIT = 500
 
 
 # C0 and C1 controls and DEL: a line break or tab would split a one-line-per-item listing, and
@@ -175,7 +175,7 @@ def _csv_row(run: ReconciliationRun, f: Finding) -> list[str]:
         str(f.seq),
         f.finding_class.value,
         f.status.value,
-        "yes" if f.exception else "",
+        "yes" if f.open_finding else "",
         "" if f.line_no is None else str(f.line_no),
         "" if f.kind is None else f.kind.value,
         _text(f.channel_txn_id),
@@ -209,6 +209,15 @@ def render_csv(gateway: Books, runs: Sequence[ReconciliationRun], out: TextIO) -
 def _run_json(run: ReconciliationRun) -> dict[str, Any]:
     data = run.model_dump(mode="json")
     data["fully_reconciled"] = run.fully_reconciled
+    # Deprecated key, kept for the scripts docs/finance.md documents: open_findings.
+    data["exceptions"] = run.open_findings
+    return data
+
+
+def _finding_json(finding: Finding) -> dict[str, Any]:
+    data = finding.model_dump(mode="json")
+    # Deprecated key, kept for the scripts docs/finance.md documents: open_finding.
+    data["exception"] = finding.open_finding
     return data
 
 
@@ -219,7 +228,7 @@ def render_json(gateway: Books, runs: Sequence[ReconciliationRun], out: TextIO) 
         head = json.dumps(_run_json(run), ensure_ascii=False)
         out.write(("," if index else "") + "\n" + head[:-1] + ', "findings": [')
         for number, finding in enumerate(findings(gateway, run.id, as_of=run.as_of)):
-            text = json.dumps(finding.model_dump(mode="json"), ensure_ascii=False)
+            text = json.dumps(_finding_json(finding), ensure_ascii=False)
             out.write(("," if number else "") + "\n  " + text)
         out.write("\n]}")
     out.write("\n]}\n")
@@ -273,18 +282,18 @@ def _state(run: ReconciliationRun) -> tuple[str, str]:
         return "superseded", "warn"
     if run.fully_reconciled:
         return "fully reconciled", "good"
-    return "exceptions remain", "bad"
+    return "open findings remain", "bad"
 
 
 def _cards(runs: Sequence[ReconciliationRun]) -> str:
-    exceptions = sum(r.exceptions for r in runs)
+    open_findings = sum(r.open_findings for r in runs)
     pending = sum(r.pending for r in runs)
     suspense = sum(r.in_suspense for r in runs)
     lines = sum(r.line_count for r in runs)
-    css = "good" if exceptions == 0 and suspense == 0 else "bad"
+    css = "good" if open_findings == 0 and suspense == 0 else "bad"
     return (
         '<section class="cards">'
-        f'<div class="card"><div class="big {css}">{exceptions}</div>exceptions for people</div>'
+        f'<div class="card"><div class="big {css}">{open_findings}</div>open findings</div>'
         f'<div class="card"><div class="big">{suspense}</div>items in suspense</div>'
         f'<div class="card"><div class="big">{pending}</div>pending (within grace days)</div>'
         f'<div class="card"><div class="big">{lines:,}</div>statement lines and bank entries'
@@ -312,7 +321,7 @@ def _runs_table(runs: Sequence[ReconciliationRun]) -> str:
             + _td(f"{run.gross.format()} {run.currency}")
             + _td(run.fees.format())
             + _td(run.net.format())
-            + _td(run.exceptions)
+            + _td(run.open_findings)
             + _td(run.in_suspense)
             + _td(run.pending)
             + _td(bank, "text")
@@ -330,7 +339,7 @@ def _runs_table(runs: Sequence[ReconciliationRun]) -> str:
             "gross",
             "fees",
             "net",
-            "exceptions",
+            "open findings",
             "suspense",
             "pending",
             "bank leg",
@@ -416,13 +425,13 @@ def _finding_id(run: ReconciliationRun, f: Finding) -> str:
     return f"{run.id}:{f.seq} (suspense item {f.suspense_item})"
 
 
-def _findings_table(gateway: Books, runs: Sequence[ReconciliationRun], *, exceptions: bool) -> str:
+def _findings_table(gateway: Books, runs: Sequence[ReconciliationRun], *, open_only: bool) -> str:
     rows: list[str] = []
     more = 0
     for run in runs:
-        if exceptions:
+        if open_only:
             found: Iterable[Finding] = findings(
-                gateway, run.id, exceptions_only=True, as_of=run.as_of
+                gateway, run.id, open_findings_only=True, as_of=run.as_of
             )
         else:
             found = (
@@ -433,10 +442,10 @@ def _findings_table(gateway: Books, runs: Sequence[ReconciliationRun], *, except
                     classes=[FindingClass.ONLY_IN_LEDGER, FindingClass.ONLY_IN_STATEMENT],
                     as_of=run.as_of,
                 )
-                if f.status in (FindingStatus.OPEN, FindingStatus.SUSPENSE) and not f.exception
+                if f.status in (FindingStatus.OPEN, FindingStatus.SUSPENSE) and not f.open_finding
             )
         for f in found:
-            if len(rows) >= _HTML_EXCEPTIONS_LIMIT:
+            if len(rows) >= _HTML_OPEN_FINDINGS_LIMIT:
                 more += 1
                 continue
             subject = f.channel_txn_id or f.reference or f.line_key
@@ -490,7 +499,7 @@ def _definitions() -> str:
 
 
 def render_html(gateway: Books, runs: Sequence[ReconciliationRun], out: TextIO) -> None:
-    """A page for finance: state per channel day, totals per class, a chart, the exceptions."""
+    """A page for finance: state per channel day, totals per class, a chart, the open findings."""
     days = sorted({r.business_date for r in runs})
     when = ", ".join(str(d) for d in days) or "no run"
     as_of = max((r.as_of for r in runs), default=None)
@@ -509,7 +518,7 @@ def render_html(gateway: Books, runs: Sequence[ReconciliationRun], out: TextIO) 
                 "<header>",
                 f"<h1>Reconciliation: {_e(when)}</h1>",
                 f'<p class="sub">Each channel statement and bank statement against the ledger, '
-                f"as of {_e(as_of or '')}. Exceptions wait for a person; pending items are "
+                f"as of {_e(as_of or '')}. Open findings wait for a person; pending items are "
                 "still inside their channel's grace days.</p>",
                 "</header>",
                 _cards(runs),
@@ -519,10 +528,10 @@ def render_html(gateway: Books, runs: Sequence[ReconciliationRun], out: TextIO) 
                 _totals_table(runs),
                 "<h2>Matched and unmatched amounts by channel</h2>",
                 _chart(runs),
-                "<h2>Exceptions for people</h2>",
-                _findings_table(gateway, runs, exceptions=True),
+                "<h2>Open findings</h2>",
+                _findings_table(gateway, runs, open_only=True),
                 "<h2>Pending and in suspense</h2>",
-                _findings_table(gateway, runs, exceptions=False),
+                _findings_table(gateway, runs, open_only=False),
                 "<h2>What each class means</h2>",
                 _definitions(),
                 "</body>",
@@ -603,7 +612,7 @@ def summary_table(runs: Sequence[ReconciliationRun]) -> Group:
             Text(title, style="bold"),
             table,
             Text(
-                f"{state}: {run.exceptions} exceptions, {run.in_suspense} in suspense, "
+                f"{state}: {run.open_findings} open findings, {run.in_suspense} in suspense, "
                 f"{run.pending} pending; {bank}\n"
             ),
         ]

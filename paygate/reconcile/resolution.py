@@ -15,7 +15,7 @@ Invariants:
   the statement omits together with its reversal (it nets to zero).
 
 Suspense postings debit the account the channel's payments are debited to (its clearing
-account; voucher liability for recharge cards) and credit ``suspense:<CUR>``; assignment and
+account; voucher liability for recharge vouchers) and credit ``suspense:<CUR>``; assignment and
 release post the opposite.
 
 The resolutions and the findings they close are written by their owner,

@@ -4,15 +4,16 @@ Invariant: reading never changes anything (read-only transactions), and never ho
 one page of findings in memory: :func:`findings` pages through a run by finding number, one
 short transaction a page, however many findings the run has.
 
-Whether a finding is an *exception* depends on the day: an only-in-ledger payment stays
-pending through the channel's grace days (its ``due_on`` is the last of them) and becomes an
-exception after; every other open finding is an exception at once.
+Whether a finding is an *open finding* (one that waits for a person) depends on the day: an
+only-in-ledger payment stays pending through the channel's grace days (its ``due_on`` is the
+last of them) and becomes an open finding after; every other unresolved finding is one at once.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import warnings
 from collections.abc import Iterator, Sequence
 from datetime import date
 from typing import Any
@@ -39,7 +40,7 @@ from paygate.store.engine import Tx
 __all__ = [
     "bank_key",
     "findings",
-    "is_exception",
+    "is_open_finding",
     "list_runs",
     "load_run",
     "read_resolution",
@@ -68,7 +69,7 @@ _FINDING_QUERY = (
 )
 
 # An open finding is for people now, except an only-in-ledger one still inside its grace days.
-EXCEPTION_SQL = (
+OPEN_FINDING_SQL = (
     "(f.status = 'open' AND (f.finding_class <> 'only_in_ledger' OR f.due_on IS NULL "
     "OR f.due_on < :as_of))"
 )
@@ -84,7 +85,7 @@ def bank_key(business_date: date) -> str:
     return f"bank:{business_date.isoformat()}"
 
 
-def is_exception(
+def is_open_finding(
     finding_class: FindingClass, status: FindingStatus, due_on: date | None, as_of: date
 ) -> bool:
     """Whether a finding waits for a person on ``as_of``."""
@@ -151,7 +152,7 @@ def read_run(tx: Tx, run_id: int, as_of: date, *, replayed: bool = False) -> Rec
         for name, (count, amount) in summary.items()
         if count
     }
-    exceptions = pending = in_suspense = resolved = 0
+    open_findings = pending = in_suspense = resolved = 0
     for finding_class, status, due_on, count in tx.all(
         "SELECT finding_class, status, due_on, COUNT(*) FROM reconciliation_findings "
         "WHERE run_id = :run AND status <> 'ok' GROUP BY finding_class, status, due_on",
@@ -163,8 +164,8 @@ def read_run(tx: Tx, run_id: int, as_of: date, *, replayed: bool = False) -> Rec
             in_suspense += int(count)
         elif state is FindingStatus.RESOLVED:
             resolved += int(count)
-        elif is_exception(klass, state, due, as_of):
-            exceptions += int(count)
+        elif is_open_finding(klass, state, due, as_of):
+            open_findings += int(count)
         else:
             pending += int(count)
     supersedes = tx.scalar(
@@ -194,7 +195,7 @@ def read_run(tx: Tx, run_id: int, as_of: date, *, replayed: bool = False) -> Rec
         replayed=replayed,
         totals=totals,
         as_of=as_of,
-        exceptions=exceptions,
+        open_findings=open_findings,
         pending=pending,
         in_suspense=in_suspense,
         resolved=resolved,
@@ -243,11 +244,22 @@ def findings(
     run_id: int,
     *,
     classes: Sequence[FindingClass] | None = None,
-    exceptions_only: bool = False,
+    open_findings_only: bool = False,
     as_of: date | None = None,
     page_size: int = 1000,
+    exceptions_only: bool | None = None,
 ) -> Iterator[Finding]:
-    """The findings of a run in order, a page at a time (each page its own read)."""
+    """The findings of a run in order, a page at a time (each page its own read).
+
+    ``exceptions_only`` is the retired name of ``open_findings_only`` (deprecated).
+    """
+    if exceptions_only is not None:
+        warnings.warn(
+            "findings(exceptions_only=...) is deprecated; use open_findings_only",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        open_findings_only = exceptions_only
     day = as_of if as_of is not None else today(gateway)
     extra = ""
     params: dict[str, Any] = {"run": run_id, "n": page_size}
@@ -255,11 +267,11 @@ def findings(
         marks = ", ".join(f":k{i}" for i in range(len(classes)))
         extra += f" AND f.finding_class IN ({marks})"
         params.update({f"k{i}": FindingClass(c).value for i, c in enumerate(classes)})
-    if exceptions_only:
-        extra += f" AND {EXCEPTION_SQL}"
+    if open_findings_only:
+        extra += f" AND {OPEN_FINDING_SQL}"
 
     def page(tx: Tx, after: int) -> list[Finding]:
-        if exceptions_only:
+        if open_findings_only:
             params["as_of"] = tx.day(day)
         rows = tx.all(
             _FINDING_QUERY + extra + " ORDER BY f.seq LIMIT :n",
@@ -330,7 +342,7 @@ def finding_from_row(tx: Tx, run_id: int, row: Sequence[Any], as_of: date) -> Fi
         seq=int(row[0]),
         finding_class=klass,
         status=status,
-        exception=is_exception(klass, status, due_on, as_of),
+        open_finding=is_open_finding(klass, status, due_on, as_of),
         line_key=key,
         amount=Money(int(row[4]), currency),
         ledger_amount=None if row[5] is None else Money(int(row[5]), currency),

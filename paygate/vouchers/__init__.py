@@ -32,7 +32,7 @@ keeps these invariants:
   one entry in the same transaction as the status change: debit ``clearing:voucher_sales:
   <CUR>``, credit ``voucher_liability:<CUR>`` for the face value of the cards activated.
   Redeeming posts debit ``voucher_liability:<CUR>``, credit the customer (the Gateway's
-  ``channel_debit_accounts`` routes channel ``prepaid_card`` there). So the liability's
+  ``channel_debit_accounts`` routes channel ``voucher`` there). So the liability's
   balance is always the face value of the cards sold and not redeemed — outstanding, expired
   or frozen — which :meth:`VoucherBatches.report` breaks down.
 

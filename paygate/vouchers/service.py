@@ -69,7 +69,7 @@ if TYPE_CHECKING:
 _log = logging.getLogger("paygate.vouchers")
 
 
-CHANNEL: Final = "prepaid_card"
+CHANNEL: Final = "voucher"
 """The payment channel of redemptions: ``PaymentIntent.channel``, with the serial as its id."""
 
 
@@ -119,7 +119,7 @@ class VoucherService(VoucherBatches):
     :func:`load_pin_key`); without it the service refuses to be built. ``policy`` sets the
     wrong-PIN lock and the throttling limits.
 
-    :meth:`redeem` implements the ``VoucherRedeemer`` protocol of the ``prepaid_card`` channel.
+    :meth:`redeem` implements the ``VoucherRedeemer`` protocol of the ``voucher`` channel.
     """
 
     def __init__(
@@ -268,7 +268,7 @@ class VoucherService(VoucherBatches):
 
         ``source`` names where the attempt came from (an app, a terminal, an address) for
         throttling and the audit trail. The payment goes through the Gateway's payment path
-        as channel ``prepaid_card`` with the serial as its transaction id, so late fees,
+        as channel ``voucher`` with the serial as its transaction id, so late fees,
         allocation and reconnection apply as to any payment. The same account redeeming the
         same card again (with its PIN) gets the original receipt, ``replayed=True``.
 

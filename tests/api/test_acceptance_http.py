@@ -22,7 +22,7 @@ from pydantic import SecretBytes
 
 from paygate.api import ApiConfig, create_app
 from paygate.channels.pos import PosConfig
-from paygate.channels.prepaid_card import PrepaidCardConfig
+from paygate.channels.voucher import VoucherConfig
 from paygate.errors import ConfigurationError
 from paygate.money import Money
 from paygate.vouchers import VoucherService
@@ -70,7 +70,7 @@ def everything(db_url: str, world: World) -> Iterator[Everything]:
     service.activate("B1", retailer="Shop 1")
     pins = dict(line.split(",")[1:3] for line in printed.getvalue().decode().splitlines()[1:])
     config = ApiConfig(
-        channels={"prepaid_card": PrepaidCardConfig(max_body_bytes=65536)},
+        channels={"voucher": VoucherConfig(max_body_bytes=65536)},
         voucher_pin_key=PIN_KEY,
         callback_secret=SecretBytes(CALLBACK_SECRET),
     )
@@ -124,7 +124,7 @@ def callback(
         headers["Content-Type"] = content_type
     where = path_id if path_id is not None else str(order_id)
     return httpx.post(
-        f"{server.url}/v1/reconnections/{where}/confirm", content=body, headers=headers
+        f"{server.url}/v1/supply-orders/{where}/confirm", content=body, headers=headers
     )
 
 
@@ -158,12 +158,13 @@ def test_an_unsigned_request_is_told_401_before_anything_about_its_content(
         assert response.headers["www-authenticate"] == 'Signature realm="paygate"'
     # The head-end's route: a path that is no order, or a body in no form, unsigned.
     for order in ("abc", "0", str(everything.order_id)):
-        unsigned = httpx.post(
-            f"{server.url}/v1/reconnections/{order}/confirm",
-            content=b"outcome=completed",
-            headers={"Content-Type": FORM},
-        )
-        assert unsigned.status_code == 401, unsigned.text
+        for resource in ("supply-orders", "reconnections"):
+            unsigned = httpx.post(
+                f"{server.url}/v1/{resource}/{order}/confirm",
+                content=b"outcome=completed",
+                headers={"Content-Type": FORM},
+            )
+            assert unsigned.status_code == 401, unsigned.text
     assert nothing_posted(world, everything)
 
 
@@ -311,6 +312,7 @@ def test_a_part_not_configured_is_absent_from_the_app_and_its_document(
         "/v1/channels/alipay/notify",
         "/v1/vouchers/redeem",
         "/v1/pos/sale",
+        "/v1/supply-orders/1/confirm",
         "/v1/reconnections/1/confirm",
     ):
         response = httpx.post(f"{server.url}{path}", content=b"{}")
@@ -337,7 +339,7 @@ def test_the_notify_channels_documented_are_those_served(db_url: str) -> None:
 def test_cards_without_their_pin_key_are_refused_at_creation_not_served_as_503(
     db_url: str,
 ) -> None:
-    config = ApiConfig(channels={"prepaid_card": PrepaidCardConfig()})
+    config = ApiConfig(channels={"voucher": VoucherConfig()})
     with pytest.raises(ConfigurationError) as refused:
         create_app(settings_for(db_url), config=config)
-    assert refused.value.field == "channels.prepaid_card"
+    assert refused.value.field == "channels.voucher"

@@ -156,7 +156,7 @@ TOTALS = KioskTotals(
 def test_every_mutating_call_is_signed_and_carries_an_idempotency_key() -> None:
     core_receipt = {
         "payment_id": 8,
-        "channel": "prepaid_card",
+        "channel": "voucher",
         "channel_txn_id": "100000000008",
         "account_no": "3100000001",
         "amount": {"minor": 5000, "currency": "CNY"},

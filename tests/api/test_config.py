@@ -10,7 +10,7 @@ from pydantic import SecretStr
 from typer import Typer
 from typer.testing import CliRunner
 
-from paygate.api import API_CONFIG_ENV, app_from_env, load_api_config
+from paygate.api import API_CONFIG_ENV, ApiConfig, app_from_env, load_api_config
 from paygate.api.config import KIOSK_PAY_PATH
 from paygate.channels.mobile import WechatPayConfig
 from paygate.cli.serve import serve
@@ -47,7 +47,7 @@ def test_secrets_come_from_the_environment_and_everything_is_checked_on_load(
 [channels.kiosk]
 timestamp_window = 120
 
-[channels.prepaid_card]
+[channels.voucher]
 pin_key_env = "CARD_PIN_KEY"
 
 [headends.ami]
@@ -56,7 +56,7 @@ url = "https://ami.example/commands"
 secret_env = "AMI_SECRET"
 callback_secret_env = "AMI_CALLBACK_SECRET"
 
-[reconnections]
+[supply_orders]
 headend = "ami"
 """
     )
@@ -72,8 +72,8 @@ headend = "ami"
     assert wechat.api_v3_key.get_secret_value() == API_KEY
     assert config.kiosk.timestamp_window.total_seconds() == 120
     assert config.kiosk.pay_path == KIOSK_PAY_PATH
-    prepaid = config.prepaid_card
-    assert prepaid is not None and prepaid.source_header == "X-Paygate-Device"
+    voucher = config.voucher
+    assert voucher is not None and voucher.source_header == "X-Paygate-Device"
     assert config.voucher_pin_key is not None
     assert config.callback_secret is not None
     assert config.callback_secret.get_secret_value() == CALLBACK_SECRET
@@ -89,9 +89,9 @@ headend = "ami"
         ("[channels.pos]\nmerchant_ids = 'one'\n", {}, "merchant_ids"),
         ('[channels.kiosk]\npay_path = "/elsewhere"\n', {}, "fixed by the HTTP API"),
         ("[channels.kiosk]\ntimestamp_window = 3600\n", {}, "timestamp_window"),
-        ("[channels.prepaid_card]\n", {}, "PAYGATE_VOUCHER_PIN_KEY"),
-        ('[reconnections]\ncallback_secret_env = "SHORT"\n', {"SHORT": "abc"}, "16 bytes"),
-        ('[reconnections]\nheadend = "ami"\n', {}, "not a webhook head-end"),
+        ("[channels.voucher]\n", {}, "PAYGATE_VOUCHER_PIN_KEY"),
+        ('[supply_orders]\ncallback_secret_env = "SHORT"\n', {"SHORT": "abc"}, "16 bytes"),
+        ('[supply_orders]\nheadend = "ami"\n', {}, "not a webhook head-end"),
         ("[channels\n", {}, "paygate.toml"),
     ],
 )
@@ -151,3 +151,40 @@ def test_serve_refuses_a_channel_that_settles_in_another_time_zone(
     code, out = paygate_serve("--config", str(config), "--database-url", sqlite_url)
     assert code == 2
     assert "kiosk settles in Europe/Berlin" in out
+
+
+def test_the_retired_table_names_are_still_read_and_warned_about(tmp_path: Path) -> None:
+    text = """
+[channels.prepaid_card]
+pin_key_env = "CARD_PIN_KEY"
+
+[reconnections]
+callback_secret_env = "AMI_CALLBACK_SECRET"
+"""
+    environ = {"CARD_PIN_KEY": PIN, "AMI_CALLBACK_SECRET": CALLBACK_SECRET.decode()}
+    with pytest.warns(FutureWarning) as warned:
+        config = load_api_config(write(tmp_path, text), environ=environ)
+    messages = sorted(str(w.message) for w in warned)
+    assert len(messages) == 2, messages
+    assert "channels.prepaid_card: channel name 'prepaid_card' is deprecated" in messages[0]
+    assert "[api.reconnections] is deprecated; name the table [api.supply_orders]" in messages[1]
+    assert sorted(config.channels) == ["voucher"] and config.voucher is not None
+    assert config.voucher_pin_key is not None
+    assert config.callback_secret is not None
+    assert config.callback_secret.get_secret_value() == CALLBACK_SECRET
+
+
+def test_the_new_and_the_retired_callback_table_together_are_refused(tmp_path: Path) -> None:
+    text = '[supply_orders]\nheadend = "ami"\n[reconnections]\nheadend = "ami"\n'
+    with pytest.raises(ConfigurationError, match=r"give \[api.supply_orders\] only"):
+        load_api_config(write(tmp_path, text), environ={})
+
+
+def test_an_api_config_built_with_the_retired_channel_name_serves_the_voucher_channel() -> None:
+    from paygate.channels.voucher import VoucherConfig
+
+    with pytest.warns(DeprecationWarning, match="ApiConfig.channels: channel name 'prepaid_card'"):
+        config = ApiConfig(channels={"prepaid_card": VoucherConfig()})
+    assert sorted(config.channels) == ["voucher"] and config.voucher is not None
+    with pytest.warns(DeprecationWarning, match="use ApiConfig.voucher"):
+        assert config.prepaid_card == config.voucher

@@ -33,7 +33,7 @@ from schemathesis.specs.openapi.checks import (
 
 from paygate.api import ApiConfig
 from paygate.channels.kiosk import KioskConfig
-from paygate.channels.prepaid_card import PrepaidCardConfig
+from paygate.channels.voucher import VoucherConfig
 from paygate.devices import sign_request
 from paygate.errors import PaygateError
 from paygate.money import Money
@@ -61,7 +61,7 @@ class Signer(requests.auth.AuthBase):
         body = raw.encode("utf-8") if isinstance(raw, str) else bytes(raw)
         target = request.path_url
         now = datetime.now(UTC)
-        if target.startswith("/v1/reconnections/"):
+        if target.startswith(("/v1/supply-orders/", "/v1/reconnections/")):
             stamp = str(int(now.timestamp()))
             digest = hmac.new(CALLBACK_SECRET, stamp.encode() + b"." + body, hashlib.sha256)
             request.headers["X-Headend-Timestamp"] = stamp
@@ -91,7 +91,7 @@ def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
         config = ApiConfig(
             channels={
                 "kiosk": KioskConfig(),
-                "prepaid_card": PrepaidCardConfig(),
+                "voucher": VoucherConfig(),
                 **channel_configs(),
             },
             voucher_pin_key=PIN_KEY,
@@ -114,6 +114,7 @@ OPERATIONS = [
     ("POST", "/v1/kiosks/{device_id}/close"),
     ("POST", "/v1/vouchers/redeem"),
     ("POST", "/v1/channels/{channel}/notify"),
+    ("POST", "/v1/supply-orders/{order_id}/confirm"),
     ("POST", "/v1/reconnections/{order_id}/confirm"),
     ("GET", "/healthz"),
     ("GET", "/metrics"),

@@ -21,7 +21,7 @@ import pytest
 
 from paygate.api import ApiConfig, create_app
 from paygate.channels.kiosk import KioskTotals, MethodTotal
-from paygate.channels.prepaid_card import PrepaidCardConfig
+from paygate.channels.voucher import VoucherConfig
 from paygate.client import (
     AsyncPaygateClient,
     ClockSkewError,
@@ -321,7 +321,7 @@ def test_a_kiosk_closes_its_day_once(world: World, server: LiveServer) -> None:
     assert_problem(other, 403, "device_mismatch")
 
 
-# ── recharge cards ───────────────────────────────────────────────────────────────────────
+# ── recharge vouchers ───────────────────────────────────────────────────────────────────────
 
 PIN_KEY = bytes(range(40, 72))
 
@@ -341,9 +341,7 @@ def test_a_card_is_redeemed_from_a_terminal_which_is_the_attempts_source(
     service.activate("B1", retailer="Shop 1")
     pins = dict(line.split(",")[1:3] for line in printed.getvalue().decode().splitlines()[1:])
     serial = issued.first_serial
-    config = ApiConfig(
-        channels={"prepaid_card": PrepaidCardConfig()}, voucher_pin_key=SecretBytes(PIN_KEY)
-    )
+    config = ApiConfig(channels={"voucher": VoucherConfig()}, voucher_pin_key=SecretBytes(PIN_KEY))
     caplog.set_level(logging.DEBUG)
     with live_server(db_url, config) as server, client(server, "K0001", key) as kiosk:
         with pytest.raises(PaygateClientError) as wrong:
@@ -392,7 +390,12 @@ def reconnection_order(gateway: Gateway) -> int:
 
 
 def callback(
-    server: LiveServer, order_id: int, *, secret: bytes = CALLBACK_SECRET, about: int | None = None
+    server: LiveServer,
+    order_id: int,
+    *,
+    secret: bytes = CALLBACK_SECRET,
+    about: int | None = None,
+    resource: str = "supply-orders",
 ) -> httpx.Response:
     report = {
         "order_id": about or order_id,
@@ -408,7 +411,7 @@ def callback(
         "X-Headend-Signature": hmac_hex(secret, stamp, body),
     }
     return httpx.post(
-        f"{server.url}/v1/reconnections/{order_id}/confirm", content=body, headers=headers
+        f"{server.url}/v1/{resource}/{order_id}/confirm", content=body, headers=headers
     )
 
 
@@ -422,11 +425,13 @@ def test_the_head_end_confirms_a_reconnection_once(db_url: str, world: World) ->
         other = callback(server, order_id, about=order_id + 1)
         done = callback(server, order_id)
         again = callback(server, order_id)
+        # The retired path is the same route: a repeat there changes nothing either.
+        retired = callback(server, order_id, resource="reconnections")
         unknown = callback(server, 99999999, about=99999999)
     assert_problem(forged, 401, "authentication_failed")
     assert assert_problem(other, 400, "invalid_input")["field"] == "order_id"
     assert done.json() == {"order_id": order_id, "status": OrderStatus.COMPLETED.value}
-    assert again.json() == done.json()
+    assert again.json() == done.json() == retired.json()
     assert_problem(unknown, 404, "unknown_order")
     assert world.gateway.account_status(ACCOUNT).supply_state is SupplyState.CONNECTED
 

@@ -16,7 +16,7 @@ from pydantic import SecretBytes
 
 from paygate.api import ApiConfig
 from paygate.channels.kiosk import KioskConfig
-from paygate.channels.prepaid_card import PrepaidCardConfig
+from paygate.channels.voucher import VoucherConfig
 from paygate.money import Money
 from paygate.vouchers import VoucherService
 from tests.api.support import ACCOUNT, LiveServer, World, live_server, open_world
@@ -36,7 +36,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[World, Li
         cards.issue_batch("B1", 3, Money(5000, "CNY"), date(2030, 1, 31), BytesIO())
         cards.activate("B1", retailer="Shop 1")
         config = ApiConfig(
-            channels={"kiosk": KioskConfig(), "prepaid_card": PrepaidCardConfig()},
+            channels={"kiosk": KioskConfig(), "voucher": VoucherConfig()},
             voucher_pin_key=PIN_KEY,
         )
         with live_server(url, config) as server:

@@ -27,7 +27,7 @@ from paygate.channels.online import OnlineAdapter, OnlineConfig
 from paygate.channels.orders import InMemoryOrderStore
 from paygate.clock import FixedClock
 from paygate.money import Money
-from tests.channels import kiosk_support, support, test_bank_agent, test_pos, test_prepaid_card
+from tests.channels import kiosk_support, support, test_bank_agent, test_pos, test_voucher
 from tests.channels.fake import FakeAdapter, FakeConfig, fake_signature
 
 Message = tuple[bytes, dict[str, str]]
@@ -212,12 +212,12 @@ CASES: dict[str, ContractCase] = {
         statement=lambda: test_bank_agent.BANK_STATEMENT,
         secrets=(test_bank_agent.SHARED_KEY,),
     ),
-    "prepaid_card": ContractCase(
-        name="prepaid_card",
-        build=test_prepaid_card.contract_adapter,
-        forged=test_prepaid_card.contract_forged,
-        malformed=lambda adapter: (test_prepaid_card.MALFORMED_REDEMPTION, {}),
-        statement=lambda: test_prepaid_card.CARD_SALES_STATEMENT,
+    "voucher": ContractCase(
+        name="voucher",
+        build=test_voucher.contract_adapter,
+        forged=test_voucher.contract_forged,
+        malformed=lambda adapter: (test_voucher.MALFORMED_REDEMPTION, {}),
+        statement=lambda: test_voucher.CARD_SALES_STATEMENT,
         secrets=(),
         send=lambda adapter, body, headers, sink: adapter.handle_redeem(body, headers, sink),
     ),

@@ -164,7 +164,7 @@ def test_builtins_are_listed_explicitly_and_registered() -> None:
         "kiosk",
         "online",
         "pos",
-        "prepaid_card",
+        "voucher",
         "wechatpay",
     )
     assert len(BUILTIN_CHANNELS) == len(registry)

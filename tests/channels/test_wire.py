@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from paygate.channels.errors import MissingAccountError
 from paygate.channels.orders import Order
-from paygate.channels.prepaid_card import parse_redeem_request
+from paygate.channels.voucher import parse_redeem_request
 from paygate.channels.wire import (
     make_intent,
     parse_json_object,

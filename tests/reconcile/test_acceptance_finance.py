@@ -1,5 +1,5 @@
 """Finance's acceptance stories: a statement belongs to one business day, a refused input
-changes nothing, the bank leg is the utility's own account, and suspense and exceptions read
+changes nothing, the bank leg is the utility's own account, and suspense and open findings read
 the same everywhere. On SQLite and PostgreSQL."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from paygate.channels.base import SettlementRules
-from paygate.cli.reconcile import exceptions_app, reconcile_app, suspense_app
+from paygate.cli.reconcile import findings_app, reconcile_app, suspense_app
 from paygate.errors import ParseError
 from paygate.gateway import Gateway
 from paygate.models import PaymentIntent
@@ -33,7 +33,7 @@ from tests.strategies import aware_datetimes
 app = typer.Typer()
 app.add_typer(reconcile_app, name="reconcile")
 app.add_typer(suspense_app, name="suspense")
-app.add_typer(exceptions_app, name="exceptions")
+app.add_typer(findings_app, name="findings")
 runner = CliRunner()
 
 DAY = "2026-11-24"
@@ -172,7 +172,7 @@ def test_a_line_of_another_day_among_the_days_lines_is_a_finding_not_a_match(
             if f.finding_class is FindingClass.OTHER_BUSINESS_DATE
         ]
         assert other.channel_txn_id == "K1:cash-0100" and other.status is FindingStatus.OPEN
-        assert other.exception and "2026-11-23" in (other.note or "")
+        assert other.open_finding and "2026-11-23" in (other.note or "")
         assert not [
             f for f in findings(gateway, run_id) if f.finding_class is FindingClass.MATCHED
         ]  # the forty of the day are plain matches, without rows
@@ -222,7 +222,7 @@ def test_a_line_of_another_day_is_never_posted_or_parked(gateway: Gateway) -> No
     entries = scalar(gateway, "SELECT COUNT(*) FROM journal_entries")
     run = reconcile(gateway, "kiosk", date(2026, 11, 24), iter(lines), file_sha256=digest("c"))
     assert run.total(FindingClass.OTHER_BUSINESS_DATE).count == 2
-    assert run.in_suspense == 0 and run.exceptions == 2
+    assert run.in_suspense == 0 and run.open_findings == 2
     assert scalar(gateway, "SELECT COUNT(*) FROM journal_entries") == entries
 
 
@@ -401,11 +401,11 @@ def test_bank_charges_are_reported_not_dropped(ledger: str, tmp_path: Path) -> N
     with Gateway.open(ledger) as gateway:
         run_id = scalar(gateway, "SELECT id FROM reconciliation_runs WHERE kind = 'bank'")
         [debit] = list(findings(gateway, run_id))
-    assert debit.finding_class is FindingClass.BANK_DEBIT and debit.exception
+    assert debit.finding_class is FindingClass.BANK_DEBIT and debit.open_finding
     assert debit.amount == Money(-1_200, "CNY") and "ACCOUNT FEE" in (debit.reference or "")
 
 
-# -- 5. suspense and exceptions ---------------------------------------------------------------
+# -- 5. suspense and open findings------------------------------------------------------------
 
 
 def _one_in_suspense(url: str, tmp_path: Path) -> int:
@@ -425,14 +425,14 @@ def test_releasing_a_suspense_item_closes_its_finding(ledger: str, tmp_path: Pat
     statement = write(tmp_path / "corrected.csv", kiosk_statement(corrected))
     code, out = reconcile_kiosk(ledger, statement)
     assert code == 1, out
-    code, out = paygate("exceptions", "list", "--database-url", ledger)
-    assert f"suspense:{item}" in out and "1 exception" in out
+    code, out = paygate("findings", "list", "--database-url", ledger)
+    assert f"suspense:{item}" in out and "1 open finding" in out
     code, out = paygate(
         "suspense", "release", str(item), "--reason", "withdrawn", "--database-url", ledger
     )
     assert code == 0, out
-    code, out = paygate("exceptions", "list", "--database-url", ledger)
-    assert code == 0 and "0 exceptions" in out, out
+    code, out = paygate("findings", "list", "--database-url", ledger)
+    assert code == 0 and "0 open findings" in out, out
     with Gateway.open(ledger) as gateway:
         assert not scalar(
             gateway,
@@ -459,11 +459,11 @@ def test_one_suspense_item_has_one_id_in_cli_html_and_json(ledger: str, tmp_path
     assert [f["suspense_item"] for f in parked] == [item]
 
 
-def test_exceptions_list_shows_ledger_statement_and_difference(ledger: str, tmp_path: Path) -> None:
+def test_findings_list_shows_ledger_statement_and_difference(ledger: str, tmp_path: Path) -> None:
     rows = [*ROWS[:-1], ("K1", ROWS[-1][1], ROWS[-1][2], "99.99", PAID)]
     code, out = reconcile_kiosk(ledger, write(tmp_path / "k.csv", kiosk_statement(rows)))
     assert code == 1, out
-    code, out = paygate("exceptions", "list", "--database-url", ledger)
+    code, out = paygate("findings", "list", "--database-url", ledger)
     assert code == 0, out
     header, row = out.splitlines()[:2]
     assert header.split()[-4:] == ["ledger", "statement", "difference", "note"]
@@ -494,10 +494,10 @@ def test_every_command_that_records_who_acted_defaults_to_the_operating_system_u
 
     assert actor_name(None) == getpass.getuser()[:64] and actor_name(" li.na ") == "li.na"
     for command in (
-        ["orders", "confirm"],
+        ["supply-orders", "confirm"],
         ["suspense", "assign"],
         ["suspense", "release"],
-        ["exceptions", "resolve"],
+        ["findings", "resolve"],
         ["reconcile"],
     ):
         result = runner.invoke(paygate_app, [*command, "--help"], terminal_width=200)

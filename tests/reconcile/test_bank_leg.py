@@ -80,7 +80,7 @@ def test_the_settlement_reference_closes_clearing_and_books_the_fees(
     assert set(found) == {FindingClass.SETTLEMENT_MATCHED, FindingClass.BANK_UNMATCHED}
     assert found[FindingClass.SETTLEMENT_MATCHED].status is FindingStatus.OK
     assert found[FindingClass.BANK_UNMATCHED].amount == Money(5_500, "CNY")
-    assert bank.exceptions == 1
+    assert bank.open_findings == 1
     assert balance(kiosk_day, "bank:CNY") == 19_880
     assert balance(kiosk_day, "fees:kiosk:CNY") == 120
     assert balance(kiosk_day, "clearing:kiosk:CNY") == 0
@@ -140,7 +140,7 @@ def test_a_reference_naming_a_day_of_another_amount_is_a_settlement_mismatch(
     statement = mt940(tmp_path / "b.sta", [("190,00", "261125", "KIOSK 20261124")])
     bank = reconcile_bank_file(kiosk_day, statement, references=REFERENCES)
     [credit] = all_findings(kiosk_day, bank)
-    assert credit.finding_class is FindingClass.SETTLEMENT_MISMATCH and credit.exception
+    assert credit.finding_class is FindingClass.SETTLEMENT_MISMATCH and credit.open_finding
     assert "198.80" not in (credit.note or "") and "19880" in (credit.note or "")
     assert balance(kiosk_day, "bank:CNY") == 0
 
@@ -151,11 +151,11 @@ def test_a_channel_reconciled_after_its_bank_statement_still_finds_its_money(
     gateway.open_account("A1")
     statement = mt940(tmp_path / "b.sta", [("50,00", "261125", "KIOSK 20261124")])
     bank = reconcile_bank_file(gateway, statement, references=REFERENCES)
-    assert bank.exceptions == 1
+    assert bank.open_findings == 1
     pay(gateway, "K1:cash-9", "A1", 5_000)
     run_lines(gateway, [line(2, "K1:cash-9", "A1", 5_000)])
     assert settle_bank_credits(gateway, REFERENCES) == 1
-    assert load_run(gateway, bank.id).exceptions == 0
+    assert load_run(gateway, bank.id).open_findings == 0
     assert balance(gateway, "clearing:kiosk:CNY") == 0
 
 
@@ -253,4 +253,4 @@ def test_the_citi_bai2_sample_is_reported_as_not_balancing(gateway: Gateway) -> 
     ]
     assert unbalanced.amount == Money(1, "GBP")  # 100.00 + 0.01 is not the stated 100.00
     assert unbalanced.value_date == date(2015, 7, 15)
-    assert unbalanced.exception
+    assert unbalanced.open_finding

@@ -1,4 +1,4 @@
-"""`paygate reconcile`, `paygate suspense` and `paygate exceptions` as finance runs them each
+"""`paygate reconcile`, `paygate suspense` and `paygate findings` as finance runs them each
 morning: real statement files, exit codes a script can act on, reports, on both databases."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from paygate.cli.reconcile import exceptions_app, reconcile_app, suspense_app
+from paygate.cli.reconcile import findings_app, reconcile_app, suspense_app
 from paygate.gateway import Gateway
 from paygate.models import PaymentIntent
 from paygate.money import Money
@@ -22,7 +22,7 @@ from tests.reconcile.support import kiosk_statement, scalar
 app = typer.Typer()
 app.add_typer(reconcile_app, name="reconcile")
 app.add_typer(suspense_app, name="suspense")
-app.add_typer(exceptions_app, name="exceptions")
+app.add_typer(findings_app, name="findings")
 runner = CliRunner()
 
 DAY = "2026-11-24"
@@ -107,7 +107,7 @@ def test_a_fully_reconciled_day_exits_0_and_writes_every_report(
     assert counts(ledger) == before
 
 
-def test_exceptions_exit_1_until_people_resolve_them(ledger: str, tmp_path: Path) -> None:
+def test_open_findings_exit_1_until_people_resolve_them(ledger: str, tmp_path: Path) -> None:
     rows = [
         *GOOD_ROWS,
         ("K1", "cash-0003", "3100009999", "50.00", PAID),  # nobody has this account number
@@ -130,15 +130,15 @@ def test_exceptions_exit_1_until_people_resolve_them(ledger: str, tmp_path: Path
     assert code == 0 and "posted to 3100000002" in out
     code, out = paygate("suspense", "assign", str(item), "3100000001", "--database-url", ledger)
     assert code == 2 and "already assigned to account 3100000002 by li.na" in out
-    code, out = paygate("exceptions", "list", "--database-url", ledger)
-    assert code == 0 and "duplicate_in_statement" in out and "1 exception" in out
+    code, out = paygate("findings", "list", "--database-url", ledger)
+    assert code == 0 and "duplicate_in_statement" in out and "1 open finding" in out
     finding = next(w for w in out.split() if ":" in w and w.split(":")[0].isdigit())
     code, out = paygate(
-        "exceptions", "resolve", finding, "--reverse", "--reason", "x", "--database-url", ledger
+        "findings", "resolve", finding, "--reverse", "--reason", "x", "--database-url", ledger
     )
     assert code == 2 and "no payment to reverse" in out
     code, out = paygate(
-        "exceptions", "resolve", finding, "--confirm", "--reason", "printed twice by K1",
+        "findings", "resolve", finding, "--confirm", "--reason", "printed twice by K1",
         "--actor", "li.na", "--database-url", ledger,
     )  # fmt: skip
     assert code == 0 and "confirmed by li.na" in out
@@ -249,7 +249,7 @@ def test_every_configured_channel_and_the_bank_in_one_morning(ledger: str, tmp_p
         (["reconcile", "kiosk", "--date", DAY], "no statement for kiosk"),
         (["reconcile", "nope", "--date", DAY, "--statement", "x.csv"], "no channel named"),
         (["reconcile", "kiosk", "--date", DAY, "--format", "pdf"], "--format must be"),
-        (["exceptions", "resolve", "7", "--confirm", "--reason", "r"], "is not RUN:NUMBER"),
+        (["findings", "resolve", "7", "--confirm", "--reason", "r"], "is not RUN:NUMBER"),
     ],
 )
 def test_what_cannot_run_exits_2_saying_why(sqlite_url: str, args: list[str], message: str) -> None:
@@ -309,7 +309,7 @@ def test_statement_text_is_listed_on_one_line_and_never_drives_the_terminal(
         "reconcile", "--date", "2026-11-25", "--bank", str(bank), "--database-url", ledger
     )
     assert code == 1
-    code, output = paygate("exceptions", "list", "--database-url", ledger)
+    code, output = paygate("findings", "list", "--database-url", ledger)
     assert code == 0, output
     assert "\x1b" not in output and "\x07" not in output
     [item] = [row for row in output.splitlines() if "bank_unmatched" in row]

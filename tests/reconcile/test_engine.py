@@ -20,6 +20,7 @@ from paygate.reconcile import (
     FindingStatus,
     ReconcilePolicy,
     RunStatus,
+    findings,
     list_runs,
     load_run,
     reconcile,
@@ -64,7 +65,7 @@ def test_a_day_where_every_line_matches_is_fully_reconciled(accounts: Gateway) -
     run = run_lines(accounts, lines)
     assert run.status is RunStatus.DONE
     assert counts(run) == {"matched": 2}
-    assert run.fully_reconciled and run.exceptions == 0 and run.pending == 0
+    assert run.fully_reconciled and run.open_findings == 0 and run.pending == 0
     assert (run.gross.minor, run.fees.minor, run.net.minor) == (3500, 21, 3479)
     assert run.settlement_date == DAY + timedelta(days=1)
     # The plain case leaves no finding rows: the pair is the ledger's own key.
@@ -105,11 +106,20 @@ def test_each_kind_of_discrepancy_is_found_once(accounts: Gateway) -> None:
         "only_in_ledger": 1,
     }
     # Mismatch and duplicate wait for people; the missing payment is inside its grace days.
-    assert (run.exceptions, run.pending, run.in_suspense, run.resolved) == (2, 1, 1, 1)
+    assert (run.open_findings, run.pending, run.in_suspense, run.resolved) == (2, 1, 1, 1)
     assert not run.fully_reconciled
     mismatch = next(f for f in all_findings(accounts, run) if f.line_key == "txn:T2")
     assert (mismatch.amount.minor, mismatch.ledger_amount) == (2100, cny(2000))
     assert mismatch.line_no == 3 and mismatch.channel_txn_id == "T2"
+    # The retired names answer the same, with a deprecation warning.
+    with pytest.warns(DeprecationWarning, match="use open_findings"):
+        assert run.exceptions == 2
+    with pytest.warns(DeprecationWarning, match="use open_finding"):
+        assert mismatch.exception is True
+    opened = [f.seq for f in findings(accounts, run.id, open_findings_only=True, as_of=run.as_of)]
+    with pytest.warns(DeprecationWarning, match="use open_findings_only"):
+        retired = [f.seq for f in findings(accounts, run.id, exceptions_only=True, as_of=run.as_of)]
+    assert len(opened) == 2 and retired == opened
 
 
 def test_lines_without_ids_pair_by_account_amount_and_time(accounts: Gateway) -> None:
@@ -198,7 +208,7 @@ def test_a_line_of_a_payment_booked_on_another_day_is_not_a_match(accounts: Gate
     run = run_lines(accounts, [line(2, "T1", "A1", 1000)])
     [finding] = all_findings(accounts, run)
     assert finding.finding_class is FindingClass.OTHER_BUSINESS_DATE
-    assert finding.status is FindingStatus.OPEN and finding.exception
+    assert finding.status is FindingStatus.OPEN and finding.open_finding
     assert finding.payment_id == earlier.payment_id
     assert finding.note == "the ledger has it on business date 2026-11-23"
     assert not run.fully_reconciled
@@ -265,20 +275,20 @@ def test_money_parked_from_a_line_the_new_file_drops_is_only_in_the_ledger(
     assert finding.amount.minor == 300
 
 
-def test_only_in_ledger_is_pending_through_the_grace_days_then_an_exception(
+def test_only_in_ledger_is_pending_through_the_grace_days_then_an_open_finding(
     accounts: Gateway, clock: FixedClock
 ) -> None:
     missing = pay(accounts, "T1", "A1", 1000)
     run = run_lines(accounts, [])
     [finding] = all_findings(accounts, run)
     assert finding.due_on == DAY + timedelta(days=2)  # the kiosk's two grace days
-    assert (run.pending, run.exceptions, run.fully_reconciled) == (1, 0, True)
+    assert (run.pending, run.open_findings, run.fully_reconciled) == (1, 0, True)
     clock.set(clock.now() + timedelta(days=1))  # the last grace day
-    assert load_run(accounts, run.id).exceptions == 0
+    assert load_run(accounts, run.id).open_findings == 0
     clock.set(clock.now() + timedelta(days=1))
     late = load_run(accounts, run.id)
-    assert (late.pending, late.exceptions, late.fully_reconciled) == (0, 1, False)
-    assert [f.payment_id for f in all_findings(accounts, late) if f.exception] == [
+    assert (late.pending, late.open_findings, late.fully_reconciled) == (0, 1, False)
+    assert [f.payment_id for f in all_findings(accounts, late) if f.open_finding] == [
         missing.payment_id
     ]
 
@@ -404,7 +414,7 @@ def test_a_statement_file_is_hashed_as_it_streams_and_not_read_again(
     assert len(reads) == 1
 
 
-def test_recharge_card_sales_are_not_reconciled_against_payments(accounts: Gateway) -> None:
+def test_voucher_sales_are_not_reconciled_against_payments(accounts: Gateway) -> None:
     with pytest.raises(UnsupportedOperationError, match="voucher_liability"):
-        run_lines(accounts, [line(2, "B1:100-199", None, 5_000)], channel="prepaid_card")
+        run_lines(accounts, [line(2, "B1:100-199", None, 5_000)], channel="voucher")
     assert scalar(accounts, "SELECT COUNT(*) FROM reconciliation_runs") == 0

@@ -124,7 +124,7 @@ def test_a_person_reverses_a_payment_the_channel_never_settled(
     run = run_lines(accounts, [])
     clock.set(clock.now() + timedelta(days=2))
     late = load_run(accounts, run.id)
-    assert late.exceptions == 1
+    assert late.open_findings == 1
     [finding] = all_findings(accounts, late)
     done = resolve_finding(
         accounts,
@@ -177,7 +177,7 @@ def test_a_refund_the_ledger_missed_is_reversed_by_a_person(accounts: Gateway) -
     ]
     run = run_lines(accounts, lines)
     [finding] = all_findings(accounts, run)
-    assert finding.finding_class is FindingClass.ONLY_IN_STATEMENT and finding.exception
+    assert finding.finding_class is FindingClass.ONLY_IN_STATEMENT and finding.open_finding
     done = resolve_finding(
         accounts, run.id, finding.seq, "reversed", actor="wang.fang", reason="refund R1"
     )
@@ -225,7 +225,7 @@ def test_the_policy_decides_what_is_automatic(accounts: Gateway) -> None:
     assert found[4].status is FindingStatus.OPEN and found[4].note is None
     assert found[5].status is FindingStatus.OPEN
     assert (found[5].note or "").startswith("cannot be posted: channel_txn_id")
-    assert run.exceptions == 3
+    assert run.open_findings == 3
     assert balance(accounts, "suspense:CNY") == 0
     assert accounts.verify().ok
 

@@ -1,4 +1,8 @@
-"""``POST /v1/reconnections/{order_id}/confirm``: the head-end's signed report on an order."""
+"""``POST /v1/supply-orders/{order_id}/confirm``: the head-end's signed report on a supply order.
+
+The same route answers at its retired path, ``/v1/reconnections/{order_id}/confirm``
+(deprecated in the OpenAPI document): it always took reports on disconnection orders too.
+"""
 
 from __future__ import annotations
 
@@ -11,31 +15,38 @@ from starlette.responses import Response
 from paygate.api import auth
 from paygate.api.deps import RuntimeDep, json_response, matching, read_body, request_headers
 from paygate.api.problems import UnsupportedMediaTypeError
-from paygate.api.schemas import ReconnectionProgress
+from paygate.api.schemas import SupplyOrderProgress
 from paygate.channels.wire import parse_json_object
 from paygate.errors import InvalidInputError, ParseError
 from paygate.headend.webhook import MAX_CALLBACK_BYTES, verify_callback
 
-__all__ = ["router"]
+__all__ = ["RETIRED_SUPPLY_ORDER_CONFIRM", "SUPPLY_ORDER_CONFIRM", "router"]
 
 router = APIRouter()
 
 _ORDER_ID: Final = r"^[1-9][0-9]{0,18}\Z"
 
+SUPPLY_ORDER_CONFIRM: Final = "/v1/supply-orders/{order_id}/confirm"
+"""Where a head-end reports on a supply order."""
+RETIRED_SUPPLY_ORDER_CONFIRM: Final = "/v1/reconnections/{order_id}/confirm"
+"""The retired path of :data:`SUPPLY_ORDER_CONFIRM`, served and marked deprecated."""
+
 
 @router.post(
-    "/v1/reconnections/{order_id}/confirm",
+    RETIRED_SUPPLY_ORDER_CONFIRM,
     operation_id="confirmReconnection",
     tags=["head-ends"],
+    deprecated=True,
 )
-async def confirm_reconnection(request: Request, order_id: str, runtime: RuntimeDep) -> Response:
+@router.post(SUPPLY_ORDER_CONFIRM, operation_id="confirmSupplyOrder", tags=["head-ends"])
+async def confirm_supply_order(request: Request, order_id: str, runtime: RuntimeDep) -> Response:
     """The head-end's signed report on a supply order, recorded once."""
     secret = runtime.callback_secret
     assert secret is not None, "served only when configured"
     headers = request_headers(request)
     body = await read_body(request, MAX_CALLBACK_BYTES)
 
-    def work() -> ReconnectionProgress:
+    def work() -> SupplyOrderProgress:
         now = runtime.gateway.clock.now()
         try:
             auth.require_json(headers)
@@ -60,6 +71,6 @@ async def confirm_reconnection(request: Request, order_id: str, runtime: Runtime
             actor="headend",
             reference=report.reference,
         )
-        return ReconnectionProgress(order_id=report.order_id, status=status)
+        return SupplyOrderProgress(order_id=report.order_id, status=status)
 
     return json_response(await runtime.run(work))

@@ -1,4 +1,4 @@
-"""``POST /v1/vouchers/redeem``: a recharge card redeemed for an account from a terminal."""
+"""``POST /v1/vouchers/redeem``: a voucher redeemed for an account from a terminal."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ router = APIRouter()
 
 @router.post("/v1/vouchers/redeem", operation_id="redeemVoucher", tags=["terminals"])
 async def redeem_voucher(request: Request, runtime: RuntimeDep) -> Response:
-    """Redeem a recharge card for an account, from a registered terminal."""
+    """Redeem a voucher for an account, from a registered terminal."""
     adapter = runtime.vouchers
     assert adapter is not None, "served only when configured"
     headers, target = request_headers(request), request_target(request)

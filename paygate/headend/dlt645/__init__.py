@@ -1,7 +1,7 @@
 """DL/T 645-2007, the meter protocol: frames, remote control (跳合闸) and a driver that uses them.
 
 Most electricity meters in China speak DL/T 645-2007 over RS-485, infrared, or a concentrator /
-GPRS link that passes the same frames through. This module turns a reconnection order into the
+GPRS link that passes the same frames through. This module turns a supply order into the
 frames a meter obeys and reads back what the meter did.
 
 What it guarantees:

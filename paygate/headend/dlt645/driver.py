@@ -115,7 +115,7 @@ class Dlt645Meter:
     written in the meter's local time (``timezone``, default Asia/Shanghai). Every reply is
     checked to come from this meter and to answer the request; a refusal raises
     :class:`MeterRefusedError` with the meter's reasons. Nothing is retried here: whoever owns
-    the reconnection order decides when to try again (every command here can be repeated).
+    the supply order decides when to try again (every command here can be repeated).
     """
 
     def __init__(

@@ -1,4 +1,4 @@
-"""The ``prepaid_card`` channel: redemption requests, their answers, and retailer statements.
+"""The ``voucher`` channel: redemption requests, their answers, and retailer statements.
 
 Redemptions run against the real voucher service on SQLite and PostgreSQL, through the
 adapter as the HTTP layer would call it; the sink the adapter is handed is never called.
@@ -25,13 +25,13 @@ from paygate.channels.base import (
     Operation,
     SettlementRules,
 )
-from paygate.channels.prepaid_card import (
-    PREPAID_CARD_STATEMENT_COLUMNS,
-    PrepaidCardAdapter,
-    PrepaidCardConfig,
-    PrepaidCardContext,
+from paygate.channels.voucher import (
+    VOUCHER_STATEMENT_COLUMNS,
+    VoucherAdapter,
+    VoucherConfig,
+    VoucherContext,
     parse_redeem_request,
-    read_prepaid_card_statement,
+    read_voucher_statement,
 )
 from paygate.clock import FixedClock
 from paygate.errors import ParseError, UnsupportedOperationError
@@ -75,9 +75,9 @@ class Shop:
         rows = out.getvalue().decode().splitlines()[1:]
         self.pins = {r.split(",")[1]: r.split(",")[2] for r in rows}
         self.serial = issued.first_serial
-        self.adapter = PrepaidCardAdapter(
-            PrepaidCardConfig.model_validate(config),
-            PrepaidCardContext(clock=gateway.clock, vouchers=self.service),
+        self.adapter = VoucherAdapter(
+            VoucherConfig.model_validate(config),
+            VoucherContext(clock=gateway.clock, vouchers=self.service),
         )
         self.sink = RecordingSink()
 
@@ -179,7 +179,7 @@ class TestRedeem:
         assert (big.status_code, big.error_code) == (413, "payload_too_large")
 
     def test_no_voucher_service_is_a_configuration_problem(self) -> None:
-        adapter = PrepaidCardAdapter(PrepaidCardConfig())
+        adapter = VoucherAdapter(VoucherConfig())
         result = adapter.handle_redeem(request(make_serial(10**10), "1" * 16), {}, RecordingSink())
         assert (result.status_code, result.error_code) == (503, "configuration_error")
 
@@ -211,7 +211,7 @@ FIRST = make_serial(10_000_000_100)
 TENTH = make_serial(10_000_000_109)
 ELEVENTH = make_serial(10_000_000_110)
 TWELFTH = make_serial(10_000_000_111)
-HEADER = ",".join(PREPAID_CARD_STATEMENT_COLUMNS)
+HEADER = ",".join(VOUCHER_STATEMENT_COLUMNS)
 
 
 def statement(*rows: str, bom: bool = False) -> io.BytesIO:
@@ -223,7 +223,7 @@ def statement(*rows: str, bom: bool = False) -> io.BytesIO:
 
 class TestStatement:
     def test_runs_of_sold_cards_become_payment_lines(self) -> None:
-        adapter = PrepaidCardAdapter(PrepaidCardConfig())
+        adapter = VoucherAdapter(VoucherConfig())
         lines = list(
             adapter.read_statement(
                 statement(
@@ -265,11 +265,7 @@ class TestStatement:
     )
     def test_a_bad_line_is_refused_by_line_and_field(self, row: str, field: str) -> None:
         with pytest.raises(ParseError) as caught:
-            list(
-                read_prepaid_card_statement(
-                    statement(row), currency="CNY", timezone="Asia/Shanghai"
-                )
-            )
+            list(read_voucher_statement(statement(row), currency="CNY", timezone="Asia/Shanghai"))
         assert (caught.value.source, caught.value.line, caught.value.field) == (
             "shop1_20261125.csv",
             2,
@@ -277,7 +273,7 @@ class TestStatement:
         )
 
     def test_a_file_that_is_not_a_card_sales_statement_is_refused(self) -> None:
-        adapter = PrepaidCardAdapter(PrepaidCardConfig())
+        adapter = VoucherAdapter(VoucherConfig())
         with pytest.raises(ParseError, match="header"):
             list(adapter.read_statement(io.BytesIO(b"serial,pin\n")))
         with pytest.raises(ParseError, match="empty file"):
@@ -296,9 +292,9 @@ class NoCardRedeemer:
         raise WrongPinError(f"wrong PIN for card {serial}", attempts_left=4)
 
 
-def contract_adapter() -> PrepaidCardAdapter:
+def contract_adapter() -> VoucherAdapter:
     """The adapter the contract suite checks, with a redeemer that needs no database."""
-    return PrepaidCardAdapter(PrepaidCardConfig(), PrepaidCardContext(vouchers=NoCardRedeemer()))
+    return VoucherAdapter(VoucherConfig(), VoucherContext(vouchers=NoCardRedeemer()))
 
 
 def contract_forged(adapter: Any) -> tuple[bytes, dict[str, str]]:
@@ -327,31 +323,31 @@ def test_the_contract_inputs_are_what_they_claim() -> None:
 
 
 def test_retailers_settle_t_plus_1_less_the_contracted_commission() -> None:
-    default = PrepaidCardConfig().settlement
+    default = VoucherConfig().settlement
     assert (default.lag_days, default.cutoff, default.fee.fee(yuan("500.00"))) == (
         1,
         time(0, 0),
         yuan("0"),
     )
-    contracted = PrepaidCardConfig(
+    contracted = VoucherConfig(
         settlement=SettlementRules(lag_days=1, fee=FeeSchedule(rate_ppm=20_000))
     )
     assert contracted.settlement.fee.fee(yuan("500.00")) == yuan("10.00")
 
 
 def test_the_adapter_offers_redeem_and_statement_only() -> None:
-    assert "paygate.channels.prepaid_card:PrepaidCardAdapter" in BUILTIN_CHANNELS
+    assert "paygate.channels.voucher:VoucherAdapter" in BUILTIN_CHANNELS
     registry = ChannelRegistry()
-    registry.register(PrepaidCardAdapter)
+    registry.register(VoucherAdapter)
     adapter = registry.create(
-        "prepaid_card",
+        "voucher",
         {"source_header": "X-Client"},
-        PrepaidCardContext(clock=FixedClock(datetime(2026, 11, 25, tzinfo=UTC))),
+        VoucherContext(clock=FixedClock(datetime(2026, 11, 25, tzinfo=UTC))),
     )
     assert adapter.operations == frozenset({Operation.REDEEM, Operation.STATEMENT})
-    with pytest.raises(UnsupportedOperationError, match="prepaid_card"):
+    with pytest.raises(UnsupportedOperationError, match="voucher"):
         adapter.handle_notify(b"{}", {}, RecordingSink())
-    assert "prepaid_card" in repr(adapter)
+    assert "voucher" in repr(adapter)
 
 
 def test_the_pin_key_in_the_environment_is_what_the_service_uses(
@@ -359,6 +355,6 @@ def test_the_pin_key_in_the_environment_is_what_the_service_uses(
 ) -> None:
     monkeypatch.setenv("PAYGATE_VOUCHER_PIN_KEY", base64.b64encode(KEY.get_secret_value()).decode())
     service = VoucherService.from_env(gateway)
-    adapter = PrepaidCardAdapter(PrepaidCardConfig(), PrepaidCardContext(vouchers=service))
+    adapter = VoucherAdapter(VoucherConfig(), VoucherContext(vouchers=service))
     result = adapter.handle_redeem(request(make_serial(10**10), "1" * 16), {}, RecordingSink())
     assert result.error_code == "unknown_voucher"

@@ -1,4 +1,7 @@
-"""``paygate orders``: list supply orders, confirm a work order, retry a failed order."""
+"""``paygate supply-orders``: list supply orders, confirm a work order, retry a failed order.
+
+A supply order is a reconnection order or a disconnection order (its kind).
+"""
 
 from __future__ import annotations
 
@@ -13,13 +16,15 @@ from paygate.gateway import Gateway
 from paygate.reconcile.report import terminal_text
 from paygate.supply import OrderStatus, list_orders
 
-__all__ = ["orders_app"]
+__all__ = ["supply_orders_app"]
 
-orders_app = typer.Typer(help="Reconnection and disconnection orders.", no_args_is_help=True)
+supply_orders_app = typer.Typer(
+    help="Supply orders: reconnection and disconnection orders.", no_args_is_help=True
+)
 
 
-@orders_app.command("list")
-def orders_list(
+@supply_orders_app.command("list")
+def supply_orders_list(
     database_url: DatabaseUrl = None,
     status: Annotated[
         str | None, typer.Option(help=", ".join(s.value for s in OrderStatus))
@@ -51,13 +56,13 @@ def orders_list(
     guard(run)
 
 
-@orders_app.command("confirm")
-def orders_confirm(
+@supply_orders_app.command("confirm")
+def supply_orders_confirm(
     order_id: int,
     database_url: DatabaseUrl = None,
     actor: Actor = None,
 ) -> None:
-    """Confirm that a work order was carried out: supply restored (or cut)."""
+    """Confirm that a supply order's work order was carried out: supply restored (or cut)."""
     from paygate.headend.base import HeadEndOutcome
 
     def run() -> None:
@@ -70,9 +75,9 @@ def orders_confirm(
     guard(run)
 
 
-@orders_app.command("retry")
-def orders_retry(order_id: int, database_url: DatabaseUrl = None) -> None:
-    """Put a failed order back in the dispatch queue."""
+@supply_orders_app.command("retry")
+def supply_orders_retry(order_id: int, database_url: DatabaseUrl = None) -> None:
+    """Put a failed supply order back in the dispatch queue."""
 
     def run() -> None:
         with Gateway.open(settings=settings_for(database_url)) as gateway:
