@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, TypeVar
 
@@ -32,6 +33,7 @@ from paygate.store.schema import SQLITE_TIMESTAMP_FORMAT
 
 __all__ = [
     "DEFAULT_DATABASE_URL",
+    "RowSet",
     "Store",
     "Tx",
     "UniqueViolation",
@@ -72,6 +74,36 @@ def normalize_url(url: str | URL) -> URL:
             field="database_url",
         )
     return parsed
+
+
+@dataclass(frozen=True, slots=True)
+class RowSet:
+    """Rows of one table written set-based: one part of one statement on PostgreSQL, one
+    ``executemany`` on SQLite.
+
+    ``pg`` is a statement over ``{rows}``, which becomes ``unnest`` of one array parameter per
+    column (typed by ``types``, PostgreSQL type names); ``sqlite`` is the same statement for one
+    row with ``?`` marks. ``rows`` are tuples in column order.
+    """
+
+    pg: str
+    sqlite: str
+    types: tuple[str, ...]
+    rows: Sequence[Sequence[Any]]
+
+    @classmethod
+    def insert(
+        cls, table: str, columns: Sequence[str], types: Sequence[str], rows: Sequence[Sequence[Any]]
+    ) -> RowSet:
+        """Plain inserts of ``rows`` into ``table``."""
+        cols = ", ".join(columns)
+        marks = ", ".join("?" for _ in columns)
+        return cls(
+            f"INSERT INTO {table} ({cols}) SELECT * FROM {{rows}}",  # noqa: S608 - names are ours
+            f"INSERT INTO {table} ({cols}) VALUES ({marks})",  # noqa: S608
+            tuple(types),
+            rows,
+        )
 
 
 class Tx:
@@ -174,6 +206,39 @@ class Tx:
                     f"INSERT INTO {table} ({cols}) VALUES {values}",  # noqa: S608 - names are ours
                     flat,
                 )
+        except (sqlite3.IntegrityError, psycopg.errors.UniqueViolation) as exc:
+            _raise_unique(exc)
+            raise
+
+    def write(self, sets: Sequence[RowSet]) -> None:
+        """Write every row of ``sets`` together.
+
+        PostgreSQL: ONE statement whatever the number of rows and tables (each set a
+        data-modifying part of a ``WITH``, its rows sent as one array per column), so a
+        decision's writes cost one round trip and its constraints are checked once, at the
+        end of that statement. SQLite: one ``executemany`` per set, in order.
+        """
+        sets = [s for s in sets if s.rows]
+        if not sets:
+            return
+        try:
+            if self.dialect == "sqlite":
+                for rows in sets:
+                    self._conn.executemany(rows.sqlite, rows.rows)
+                return
+            params: dict[str, Any] = {}
+            parts = []
+            for i, rows in enumerate(sets):
+                arrays = []
+                for j, (column, typ) in enumerate(
+                    zip(zip(*rows.rows, strict=True), rows.types, strict=True)
+                ):
+                    name = f"s{i}_{j}"
+                    params[name] = list(column)
+                    arrays.append(f"%({name})s::{typ}[]")
+                parts.append(rows.pg.replace("{rows}", f"unnest({', '.join(arrays)})"))
+            head = ", ".join(f"w{i} AS ({part})" for i, part in enumerate(parts[:-1]))
+            self._conn.execute(f"WITH {head} {parts[-1]}" if head else parts[-1], params)
         except (sqlite3.IntegrityError, psycopg.errors.UniqueViolation) as exc:
             _raise_unique(exc)
             raise
