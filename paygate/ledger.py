@@ -111,6 +111,9 @@ class LedgerAccounts:
     def __init__(self) -> None:
         self._ids: dict[str, int] = {}
         self._shards: dict[int, int] = {}
+        # Accounts created by transactions not known to have committed: never remembered
+        # before their transaction commits, which may still roll back and take the row.
+        self._creating: dict[str, int] = {}
 
     def shards(self, account_id: int) -> int:
         """The shard count of an account this cache has seen (1 if unknown: customer)."""
@@ -120,6 +123,7 @@ class LedgerAccounts:
         """Record an account created elsewhere (a customer's receivable)."""
         self._ids[code] = account_id
         self._shards[account_id] = shards_for(kind)
+        self._creating.pop(code, None)
 
     def ensure(self, tx: Tx, code: str, kind: AccountKind, currency: str) -> int:
         """Return the id of the account ``code``, creating it (race-free) if it is new."""
@@ -147,13 +151,16 @@ class LedgerAccounts:
                     "INSERT INTO ledger_balances (account_id, shard, balance) VALUES (:a, :s, 0)",
                     [{"a": new_id, "s": s} for s in range(shards_for(kind))],
                 )
-                # Not remembered: this transaction may still roll back and take the row with it.
+                # Remembered once committed: until then the row may still roll back.
                 self._shards[new_id] = shards_for(kind)
+                self._creating[code] = new_id
+                tx.after_commit(lambda: self.remember(code, new_id, kind))
                 return new_id
         account_id = int(row[0])
         if AccountKind(row[1]) is not kind:
             raise LedgerError(f"ledger account {code!r} exists with kind {row[1]}, not {kind}")
-        self.remember(code, account_id, kind)
+        if self._creating.get(code) != account_id:  # else: remembered when its creator commits
+            self.remember(code, account_id, kind)
         return account_id
 
 
