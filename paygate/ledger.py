@@ -111,9 +111,6 @@ class LedgerAccounts:
     def __init__(self) -> None:
         self._ids: dict[str, int] = {}
         self._shards: dict[int, int] = {}
-        # Accounts created by transactions not known to have committed: never remembered
-        # before their transaction commits, which may still roll back and take the row.
-        self._creating: dict[str, int] = {}
 
     def shards(self, account_id: int) -> int:
         """The shard count of an account this cache has seen (1 if unknown: customer)."""
@@ -123,13 +120,16 @@ class LedgerAccounts:
         """Record an account created elsewhere (a customer's receivable)."""
         self._ids[code] = account_id
         self._shards[account_id] = shards_for(kind)
-        self._creating.pop(code, None)
 
     def ensure(self, tx: Tx, code: str, kind: AccountKind, currency: str) -> int:
         """Return the id of the account ``code``, creating it (race-free) if it is new."""
         cached = self._ids.get(code)
         if cached is not None:
             return cached
+        # Created by this very transaction: known to it alone until it commits.
+        created: dict[str, int] = tx.memo.setdefault("ledger_accounts", {})
+        if code in created:
+            return created[code]
         row = tx.one("SELECT id, kind FROM ledger_accounts WHERE code = :code", {"code": code})
         if row is None:
             new_id = tx.ids.one()
@@ -153,14 +153,13 @@ class LedgerAccounts:
                 )
                 # Remembered once committed: until then the row may still roll back.
                 self._shards[new_id] = shards_for(kind)
-                self._creating[code] = new_id
+                created[code] = new_id
                 tx.after_commit(lambda: self.remember(code, new_id, kind))
                 return new_id
         account_id = int(row[0])
         if AccountKind(row[1]) is not kind:
             raise LedgerError(f"ledger account {code!r} exists with kind {row[1]}, not {kind}")
-        if self._creating.get(code) != account_id:  # else: remembered when its creator commits
-            self.remember(code, account_id, kind)
+        self.remember(code, account_id, kind)  # committed: another transaction sees it
         return account_id
 
 

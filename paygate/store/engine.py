@@ -109,7 +109,7 @@ class RowSet:
 class Tx:
     """One open transaction on a driver connection, with per-dialect value conversion."""
 
-    __slots__ = ("_committed", "_conn", "_pipelined", "_store", "dialect", "ids")
+    __slots__ = ("_committed", "_conn", "_pipelined", "_store", "dialect", "ids", "memo")
 
     def __init__(self, store: Store, conn: Any) -> None:
         self._store = store
@@ -118,6 +118,7 @@ class Tx:
         self._committed: list[Callable[[], None]] = []
         self.dialect = store.dialect
         self.ids = _TxIds(store, self)
+        self.memo: dict[str, Any] = {}  # what components remember for this transaction only
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` once this transaction has committed (never if it rolls back)."""
@@ -235,7 +236,8 @@ class Tx:
                 ):
                     name = f"s{i}_{j}"
                     params[name] = list(column)
-                    arrays.append(f"%({name})s::{typ}[]")
+                    # binary: no text escaping of every element, and no parsing of it
+                    arrays.append(f"%({name})b::{typ}[]")
                 parts.append(rows.pg.replace("{rows}", f"unnest({', '.join(arrays)})"))
             head = ", ".join(f"w{i} AS ({part})" for i, part in enumerate(parts[:-1]))
             self._conn.execute(f"WITH {head} {parts[-1]}" if head else parts[-1], params)
