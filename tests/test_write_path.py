@@ -315,3 +315,14 @@ def test_a_failure_between_statements_leaves_nothing(db_url: str, counter: Count
         assert after["journal_entries"] == before["journal_entries"] + 20
         gateway.seal()
         assert gateway.verify().ok
+
+
+def test_a_payment_is_never_deleted(gateway: Gateway) -> None:
+    """Allocations name their payment without a foreign key; the payment cannot go away."""
+    _open(gateway, 1)
+    receipt = gateway.pay(_intent("K1", "A0"))
+    with pytest.raises(Exception, match="never deleted"):
+        gateway.store.run(
+            lambda tx: tx.execute("DELETE FROM payments WHERE id = :p", {"p": receipt.payment_id})
+        )
+    assert _count(gateway, "SELECT COUNT(*) FROM payments") == 1
