@@ -381,33 +381,13 @@ def write_states(tx: Tx, accts: Iterable[Account]) -> None:
 
 # --- a payment decision's reads and writes, set-based --------------------------------------
 
-_LOCK_PG = (
-    f"SELECT {ACCOUNT_COLUMNS} FROM accounts a "  # noqa: S608 - the columns are ours
-    "WHERE a.account_no = ANY(:nos) ORDER BY a.id FOR UPDATE"
-)
-# After the lock, in a statement of its own: under READ COMMITTED a statement sees what was
-# committed before it began, so bills and balances read here include the work of a writer
-# the lock waited for (one statement that locked and read would see the state from before
-# the wait). The idempotency check is a lookup by the whole unique key (channel,
+# PostgreSQL: one call of the function migration 0006 installs. It locks the accounts in id
+# order, then reads in a statement of its own: under READ COMMITTED a statement sees what was
+# committed before it began, so bills and balances read after the lock include the work of a
+# writer the lock waited for (one statement that locked and read would see the state from
+# before the wait). The idempotency check is a lookup by the whole unique key (channel,
 # channel_txn_id) per intent: planned on the unique index whatever the statistics say.
-_READ_PG = f"""
-SELECT
-  (SELECT COALESCE(json_agg(json_build_array(
-      a.id,
-      (SELECT COALESCE(SUM(lb.balance), 0) FROM ledger_balances lb
-        WHERE lb.account_id = a.receivable_account_id),
-      (SELECT COALESCE(json_agg(json_build_array({_BILL_COLUMNS}, b.period)
-                                ORDER BY b.due_date, b.bill_no), '[]'::json)
-         FROM bills b WHERE b.account_id = a.id AND {_OPEN})
-   )), '[]'::json)::text
-     FROM accounts a WHERE a.account_no = ANY(:nos)),
-  (SELECT COALESCE(json_agg(json_build_array(p.channel, p.channel_txn_id, p.fingerprint,
-                                             p.receipt)), '[]'::json)::text
-     FROM unnest(CAST(:chs AS text[]), CAST(:txs AS text[])) AS k(channel, txn)
-     CROSS JOIN LATERAL (
-        SELECT q.channel, q.channel_txn_id, q.fingerprint, q.receipt FROM payments q
-         WHERE q.channel = k.channel AND q.channel_txn_id = k.txn) p)
-"""  # noqa: S608 - the columns are ours
+_READ_PG = "SELECT accounts, stored FROM paygate_payment_read(:nos, :chs, :txs)"
 
 
 def read_decision(
@@ -416,27 +396,25 @@ def read_decision(
     """Lock the accounts, load their balances and open bills, and find the payments already
     stored under ``keys`` ((channel, channel_txn_id) pairs): what a payment decision reads.
 
-    PostgreSQL: two statements sent together, one round trip (the lock, then the read).
-    SQLite, where a statement costs no round trip: the lock, the bills, one lookup per channel.
+    PostgreSQL: one statement, one round trip (a function that locks, then reads). SQLite,
+    where a statement costs no round trip: the lock, the bills, one lookup per channel.
     Returns the accounts by number and (channel, channel_txn_id, fingerprint, receipt) rows.
     """
     if tx.dialect != "postgresql":
-        accts = lock_accounts(tx, sorted(set(account_nos)))
-        load_bills(tx, list(accts.values()))
-        return accts, _stored_payments_sqlite(tx, keys)
+        locked = lock_accounts(tx, sorted(set(account_nos)))
+        load_bills(tx, list(locked.values()))
+        return locked, _stored_payments_sqlite(tx, keys)
     nos = sorted(set(account_nos))
     params = {"nos": nos, "chs": [k[0] for k in keys], "txs": [k[1] for k in keys]}
-    with tx.pipeline():
-        locked = tx.execute(_LOCK_PG, params)
-        read = tx.execute(_READ_PG, params)
-        rows = locked.fetchall()
-        found = read.fetchone()
-    accts = {str(r[1]): account_from_row(r) for r in rows}
-    by_id = {a.id: a for a in accts.values()}
+    found = tx.one(_READ_PG, params)
+    assert found is not None
     accounts_json, payments_json = found
-    for acct_id, balance, bills in json.loads(accounts_json):
-        acct = by_id[int(acct_id)]
-        acct.balance = int(balance)
+    accts: dict[str, Account] = {}
+    for row in json.loads(accounts_json):
+        acct = account_from_row(row)
+        accts[acct.account_no] = acct
+        acct.balance = int(row[9])
+        bills = row[10]
         acct.bills, acct.original_bills, acct.periods = [], {}, {}
         for b in bills:
             bill = OpenBill(

@@ -51,6 +51,10 @@ _PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 PG_ID_BLOCK = 1000
 SQLITE_ID_BLOCK = 64
 
+# A write of up to this many rows sends them as scalar parameters of a VALUES list (cheap to
+# adapt, a statement shape per row count); more go as one array per column (one shape).
+WRITE_VALUES_MAX = 40
+
 
 class UniqueViolation(Exception):
     """A unique constraint refused a row; ``constraint`` names it when the driver says."""
@@ -81,9 +85,10 @@ class RowSet:
     """Rows of one table written set-based: one part of one statement on PostgreSQL, one
     ``executemany`` on SQLite.
 
-    ``pg`` is a statement over ``{rows}``, which becomes ``unnest`` of one array parameter per
-    column (typed by ``types``, PostgreSQL type names); ``sqlite`` is the same statement for one
-    row with ``?`` marks. ``rows`` are tuples in column order.
+    ``pg`` is a statement over ``{rows}`` (a row source to alias), which becomes ``unnest`` of
+    one array parameter per column, or a ``VALUES`` list for a few rows (typed by ``types``,
+    PostgreSQL type names); ``sqlite`` is the same statement for one row with ``?`` marks.
+    ``rows`` are tuples in column order.
     """
 
     pg: str
@@ -99,7 +104,7 @@ class RowSet:
         cols = ", ".join(columns)
         marks = ", ".join("?" for _ in columns)
         return cls(
-            f"INSERT INTO {table} ({cols}) SELECT * FROM {{rows}}",  # noqa: S608 - names are ours
+            f"INSERT INTO {table} ({cols}) SELECT * FROM {{rows}} AS v",  # noqa: S608 - ours
             f"INSERT INTO {table} ({cols}) VALUES ({marks})",  # noqa: S608
             tuple(types),
             rows,
@@ -229,16 +234,10 @@ class Tx:
                 return
             params: dict[str, Any] = {}
             parts = []
+            few = sum(len(rows.rows) for rows in sets) <= WRITE_VALUES_MAX
             for i, rows in enumerate(sets):
-                arrays = []
-                for j, (column, typ) in enumerate(
-                    zip(zip(*rows.rows, strict=True), rows.types, strict=True)
-                ):
-                    name = f"s{i}_{j}"
-                    params[name] = list(column)
-                    # binary: no text escaping of every element, and no parsing of it
-                    arrays.append(f"%({name})b::{typ}[]")
-                parts.append(rows.pg.replace("{rows}", f"unnest({', '.join(arrays)})"))
+                source = _values(i, rows, params) if few else _arrays(i, rows, params)
+                parts.append(rows.pg.replace("{rows}", source))
             head = ", ".join(f"w{i} AS ({part})" for i, part in enumerate(parts[:-1]))
             self._conn.execute(f"WITH {head} {parts[-1]}" if head else parts[-1], params)
         except (sqlite3.IntegrityError, psycopg.errors.UniqueViolation) as exc:
@@ -295,6 +294,30 @@ class Tx:
             return date.fromisoformat(value)
         assert isinstance(value, date)
         return value
+
+
+def _values(i: int, rows: RowSet, params: dict[str, Any]) -> str:
+    """A few rows as a ``VALUES`` list of typed scalar parameters."""
+    out = []
+    for r, row in enumerate(rows.rows):
+        marks = []
+        for j, (value, typ) in enumerate(zip(row, rows.types, strict=True)):
+            name = f"s{i}_{r}_{j}"
+            params[name] = value
+            marks.append(f"%({name})b::{typ}")
+        out.append(f"({', '.join(marks)})")
+    return f"(VALUES {', '.join(out)})"
+
+
+def _arrays(i: int, rows: RowSet, params: dict[str, Any]) -> str:
+    """Many rows as ``unnest`` of one array parameter per column."""
+    arrays = []
+    for j, (column, typ) in enumerate(zip(zip(*rows.rows, strict=True), rows.types, strict=True)):
+        name = f"s{i}_{j}"
+        params[name] = list(column)
+        # binary: no text escaping of every element, and no parsing of it
+        arrays.append(f"%({name})b::{typ}[]")
+    return f"unnest({', '.join(arrays)})"
 
 
 class _TxIds:
