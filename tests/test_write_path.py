@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from typing import Any
 
+import psycopg
 import pytest
 
 from paygate import records
@@ -94,6 +95,19 @@ def counter(monkeypatch: pytest.MonkeyPatch) -> Counter:
         original(self, store, _Counting(conn, counter))
 
     monkeypatch.setattr(Tx, "__init__", counting_init)
+    real_raw = psycopg.RawCursor
+
+    class CountingRawCursor(real_raw):  # type: ignore[misc,valid-type]
+        """The cursor of native-placeholder statements (the decision's write)."""
+
+        def __init__(self, conn: Any, *args: Any, **kwargs: Any) -> None:
+            super().__init__(getattr(conn, "_conn", conn), *args, **kwargs)
+
+        def execute(self, query: Any, *args: Any, **kwargs: Any) -> Any:
+            counter.sent(str(query))
+            return super().execute(query, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg, "RawCursor", CountingRawCursor)
     return counter
 
 

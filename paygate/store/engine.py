@@ -232,14 +232,17 @@ class Tx:
                 for rows in sets:
                     self._conn.executemany(rows.sqlite, rows.rows)
                 return
-            params: dict[str, Any] = {}
+            params: list[Any] = []
             parts = []
             few = sum(len(rows.rows) for rows in sets) <= WRITE_VALUES_MAX
-            for i, rows in enumerate(sets):
-                source = _values(i, rows, params) if few else _arrays(i, rows, params)
+            for rows in sets:
+                source = _values(rows, params) if few else _arrays(rows, params)
                 parts.append(rows.pg.replace("{rows}", source))
             head = ", ".join(f"w{i} AS ({part})" for i, part in enumerate(parts[:-1]))
-            self._conn.execute(f"WITH {head} {parts[-1]}" if head else parts[-1], params)
+            # Native $n placeholders: psycopg parses a %-style query of this length on every
+            # call (it caches only short ones); this text is the statement as sent.
+            with psycopg.RawCursor(self._conn) as cur:
+                cur.execute(f"WITH {head} {parts[-1]}" if head else parts[-1], params)
         except (sqlite3.IntegrityError, psycopg.errors.UniqueViolation) as exc:
             _raise_unique(exc)
             raise
@@ -296,27 +299,24 @@ class Tx:
         return value
 
 
-def _values(i: int, rows: RowSet, params: dict[str, Any]) -> str:
+def _values(rows: RowSet, params: list[Any]) -> str:
     """A few rows as a ``VALUES`` list of typed scalar parameters."""
     out = []
-    for r, row in enumerate(rows.rows):
+    for row in rows.rows:
         marks = []
-        for j, (value, typ) in enumerate(zip(row, rows.types, strict=True)):
-            name = f"s{i}_{r}_{j}"
-            params[name] = value
-            marks.append(f"%({name})b::{typ}")
+        for value, typ in zip(row, rows.types, strict=True):
+            params.append(value)
+            marks.append(f"${len(params)}::{typ}")
         out.append(f"({', '.join(marks)})")
     return f"(VALUES {', '.join(out)})"
 
 
-def _arrays(i: int, rows: RowSet, params: dict[str, Any]) -> str:
+def _arrays(rows: RowSet, params: list[Any]) -> str:
     """Many rows as ``unnest`` of one array parameter per column."""
     arrays = []
-    for j, (column, typ) in enumerate(zip(zip(*rows.rows, strict=True), rows.types, strict=True)):
-        name = f"s{i}_{j}"
-        params[name] = list(column)
-        # binary: no text escaping of every element, and no parsing of it
-        arrays.append(f"%({name})b::{typ}[]")
+    for column, typ in zip(zip(*rows.rows, strict=True), rows.types, strict=True):
+        params.append(list(column))
+        arrays.append(f"${len(params)}::{typ}[]")
     return f"unnest({', '.join(arrays)})"
 
 
