@@ -381,7 +381,7 @@ def write_states(tx: Tx, accts: Iterable[Account]) -> None:
 
 # --- a payment decision's reads and writes, set-based --------------------------------------
 
-# PostgreSQL: one call of the function migration 0006 installs. It locks the accounts in id
+# PostgreSQL: one call of the function migration 0007 installs. It locks the accounts in id
 # order, then reads in a statement of its own: under READ COMMITTED a statement sees what was
 # committed before it began, so bills and balances read after the lock include the work of a
 # writer the lock waited for (one statement that locked and read would see the state from

@@ -248,7 +248,7 @@ allocations = Table(
     _id(),
     # No foreign key to payments: an allocation is written by the statement that writes its
     # payment, or under the lock of the payment's account, and a payment is never deleted (a
-    # trigger refuses it). See migration 0006.
+    # trigger refuses it). See migration 0007.
     Column("payment_id", BigInteger, nullable=False, index=True),
     Column("bill_id", BigInteger, ForeignKey("bills.id"), nullable=False, index=True),
     # 'payment' when made as the payment posted, 'credit' when a later bill consumed credit,

@@ -16,8 +16,8 @@ it stayed a sequential scan as the table grew, and a payment's cost grew with it
 protected, an allocation outliving its payment, is refused at its source instead: a payment
 cannot be deleted (a trigger on each database). Frozen: imports nothing from paygate.
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-12-05
 """
 
@@ -27,8 +27,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0006"
-down_revision: str | None = "0005"
+revision: str = "0007"
+down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
