@@ -1515,7 +1515,7 @@ def run_pg(dbs: Databases, ctx: SpawnContext, book: Book, plan: Plan) -> None:
         f"pay_many(), chunk {plan.chunk}",
         f"psycopg, COPY {plan.chunk} payments into a staging table, then set-based "
         "INSERT…SELECT / UPDATE…FROM, COMMIT per chunk",
-        0.3,
+        0.5,
     )
     run_pair(
         pair,

@@ -527,6 +527,12 @@ def report_growth(title: str, lines: Sequence[tuple[str, list[float]]], n: int) 
         each = ", ".join(f"{r:,.0f}" for r in rates)
         trend = f"last/first {rates[-1] / rates[0]:.2f}" if rates and rates[0] else ""
         print(f"  {label:<32} {each}   {trend}")
+    # the same batch of each writer ran minutes apart on a shared machine: the ratio of the
+    # trends says more than either trend alone
+    mine, peer = lines[0][1], lines[1][1]
+    if len(mine) == len(peer) and all(mine) and all(peer):
+        each = ", ".join(f"{m / p:.2f}" for m, p in zip(mine, peer, strict=True))
+        print(f"  {'paygate / peer, batch by batch':<32} {each}")
     sys.stdout.flush()
 
 

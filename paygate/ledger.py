@@ -25,7 +25,7 @@ from datetime import UTC, date, datetime
 from enum import StrEnum
 
 from paygate.errors import LedgerError
-from paygate.store.engine import Tx
+from paygate.store.engine import RowSet, Tx
 
 __all__ = [
     "BALANCE_SHARDS",
@@ -36,6 +36,7 @@ __all__ = [
     "PostingDraft",
     "account_balance",
     "post",
+    "post_sets",
     "seal",
     "verify",
 ]
@@ -125,6 +126,10 @@ class LedgerAccounts:
         cached = self._ids.get(code)
         if cached is not None:
             return cached
+        # Created by this very transaction: known to it alone until it commits.
+        created: dict[str, int] = tx.memo.setdefault("ledger_accounts", {})
+        if code in created:
+            return created[code]
         row = tx.one("SELECT id, kind FROM ledger_accounts WHERE code = :code", {"code": code})
         if row is None:
             new_id = tx.ids.one()
@@ -146,8 +151,10 @@ class LedgerAccounts:
                     "INSERT INTO ledger_balances (account_id, shard, balance) VALUES (:a, :s, 0)",
                     [{"a": new_id, "s": s} for s in range(shards_for(kind))],
                 )
-                # Not remembered: this transaction may still roll back and take the row with it.
+                # Remembered once committed: until then the row may still roll back.
                 self._shards[new_id] = shards_for(kind)
+                created[code] = new_id
+                tx.after_commit(lambda: self.remember(code, new_id, kind))
                 return new_id
         account_id = int(row[0])
         if AccountKind(row[1]) is not kind:
@@ -165,11 +172,43 @@ def _utcnow() -> datetime:
 def post(tx: Tx, entries: Sequence[EntryDraft], shards: LedgerAccounts) -> list[int]:
     """Write ``entries`` and move the cached balances; return the new entry ids.
 
-    All postings go in one statement (the database checks balance per statement), and balance
-    shards are updated in (account, shard) order so that concurrent posters cannot deadlock.
+    Set-based, whatever the number of entries: on PostgreSQL the entries, their postings and
+    the balance shards are one statement (the database checks balance per statement), on
+    SQLite one ``executemany`` each. See :func:`post_sets` to write them with other rows.
     """
+    entry_ids, sets = post_sets(tx, entries, shards)
+    tx.write(sets)
+    return entry_ids
+
+
+ENTRY_COLUMNS = ("id", "kind", "reference", "memo", "business_date", "posted_at")
+ENTRY_TYPES = ("bigint", "text", "text", "text", "date", "timestamptz")
+POSTING_COLUMNS = ("id", "entry_id", "account_id", "amount", "currency")
+POSTING_TYPES = ("bigint", "bigint", "bigint", "bigint", "text")
+
+# Balance shards are locked in (account, shard) order by the subquery's ORDER BY … FOR UPDATE,
+# whatever join the planner picks for the update itself: concurrent posters cannot deadlock.
+_BALANCES_PG = (
+    "UPDATE ledger_balances b SET balance = b.balance + d.delta FROM ("
+    "SELECT l.account_id, l.shard, x.delta FROM ledger_balances l "
+    "JOIN {rows} AS x(delta, account_id, shard) "
+    "ON l.account_id = x.account_id AND l.shard = x.shard "
+    "ORDER BY l.account_id, l.shard FOR UPDATE OF l) d "
+    "WHERE b.account_id = d.account_id AND b.shard = d.shard"
+)
+_BALANCES_SQLITE = (
+    "UPDATE ledger_balances SET balance = balance + ? WHERE account_id = ? AND shard = ?"
+)
+
+
+def post_sets(
+    tx: Tx, entries: Sequence[EntryDraft], shards: LedgerAccounts
+) -> tuple[list[int], list[RowSet]]:
+    """Check ``entries`` and return their ids with the row sets that post them (journal
+    entries, postings, balance deltas), for :meth:`~paygate.store.engine.Tx.write` to write
+    alone or in one statement with a decision's other rows."""
     if not entries:
-        return []
+        return [], []
     for entry in entries:
         check_entry(entry)
     n_postings = sum(len(e.postings) for e in entries)
@@ -198,27 +237,26 @@ def post(tx: Tx, entries: Sequence[EntryDraft], shards: LedgerAccounts) -> list[
             )
             shard = entry.shard_key % shards.shards(leg.account_id)
             deltas[(leg.account_id, shard)] += leg.amount
-    tx.insert(
-        "journal_entries",
-        ("id", "kind", "reference", "memo", "business_date", "posted_at"),
-        entry_rows,
-    )
-    tx.insert("postings", ("id", "entry_id", "account_id", "amount", "currency"), posting_rows)
-    apply_balance_deltas(tx, deltas)
-    return entry_ids
+    return entry_ids, [
+        RowSet.insert("journal_entries", ENTRY_COLUMNS, ENTRY_TYPES, entry_rows),
+        RowSet.insert("postings", POSTING_COLUMNS, POSTING_TYPES, posting_rows),
+        balance_set(deltas),
+    ]
+
+
+def balance_set(deltas: dict[tuple[int, int], int]) -> RowSet:
+    """The row set adding ``deltas`` to the balance shards, in key order."""
+    rows = [
+        (delta, account_id, shard)
+        for (account_id, shard), delta in sorted(deltas.items())
+        if delta != 0
+    ]
+    return RowSet(_BALANCES_PG, _BALANCES_SQLITE, ("bigint", "bigint", "int"), rows)
 
 
 def apply_balance_deltas(tx: Tx, deltas: dict[tuple[int, int], int]) -> None:
     """Add ``deltas`` to the balance shards, in key order (no deadlock between posters)."""
-    rows = [
-        {"d": delta, "a": account_id, "s": shard}
-        for (account_id, shard), delta in sorted(deltas.items())
-        if delta != 0
-    ]
-    tx.many(
-        "UPDATE ledger_balances SET balance = balance + :d WHERE account_id = :a AND shard = :s",
-        rows,
-    )
+    tx.write([balance_set(deltas)])
 
 
 def account_balance(tx: Tx, account_id: int) -> int:

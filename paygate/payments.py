@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from contextlib import nullcontext
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -46,13 +45,13 @@ from paygate.records import (
     Core,
     PaymentRow,
     Writes,
+    decision_sets,
     event,
     flush,
     load_bills,
     lock_accounts,
-    marks,
+    read_decision,
     write_bills,
-    write_states,
 )
 from paygate.renames import current_channel
 from paygate.store.engine import Tx, UniqueViolation
@@ -93,10 +92,13 @@ class Payments:
     def post(self, tx: Tx, entries: Sequence[EntryDraft]) -> list[int]:
         """Post journal entries in ``tx``; they count toward the next seal once it commits."""
         ids = ledger.post(tx, entries, self._core.ledger)
+        self._count(tx, entries)
+        return ids
+
+    def _count(self, tx: Tx, entries: Sequence[EntryDraft]) -> None:
         if entries:
             count = len(entries)
             tx.after_commit(lambda: self.note_posted(count))
-        return ids
 
     def debit_account(self, tx: Tx, channel: str, currency: str) -> int:
         """The account a channel's payments are debited to (its clearing account by default)."""
@@ -242,9 +244,15 @@ class Payments:
         for intent in intents:
             self.validate(intent)
         now = self._core.clock.now()
-        accounts = lock_accounts(tx, sorted({i.account_no for i in intents}))
-        existing = self._existing_payments(tx, intents)
-        load_bills(tx, list(accounts.values()))
+        accounts, stored = read_decision(
+            tx,
+            [i.account_no for i in intents],
+            sorted({(i.channel, i.channel_txn_id) for i in intents}),
+        )
+        existing = {
+            (channel, txn): (fingerprint, Receipt.model_validate_json(receipt))
+            for channel, txn, fingerprint, receipt in stored
+        }
         writes = Writes()
         seen: dict[tuple[str, str], tuple[str, Receipt]] = {}
         results: list[Receipt | PaygateError] = []
@@ -286,16 +294,12 @@ class Payments:
             seen[key] = (fingerprint, receipt)
             results.append(receipt)
         if writes.entries:
-            # A few payments: send the writes without waiting on each reply. A batch: COPY,
-            # which cannot run in a pipeline and does not need one.
-            with tx.pipeline() if len(intents) <= 16 else nullcontext():
-                if count:
-                    self.post(tx, writes.entries)
-                else:
-                    ledger.post(tx, writes.entries, self._core.ledger)
-                flush(tx, writes)
-                write_bills(tx, accounts.values())
-                write_states(tx, accounts.values())
+            # Every row of the decision in one statement on PostgreSQL (one round trip), one
+            # executemany per table on SQLite.
+            _, entry_sets = ledger.post_sets(tx, writes.entries, self._core.ledger)
+            tx.write([*entry_sets, *decision_sets(tx, writes, accounts.values())])
+            if count:
+                self._count(tx, writes.entries)
         return results
 
     def _plan_payment(
@@ -448,40 +452,6 @@ class Payments:
             )
         )
         return receipt
-
-    def _existing_payments(
-        self, tx: Tx, intents: Sequence[PaymentIntent]
-    ) -> dict[tuple[str, str], tuple[str, Receipt]]:
-        # One query per channel on (channel, channel_txn_id), the unique index: row-value IN
-        # lists are planned as a table scan by SQLite and cost PostgreSQL more to plan than run.
-        by_channel: dict[str, set[str]] = defaultdict(set)
-        for intent in intents:
-            by_channel[intent.channel].add(intent.channel_txn_id)
-        found: dict[tuple[str, str], tuple[str, Receipt]] = {}
-        for channel, txn_ids in sorted(by_channel.items()):
-            ordered = sorted(txn_ids)
-            for start in range(0, len(ordered), 500):
-                part = ordered[start : start + 500]
-                if tx.dialect == "postgresql":
-                    rows = tx.all(
-                        "SELECT channel_txn_id, fingerprint, receipt FROM payments "
-                        "WHERE channel = :c AND channel_txn_id = ANY(:ids)",
-                        {"c": channel, "ids": part},
-                    )
-                else:
-                    placeholders, params = marks("t", part)
-                    params["c"] = channel
-                    rows = tx.all(
-                        "SELECT channel_txn_id, fingerprint, receipt FROM payments "  # noqa: S608
-                        f"WHERE channel = :c AND channel_txn_id IN ({placeholders})",
-                        params,
-                    )
-                for txn, fingerprint, receipt in rows:
-                    found[(channel, str(txn))] = (
-                        str(fingerprint),
-                        Receipt.model_validate_json(receipt),
-                    )
-        return found
 
     # -- reversal -----------------------------------------------------------------------
 

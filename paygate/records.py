@@ -23,7 +23,7 @@ from paygate.config import Settings
 from paygate.errors import UnknownAccountError
 from paygate.ledger import EntryDraft, LedgerAccounts
 from paygate.models import Category, SupplyState
-from paygate.store.engine import Store, Tx
+from paygate.store.engine import RowSet, Store, Tx
 
 __all__ = [
     "Account",
@@ -34,6 +34,8 @@ __all__ = [
     "PaymentRow",
     "TransitionRow",
     "Writes",
+    "decision_sets",
+    "read_decision",
 ]
 
 ACCOUNT_COLUMNS = (
@@ -339,6 +341,15 @@ def flush(tx: Tx, writes: Writes) -> None:
 
 def write_bills(tx: Tx, accts: Iterable[Account]) -> None:
     """Write what changed on the accounts' bills since they were loaded."""
+    tx.many(
+        "UPDATE bills SET principal_paid = :pp, late_fee_charged = :fc, late_fee_paid = :fp, "
+        "late_fee_through = :ft WHERE id = :id",
+        _changed_bills(tx, accts),
+    )
+
+
+def _changed_bills(tx: Tx, accts: Iterable[Account]) -> list[dict[str, Any]]:
+    """The bills that changed since they were loaded, in id order; marked as written."""
     rows: list[dict[str, Any]] = []
     for acct in accts:
         for bill in acct.bills:
@@ -356,11 +367,7 @@ def write_bills(tx: Tx, accts: Iterable[Account]) -> None:
             )
             acct.original_bills[bill.bill_id] = bill
     rows.sort(key=lambda r: r["id"])
-    tx.many(
-        "UPDATE bills SET principal_paid = :pp, late_fee_charged = :fc, late_fee_paid = :fp, "
-        "late_fee_through = :ft WHERE id = :id",
-        rows,
-    )
+    return rows
 
 
 def write_states(tx: Tx, accts: Iterable[Account]) -> None:
@@ -370,3 +377,157 @@ def write_states(tx: Tx, accts: Iterable[Account]) -> None:
     tx.many("UPDATE accounts SET supply_state = :s WHERE id = :id", rows)
     for acct in accts:
         acct.state_changed = False
+
+
+# --- a payment decision's reads and writes, set-based --------------------------------------
+
+# PostgreSQL: one call of the function migration 0007 installs. It locks the accounts in id
+# order, then reads in a statement of its own: under READ COMMITTED a statement sees what was
+# committed before it began, so bills and balances read after the lock include the work of a
+# writer the lock waited for (one statement that locked and read would see the state from
+# before the wait). The idempotency check is a lookup by the whole unique key (channel,
+# channel_txn_id) per intent: planned on the unique index whatever the statistics say.
+_READ_PG = "SELECT accounts, stored FROM paygate_payment_read(:nos, :chs, :txs)"
+
+
+def read_decision(
+    tx: Tx, account_nos: Sequence[str], keys: Sequence[tuple[str, str]]
+) -> tuple[dict[str, Account], list[tuple[str, str, str, str]]]:
+    """Lock the accounts, load their balances and open bills, and find the payments already
+    stored under ``keys`` ((channel, channel_txn_id) pairs): what a payment decision reads.
+
+    PostgreSQL: one statement, one round trip (a function that locks, then reads). SQLite,
+    where a statement costs no round trip: the lock, the bills, one lookup per channel.
+    Returns the accounts by number and (channel, channel_txn_id, fingerprint, receipt) rows.
+    """
+    if tx.dialect != "postgresql":
+        locked = lock_accounts(tx, sorted(set(account_nos)))
+        load_bills(tx, list(locked.values()))
+        return locked, _stored_payments_sqlite(tx, keys)
+    nos = sorted(set(account_nos))
+    params = {"nos": nos, "chs": [k[0] for k in keys], "txs": [k[1] for k in keys]}
+    found = tx.one(_READ_PG, params)
+    assert found is not None
+    accounts_json, payments_json = found
+    accts: dict[str, Account] = {}
+    for row in json.loads(accounts_json):
+        acct = account_from_row(row)
+        accts[acct.account_no] = acct
+        acct.balance = int(row[9])
+        bills = row[10]
+        acct.bills, acct.original_bills, acct.periods = [], {}, {}
+        for b in bills:
+            bill = OpenBill(
+                bill_id=int(b[0]),
+                bill_no=str(b[2]),
+                due_date=date.fromisoformat(b[3]),
+                amount=int(b[4]),
+                principal_paid=int(b[5]),
+                late_fee_charged=int(b[6]),
+                late_fee_paid=int(b[7]),
+                late_fee_through=None if b[8] is None else date.fromisoformat(b[8]),
+            )
+            acct.periods[bill.bill_id] = str(b[9])
+            acct.bills.append(bill)
+            acct.original_bills[bill.bill_id] = bill
+    stored = [(str(c), str(t), str(f), str(r)) for c, t, f, r in json.loads(payments_json)]
+    return accts, stored
+
+
+def _stored_payments_sqlite(
+    tx: Tx, keys: Sequence[tuple[str, str]]
+) -> list[tuple[str, str, str, str]]:
+    # One query per channel on the unique index (channel, channel_txn_id): SQLite plans a
+    # row-value IN list as a table scan.
+    by_channel: dict[str, set[str]] = {}
+    for channel, txn in keys:
+        by_channel.setdefault(channel, set()).add(txn)
+    out: list[tuple[str, str, str, str]] = []
+    for channel, txn_ids in sorted(by_channel.items()):
+        ordered = sorted(txn_ids)
+        for start in range(0, len(ordered), 500):
+            placeholders, params = marks("t", ordered[start : start + 500])
+            params["c"] = channel
+            out.extend(
+                (channel, str(t), str(f), str(r))
+                for t, f, r in tx.all(
+                    "SELECT channel_txn_id, fingerprint, receipt FROM payments "  # noqa: S608
+                    f"WHERE channel = :c AND channel_txn_id IN ({placeholders})",
+                    params,
+                )
+            )
+    return out
+
+
+_PAYMENT_TYPES = (
+    "bigint", "text", "text", "bigint", "bigint", "text", "timestamptz", "date", "text", "text",
+    "bigint", "bigint", "bigint", "text", "text", "timestamptz",
+)  # fmt: skip
+_ALLOCATION_TYPES = ("bigint", "bigint", "bigint", "text", "bigint", "bigint", "timestamptz")
+_ORDER_TYPES = (
+    "bigint", "bigint", "text", "text", "text", "bigint", "timestamptz", "timestamptz", "text",
+    "text", "timestamptz", "timestamptz", "timestamptz", "int", "timestamptz",
+)  # fmt: skip
+_TRANSITION_TYPES = ("bigint", "bigint", "text", "text", "text", "text", "bigint", "timestamptz")
+_EVENT_TYPES = ("bigint", "text", "text", "text", "timestamptz", "timestamptz", "int")
+
+_CREDIT = RowSet(
+    "UPDATE payments p SET unallocated = x.u FROM {rows} AS x(u, id) WHERE p.id = x.id",
+    "UPDATE payments SET unallocated = ? WHERE id = ?",
+    ("bigint", "bigint"),
+    (),
+)
+_CANCEL = RowSet(
+    "UPDATE supply_orders o SET status = 'cancelled', closed_at = x.at FROM {rows} AS x(at, a) "
+    "WHERE o.account_id = x.a AND o.kind = 'disconnect' AND o.status IN ('open', 'failed')",
+    "UPDATE supply_orders SET status = 'cancelled', closed_at = ? "
+    "WHERE account_id = ? AND kind = 'disconnect' AND status IN ('open', 'failed')",
+    ("timestamptz", "bigint"),
+    (),
+)
+_BILLS = RowSet(
+    "UPDATE bills b SET principal_paid = x.pp, late_fee_charged = x.fc, late_fee_paid = x.fp, "
+    "late_fee_through = x.ft FROM {rows} AS x(pp, fc, fp, ft, id) WHERE b.id = x.id",
+    "UPDATE bills SET principal_paid = ?, late_fee_charged = ?, late_fee_paid = ?, "
+    "late_fee_through = ? WHERE id = ?",
+    ("bigint", "bigint", "bigint", "date", "bigint"),
+    (),
+)
+_STATES = RowSet(
+    "UPDATE accounts a SET supply_state = x.s FROM {rows} AS x(s, id) WHERE a.id = x.id",
+    "UPDATE accounts SET supply_state = ? WHERE id = ?",
+    ("text", "bigint"),
+    (),
+)
+
+
+def decision_sets(tx: Tx, writes: Writes, accts: Iterable[Account]) -> list[RowSet]:
+    """Every row of a decision but its journal entries, as row sets for
+    :meth:`~paygate.store.engine.Tx.write`: payments, allocations, credit left, supply orders,
+    transitions, outbox events, and what changed on the accounts' bills and supply states.
+
+    In one statement a row may be written once: the credit updates touch only payments
+    stored before (a payment inserted by the same decision carries its credit already).
+    """
+    accts = list(accts)
+    bill_rows = [(r["pp"], r["fc"], r["fp"], r["ft"], r["id"]) for r in _changed_bills(tx, accts)]
+    states = [(a.supply_state.value, a.id) for a in accts if a.state_changed]
+    for acct in accts:
+        acct.state_changed = False
+    return [
+        RowSet.insert("payments", PaymentRow._fields, _PAYMENT_TYPES, writes.payments),
+        RowSet.insert("allocations", AllocationRow._fields, _ALLOCATION_TYPES, writes.allocations),
+        _with(_CREDIT, [(u, pid) for pid, u in sorted(writes.payment_credit.items())]),
+        RowSet.insert("supply_orders", NewOrderRow._fields, _ORDER_TYPES, writes.orders),
+        _with(_CANCEL, [(at, a) for a, at in writes.cancel_disconnects]),
+        RowSet.insert(
+            "supply_transitions", TransitionRow._fields, _TRANSITION_TYPES, writes.transitions
+        ),
+        RowSet.insert("outbox", EventRow._fields, _EVENT_TYPES, writes.events),
+        _with(_BILLS, bill_rows),
+        _with(_STATES, states),
+    ]
+
+
+def _with(template: RowSet, rows: Sequence[Sequence[Any]]) -> RowSet:
+    return RowSet(template.pg, template.sqlite, template.types, rows)

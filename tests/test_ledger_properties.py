@@ -70,7 +70,9 @@ class LedgerMachine(RuleBasedStateMachine):
         url = self.database_url or fresh_sqlite_url(Path(self.dir))
         self.clock = FixedClock(datetime(2026, 12, 1, 2, 0, tzinfo=UTC))
         self.gateway = Gateway.open(
-            settings=Settings(database_url=url, seal_every=5, sqlite_synchronous="OFF"),
+            settings=Settings(
+                database_url=url, seal_every=5, sqlite_synchronous="OFF", pay_many_chunk=3
+            ),
             clock=self.clock,
         )
         for account_no, category in ACCOUNTS.items():
@@ -125,6 +127,61 @@ class LedgerMachine(RuleBasedStateMachine):
         assert all(a.late_fee.minor >= 0 and a.principal.minor >= 0 for a in receipt.allocations)
         assert receipt.arrears_after.minor >= 0
         return intent, receipt
+
+    @rule(
+        items=st.lists(
+            st.tuples(
+                st.sampled_from([*sorted(ACCOUNTS), "NOPE"]),
+                st.integers(1, 400_000),
+                st.sampled_from(CHANNELS),
+            ),
+            min_size=1,
+            max_size=7,
+        ),
+        repeat=st.booleans(),
+    )
+    def pay_batch(self, items: list[tuple[str, int, str]], repeat: bool) -> None:
+        """A batch through pay_many, chunks of three: an unknown account, a duplicate inside
+        the batch and a changed copy of an earlier item each get their own outcome."""
+        intents = []
+        for account, amount, channel in items:
+            self.txns += 1
+            intents.append(
+                PaymentIntent(
+                    channel=channel,
+                    channel_txn_id=f"T{self.txns}",
+                    account_no=account,
+                    amount=Money(amount, "CNY"),
+                    paid_at=self.clock.now(),
+                )
+            )
+        extra = []
+        if repeat:
+            extra.append(intents[0])
+            extra.append(
+                intents[-1].model_copy(
+                    update={"amount": Money(intents[-1].amount.minor + 1, "CNY")}
+                )
+            )
+        outcomes = self.gateway.pay_many([*intents, *extra])
+        assert [o.index for o in outcomes] == list(range(len(intents) + len(extra)))
+        for intent, outcome in zip(intents, outcomes, strict=False):
+            if intent.account_no == "NOPE":
+                assert outcome.status == "refused" and outcome.error_code == "unknown_account"
+                continue
+            assert outcome.status == "posted" and outcome.receipt is not None
+            receipt = outcome.receipt
+            allocated = sum(a.late_fee.minor + a.principal.minor for a in receipt.allocations)
+            assert allocated + receipt.credit.minor == intent.amount.minor
+        if repeat:
+            first, again, changed = outcomes[0], outcomes[len(intents)], outcomes[-1]
+            if first.status == "posted":
+                assert again.status == "replayed" and again.receipt is not None
+                assert first.receipt is not None
+                assert again.receipt.payment_id == first.receipt.payment_id
+            else:
+                assert again.status == "refused"
+            assert changed.status == "refused"
 
     @rule(item=posted)
     def replay(self, item: tuple[PaymentIntent, Receipt]) -> None:

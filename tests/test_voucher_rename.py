@@ -61,8 +61,9 @@ def database_of_0005(url: str) -> str:
 
     Revision 0006 changes no table, only stored names, so a database that today's code
     writes exactly what the code of 0005 wrote into (``prepaid_card`` in the payments, the
-    clearing account's code, the journal's references and memos) and that is stamped 0005 is
-    such a database. The intents are built unvalidated (``model_construct``), since
+    clearing account's code, the journal's references and memos), taken down to 0006 (the
+    later revisions change tables, and have their own downgrades) and stamped 0005, is such a
+    database. The intents are built unvalidated (``model_construct``), since
     validation now reads the retired name as ``voucher``.
     """
     base = Settings(database_url=url, seal_every=0)
@@ -78,6 +79,7 @@ def database_of_0005(url: str) -> str:
         gateway.seal()
         report = gateway.verify()
     assert report.ok and report.sealed_entries == 2 and report.head_hash is not None
+    migrate.downgrade(url, "0006")
     store = Store(url)
     try:
         store.run(lambda tx: tx.execute("UPDATE alembic_version SET version_num = '0005'"))

@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, TypeVar
 
@@ -32,6 +33,7 @@ from paygate.store.schema import SQLITE_TIMESTAMP_FORMAT
 
 __all__ = [
     "DEFAULT_DATABASE_URL",
+    "RowSet",
     "Store",
     "Tx",
     "UniqueViolation",
@@ -48,6 +50,10 @@ _PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 # without locking, SQLite's counter row is updated inside the writer's own transaction.
 PG_ID_BLOCK = 1000
 SQLITE_ID_BLOCK = 64
+
+# A write of up to this many rows sends them as scalar parameters of a VALUES list (cheap to
+# adapt, a statement shape per row count); more go as one array per column (one shape).
+WRITE_VALUES_MAX = 40
 
 
 class UniqueViolation(Exception):
@@ -74,10 +80,41 @@ def normalize_url(url: str | URL) -> URL:
     return parsed
 
 
+@dataclass(frozen=True, slots=True)
+class RowSet:
+    """Rows of one table written set-based: one part of one statement on PostgreSQL, one
+    ``executemany`` on SQLite.
+
+    ``pg`` is a statement over ``{rows}`` (a row source to alias), which becomes ``unnest`` of
+    one array parameter per column, or a ``VALUES`` list for a few rows (typed by ``types``,
+    PostgreSQL type names); ``sqlite`` is the same statement for one row with ``?`` marks.
+    ``rows`` are tuples in column order.
+    """
+
+    pg: str
+    sqlite: str
+    types: tuple[str, ...]
+    rows: Sequence[Sequence[Any]]
+
+    @classmethod
+    def insert(
+        cls, table: str, columns: Sequence[str], types: Sequence[str], rows: Sequence[Sequence[Any]]
+    ) -> RowSet:
+        """Plain inserts of ``rows`` into ``table``."""
+        cols = ", ".join(columns)
+        marks = ", ".join("?" for _ in columns)
+        return cls(
+            f"INSERT INTO {table} ({cols}) SELECT * FROM {{rows}} AS v",  # noqa: S608 - ours
+            f"INSERT INTO {table} ({cols}) VALUES ({marks})",  # noqa: S608
+            tuple(types),
+            rows,
+        )
+
+
 class Tx:
     """One open transaction on a driver connection, with per-dialect value conversion."""
 
-    __slots__ = ("_committed", "_conn", "_pipelined", "_store", "dialect", "ids")
+    __slots__ = ("_committed", "_conn", "_pipelined", "_store", "dialect", "ids", "memo")
 
     def __init__(self, store: Store, conn: Any) -> None:
         self._store = store
@@ -86,6 +123,7 @@ class Tx:
         self._committed: list[Callable[[], None]] = []
         self.dialect = store.dialect
         self.ids = _TxIds(store, self)
+        self.memo: dict[str, Any] = {}  # what components remember for this transaction only
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` once this transaction has committed (never if it rolls back)."""
@@ -178,6 +216,37 @@ class Tx:
             _raise_unique(exc)
             raise
 
+    def write(self, sets: Sequence[RowSet]) -> None:
+        """Write every row of ``sets`` together.
+
+        PostgreSQL: ONE statement whatever the number of rows and tables (each set a
+        data-modifying part of a ``WITH``, its rows sent as one array per column), so a
+        decision's writes cost one round trip and its constraints are checked once, at the
+        end of that statement. SQLite: one ``executemany`` per set, in order.
+        """
+        sets = [s for s in sets if s.rows]
+        if not sets:
+            return
+        try:
+            if self.dialect == "sqlite":
+                for rows in sets:
+                    self._conn.executemany(rows.sqlite, rows.rows)
+                return
+            params: list[Any] = []
+            parts = []
+            few = sum(len(rows.rows) for rows in sets) <= WRITE_VALUES_MAX
+            for rows in sets:
+                source = _values(rows, params) if few else _arrays(rows, params)
+                parts.append(rows.pg.replace("{rows}", source))
+            head = ", ".join(f"w{i} AS ({part})" for i, part in enumerate(parts[:-1]))
+            # Native $n placeholders: psycopg parses a %-style query of this length on every
+            # call (it caches only short ones); this text is the statement as sent.
+            with psycopg.RawCursor(self._conn) as cur:
+                cur.execute(f"WITH {head} {parts[-1]}" if head else parts[-1], params)
+        except (sqlite3.IntegrityError, psycopg.errors.UniqueViolation) as exc:
+            _raise_unique(exc)
+            raise
+
     @contextmanager
     def pipeline(self) -> Iterator[None]:
         """Send the statements of the block without waiting for each reply (PostgreSQL).
@@ -228,6 +297,27 @@ class Tx:
             return date.fromisoformat(value)
         assert isinstance(value, date)
         return value
+
+
+def _values(rows: RowSet, params: list[Any]) -> str:
+    """A few rows as a ``VALUES`` list of typed scalar parameters."""
+    out = []
+    for row in rows.rows:
+        marks = []
+        for value, typ in zip(row, rows.types, strict=True):
+            params.append(value)
+            marks.append(f"${len(params)}::{typ}")
+        out.append(f"({', '.join(marks)})")
+    return f"(VALUES {', '.join(out)})"
+
+
+def _arrays(rows: RowSet, params: list[Any]) -> str:
+    """Many rows as ``unnest`` of one array parameter per column."""
+    arrays = []
+    for column, typ in zip(zip(*rows.rows, strict=True), rows.types, strict=True):
+        params.append(list(column))
+        arrays.append(f"${len(params)}::{typ}[]")
+    return f"unnest({', '.join(arrays)})"
 
 
 class _TxIds:

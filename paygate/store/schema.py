@@ -257,7 +257,10 @@ allocations = Table(
     "allocations",
     metadata,
     _id(),
-    Column("payment_id", BigInteger, ForeignKey("payments.id"), nullable=False, index=True),
+    # No foreign key to payments: an allocation is written by the statement that writes its
+    # payment, or under the lock of the payment's account, and a payment is never deleted (a
+    # trigger refuses it). See migration 0007.
+    Column("payment_id", BigInteger, nullable=False, index=True),
     Column("bill_id", BigInteger, ForeignKey("bills.id"), nullable=False, index=True),
     # 'payment' when made as the payment posted, 'credit' when a later bill consumed credit,
     # 'reversal' (negative amounts) when a reversal re-opened what the payment had paid.
