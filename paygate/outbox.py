@@ -621,7 +621,8 @@ def _claim_events(
             "AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.account_no = outbox.account_no "
             "AND p.id < outbox.id AND p.delivered_at IS NULL AND p.dead_at IS NULL "
             "AND (p.available_at > :due OR p.claimed_until >= :now)) "
-            f"ORDER BY available_at, id LIMIT :n{skip}",
+            # oldest first: an account's earlier event is in the batch before its later ones
+            f"ORDER BY id LIMIT :n{skip}",
             {"now": tx.ts(now), "due": tx.ts(due), "n": limit},
         )
     ]

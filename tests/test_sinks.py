@@ -13,10 +13,10 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+from paygate.events import verify_webhook
 from paygate.gateway import Gateway
 from paygate.money import Money
 from paygate.outbox import CallbackSink, DeliveryError, WebhookSink
-from paygate.events import verify_webhook
 from tests.headend.simulator import CallbackReceiver
 
 ENVELOPE = {
