@@ -6,7 +6,7 @@ import threading
 import time
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import pika
 import pika.exceptions
@@ -47,10 +47,14 @@ class RabbitMQSink:
             raise ConfigurationError("name the exchange", field="exchange")
         self.name = name
         self.exchange = exchange
-        self._params = pika.URLParameters(url)
-        if password is not None:
-            user = urlsplit(url).username or "guest"
-            self._params.credentials = pika.PlainCredentials(user, password.get_secret_value())
+        parts = urlsplit(url)
+        host = parts.netloc.rpartition("@")[2]
+        self._params = pika.URLParameters(urlunsplit(parts._replace(netloc=host)))
+        if parts.username is not None or password is not None:
+            secret = password.get_secret_value() if password is not None else parts.password
+            self._params.credentials = pika.PlainCredentials(
+                unquote(parts.username or "guest"), unquote(secret or "")
+            )
         self._params.socket_timeout = timeout
         self._params.stack_timeout = timeout
         self._params.blocked_connection_timeout = timeout
