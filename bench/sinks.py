@@ -119,7 +119,10 @@ def rabbit_runs(n: int, rounds: int, tag: str) -> tuple[float, float, int]:
 
         for r in range(rounds):
             a, b = envelopes(n, f"s{r}"), envelopes(n, f"r{r}")
-            pair = [("sink", lambda: through_sink(a)), ("raw", lambda: plain(b))]
+            pair: list[tuple[str, Callable[[], None]]] = [
+                ("sink", lambda a=a: through_sink(a)),  # type: ignore[misc]
+                ("raw", lambda b=b: plain(b)),  # type: ignore[misc]
+            ]
             for name, work in pair if r % 2 == 0 else pair[::-1]:
                 rate = timed(work, n)
                 if name == "sink":
@@ -163,9 +166,9 @@ def nats_runs(n: int, rounds: int, tag: str) -> tuple[float, float, int]:
     try:
         for r in range(rounds):
             a, b = envelopes(n, f"s{r}"), envelopes(n, f"r{r}")
-            pair = [
-                ("sink", lambda: through_sink(a)),
-                ("raw", lambda: loop.run_until_complete(plain(b))),
+            pair: list[tuple[str, Callable[[], None]]] = [
+                ("sink", lambda a=a: through_sink(a)),  # type: ignore[misc]
+                ("raw", lambda b=b: loop.run_until_complete(plain(b))),  # type: ignore[misc]
             ]
             for name, work in pair if r % 2 == 0 else pair[::-1]:
                 rate = timed(work, n)
