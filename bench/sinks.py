@@ -46,6 +46,7 @@ import pika
 from paygate.events import CONTENT_TYPE, cloudevent, encode
 from paygate.sinks import JetStreamSink, RabbitMQSink
 
+WARM_UP = 100  # events each side publishes before the timed runs
 RABBIT = "amqp://guest:guest@127.0.0.1:5672/%2F"
 NATS = "nats://127.0.0.1:4222"
 
@@ -96,8 +97,6 @@ def rabbit_runs(n: int, rounds: int, tag: str) -> tuple[float, float, int]:
     best_sink = best_raw = 0.0
     sent = 0
     try:
-        sink.deliver(envelopes(1, "warm")[0])
-        sent += 1
 
         def plain(events: list[dict[str, Any]]) -> None:
             for event in events:
@@ -117,6 +116,9 @@ def rabbit_runs(n: int, rounds: int, tag: str) -> tuple[float, float, int]:
             for event in events:
                 sink.deliver(event)
 
+        through_sink(envelopes(WARM_UP, "warm-sink"))
+        plain(envelopes(WARM_UP, "warm-raw"))
+        sent += 2 * WARM_UP
         for r in range(rounds):
             a, b = envelopes(n, f"s{r}"), envelopes(n, f"r{r}")
             pair: list[tuple[str, Callable[[], None]]] = [
@@ -143,7 +145,6 @@ def rabbit_runs(n: int, rounds: int, tag: str) -> tuple[float, float, int]:
 def nats_runs(n: int, rounds: int, tag: str) -> tuple[float, float, int]:
     stream = f"PAYGATE_BENCH_{tag}"
     sink = JetStreamSink(NATS, stream=stream, subject_prefix=f"bench{tag}")
-    sink.deliver(envelopes(1, "warm")[0])
     loop = asyncio.new_event_loop()
     nc = loop.run_until_complete(nats.connect(NATS))
     js = nc.jetstream()
@@ -162,8 +163,10 @@ def nats_runs(n: int, rounds: int, tag: str) -> tuple[float, float, int]:
             sink.deliver(event)
 
     best_sink = best_raw = 0.0
-    sent = 1
+    sent = 2 * WARM_UP
     try:
+        through_sink(envelopes(WARM_UP, "warm-sink"))
+        loop.run_until_complete(plain(envelopes(WARM_UP, "warm-raw")))
         for r in range(rounds):
             a, b = envelopes(n, f"s{r}"), envelopes(n, f"r{r}")
             pair: list[tuple[str, Callable[[], None]]] = [

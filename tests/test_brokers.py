@@ -8,7 +8,6 @@ The brokers must be running (RabbitMQ 127.0.0.1:5672 guest/guest, NATS with JetS
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Iterator, Mapping
 from datetime import timedelta
@@ -250,7 +249,7 @@ def test_nats_a_closed_connection_is_opened_again(stream: str) -> None:
         sink.deliver(envelope(1))
         connection = sink._nc
         assert connection is not None
-        asyncio.run_coroutine_threadsafe(connection.close(), sink._loop).result(10)
+        sink._host.run(connection.close(), 10)
         sink.deliver(envelope(2))
         sink.deliver(envelope(2))  # a redelivery: stored once
     finally:

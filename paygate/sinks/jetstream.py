@@ -1,7 +1,9 @@
 """Events to a NATS JetStream stream, acknowledged, deduplicated by ``Nats-Msg-Id``.
 
-nats-py is asyncio; the sink keeps a private event loop on a thread of its own and drives it
-from the dispatcher's synchronous :meth:`JetStreamSink.deliver`, one publish at a time.
+nats-py is asyncio. The sink keeps a private event loop (:class:`LoopHost`) that one thread at
+a time runs: the dispatcher's, inside :meth:`JetStreamSink.deliver` (a publish costs no thread
+hand-off), and the sink's own thread whenever deliveries pause, so that the client keeps
+answering the server's pings, notices a lost connection and reconnects while nobody publishes.
 """
 
 from __future__ import annotations
@@ -9,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 from collections.abc import Coroutine, Mapping
-from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, TypeVar
 
 import nats
@@ -25,9 +27,84 @@ from paygate.errors import ConfigurationError
 from paygate.events import CONTENT_TYPE, encode
 from paygate.outbox import DeliveryError
 
-__all__ = ["JetStreamSink"]
+__all__ = ["JetStreamSink", "LoopHost"]
 
 T = TypeVar("T")
+
+
+class LoopHost:
+    """An asyncio event loop run by whichever thread needs it, never by two at once.
+
+    :meth:`run` runs a coroutine to completion in the calling thread. Between calls the host's
+    own thread runs the loop (the client's background tasks: reading, pings, reconnects), once
+    callers have been quiet for ``idle`` seconds; a caller that finds it running asks it to
+    stop and takes over. During a stream of calls the loop stays with the callers.
+    """
+
+    def __init__(self, name: str, *, idle: float = 0.2) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._idle = idle
+        self._running = threading.Lock()  # held by the thread that runs the loop
+        self._wanted = threading.Event()  # a caller waits for the loop
+        self._poke: asyncio.Event | None = None
+        self._last_use = time.monotonic()
+        self._closing = False
+        self._thread = threading.Thread(target=self._host, name=name, daemon=True)
+        self._thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float) -> T:
+        """Run ``coro`` here, within ``timeout`` seconds (TimeoutError past it)."""
+        self._wanted.set()
+        try:
+            if not self._running.acquire(blocking=False):
+                with contextlib.suppress(RuntimeError):  # a closed loop: the lock says so
+                    self.loop.call_soon_threadsafe(self._wake)
+                self._running.acquire()
+            try:
+                if self.loop.is_closed():
+                    coro.close()
+                    raise RuntimeError("the event loop is closed")
+                return self.loop.run_until_complete(asyncio.wait_for(coro, timeout))
+            finally:
+                self._last_use = time.monotonic()
+                self._running.release()
+        finally:
+            self._wanted.clear()
+
+    def close(self) -> None:
+        """Stop the host's thread and close the loop (after the caller's last :meth:`run`)."""
+        self._closing = True
+        self._wanted.set()
+        with self._running:
+            if not self.loop.is_closed():
+                self.loop.call_soon_threadsafe(self._wake)
+        self._thread.join(10)
+        with self._running:
+            if not self.loop.is_closed():
+                self.loop.close()
+
+    def _wake(self) -> None:
+        if self._poke is not None:
+            self._poke.set()
+
+    def _host(self) -> None:
+        while not self._closing:
+            # wait until callers have been quiet for a while
+            while not self._closing and (
+                self._wanted.is_set() or time.monotonic() - self._last_use < self._idle
+            ):
+                time.sleep(self._idle / 2)
+            with self._running:
+                if self._closing or self.loop.is_closed():
+                    return
+                self.loop.run_until_complete(self._until_wanted())
+
+    async def _until_wanted(self) -> None:
+        self._poke = asyncio.Event()
+        while not (self._wanted.is_set() or self._closing):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._poke.wait(), 1.0)
+            self._poke.clear()
 
 
 class JetStreamSink:
@@ -83,11 +160,8 @@ class JetStreamSink:
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
         self._lock = threading.Lock()
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._loop.run_forever, name=f"paygate-sink-{name}", daemon=True
-        )
-        self._thread.start()
+        self._host = LoopHost(f"paygate-sink-{name}")
+        self._closed = False
 
     def deliver(self, event: Mapping[str, Any]) -> None:
         """Publish and wait for JetStream's ack; DeliveryError if it did not come."""
@@ -103,14 +177,12 @@ class JetStreamSink:
                 raise DeliveryError(f"{self.name}: {type(exc).__name__}: {exc}") from exc
 
     def _run(self, coro: Coroutine[Any, Any, T], timeout: float) -> T:
-        if self._loop.is_closed():
+        if self._closed:
             coro.close()
             raise DeliveryError(f"{self.name}: the sink is closed")
-        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
         try:
-            return future.result(timeout)
-        except FutureTimeout:
-            future.cancel()
+            return self._host.run(coro, timeout)
+        except TimeoutError:
             raise DeliveryError(f"{self.name}: no answer within {timeout:g} s") from None
 
     async def _publish(self, subject: str, body: bytes, headers: dict[str, str]) -> None:
@@ -178,13 +250,12 @@ class JetStreamSink:
     def close(self) -> None:
         """Close the connection and stop the sink's event loop."""
         with self._lock:
-            if self._loop.is_closed():
+            if self._closed:
                 return
             with contextlib.suppress(DeliveryError):
                 self._run(self._drop(), self._timeout + 5)
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(self._timeout)
-            self._loop.close()
+            self._closed = True
+            self._host.close()
 
     def __repr__(self) -> str:
         return f"JetStreamSink({self.name!r}, {self._url!r}, stream={self.stream!r})"
