@@ -94,3 +94,36 @@ def test_gateway_dispatch_once_delivers_events_to_an_in_process_callback(
         ("supply.disconnected", "A1", "1.0")
     ]
     assert gateway.dispatch_once(sinks=[CallbackSink(seen.append)]).events_delivered == 0
+
+
+def test_the_loop_host_runs_background_tasks_while_callers_are_quiet() -> None:
+    import asyncio
+    import threading
+    import time
+
+    from paygate.sinks.jetstream import LoopHost
+
+    host = LoopHost("test-host", idle=0.05)
+    ticks: list[str] = []
+
+    async def start() -> None:
+        async def tick() -> None:
+            while True:
+                ticks.append(threading.current_thread().name)
+                await asyncio.sleep(0.01)
+
+        host.loop.create_task(tick())
+
+    async def answer() -> int:
+        return 42
+
+    try:
+        host.run(start(), 5)
+        time.sleep(0.5)  # nobody calls: the host's own thread keeps the loop going
+        assert ticks.count("test-host") >= 5
+        assert host.run(answer(), 5) == 42  # a caller takes the loop back at once
+        with pytest.raises(TimeoutError):
+            host.run(asyncio.sleep(10), 0.05)
+    finally:
+        host.close()
+    assert host.loop.is_closed()

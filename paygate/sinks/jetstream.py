@@ -81,6 +81,10 @@ class LoopHost:
         self._thread.join(10)
         with self._running:
             if not self.loop.is_closed():
+                left = asyncio.all_tasks(self.loop)
+                for task in left:
+                    task.cancel()
+                self.loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
                 self.loop.close()
 
     def _wake(self) -> None:
