@@ -94,7 +94,9 @@ class ArrearsCleared(_Data):
     """A payment brought the account's arrears to zero."""
 
     payment_id: StrictInt
-    supply_state: StrictStr
+    supply_state: Literal[
+        "connected", "disconnection_pending", "disconnected", "reconnection_pending"
+    ]
 
 
 class PaymentReversed(_Data):
@@ -156,8 +158,8 @@ class ServiceBreach(_Data):
 
     order_id: StrictInt
     kind: Literal["reconnect", "disconnect"]
-    step: StrictStr
-    severity: StrictStr
+    step: Literal["dispatch", "acknowledge", "confirm", "legal"]
+    severity: Literal["minor", "major", "critical"]
     deadline: AwareDatetime
 
 

@@ -81,10 +81,7 @@ class LoopHost:
         self._thread.join(10)
         with self._running:
             if not self.loop.is_closed():
-                left = asyncio.all_tasks(self.loop)
-                for task in left:
-                    task.cancel()
-                self.loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
+                self.loop.run_until_complete(_cancel_the_rest())
                 self.loop.close()
 
     def _wake(self) -> None:
@@ -263,6 +260,14 @@ class JetStreamSink:
 
     def __repr__(self) -> str:
         return f"JetStreamSink({self.name!r}, {self._url!r}, stream={self.stream!r})"
+
+
+async def _cancel_the_rest() -> None:
+    """Cancel the loop's other tasks (the client's, once closed) and let them finish."""
+    left = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+    for task in left:
+        task.cancel()
+    await asyncio.gather(*left, return_exceptions=True)
 
 
 async def _ignore(exc: Exception) -> None:
