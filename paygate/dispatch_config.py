@@ -17,10 +17,23 @@ head-end ``<name>`` from ``$VAR`` as a secret (``secret_env``, ``password_env``,
     [dispatch.headends.field]
     type = "workorder"
 
-    [dispatch.sinks.billing]
-    type = "webhook"                       # a kind of sink: SINK_BUILDERS builds each
+    [[dispatch.sinks]]
+    kind = "webhook"                       # webhook | rabbitmq | nats: SINK_BUILDERS builds each
+    name = "billing"
     url = "https://billing.example/paygate-events"
     secret_env = "PAYGATE_BILLING_WEBHOOK_SECRET"
+
+    [[dispatch.sinks]]
+    kind = "rabbitmq"
+    url = "amqp://paygate@mq.example:5672/%2F"
+    exchange = "paygate.events"
+    password_env = "PAYGATE_AMQP_PASSWORD"
+
+    [[dispatch.sinks]]
+    kind = "nats"
+    url = "nats://nats.example:4222"
+    stream = "PAYGATE"
+    subject_prefix = "paygate"
 
     [dispatch.dispatcher]
     lease_seconds = 120
@@ -28,9 +41,14 @@ head-end ``<name>`` from ``$VAR`` as a secret (``secret_env``, ``password_env``,
     retry_base_seconds = 30
     retry_cap_seconds = 3600
     max_attempts = 12
+    event_source = "urn:paygate:utility-a"  # the CloudEvents source of every event
 
-A new kind of sink is a model in :data:`paygate.config.SinkSection`'s union (its ``type`` a
-literal) and a builder here in :data:`SINK_BUILDERS`.
+Each ``[[dispatch.sinks]]`` entry is checked by the model of its kind
+(:class:`~paygate.config.WebhookSinkSection`, :class:`~paygate.config.RabbitMQSinkSection`,
+:class:`~paygate.config.NatsSinkSection`); the older table form ``[sinks.NAME]`` with
+``type = "webhook"`` is read as a webhook entry named NAME. A new kind of sink is a model in
+:data:`paygate.config.SinkSection`'s union (its ``kind`` a literal) and a builder here in
+:data:`SINK_BUILDERS`.
 """
 
 from __future__ import annotations
@@ -47,7 +65,9 @@ from pydantic import SecretStr, ValidationError
 from paygate.config import (
     DispatcherSection,
     HeadEndSection,
+    NatsSinkSection,
     PaygateConfig,
+    RabbitMQSinkSection,
     WebhookSinkSection,
     secret_from_env,
 )
@@ -84,20 +104,68 @@ class DispatchConfig:
                 close()
 
 
+def _secret(
+    where: str, var: str | None, config: PaygateConfig, environ: Mapping[str, str]
+) -> SecretStr | None:
+    if var is None:
+        return None
+    return SecretStr(secret_from_env(config.place(where), var, environ))
+
+
 def _webhook_sink(
-    name: str, section: WebhookSinkSection, config: PaygateConfig, environ: Mapping[str, str]
+    at: str, section: WebhookSinkSection, config: PaygateConfig, environ: Mapping[str, str]
 ) -> EventSink:
-    where = config.place(f"dispatch.sinks.{name}.secret_env")
+    secret = _secret(f"{at}.secret_env", section.secret_env, config, environ)
+    assert secret is not None
     return WebhookSink(
-        section.url, SecretStr(secret_from_env(where, section.secret_env, environ)), name=name
+        section.url, secret, name=section.name or "webhook", timeout=section.timeout_seconds
+    )
+
+
+def _rabbitmq_sink(
+    at: str, section: RabbitMQSinkSection, config: PaygateConfig, environ: Mapping[str, str]
+) -> EventSink:
+    from paygate.sinks.rabbitmq import RabbitMQSink
+
+    return RabbitMQSink(
+        section.url,
+        exchange=section.exchange,
+        name=section.name or "rabbitmq",
+        password=_secret(f"{at}.password_env", section.password_env, config, environ),
+        mandatory=section.mandatory,
+        timeout=section.timeout_seconds,
+    )
+
+
+def _nats_sink(
+    at: str, section: NatsSinkSection, config: PaygateConfig, environ: Mapping[str, str]
+) -> EventSink:
+    from paygate.sinks.jetstream import JetStreamSink
+
+    return JetStreamSink(
+        section.url,
+        stream=section.stream,
+        subject_prefix=section.subject_prefix,
+        name=section.name or "nats",
+        user=section.user,
+        password=_secret(f"{at}.password_env", section.password_env, config, environ),
+        token=_secret(f"{at}.token_env", section.token_env, config, environ),
+        declare=section.declare,
+        duplicate_window=section.duplicate_window_seconds,
+        timeout=section.timeout_seconds,
     )
 
 
 SinkBuilder = Callable[[str, Any, PaygateConfig, Mapping[str, str]], EventSink]
-"""Builds the event sink of one ``[dispatch.sinks.NAME]`` table of its ``type``."""
+"""Builds the event sink of one ``[[dispatch.sinks]]`` entry of its ``kind`` (the entry's key
+for messages, the entry, the configuration, the environment)."""
 
-SINK_BUILDERS: Final[Mapping[str, SinkBuilder]] = {"webhook": _webhook_sink}
-"""Each sink type of :data:`~paygate.config.SinkSection`, and how it is built."""
+SINK_BUILDERS: Final[Mapping[str, SinkBuilder]] = {
+    "webhook": _webhook_sink,
+    "rabbitmq": _rabbitmq_sink,
+    "nats": _nats_sink,
+}
+"""Each kind of sink of :data:`~paygate.config.SinkSection`, and how it is built."""
 
 
 def _headend(
@@ -140,8 +208,13 @@ def dispatch_config(
         registry = registry or HeadEndRegistry.discover()
         for name, headend in section.headends.items():
             built.headends[name] = _headend(name, headend, registry, config, env)
-    for name, sink in section.sinks.items():
-        built.sinks.append(SINK_BUILDERS[sink.type](name, sink, config, env))
+    for index, sink in enumerate(section.sinks):
+        at = f"dispatch.sinks.{sink.name}" if sink.name else f"dispatch.sinks[{index}]"
+        try:
+            built.sinks.append(SINK_BUILDERS[sink.kind](at, sink, config, env))
+        except ConfigurationError:
+            built.close()
+            raise
     built.options = section.dispatcher.model_dump(exclude_none=True)
     _checked(section.dispatcher, config)
     return built
@@ -169,6 +242,7 @@ _SPANS = {
     "event_budget_seconds": "event_budget",
 }
 _COUNTS = ("max_attempts", "batch", "alert_after")
+_TEXTS = {"event_source": "source"}
 
 
 def dispatcher_options(options: Mapping[str, Any] | DispatcherSection) -> dict[str, Any]:
@@ -182,6 +256,8 @@ def dispatcher_options(options: Mapping[str, Any] | DispatcherSection) -> dict[s
     for key, value in section.model_dump(exclude_none=True).items():
         if key in _SPANS:
             out[_SPANS[key]] = timedelta(seconds=value)
+        elif key in _TEXTS:
+            out[_TEXTS[key]] = value
         else:
             out[key] = value
     return out
@@ -201,7 +277,7 @@ def _checked(section: DispatcherSection, config: PaygateConfig) -> dict[str, Any
 
     kwargs = dispatcher_options(section)
     try:
-        Dispatcher.check(**kwargs)
+        Dispatcher.check(**{k: v for k, v in kwargs.items() if k not in _TEXTS.values()})
     except ConfigurationError as exc:
         keys = {v: k for k, v in _SPANS.items()} | {k: k for k in _COUNTS}
         key = keys.get(exc.field or "", exc.field or "")

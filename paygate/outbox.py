@@ -7,6 +7,12 @@ database transaction, and records the result only while its lease still holds. A
 that dies mid-delivery loses its lease; the row is delivered again later with the same event id
 (receivers deduplicate by it) or the same order idempotency key (head-ends act once).
 
+Events of one account are delivered in the order they were written: an event is claimed only
+with every earlier undelivered event of its account, ahead of it in the same pass, and when one
+fails the account's later events wait for its retry. A dead-lettered event no longer holds its
+account back (its ``outbox.dead_lettered`` alert says so); requeued, it goes first again.
+Sinks receive each event as a CloudEvents envelope (:mod:`paygate.events`).
+
 Failures are retried with capped exponential backoff and jitter. An event that keeps failing
 is dead-lettered after ``max_attempts`` with an ``outbox.dead_lettered`` alert event, listed by
 :func:`dead_letters` and put back by :func:`requeue`; an order is never given up (see
@@ -40,6 +46,7 @@ from paygate.errors import (
     PaygateError,
     UnsupportedOperationError,
 )
+from paygate.events import CONTENT_TYPE, DEFAULT_SOURCE, cloudevent, encode
 from paygate.headend.base import HeadEnd, HeadEndRejected, HeadEndResult, HeadEndUnavailable
 from paygate.records import EventRow
 from paygate.store.engine import Store, Tx
@@ -85,12 +92,17 @@ class DeliveryError(PaygateError):
 
 
 class EventSink(Protocol):
-    """Where events go: a billing system's webhook, an in-process callback."""
+    """Where events go: a billing system's webhook, a message broker, an in-process callback.
+
+    ``event`` is a CloudEvents envelope (:func:`paygate.events.cloudevent`). Returning means the
+    event is safely taken (acknowledged by the receiver); anything else is a failed delivery,
+    offered again later with the same ``id``.
+    """
 
     name: str
 
     def deliver(self, event: Mapping[str, Any]) -> None:
-        """Take one event or raise DeliveryError; called again with the same event_id on retry."""
+        """Take one event or raise DeliveryError; called again with the same ``id`` on retry."""
         ...
 
 
@@ -110,8 +122,10 @@ class CallbackSink:
 
 
 class WebhookSink:
-    """Events POSTed as JSON, signed: ``X-Paygate-Signature`` = hex HMAC-SHA256 of
-    ``timestamp + "." + body`` with the shared secret; ``X-Paygate-Event-Id`` for dedup."""
+    """Events POSTed as CloudEvents JSON (``application/cloudevents+json``), signed:
+    ``X-Paygate-Signature`` = hex HMAC-SHA256 of ``timestamp + "." + body`` with the shared
+    secret, ``X-Paygate-Timestamp`` in Unix seconds; ``X-Paygate-Event-Id`` (the envelope's
+    ``id``) for dedup. Receivers check it all with :func:`paygate.events.verify_webhook`."""
 
     def __init__(
         self,
@@ -131,7 +145,7 @@ class WebhookSink:
 
     def deliver(self, event: Mapping[str, Any]) -> None:
         """POST the event; 2xx is delivered, anything else is retried."""
-        body = json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode()
+        body = encode(event)
         stamp = str(int(self._clock()))
         signature = hmac.new(
             self._secret.get_secret_value().encode(), stamp.encode() + b"." + body, hashlib.sha256
@@ -141,8 +155,8 @@ class WebhookSink:
                 self._url,
                 content=body,
                 headers={
-                    "Content-Type": "application/json",
-                    "X-Paygate-Event-Id": str(event.get("event_id")),
+                    "Content-Type": CONTENT_TYPE,
+                    "X-Paygate-Event-Id": str(event.get("id")),
                     "X-Paygate-Timestamp": stamp,
                     "X-Paygate-Signature": signature,
                 },
@@ -227,6 +241,7 @@ class Dispatcher:
         max_attempts: int = 12,
         alert_after: int = 10,
         event_budget: timedelta | None = None,
+        source: str = DEFAULT_SOURCE,
     ) -> None:
         self.check(
             batch=batch,
@@ -241,6 +256,7 @@ class Dispatcher:
         self.gateway = gateway
         self.headends = dict(headends)
         self.sinks = list(sinks)
+        self.source = source
         self.default_headend = default_headend or gateway.settings.default_headend
         self.batch = batch
         self.lease = lease
@@ -469,7 +485,9 @@ class Dispatcher:
         due = now if due_by is None else min(due_by, now)
         token, rows = gateway.store.run(lambda tx: _claim_events(tx, now, self.lease, room, due))
         stop_at = time.monotonic() + self.event_budget.total_seconds()
-        for index, (event_id, payload, attempts) in enumerate(rows):
+        held: set[str] = set()  # accounts whose earlier event was not delivered in this pass
+        waiting: list[int] = []
+        for index, (event_id, account_no, payload, attempts) in enumerate(rows):
             if time.monotonic() >= stop_at:
                 left = [row[0] for row in rows[index:]]
                 log.warning(
@@ -479,11 +497,21 @@ class Dispatcher:
                 )
                 gateway.store.run(partial(_release_events, event_ids=left, token=token))
                 report.events_deferred += len(left)
-                return
+                break
+            if account_no is not None and account_no in held:
+                waiting.append(event_id)
+                continue
+            delivered = False
             try:
-                self._deliver_event(event_id, payload, attempts, token, now, report)
+                delivered = self._deliver_event(event_id, payload, attempts, token, now, report)
             except Exception:  # the lease runs out and the event is offered again
                 log.exception("outbox event %s: the outcome could not be recorded", event_id)
+            if not delivered and account_no is not None:
+                held.add(account_no)
+        if waiting:
+            # Behind an earlier event of their account that failed: they wait for its retry.
+            gateway.store.run(partial(_release_events, event_ids=waiting, token=token))
+            report.events_deferred += len(waiting)
 
     def _deliver_event(
         self,
@@ -493,12 +521,12 @@ class Dispatcher:
         token: str,
         now: datetime,
         report: DispatchReport,
-    ) -> None:
+    ) -> bool:
         gateway = self.gateway
-        event = json.loads(payload)
+        event = cloudevent(json.loads(payload), source=self.source)
         errors: list[str] = []
         # Every sink is offered the event even when one fails; a retry offers it to all
-        # again, and sinks deduplicate by event_id.
+        # again, and sinks deduplicate by its id.
         for sink in self.sinks:
             try:
                 sink.deliver(event)
@@ -510,7 +538,7 @@ class Dispatcher:
         if not errors:
             gateway.store.run(partial(_event_delivered, event_id=event_id, token=token, now=now))
             report.events_delivered += 1
-            return
+            return True
         attempts += 1
         dead = attempts >= self.max_attempts
         retry = gateway.clock.now() + supply.backoff(
@@ -522,6 +550,7 @@ class Dispatcher:
             report.events_dead += 1
         else:
             report.events_retrying += 1
+        return False
 
 
 def dead_letters(gateway: OrderDesk, *, limit: int = 1000) -> list[DeadLetter]:
@@ -579,24 +608,60 @@ def requeue(gateway: OrderDesk, event_ids: Sequence[int] | None = None) -> int:
 
 def _claim_events(
     tx: Tx, now: datetime, lease: timedelta, limit: int, due: datetime
-) -> tuple[str, list[tuple[int, str, int]]]:
+) -> tuple[str, list[tuple[int, str | None, str, int]]]:
     skip = " FOR UPDATE SKIP LOCKED" if tx.dialect == "postgresql" else ""
-    rows = [
-        (int(r[0]), str(r[1]), int(r[2]))
+    candidates = [
+        (int(r[0]), None if r[1] is None else str(r[1]), str(r[2]), int(r[3]))
         for r in tx.all(
-            "SELECT id, payload, attempts FROM outbox WHERE delivered_at IS NULL "  # noqa: S608
-            "AND dead_at IS NULL AND available_at <= :due "
+            "SELECT id, account_no, payload, attempts FROM outbox "  # noqa: S608
+            "WHERE delivered_at IS NULL AND dead_at IS NULL AND available_at <= :due "
             "AND (claimed_until IS NULL OR claimed_until < :now) "
-            f"ORDER BY available_at, id LIMIT :n{skip}",
+            # not behind an earlier event of its account that cannot go now (backing off after
+            # a failure, or leased): the batch is not filled with events that must wait
+            "AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.account_no = outbox.account_no "
+            "AND p.id < outbox.id AND p.delivered_at IS NULL AND p.dead_at IS NULL "
+            "AND (p.available_at > :due OR p.claimed_until >= :now)) "
+            # oldest first: an account's earlier event is in the batch before its later ones
+            f"ORDER BY id LIMIT :n{skip}",
             {"now": tx.ts(now), "due": tx.ts(due), "n": limit},
         )
     ]
+    rows = _in_account_order(tx, candidates)
     token = secrets.token_hex(16)
     tx.many(
         "UPDATE outbox SET claimed_until = :until, claim_token = :t WHERE id = :id",
         [{"until": tx.ts(now + lease), "t": token, "id": r[0]} for r in rows],
     )
     return token, rows
+
+
+def _in_account_order(
+    tx: Tx, candidates: list[tuple[int, str | None, str, int]]
+) -> list[tuple[int, str | None, str, int]]:
+    """The candidates that may go now, in id order: for each account, the longest run of its
+    undelivered events, oldest first, that were all taken here. An event whose account has an
+    earlier undelivered one not in hand (not yet due, leased by another dispatcher, beyond
+    the batch) is left alone, so no event overtakes an earlier one of its account."""
+    accounts = sorted({c[1] for c in candidates if c[1] is not None})
+    pending: dict[str, list[int]] = {a: [] for a in accounts}
+    for start in range(0, len(accounts), 500):
+        chunk = accounts[start : start + 500]
+        names = {f"a{i}": a for i, a in enumerate(chunk)}
+        for r in tx.all(
+            "SELECT account_no, id FROM outbox WHERE delivered_at IS NULL "  # noqa: S608
+            f"AND dead_at IS NULL AND account_no IN ({', '.join(':' + k for k in names)}) "
+            "ORDER BY id",
+            names,
+        ):
+            pending[str(r[0])].append(int(r[1]))
+    taken = {c[0] for c in candidates}
+    allowed: set[int] = set()
+    for ids in pending.values():
+        for event_id in ids:
+            if event_id not in taken:
+                break
+            allowed.add(event_id)
+    return sorted((c for c in candidates if c[1] is None or c[0] in allowed), key=lambda c: c[0])
 
 
 def _release_events(tx: Tx, *, event_ids: Sequence[int], token: str) -> None:

@@ -43,6 +43,7 @@ EDGES = (
     "paygate.cli",
     "paygate.demo",
     "paygate.reconcile",
+    "paygate.sinks",
 )
 # The head-end contract is the core's own (supply orders are written in its terms); the
 # implementations of it are edges.

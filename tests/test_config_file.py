@@ -20,6 +20,7 @@ from paygate.api import app_from_env
 from paygate.api.config import load_api_config
 from paygate.cli import app
 from paygate.config import (
+    NatsSinkSection,
     PaygateConfig,
     Settings,
     WebhookSinkSection,
@@ -158,10 +159,14 @@ def test_the_promise_alias_means_hours_in_the_file_and_the_environment(tmp_path:
     [
         ("seal_every = -1\n", "paygate.toml: seal_every: "),
         ("[dispatch.dispatcher]\nbatch = 2.5\n", "dispatch.dispatcher.batch: must be a whole"),
-        ('[dispatch.sinks.b]\ntype = "kafka"\n', "dispatch.sinks.b: type must be one of 'webhook'"),
         (
-            '[dispatch.sinks.b]\ntype = "webhook"\nurl = "ftp://x"\nsecret_env = "V"\n',
-            "dispatch.sinks.b.url: must be an http(s) URL",
+            '[[dispatch.sinks]]\nkind = "kafka"\n',
+            "dispatch.sinks[0].kind: webhook, rabbitmq or nats, not 'kafka'",
+        ),
+        ('[dispatch.sinks.b]\ntype = "kafka"\n', "dispatch.sinks[0].kind: webhook, rabbitmq or"),
+        (
+            '[[dispatch.sinks]]\nkind = "webhook"\nurl = "ftp://x"\nsecret_env = "V"\n',
+            "dispatch.sinks[0].url: must be an http(s) URL",
         ),
         ("[dispatch]\nheadends = 3\n", "dispatch.headends: "),
         ("nonsense = 1\n", "paygate.toml: nonsense: not a setting here"),
@@ -225,8 +230,9 @@ def test_an_edge_section_names_the_key_inside_its_table(tmp_path: Path) -> None:
 
 SINK = f"""
 database_url = "postgresql://paygate:{PASSWORD}@db.internal/paygate"
-[dispatch.sinks.billing]
-type = "webhook"
+[[dispatch.sinks]]
+kind = "webhook"
+name = "billing"
 url = "https://billing.example/events"
 secret_env = "BILLING_SECRET"
 """
@@ -272,8 +278,8 @@ def test_config_show_masks_secrets_and_gives_each_source(
         "source": "env",
         "where": "$PAYGATE_SEAL_EVERY",
     }
-    assert rows["dispatch.sinks.billing.url"]["source"] == "file"
-    assert rows["dispatch.sinks.billing.url"]["where"] == str(path)
+    assert rows["dispatch.sinks"]["source"] == "file"
+    assert rows["dispatch.sinks"]["where"] == str(path)
     assert rows["timezone"] == {
         "key": "timezone",
         "value": "Asia/Shanghai",
@@ -336,7 +342,18 @@ def test_paygate_api_config_is_still_read(
     assert any("PAYGATE_API_CONFIG" in r.getMessage() for r in caplog.records)
 
 
-def test_sinks_are_a_tagged_union_by_type() -> None:
+def test_sinks_are_a_tagged_union_by_kind() -> None:
+    entries = [
+        {"kind": "webhook", "name": "billing", "url": "https://b.example/e", "secret_env": "S"},
+        {"kind": "nats", "stream": "PAYGATE"},
+    ]
+    config = PaygateConfig.load(environ={"PAYGATE_DISPATCH__SINKS": json.dumps(entries)})
+    webhook, nats = config.dispatch.sinks
+    assert isinstance(webhook, WebhookSinkSection) and webhook.name == "billing"
+    assert isinstance(nats, NatsSinkSection) and nats.url == "nats://127.0.0.1:4222"
+
+
+def test_the_older_sink_tables_are_read_as_entries_named_by_their_table() -> None:
     config = PaygateConfig.load(
         environ={
             "PAYGATE_DISPATCH__SINKS__BILLING__TYPE": "webhook",
@@ -344,7 +361,8 @@ def test_sinks_are_a_tagged_union_by_type() -> None:
             "PAYGATE_DISPATCH__SINKS__BILLING__SECRET_ENV": "BILLING_SECRET",
         }
     )
-    assert isinstance(config.dispatch.sinks["billing"], WebhookSinkSection)
+    [sink] = config.dispatch.sinks
+    assert isinstance(sink, WebhookSinkSection) and sink.name == "billing"
 
 
 # ── the workers of `paygate serve` ────────────────────────────────────────────────────────

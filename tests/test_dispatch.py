@@ -158,7 +158,7 @@ def test_power_is_back_within_the_promise_when_the_head_end_answers(
     types = [e["type"] for e in seen]
     assert types[:2] == ["supply.disconnected", "payment.posted"]
     assert "reconnection.requested" in types and "reconnection.completed" in types
-    assert len({e["event_id"] for e in seen}) == len(seen)
+    assert len({e["id"] for e in seen}) == len(seen)
     assert dispatcher.dispatch_once().idle
     assert breaches(disconnected) == {}
 
@@ -265,7 +265,7 @@ def test_events_are_retried_with_backoff_then_dead_lettered_with_an_alert(
     calls: Counter[int] = Counter()
 
     def flaky(event: Mapping[str, Any]) -> None:
-        calls[int(event["event_id"])] += 1
+        calls[int(event["id"])] += 1
         if event["type"] == "supply.disconnected":
             raise RuntimeError("billing system down")
 

@@ -26,3 +26,96 @@ def test_the_billing_systems_worked_example_runs(
     assert receipt.late_fee.format() == "10.00"  # type: ignore[attr-defined]
     status = namespace["status"]
     assert status.arrears.minor == 101000  # type: ignore[attr-defined]
+
+
+def events_example(marker: str) -> str:
+    [example] = [b for b in python_blocks("events.md") if marker in b]
+    return example
+
+
+def test_the_webhook_receiver_example_runs() -> None:
+    import httpx
+    from pydantic import SecretStr
+
+    from paygate.outbox import WebhookSink
+
+    namespace: dict[str, object] = {}
+    exec(compile(events_example("verify_webhook"), "docs/events.md", "exec"), namespace)
+    sent: list[httpx.Request] = []
+
+    def keep(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(200)
+
+    sink = WebhookSink(
+        "https://billing.example/paygate-events",
+        SecretStr(str(namespace["SECRET"])),
+        transport=httpx.MockTransport(keep),
+    )
+    sink.deliver(ENVELOPE)
+    sink.close()
+    [request] = sent
+    receive = namespace["receive"]
+    assert receive(request.content, dict(request.headers)) == 200  # type: ignore[operator]
+    assert namespace["handled"] == {"7301"}
+    # the same signed request again is a replay; a forged one is refused
+    assert receive(request.content, dict(request.headers)) == 401  # type: ignore[operator]
+    forged = request.content.replace(b"3100000001", b"3100000002")
+    assert receive(forged, dict(request.headers)) == 401  # type: ignore[operator]
+
+
+def test_the_rabbitmq_consumer_example_runs() -> None:
+    from paygate.sinks import RabbitMQSink
+    from tests.brokers import RABBIT_URL, rabbit_queue, unique
+
+    exchange, queue = unique("paygate-doc-x"), unique("paygate-doc-q")
+    example = events_example("import pika")
+    example = example.replace('"paygate.events"', f'"{exchange}"')
+    example = example.replace('"billing.paygate-events"', f'"{queue}"')
+    with rabbit_queue(exchange) as (channel, _):
+        channel.queue_declare(queue, durable=True)
+        channel.queue_bind(queue, exchange, "#")
+        try:
+            sink = RabbitMQSink(RABBIT_URL, exchange=exchange)
+            for event_id in ("1", "2", "1", "3"):  # "1" arrives twice, as after a lost confirm
+                sink.deliver(ENVELOPE | {"id": event_id})
+            sink.close()
+            namespace: dict[str, object] = {}
+            exec(compile(example, "docs/events.md", "exec"), namespace)
+            assert namespace["handled"] == ["1", "2", "3"]
+            assert channel.queue_declare(queue, passive=True).method.message_count == 0
+        finally:
+            channel.queue_delete(queue)
+
+
+def test_the_nats_consumer_example_runs() -> None:
+    from paygate.sinks import JetStreamSink
+    from tests.brokers import NATS_URL, delete_stream, unique
+
+    stream = unique("PAYGATE_DOC").replace("-", "_")
+    prefix = unique("paygate-doc")
+    example = events_example("import nats")
+    example = example.replace('"PAYGATE"', f'"{stream}"')
+    example = example.replace('"paygate.>"', f'"{prefix}.>"')
+    try:
+        sink = JetStreamSink(NATS_URL, stream=stream, subject_prefix=prefix, timeout=5)
+        for event_id in ("1", "2", "1", "3"):  # JetStream keeps one "1"
+            sink.deliver(ENVELOPE | {"id": event_id})
+        sink.close()
+        namespace: dict[str, object] = {}
+        exec(compile(example, "docs/events.md", "exec"), namespace)
+        assert namespace["handled"] == ["1", "2", "3"]
+    finally:
+        delete_stream(NATS_URL, stream)
+
+
+ENVELOPE = {
+    "specversion": "1.0",
+    "id": "7301",
+    "source": "urn:paygate",
+    "type": "arrears.cleared",
+    "subject": "3100000001",
+    "time": "2026-11-25T02:00:00+00:00",
+    "datacontenttype": "application/json",
+    "data": {"payment_id": 7298, "supply_state": "reconnection_pending"},
+}

@@ -13,10 +13,22 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+from paygate.events import verify_webhook
 from paygate.gateway import Gateway
 from paygate.money import Money
 from paygate.outbox import CallbackSink, DeliveryError, WebhookSink
 from tests.headend.simulator import CallbackReceiver
+
+ENVELOPE = {
+    "specversion": "1.0",
+    "id": "42",
+    "source": "urn:paygate",
+    "type": "payment.posted",
+    "subject": "A1",
+    "time": "2026-11-25T02:00:00+00:00",
+    "datacontenttype": "application/json",
+    "data": {"dunning": 1},
+}
 
 
 def test_webhook_sink_signs_each_event_and_names_its_id() -> None:
@@ -25,16 +37,20 @@ def test_webhook_sink_signs_each_event_and_names_its_id() -> None:
             f"{receiver.url}/events", SecretStr("s3cret"), clock=lambda: 1_700_000_000
         )
         try:
-            sink.deliver({"event_id": 42, "type": "payment.posted", "data": {"amount": 100}})
+            sink.deliver(ENVELOPE)
         finally:
             sink.close()
         [delivery] = receiver.deliveries
     headers = {k.lower(): v for k, v in delivery.headers.items()}
     assert headers["x-paygate-event-id"] == "42"
     assert headers["x-paygate-timestamp"] == "1700000000"
+    assert headers["content-type"] == "application/cloudevents+json"
+    # The signature scheme receivers already check: HMAC-SHA256 of "timestamp.body".
     expected = hmac.new(b"s3cret", b"1700000000." + delivery.body, hashlib.sha256).hexdigest()
     assert hmac.compare_digest(headers["x-paygate-signature"], expected)
-    assert json.loads(delivery.body)["type"] == "payment.posted"
+    assert json.loads(delivery.body) == ENVELOPE
+    event = verify_webhook(delivery.body, delivery.headers, "s3cret", now=1_700_000_001)
+    assert (event.id, event.subject, event.data) == ("42", "A1", {"dunning": 1})
     assert "s3cret" not in repr(sink)
 
 
@@ -43,7 +59,7 @@ def test_webhook_sink_failures_are_delivery_errors(status: int) -> None:
     transport = httpx.MockTransport(lambda request: httpx.Response(status))
     sink = WebhookSink("https://billing.example/events", SecretStr("k"), transport=transport)
     with pytest.raises(DeliveryError, match=f"HTTP {status}"):
-        sink.deliver({"event_id": 1})
+        sink.deliver(ENVELOPE)
     sink.close()
 
 
@@ -55,7 +71,7 @@ def test_webhook_sink_unreachable_is_a_delivery_error() -> None:
         "https://billing.example/events", SecretStr("k"), transport=httpx.MockTransport(refuse)
     )
     with pytest.raises(DeliveryError, match="ConnectError"):
-        sink.deliver({"event_id": 1})
+        sink.deliver(ENVELOPE)
     sink.close()
 
 
@@ -74,5 +90,40 @@ def test_gateway_dispatch_once_delivers_events_to_an_in_process_callback(
     gateway.disconnect("A1", "arrears")
     report = gateway.dispatch_once(sinks=[CallbackSink(seen.append)])
     assert report.events_delivered == 1
-    assert [e["type"] for e in seen] == ["supply.disconnected"]
+    assert [(e["type"], e["subject"], e["specversion"]) for e in seen] == [
+        ("supply.disconnected", "A1", "1.0")
+    ]
     assert gateway.dispatch_once(sinks=[CallbackSink(seen.append)]).events_delivered == 0
+
+
+def test_the_loop_host_runs_background_tasks_while_callers_are_quiet() -> None:
+    import asyncio
+    import threading
+    import time
+
+    from paygate.sinks.jetstream import LoopHost
+
+    host = LoopHost("test-host", idle=0.05)
+    ticks: list[str] = []
+
+    async def start() -> None:
+        async def tick() -> None:
+            while True:
+                ticks.append(threading.current_thread().name)
+                await asyncio.sleep(0.01)
+
+        host.loop.create_task(tick())
+
+    async def answer() -> int:
+        return 42
+
+    try:
+        host.run(start(), 5)
+        time.sleep(0.5)  # nobody calls: the host's own thread keeps the loop going
+        assert ticks.count("test-host") >= 5
+        assert host.run(answer(), 5) == 42  # a caller takes the loop back at once
+        with pytest.raises(TimeoutError):
+            host.run(asyncio.sleep(10), 0.05)
+    finally:
+        host.close()
+    assert host.loop.is_closed()

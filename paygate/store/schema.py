@@ -362,6 +362,7 @@ outbox = Table(
     Column("claimed_until", UTCDateTime),
     Column("claim_token", String(32)),
     Index("ix_outbox_pending", "delivered_at", "available_at"),
+    Index("ix_outbox_account", "account_no", "id"),  # per-account order of delivery
     info={"owner": "paygate.records"},
 )
 

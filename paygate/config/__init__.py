@@ -74,24 +74,21 @@ import os
 import re
 import tomllib
 import typing
-import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import time, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Final, Literal, Protocol
+from typing import Any, Final, Literal, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     PrivateAttr,
     ValidationError,
     field_validator,
-    model_validator,
 )
 from pydantic_settings import (
     BaseSettings,
@@ -102,6 +99,20 @@ from pydantic_settings import (
 
 from paygate.billing import LateFeePolicy
 from paygate.clock import DEFAULT_TIMEZONE
+from paygate.config.sections import (
+    RETIRED_CALLBACK_TABLE,
+    ApiSection,
+    DispatcherSection,
+    DispatchSection,
+    HeadEndSection,
+    NatsSinkSection,
+    RabbitMQSinkSection,
+    SinkSection,
+    SupplyOrdersSection,
+    Table,
+    WebhookSinkSection,
+    secret_from_env,
+)
 from paygate.errors import ConfigurationError
 from paygate.ledger import AccountKind
 from paygate.money import minor_units_exponent
@@ -117,8 +128,10 @@ __all__ = [
     "DispatchSection",
     "DispatcherSection",
     "HeadEndSection",
+    "NatsSinkSection",
     "Origin",
     "PaygateConfig",
+    "RabbitMQSinkSection",
     "Settings",
     "SinkSection",
     "SupplyOrdersSection",
@@ -166,158 +179,6 @@ _LEGACY_ENV: Final = {"api": API_CONFIG_ENV}
 # Keys whose values are shown masked, wherever they stand (a secret written where it should not be).
 _SECRET_KEY = re.compile(r"(secret|password|passwd|token|api_v3_key|pin_key|private_key)$")
 MASK: Final = "**********"
-
-
-def _not_bool(what: str) -> Any:
-    def check(value: object) -> object:
-        # TOML's true is not a count, nor a number of seconds.
-        if isinstance(value, bool):
-            raise ValueError(f"must be {what}")
-        return value
-
-    return BeforeValidator(check)
-
-
-Seconds = Annotated[float, _not_bool("a number of seconds")]
-Count = Annotated[int, _not_bool("a whole number")]
-Table = dict[str, Any]
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class SupplyOrdersSection(_Section):
-    """``[api.supply_orders]``: the secret head-ends sign their confirmations of supply orders
-    with (``POST /v1/supply-orders/{id}/confirm``).
-
-    Give exactly one: ``callback_secret_env`` (the variable holding it) or ``headend`` (a
-    webhook head-end of ``[dispatch.headends]``, whose ``callback_secret_env``, else
-    ``secret_env``, is used).
-    """
-
-    callback_secret_env: str | None = Field(default=None, min_length=1)
-    headend: str | None = Field(default=None, min_length=1)
-
-    @model_validator(mode="after")
-    def _one(self) -> SupplyOrdersSection:
-        if (self.callback_secret_env is None) == (self.headend is None):
-            raise ValueError("give exactly one of callback_secret_env and headend")
-        return self
-
-
-RETIRED_CALLBACK_TABLE: Final = "reconnections"
-"""The retired name of ``[api.supply_orders]``: still read, with a FutureWarning."""
-
-
-class ApiSection(_Section):
-    """``[api]``: the channels ``paygate serve`` answers for (each table checked against its
-    adapter's configuration model when the app is built) and the head-end callback secret."""
-
-    channels: dict[str, Table] = Field(default_factory=dict)
-    supply_orders: SupplyOrdersSection | None = None
-    reconnections: SupplyOrdersSection | None = Field(
-        default=None, description="the retired name of supply_orders", exclude=True
-    )
-
-    @model_validator(mode="after")
-    def _retired_table(self) -> ApiSection:
-        if self.reconnections is None:
-            return self
-        if self.supply_orders is not None:
-            raise ValueError(
-                f"give [api.supply_orders] only ([api.{RETIRED_CALLBACK_TABLE}] is its retired "
-                "name)"
-            )
-        warnings.warn(
-            f"[api.{RETIRED_CALLBACK_TABLE}] is deprecated; name the table [api.supply_orders]",
-            FutureWarning,
-            stacklevel=2,
-        )
-        object.__setattr__(self, "supply_orders", self.reconnections)
-        object.__setattr__(self, "reconnections", None)
-        return self
-
-
-class HeadEndSection(BaseModel):
-    """``[dispatch.headends.NAME]``: a registered head-end's ``type`` and its own options
-    (``<option>_env = "VAR"`` for a secret one), checked by the head-end when it is built."""
-
-    model_config = ConfigDict(frozen=True, extra="allow")
-
-    type: str = Field(min_length=1)
-
-    @property
-    def options(self) -> dict[str, Any]:
-        """The head-end's options, as written."""
-        return dict(self.model_extra or {})
-
-
-def _http_url(value: str) -> str:
-    if not value.startswith(("http://", "https://")):
-        raise ValueError("must be an http(s) URL")
-    return value
-
-
-class WebhookSinkSection(_Section):
-    """``type = "webhook"``: events POSTed to ``url``, signed with the secret in ``$secret_env``."""
-
-    type: Literal["webhook"]
-    url: str
-    secret_env: str = Field(min_length=1)
-
-    _url = field_validator("url")(_http_url)
-
-
-SinkSection = Annotated[WebhookSinkSection, Field(discriminator="type")]
-"""``[dispatch.sinks.NAME]``: one event sink, by ``type`` (a tagged union: each kind of sink
-adds its model here, and :mod:`paygate.dispatch_config` a builder for it)."""
-
-
-class DispatcherSection(_Section):
-    """``[dispatch.dispatcher]``: the Dispatcher's timings and counts (its constructor's rules;
-    checked when ``paygate dispatch`` builds it)."""
-
-    lease_seconds: Seconds | None = None
-    poll_seconds: Seconds | None = None
-    retry_base_seconds: Seconds | None = None
-    retry_cap_seconds: Seconds | None = None
-    event_budget_seconds: Seconds | None = None
-    max_attempts: Count | None = None
-    batch: Count | None = None
-    alert_after: Count | None = None
-
-
-class DispatchSection(_Section):
-    """``[dispatch]``: the head-ends and event sinks ``paygate dispatch`` delivers to."""
-
-    default_headend: str | None = Field(
-        default=None, description="for orders that name none; default: the core default_headend"
-    )
-    headends: dict[str, HeadEndSection] = Field(default_factory=dict)
-    sinks: dict[str, SinkSection] = Field(default_factory=dict)
-    dispatcher: DispatcherSection = Field(default_factory=DispatcherSection)
-
-    @model_validator(mode="after")
-    def _known_default(self) -> DispatchSection:
-        if self.default_headend and self.default_headend not in self.headends:
-            raise ValueError(f"default_headend {self.default_headend!r} is not configured")
-        return self
-
-
-def secret_from_env(where: str, var: object, environ: Mapping[str, str] | None = None) -> str:
-    """The secret held by the environment variable ``var`` (named at ``where``, a dotted key).
-
-    A missing or blank variable is a ConfigurationError naming the key and the variable, never
-    a value.
-    """
-    env = os.environ if environ is None else environ
-    if not isinstance(var, str) or not var:
-        raise ConfigurationError(f"{where}: name an environment variable")
-    value = env.get(var)
-    if value is None or not value.strip():
-        raise ConfigurationError(f"{where}: environment variable {var} is not set")
-    return value
 
 
 class SettlementDay(Protocol):
@@ -527,9 +388,11 @@ def _problem(error: Mapping[str, Any]) -> str:
     if kind == "missing":
         return "is required"
     if kind == "union_tag_invalid":
-        return f"type must be one of {error.get('ctx', {}).get('expected_tags', '')}"
+        ctx = error.get("ctx", {})
+        tags = [t.strip().strip("'") for t in str(ctx.get("expected_tags", "")).split(",")]
+        return f"{', '.join(tags[:-1])} or {tags[-1]}, not {ctx.get('tag')!r}"
     if kind == "union_tag_not_found":
-        return "type is required"
+        return "is required"
     message = str(error["msg"])
     return message.removeprefix("Value error, ").replace("\n", " ")
 
@@ -841,23 +704,26 @@ def _masked(dotted: str, value: object) -> object:
 
 
 def _origin(origins: Mapping[str, Origin], dotted: str, *, children: bool = True) -> Origin:
-    parts = dotted.split(".")
+    # An entry of a list (dispatch.sinks[0].url) came from where the list came from.
+    listed, _, _ = dotted.partition("[")
+    parts = re.sub(r"\[\d+\]", "", dotted).split(".")
     for end in range(len(parts), 0, -1):
         found = origins.get(".".join(parts[:end]))
         if found is not None:
             return found
     if children:
-        for key, found in origins.items():
-            if key.startswith(dotted + ".") or not dotted:
-                return found
+        for prefix in dict.fromkeys((".".join(parts), listed)):
+            for key, found in origins.items():
+                if key.startswith(prefix + ".") or not prefix:
+                    return found
     return _DEFAULT
 
 
 @functools.cache
-def _sink_types() -> frozenset[str]:
+def _sink_kinds() -> frozenset[str]:
     member = typing.get_args(SinkSection)[0]
     members = typing.get_args(member) or (member,)
-    return frozenset(typing.get_args(m.model_fields["type"].annotation)[0] for m in members)
+    return frozenset(typing.get_args(m.model_fields["kind"].annotation)[0] for m in members)
 
 
 def _refusal(
@@ -865,10 +731,13 @@ def _refusal(
 ) -> ConfigurationError:
     parts = []
     for error in exc.errors(include_input=False, include_url=False):
-        where = [str(part) for part in error["loc"]]
-        if where[:2] == ["dispatch", "sinks"] and len(where) > 3 and where[3] in _sink_types():
-            del where[3]  # a tagged union's member, named by its tag: the file says type = …
-        loc = ".".join(where)
+        where = [f"[{part}]" if isinstance(part, int) else str(part) for part in error["loc"]]
+        sink = where[:2] == ["dispatch", "sinks"]
+        if sink and len(where) > 3 and where[3] in _sink_kinds():
+            del where[3]  # a tagged union's member, named by its tag: the file says kind = …
+        if sink and error["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            where.append("kind")
+        loc = ".".join(where).replace(".[", "[")
         dotted = ".".join(p for p in (prefix, loc) if p)
         place = _origin(origins, dotted).place(dotted) or "configuration"
         parts.append(f"{place}: {_problem(error)}")

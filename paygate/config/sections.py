@@ -1,0 +1,267 @@
+"""The sections of the configuration an edge builds: ``[api]``, ``[dispatch]`` (head-ends,
+event sinks, the dispatcher's timings), and how a secret is read from the environment.
+
+The models only check shapes; each section's owner builds it (:mod:`paygate.api.config`,
+:mod:`paygate.dispatch_config`), so the core never imports an edge. Re-exported by
+:mod:`paygate.config`, where the whole model and its loader are.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Mapping
+from typing import Annotated, Any, Final, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+
+from paygate.errors import ConfigurationError
+
+__all__ = [
+    "RETIRED_CALLBACK_TABLE",
+    "ApiSection",
+    "Count",
+    "DispatchSection",
+    "DispatcherSection",
+    "HeadEndSection",
+    "NatsSinkSection",
+    "RabbitMQSinkSection",
+    "Seconds",
+    "SinkSection",
+    "SupplyOrdersSection",
+    "Table",
+    "WebhookSinkSection",
+    "secret_from_env",
+]
+
+
+def _not_bool(what: str) -> Any:
+    def check(value: object) -> object:
+        # TOML's true is not a count, nor a number of seconds.
+        if isinstance(value, bool):
+            raise ValueError(f"must be {what}")
+        return value
+
+    return BeforeValidator(check)
+
+
+Seconds = Annotated[float, _not_bool("a number of seconds")]
+Count = Annotated[int, _not_bool("a whole number")]
+Table = dict[str, Any]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class SupplyOrdersSection(_Section):
+    """``[api.supply_orders]``: the secret head-ends sign their confirmations of supply orders
+    with (``POST /v1/supply-orders/{id}/confirm``).
+
+    Give exactly one: ``callback_secret_env`` (the variable holding it) or ``headend`` (a
+    webhook head-end of ``[dispatch.headends]``, whose ``callback_secret_env``, else
+    ``secret_env``, is used).
+    """
+
+    callback_secret_env: str | None = Field(default=None, min_length=1)
+    headend: str | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _one(self) -> SupplyOrdersSection:
+        if (self.callback_secret_env is None) == (self.headend is None):
+            raise ValueError("give exactly one of callback_secret_env and headend")
+        return self
+
+
+RETIRED_CALLBACK_TABLE: Final = "reconnections"
+"""The retired name of ``[api.supply_orders]``: still read, with a FutureWarning."""
+
+
+class ApiSection(_Section):
+    """``[api]``: the channels ``paygate serve`` answers for (each table checked against its
+    adapter's configuration model when the app is built) and the head-end callback secret."""
+
+    channels: dict[str, Table] = Field(default_factory=dict)
+    supply_orders: SupplyOrdersSection | None = None
+    reconnections: SupplyOrdersSection | None = Field(
+        default=None, description="the retired name of supply_orders", exclude=True
+    )
+
+    @model_validator(mode="after")
+    def _retired_table(self) -> ApiSection:
+        if self.reconnections is None:
+            return self
+        if self.supply_orders is not None:
+            raise ValueError(
+                f"give [api.supply_orders] only ([api.{RETIRED_CALLBACK_TABLE}] is its retired "
+                "name)"
+            )
+        warnings.warn(
+            f"[api.{RETIRED_CALLBACK_TABLE}] is deprecated; name the table [api.supply_orders]",
+            FutureWarning,
+            stacklevel=2,
+        )
+        object.__setattr__(self, "supply_orders", self.reconnections)
+        object.__setattr__(self, "reconnections", None)
+        return self
+
+
+class HeadEndSection(BaseModel):
+    """``[dispatch.headends.NAME]``: a registered head-end's ``type`` and its own options
+    (``<option>_env = "VAR"`` for a secret one), checked by the head-end when it is built."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    type: str = Field(min_length=1)
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The head-end's options, as written."""
+        return dict(self.model_extra or {})
+
+
+def _http_url(value: str) -> str:
+    if not value.startswith(("http://", "https://")):
+        raise ValueError("must be an http(s) URL")
+    return value
+
+
+def _broker_url(*schemes: str) -> AfterValidator:
+    def check(url: str) -> str:
+        parts = urlsplit(url)
+        if parts.scheme not in schemes or not parts.hostname:
+            raise ValueError(f"a {' or '.join(s + '://' for s in schemes)} URL with a host")
+        if parts.password is not None:
+            raise ValueError("no password in the URL: name its environment variable instead")
+        return url
+
+    return AfterValidator(check)
+
+
+_EnvName = Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+
+
+class _SinkSection(_Section):
+    name: str = Field(default="", description="how logs and errors name the sink")
+
+
+class WebhookSinkSection(_SinkSection):
+    """``kind = "webhook"``: events POSTed to ``url``, signed with the secret in ``$secret_env``."""
+
+    kind: Literal["webhook"]
+    url: str
+    secret_env: _EnvName
+    timeout_seconds: Annotated[float, Field(gt=0)] = 10.0
+
+    _url = field_validator("url")(_http_url)
+
+
+class RabbitMQSinkSection(_SinkSection):
+    """``kind = "rabbitmq"``: events to a durable topic exchange, confirmed by the broker; the
+    password from ``$password_env``, never from the URL."""
+
+    kind: Literal["rabbitmq"]
+    url: Annotated[str, _broker_url("amqp", "amqps")]
+    exchange: Annotated[str, Field(min_length=1, max_length=255)]
+    password_env: _EnvName | None = None
+    mandatory: bool = True
+    timeout_seconds: Annotated[float, Field(gt=0)] = 10.0
+
+
+class NatsSinkSection(_SinkSection):
+    """``kind = "nats"``: events to a JetStream stream, acknowledged, de-duplicated by id; a
+    token or password from ``$token_env`` / ``$password_env``."""
+
+    kind: Literal["nats"]
+    url: Annotated[str, _broker_url("nats", "tls")] = "nats://127.0.0.1:4222"
+    stream: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$")]
+    subject_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")] = (
+        "paygate"
+    )
+    user: str | None = None
+    password_env: _EnvName | None = None
+    token_env: _EnvName | None = None
+    declare: bool = True
+    duplicate_window_seconds: Annotated[float, Field(gt=0)] = 120.0
+    timeout_seconds: Annotated[float, Field(gt=0)] = 10.0
+
+
+SinkSection = Annotated[
+    WebhookSinkSection | RabbitMQSinkSection | NatsSinkSection, Field(discriminator="kind")
+]
+"""One ``[[dispatch.sinks]]`` entry, checked by the model its ``kind`` names (a tagged union:
+each kind of sink adds its model here, and :mod:`paygate.dispatch_config` a builder for it)."""
+
+
+def _sink_entries(value: object) -> object:
+    """``[[dispatch.sinks]]`` entries as given, or the older ``[dispatch.sinks.NAME]`` tables
+    (``type = "webhook"``), each read as the entry named NAME."""
+    if isinstance(value, Mapping):
+        entries = []
+        for name, table in value.items():
+            if not isinstance(table, Mapping):
+                raise ValueError(f"{name}: a table")
+            fields = {k: v for k, v in table.items() if k != "type"}
+            entries.append({"kind": table.get("type"), "name": name, **fields})
+        return entries
+    return value
+
+
+class DispatcherSection(_Section):
+    """``[dispatch.dispatcher]``: the Dispatcher's timings and counts (its constructor's rules;
+    checked when ``paygate dispatch`` builds it)."""
+
+    lease_seconds: Seconds | None = None
+    poll_seconds: Seconds | None = None
+    retry_base_seconds: Seconds | None = None
+    retry_cap_seconds: Seconds | None = None
+    event_budget_seconds: Seconds | None = None
+    max_attempts: Count | None = None
+    batch: Count | None = None
+    alert_after: Count | None = None
+    event_source: str | None = Field(
+        default=None, min_length=1, description="the CloudEvents source of every event"
+    )
+
+
+class DispatchSection(_Section):
+    """``[dispatch]``: the head-ends and event sinks ``paygate dispatch`` delivers to."""
+
+    default_headend: str | None = Field(
+        default=None, description="for orders that name none; default: the core default_headend"
+    )
+    headends: dict[str, HeadEndSection] = Field(default_factory=dict)
+    sinks: Annotated[list[SinkSection], BeforeValidator(_sink_entries)] = Field(
+        default_factory=list
+    )
+    dispatcher: DispatcherSection = Field(default_factory=DispatcherSection)
+
+    @model_validator(mode="after")
+    def _known_default(self) -> DispatchSection:
+        if self.default_headend and self.default_headend not in self.headends:
+            raise ValueError(f"default_headend {self.default_headend!r} is not configured")
+        return self
+
+
+def secret_from_env(where: str, var: object, environ: Mapping[str, str] | None = None) -> str:
+    """The secret held by the environment variable ``var`` (named at ``where``, a dotted key).
+
+    A missing or blank variable is a ConfigurationError naming the key and the variable, never
+    a value.
+    """
+    env = os.environ if environ is None else environ
+    if not isinstance(var, str) or not var:
+        raise ConfigurationError(f"{where}: name an environment variable")
+    value = env.get(var)
+    if value is None or not value.strip():
+        raise ConfigurationError(f"{where}: environment variable {var} is not set")
+    return value
