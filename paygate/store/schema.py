@@ -9,6 +9,9 @@ Invariants the database keeps on its own, whatever the code does:
 * a payment is unique by (channel, channel_txn_id), a bill by bill_no, an account by account_no;
 * bill payments never exceed the bill (CHECK constraints).
 
+On PostgreSQL ``journal_entries``, ``postings`` and ``outbox`` are partitioned by month through
+the range of ``id`` each month owns (see ``paygate.store.partitions``); their keys are as here.
+
 Ids are allocated by the application in blocks (see ``paygate.store.engine.IdAllocator``), so
 that one payment's rows can be written without waiting for the database to hand out keys.
 """
@@ -119,6 +122,7 @@ journal_entries = Table(
     Column("memo", Text, nullable=False),
     Column("business_date", Date, nullable=False),
     Column("posted_at", UTCDateTime, nullable=False),
+    postgresql_partition_by="RANGE (id)",
 )
 
 postings = Table(
@@ -130,6 +134,7 @@ postings = Table(
     Column("amount", BigInteger, nullable=False),
     Column("currency", String(3), nullable=False),
     CheckConstraint("amount <> 0", name="amount_nonzero"),
+    postgresql_partition_by="RANGE (id)",
 )
 
 # Filled by a trigger on every journal entry insert, emptied by the sealer: the entries that
@@ -343,6 +348,7 @@ outbox = Table(
     Column("claimed_until", UTCDateTime),
     Column("claim_token", String(32)),
     Index("ix_outbox_pending", "delivered_at", "available_at"),
+    postgresql_partition_by="RANGE (id)",
 )
 
 # --- channels: devices, replay protection, orders, kiosk closes, vouchers ------------------
