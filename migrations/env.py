@@ -7,8 +7,7 @@ import os
 from alembic import context
 from sqlalchemy import create_engine, pool
 
-from paygate.store.partitions import alembic_include_name, alembic_include_object
-from paygate.store.schema import metadata
+from paygate.store.schema import alembic_include_name, alembic_include_object, metadata
 
 config = context.config
 target_metadata = metadata

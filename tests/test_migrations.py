@@ -14,8 +14,7 @@ from paygate.errors import SchemaNotReadyError
 from paygate.gateway import Gateway
 from paygate.store import migrate
 from paygate.store.engine import normalize_url
-from paygate.store.partitions import alembic_include_name, alembic_include_object
-from paygate.store.schema import metadata
+from paygate.store.schema import alembic_include_name, alembic_include_object, metadata
 
 
 def diff(url: str) -> list[object]:

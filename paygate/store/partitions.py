@@ -25,14 +25,13 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from paygate.store.engine import Tx
+from paygate.store.schema import PARTITIONED_TABLES, is_partition
 
 __all__ = [
     "MONTH_BITS",
     "PARTITIONED_TABLES",
     "MaintenanceReport",
     "Partition",
-    "alembic_include_name",
-    "alembic_include_object",
     "is_partition",
     "maintain",
     "month_base",
@@ -43,11 +42,9 @@ __all__ = [
 ]
 
 MONTH_BITS = 36
-PARTITIONED_TABLES = ("journal_entries", "postings", "outbox")
 # The statement-level guard a partition needs of its own (a parent's is not inherited).
 _TRUNCATE_GUARDED = {"journal_entries", "postings"}
 _LOCK = 7303312  # advisory lock: one maintenance at a time
-_NAME = re.compile(r"^(journal_entries|postings|outbox)_(initial|p\d{4}_\d{2})$")
 _BOUND = re.compile(r"FROM \((MINVALUE|'?-?\d+'?)\) TO \((MAXVALUE|'?-?\d+'?)\)")
 
 
@@ -71,27 +68,6 @@ def month_of_id(entry_id: int) -> date:
 def partition_name(table: str, index: int) -> str:
     """``postings_p2026_12`` for table ``postings`` and December 2026's index."""
     return f"{table}_p{2000 + index // 12:04d}_{index % 12 + 1:02d}"
-
-
-def is_partition(name: str) -> bool:
-    """Whether ``name`` is one of the partitions this module or migration 0007 creates."""
-    return _NAME.match(name) is not None
-
-
-def alembic_include_name(name: str | None, type_: str, parent_names: object) -> bool:
-    """Alembic's ``include_name``: compare the partitioned tables, not their partitions."""
-    return not (type_ == "table" and name is not None and is_partition(name))
-
-
-def alembic_include_object(
-    obj: object, name: str | None, type_: str, reflected: bool, compare_to: object
-) -> bool:
-    """Alembic's ``include_object``: leave out the foreign keys PostgreSQL keeps for each
-    partition of a referenced partitioned table (the one declared on the table is compared)."""
-    if type_ != "foreign_key_constraint" or not reflected:
-        return True
-    referred = getattr(obj, "referred_table", None)
-    return not (referred is not None and is_partition(str(referred.name)))
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ that one payment's rows can be written without waiting for the database to hand 
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -42,7 +43,15 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeDecorator
 
-__all__ = ["SQLITE_TIMESTAMP_FORMAT", "UTCDateTime", "metadata"]
+__all__ = [
+    "PARTITIONED_TABLES",
+    "SQLITE_TIMESTAMP_FORMAT",
+    "UTCDateTime",
+    "alembic_include_name",
+    "alembic_include_object",
+    "is_partition",
+    "metadata",
+]
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -568,3 +577,30 @@ pos_batches = Table(
     Column("closed_at", UTCDateTime, nullable=False),
     PrimaryKeyConstraint("terminal_id", "batch_no"),
 )
+
+
+# --- PostgreSQL's monthly partitions (paygate.store.partitions) ------------------------------
+
+PARTITIONED_TABLES = ("journal_entries", "postings", "outbox")
+_PARTITION_NAME = re.compile(r"^(journal_entries|postings|outbox)_(initial|p\d{4}_\d{2})$")
+
+
+def is_partition(name: str) -> bool:
+    """Whether ``name`` is a monthly (or the initial) partition of a partitioned table."""
+    return _PARTITION_NAME.match(name) is not None
+
+
+def alembic_include_name(name: str | None, type_: str, parent_names: object) -> bool:
+    """Alembic's ``include_name``: compare the partitioned tables, not their partitions."""
+    return not (type_ == "table" and name is not None and is_partition(name))
+
+
+def alembic_include_object(
+    obj: object, name: str | None, type_: str, reflected: bool, compare_to: object
+) -> bool:
+    """Alembic's ``include_object``: leave out the foreign keys PostgreSQL keeps for each
+    partition of a referenced partitioned table (the one declared on the table is compared)."""
+    if type_ != "foreign_key_constraint" or not reflected:
+        return True
+    referred = getattr(obj, "referred_table", None)
+    return not (referred is not None and is_partition(str(referred.name)))
