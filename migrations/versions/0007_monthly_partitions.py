@@ -1,10 +1,12 @@
 """PostgreSQL: the journal, its postings and the outbox become tables partitioned by month.
 
-Each of ``journal_entries``, ``postings`` and ``outbox`` becomes ``PARTITION BY RANGE (id)``.
+``journal_entries`` and ``outbox`` become ``PARTITION BY RANGE (id)``, ``postings``
+``PARTITION BY RANGE (entry_id)``: a posting lives in its entry's month.
 Every id comes from one sequence, and each calendar month owns a fixed range of it: month M
 (counted from January 2000) owns ids ``[M * 2**36, (M + 1) * 2**36)``. The partition key is
-the primary key itself, so every primary key and every foreign key to these tables stays as it
-was, and no statement changes: a row goes to the month its id was handed out in. The monthly
+the primary key itself (the entry's key for postings, whose primary key becomes (id, entry_id);
+nothing refers to a posting), so every foreign key to these tables stays as it was, and no
+statement changes: a row goes to the month its id was handed out in. The monthly
 maintenance (``paygate db partitions``) creates the partitions of this month and the next and
 moves the sequence to this month's range; until it runs, ids keep coming from the range the
 sequence is in, whose partition exists, so a payment never waits for it.
@@ -43,6 +45,12 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 TABLES = ("journal_entries", "postings", "outbox")
+# Postings are partitioned by their entry's id, so an entry and its postings share a month:
+# the sealer's and verify's reads of an entry's legs (by entry_id) touch one partition, and a
+# month's journal and postings archive together. Their primary key gains entry_id (a key of a
+# partitioned table must contain the partition key); nothing refers to a posting by its key.
+KEYS = {"journal_entries": "id", "postings": "entry_id", "outbox": "id"}
+PRIMARY_KEYS = {"journal_entries": "id", "postings": "id, entry_id", "outbox": "id"}
 MONTH_BITS = 36  # ids per month: 2**36, about 6.9e10
 
 
@@ -179,16 +187,19 @@ def _partition_table(conn: sa.Connection, table: str, bound: int, first: int) ->
         op.execute(f'ALTER INDEX "{name}" RENAME TO "{name}_initial"')
     op.execute(
         f"CREATE TABLE {table} (LIKE {initial} INCLUDING DEFAULTS INCLUDING CONSTRAINTS) "
-        "PARTITION BY RANGE (id)"
+        f"PARTITION BY RANGE ({KEYS[table]})"
     )
-    high = conn.execute(sa.text(f"SELECT max(id) FROM {initial}")).scalar()  # noqa: S608
+    high = conn.execute(sa.text(f"SELECT max({KEYS[table]}) FROM {initial}")).scalar()  # noqa: S608
     if high is not None and int(high) >= bound:
         raise RuntimeError(f"{table} holds ids the sequence never handed out; cannot partition")
+    if PRIMARY_KEYS[table] != "id":
+        # A table has one primary key: the partitioned table's, built next, replaces it.
+        op.execute(f"ALTER TABLE {initial} DROP CONSTRAINT pk_{initial}")
     op.execute(
         f"ALTER TABLE {table} ATTACH PARTITION {initial} FOR VALUES FROM (MINVALUE) TO ({bound})"
     )
     # Built on the partitioned table, each attaches the partition's equivalent index as is.
-    op.execute(f"ALTER TABLE {table} ADD CONSTRAINT pk_{table} PRIMARY KEY (id)")
+    op.execute(f"ALTER TABLE {table} ADD CONSTRAINT pk_{table} PRIMARY KEY ({PRIMARY_KEYS[table]})")
     for _, definition in indexes:
         op.execute(definition)
     months = [index for index in (first, first + 1) if _base(index) >= bound]

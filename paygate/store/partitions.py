@@ -1,10 +1,13 @@
 """Monthly partitions of the journal, its postings and the outbox (PostgreSQL).
 
-On PostgreSQL ``journal_entries``, ``postings`` and ``outbox`` are partitioned by range of
-``id`` (migration 0007). Every id comes from one sequence, and each calendar month (UTC) owns a
+On PostgreSQL ``journal_entries`` and ``outbox`` are partitioned by range of ``id``, and
+``postings`` by range of ``entry_id``, so that an entry's postings share its month (migration
+0007). Every id comes from one sequence, and each calendar month (UTC) owns a
 fixed range of it: month *M*, counted from January 2000, owns ``[M * 2**36, (M + 1) * 2**36)``.
-A row therefore lands in the partition of the month its id was handed out in, with no date
-column, no change to any statement, and every primary and foreign key kept as it was.
+A row therefore lands in the partition of the month its id (a posting: its entry's id) was
+handed out in, with no date column, no change to any statement, and every foreign key kept as
+it was; the primary key of ``postings`` becomes (id, entry_id), as a partitioned table's key
+must contain its partition key (nothing refers to a posting).
 
 :func:`maintain` is the monthly maintenance (``paygate db partitions``; run it daily, it does
 nothing when there is nothing to do): it creates the partitions of this month and of the months

@@ -10,7 +10,7 @@ Invariants the database keeps on its own, whatever the code does:
 * bill payments never exceed the bill (CHECK constraints).
 
 On PostgreSQL ``journal_entries``, ``postings`` and ``outbox`` are partitioned by month through
-the range of ``id`` each month owns (see ``paygate.store.partitions``); their keys are as here.
+the range of ids each month owns (see ``paygate.store.partitions``); a posting by its entry's id.
 
 Ids are allocated by the application in blocks (see ``paygate.store.engine.IdAllocator``), so
 that one payment's rows can be written without waiting for the database to hand out keys.
@@ -134,16 +134,18 @@ journal_entries = Table(
     postgresql_partition_by="RANGE (id)",
 )
 
+# On PostgreSQL a posting lives in its entry's monthly partition (by entry_id), hence the key.
 postings = Table(
     "postings",
     metadata,
-    _id(),
+    Column("id", BigInteger, nullable=False, autoincrement=False),
     Column("entry_id", BigInteger, ForeignKey("journal_entries.id"), nullable=False, index=True),
     Column("account_id", BigInteger, ForeignKey("ledger_accounts.id"), nullable=False, index=True),
     Column("amount", BigInteger, nullable=False),
     Column("currency", String(3), nullable=False),
     CheckConstraint("amount <> 0", name="amount_nonzero"),
-    postgresql_partition_by="RANGE (id)",
+    PrimaryKeyConstraint("id", "entry_id"),
+    postgresql_partition_by="RANGE (entry_id)",
 )
 
 # Filled by a trigger on every journal entry insert, emptied by the sealer: the entries that
