@@ -29,7 +29,7 @@ taken in the same minutes, which on a shared machine matters more than anything 
 ratio to stage 0 is printed too. At the end ``Gateway.verify()`` recomputes every balance,
 entry sum and seal over the whole ledger (skip it with ``--no-verify``; minutes at 10 M).
 
-On a partitioned database (PostgreSQL at revision 0007) each month of history gets its month's
+On a partitioned database (PostgreSQL at revision 0009) each month of history gets its month's
 partitions and ids from its month's range, as if it had been written then.
 
 The databases are ``paygate_growth_<pid>_*`` beside ``--pg-url`` and are dropped at the end

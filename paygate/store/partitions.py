@@ -2,7 +2,7 @@
 
 On PostgreSQL ``journal_entries`` and ``outbox`` are partitioned by range of ``id``, and
 ``postings`` by range of ``entry_id``, so that an entry's postings share its month (migration
-0007). Every id comes from one sequence, and each calendar month (UTC) owns a
+0009). Every id comes from one sequence, and each calendar month (UTC) owns a
 fixed range of it: month *M*, counted from January 2000, owns ``[M * 2**36, (M + 1) * 2**36)``.
 A row therefore lands in the partition of the month its id (a posting: its entry's id) was
 handed out in, with no date column, no change to any statement, and every foreign key kept as

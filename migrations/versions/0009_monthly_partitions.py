@@ -26,8 +26,8 @@ of a partitioned table must contain the partition key.
 Downgrade copies each table back into one plain table. SQLite: nothing changes (it has no
 partitioning). Frozen: imports nothing from paygate.
 
-Revision ID: 0007
-Revises: 0005
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-12-05
 """
 
@@ -39,8 +39,8 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0007"
-down_revision: str | None = "0005"
+revision: str = "0009"
+down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
