@@ -7,10 +7,13 @@ import os
 from alembic import context
 from sqlalchemy import create_engine, pool
 
-from paygate.store.schema import metadata
+from paygate.store.schema import alembic_include_name, alembic_include_object, metadata
 
 config = context.config
 target_metadata = metadata
+
+# Autogenerate compares the partitioned tables, not their monthly partitions.
+FILTERS = {"include_name": alembic_include_name, "include_object": alembic_include_object}
 
 
 def _url() -> str:
@@ -23,7 +26,12 @@ def _url() -> str:
 
 
 def run_migrations_offline() -> None:
-    context.configure(url=_url(), target_metadata=target_metadata, literal_binds=True)
+    context.configure(
+        url=_url(),
+        target_metadata=target_metadata,
+        literal_binds=True,
+        **FILTERS,
+    )
     with context.begin_transaction():
         context.run_migrations()
 
@@ -31,13 +39,13 @@ def run_migrations_offline() -> None:
 def run_migrations_online() -> None:
     connection = config.attributes.get("connection")
     if connection is not None:
-        context.configure(connection=connection, target_metadata=target_metadata)
+        context.configure(connection=connection, target_metadata=target_metadata, **FILTERS)
         with context.begin_transaction():
             context.run_migrations()
         return
     engine = create_engine(_url(), poolclass=pool.NullPool)
     with engine.connect() as conn:
-        context.configure(connection=conn, target_metadata=target_metadata)
+        context.configure(connection=conn, target_metadata=target_metadata, **FILTERS)
         with context.begin_transaction():
             context.run_migrations()
     engine.dispose()

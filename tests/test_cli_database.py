@@ -30,6 +30,7 @@ COMMANDS: dict[str, list[str]] = {
     "serve": ["serve", "--port", "0"],
     "dispatch": ["dispatch", "--once"],
     "db current": ["db", "current"],
+    "db partitions": ["db", "partitions"],
     "audit verify": ["audit", "verify"],
     "audit seal": ["audit", "seal"],
     "accounts status": ["accounts", "status", "3100000001"],

@@ -14,14 +14,21 @@ from paygate.errors import SchemaNotReadyError
 from paygate.gateway import Gateway
 from paygate.store import migrate
 from paygate.store.engine import normalize_url
-from paygate.store.schema import metadata
+from paygate.store.schema import alembic_include_name, alembic_include_object, metadata
 
 
 def diff(url: str) -> list[object]:
     engine = create_engine(normalize_url(url), poolclass=pool.NullPool)
     try:
         with engine.connect() as conn:
-            ctx = MigrationContext.configure(conn, opts={"compare_type": True})
+            ctx = MigrationContext.configure(
+                conn,
+                opts={
+                    "compare_type": True,
+                    "include_name": alembic_include_name,
+                    "include_object": alembic_include_object,
+                },
+            )
             return list(compare_metadata(ctx, metadata))
     finally:
         engine.dispose()

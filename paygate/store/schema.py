@@ -9,12 +9,16 @@ Invariants the database keeps on its own, whatever the code does:
 * a payment is unique by (channel, channel_txn_id), a bill by bill_no, an account by account_no;
 * bill payments never exceed the bill (CHECK constraints).
 
+On PostgreSQL ``journal_entries``, ``postings`` and ``outbox`` are partitioned by month through
+the range of ids each month owns (see ``paygate.store.partitions``); a posting by its entry's id.
+
 Ids are allocated by the application in blocks (see ``paygate.store.engine.IdAllocator``), so
 that one payment's rows can be written without waiting for the database to hand out keys.
 """
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,7 +43,15 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeDecorator
 
-__all__ = ["SQLITE_TIMESTAMP_FORMAT", "UTCDateTime", "metadata"]
+__all__ = [
+    "PARTITIONED_TABLES",
+    "SQLITE_TIMESTAMP_FORMAT",
+    "UTCDateTime",
+    "alembic_include_name",
+    "alembic_include_object",
+    "is_partition",
+    "metadata",
+]
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -122,18 +134,22 @@ journal_entries = Table(
     Column("business_date", Date, nullable=False),
     Column("posted_at", UTCDateTime, nullable=False),
     info={"owner": "paygate.ledger"},
+    postgresql_partition_by="RANGE (id)",
 )
 
+# On PostgreSQL a posting lives in its entry's monthly partition (by entry_id), hence the key.
 postings = Table(
     "postings",
     metadata,
-    _id(),
+    Column("id", BigInteger, nullable=False, autoincrement=False),
     Column("entry_id", BigInteger, ForeignKey("journal_entries.id"), nullable=False, index=True),
     Column("account_id", BigInteger, ForeignKey("ledger_accounts.id"), nullable=False, index=True),
     Column("amount", BigInteger, nullable=False),
     Column("currency", String(3), nullable=False),
     CheckConstraint("amount <> 0", name="amount_nonzero"),
+    PrimaryKeyConstraint("id", "entry_id"),
     info={"owner": "paygate.ledger"},
+    postgresql_partition_by="RANGE (entry_id)",
 )
 
 # Filled by a trigger on every journal entry insert, emptied by the sealer: the entries that
@@ -363,6 +379,7 @@ outbox = Table(
     Column("claim_token", String(32)),
     Index("ix_outbox_pending", "delivered_at", "available_at"),
     Index("ix_outbox_account", "account_no", "id"),  # per-account order of delivery
+    postgresql_partition_by="RANGE (id)",
     info={"owner": "paygate.records"},
 )
 
@@ -595,3 +612,30 @@ pos_batches = Table(
     PrimaryKeyConstraint("terminal_id", "batch_no"),
     info={"owner": "paygate.channels.stores"},
 )
+
+
+# --- PostgreSQL's monthly partitions (paygate.store.partitions) ------------------------------
+
+PARTITIONED_TABLES = ("journal_entries", "postings", "outbox")
+_PARTITION_NAME = re.compile(r"^(journal_entries|postings|outbox)_(initial|p\d{4}_\d{2})$")
+
+
+def is_partition(name: str) -> bool:
+    """Whether ``name`` is a monthly (or the initial) partition of a partitioned table."""
+    return _PARTITION_NAME.match(name) is not None
+
+
+def alembic_include_name(name: str | None, type_: str, parent_names: object) -> bool:
+    """Alembic's ``include_name``: compare the partitioned tables, not their partitions."""
+    return not (type_ == "table" and name is not None and is_partition(name))
+
+
+def alembic_include_object(
+    obj: object, name: str | None, type_: str, reflected: bool, compare_to: object
+) -> bool:
+    """Alembic's ``include_object``: leave out the foreign keys PostgreSQL keeps for each
+    partition of a referenced partitioned table (the one declared on the table is compared)."""
+    if type_ != "foreign_key_constraint" or not reflected:
+        return True
+    referred = getattr(obj, "referred_table", None)
+    return not (referred is not None and is_partition(str(referred.name)))

@@ -1,0 +1,938 @@
+"""Payment cost as the ledger grows: pay() and pay_many() on PostgreSQL, 0 to 10 M postings.
+
+Run from the repository root::
+
+    .venv/bin/python bench/growth.py             # stages 0, 1 M, 3 M, 10 M postings
+    .venv/bin/python bench/growth.py --quick     # stages 0, 50 k, 200 k: does the script work?
+    .venv/bin/python bench/growth.py --explain plans.txt   # also write the plan of every
+                                       # statement one pay() runs per stage (auto_explain,
+                                       # foreign-key checks and triggers too) and print its
+                                       # buffers and server time
+
+One database grows in stages. Before any stage is measured, history is loaded set-based with
+COPY: customers, their monthly bills, each bill's journal entry, the payment that paid it (its
+journal entry, postings, payment row with receipt, allocation, two delivered outbox events),
+and the cached balances, month after month back from the current month, as ``open_account``,
+``issue_bill`` and ``pay`` would have written them; a share of the payments are late and carry a
+late fee (four postings instead of two). Channel transaction ids look random, as a bank's
+references do, so the idempotency index is probed at random like in production. The history is
+then sealed through the Gateway and the database vacuumed and analyzed, as autovacuum would
+have by then.
+
+At each stage customers with history (fresh ones on the empty ledger) get one open bill ten
+days overdue (as in bench/ingest.py) and pay it in full: first ``--n`` payments through
+``Gateway.pay()`` (one payment per commit, one writer), then ``--batch`` payments through
+``Gateway.pay_many()``. Beside every stage a fresh copy of the empty ledger (migrated, seeded,
+its payers' bills open) is measured the same way, alternating which side goes first, ``--rounds``
+times; the best of each side is kept. The ratio grown / empty therefore compares two figures
+taken in the same minutes, which on a shared machine matters more than anything else; the
+ratio to stage 0 is printed too. At the end ``Gateway.verify()`` recomputes every balance,
+entry sum and seal over the whole ledger (skip it with ``--no-verify``; minutes at 10 M).
+
+On a partitioned database (PostgreSQL at revision 0009) each month of history gets its month's
+partitions and ids from its month's range, as if it had been written then.
+
+The databases are ``paygate_growth_<pid>_*`` beside ``--pg-url`` and are dropped at the end
+(``--keep`` keeps the grown one). A 10 M ledger takes about 7 GB of disk. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import random
+import re
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import psycopg
+from sqlalchemy import event
+from sqlalchemy.engine import Engine, make_url
+
+from paygate import Gateway, Money, PaymentIntent, Settings
+from paygate.models import PayOutcome
+from paygate.store import migrate, partitions
+from paygate.store.partitions import month_base, month_index
+
+CURRENCY = "CNY"
+CHANNELS = ("kiosk", "bank", "wechat", "alipay")
+DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
+ENERGY_CODE = f"revenue:energy:{CURRENCY}"
+LATE_FEE_CODE = f"revenue:late_fee:{CURRENCY}"
+LATE_SHARE = 0.3  # payments made after the due date, with a late fee (four postings)
+DAYS_OVERDUE = 10  # the measured payments' bills fell due this many days before today
+WARMUP = 20
+
+
+def late_fee(principal: int, since: date, day: date) -> int:
+    """Residential late fee: 0.1 % of the principal per day after ``since``, half up, >= 1.00."""
+    days = (day - since).days
+    if principal <= 0 or days <= 0:
+        return 0
+    return max((principal * days * 2 + 1000) // 2000, 100)
+
+
+def month_start(day: date, back: int) -> date:
+    """The first day of the month ``back`` months before ``day``'s month."""
+    index = day.year * 12 + day.month - 1 - back
+    return date(index // 12, index % 12 + 1, 1)
+
+
+# --- the ledger's fixed accounts -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Fixed:
+    """Ids of the ledger accounts every payment touches, and how many shards each has."""
+
+    energy: int
+    late_fee: int
+    clearing: dict[str, int]
+    shards: dict[int, int]
+
+
+def seed(url: str) -> Fixed:
+    """A real overdue bill and its payment per channel through the Gateway: they create the
+    ledger accounts (clearing per channel, energy and late-fee revenue)."""
+    today = datetime.now(UTC)
+    local_day = today.astimezone(ZoneInfo(Settings().timezone)).date()
+    due = local_day - timedelta(days=DAYS_OVERDUE)
+    owed = 10_000 + late_fee(10_000, due, local_day)
+    with Gateway.open(settings=Settings(database_url=url)) as gateway:
+        for n, channel in enumerate(CHANNELS):
+            account_no = f"39{n:08d}"
+            gateway.open_account(account_no)
+            gateway.issue_bill(
+                account_no,
+                bill_no=f"{account_no}-seed",
+                amount=Money(10_000, CURRENCY),
+                period="seed",
+                due_date=due,
+            )
+            gateway.pay(
+                PaymentIntent(
+                    channel=channel,
+                    channel_txn_id=f"SEED-{channel}",
+                    account_no=account_no,
+                    amount=Money(owed, CURRENCY),
+                    paid_at=today,
+                )
+            )
+    with psycopg.connect(url) as conn:
+        ids = dict(conn.execute("SELECT code, id FROM ledger_accounts").fetchall())
+        shards = dict(
+            conn.execute(
+                "SELECT account_id, count(*) FROM ledger_balances GROUP BY account_id"
+            ).fetchall()
+        )
+    return Fixed(
+        energy=ids[ENERGY_CODE],
+        late_fee=ids[LATE_FEE_CODE],
+        clearing={c: ids[f"clearing:{c}:{CURRENCY}"] for c in CHANNELS},
+        shards=shards,
+    )
+
+
+# --- history, loaded with COPY -------------------------------------------------------------
+
+COLUMNS = {
+    "ledger_accounts": ("id", "code", "kind", "currency", "created_at"),
+    "ledger_balances": ("account_id", "shard", "balance"),
+    "accounts": (
+        "id",
+        "account_no",
+        "name",
+        "category",
+        "prepaid",
+        "protected",
+        "currency",
+        "supply_state",
+        "receivable_account_id",
+        "created_at",
+    ),
+    "journal_entries": ("id", "kind", "reference", "memo", "business_date", "posted_at"),
+    "seal_queue": ("entry_id",),
+    "postings": ("id", "entry_id", "account_id", "amount", "currency"),
+    "bills": (
+        "id",
+        "account_id",
+        "bill_no",
+        "period",
+        "amount",
+        "currency",
+        "due_date",
+        "principal_paid",
+        "late_fee_charged",
+        "late_fee_paid",
+        "late_fee_through",
+        "entry_id",
+        "issued_at",
+    ),
+    "payments": (
+        "id",
+        "channel",
+        "channel_txn_id",
+        "account_id",
+        "amount",
+        "currency",
+        "paid_at",
+        "business_date",
+        "fingerprint",
+        "terminal_id",
+        "entry_id",
+        "late_fee",
+        "unallocated",
+        "status",
+        "receipt",
+        "posted_at",
+    ),
+    "allocations": (
+        "id",
+        "payment_id",
+        "bill_id",
+        "source",
+        "late_fee",
+        "principal",
+        "created_at",
+    ),
+    "outbox": (
+        "id",
+        "event_type",
+        "account_no",
+        "payload",
+        "created_at",
+        "available_at",
+        "attempts",
+        "delivered_at",
+    ),
+}
+
+
+@dataclass
+class Customer:
+    """A customer the bench created: ids of its account and receivable, and its number."""
+
+    account_id: int
+    receivable: int
+    account_no: str
+
+
+@dataclass
+class Rows:
+    """Rows to COPY, table by table, and what they move on the fixed accounts' balances."""
+
+    tables: dict[str, list[tuple[Any, ...]]] = field(
+        default_factory=lambda: {table: [] for table in COLUMNS}
+    )
+    fixed_deltas: dict[int, int] = field(default_factory=dict)
+    postings: int = 0
+
+    def add(self, table: str, row: tuple[Any, ...]) -> None:
+        self.tables[table].append(row)
+
+    def move(self, account_id: int, amount: int) -> None:
+        self.fixed_deltas[account_id] = self.fixed_deltas.get(account_id, 0) + amount
+
+
+class Ids:
+    """Ids taken from paygate's sequence in one block, so the Gateway never hands them out."""
+
+    def __init__(self, conn: psycopg.Connection[Any], count: int) -> None:
+        first = conn.execute("SELECT nextval('paygate_id_seq')").fetchone()
+        assert first is not None
+        self.next = int(first[0])
+        self.stop = self.next + count
+        # The sequence hands out block starts; the next block must start after ours.
+        conn.execute("SELECT setval('paygate_id_seq', %s)", (self.stop + 1000,))
+
+    def take(self) -> int:
+        if self.next >= self.stop:
+            raise RuntimeError("the bench's id block ran out")
+        value, self.next = self.next, self.next + 1
+        return value
+
+
+class MonthIds(Ids):
+    """Ids from a past month's own range (partitioned tables): history lands in the partition
+    of its month, as it would have had it been written then. The sequence is never there."""
+
+    def __init__(self, start: int, count: int) -> None:
+        self.next, self.stop = start, start + count
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _money(minor: int) -> dict[str, Any]:
+    return {"minor": minor, "currency": CURRENCY}
+
+
+class History:
+    """Generates customers and their paid bills, month by month, with realistic rows."""
+
+    def __init__(self, fixed: Fixed, zone: ZoneInfo, seed: int = 2026) -> None:
+        self.fixed = fixed
+        self.zone = zone
+        self.rng = random.Random(seed)
+        self.customers: list[Customer] = []
+        self.opened = 0
+        self.txn = 0
+        self.month_next: dict[date, int] = {}  # next id of a month's range (partitioned)
+
+    def open_customers(
+        self, rows: Rows, ids: Ids, count: int, created: datetime, *, history: bool = True
+    ) -> list[Customer]:
+        """``count`` new customers: history ones (numbers 31…) or fresh payers (32…)."""
+        opened = []
+        for _ in range(count):
+            recv, acct = ids.take(), ids.take()
+            self.opened += 1
+            account_no = f"{31 if history else 32}{self.opened:08d}"
+            rows.add(
+                "ledger_accounts",
+                (recv, f"receivable:{account_no}", "customer_receivable", CURRENCY, created),
+            )
+            rows.add("ledger_balances", (recv, 0, 0))
+            rows.add(
+                "accounts",
+                (
+                    acct,
+                    account_no,
+                    None,
+                    "residential",
+                    False,
+                    False,
+                    CURRENCY,
+                    "connected",
+                    recv,
+                    created,
+                ),
+            )
+            opened.append(Customer(acct, recv, account_no))
+        if history:
+            self.customers.extend(opened)
+        return opened
+
+    def _instant(self, day: date, hour: int) -> datetime:
+        local = datetime(
+            day.year, day.month, day.day, hour, self.rng.randrange(60), tzinfo=self.zone
+        )
+        return local.astimezone(UTC)
+
+    def bill(
+        self, rows: Rows, ids: Ids, customer: Customer, issued: date, period: str, principal: int
+    ) -> tuple[int, int, str]:
+        """An issued bill: its entry and two postings. Returns (bill id, entry id, bill no)."""
+        bill_id, entry = ids.take(), ids.take()
+        bill_no = f"{customer.account_no}-{period}"
+        at = self._instant(issued, 2)
+        rows.add(
+            "journal_entries",
+            (entry, "bill", f"bill:{bill_no}", f"bill {bill_no} for {period}", issued, at),
+        )
+        rows.add("seal_queue", (entry,))
+        rows.add("postings", (ids.take(), entry, customer.receivable, principal, CURRENCY))
+        rows.add("postings", (ids.take(), entry, self.fixed.energy, -principal, CURRENCY))
+        rows.postings += 2
+        rows.move(self.fixed.energy, -principal)
+        return bill_id, entry, bill_no
+
+    def paid_bill(self, rows: Rows, ids: Ids, customer: Customer, month: date) -> None:
+        """A bill of ``month`` and the payment that paid it in full, on time or late."""
+        principal = self.rng.randrange(300, 90_000)
+        due = month + timedelta(days=20)
+        period = f"{month.year:04d}-{month.month:02d}"
+        bill_id, bill_entry, bill_no = self.bill(rows, ids, customer, month, period, principal)
+        late = self.rng.random() < LATE_SHARE
+        pay_day = (
+            due + timedelta(days=self.rng.randrange(1, 8))
+            if late
+            else due - timedelta(days=self.rng.randrange(0, 15))
+        )
+        fee = late_fee(principal, due, pay_day)
+        amount = principal + fee
+        channel = CHANNELS[self.rng.randrange(len(CHANNELS))]
+        self.txn += 1
+        txn_id = hashlib.blake2b(f"h{self.txn}".encode(), digest_size=10).hexdigest().upper()
+        paid_at = self._instant(pay_day, self.rng.randrange(8, 22))
+        posted = paid_at + timedelta(milliseconds=40)
+        payment_id, entry, alloc, ev1, ev2 = (ids.take() for _ in range(5))
+        clearing = self.fixed.clearing[channel]
+        rows.add(
+            "journal_entries",
+            (
+                entry,
+                "payment",
+                f"payment:{channel}:{txn_id}",
+                f"{channel} payment for {customer.account_no}",
+                pay_day,
+                posted,
+            ),
+        )
+        rows.add("seal_queue", (entry,))
+        legs = [(clearing, amount), (customer.receivable, -amount)]
+        if fee:
+            legs += [(customer.receivable, fee), (self.fixed.late_fee, -fee)]
+        for account_id, leg in legs:
+            rows.add("postings", (ids.take(), entry, account_id, leg, CURRENCY))
+        rows.postings += len(legs)
+        rows.move(clearing, amount)
+        if fee:
+            rows.move(self.fixed.late_fee, -fee)
+        rows.add(
+            "bills",
+            (
+                bill_id,
+                customer.account_id,
+                bill_no,
+                period,
+                principal,
+                CURRENCY,
+                due,
+                principal,
+                fee,
+                fee,
+                pay_day if fee else None,
+                bill_entry,
+                self._instant(month, 2),
+            ),
+        )
+        stamp = paid_at.isoformat(timespec="microseconds")
+        canonical = f"{customer.account_no}|{amount}|{CURRENCY}|{stamp}|"
+        receipt = {
+            "payment_id": payment_id,
+            "channel": channel,
+            "channel_txn_id": txn_id,
+            "account_no": customer.account_no,
+            "amount": _money(amount),
+            "paid_at": paid_at.isoformat(),
+            "business_date": pay_day.isoformat(),
+            "replayed": False,
+            "late_fee": _money(fee),
+            "allocations": [
+                {"bill_no": bill_no, "late_fee": _money(fee), "principal": _money(principal)}
+            ],
+            "credit": _money(0),
+            "balance_after": _money(0),
+            "arrears_after": _money(0),
+            "arrears_cleared": True,
+            "reconnection_order_id": None,
+        }
+        rows.add(
+            "payments",
+            (
+                payment_id,
+                channel,
+                txn_id,
+                customer.account_id,
+                amount,
+                CURRENCY,
+                paid_at,
+                pay_day,
+                hashlib.sha256(canonical.encode()).hexdigest(),
+                None,
+                entry,
+                fee,
+                0,
+                "posted",
+                _json(receipt),
+                posted,
+            ),
+        )
+        rows.add("allocations", (alloc, payment_id, bill_id, "payment", fee, principal, posted))
+        for event_id, kind, data in (
+            (ev1, "payment.posted", {"payment_id": payment_id, "amount": amount}),
+            (ev2, "arrears.cleared", {"payment_id": payment_id, "supply_state": "connected"}),
+        ):
+            payload = {
+                "event_id": event_id,
+                "type": kind,
+                "account_no": customer.account_no,
+                "occurred_at": posted.isoformat(),
+                "data": data,
+            }
+            rows.add(
+                "outbox",
+                (event_id, kind, customer.account_no, _json(payload), posted, posted, 1, posted),
+            )
+
+    def open_bills(
+        self, rows: Rows, ids: Ids, customers: Sequence[Customer], today: date
+    ) -> list[tuple[Customer, int]]:
+        """One open bill ten days overdue for each of ``customers``; their balances move."""
+        due = today - timedelta(days=DAYS_OVERDUE)
+        issued = due - timedelta(days=20)
+        period = f"{today.isoformat()}-open"
+        owed = []
+        for customer in customers:
+            principal = self.rng.randrange(300, 90_000)
+            bill_id, entry, bill_no = self.bill(rows, ids, customer, issued, period, principal)
+            rows.add(
+                "bills",
+                (
+                    bill_id,
+                    customer.account_id,
+                    bill_no,
+                    period,
+                    principal,
+                    CURRENCY,
+                    due,
+                    0,
+                    0,
+                    0,
+                    None,
+                    entry,
+                    self._instant(issued, 2),
+                ),
+            )
+            owed.append((customer, principal + late_fee(principal, due, today)))
+            rows.move(customer.receivable, principal)
+        return owed
+
+
+def copy_rows(conn: psycopg.Connection[Any], rows: Rows) -> None:
+    """COPY ``rows`` and move the cached balances, with triggers off (the load is trusted and
+    checked afterwards: balances against postings, seals, ``verify`` at the end)."""
+    with conn.cursor() as cur:
+        cur.execute("SET LOCAL session_replication_role = replica")
+        for table, columns in COLUMNS.items():
+            data = rows.tables[table]
+            if not data:
+                continue
+            with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+                for row in data:
+                    copy.write_row(row)
+        cur.executemany(
+            "UPDATE ledger_balances SET balance = balance + %s WHERE account_id = %s AND shard = 0",
+            [(delta, account_id) for account_id, delta in sorted(rows.fixed_deltas.items())],
+        )
+
+
+def load_history(
+    url: str, history: History, months: Sequence[date], customers: int, chunk: int = 20_000
+) -> int:
+    """Bills and payments of ``months`` for the first ``customers`` customers; postings written."""
+    written = 0
+    with psycopg.connect(url) as conn:
+        partitioned = conn.execute(
+            "SELECT 1 FROM pg_partitioned_table t JOIN pg_class c ON c.oid = t.partrelid "
+            "WHERE c.relname = 'postings'"
+        ).fetchone()
+        if partitioned:
+            with Gateway.open(settings=Settings(database_url=url)) as gateway:
+                for month in months:
+                    gateway.store.run(lambda tx, m=month: partitions.ensure_month(tx, m))
+        if len(history.customers) < customers:
+            rows = Rows()
+            ids = Ids(conn, 2 * (customers - len(history.customers)))
+            created = datetime.combine(months[0], datetime.min.time(), UTC)
+            history.open_customers(rows, ids, customers - len(history.customers), created)
+            copy_rows(conn, rows)
+            conn.commit()
+        for month in months:
+            for start in range(0, customers, chunk):
+                part = history.customers[start : min(start + chunk, customers)]
+                rows = Rows()
+                if partitioned:
+                    start = history.month_next.get(month, month_base(month_index(month)))
+                    ids: Ids = MonthIds(start, 14 * len(part))
+                    history.month_next[month] = start + 14 * len(part)
+                else:
+                    ids = Ids(conn, 14 * len(part))
+                for customer in part:
+                    history.paid_bill(rows, ids, customer, month)
+                copy_rows(conn, rows)
+                conn.commit()
+                written += rows.postings
+    return written
+
+
+# --- measuring ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One stage: the grown ledger's rates and the empty ledger's, measured side by side."""
+
+    postings: int
+    pay_rate: float
+    pay_many_rate: float
+    empty_pay_rate: float
+    empty_pay_many_rate: float
+
+    @property
+    def pay_ratio(self) -> float:
+        return self.pay_rate / self.empty_pay_rate
+
+    @property
+    def pay_many_ratio(self) -> float:
+        return self.pay_many_rate / self.empty_pay_many_rate
+
+
+def _intents(owed: Sequence[tuple[Customer, int]], tag: str) -> list[PaymentIntent]:
+    now = datetime.now(UTC)
+    return [
+        PaymentIntent(
+            channel="kiosk",
+            channel_txn_id=f"{tag}-{n}",
+            account_no=customer.account_no,
+            amount=Money(amount, CURRENCY),
+            paid_at=now,
+        )
+        for n, (customer, amount) in enumerate(owed)
+    ]
+
+
+def _all_posted(outcomes: Sequence[PayOutcome]) -> None:
+    bad = [o for o in outcomes if o.status != "posted"]
+    if bad:
+        raise RuntimeError(f"{len(bad)} payments not posted, first: {bad[0]}")
+
+
+def measure(
+    url: str, owed: Sequence[tuple[Customer, int]], n: int, tag: str
+) -> tuple[float, float]:
+    """pay() ``n`` times one per commit, then pay_many() on the rest; payments per second."""
+    intents = _intents(owed, tag)
+    warm, single, batch = intents[:WARMUP], intents[WARMUP : WARMUP + n], intents[WARMUP + n :]
+    with Gateway.open(settings=Settings(database_url=url)) as gateway:
+        for intent in warm:
+            gateway.pay(intent)
+        start = time.perf_counter()
+        for intent in single:
+            gateway.pay(intent)
+        pay_rate = len(single) / (time.perf_counter() - start)
+        start = time.perf_counter()
+        _all_posted(gateway.pay_many(batch))
+        pay_many_rate = len(batch) / (time.perf_counter() - start)
+        gateway.seal()
+    return pay_rate, pay_many_rate
+
+
+# --- plans of what pay() runs --------------------------------------------------------------
+
+
+def explain(url: str, owed: Sequence[tuple[Customer, int]], out: Any, stage: int) -> None:
+    """Pay a few bills with auto_explain on: every statement's plan, ANALYZE and BUFFERS,
+    including those run inside triggers and foreign-key checks."""
+    notices: list[str] = []
+
+    def on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.add_notice_handler(lambda diag: notices.append(diag.message_primary or ""))
+        with dbapi_conn.cursor() as cur:
+            cur.execute("LOAD 'auto_explain'")
+            for name, value in (
+                ("auto_explain.log_min_duration", "0"),
+                ("auto_explain.log_analyze", "on"),
+                ("auto_explain.log_buffers", "on"),
+                ("auto_explain.log_nested_statements", "on"),
+                ("auto_explain.log_level", "notice"),
+            ):
+                cur.execute(f"SET {name} = {value}")
+        dbapi_conn.commit()
+
+    event.listen(Engine, "connect", on_connect)
+    try:
+        intents = _intents(owed, f"X{stage}")
+        with Gateway.open(settings=Settings(database_url=url, seal_every=0)) as gateway:
+            for intent in intents[:-1]:
+                gateway.pay(intent)
+            notices.clear()
+            gateway.pay(intents[-1])
+    finally:
+        event.remove(Engine, "connect", on_connect)
+    for text in notices:
+        out.write(text + "\n\n")
+    statements, hit, read, server_ms = plan_totals(notices)
+    print(
+        f"  one pay(): {statements} statements, {hit} buffers hit + {read} read, "
+        f"{server_ms:.2f} ms of execution in the server (sealing left out)",
+        flush=True,
+    )
+
+
+_SEALING = ("advisory", "seal_blocks", "journal_seals", "FROM seal_queue", "WHERE id IN (")
+_SEALING_LEGS = "WHERE entry_id IN ("
+
+
+def plan_totals(notices: Sequence[str]) -> tuple[int, int, int, float]:
+    """Statements, shared buffers hit and read, and execution time of one payment's plans:
+    the top node of each statement (foreign-key checks and triggers are statements of their
+    own), leaving out a seal that ran in the same call."""
+    statements = hit = read = 0
+    server_ms = 0.0
+    for text in notices:
+        duration = re.search(r"duration: ([\d.]+) ms", text)
+        query = re.search(r"Query Text: (.*)", text)
+        sql = query.group(1) if query else ""
+        if duration is None or any(k in sql for k in _SEALING) or _SEALING_LEGS in sql:
+            continue
+        statements += 1
+        server_ms += float(duration.group(1))
+        buffers = re.search(r"Buffers: shared([^\n]*)", text)
+        if buffers:
+            hits = re.search(r"hit=(\d+)", buffers.group(1))
+            reads = re.search(r"read=(\d+)", buffers.group(1))
+            hit += int(hits.group(1)) if hits else 0
+            read += int(reads.group(1)) if reads else 0
+    return statements, hit, read, server_ms
+
+
+# --- the run ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Plan:
+    stages: tuple[int, ...]
+    customers: int
+    n: int
+    batch: int
+    rounds: int
+
+
+def _admin(url: str, sql: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(sql)
+
+
+def _check_balances(url: str) -> None:
+    """Cached balances equal the sum of postings, account by account (cheap beside verify)."""
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM (SELECT account_id, sum(balance) b FROM ledger_balances "
+            "GROUP BY account_id) c FULL JOIN (SELECT account_id, sum(amount) s FROM postings "
+            "GROUP BY account_id) p USING (account_id) WHERE coalesce(b, 0) <> coalesce(s, 0)"
+        ).fetchone()
+        assert row is not None
+        if row[0]:
+            raise RuntimeError(f"CHECK FAILED: {row[0]} cached balances differ from postings")
+
+
+def _scalar(url: str, sql: str) -> Any:
+    with psycopg.connect(url) as conn:
+        row = conn.execute(sql).fetchone()
+        assert row is not None
+        return row[0]
+
+
+class Databases:
+    """The grown database, the empty template, and the empty copies, all dropped at the end."""
+
+    def __init__(self, admin: str, keep: bool) -> None:
+        self.admin, self.keep = admin, keep
+        self.prefix = f"paygate_growth_{os.getpid()}"
+        self.made: list[str] = []
+
+    def url(self, suffix: str) -> str:
+        name = f"{self.prefix}_{suffix}"
+        return make_url(self.admin).set(database=name).render_as_string(hide_password=False)
+
+    def create(self, suffix: str, template: str | None = None) -> str:
+        name = f"{self.prefix}_{suffix}"
+        like = f" TEMPLATE {self.prefix}_{template} STRATEGY file_copy" if template else ""
+        _admin(self.admin, f"CREATE DATABASE {name}{like}")
+        self.made.append(name)
+        return self.url(suffix)
+
+    def drop(self, suffix: str) -> None:
+        name = f"{self.prefix}_{suffix}"
+        _admin(self.admin, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        self.made.remove(name)
+
+    def close(self, keep_suffix: str) -> None:
+        for name in list(self.made):
+            if self.keep and name.endswith(f"_{keep_suffix}"):
+                print(f"kept database {name}")
+                continue
+            _admin(self.admin, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def _pay_bills(url: str, history: History, payers: Sequence[Customer], today: date) -> Any:
+    rows = Rows()
+    with psycopg.connect(url) as conn:
+        ids = Ids(conn, 6 * len(payers) + 10)
+        owed = history.open_bills(rows, ids, payers, today)
+        copy_rows(conn, rows)
+    return owed
+
+
+def _settle(url: str) -> tuple[int, float]:
+    """Seal what is unsealed, vacuum and analyze, check the balances: as production would be."""
+    started = time.perf_counter()
+    with Gateway.open(settings=Settings(database_url=url)) as gateway:
+        sealed = gateway.seal()
+    _admin(url, "VACUUM (ANALYZE)")
+    _check_balances(url)
+    return sealed, time.perf_counter() - started
+
+
+def run(admin: str, plan: Plan, *, keep: bool, verify: bool, explain_to: Any) -> list[Figure]:
+    dbs = Databases(admin, keep)
+    figures: list[Figure] = []
+    zone = ZoneInfo(Settings().timezone)
+    today = datetime.now(UTC).astimezone(zone).date()
+    per_round = WARMUP + plan.n + plan.batch
+    try:
+        # The empty ledger: migrated, seeded, fresh payers with one overdue bill each. Every
+        # stage measures a new copy of it beside the grown ledger, so that both figures share
+        # the machine's conditions of the moment.
+        empty_url = dbs.create("empty")
+        migrate.upgrade(empty_url)
+        empty_history = History(seed(empty_url), zone)
+        with psycopg.connect(empty_url) as conn:
+            rows = Rows()
+            ids = Ids(conn, 2 * per_round)
+            empty_payers = empty_history.open_customers(
+                rows, ids, per_round, datetime.now(UTC), history=False
+            )
+            copy_rows(conn, rows)
+        empty_owed = _pay_bills(empty_url, empty_history, empty_payers, today)
+        _settle(empty_url)
+
+        url = dbs.create("grown")
+        migrate.upgrade(url)
+        history = History(seed(url), zone)
+        per_month = plan.customers * (2 + (1 - LATE_SHARE) * 2 + LATE_SHARE * 4)
+        next_back = max(1, round(plan.stages[-1] / per_month))  # months back, oldest first
+        load_seconds = 0.0
+        used = 0  # history customers already given a measured bill
+        for stage, target in enumerate(plan.stages):
+            have = int(_scalar(url, "SELECT count(*) FROM postings"))
+            months: list[date] = []
+            while have + len(months) * per_month < target and next_back > 0:
+                months.append(month_start(today, next_back))
+                next_back -= 1
+            started = time.perf_counter()
+            if months:
+                load_history(url, history, months, plan.customers)
+            loaded = time.perf_counter() - started
+            load_seconds += loaded
+            want = per_round * plan.rounds + (3 if explain_to is not None else 0)
+            if used + want <= len(history.customers):
+                payers = history.customers[used : used + want]  # customers with history
+                used += want
+            else:
+                with psycopg.connect(url) as conn:
+                    rows = Rows()
+                    fresh = history.open_customers(
+                        rows, Ids(conn, 2 * want), want, datetime.now(UTC), history=False
+                    )
+                    copy_rows(conn, rows)
+                payers = fresh
+            owed = _pay_bills(url, history, payers, today)
+            sealed, settle_seconds = _settle(url)
+            postings = int(_scalar(url, "SELECT count(*) FROM postings"))
+            size = _scalar(url, "SELECT pg_size_pretty(pg_database_size(current_database()))")
+            print(
+                f"stage {stage}: {postings:,} postings ({size}); loaded {len(months)} months "
+                f"in {loaded:.0f} s; sealed {sealed:,} entries, vacuumed, checked in "
+                f"{settle_seconds:.0f} s",
+                flush=True,
+            )
+            if explain_to is not None:
+                explain_to.write(f"==== stage {stage}: {postings:,} postings ====\n")
+                explain(url, owed[-3:], explain_to, stage)
+                owed = owed[:-3]
+            grown: list[tuple[float, float]] = []
+            empty: list[tuple[float, float]] = []
+            for r in range(plan.rounds):
+                mine = owed[r * per_round : (r + 1) * per_round]
+                for side in ("grown", "empty") if r % 2 == 0 else ("empty", "grown"):
+                    if side == "grown":
+                        _admin(url, "CHECKPOINT")
+                        grown.append(measure(url, mine, plan.n, f"G{stage}R{r}"))
+                    else:
+                        copy_url = dbs.create("copy", template="empty")
+                        _admin(copy_url, "CHECKPOINT")
+                        empty.append(measure(copy_url, empty_owed, plan.n, "E"))
+                        dbs.drop("copy")
+            figure = Figure(
+                postings,
+                max(g[0] for g in grown),
+                max(g[1] for g in grown),
+                max(e[0] for e in empty),
+                max(e[1] for e in empty),
+            )
+            figures.append(figure)
+            print(
+                f"  pay()      {figure.pay_rate:8.1f}/s  empty {figure.empty_pay_rate:8.1f}/s  "
+                f"ratio {figure.pay_ratio:5.2f}\n"
+                f"  pay_many() {figure.pay_many_rate:8.1f}/s  empty "
+                f"{figure.empty_pay_many_rate:8.1f}/s  ratio {figure.pay_many_ratio:5.2f}",
+                flush=True,
+            )
+        print(f"history load (COPY, all stages): {load_seconds:.0f} s")
+        if verify:
+            started = time.perf_counter()
+            with Gateway.open(settings=Settings(database_url=url)) as gateway:
+                report = gateway.verify()
+            print(
+                f"verify: {'clean' if report.ok else 'FINDINGS'} over {report.entries:,} entries "
+                f"in {time.perf_counter() - started:.0f} s"
+            )
+            if not report.ok:
+                raise RuntimeError(f"CHECK FAILED: verify: {report.findings[:3]}")
+    finally:
+        dbs.close("grown")
+    return figures
+
+
+def _table(figures: Sequence[Figure]) -> Iterator[str]:
+    base = figures[0]
+    yield (
+        "| postings | pay()/s | empty | ratio | vs stage 0 | pay_many()/s | empty | ratio "
+        "| vs stage 0 |"
+    )
+    yield "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    for f in figures:
+        yield (
+            f"| {f.postings:,} | {f.pay_rate:.0f} | {f.empty_pay_rate:.0f} | {f.pay_ratio:.2f} "
+            f"| {f.pay_rate / base.pay_rate:.2f} | {f.pay_many_rate:.0f} "
+            f"| {f.empty_pay_many_rate:.0f} | {f.pay_many_ratio:.2f} "
+            f"| {f.pay_many_rate / base.pay_many_rate:.2f} |"
+        )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="stages 0, 50 k, 200 k postings")
+    parser.add_argument("--stages", help="comma-separated posting counts (first should be 0)")
+    parser.add_argument("--customers", type=int, help="customers in the history")
+    parser.add_argument("--n", type=int, help="pay() payments measured per stage")
+    parser.add_argument("--batch", type=int, help="pay_many() payments measured per stage")
+    parser.add_argument("--rounds", type=int, help="rounds per stage; the best is kept")
+    parser.add_argument("--pg-url", default=DEFAULT_PG_URL, help="admin connection")
+    parser.add_argument("--keep", action="store_true", help="keep the database")
+    parser.add_argument("--no-verify", action="store_true", help="skip the final verify")
+    parser.add_argument("--explain", metavar="FILE", help="write pay()'s plans per stage here")
+    args = parser.parse_args(argv)
+    if args.quick:
+        plan = Plan((0, 50_000, 200_000), 10_000, 300, 1_500, 1)
+    else:
+        plan = Plan((0, 1_000_000, 3_000_000, 10_000_000), 100_000, 1_500, 6_000, 2)
+    if args.stages:
+        plan.stages = tuple(int(s) for s in args.stages.split(","))
+    plan.customers = args.customers or plan.customers
+    plan.n = args.n or plan.n
+    plan.batch = args.batch or plan.batch
+    plan.rounds = args.rounds or plan.rounds
+    out = open(args.explain, "w") if args.explain else None  # noqa: SIM115
+    try:
+        figures = run(args.pg_url, plan, keep=args.keep, verify=not args.no_verify, explain_to=out)
+    finally:
+        if out is not None:
+            out.close()
+    print("\n".join(_table(figures)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
