@@ -48,6 +48,7 @@ __all__ = [
     "InsufficientScopeError",
     "InvalidClientError",
     "InvalidTokenError",
+    "MalformedAuthorizationError",
     "MissingTokenError",
     "ServiceClient",
     "ServiceClientRegistry",
@@ -103,6 +104,13 @@ class MissingTokenError(AuthenticationError):
 
     code = "token_required"
     challenge = f'Bearer realm="{REALM}"'
+
+
+class MalformedAuthorizationError(InvalidInputError):
+    """The Authorization header is not one bearer token in the form RFC 6750 gives."""
+
+    code = "invalid_request"
+    challenge = f'Bearer realm="{REALM}", error="invalid_request"'
 
 
 class InvalidTokenError(AuthenticationError):

@@ -5,7 +5,8 @@ Invariants:
 * **Who, before what.** A route's dependency verifies the bearer token (signature, times,
   audience, issuer, the client still active in the registry, the scope) before the route reads
   a single parameter, so a caller without a valid token learns nothing but 401.
-* **RFC 6750's distinctions.** No token: 401 with a bare ``Bearer`` challenge; a token that is
+* **RFC 6750's distinctions.** No token: 401 with a bare ``Bearer`` challenge; a header that
+  is not one token in the bearer syntax: 400, ``error="invalid_request"``; a token that is
   not valid (forged, signed with another key, expired, not yet valid, its client revoked or
   rotated since): 401, ``error="invalid_token"``; a valid token without the route's scope:
   403, ``error="insufficient_scope"``. The answers are problems like every other refusal.
@@ -26,7 +27,7 @@ from fastapi import Request
 
 from paygate.api.deps import Runtime, RuntimeDep
 from paygate.api.problems import RequestValidationProblem
-from paygate.service_clients import InvalidTokenError, MissingTokenError
+from paygate.service_clients import MalformedAuthorizationError, MissingTokenError
 from paygate.tokens import Principal, TokenService
 
 __all__ = ["basic_credentials", "bearer_token", "query_values", "scoped", "tokens_of"]
@@ -40,13 +41,17 @@ def bearer_token(authorization: list[str]) -> str:
     if not authorization:
         raise MissingTokenError("this route needs a bearer token (POST /v1/oauth/token)")
     if len(authorization) > 1:
-        raise InvalidTokenError("the Authorization header is given more than once")
+        raise MalformedAuthorizationError(
+            "the Authorization header is given more than once", field="Authorization"
+        )
     scheme, _, token = authorization[0].strip().partition(" ")
     if scheme.lower() != "bearer":
         raise MissingTokenError("this route needs a bearer token (POST /v1/oauth/token)")
     token = token.strip()
     if not token or len(token) > _MAX_TOKEN or not _TOKEN.match(token):
-        raise InvalidTokenError("the bearer token is malformed")
+        raise MalformedAuthorizationError(
+            "the bearer token is not in the form RFC 6750 gives", field="Authorization"
+        )
     return token
 
 

@@ -89,7 +89,8 @@ _PAGE_PARAMETERS: Final = (
 )
 
 _PROBLEMS: Final = {
-    400: "`invalid_cursor` (a cursor this feed did not give out) or `invalid_input`",
+    400: "`invalid_cursor` (a cursor this feed did not give out), `invalid_input`, or "
+    "`invalid_request` (an Authorization header not in the bearer syntax)",
     401: "no bearer token (`token_required`) or one not valid now (`invalid_token`: forged, "
     "another key, expired, not yet valid, its client revoked or rotated)",
     403: "a valid token without this route's scope (`insufficient_scope`)",

@@ -251,6 +251,16 @@ def test_no_token_is_401_with_a_bare_challenge(http: httpx.Client) -> None:
         assert answer.json()["code"] == "token_required"
     # who, before what: a malformed parameter is not judged for a stranger
     assert http.get("/v1/payments", params={"limit": "0"}).status_code == 401
+    # another scheme is no bearer token either
+    assert http.get("/v1/payments", headers={"Authorization": "Basic eDp5"}).status_code == 401
+
+
+@pytest.mark.parametrize("value", ["Bearer a b", "Bearer a,b", "Bearer " + "a" * 5000])
+def test_a_malformed_bearer_header_is_400_invalid_request(http: httpx.Client, value: str) -> None:
+    answer = http.get("/v1/payments", headers={"Authorization": value})
+    assert answer.status_code == 400
+    assert answer.json()["code"] == "invalid_request"
+    assert answer.headers["WWW-Authenticate"] == 'Bearer realm="paygate", error="invalid_request"'
 
 
 def test_a_token_without_the_scope_is_403(
