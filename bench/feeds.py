@@ -12,12 +12,8 @@ client's secret) and verifying one (a signature and a registry read).
 
 from __future__ import annotations
 
+import argparse
 import sys
-
-# bench/http.py would shadow the standard library's http package, which PyJWT imports.
-sys.path[:] = [p for p in sys.path if not p.endswith("bench")]
-
-import argparse  # noqa: E402 - after the path is fixed
 import tempfile
 import time
 import uuid
@@ -34,9 +30,11 @@ from paygate.config import Settings
 from paygate.gateway import Gateway
 from paygate.models import PaymentIntent
 from paygate.money import Money
-from paygate.service_clients import ServiceClientRegistry
 from paygate.store import migrate
-from paygate.tokens import TokenService, TokenSettings
+
+# bench/http.py would shadow the standard library's http package, which PyJWT imports (in
+# run(), once the script's own directory is off the path).
+sys.path[:] = [p for p in sys.path if not p.endswith("bench")]
 
 
 def read_all(read: Any, limit: int) -> int:
@@ -50,6 +48,9 @@ def read_all(read: Any, limit: int) -> int:
 
 
 def run(url: str, n: int) -> None:
+    from paygate.service_clients import ServiceClientRegistry
+    from paygate.tokens import TokenService, TokenSettings
+
     settings = Settings(database_url=url, seal_every=0, sqlite_synchronous="NORMAL")
     with Gateway.open(settings=settings) as gateway:
         accounts = [f"F{i:05d}" for i in range(max(1, n // 20))]
