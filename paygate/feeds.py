@@ -8,7 +8,7 @@ back, the feed resumes exactly after the last item the consumer saw. Invariants:
   process (:class:`paygate.store.engine.Store`), so a transaction holding a lower id may commit
   after one holding a higher id, and "id greater than the last one seen" would skip it. Each
   database records commit order its own way, without the write path naming it (migration
-  0008):
+  0010):
 
   - PostgreSQL: every row of a feed's table carries ``writer_xid``, the id of the transaction
     that wrote it (the column's default). A read takes only rows whose transaction is older

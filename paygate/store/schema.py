@@ -90,7 +90,7 @@ def _id() -> Column[int]:
 def _writer_xid() -> Column[int]:
     # The feeds' commit order on PostgreSQL (paygate.feeds): the id of the transaction that
     # wrote the row, given by the column's default (pg_current_xact_id(), set by migration
-    # 0008), so that no writer names it. Rows older than the column, and every row on SQLite
+    # 0010), so that no writer names it. Rows older than the column, and every row on SQLite
     # (whose feeds are ordered by feed_log instead), hold 0.
     return Column("writer_xid", BigInteger, nullable=False, server_default="0")
 
@@ -614,7 +614,7 @@ pos_batches = Table(
 
 # The feeds' commit order on SQLite (paygate.feeds): a row per journal entry, outbox event and
 # supply order, appended by an AFTER INSERT trigger inside the writing transaction (migration
-# 0008). SQLite has one writer at a time, so ``seq`` (the rowid, max + 1, never reused: rows
+# 0010). SQLite has one writer at a time, so ``seq`` (the rowid, max + 1, never reused: rows
 # are never deleted) grows in commit order. On PostgreSQL the table stays empty: there the
 # writer's transaction id (``writer_xid``) orders the feeds.
 feed_log = Table(
