@@ -22,6 +22,7 @@ from paygate.clock import Clock, SystemClock
 from paygate.config import Settings
 from paygate.dunning import Dunning
 from paygate.errors import PaygateError
+from paygate.feeds import DEFAULT_PAGE, EventPage, Feeds, PaymentPage, SupplyOrder, SupplyOrderPage
 from paygate.group_commit import PaymentGroup
 from paygate.headend.base import HeadEndOutcome
 from paygate.ledger import LedgerAccounts
@@ -79,6 +80,7 @@ class Gateway:
         self.payment_group = PaymentGroup(self._core, self.payments)
         self.accounts = Accounts(self._core, self.payments)
         self.dunning = Dunning(self._core, self.supply)
+        self.feeds = Feeds(self._core.store)
 
     @property
     def store(self) -> Store:
@@ -438,6 +440,30 @@ class Gateway:
     def ledger_balances(self) -> dict[str, Money]:
         """Every ledger account's cached balance, by account code."""
         return self.payments.ledger_balances()
+
+    # -- feeds (paygate.feeds: commit order, opaque cursors) ------------------------------
+
+    def payments_since(self, cursor: str | None, limit: int = DEFAULT_PAGE) -> PaymentPage:
+        """Payments and reversals committed after ``cursor`` (None: from the start)."""
+        return self.feeds.payments_since(cursor, limit)
+
+    def account_payments_since(
+        self, account_no: str, cursor: str | None, limit: int = DEFAULT_PAGE
+    ) -> PaymentPage:
+        """One account's payments and reversals after ``cursor``, in the payment feed's order."""
+        return self.feeds.payments_since(cursor, limit, account_no=account_no)
+
+    def supply_orders_since(self, cursor: str | None, limit: int = DEFAULT_PAGE) -> SupplyOrderPage:
+        """Supply orders created after ``cursor``, each as it stands now."""
+        return self.feeds.supply_orders_since(cursor, limit)
+
+    def supply_order(self, order_id: int) -> SupplyOrder:
+        """One supply order as it stands."""
+        return self.feeds.supply_order(order_id)
+
+    def events_since(self, cursor: str | None, limit: int = DEFAULT_PAGE) -> EventPage:
+        """Outbox events committed after ``cursor``."""
+        return self.feeds.events_since(cursor, limit)
 
     # -- audit -----------------------------------------------------------------------------
 

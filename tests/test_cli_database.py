@@ -66,6 +66,10 @@ COMMANDS: dict[str, list[str]] = {
     "devices add": ["devices", "add", "K1", "--channel", "kiosk", "--public-key", "{dir}/k1.pub"],
     "devices revoke": ["devices", "revoke", "K1"],
     "devices list": ["devices", "list"],
+    "clients add": ["clients", "add", "billing-east", "--scope", "payments:read"],
+    "clients list": ["clients", "list", "--json"],
+    "clients revoke": ["clients", "revoke", "billing-east"],
+    "clients rotate": ["clients", "rotate", "billing-east"],
     "reconcile": [
         "reconcile",
         "alipay",

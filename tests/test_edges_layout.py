@@ -16,6 +16,8 @@ from typing import Any
 
 import fastapi.routing
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from pydantic import SecretBytes
@@ -25,6 +27,7 @@ from paygate.channels.kiosk import KioskConfig
 from paygate.channels.pos import PosConfig
 from paygate.channels.voucher import VoucherConfig
 from paygate.config import Settings
+from paygate.tokens import TokenSettings
 from tests.api.test_notify import channel_configs
 
 PACKAGE = Path(__file__).resolve().parents[1] / "paygate"
@@ -93,6 +96,13 @@ MINIMAL_ROUTES = {
     ("POST", "/v1/payments"),
 }
 FULL_ROUTES = MINIMAL_ROUTES | {
+    # service clients (billing systems): the token endpoint and the feeds
+    ("POST", "/v1/oauth/token"),
+    ("GET", "/v1/payments"),
+    ("GET", "/v1/accounts/{account_no:path}/payments"),
+    ("GET", "/v1/supply-orders"),
+    ("GET", "/v1/supply-orders/{order_id}"),
+    ("GET", "/v1/events"),
     ("POST", "/v1/channels/{channel}/notify"),
     ("POST", "/v1/pos/{operation}"),
     ("POST", "/v1/supply-orders/{order_id}/confirm"),
@@ -108,6 +118,12 @@ MINIMAL_OPERATIONS = {
     ("POST", "/v1/payments", "pay"),
 }
 FULL_OPERATIONS = MINIMAL_OPERATIONS | {
+    ("POST", "/v1/oauth/token", "issueToken"),
+    ("GET", "/v1/payments", "listPayments"),
+    ("GET", "/v1/accounts/{account_no}/payments", "listAccountPayments"),
+    ("GET", "/v1/supply-orders", "listSupplyOrders"),
+    ("GET", "/v1/supply-orders/{order_id}", "getSupplyOrder"),
+    ("GET", "/v1/events", "listEvents"),
     ("POST", "/v1/channels/{channel}/notify", "notify"),
     ("POST", "/v1/pos/{operation}", "posMessage"),
     ("POST", "/v1/supply-orders/{order_id}/confirm", "confirmSupplyOrder"),
@@ -128,6 +144,12 @@ def full_config() -> ApiConfig:
         voucher_pin_key=SecretBytes(b"k" * 32),
         callback_secret=SecretBytes(b"s" * 32),
     )
+
+
+def token_settings() -> TokenSettings:
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+    return TokenSettings(signing_key=SecretBytes(pem))
 
 
 def routes_of(app: FastAPI) -> set[tuple[str, str]]:
@@ -168,7 +190,9 @@ def test_the_app_serves_the_routes_and_operations_it_always_served(
 ) -> None:
     # Nothing is opened by create_app: the database need not exist.
     settings = Settings(database_url=f"sqlite:///{tmp_path / 'never-opened.db'}")
-    app = create_app(settings, config=config())
+    # Fully configured includes token signing, which serves the service-client routes.
+    tokens = token_settings() if routes is FULL_ROUTES else None
+    app = create_app(settings, config=config(), tokens=tokens)
     assert routes_of(app) == routes
     assert operations_of(app) == operations
     assert not (tmp_path / "never-opened.db").exists()

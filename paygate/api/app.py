@@ -61,12 +61,16 @@ from paygate.api.problems import (
 )
 from paygate.api.routes import (
     accounts,
+    events,
     headend,
     kiosks,
     notify,
+    oauth,
     operations,
+    payment_feed,
     payments,
     pos,
+    supply_orders,
     vouchers,
 )
 from paygate.channels.base import ChannelRegistry, Operation
@@ -74,6 +78,7 @@ from paygate.channels.pos import PosAdapter
 from paygate.clock import Clock
 from paygate.config import PaygateConfig, Settings
 from paygate.errors import ConfigurationError, InvalidInputError, PaygateError
+from paygate.tokens import TokenSettings
 
 __all__ = ["app_from_env", "check_startup", "create_app"]
 
@@ -246,13 +251,15 @@ def create_app(
     channels: ChannelRegistry | None = None,
     clock: Clock | None = None,
     max_concurrency: int = 16,
+    tokens: TokenSettings | None = None,
 ) -> FastAPI:
     """The HTTP gateway for ``settings``'s database, serving what ``config`` configures.
 
     ``channels`` is the registry adapters are created from (default: the built-ins and the
     installed entry points); ``clock`` the Gateway's (default: the system clock). Nothing is
     opened here: the Gateway opens when the app starts (its lifespan) and closes when it
-    stops.
+    stops. With ``tokens`` (how bearer tokens are signed) the service-client routes are
+    served: the token endpoint and the feeds.
     """
     config = config or ApiConfig()
     registry = channels or ChannelRegistry.discover()
@@ -265,7 +272,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = await anyio.to_thread.run_sync(
-            start, settings, config, registry, clock, max_concurrency
+            start, settings, config, registry, clock, max_concurrency, tokens
         )
         app.state.runtime = runtime
         try:
@@ -290,6 +297,12 @@ def create_app(
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
 
     # A route whose part is not configured is not in the app (nor in its document).
+    if tokens is not None:
+        # Before the accounts router, whose {account_no:path} would take ".../payments".
+        app.include_router(oauth.router)
+        app.include_router(payment_feed.router)
+        app.include_router(supply_orders.router)
+        app.include_router(events.router)
     app.include_router(accounts.router)
     app.include_router(payments.router)
     app.include_router(kiosks.router)
@@ -323,7 +336,8 @@ def check_startup(
     """
     registry = channels or ChannelRegistry.discover()
     _check_config(config, registry)
-    start(settings, config, registry, None, 1).close()
+    # The token section comes from the environment, as each worker reads it.
+    start(settings, config, registry, None, 1, TokenSettings.from_env()).close()
 
 
 def app_from_env() -> FastAPI:
@@ -335,4 +349,4 @@ def app_from_env() -> FastAPI:
     (``uvicorn --factory paygate.api:app_from_env``).
     """
     config = PaygateConfig.load()
-    return create_app(config.settings, config=api_config(config))
+    return create_app(config.settings, config=api_config(config), tokens=TokenSettings.from_env())

@@ -40,6 +40,8 @@ from paygate.config import Settings
 from paygate.devices import Device, DeviceRegistry, key_encryption_key_from_env
 from paygate.errors import StoreError
 from paygate.gateway import Gateway
+from paygate.service_clients import ServiceClientRegistry
+from paygate.tokens import TokenService, TokenSettings
 from paygate.vouchers import VoucherService
 
 __all__ = [
@@ -80,6 +82,8 @@ class Runtime:
     callback_secret: SecretBytes | None
     limiter: anyio.CapacityLimiter
     window: timedelta
+    tokens: TokenService | None = None
+    """Bearer tokens of service clients; None when token signing is not configured."""
 
     async def run(self, work: Callable[[], T]) -> T:
         """``work`` on a worker thread, once one of the ``max_concurrency`` is free."""
@@ -110,8 +114,10 @@ def start(
     registry: ChannelRegistry,
     clock: Clock | None,
     max_concurrency: int,
+    tokens: TokenSettings | None = None,
 ) -> Runtime:
-    """Open the Gateway and build every configured channel's adapter on it."""
+    """Open the Gateway and build every configured channel's adapter on it (and, with
+    ``tokens``, the service clients' token service)."""
     gateway = Gateway.open(settings=settings, clock=clock)
     try:
         store = gateway.store
@@ -184,6 +190,9 @@ def start(
             callback_secret=config.callback_secret,
             limiter=anyio.CapacityLimiter(max_concurrency),
             window=kiosk.config.timestamp_window,
+            tokens=None
+            if tokens is None
+            else TokenService(tokens, ServiceClientRegistry(store, gateway.clock), gateway.clock),
         )
     except BaseException:
         gateway.close()

@@ -22,6 +22,7 @@ from pydantic.json_schema import models_json_schema
 from paygate.api.problems import PROBLEM_MEDIA_TYPE, Problem
 from paygate.api.routes.headend import RETIRED_SUPPLY_ORDER_CONFIRM, SUPPLY_ORDER_CONFIRM
 from paygate.api.schemas import Health, SupplyOrderProgress, VoucherRedemption
+from paygate.api.service_openapi import SERVICE_OPERATIONS, describe_service_routes
 from paygate.channels.kiosk import (
     KioskCloseRequest,
     KioskCloseResult,
@@ -336,6 +337,8 @@ def build_openapi(app: FastAPI, *, notify_channels: Sequence[str]) -> dict[str, 
                     }
                 }
                 continue
+            if key in SERVICE_OPERATIONS:
+                continue  # described with their security schemes below
             spec = _OPERATIONS[key]
             for parameter in operation.get("parameters", []):
                 if parameter.get("in") == "path" and parameter.get("name") in spec.path_schemas:
@@ -353,4 +356,5 @@ def build_openapi(app: FastAPI, *, notify_channels: Sequence[str]) -> dict[str, 
             }
             responses.update(problems(spec.problems))
             operation["responses"] = responses
+    describe_service_routes(document, problem)
     return document

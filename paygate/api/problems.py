@@ -44,6 +44,7 @@ from paygate.errors import (
     PaygateError,
     StoreError,
 )
+from paygate.service_clients import InsufficientScopeError
 from paygate.vouchers import RedemptionThrottledError, WrongPinError
 
 __all__ = [
@@ -133,7 +134,12 @@ class Problem(BaseModel):
 # Statuses the refusal_status of the channel layer does not decide: who the caller is, not
 # whether the signature verified (403); a card refusing its PIN on an authenticated request
 # (403, so that a client never takes it for its own signature failing); throttling (429).
-_FORBIDDEN: Final = (DeviceRevokedError, DeviceChannelMismatchError, DeviceMismatchError)
+_FORBIDDEN: Final = (
+    DeviceRevokedError,
+    DeviceChannelMismatchError,
+    DeviceMismatchError,
+    InsufficientScopeError,
+)
 
 
 def status_for(exc: PaygateError) -> int:
@@ -177,7 +183,11 @@ def problem_for(
         detail = _GENERIC_DETAIL.get(status, _GENERIC_DETAIL[503])
         if status == 503:
             headers["Retry-After"] = "5"
-    if status == 401:
+    # A bearer route's refusal names its own challenge (RFC 6750 §3), also on a 403.
+    challenge = getattr(exc, "challenge", None)
+    if isinstance(challenge, str):
+        headers["WWW-Authenticate"] = challenge
+    elif status == 401:
         headers["WWW-Authenticate"] = 'Signature realm="paygate"'
     if status == 413:
         # The rest of the body is not wanted: closing spares the server reading it to reuse

@@ -18,6 +18,7 @@ from paygate import __version__
 from paygate.cli._common import err, out, root_config
 from paygate.cli.accounts import accounts_app
 from paygate.cli.audit import audit_app
+from paygate.cli.clients import clients_app
 from paygate.cli.config import config_app
 from paygate.cli.db import db_app
 from paygate.cli.demo import demo
@@ -61,6 +62,7 @@ app.add_typer(events_app, name="events")
 app.add_typer(reports_app, name="report", help="Reports: the service promise.")
 app.add_typer(vouchers_app, name="vouchers", help="Recharge voucher cards.")
 app.add_typer(devices_app, name="devices", help="Kiosk and POS terminals and their keys.")
+app.add_typer(clients_app, name="clients", help="Service clients (billing systems) and scopes.")
 app.add_typer(reconcile_app, name="reconcile")
 app.add_typer(suspense_app, name="suspense")
 app.add_typer(findings_app, name="findings")

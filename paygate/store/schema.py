@@ -99,6 +99,14 @@ def _id() -> Column[int]:
     return Column("id", BigInteger, primary_key=True, autoincrement=False)
 
 
+def _writer_xid() -> Column[int]:
+    # The feeds' commit order on PostgreSQL (paygate.feeds): the id of the transaction that
+    # wrote the row, given by the column's default (pg_current_xact_id(), set by migration
+    # 0010), so that no writer names it. Rows older than the column, and every row on SQLite
+    # (whose feeds are ordered by feed_log instead), hold 0.
+    return Column("writer_xid", BigInteger, nullable=False, server_default="0")
+
+
 # --- ledger ---------------------------------------------------------------------------------
 
 ledger_accounts = Table(
@@ -133,6 +141,8 @@ journal_entries = Table(
     Column("memo", Text, nullable=False),
     Column("business_date", Date, nullable=False),
     Column("posted_at", UTCDateTime, nullable=False),
+    _writer_xid(),
+    Index("ix_journal_entries_writer_xid", "writer_xid", "id"),
     info={"owner": "paygate.ledger"},
     postgresql_partition_by="RANGE (id)",
 )
@@ -266,6 +276,9 @@ payments = Table(
     CheckConstraint("unallocated >= 0 AND unallocated <= amount", name="unallocated"),
     Index("ix_payments_channel_day", "channel", "business_date"),
     Index("ix_payments_terminal", "terminal_id", "business_date"),
+    # The payment feed finds a journal entry's payment (or the payment it reversed) by these.
+    Index("ix_payments_entry_id", "entry_id"),
+    Index("ix_payments_reversal_entry_id", "reversal_entry_id"),
     info={"owner": "paygate.records"},
 )
 
@@ -318,7 +331,9 @@ supply_orders = Table(
     Column("claimed_until", UTCDateTime),
     Column("claim_token", String(32)),
     Column("last_error", Text),
+    _writer_xid(),
     Index("ix_supply_orders_due", "status", "next_attempt_at"),
+    Index("ix_supply_orders_writer_xid", "writer_xid", "id"),
     info={"owner": "paygate.records"},
 )
 
@@ -377,8 +392,10 @@ outbox = Table(
     Column("dead_at", UTCDateTime),
     Column("claimed_until", UTCDateTime),
     Column("claim_token", String(32)),
+    _writer_xid(),
     Index("ix_outbox_pending", "delivered_at", "available_at"),
     Index("ix_outbox_account", "account_no", "id"),  # per-account order of delivery
+    Index("ix_outbox_writer_xid", "writer_xid", "id"),
     postgresql_partition_by="RANGE (id)",
     info={"owner": "paygate.records"},
 )
@@ -639,3 +656,41 @@ def alembic_include_object(
         return True
     referred = getattr(obj, "referred_table", None)
     return not (referred is not None and is_partition(str(referred.name)))
+
+
+# --- feeds and service clients --------------------------------------------------------------
+
+# The feeds' commit order on SQLite (paygate.feeds): a row per journal entry, outbox event and
+# supply order, appended by an AFTER INSERT trigger inside the writing transaction (migration
+# 0010). SQLite has one writer at a time, so ``seq`` (the rowid, max + 1, never reused: rows
+# are never deleted) grows in commit order. On PostgreSQL the table stays empty: there the
+# writer's transaction id (``writer_xid``) orders the feeds.
+feed_log = Table(
+    "feed_log",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("source", String(16), nullable=False),
+    Column("row_id", BigInteger, nullable=False),
+    Index("ix_feed_log_source_seq", "source", "seq"),
+    Index("ix_feed_log_source_row", "source", "row_id", unique=True),
+    info={"owner": "paygate.feeds"},
+)
+
+# Programs (billing systems) that read the feeds over HTTP: a client id, its scopes, and its
+# secret only as a scrypt hash. ``generation`` counts rotations: a token names the generation
+# it was issued under, and one of an earlier generation is refused.
+service_clients = Table(
+    "service_clients",
+    metadata,
+    _id(),
+    Column("client_id", String(64), nullable=False, unique=True),
+    Column("label", String(200)),
+    Column("scopes", Text, nullable=False),
+    Column("secret_hash", String(255), nullable=False),
+    Column("generation", Integer, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("rotated_at", UTCDateTime),
+    Column("revoked_at", UTCDateTime),
+    info={"owner": "paygate.service_clients"},
+)

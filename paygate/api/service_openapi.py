@@ -1,0 +1,231 @@
+"""The OpenAPI description of the service-client routes: the token endpoint and the feeds.
+
+They authenticate differently from the terminal routes (OAuth 2.0 client credentials and
+bearer tokens, not device signatures), so they are described here, with the document's
+``securitySchemes``: ``serviceClient`` (the client-credentials flow, with its scopes) on every
+feed route, ``clientBasic`` (HTTP Basic with the client id and secret) on the token endpoint.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from pydantic.json_schema import models_json_schema
+
+from paygate.feeds import EventPage, PaymentPage, SupplyOrder, SupplyOrderPage
+from paygate.service_clients import SCOPES
+
+__all__ = ["SERVICE_OPERATIONS", "describe_service_routes"]
+
+_REF: Final = "#/components/schemas/{model}"
+_TOKEN: Final = ("post", "/v1/oauth/token")
+
+_SCOPE_TEXT: Final = {
+    "payments:read": "read the payment feed",
+    "events:read": "read the event feed",
+    "supply-orders:read": "read supply orders",
+    "bills:write": "issue bills",
+    "accounts:write": "open and change accounts",
+}
+
+# (method, path) -> (scope, page model, answer, path parameter schemas, is a feed)
+_FEEDS: Final[dict[tuple[str, str], tuple[str, Any, str, dict[str, Any], bool]]] = {
+    ("get", "/v1/payments"): (
+        "payments:read",
+        PaymentPage,
+        "payments and reversals after `after`, in commit order",
+        {},
+        True,
+    ),
+    ("get", "/v1/accounts/{account_no}/payments"): (
+        "payments:read",
+        PaymentPage,
+        "the account's payments and reversals after `after`, in the payment feed's order",
+        {"account_no": {"type": "string", "pattern": "^[!-~]{1,64}$"}},
+        True,
+    ),
+    ("get", "/v1/supply-orders"): (
+        "supply-orders:read",
+        SupplyOrderPage,
+        "supply orders created after `after`, each as it stands now",
+        {},
+        True,
+    ),
+    ("get", "/v1/supply-orders/{order_id}"): (
+        "supply-orders:read",
+        SupplyOrder,
+        "the supply order as it stands",
+        {"order_id": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}},
+        False,
+    ),
+    ("get", "/v1/events"): (
+        "events:read",
+        EventPage,
+        "outbox events after `after`, in commit order",
+        {},
+        True,
+    ),
+}
+
+SERVICE_OPERATIONS: Final = frozenset({_TOKEN, *_FEEDS})
+"""The (method, path) of every operation this module describes."""
+
+_PAGE_PARAMETERS: Final = (
+    {
+        "name": "after",
+        "in": "query",
+        "required": False,
+        "description": "the `next_cursor` (or an item's `cursor`) of the last page read; "
+        "absent: from the start",
+        "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,200}$"},
+    },
+    {
+        "name": "limit",
+        "in": "query",
+        "required": False,
+        "description": "items in the page",
+        "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
+    },
+)
+
+_PROBLEMS: Final = {
+    400: "`invalid_cursor` (a cursor this feed did not give out), `invalid_input`, or "
+    "`invalid_request` (an Authorization header not in the bearer syntax)",
+    401: "no bearer token (`token_required`) or one not valid now (`invalid_token`: forged, "
+    "another key, expired, not yet valid, its client revoked or rotated)",
+    403: "a valid token without this route's scope (`insufficient_scope`)",
+    404: "`unknown_account`, `unknown_order`",
+    503: "the database is not available now; retry later",
+}
+
+_OAUTH_ERROR: Final = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "string",
+            "enum": [
+                "invalid_request",
+                "invalid_client",
+                "unsupported_grant_type",
+                "invalid_scope",
+            ],
+        },
+        "error_description": {"type": "string"},
+    },
+}
+
+
+def describe_service_routes(document: dict[str, Any], problem: dict[str, Any]) -> None:
+    """Describe the service-client operations of ``document`` (those it serves) in place."""
+    paths: dict[str, Any] = document.get("paths", {})
+    served = {(m, p) for p, item in paths.items() for m in item} & SERVICE_OPERATIONS
+    if not served:
+        return
+    components = document.setdefault("components", {})
+    refs, definitions = models_json_schema(
+        [(model, "serialization") for (_s, model, _a, _p, _f) in _FEEDS.values()],
+        ref_template=_REF,
+    )
+    components.setdefault("schemas", {}).update(definitions.get("$defs", {}))
+    components.setdefault("securitySchemes", {}).update(
+        {
+            "serviceClient": {
+                "type": "oauth2",
+                "description": "a registered service client (`paygate clients add`)",
+                "flows": {
+                    "clientCredentials": {
+                        "tokenUrl": _TOKEN[1],
+                        "scopes": {scope: _SCOPE_TEXT[scope] for scope in sorted(SCOPES)},
+                    }
+                },
+            },
+            "clientBasic": {
+                "type": "http",
+                "scheme": "basic",
+                "description": "the client id and secret (or `client_id` and "
+                "`client_secret` in the form)",
+            },
+        }
+    )
+    request_id = {
+        "X-Request-Id": {"description": "this request's id", "schema": {"type": "string"}}
+    }
+    for method, path in served:
+        operation = paths[path][method]
+        if (method, path) == _TOKEN:
+            operation["security"] = [{"clientBasic": []}, {}]
+            operation["requestBody"] = {
+                "required": True,
+                "content": {
+                    "application/x-www-form-urlencoded": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["grant_type"],
+                            "properties": {
+                                "grant_type": {"type": "string", "enum": ["client_credentials"]},
+                                "scope": {"type": "string", "description": "space-separated"},
+                                "client_id": {"type": "string"},
+                                "client_secret": {"type": "string"},
+                            },
+                        }
+                    }
+                },
+            }
+            json_answer = {"application/json": {"schema": _OAUTH_ERROR}}
+            operation["responses"] = {
+                "200": {
+                    "description": "the token (RFC 6749 §5.1)",
+                    "headers": request_id,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["access_token", "token_type", "expires_in"],
+                                "properties": {
+                                    "access_token": {"type": "string"},
+                                    "token_type": {"type": "string", "enum": ["Bearer"]},
+                                    "expires_in": {"type": "integer"},
+                                    "scope": {"type": "string"},
+                                },
+                            }
+                        }
+                    },
+                },
+                "400": {"description": "refused (RFC 6749 §5.2)", "content": json_answer},
+                "401": {"description": "`invalid_client`", "content": json_answer},
+                "413": {
+                    "description": "the body is over 4096 bytes",
+                    "content": {"application/problem+json": {"schema": problem}},
+                },
+            }
+            continue
+        scope, model, answer, path_schemas, is_feed = _FEEDS[(method, path)]
+        operation["security"] = [{"serviceClient": [scope]}]
+        parameters = [
+            {**p, "schema": path_schemas[p["name"]]}
+            if p.get("in") == "path" and p.get("name") in path_schemas
+            else p
+            for p in operation.get("parameters", [])
+        ]
+        operation["parameters"] = [*parameters, *(_PAGE_PARAMETERS if is_feed else ())]
+        responses: dict[str, Any] = {
+            "200": {
+                "description": answer,
+                "headers": request_id,
+                "content": {"application/json": {"schema": refs[(model, "serialization")]}},
+            }
+        }
+        for status, text in _PROBLEMS.items():
+            headers = dict(request_id)
+            if status in (401, 403):
+                headers["WWW-Authenticate"] = {
+                    "description": "the RFC 6750 Bearer challenge",
+                    "schema": {"type": "string"},
+                }
+            responses[str(status)] = {
+                "description": text,
+                "headers": headers,
+                "content": {"application/problem+json": {"schema": problem}},
+            }
+        operation["responses"] = responses
