@@ -94,6 +94,8 @@ class Settings(BaseModel):
     sqlite_synchronous: str = "FULL"
     seal_every: int = Field(default=1000, ge=0)
     pay_many_chunk: int = Field(default=1000, ge=1, le=100_000)
+    billing_run_chunk: int = Field(default=5000, ge=1, le=100_000)
+    """Items per transaction of a billing run (``Gateway.open_accounts``/``issue_bills``)."""
 
     @field_validator("timezone")
     @classmethod
