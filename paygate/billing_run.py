@@ -408,17 +408,17 @@ class BillingRun:
             )
         }
         entries: list[EntryDraft] = []
-        one_by_one: list[tuple[Account, NewBill]] = []
-        created: list[str] = []
+        one_by_one: list[tuple[int, Account, NewBill]] = []
+        created: list[tuple[int, str]] = []
         business_date = self._core.local_date(now)
         for index, b in items:
             decided = self._decide_bill(index, b, accts.get(b.account_no), stored.get(index), out)
             if decided is None:
                 continue
             if decided.id in with_credit:
-                one_by_one.append((decided, b))
+                one_by_one.append((index, decided, b))
                 continue
-            created.append(b.bill_no)
+            created.append((index, b.bill_no))
             energy = self._core.ledger.ensure(
                 tx,
                 f"revenue:energy:{decided.currency}",
@@ -456,7 +456,7 @@ class BillingRun:
             ).rowcount
             if written != len(entries):
                 raise _Raced
-        for acct, b in one_by_one:
+        for index, acct, b in one_by_one:
             self._accounts.issue_within(
                 tx,
                 acct,
@@ -466,8 +466,8 @@ class BillingRun:
                 due_date=b.due_date,
                 now=now,
             )
-            created.append(b.bill_no)
-        out.created.extend(created)
+            created.append((index, b.bill_no))
+        out.created.extend(no for _, no in sorted(created))
 
     def _lock_accounts(self, tx: Tx) -> dict[str, Account]:
         """Lock the staged bills' accounts in id order, as every decision does."""
