@@ -33,6 +33,8 @@ COMMANDS: dict[str, list[str]] = {
     "audit verify": ["audit", "verify"],
     "audit seal": ["audit", "seal"],
     "accounts status": ["accounts", "status", "3100000001"],
+    "accounts import": ["accounts", "import", "{dir}/statement.csv"],
+    "bills import": ["bills", "import", "{dir}/statement.csv"],
     "orders list": ["orders", "list"],
     "orders confirm": ["orders", "confirm", "1"],
     "orders retry": ["orders", "retry", "1"],

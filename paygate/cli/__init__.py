@@ -16,6 +16,7 @@ from paygate import __version__
 from paygate.cli._common import out
 from paygate.cli.accounts import accounts_app
 from paygate.cli.audit import audit_app
+from paygate.cli.bills import bills_app
 from paygate.cli.db import db_app
 from paygate.cli.demo import demo
 from paygate.cli.devices import devices_app
@@ -42,6 +43,7 @@ app = typer.Typer(
 app.add_typer(db_app, name="db")
 app.add_typer(audit_app, name="audit")
 app.add_typer(accounts_app, name="accounts")
+app.add_typer(bills_app, name="bills")
 app.add_typer(orders_app, name="orders")
 app.add_typer(dunning_app, name="dunning")
 app.add_typer(events_app, name="events")
