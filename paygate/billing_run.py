@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from itertools import islice
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 from paygate.accounts import Accounts
 from paygate.errors import (
@@ -39,7 +39,7 @@ from paygate.errors import (
 from paygate.ledger import AccountKind, EntryDraft, PostingDraft
 from paygate.models import BulkIssue, BulkResult, NewAccount, NewBill, SupplyState
 from paygate.payments import Payments
-from paygate.records import ACCOUNT_COLUMNS, Account, Core, account_from_row
+from paygate.records import Core, lock_account
 from paygate.store.engine import Tx, UniqueViolation
 
 __all__ = ["BillingRun", "Progress"]
@@ -89,6 +89,14 @@ _BILL_STAGE_COLUMNS = (
     "due_date",
 )
 _BILL_STAGE_TYPES = ("bigint", "bigint", "bigint", "text", "text", "text", "bigint", "text", "date")
+
+
+class _Payee(NamedTuple):
+    """What a new bill needs of its (locked) account."""
+
+    id: int
+    currency: str
+    receivable_id: int
 
 
 class _Raced(Exception):
@@ -408,7 +416,7 @@ class BillingRun:
             )
         }
         entries: list[EntryDraft] = []
-        one_by_one: list[tuple[int, Account, NewBill]] = []
+        one_by_one: list[tuple[int, NewBill]] = []
         created: list[tuple[int, str]] = []
         business_date = self._core.local_date(now)
         for index, b in items:
@@ -416,7 +424,7 @@ class BillingRun:
             if decided is None:
                 continue
             if decided.id in with_credit:
-                one_by_one.append((index, decided, b))
+                one_by_one.append((index, b))
                 continue
             created.append((index, b.bill_no))
             energy = self._core.ledger.ensure(
@@ -456,10 +464,10 @@ class BillingRun:
             ).rowcount
             if written != len(entries):
                 raise _Raced
-        for index, acct, b in one_by_one:
+        for index, b in one_by_one:
             self._accounts.issue_within(
                 tx,
-                acct,
+                lock_account(tx, b.account_no),
                 bill_no=b.bill_no,
                 amount=b.amount.minor,
                 period=b.period,
@@ -469,23 +477,24 @@ class BillingRun:
             created.append((index, b.bill_no))
         out.created.extend(no for _, no in sorted(created))
 
-    def _lock_accounts(self, tx: Tx) -> dict[str, Account]:
+    @staticmethod
+    def _lock_accounts(tx: Tx) -> dict[str, _Payee]:
         """Lock the staged bills' accounts in id order, as every decision does."""
         lock = " FOR UPDATE" if tx.dialect == "postgresql" else ""
         rows = tx.all(
-            f"SELECT {ACCOUNT_COLUMNS} FROM accounts a WHERE a.account_no IN "  # noqa: S608
-            f"(SELECT account_no FROM {_BILL_STAGE}) ORDER BY a.id{lock}"
+            "SELECT a.id, a.account_no, a.currency, a.receivable_account_id FROM accounts a "  # noqa: S608
+            f"WHERE a.account_no IN (SELECT account_no FROM {_BILL_STAGE}) ORDER BY a.id{lock}"
         )
-        return {str(r[1]): account_from_row(r) for r in rows}
+        return {str(r[1]): _Payee(int(r[0]), str(r[2]), int(r[3])) for r in rows}
 
     @staticmethod
     def _decide_bill(
         index: int,
         b: NewBill,
-        acct: Account | None,
+        acct: _Payee | None,
         stored: tuple[str, int, str, str, date] | None,
         out: _Chunk,
-    ) -> Account | None:
+    ) -> _Payee | None:
         """The account a new bill goes to, or None once the bill is replayed or refused; the
         checks in the order ``issue_bill`` makes them."""
         if acct is None:
