@@ -230,7 +230,7 @@ class Raw:
         found = {
             str(no): (int(aid), int(recv))
             for aid, no, recv in conn.execute(
-                f"SELECT id, account_no, receivable_account_id FROM accounts "  # noqa: S608
+                f"SELECT id, account_no, receivable_account_id FROM accounts "
                 f"WHERE account_no IN ({marks})",
                 [r[4] for r in rows],
             )
@@ -314,8 +314,8 @@ def measure(label: str, url: str, n: int, chunk: int) -> None:
             f"highest {memory.peak:.0f} MiB"
         )
         for table in ("accounts", "bills"):
-            mine = count(gateway, f"SELECT COUNT(*) FROM {table} WHERE id < {RAW_IDS}")  # noqa: S608
-            theirs = count(gateway, f"SELECT COUNT(*) FROM {table} WHERE id >= {RAW_IDS}")  # noqa: S608
+            mine = count(gateway, f"SELECT COUNT(*) FROM {table} WHERE id < {RAW_IDS}")
+            theirs = count(gateway, f"SELECT COUNT(*) FROM {table} WHERE id >= {RAW_IDS}")
             assert mine == theirs == n, (table, mine, theirs)
         rerun = timed(lambda: gateway.issue_bills(bills("P", n), keep_keys=False))
         print(f"  re-run   the same bills again, all replayed: {n / rerun:,.0f} rows/s")

@@ -13,6 +13,7 @@ PAYGATE_RECONNECTION_PROMISE   hours from arrears cleared to supply back   24
 PAYGATE_DEFAULT_HEADEND        head-end for accounts that name none        (none)
 PAYGATE_SQLITE_SYNCHRONOUS     SQLite durability (FULL: fsync each commit) FULL
 PAYGATE_SEAL_EVERY             seal after this many entries are posted     1000
+PAYGATE_BILLING_RUN_CHUNK      items per transaction of a billing run      5000
 =============================  ==========================================  ====================
 """
 
@@ -49,6 +50,7 @@ _ENV_TEXT = {
 _ENV_INT = {
     "PAYGATE_RECONNECTION_PROMISE": "service_promise",  # hours
     "PAYGATE_SEAL_EVERY": "seal_every",
+    "PAYGATE_BILLING_RUN_CHUNK": "billing_run_chunk",
 }
 
 

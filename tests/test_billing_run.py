@@ -218,3 +218,13 @@ def test_memory_stays_flat_with_the_input_size(gateway: Gateway) -> None:
 
     small, large = peak(400, "S"), peak(4000, "L")
     assert large < small * 2, (small, large)
+
+
+def test_the_chunk_size_comes_from_the_settings_and_the_environment() -> None:
+    from paygate import Settings
+    from paygate.errors import ConfigurationError
+
+    assert Settings().billing_run_chunk == 5000
+    assert Settings.from_env({"PAYGATE_BILLING_RUN_CHUNK": "250"}).billing_run_chunk == 250
+    with pytest.raises(ConfigurationError, match="PAYGATE_BILLING_RUN_CHUNK"):
+        Settings.from_env({"PAYGATE_BILLING_RUN_CHUNK": "0"})

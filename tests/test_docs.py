@@ -26,3 +26,11 @@ def test_the_billing_systems_worked_example_runs(
     assert receipt.late_fee.format() == "10.00"  # type: ignore[attr-defined]
     status = namespace["status"]
     assert status.arrears.minor == 101000  # type: ignore[attr-defined]
+
+
+def test_the_billing_run_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    [example] = [b for b in python_blocks("billing-systems.md") if "issue_bills" in b]
+    namespace: dict[str, object] = {}
+    exec(compile(example, "docs/billing-systems.md", "exec"), namespace)
+    assert namespace["again"].replayed_count == 1  # type: ignore[attr-defined]
