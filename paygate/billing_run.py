@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from itertools import islice
-from typing import NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from paygate.accounts import Accounts
 from paygate.errors import (
@@ -184,12 +184,19 @@ def _unique_runs(chunk: Sequence[tuple[int, T]], key: Callable[[T], str]) -> lis
     return runs
 
 
-def _stage(tx: Tx, table: str, columns: Sequence[str], types: Sequence[str]) -> None:
-    """An empty temporary staging table on this connection (created on first use)."""
+def _stage(
+    tx: Tx, table: str, columns: Sequence[str], types: Sequence[str], rows: list[tuple[Any, ...]]
+) -> None:
+    """``rows`` in a temporary staging table of this connection (created on first use)."""
     decls = ", ".join(f"{c} {t}" for c, t in zip(columns, types, strict=True))
     suffix = " ON COMMIT DELETE ROWS" if tx.dialect == "postgresql" else ""
     tx.execute(f"CREATE TEMPORARY TABLE IF NOT EXISTS {table} ({decls}){suffix}")
     tx.execute(f"DELETE FROM {table}")  # noqa: S608 - the name is ours
+    tx.insert(table, columns, rows, types=types)
+    if tx.dialect == "postgresql":
+        # A temporary table has no statistics until analysed: without them the planner may
+        # join it to bills or accounts by scanning the whole table instead of their indexes.
+        tx.execute(f"ANALYZE {table}")
 
 
 class BillingRun:
@@ -271,10 +278,11 @@ class BillingRun:
         now = self._core.clock.now()
         default = self._core.settings.currency
         ids = tx.ids.take(2 * len(items))
-        _stage(tx, _ACCOUNT_STAGE, _ACCOUNT_STAGE_COLUMNS, _ACCOUNT_STAGE_TYPES)
-        tx.insert(
+        _stage(
+            tx,
             _ACCOUNT_STAGE,
             _ACCOUNT_STAGE_COLUMNS,
+            _ACCOUNT_STAGE_TYPES,
             [
                 (
                     index,
@@ -290,7 +298,6 @@ class BillingRun:
                 )
                 for pos, (index, a) in enumerate(items)
             ],
-            types=_ACCOUNT_STAGE_TYPES,
         )
         stored = {
             int(r[0]): (str(r[1]), bool(r[2]), bool(r[3]), r[4], str(r[5]))
@@ -378,10 +385,11 @@ class BillingRun:
         now = self._core.clock.now()
         ids = tx.ids.take(2 * len(items))
         ids_of = {index: (ids[2 * pos], ids[2 * pos + 1]) for pos, (index, _) in enumerate(items)}
-        _stage(tx, _BILL_STAGE, _BILL_STAGE_COLUMNS, _BILL_STAGE_TYPES)
-        tx.insert(
+        _stage(
+            tx,
             _BILL_STAGE,
             _BILL_STAGE_COLUMNS,
+            _BILL_STAGE_TYPES,
             [
                 (
                     index,
@@ -395,7 +403,6 @@ class BillingRun:
                 )
                 for index, b in items
             ],
-            types=_BILL_STAGE_TYPES,
         )
         accts = self._lock_accounts(tx)
         stored = {
