@@ -326,26 +326,39 @@ class BillingRun:
                 )
         if not fresh:
             return
-        new = f"FROM {_ACCOUNT_STAGE} s WHERE NOT EXISTS (SELECT 1 FROM accounts x WHERE x.account_no = s.account_no)"  # noqa: S608, E501
+        # Rows already stored are filtered out; when there are none, the filter would only
+        # cost a probe per row (the unique constraints still guard against a racing writer).
+        known = (
+            " AND NOT EXISTS (SELECT 1 FROM accounts x WHERE x.account_no = s.account_no)"
+            if stored
+            else ""
+        )
         # As ledger.ensure does: a receivable account (with its one balance shard) per customer.
-        tx.execute(
-            "INSERT INTO ledger_accounts (id, code, kind, currency, created_at) "
-            f"SELECT s.ledger_id, s.code, :kind, s.currency, :at {new} "
-            "ON CONFLICT (code) DO NOTHING",
-            {"kind": AccountKind.CUSTOMER_RECEIVABLE.value, "at": tx.ts(datetime.now(UTC))},
+        ledger_rows = (
+            "INSERT INTO ledger_accounts (id, code, kind, currency, created_at) "  # noqa: S608
+            f"SELECT s.ledger_id, s.code, :kind, s.currency, :at FROM {_ACCOUNT_STAGE} s "
+            f"WHERE true{known} ON CONFLICT (code) DO NOTHING"
         )
-        tx.execute(
-            "INSERT INTO ledger_balances (account_id, shard, balance) "  # noqa: S608
-            f"SELECT s.ledger_id, 0, 0 FROM {_ACCOUNT_STAGE} s "
-            "JOIN ledger_accounts l ON l.id = s.ledger_id WHERE true"
-        )
+        params = {"kind": AccountKind.CUSTOMER_RECEIVABLE.value, "at": tx.ts(datetime.now(UTC))}
+        if tx.dialect == "postgresql":
+            tx.execute(
+                f"WITH new AS ({ledger_rows} RETURNING id) INSERT INTO ledger_balances "  # noqa: S608
+                "(account_id, shard, balance) SELECT id, 0, 0 FROM new",
+                params,
+            )
+        else:
+            tx.execute(ledger_rows, params)
+            tx.execute(
+                "INSERT INTO ledger_balances (account_id, shard, balance) "  # noqa: S608
+                f"SELECT s.ledger_id, 0, 0 FROM {_ACCOUNT_STAGE} s "
+                "JOIN ledger_accounts l ON l.id = s.ledger_id WHERE true"
+            )
         written = tx.execute(
             "INSERT INTO accounts (id, account_no, name, category, prepaid, protected, "  # noqa: S608
             "currency, supply_state, receivable_account_id, created_at) "
             "SELECT s.account_id, s.account_no, s.name, s.category, s.prepaid, s.protected, "
             f"s.currency, :state, l.id, :now FROM {_ACCOUNT_STAGE} s "
-            "JOIN ledger_accounts l ON l.code = s.code AND l.kind = :kind "
-            "WHERE NOT EXISTS (SELECT 1 FROM accounts x WHERE x.account_no = s.account_no) "
+            f"JOIN ledger_accounts l ON l.code = s.code AND l.kind = :kind WHERE true{known} "
             "ON CONFLICT (account_no) DO NOTHING",
             {
                 "state": SupplyState.CONNECTED.value,
@@ -457,16 +470,25 @@ class BillingRun:
             )
         if entries:
             self._payments.post(tx, entries)
+            # Filters only where they can exclude a row (each costs a probe per row).
+            known = (
+                " AND NOT EXISTS (SELECT 1 FROM bills x WHERE x.bill_no = s.bill_no)"
+                if stored
+                else ""
+            )
+            credit = (
+                " AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.account_id = a.id "
+                "AND p.unallocated > 0 AND p.status = 'posted')"
+                if with_credit
+                else ""
+            )
             written = tx.execute(
                 "INSERT INTO bills (id, account_id, bill_no, period, amount, currency, "  # noqa: S608
                 "due_date, principal_paid, late_fee_charged, late_fee_paid, late_fee_through, "
                 "entry_id, issued_at) SELECT s.bill_id, a.id, s.bill_no, s.period, s.amount, "
                 f"s.currency, s.due_date, 0, 0, 0, NULL, s.entry_id, :now FROM {_BILL_STAGE} s "
                 "JOIN accounts a ON a.account_no = s.account_no AND a.currency = s.currency "
-                "WHERE NOT EXISTS (SELECT 1 FROM bills x WHERE x.bill_no = s.bill_no) "
-                "AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.account_id = a.id "
-                "AND p.unallocated > 0 AND p.status = 'posted') "
-                "ON CONFLICT (bill_no) DO NOTHING",
+                f"WHERE true{known}{credit} ON CONFLICT (bill_no) DO NOTHING",
                 {"now": tx.ts(now)},
             ).rowcount
             if written != len(entries):
