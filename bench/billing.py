@@ -136,7 +136,10 @@ class Raw:
                 cp.set_types(["bigint", "bigint", "text", "text"])
                 for row in rows:
                     cp.write_row(row)
-            conn.execute("ANALYZE raw_acc")  # as paygate does: joins by index, not by scans
+            # As paygate does: joins by index, not by scans.
+            conn.execute("ANALYZE raw_acc")
+            conn.execute("SET LOCAL enable_hashjoin = off")
+            conn.execute("SET LOCAL enable_mergejoin = off")
             conn.execute(
                 "INSERT INTO ledger_accounts (id, code, kind, currency, created_at) "
                 "SELECT lid, code, 'customer_receivable', %s, %s FROM raw_acc",
@@ -196,6 +199,8 @@ class Raw:
                 for row in rows:
                     cp.write_row(row)
             conn.execute("ANALYZE raw_bill")
+            conn.execute("SET LOCAL enable_hashjoin = off")
+            conn.execute("SET LOCAL enable_mergejoin = off")
             conn.execute(
                 "INSERT INTO journal_entries (id, kind, reference, memo, business_date, "
                 "posted_at) SELECT eid, 'bill', 'bill:' || bill_no, 'bill ' || bill_no || "

@@ -194,9 +194,13 @@ def _stage(
     tx.execute(f"DELETE FROM {table}")  # noqa: S608 - the name is ours
     tx.insert(table, columns, rows, types=types)
     if tx.dialect == "postgresql":
-        # A temporary table has no statistics until analysed: without them the planner may
-        # join it to bills or accounts by scanning the whole table instead of their indexes.
+        # A chunk's joins probe a few thousand keys into tables of millions: nested loops over
+        # the unique indexes, whatever the statistics say. A temporary table has none until
+        # analysed, and a table filled by a first run has stale ones: left to them, the
+        # planner hashes the whole of accounts or bills for every chunk.
         tx.execute(f"ANALYZE {table}")
+        tx.execute("SET LOCAL enable_hashjoin = off")
+        tx.execute("SET LOCAL enable_mergejoin = off")
 
 
 class BillingRun:
