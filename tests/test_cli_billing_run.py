@@ -162,3 +162,21 @@ def test_an_account_file_with_a_bom_and_blank_lines_reads() -> None:
     text = "\ufeffaccount_no,currency\nA1,\n\nA2,USD\n"
     read = list(read_accounts(text.splitlines(keepends=True)))
     assert [(n, a.account_no, a.currency) for n, a in read] == [(2, "A1", None), (4, "A2", "USD")]  # type: ignore[misc]
+
+
+def test_a_progress_bar_is_drawn_on_a_terminal_only(
+    sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    from rich.console import Console
+
+    from paygate.cli import _import
+
+    path = _write(tmp_path / "a.csv", ACCOUNTS)
+    for terminal in (False, True):
+        screen = io.StringIO()
+        monkeypatch.setattr(_import, "err", Console(file=screen, force_terminal=terminal))
+        result = runner.invoke(app, ["accounts", "import", path, "--database-url", sqlite_url])
+        assert result.exit_code == 0, result.output
+        assert ("accounts" in screen.getvalue()) is terminal
