@@ -21,6 +21,7 @@ credit has its new bills issued one by one (:meth:`Accounts.issue_within
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from itertools import islice
@@ -194,13 +195,28 @@ def _stage(
     tx.execute(f"DELETE FROM {table}")  # noqa: S608 - the name is ours
     tx.insert(table, columns, rows, types=types)
     if tx.dialect == "postgresql":
-        # A chunk's joins probe a few thousand keys into tables of millions: nested loops over
-        # the unique indexes, whatever the statistics say. A temporary table has none until
-        # analysed, and a table filled by a first run has stale ones: left to them, the
-        # planner hashes the whole of accounts or bills for every chunk.
         tx.execute(f"ANALYZE {table}")
-        tx.execute("SET LOCAL enable_hashjoin = off")
-        tx.execute("SET LOCAL enable_mergejoin = off")
+
+
+@contextmanager
+def _probes(tx: Tx) -> Iterator[None]:
+    """The staging table's joins as index probes on PostgreSQL, whatever the statistics.
+
+    A chunk probes a few thousand keys into tables of millions. A table filled by a first run
+    has stale statistics, and left to them the planner hashes the whole of accounts or bills
+    for every chunk. Only around the run's own statements: elsewhere (the journal's balance
+    trigger) a forced nested loop would be the slow plan.
+    """
+    if tx.dialect != "postgresql":
+        yield
+        return
+    tx.execute("SET LOCAL enable_hashjoin = off")
+    tx.execute("SET LOCAL enable_mergejoin = off")
+    try:
+        yield
+    finally:
+        tx.execute("SET LOCAL enable_hashjoin TO DEFAULT")
+        tx.execute("SET LOCAL enable_mergejoin TO DEFAULT")
 
 
 class BillingRun:
@@ -276,7 +292,8 @@ class BillingRun:
 
     def _accounts_chunk(self, tx: Tx, chunk: list[tuple[int, NewAccount]], out: _Chunk) -> None:
         for run in _unique_runs(chunk, lambda a: a.account_no):
-            self._accounts_run(tx, [chunk[p] for p in run], out)
+            with _probes(tx):  # no journal here: every join of the run is a probe
+                self._accounts_run(tx, [chunk[p] for p in run], out)
 
     def _accounts_run(self, tx: Tx, items: list[tuple[int, NewAccount]], out: _Chunk) -> None:
         now = self._core.clock.now()
@@ -421,24 +438,25 @@ class BillingRun:
                 for index, b in items
             ],
         )
-        accts = self._lock_accounts(tx)
-        stored = {
-            int(r[0]): (str(r[1]), int(r[2]), str(r[3]), str(r[4]), tx.read_day(r[5]))
-            for r in tx.all(
-                "SELECT s.seq, a.account_no, b.amount, b.currency, b.period, b.due_date "  # noqa: S608
-                f"FROM {_BILL_STAGE} s JOIN bills b ON b.bill_no = s.bill_no "
-                "JOIN accounts a ON a.id = b.account_id"
-            )
-        }
-        with_credit = {
-            int(r[0])
-            for r in tx.all(
-                "SELECT DISTINCT p.account_id FROM payments p "  # noqa: S608
-                "JOIN accounts a ON a.id = p.account_id "
-                f"WHERE a.account_no IN (SELECT account_no FROM {_BILL_STAGE}) "
-                "AND p.unallocated > 0 AND p.status = 'posted'"
-            )
-        }
+        with _probes(tx):
+            accts = self._lock_accounts(tx)
+            stored = {
+                int(r[0]): (str(r[1]), int(r[2]), str(r[3]), str(r[4]), tx.read_day(r[5]))
+                for r in tx.all(
+                    "SELECT s.seq, a.account_no, b.amount, b.currency, b.period, b.due_date "  # noqa: S608
+                    f"FROM {_BILL_STAGE} s JOIN bills b ON b.bill_no = s.bill_no "
+                    "JOIN accounts a ON a.id = b.account_id"
+                )
+            }
+            with_credit = {
+                int(r[0])
+                for r in tx.all(
+                    "SELECT DISTINCT p.account_id FROM payments p "  # noqa: S608
+                    "JOIN accounts a ON a.id = p.account_id "
+                    f"WHERE a.account_no IN (SELECT account_no FROM {_BILL_STAGE}) "
+                    "AND p.unallocated > 0 AND p.status = 'posted'"
+                )
+            }
         entries: list[EntryDraft] = []
         one_by_one: list[tuple[int, NewBill]] = []
         created: list[tuple[int, str]] = []
@@ -486,15 +504,16 @@ class BillingRun:
                 if with_credit
                 else ""
             )
-            written = tx.execute(
-                "INSERT INTO bills (id, account_id, bill_no, period, amount, currency, "  # noqa: S608
-                "due_date, principal_paid, late_fee_charged, late_fee_paid, late_fee_through, "
-                "entry_id, issued_at) SELECT s.bill_id, a.id, s.bill_no, s.period, s.amount, "
-                f"s.currency, s.due_date, 0, 0, 0, NULL, s.entry_id, :now FROM {_BILL_STAGE} s "
-                "JOIN accounts a ON a.account_no = s.account_no AND a.currency = s.currency "
-                f"WHERE true{known}{credit} ON CONFLICT (bill_no) DO NOTHING",
-                {"now": tx.ts(now)},
-            ).rowcount
+            with _probes(tx):
+                written = tx.execute(
+                    "INSERT INTO bills (id, account_id, bill_no, period, amount, currency, "  # noqa: S608
+                    "due_date, principal_paid, late_fee_charged, late_fee_paid, late_fee_through, "
+                    "entry_id, issued_at) SELECT s.bill_id, a.id, s.bill_no, s.period, s.amount, "
+                    f"s.currency, s.due_date, 0, 0, 0, NULL, s.entry_id, :now FROM {_BILL_STAGE} s "
+                    "JOIN accounts a ON a.account_no = s.account_no AND a.currency = s.currency "
+                    f"WHERE true{known}{credit} ON CONFLICT (bill_no) DO NOTHING",
+                    {"now": tx.ts(now)},
+                ).rowcount
             if written != len(entries):
                 raise _Raced
         for index, b in one_by_one:
