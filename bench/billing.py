@@ -195,7 +195,6 @@ class Raw:
                 cp.set_types(["bigint"] * 4 + ["text", "text", "bigint", "date"])
                 for row in rows:
                     cp.write_row(row)
-            # Left to the planner: here its hash joins were faster than forced index probes.
             conn.execute("ANALYZE raw_bill")
             conn.execute(
                 "INSERT INTO journal_entries (id, kind, reference, memo, business_date, "
@@ -210,6 +209,10 @@ class Raw:
                 "UNION ALL SELECT p2, eid, %s, -amount, %s FROM raw_bill",
                 (CURRENCY, self.energy, CURRENCY),
             )
+            # The joins below as index probes, as paygate's (not around the postings: their
+            # balance trigger is best left to the planner).
+            conn.execute("SET LOCAL enable_hashjoin = off")
+            conn.execute("SET LOCAL enable_mergejoin = off")
             conn.execute(
                 "UPDATE ledger_balances b SET balance = b.balance + d.amount FROM "
                 "(SELECT a.receivable_account_id AS id, SUM(r.amount) AS amount FROM raw_bill r "
