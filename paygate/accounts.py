@@ -171,53 +171,15 @@ class Accounts:
                 raise CurrencyMismatchError(
                     f"account {account_no} is in {acct.currency}", field="amount"
                 )
-            load_bills(tx, [acct])
-            writes = Writes()
-            bill_id, entry_id = tx.ids.take(2)
-            energy = self._core.ledger.ensure(
-                tx, f"revenue:energy:{acct.currency}", AccountKind.ENERGY_REVENUE, acct.currency
+            applied = self.issue_within(
+                tx,
+                acct,
+                bill_no=bill_no,
+                amount=amount.minor,
+                period=period,
+                due_date=due_date,
+                now=now,
             )
-            writes.entries.append(
-                EntryDraft(
-                    kind="bill",
-                    reference=f"bill:{bill_no}",
-                    memo=f"bill {bill_no} for {period}",
-                    business_date=self._core.local_date(now),
-                    posted_at=now,
-                    postings=(
-                        PostingDraft(acct.receivable_id, amount.minor, acct.currency),
-                        PostingDraft(energy, -amount.minor, acct.currency),
-                    ),
-                    shard_key=acct.id,
-                    entry_id=entry_id,
-                )
-            )
-            self._payments.post(tx, writes.entries)
-            tx.execute(
-                "INSERT INTO bills (id, account_id, bill_no, period, amount, currency, due_date, "
-                "principal_paid, late_fee_charged, late_fee_paid, late_fee_through, entry_id, "
-                "issued_at) VALUES (:id, :acct, :no, :period, :amount, :cur, :due, 0, 0, 0, "
-                "NULL, :entry, :now)",
-                {
-                    "id": bill_id,
-                    "acct": acct.id,
-                    "no": bill_no,
-                    "period": period,
-                    "amount": amount.minor,
-                    "cur": acct.currency,
-                    "due": tx.day(due_date),
-                    "entry": entry_id,
-                    "now": tx.ts(now),
-                },
-            )
-            new_bill = OpenBill(bill_id, bill_no, due_date, amount.minor)
-            acct.bills.append(new_bill)
-            acct.original_bills[bill_id] = new_bill
-            acct.periods[bill_id] = period
-            acct.balance += amount.minor
-            applied = self._payments.apply_credit(tx, acct, writes, now)
-            flush(tx, writes)
-            write_bills(tx, [acct])
             return BillIssued(
                 bill_no=bill_no,
                 account_no=account_no,
@@ -236,6 +198,71 @@ class Accounts:
                 raise
             return result
         return issued
+
+    def issue_within(
+        self,
+        tx: Tx,
+        acct: Account,
+        *,
+        bill_no: str,
+        amount: int,
+        period: str,
+        due_date: date,
+        now: datetime,
+    ) -> int:
+        """Write a new bill of the locked account ``acct`` in ``tx``: its journal entry, its
+        row, and any credit the account holds applied; return the credit applied.
+
+        The caller has checked that the bill number is new and the currency is the account's.
+        """
+        load_bills(tx, [acct])
+        writes = Writes()
+        bill_id, entry_id = tx.ids.take(2)
+        energy = self._core.ledger.ensure(
+            tx, f"revenue:energy:{acct.currency}", AccountKind.ENERGY_REVENUE, acct.currency
+        )
+        writes.entries.append(
+            EntryDraft(
+                kind="bill",
+                reference=f"bill:{bill_no}",
+                memo=f"bill {bill_no} for {period}",
+                business_date=self._core.local_date(now),
+                posted_at=now,
+                postings=(
+                    PostingDraft(acct.receivable_id, amount, acct.currency),
+                    PostingDraft(energy, -amount, acct.currency),
+                ),
+                shard_key=acct.id,
+                entry_id=entry_id,
+            )
+        )
+        self._payments.post(tx, writes.entries)
+        tx.execute(
+            "INSERT INTO bills (id, account_id, bill_no, period, amount, currency, due_date, "
+            "principal_paid, late_fee_charged, late_fee_paid, late_fee_through, entry_id, "
+            "issued_at) VALUES (:id, :acct, :no, :period, :amount, :cur, :due, 0, 0, 0, "
+            "NULL, :entry, :now)",
+            {
+                "id": bill_id,
+                "acct": acct.id,
+                "no": bill_no,
+                "period": period,
+                "amount": amount,
+                "cur": acct.currency,
+                "due": tx.day(due_date),
+                "entry": entry_id,
+                "now": tx.ts(now),
+            },
+        )
+        new_bill = OpenBill(bill_id, bill_no, due_date, amount)
+        acct.bills.append(new_bill)
+        acct.original_bills[bill_id] = new_bill
+        acct.periods[bill_id] = period
+        acct.balance += amount
+        applied = self._payments.apply_credit(tx, acct, writes, now)
+        flush(tx, writes)
+        write_bills(tx, [acct])
+        return applied
 
     def account_status(self, account_no: str, as_of: date | None = None) -> AccountStatus:
         """What the account owes on ``as_of`` (default: today in the utility's zone); an aware

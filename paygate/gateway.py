@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from paygate import ledger
 from paygate.accounts import Accounts
 from paygate.billing import AllocationPolicy, OldestFirst
+from paygate.billing_run import BillingRun, Progress
 from paygate.clock import Clock, SystemClock
 from paygate.config import Settings
 from paygate.dunning import Dunning
@@ -29,8 +30,11 @@ from paygate.ledger import LedgerAccounts
 from paygate.models import (
     AccountStatus,
     BillIssued,
+    BulkResult,
     Category,
     DisconnectionCandidate,
+    NewAccount,
+    NewBill,
     PaymentIntent,
     PayOutcome,
     Receipt,
@@ -81,6 +85,7 @@ class Gateway:
         self.accounts = Accounts(self._core, self.payments)
         self.dunning = Dunning(self._core, self.supply)
         self.feeds = Feeds(self._core.store)
+        self.billing_run = BillingRun(self._core, self.accounts, self.payments)
 
     @property
     def store(self) -> Store:
@@ -210,6 +215,46 @@ class Gateway:
         """
         return self.accounts.issue_bill(
             account_no, bill_no=bill_no, amount=amount, period=period, due_date=due_date
+        )
+
+    def open_accounts(
+        self,
+        accounts: Iterable[NewAccount],
+        *,
+        chunk_size: int | None = None,
+        keep_keys: bool = True,
+        progress: Progress | None = None,
+    ) -> BulkResult:
+        """Open many accounts (a billing system's file), a chunk per transaction.
+
+        Each item is decided as :meth:`open_account` would: created, replayed (same
+        attributes) or a conflict (other attributes: listed, not written). The input is read a
+        chunk at a time (``chunk_size``, default ``Settings.billing_run_chunk``);
+        ``keep_keys=False`` keeps counts and issues only, for runs of millions; ``progress`` is
+        called after each committed chunk with the number of items decided.
+        """
+        return self.billing_run.open_accounts(
+            accounts, chunk_size=chunk_size, keep_keys=keep_keys, progress=progress
+        )
+
+    def issue_bills(
+        self,
+        bills: Iterable[NewBill],
+        *,
+        chunk_size: int | None = None,
+        keep_keys: bool = True,
+        progress: Progress | None = None,
+    ) -> BulkResult:
+        """Issue many bills (the monthly billing run), a chunk per transaction.
+
+        Each bill has every effect :meth:`issue_bill` would give it, decided in input order:
+        created, replayed (same data), a conflict (same bill number, other data: listed, not
+        written) or refused (unknown account, other currency). A crash loses at most the chunk
+        under way; running the same input again completes it exactly once. Options as for
+        :meth:`open_accounts`.
+        """
+        return self.billing_run.issue_bills(
+            bills, chunk_size=chunk_size, keep_keys=keep_keys, progress=progress
         )
 
     # -- payments --------------------------------------------------------------------------

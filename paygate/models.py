@@ -22,7 +22,7 @@ from pydantic import (
     field_validator,
 )
 
-from paygate.errors import InvalidInputError, NaiveDatetimeError
+from paygate.errors import InvalidAmountError, InvalidInputError, NaiveDatetimeError, PaygateError
 from paygate.money import Money
 from paygate.renames import current_channel
 
@@ -34,10 +34,14 @@ __all__ = [
     "AwareDatetime",
     "BillIssued",
     "BillStatus",
+    "BulkIssue",
+    "BulkResult",
     "Category",
     "DisconnectionCandidate",
     "Identifier",
     "Instant",
+    "NewAccount",
+    "NewBill",
     "PayOutcome",
     "PaymentIntent",
     "Receipt",
@@ -279,3 +283,149 @@ class DisconnectionCandidate(_Frozen):
     oldest_due_date: date
     notice_served_at: Instant
     final_reminder_at: Instant | None
+
+
+def _text(value: object, field: str, limit: int, *, printable: bool = True) -> str:
+    if not isinstance(value, str) or not value or len(value) > limit:
+        raise InvalidInputError(f"1-{limit} characters", field=field)
+    if printable and not value.isprintable():
+        raise InvalidInputError(f"1-{limit} printable characters", field=field)
+    return value
+
+
+class NewAccount(_Frozen):
+    """One account of a billing run (``Gateway.open_accounts``): the arguments of
+    ``Gateway.open_account``, checked the same way, each refusal naming its field.
+
+    ``account_no`` is the key: the same account again with the same attributes is a replay;
+    with others, a conflict. ``currency`` None means the settings' currency.
+    """
+
+    account_no: str
+    category: Category = Category.RESIDENTIAL
+    prepaid: bool = False
+    protected: bool = False
+    name: str | None = None
+    currency: str | None = None
+
+    @field_validator("account_no", mode="before")
+    @classmethod
+    def _account_no(cls, value: object) -> str:
+        return _text(value, "account_no", 64)
+
+    @field_validator("category", mode="before")
+    @classmethod
+    def _category(cls, value: object) -> Category:
+        try:
+            return Category(str(value))
+        except ValueError:
+            raise InvalidInputError(
+                f"unknown category {value!r}; use one of {[c.value for c in Category]}",
+                field="category",
+            ) from None
+
+    @field_validator("prepaid", "protected", mode="before")
+    @classmethod
+    def _flag(cls, value: object, info: ValidationInfo) -> bool:
+        if not isinstance(value, bool):
+            raise InvalidInputError("true or false", field=info.field_name)
+        return value
+
+    @field_validator("name", mode="before")
+    @classmethod
+    def _name(cls, value: object) -> str | None:
+        return None if value is None else _text(value, "name", 200, printable=False)
+
+    @field_validator("currency", mode="before")
+    @classmethod
+    def _currency(cls, value: object) -> str | None:
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise InvalidInputError("an ISO 4217 code such as CNY", field="currency")
+        try:
+            Money.zero(value)
+        except PaygateError as exc:
+            raise InvalidInputError(exc.message, field="currency") from None
+        return value
+
+
+class NewBill(_Frozen):
+    """One bill of a billing run (``Gateway.issue_bills``): the arguments of
+    ``Gateway.issue_bill``, checked the same way, each refusal naming its field.
+
+    ``bill_no`` is the key: the same bill again with the same data is a replay; with other
+    data, a conflict.
+    """
+
+    account_no: str
+    bill_no: str
+    amount: Money
+    period: str
+    due_date: date
+
+    @field_validator("account_no", mode="before")
+    @classmethod
+    def _account_no(cls, value: object) -> str:
+        return _text(value, "account_no", 64)
+
+    @field_validator("bill_no", mode="before")
+    @classmethod
+    def _bill_no(cls, value: object) -> str:
+        return _text(value, "bill_no", 64, printable=False)
+
+    @field_validator("period", mode="before")
+    @classmethod
+    def _period(cls, value: object) -> str:
+        if not isinstance(value, str) or not value or len(value) > 16:
+            raise InvalidInputError("1-16 characters, such as 2026-10", field="period")
+        return value
+
+    @field_validator("amount", mode="before")
+    @classmethod
+    def _amount(cls, value: object) -> Money:
+        if not isinstance(value, Money):
+            raise InvalidAmountError("Money", field="amount")
+        if value.minor <= 0:
+            raise InvalidAmountError("a bill amount must be positive", field="amount")
+        return value
+
+    @field_validator("due_date", mode="before")
+    @classmethod
+    def _due_date(cls, value: object) -> date:
+        if not isinstance(value, date) or isinstance(value, datetime):
+            raise InvalidInputError("a date", field="due_date")
+        return value
+
+
+class BulkIssue(_Frozen):
+    """An item of a billing run that was not written: a conflict or a refusal, with why."""
+
+    index: int = Field(description="the item's position in the input, from 0")
+    key: str = Field(description="the item's account_no (accounts) or bill_no (bills)")
+    code: str = Field(description="the error code, as the single call would raise it")
+    field: str | None
+    error: str
+
+
+class BulkResult(_Frozen):
+    """What a billing run did: counts, and the keys and issues behind them.
+
+    ``created`` and ``replayed`` list the keys when the run was asked to keep them (the
+    default); a run of millions of rows may decline, and keep the counts only. Conflicts and
+    refusals are always listed.
+    """
+
+    created_count: int = 0
+    replayed_count: int = 0
+    conflict_count: int = 0
+    refused_count: int = 0
+    created: tuple[str, ...] = ()
+    replayed: tuple[str, ...] = ()
+    conflicts: tuple[BulkIssue, ...] = ()
+    refused: tuple[BulkIssue, ...] = ()
+
+    @property
+    def total(self) -> int:
+        """How many items the run read."""
+        return self.created_count + self.replayed_count + self.conflict_count + self.refused_count

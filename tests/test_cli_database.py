@@ -34,6 +34,8 @@ COMMANDS: dict[str, list[str]] = {
     "audit verify": ["audit", "verify"],
     "audit seal": ["audit", "seal"],
     "accounts status": ["accounts", "status", "3100000001"],
+    "accounts import": ["accounts", "import", "{dir}/statement.csv"],
+    "bills import": ["bills", "import", "{dir}/statement.csv"],
     "supply-orders list": ["supply-orders", "list"],
     "supply-orders confirm": ["supply-orders", "confirm", "1"],
     "supply-orders retry": ["supply-orders", "retry", "1"],

@@ -184,3 +184,11 @@ def test_the_billing_systems_http_example_reads_the_feed(tmp_path: Path) -> None
             assert [(i["kind"], i["channel_txn_id"]) for i in more] == [("payment", "T-1")]
     finally:
         world.gateway.close()
+
+
+def test_the_billing_run_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    [example] = [b for b in python_blocks("billing-systems.md") if "issue_bills" in b]
+    namespace: dict[str, object] = {}
+    exec(compile(example, "docs/billing-systems.md", "exec"), namespace)
+    assert namespace["again"].replayed_count == 1  # type: ignore[attr-defined]

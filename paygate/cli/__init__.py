@@ -18,6 +18,7 @@ from paygate import __version__
 from paygate.cli._common import err, out, root_config
 from paygate.cli.accounts import accounts_app
 from paygate.cli.audit import audit_app
+from paygate.cli.bills import bills_app
 from paygate.cli.clients import clients_app
 from paygate.cli.config import config_app
 from paygate.cli.db import db_app
@@ -56,6 +57,7 @@ app = typer.Typer(
 app.add_typer(db_app, name="db")
 app.add_typer(audit_app, name="audit")
 app.add_typer(accounts_app, name="accounts")
+app.add_typer(bills_app, name="bills")
 app.add_typer(supply_orders_app, name="supply-orders")
 app.add_typer(dunning_app, name="dunning")
 app.add_typer(events_app, name="events")

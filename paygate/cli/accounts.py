@@ -7,12 +7,14 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from paygate.billing_file import read_accounts
 from paygate.cli._common import DatabaseUrl, guard, out, parse_day, settings_for
+from paygate.cli._import import import_file
 from paygate.gateway import Gateway
 
 __all__ = ["accounts_app"]
 
-accounts_app = typer.Typer(help="Look at customer accounts.", no_args_is_help=True)
+accounts_app = typer.Typer(help="Customer accounts: open them, look at them.", no_args_is_help=True)
 
 
 @accounts_app.command("status")
@@ -48,3 +50,30 @@ def accounts_status(
         out.print(table)
 
     guard(run)
+
+
+@accounts_app.command("import")
+def accounts_import(
+    file: Annotated[str, typer.Argument(help="CSV file with a header line, or - for stdin.")],
+    database_url: DatabaseUrl = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Open every account of a CSV file (account_no, category, prepaid, protected, name,
+    currency; only account_no required).
+
+    The whole file is checked first: a malformed line refuses the file, naming its line and
+    field, and nothing is written (exit 2). Then each account is created, replayed (open
+    already with the same attributes) or a conflict (open with other attributes), and the
+    conflicts are listed (exit 1). Running the same file again is safe.
+    """
+    settings = settings_for(database_url)
+    with guard(lambda: Gateway.open(settings=settings)) as gateway:
+        import_file(
+            file,
+            what="accounts",
+            read=lambda lines, name: read_accounts(lines, source=name),
+            write=lambda accounts, progress: gateway.open_accounts(
+                accounts, keep_keys=False, progress=progress
+            ),
+            as_json=as_json,
+        )

@@ -46,6 +46,7 @@ PAYGATE_GROUP_COMMIT_WINDOW_MS  how long a group of concurrent payments     2
                                 waits for more before it commits (ms,
                                 decimals allowed; 0: no grouping)
 PAYGATE_GROUP_COMMIT_MAX        the most payments one group commits         64
+PAYGATE_BILLING_RUN_CHUNK       items per transaction of a billing run      5000
 ==============================  ==========================================  ====================
 
 Secrets are never values of the file: a key ``<name>_env = "VAR"`` names the environment
@@ -223,6 +224,8 @@ class Settings(BaseModel):
     sqlite_synchronous: str = "FULL"
     seal_every: int = Field(default=1000, ge=0)
     pay_many_chunk: int = Field(default=1000, ge=1, le=100_000)
+    billing_run_chunk: int = Field(default=5000, ge=1, le=100_000)
+    """Items per transaction of a billing run (``Gateway.open_accounts``/``issue_bills``)."""
     # Group commit (paygate.group_commit): concurrent pay() calls share one transaction.
     group_commit_window_ms: float = Field(default=2.0, ge=0, le=1000, allow_inf_nan=False)
     group_commit_max: int = Field(default=64, ge=1, le=10_000)
