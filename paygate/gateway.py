@@ -20,6 +20,7 @@ from paygate.accounts import Accounts
 from paygate.billing import AllocationPolicy, OldestFirst
 from paygate.clock import Clock, SystemClock
 from paygate.config import Settings
+from paygate.corrections import BillCorrection, Corrections
 from paygate.dunning import Dunning
 from paygate.errors import PaygateError
 from paygate.group_commit import PaymentGroup
@@ -79,6 +80,7 @@ class Gateway:
         self.payment_group = PaymentGroup(self._core, self.payments)
         self.accounts = Accounts(self._core, self.payments)
         self.dunning = Dunning(self._core, self.supply)
+        self.corrections = Corrections(self._core, self.payments, self.supply)
 
     @property
     def store(self) -> Store:
@@ -208,6 +210,23 @@ class Gateway:
         """
         return self.accounts.issue_bill(
             account_no, bill_no=bill_no, amount=amount, period=period, due_date=due_date
+        )
+
+    def cancel_bill(
+        self, account_no: str, bill_no: str, *, reason: str, correction_id: str
+    ) -> BillCorrection:
+        """Cancel (作废) a bill, once per ``correction_id``; see :mod:`paygate.corrections`."""
+        return self.corrections.cancel_bill(
+            account_no, bill_no, reason=reason, correction_id=correction_id
+        )
+
+    def adjust_bill(
+        self, account_no: str, bill_no: str, amount: Money, *, reason: str, correction_id: str
+    ) -> BillCorrection:
+        """Adjust (退补) a bill by a signed ``amount``, once per ``correction_id``; see
+        :mod:`paygate.corrections`."""
+        return self.corrections.adjust_bill(
+            account_no, bill_no, amount, reason=reason, correction_id=correction_id
         )
 
     # -- payments --------------------------------------------------------------------------
