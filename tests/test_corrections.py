@@ -494,6 +494,64 @@ class TestIdempotency:
         assert_sub_ledger_agrees(billed)
 
 
+def test_one_id_raced_for_two_accounts_takes_effect_once(billed: Gateway) -> None:
+    """Different accounts do not wait for each other's lock: the unique constraint decides."""
+    billed.open_account("3100000002")
+    bill(billed, "B-20", "50.00", date(2026, 12, 1), account="3100000002")
+    barrier = threading.Barrier(2)
+    results: list[BillCorrection | BaseException] = []
+
+    def correct(account: str, bill_no: str) -> None:
+        barrier.wait()
+        try:
+            results.append(billed.cancel_bill(account, bill_no, reason="r", correction_id="C1"))
+        except BaseException as exc:
+            results.append(exc)
+
+    threads = [
+        threading.Thread(target=correct, args=(ACCT, "B-11")),
+        threading.Thread(target=correct, args=("3100000002", "B-20")),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    done = [r for r in results if isinstance(r, BillCorrection)]
+    refused = [r for r in results if isinstance(r, IdempotencyConflictError)]
+    assert len(done) == 1 and len(refused) == 1, results
+    assert refused[0].field in ("account_no", "bill_no")
+    count = billed.store.run(
+        lambda tx: tx.scalar("SELECT COUNT(*) FROM bill_corrections"), write=False
+    )
+    assert int(count) == 1
+    amounts = {n: bill_row(billed, n)[0] for n in ("B-11", "B-20")}
+    assert sorted(amounts.values()) == [0, 5000 if done[0].bill_no == "B-11" else 30000]
+
+
+def test_the_unique_constraint_not_the_check_makes_a_correction_take_effect_once(
+    billed: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A copy that slips past the check (as a concurrent one can) fails at the insert, its
+    transaction is rolled back, and it is answered from the stored original."""
+    from paygate import corrections
+
+    first = billed.adjust_bill(ACCT, "B-10", yuan("-10.00"), reason="r", correction_id="C1")
+    real = corrections._stored
+    calls: list[int] = []
+
+    def blind(tx: Tx, request: Any) -> BillCorrection | None:
+        calls.append(1)
+        return None if len(calls) <= 2 else real(tx, request)  # the first attempt sees nothing
+
+    monkeypatch.setattr(corrections, "_stored", blind)
+    before = snapshot(billed)
+    again = billed.adjust_bill(ACCT, "B-10", yuan("-10.00"), reason="r", correction_id="C1")
+    assert len(calls) == 3
+    assert again.replayed and again.model_copy(update={"replayed": False}) == first
+    assert snapshot(billed) == before
+    assert bill_row(billed, "B-10")[0] == 99000
+
+
 class TestRefusals:
     @pytest.mark.parametrize(
         ("call", "error", "field"),
