@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -607,3 +607,28 @@ def test_a_correction_is_one_transaction(billed: Gateway, monkeypatch: pytest.Mo
     assert snapshot(billed) == before
     monkeypatch.undo()
     assert billed.cancel_bill(ACCT, "B-10", reason="twice", correction_id="C1").credit_released
+
+
+def test_migration_0010_keeps_the_bills_of_a_populated_database(db_url: str) -> None:
+    """The bills' amount check is replaced in place (SQLite: the table rebuilt): bills,
+    allocations and their references survive the way down and up again."""
+    from paygate.config import Settings
+    from paygate.store import migrate
+
+    settings = Settings(database_url=db_url, seal_every=0)
+    clock = FixedClock(datetime(2026, 11, 25, 2, 0, tzinfo=UTC))
+    with Gateway.open(settings=settings, clock=clock) as gw:
+        gw.open_account(ACCT)
+        bill(gw, "B-10", "1000.00", date(2026, 11, 15))
+        pay(gw, "T1", "400.00")
+        before = snapshot(gw)
+    migrate.downgrade(db_url, "0007")
+    migrate.upgrade(db_url)
+    with Gateway.open(settings=settings, clock=clock) as gw:
+        assert snapshot(gw) == before
+        result = gw.cancel_bill(ACCT, "B-10", reason="issued twice", correction_id="C1")
+        assert result.credit_released == yuan("400.00")
+        assert bill_row(gw, "B-10") == (0, 0, 0, 0)
+        assert_sub_ledger_agrees(gw)
+        if db_url.startswith("sqlite"):
+            assert gw.store.run(lambda tx: tx.all("PRAGMA foreign_key_check"), write=False) == []
