@@ -2,7 +2,8 @@
 
 ``bill_corrections`` holds one row per correction, unique by the billing system's
 ``correction_id`` (a retry takes effect once). A cancelled bill's amount becomes zero, so the
-bills' amount check allows zero (never less). Frozen: imports nothing from paygate.
+bills' amount check allows zero (never less); going back down is refused while a cancelled
+bill is stored. Frozen: imports nothing from paygate.
 
 Revision ID: 0010
 Revises: 0007
