@@ -622,7 +622,7 @@ def test_migration_0010_keeps_the_bills_of_a_populated_database(db_url: str) -> 
         bill(gw, "B-10", "1000.00", date(2026, 11, 15))
         pay(gw, "T1", "400.00")
         before = snapshot(gw)
-    migrate.downgrade(db_url, "0007")
+    migrate.downgrade(db_url, "0010")
     migrate.upgrade(db_url)
     with Gateway.open(settings=settings, clock=clock) as gw:
         assert snapshot(gw) == before

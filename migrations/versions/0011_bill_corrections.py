@@ -5,8 +5,8 @@
 bills' amount check allows zero (never less); going back down is refused while a cancelled
 bill is stored. Frozen: imports nothing from paygate.
 
-Revision ID: 0010
-Revises: 0007
+Revision ID: 0011
+Revises: 0010
 Create Date: 2026-12-05
 """
 
@@ -17,8 +17,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0010"
-down_revision: str | None = "0007"
+revision: str = "0011"
+down_revision: str | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
