@@ -135,7 +135,11 @@ class Accounts:
 
         def existing(tx: Tx) -> BillIssued | None:
             row = tx.one(
-                "SELECT a.account_no, b.amount, b.currency, b.period, b.due_date "
+                # A corrected bill is compared as it was issued (its first correction's
+                # amount before), so that the billing system's retry is still a no-op.
+                "SELECT a.account_no, COALESCE((SELECT c.amount_before FROM bill_corrections c "
+                "WHERE c.bill_id = b.id ORDER BY c.created_at, c.id LIMIT 1), b.amount), "
+                "b.currency, b.period, b.due_date "
                 "FROM bills b JOIN accounts a ON a.id = b.account_id WHERE b.bill_no = :no",
                 {"no": bill_no},
             )

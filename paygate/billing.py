@@ -36,6 +36,7 @@ __all__ = [
     "OldestFirst",
     "OpenBill",
     "accrue_late_fees",
+    "late_fee_on",
 ]
 
 
@@ -136,6 +137,19 @@ def _bill_accrual(
     per_day_same = same_rate.numerator * (scale // same_rate.denominator)
     per_day_later = later_rate.numerator * (scale // later_rate.denominator)
     return principal * (same_days * per_day_same + later_days * per_day_later)
+
+
+def late_fee_on(
+    principal: int, due_date: date, through: date, category: Category, policy: LateFeePolicy
+) -> int:
+    """The late fee the rule gives on ``principal`` unpaid from the day after ``due_date``
+    through ``through``, rounded half-up to the minor unit, without the minimum charge: what a
+    bill's reduction gives back for the days already charged (docs/late-fees.md)."""
+    if not policy.enabled or principal <= 0:
+        return 0
+    virtual = OpenBill(bill_id=0, bill_no="", due_date=due_date, amount=principal)
+    scaled = _bill_accrual(virtual, category, through, policy, policy.scale)
+    return round_half_up(Fraction(scaled, policy.scale))
 
 
 def accrue_late_fees(

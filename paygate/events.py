@@ -91,9 +91,11 @@ class PaymentPosted(_Data):
 
 
 class ArrearsCleared(_Data):
-    """A payment brought the account's arrears to zero."""
+    """A payment (``payment_id``) or a bill correction (``correction_id``) brought the
+    account's arrears to zero."""
 
-    payment_id: StrictInt
+    payment_id: StrictInt | None = None
+    correction_id: StrictStr | None = None
     supply_state: Literal[
         "connected", "disconnection_pending", "disconnected", "reconnection_pending"
     ]
@@ -120,6 +122,25 @@ class ReconnectionRequested(_Data):
     payment_id: StrictInt | None
     reason: StrictStr
     due_at: AwareDatetime
+
+
+class BillCorrected(_Data):
+    """A bill was cancelled (作废) or adjusted (退补); amounts in minor units, ``change`` signed.
+    Money paid on what the correction took away became credit (``credit_released``), and
+    credit was spent on open bills (``credit_applied``)."""
+
+    correction_id: StrictStr
+    bill_no: StrictStr
+    reason: StrictStr
+    amount_before: StrictInt
+    amount_after: StrictInt
+    change: StrictInt
+    currency: StrictStr
+    late_fee_reversed: StrictInt
+    credit_released: StrictInt
+    credit_applied: StrictInt
+    balance_after: StrictInt
+    arrears_after: StrictInt
 
 
 class SupplyDisconnected(_Data):
@@ -185,6 +206,8 @@ EVENT_DATA: Mapping[str, type[BaseModel]] = {
     "payment.posted": PaymentPosted,
     "payment.reversed": PaymentReversed,
     "arrears.cleared": ArrearsCleared,
+    "bill.cancelled": BillCorrected,
+    "bill.adjusted": BillCorrected,
     "dunning.notice": DunningServed,
     "dunning.final_reminder": DunningServed,
     "disconnection.ordered": DisconnectionOrdered,

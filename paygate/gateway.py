@@ -21,6 +21,7 @@ from paygate.billing import AllocationPolicy, OldestFirst
 from paygate.billing_run import BillingRun, Progress
 from paygate.clock import Clock, SystemClock
 from paygate.config import Settings
+from paygate.corrections import BillCorrection, Corrections
 from paygate.dunning import Dunning
 from paygate.errors import PaygateError
 from paygate.feeds import DEFAULT_PAGE, EventPage, Feeds, PaymentPage, SupplyOrder, SupplyOrderPage
@@ -86,6 +87,7 @@ class Gateway:
         self.dunning = Dunning(self._core, self.supply)
         self.feeds = Feeds(self._core.store)
         self.billing_run = BillingRun(self._core, self.accounts, self.payments)
+        self.corrections = Corrections(self._core, self.payments, self.supply)
 
     @property
     def store(self) -> Store:
@@ -255,6 +257,23 @@ class Gateway:
         """
         return self.billing_run.issue_bills(
             bills, chunk_size=chunk_size, keep_keys=keep_keys, progress=progress
+        )
+
+    def cancel_bill(
+        self, account_no: str, bill_no: str, *, reason: str, correction_id: str
+    ) -> BillCorrection:
+        """Cancel (作废) a bill, once per ``correction_id``; see :mod:`paygate.corrections`."""
+        return self.corrections.cancel_bill(
+            account_no, bill_no, reason=reason, correction_id=correction_id
+        )
+
+    def adjust_bill(
+        self, account_no: str, bill_no: str, amount: Money, *, reason: str, correction_id: str
+    ) -> BillCorrection:
+        """Adjust (退补) a bill by a signed ``amount``, once per ``correction_id``; see
+        :mod:`paygate.corrections`."""
+        return self.corrections.adjust_bill(
+            account_no, bill_no, amount, reason=reason, correction_id=correction_id
         )
 
     # -- payments --------------------------------------------------------------------------

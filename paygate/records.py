@@ -370,6 +370,33 @@ def _changed_bills(tx: Tx, accts: Iterable[Account]) -> list[dict[str, Any]]:
     return rows
 
 
+def write_corrected_bill(tx: Tx, acct: Account, bill: OpenBill) -> None:
+    """Write a corrected bill (cancelled or adjusted: its amount too), all columns in one
+    statement so that its checks hold on the final state; marked as written."""
+    tx.execute(
+        "UPDATE bills SET amount = :amt, principal_paid = :pp, late_fee_charged = :fc, "
+        "late_fee_paid = :fp, late_fee_through = :ft WHERE id = :id",
+        {
+            "amt": bill.amount,
+            "pp": bill.principal_paid,
+            "fc": bill.late_fee_charged,
+            "fp": bill.late_fee_paid,
+            "ft": None if bill.late_fee_through is None else tx.day(bill.late_fee_through),
+            "id": bill.bill_id,
+        },
+    )
+    acct.original_bills[bill.bill_id] = bill
+
+
+def release_credit(tx: Tx, released: dict[int, int]) -> None:
+    """Give payments back as credit what a correction took off the bills they had paid
+    (``released``: payment id to amount), before the credit is spent again."""
+    tx.many(
+        "UPDATE payments SET unallocated = unallocated + :u WHERE id = :id",
+        [{"u": u, "id": pid} for pid, u in sorted(released.items()) if u],
+    )
+
+
 def write_states(tx: Tx, accts: Iterable[Account]) -> None:
     """Write the supply states that changed."""
     accts = list(accts)

@@ -243,7 +243,7 @@ class SupplyOrders:
         self,
         tx: Tx,
         acct: Account,
-        payment_id: int,
+        payment_id: int | None,
         arrears_after: int,
         writes: Writes,
         now: datetime,

@@ -26,6 +26,7 @@ CORE = (
     "paygate.ledger",
     "paygate.billing",
     "paygate.accounts",
+    "paygate.corrections",
     "paygate.payments",
     "paygate.supply",
     "paygate.dunning",

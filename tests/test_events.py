@@ -102,6 +102,12 @@ def every_kind_of_event(gateway: Gateway, clock: FixedClock) -> list[dict[str, A
     pay(gateway, clock, "A04", "P4")
     clock.advance(timedelta(hours=1))
     Dispatcher(gateway, headends={}).dispatch_once()  # its head-end is not configured
+    # bills corrected: one adjusted, one cancelled (its account's last arrears, so cleared)
+    overdue(gateway, "A05")
+    gateway.adjust_bill(
+        "A05", "B-A05", Money(-1_000, "CNY"), reason="meter re-read", correction_id="C1"
+    )
+    gateway.cancel_bill("A05", "B-A05", reason="issued twice", correction_id="C2")
     # an event no sink takes: dead-lettered with an alert
     Dispatcher(
         gateway, headends={}, sinks=[CallbackSink(lambda e: 1 / 0)], max_attempts=1

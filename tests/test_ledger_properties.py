@@ -1,7 +1,9 @@
-"""Random histories of bills, payments, replays, conflicts, reversals, disconnections and time
-keep every invariant of DESIGN.md: entries balance, cached balances equal their postings,
-allocations never exceed what was paid, arrears never go negative, each late fee equals the rule
-read day by day, and there is never more than one open reconnection order per account."""
+"""Random histories of bills, payments, replays, conflicts, reversals, bill corrections
+(cancellations and adjustments), disconnections and time keep every invariant of DESIGN.md:
+entries balance, cached balances equal their postings, allocations never exceed what was paid,
+credit never waits while a bill is open, arrears never go negative, each late fee equals the rule
+read day by day, a cancelled bill stays at zero, and there is never more than one open
+reconnection order per account."""
 
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ from hypothesis.stateful import (
 from paygate.billing import OpenBill
 from paygate.clock import FixedClock
 from paygate.config import Settings
-from paygate.errors import IdempotencyConflictError, InvalidStateError
+from paygate.errors import IdempotencyConflictError, InvalidAmountError, InvalidStateError
 from paygate.gateway import Gateway
 from paygate.models import Category, PaymentIntent, Receipt, SupplyState
 from paygate.money import Money
@@ -79,6 +81,9 @@ class LedgerMachine(RuleBasedStateMachine):
             self.gateway.open_account(account_no, category=category, prepaid=account_no == "A2")
         self.bills = 0
         self.txns = 0
+        self.corrections = 0
+        self.bill_accounts: dict[str, str] = {}
+        self.cancelled: set[str] = set()
 
     posted = Bundle("posted")
 
@@ -93,6 +98,7 @@ class LedgerMachine(RuleBasedStateMachine):
     )
     def issue_bill(self, account: str, amount: int, due_in: int) -> None:
         self.bills += 1
+        self.bill_accounts[f"B{self.bills}"] = account
         today = self.clock.now().date()
         self.gateway.issue_bill(
             account,
@@ -207,6 +213,70 @@ class LedgerMachine(RuleBasedStateMachine):
         with contextlib.suppress(InvalidStateError):
             self.gateway.reverse(receipt.payment_id, "bounced")
 
+    def _bill_amount(self, bill_no: str) -> int:
+        return int(
+            self.gateway.store.run(
+                lambda tx: tx.scalar("SELECT amount FROM bills WHERE bill_no = :n", {"n": bill_no}),
+                write=False,
+            )
+        )
+
+    @precondition(lambda self: self.bills > 0)
+    @rule(pick=st.integers(0, 10_000), again=st.booleans())
+    def cancel_bill(self, pick: int, again: bool) -> None:
+        bill_no = f"B{pick % self.bills + 1}"
+        account = self.bill_accounts[bill_no]
+        self.corrections += 1
+        cid = f"C{self.corrections}"
+        try:
+            result = self.gateway.cancel_bill(
+                account, bill_no, reason="issued twice", correction_id=cid
+            )
+        except InvalidStateError:
+            assert bill_no in self.cancelled
+            return
+        assert bill_no not in self.cancelled
+        self.cancelled.add(bill_no)
+        assert result.amount_after.minor == 0 and result.change.minor < 0
+        assert result.credit_applied.minor >= 0 and result.credit_released.minor >= 0
+        if again:
+            replayed = self.gateway.cancel_bill(
+                account, bill_no, reason="issued twice", correction_id=cid
+            )
+            assert replayed.replayed and replayed.model_copy(update={"replayed": False}) == result
+
+    @precondition(lambda self: self.bills > 0)
+    @rule(
+        pick=st.integers(0, 10_000),
+        delta=st.integers(-300_000, 300_000).filter(bool),
+        conflict=st.booleans(),
+    )
+    def adjust_bill(self, pick: int, delta: int, conflict: bool) -> None:
+        bill_no = f"B{pick % self.bills + 1}"
+        account = self.bill_accounts[bill_no]
+        before = self._bill_amount(bill_no)
+        self.corrections += 1
+        cid = f"C{self.corrections}"
+        try:
+            result = self.gateway.adjust_bill(
+                account, bill_no, Money(delta, "CNY"), reason="meter re-read", correction_id=cid
+            )
+        except InvalidStateError:
+            assert bill_no in self.cancelled
+            return
+        except InvalidAmountError:
+            assert before + delta <= 0
+            return
+        assert before + delta > 0 and bill_no not in self.cancelled
+        assert result.amount_after.minor == before + delta == self._bill_amount(bill_no)
+        assert result.late_fee_reversed.minor >= 0
+        if conflict:
+            with pytest.raises(IdempotencyConflictError):
+                self.gateway.adjust_bill(
+                    account, bill_no, Money(delta + 1, "CNY"), reason="meter re-read",
+                    correction_id=cid,
+                )  # fmt: skip
+
     @rule(account=st.sampled_from(sorted(ACCOUNTS)))
     def disconnect(self, account: str) -> None:
         status = self.gateway.account_status(account)
@@ -274,6 +344,25 @@ class LedgerMachine(RuleBasedStateMachine):
                 "GROUP BY account_id"
             )
             assert all(int(c) == 1 for _, c in open_orders)
+
+        self.gateway.store.run(read, write=False)
+
+    @invariant()
+    def credit_never_waits_while_a_bill_is_open_and_cancelled_bills_stay_at_zero(self) -> None:
+        def read(tx: Tx) -> None:
+            for account_no in ACCOUNTS:
+                bills = open_bills(tx, account_no)
+                credit = int(
+                    tx.scalar(
+                        "SELECT COALESCE(SUM(p.unallocated), 0) FROM payments p JOIN accounts a "
+                        "ON a.id = p.account_id WHERE a.account_no = :n AND p.status = 'posted'",
+                        {"n": account_no},
+                    )
+                )
+                assert credit == 0 or not any(b.is_open for b in bills)
+                for b in bills:
+                    if b.bill_no in self.cancelled:
+                        assert (b.amount, b.principal_paid, b.late_fee_charged) == (0, 0, 0)
 
         self.gateway.store.run(read, write=False)
 

@@ -239,7 +239,8 @@ bills = Table(
     Column("late_fee_through", Date),
     Column("entry_id", BigInteger, ForeignKey("journal_entries.id"), nullable=False),
     Column("issued_at", UTCDateTime, nullable=False),
-    CheckConstraint("amount > 0", name="amount_positive"),
+    # Zero only once cancelled (paygate.corrections): nothing is owed on it any more.
+    CheckConstraint("amount >= 0", name="amount_not_negative"),
     CheckConstraint("principal_paid >= 0 AND principal_paid <= amount", name="principal_paid"),
     CheckConstraint(
         "late_fee_paid >= 0 AND late_fee_paid <= late_fee_charged", name="late_fee_paid"
@@ -292,7 +293,8 @@ allocations = Table(
     Column("payment_id", BigInteger, nullable=False, index=True),
     Column("bill_id", BigInteger, ForeignKey("bills.id"), nullable=False, index=True),
     # 'payment' when made as the payment posted, 'credit' when a later bill consumed credit,
-    # 'reversal' (negative amounts) when a reversal re-opened what the payment had paid.
+    # 'reversal' (negative amounts) when a reversal re-opened what the payment had paid,
+    # 'correction' (negative amounts) when a bill's cancellation or reduction freed it.
     Column("source", String(16), nullable=False),
     Column("late_fee", BigInteger, nullable=False),
     Column("principal", BigInteger, nullable=False),
@@ -361,6 +363,29 @@ dunning_notices = Table(
     Column("served_by", String(64), nullable=False),
     Column("arrears", BigInteger, nullable=False),
     info={"owner": "paygate.dunning"},
+)
+
+# Corrections of issued bills (作废 cancellation, 退补 adjustment), one row per correction; the
+# unique correction_id makes each one take effect once. ``amount`` is the signed change of the
+# bill's amount; ``result`` the correction as answered, replayed to a retry.
+bill_corrections = Table(
+    "bill_corrections",
+    metadata,
+    _id(),
+    Column("correction_id", String(64), nullable=False, unique=True),
+    Column("kind", String(8), nullable=False),
+    Column("account_id", BigInteger, ForeignKey("accounts.id"), nullable=False),
+    Column("bill_id", BigInteger, ForeignKey("bills.id"), nullable=False, index=True),
+    Column("amount", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("amount_before", BigInteger, nullable=False),
+    Column("late_fee_reversed", BigInteger, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("entry_id", BigInteger, ForeignKey("journal_entries.id"), nullable=False),
+    Column("result", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    CheckConstraint("kind IN ('cancel', 'adjust')", name="kind"),
+    info={"owner": "paygate.corrections"},
 )
 
 supply_transitions = Table(
