@@ -528,7 +528,12 @@ class Dispatcher:
             try:
                 sink.deliver(event)
             except DeliveryError as exc:
-                log.debug("outbox event %s: sink %s failed", event_id, sink.name, exc_info=exc)
+                log.debug(
+                    "outbox event %s: sink %s failed",
+                    event_id,
+                    sink.name,
+                    extra={"event_id": event_id, "sink": sink.name, "error": str(exc)},
+                )
                 errors.append(str(exc))
             except Exception as exc:  # a broken sink is a failed delivery
                 log.exception("sink %s raised on event %s", sink.name, event_id)
