@@ -85,11 +85,18 @@ def _alive(pid: int) -> bool:
 
 
 class _Scrape(Collector):
-    """One scrape: the database's families, then the processes' (without ``_created``)."""
+    """One scrape: the database's families, then the processes' (without ``_created``), then
+    the ``declared`` families no process has a sample of yet (every family is always named)."""
 
-    def __init__(self, database: DatabaseFigures | None, sources: Iterable[Collector]) -> None:
+    def __init__(
+        self,
+        database: DatabaseFigures | None,
+        sources: Iterable[Collector],
+        declared: Iterable[Metric] = (),
+    ) -> None:
         self._database = database
         self._sources = sources
+        self._declared = declared
 
     def collect(self) -> Iterator[Metric]:
         database = self._database
@@ -126,9 +133,14 @@ class _Scrape(Collector):
             for severity, count in database.open_breaches:
                 breaches.add_metric([severity], count)
             yield breaches
+        named: set[str] = set()
         for source in self._sources:
             for family in source.collect():
                 family.samples = [s for s in family.samples if not s.name.endswith("_created")]
+                named.add(family.name)
+                yield family
+        for family in self._declared:
+            if family.name not in named:
                 yield family
 
 
@@ -217,6 +229,19 @@ class Metrics:
             registry=registry,
             multiprocess_mode="livemax",
         )
+        self._declared = (
+            self._start,
+            self._payments,
+            self._requests,
+            self._problems,
+            self._latency,
+            self._cpu,
+            self._memory,
+            self._fds,
+            self._pool_size,
+            self._pool_checked_out,
+            self._pool_overflow,
+        )
         self._start.labels(self.worker).set(time.time())
         self._process = ProcessCollector(registry=None)
         self._cpu_seen = 0.0
@@ -257,15 +282,13 @@ class Metrics:
 
     def render(self, database: DatabaseFigures | None) -> bytes:
         """The exposition text; ``database`` None means it could not be read this time."""
-        sources: list[Collector]
         if self.directory is None:
-            sources = [self._registry]
-        else:
-            self._bury(self.directory)
-            merged = CollectorRegistry(auto_describe=False)
-            MultiProcessCollector(merged, path=str(self.directory))  # type: ignore[no-untyped-call]
-            sources = [merged]
-        return generate_latest(_Scrape(database, sources))
+            return generate_latest(_Scrape(database, [self._registry]))
+        self._bury(self.directory)
+        merged = CollectorRegistry(auto_describe=False)
+        MultiProcessCollector(merged, path=str(self.directory))  # type: ignore[no-untyped-call]
+        declared = [family for metric in self._declared for family in metric.describe()]
+        return generate_latest(_Scrape(database, [merged], declared))
 
     def stop(self) -> None:
         """This worker stops: its gauges leave the scrapes of the workers that remain."""
