@@ -31,7 +31,6 @@ from paygate.logs import (
     request_id,
 )
 
-
 Captured = tuple[logging.Logger, io.StringIO, logging.StreamHandler[io.StringIO]]
 
 
