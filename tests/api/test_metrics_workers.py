@@ -141,3 +141,33 @@ def test_every_scrape_sums_both_workers_and_a_killed_worker_keeps_only_its_count
         assert process.poll() is None
     assert process.returncode is not None
     assert not shared.exists()  # the private directory goes with the server
+
+
+def test_one_process_names_the_same_families_and_a_database_down_drops_its_own() -> None:
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import QueuePool
+
+    from paygate.api.metrics import Metrics
+    from paygate.reports import DatabaseFigures
+
+    metrics = Metrics()
+    assert metrics.directory is None  # no PROMETHEUS_MULTIPROC_DIR in the test process
+    engine = create_engine("sqlite://", poolclass=QueuePool, pool_size=3, max_overflow=3)
+    with engine.connect():
+        metrics.sample(engine.pool)
+    metrics.count_payment("kiosk", "posted")
+    figures = DatabaseFigures((("kiosk", "posted", 4),), 2, 1, (("major", 1),))
+    up = {f.name: f for f in text_string_to_metric_families(metrics.render(figures).decode())}
+    assert {name: f.type for name, f in up.items()} == FAMILIES
+    worker = {"worker": str(os.getpid())}
+    assert [(s.labels, s.value) for s in up["paygate_db_pool_size"].samples] == [(worker, 3)]
+    assert [s.value for s in up["paygate_db_pool_checked_out"].samples] == [1]
+    assert [s.value for s in up["paygate_outbox_dead"].samples] == [1]
+    down = {f.name for f in text_string_to_metric_families(metrics.render(None).decode())}
+    assert down == set(FAMILIES) - {
+        "paygate_payments",
+        "paygate_outbox_depth",
+        "paygate_outbox_dead",
+        "paygate_open_breaches",
+    }
+    engine.dispose()
