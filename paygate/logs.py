@@ -23,9 +23,10 @@ import json
 import logging
 import logging.config
 import re
+import sys
 from contextvars import ContextVar
 from datetime import datetime
-from typing import Any, Final, Literal, Protocol, cast
+from typing import Any, Final, Literal, Protocol, TextIO, cast
 
 from paygate.errors import ConfigurationError
 
@@ -38,6 +39,7 @@ __all__ = [
     "LogLevel",
     "RequestIdFilter",
     "SecretMask",
+    "StderrHandler",
     "TextFormatter",
     "configure_logging",
     "log_options",
@@ -120,9 +122,20 @@ _PATTERNS: Final[tuple[tuple[re.Pattern[str], str], ...]] = (
 )
 
 
+# Every pattern above but the last two needs one of these words in the text; the last two
+# (long hex and base64) need 40 characters: most of what is logged is let through at once.
+_HINT: Final = re.compile(r"://|pass|secret|token|pin|signature|key|authoriz|-----", re.I)
+_LONG: Final = 40
+
+
 def mask_secrets(text: str) -> str:
     """``text`` with every secret-shaped part replaced by ``***``."""
-    for pattern, replacement in _PATTERNS:
+    hinted = _HINT.search(text) is not None
+    if not hinted and len(text) < _LONG:
+        return text
+    for index, (pattern, replacement) in enumerate(_PATTERNS):
+        if index < len(_PATTERNS) - 2 and not hinted:
+            continue
         if "keep" in pattern.groupindex:
             text = pattern.sub(r"\g<keep>" + replacement.replace("\\", "\\\\"), text)
         else:
@@ -164,6 +177,22 @@ class RequestIdFilter(logging.Filter):
             if current is not None:
                 record.request_id = current
         return True
+
+
+class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is when a record is written (not when configured)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> TextIO:
+        """The current ``sys.stderr``."""
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: TextIO) -> None:
+        pass
 
 
 def _time(record: logging.LogRecord) -> str:
@@ -236,12 +265,14 @@ def logging_config(level: LogLevel = "info", fmt: LogFormat = "text") -> dict[st
     upper = level.upper()
     formatter = JsonFormatter if fmt == "json" else TextFormatter
     handler = {
-        "class": "logging.StreamHandler",
-        "stream": "ext://sys.stderr",
+        "()": f"{__name__}.StderrHandler",
         "formatter": "paygate",
         "filters": ["request_id", "secrets"],
     }
-    logger = {"handlers": ["paygate"], "level": upper, "propagate": False}
+    # One handler, on the root: paygate's and uvicorn's records reach it by propagation (as
+    # they reach any other handler a program adds to the root); other libraries' records
+    # below warning stop at the root's level.
+    logger = {"handlers": [], "level": upper, "propagate": True}
     return {
         "version": 1,
         "disable_existing_loggers": False,
@@ -254,7 +285,7 @@ def logging_config(level: LogLevel = "info", fmt: LogFormat = "text") -> dict[st
         "loggers": {
             "paygate": dict(logger),
             "uvicorn": dict(logger),
-            "uvicorn.error": {"level": upper, "propagate": True, "handlers": []},
+            "uvicorn.error": dict(logger),
             "uvicorn.access": dict(logger),
         },
         "root": {"handlers": ["paygate"], "level": "WARNING"},
