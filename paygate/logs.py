@@ -118,8 +118,15 @@ _PATTERNS: Final[tuple[tuple[re.Pattern[str], str], ...]] = (
     ),
     # Long hex (HMACs, keys; a request id is 32 hex digits and stays) and long base64.
     (re.compile(r"(?<![0-9A-Za-z])[0-9a-fA-F]{40,}(?![0-9A-Za-z])"), MASK),
+    # (base64 only with upper- and lower-case letters and digits: a path or a name is left)
     (re.compile(r"(?<![A-Za-z0-9+/=_-])[A-Za-z0-9+/_-]{43,}={0,2}(?![A-Za-z0-9+/=_-])"), MASK),
 )
+
+
+def _base64_like(found: re.Match[str]) -> str:
+    text = found.group(0)
+    mixed = (any(c.isupper() for c in text), any(c.islower() for c in text))
+    return MASK if all(mixed) and any(c.isdigit() for c in text) else text
 
 
 # Every pattern above but the last two needs one of these words in the text; the last two
@@ -136,7 +143,9 @@ def mask_secrets(text: str) -> str:
     for index, (pattern, replacement) in enumerate(_PATTERNS):
         if index < len(_PATTERNS) - 2 and not hinted:
             continue
-        if "keep" in pattern.groupindex:
+        if index == len(_PATTERNS) - 1:
+            text = pattern.sub(_base64_like, text)
+        elif "keep" in pattern.groupindex:
             text = pattern.sub(r"\g<keep>" + replacement.replace("\\", "\\\\"), text)
         else:
             text = pattern.sub(replacement, text)
@@ -210,7 +219,7 @@ def _fields(record: logging.LogRecord) -> dict[str, object]:
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: ``time`` (ISO 8601 with the UTC offset), ``level``,
-    ``logger``, ``message``, the record's :data:`FIELDS`, and ``exception`` (the trace)."""
+    ``logger``, ``message``, the record's :data:`FIELDS`, and ``trace`` (an exception's)."""
 
     def format(self, record: logging.LogRecord) -> str:
         """The record as one line of JSON."""
@@ -224,7 +233,7 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info and not record.exc_text:
             record.exc_text = self.formatException(record.exc_info)
         if record.exc_text:
-            line["exception"] = record.exc_text
+            line["trace"] = record.exc_text
         if record.stack_info:
             line["stack"] = self.formatStack(record.stack_info)
         return json.dumps(line, ensure_ascii=False, default=str)

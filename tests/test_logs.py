@@ -133,7 +133,8 @@ def test_what_is_not_a_secret_is_left_alone() -> None:
     plain = (
         "request 0123456789abcdef0123456789abcdef: GET /v1/accounts/3100000001 401 "
         "supply order 12: head-end hes reports dispatched; idempotency_key=cash-1 "
-        'File "/srv/paygate/.venv/lib/python3.11/site-packages/paygate/outbox.py", line 3'
+        'File "/srv/paygate/.venv/lib/python3.11/site-packages/paygate/outbox.py", line 3 '
+        "/tmp/pytest-of-root/pytest-12/test_the_older_files_are_read_w0/dispatch.toml"
     )
     assert mask_secrets(plain) == plain
 
