@@ -403,7 +403,9 @@ class Dispatcher:
         report.orders_attempted += 1
         name = order.headend or self.default_headend
         headend = self.headends.get(name) if name else None
+        where = {"order_id": order_id, "headend": name, "attempt": order.attempts + 1}
         if headend is None:
+            log.error("supply order %s: no head-end configured", order_id, extra=where)
             gateway.supply.record_order_failure(
                 order_id,
                 f"no head-end configured for account {order.account_no} ({name or 'none'})",
@@ -414,6 +416,9 @@ class Dispatcher:
             return
         command = order.command()
         result: HeadEndResult | None
+        log.debug(
+            "supply order %s: %s to head-end %s", order_id, order.status.value, name, extra=where
+        )
         try:
             if order.status is supply.OrderStatus.OPEN:
                 result = headend.send(command)
@@ -444,11 +449,24 @@ class Dispatcher:
                 retry_at=retry,
                 alert_after=self.alert_after,
             )
+            log.warning(
+                "supply order %s: head-end %s unavailable; retry at %s",
+                order_id,
+                name,
+                retry.isoformat(),
+                extra={**where, "retry_at": retry.isoformat(), "error": str(exc)},
+            )
             report.orders_retrying += 1
             return
         except HeadEndRejected as exc:
             gateway.supply.record_order_failure(
                 order_id, f"{headend.name}: {exc}", claim_token=token, retry_at=None
+            )
+            log.error(
+                "supply order %s: rejected by head-end %s",
+                order_id,
+                name,
+                extra={**where, "error": str(exc)},
             )
             report.orders_failed += 1
             return
@@ -461,6 +479,13 @@ class Dispatcher:
             reference=result.reference,
             claim_token=token,
             next_attempt_at=next_poll,
+        )
+        log.info(
+            "supply order %s: head-end %s reports %s",
+            order_id,
+            name,
+            result.outcome,
+            extra=where,
         )
         report.orders_progressed += 1
 
@@ -531,12 +556,20 @@ class Dispatcher:
             try:
                 sink.deliver(event)
             except DeliveryError as exc:
+                log.debug(
+                    "outbox event %s: sink %s failed",
+                    event_id,
+                    sink.name,
+                    extra={"event_id": event_id, "sink": sink.name, "error": str(exc)},
+                )
                 errors.append(str(exc))
             except Exception as exc:  # a broken sink is a failed delivery
                 log.exception("sink %s raised on event %s", sink.name, event_id)
                 errors.append(f"{sink.name}: unexpected {type(exc).__name__}: {exc}")
+        where = {"event_id": event_id, "attempt": attempts + 1}
         if not errors:
             gateway.store.run(partial(_event_delivered, event_id=event_id, token=token, now=now))
+            log.info("outbox event %s: delivered", event_id, extra=where)
             report.events_delivered += 1
             return True
         attempts += 1
@@ -547,8 +580,20 @@ class Dispatcher:
         failure = _Failure(event_id, token, attempts, dead, retry, "; ".join(errors))
         gateway.store.run(partial(_event_failed, gateway, failure=failure))
         if dead:
+            log.error(
+                "outbox event %s: dead-lettered after %d attempts",
+                event_id,
+                attempts,
+                extra={**where, "error": failure.error},
+            )
             report.events_dead += 1
         else:
+            log.warning(
+                "outbox event %s: delivery failed; retry at %s",
+                event_id,
+                retry.isoformat(),
+                extra={**where, "retry_at": retry.isoformat(), "error": failure.error},
+            )
             report.events_retrying += 1
         return False
 

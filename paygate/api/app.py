@@ -9,8 +9,12 @@ Invariants:
   route's limit, and a declared length over it is refused before a byte is read.
 * **Several workers behave as one.** Nonces, devices (so a revocation), idempotency
   (the unique payment key), kiosk closes and voucher attempts live in the database; the only
-  state a worker keeps is its metrics, labelled with the worker. Any number of workers and
-  machines can serve the same PostgreSQL database.
+  state a worker keeps is its metrics, labelled with the worker (and shared with the other
+  workers of one ``paygate serve`` through prometheus_client's multiprocess files). Any
+  number of workers and machines can serve the same PostgreSQL database.
+* **Every request is one access line** (logger ``paygate.access``, level info): its id, method,
+  path without the query string, route, status and duration; every record logged while it is
+  answered carries the same ``request_id`` (:mod:`paygate.logs`).
 * **Every refusal is a problem.** Errors of the one exception tree, the drivers' "database not
   there", unknown routes and malformed parameters all answer ``application/problem+json``
   (:mod:`paygate.api.problems`); an unexpected exception is logged with its trace under the
@@ -30,6 +34,7 @@ resource, and what they are given is :mod:`paygate.api.deps`.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
@@ -40,11 +45,13 @@ from typing import Any
 import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.pool import Pool
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
+from paygate import logs
 from paygate.api.config import ApiConfig, api_config
 from paygate.api.deps import TERMINAL_CHANNELS, start
 from paygate.api.metrics import Metrics
@@ -83,6 +90,7 @@ from paygate.tokens import TokenSettings
 __all__ = ["app_from_env", "check_startup", "create_app"]
 
 _log = logging.getLogger("paygate.api")
+_access = logging.getLogger("paygate.access")
 
 
 def _package_version() -> str:
@@ -141,6 +149,7 @@ class _RequestContext:
             return
         request_id = uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
+        token = logs.request_id.set(request_id)
         started = time.perf_counter()
         answered: dict[str, int] = {}
 
@@ -164,7 +173,12 @@ class _RequestContext:
                 problem, headers = problem_for(
                     unavailable, request_id=request_id, instance=scope.get("path")
                 )
-                _log.warning("request %s: database unavailable: %r", request_id, exc)
+                _log.warning(
+                    "request %s: database unavailable: %r",
+                    request_id,
+                    exc,
+                    extra={"error": type(exc).__name__},
+                )
             else:
                 # The trace goes to the log, with the id the caller was given; never to them.
                 _log.exception("request %s: unexpected error", request_id)
@@ -173,12 +187,29 @@ class _RequestContext:
             if "status" not in answered:
                 await _problem_response(problem, headers)(scope, receive, send_with_id)
         finally:
-            self.metrics.observe_request(
-                _route_of(scope),
-                str(scope.get("method", "")),
-                answered.get("status", 500),
-                time.perf_counter() - started,
-            )
+            seconds = time.perf_counter() - started
+            status = answered.get("status", 500)
+            method = str(scope.get("method", ""))
+            self.metrics.observe_request(_route_of(scope), method, status, seconds)
+            if _access.isEnabledFor(logging.INFO):
+                client = scope.get("client")
+                # The path only: a query string is the caller's and may carry what no log keeps.
+                _access.info(
+                    "%s %s %d",
+                    method,
+                    scope.get("path", ""),
+                    status,
+                    extra={
+                        "request_id": request_id,
+                        "method": method,
+                        "path": scope.get("path", ""),
+                        "route": _route_of(scope),
+                        "status": status,
+                        "duration_ms": round(seconds * 1000, 3),
+                        "client": client[0] if client else None,
+                    },
+                )
+            logs.request_id.reset(token)
 
 
 # ── the error handlers: every refusal a problem, counted ─────────────────────────────────
@@ -244,6 +275,20 @@ def _check_config(config: ApiConfig, registry: ChannelRegistry) -> None:
         )
 
 
+SAMPLE_SECONDS = 5.0
+"""How often a worker records its process and database-pool figures (and at each scrape)."""
+
+
+def _sample(metrics: Metrics, pool: Pool, stop: threading.Event) -> None:
+    while True:
+        try:
+            metrics.sample(pool)
+        except Exception:  # a figure missed is not worth a worker
+            _log.exception("metrics: the process figures could not be sampled")
+        if stop.wait(SAMPLE_SECONDS):
+            return
+
+
 def create_app(
     settings: Settings,
     *,
@@ -275,10 +320,19 @@ def create_app(
             start, settings, config, registry, clock, max_concurrency, tokens
         )
         app.state.runtime = runtime
+        stop = threading.Event()
+        pool = runtime.gateway.store.engine.pool
+        sampler = threading.Thread(
+            target=_sample, args=(metrics, pool, stop), name="paygate-metrics", daemon=True
+        )
+        sampler.start()
         try:
             yield
         finally:
             app.state.runtime = None
+            stop.set()
+            await anyio.to_thread.run_sync(sampler.join)
+            metrics.stop()
             await anyio.to_thread.run_sync(runtime.close)
 
     app = FastAPI(

@@ -1,33 +1,51 @@
-"""``GET /metrics``: Prometheus text exposition (format 0.0.4), without a client library.
+"""``GET /metrics``: Prometheus text exposition (format 0.0.4) by ``prometheus_client``.
 
-Invariant: a figure that must agree whichever worker answers the scrape is read from the
-database at scrape time — payments by channel and status, the outbox depth, open breaches of
-the service promise — so two workers (or two machines) never report two truths. What only a
-process can know — request counts, the latency histogram, payment requests by outcome — is
-counted in that process and labelled with ``worker`` (its process id), so that series from
-different workers are never mixed into one counter that would seem to jump backwards.
+Invariants:
 
-Behind one port several uvicorn workers share the listening socket, and a scrape reaches one
-of them; its per-worker series are a sample. Where per-worker figures matter, run one
-``paygate serve`` process per port and scrape each (docs/http-api.md).
+* **A figure that must agree whichever worker answers is read from the database at scrape
+  time** — payments by channel and status, the outbox depth, open breaches of the service
+  promise — so two workers (or two machines) never report two truths.
+* **What only a process can know is counted in that process, labelled ``worker``** (its process
+  id) — requests, the latency histogram, payment requests by outcome, problems, the process's
+  CPU, memory and open files, its database pool — so that series of different workers are never
+  mixed into one counter that would seem to jump backwards.
+* **Every worker's series are in every scrape.** ``paygate serve --workers N`` (N > 1) gives its
+  workers a private ``PROMETHEUS_MULTIPROC_DIR``: each worker writes its figures there
+  (``prometheus_client``'s multiprocess mode) and a scrape, whichever worker answers it, reads
+  them all. A worker that is gone keeps its counters (they happened) but its gauges go: a
+  worker marks itself dead when it stops, and a scrape marks dead any worker whose process no
+  longer exists. With one worker (or an app made by :func:`~paygate.api.create_app` in a
+  program) the figures live in the process.
 """
 
 from __future__ import annotations
 
-import math
+import contextlib
+import glob
 import os
+import re
 import threading
 import time
-from collections import defaultdict
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Final
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
+from prometheus_client.exposition import generate_latest
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
+from sqlalchemy.pool import Pool, QueuePool
 
 from paygate.reports import DatabaseFigures
 
-__all__ = ["CONTENT_TYPE", "Metrics"]
+__all__ = ["CONTENT_TYPE", "LATENCY_BUCKETS", "MULTIPROC_ENV", "Metrics", "multiprocess_dir"]
 
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
+
+MULTIPROC_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
+"""The variable naming the directory the workers of one ``paygate serve`` share figures in."""
 
 LATENCY_BUCKETS: Final[tuple[float, ...]] = (
     0.005,
@@ -44,189 +62,249 @@ LATENCY_BUCKETS: Final[tuple[float, ...]] = (
 )
 """Upper bounds (seconds) of the request latency histogram; +Inf is implied."""
 
-Labels = tuple[tuple[str, str], ...]
+_LIVE_FILE: Final = re.compile(r"gauge_live\w+?_(\d+)\.db$")
 
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+def multiprocess_dir() -> Path | None:
+    """The directory of prometheus_client's multiprocess mode, when this process is in it:
+    ``PROMETHEUS_MULTIPROC_DIR`` was set before prometheus_client was imported."""
+    directory = os.environ.get(MULTIPROC_ENV)
+    if directory and values.ValueClass is not values.MutexValue:
+        return Path(directory)
+    return None
 
 
-def _labels(labels: Labels) -> str:
-    if not labels:
-        return ""
-    return "{" + ",".join(f'{name}="{_escape(value)}"' for name, value in labels) + "}"
+def _alive(pid: int) -> bool:
+    if os.name != "posix":  # elsewhere signal 0 is no question: count every worker alive
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process, or a platform that cannot say: alive
+        return True
+    return True
 
 
-def _number(value: float) -> str:
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    if float(value).is_integer():
-        return str(int(value))
-    return repr(float(value))
+class _Scrape(Collector):
+    """One scrape: the database's families, then the processes' (without ``_created``), then
+    the ``declared`` families no process has a sample of yet (every family is always named)."""
 
+    def __init__(
+        self,
+        database: DatabaseFigures | None,
+        sources: Iterable[Collector],
+        declared: Iterable[Metric] = (),
+    ) -> None:
+        self._database = database
+        self._sources = sources
+        self._declared = declared
 
-@dataclass
-class _Histogram:
-    counts: list[int] = field(default_factory=lambda: [0] * len(LATENCY_BUCKETS))
-    total: float = 0.0
-    count: int = 0
-
-    def observe(self, seconds: float) -> None:
-        for index, bound in enumerate(LATENCY_BUCKETS):
-            if seconds <= bound:
-                self.counts[index] += 1
-                break
-        self.total += seconds
-        self.count += 1
+    def collect(self) -> Iterator[Metric]:
+        database = self._database
+        up = GaugeMetricFamily(
+            "paygate_database_up", "1 when this scrape could read the database, else 0."
+        )
+        up.add_metric([], 1 if database is not None else 0)
+        yield up
+        if database is not None:
+            payments = GaugeMetricFamily(
+                "paygate_payments",
+                "Payments in the ledger by channel and status (all workers; from the database).",
+                labels=["channel", "status"],
+            )
+            for channel, status, count in database.payments:
+                payments.add_metric([channel, status], count)
+            yield payments
+            depth = GaugeMetricFamily(
+                "paygate_outbox_depth", "Events waiting for delivery (from the database)."
+            )
+            depth.add_metric([], database.outbox_pending)
+            yield depth
+            dead = GaugeMetricFamily(
+                "paygate_outbox_dead", "Events given up after every retry (from the database)."
+            )
+            dead.add_metric([], database.outbox_dead)
+            yield dead
+            breaches = GaugeMetricFamily(
+                "paygate_open_breaches",
+                "Breaches of the service promise on orders still open, by severity "
+                "(from the database).",
+                labels=["severity"],
+            )
+            for severity, count in database.open_breaches:
+                breaches.add_metric([severity], count)
+            yield breaches
+        named: set[str] = set()
+        for source in self._sources:
+            for family in source.collect():
+                family.samples = [s for s in family.samples if not s.name.endswith("_created")]
+                named.add(family.name)
+                yield family
+        for family in self._declared:
+            if family.name not in named:
+                yield family
 
 
 class Metrics:
-    """The in-process counters and histogram of one worker; safe across threads."""
+    """The counters, gauges and histogram of one worker; safe across threads.
+
+    In a worker of ``paygate serve --workers N`` (:func:`multiprocess_dir` set) they are
+    written where every worker's scrape reads them; otherwise they live in this object.
+    """
 
     def __init__(self) -> None:
-        self._worker = str(os.getpid())
-        self._started = time.time()
-        self._lock = threading.Lock()
-        self._requests: dict[tuple[str, str, str], int] = defaultdict(int)
-        self._latency: dict[tuple[str, str], _Histogram] = defaultdict(_Histogram)
-        self._payments: dict[tuple[str, str], int] = defaultdict(int)
-        self._refusals: dict[tuple[str, str], int] = defaultdict(int)
+        self.worker = str(os.getpid())
+        self.directory = multiprocess_dir()
+        self._registry = CollectorRegistry(auto_describe=False)
+        registry = self._registry if self.directory is None else None
+        self._start = Gauge(
+            "paygate_worker_start_time_seconds",
+            "Unix time this worker started.",
+            ["worker"],
+            registry=registry,
+            multiprocess_mode="livemax",
+        )
+        self._payments = Counter(
+            "paygate_payment_requests_total",
+            "Payment requests answered by this worker, by channel and outcome.",
+            ["worker", "channel", "outcome"],
+            registry=registry,
+        )
+        self._requests = Counter(
+            "paygate_http_requests_total",
+            "HTTP requests answered by this worker, by route, method and status.",
+            ["worker", "route", "method", "status"],
+            registry=registry,
+        )
+        self._problems = Counter(
+            "paygate_problems_total",
+            "Problem answers of this worker, by route and code.",
+            ["worker", "route", "code"],
+            registry=registry,
+        )
+        self._latency = Histogram(
+            "paygate_http_request_duration_seconds",
+            "Time from request to answer in this worker, by route and method.",
+            ["worker", "route", "method"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self._cpu = Counter(
+            "paygate_process_cpu_seconds_total",
+            "CPU time (user and system) this worker has used.",
+            ["worker"],
+            registry=registry,
+        )
+        self._memory = Gauge(
+            "paygate_process_resident_memory_bytes",
+            "Resident memory of this worker.",
+            ["worker"],
+            registry=registry,
+            multiprocess_mode="livemax",
+        )
+        self._fds = Gauge(
+            "paygate_process_open_fds",
+            "Open file descriptors of this worker.",
+            ["worker"],
+            registry=registry,
+            multiprocess_mode="livemax",
+        )
+        self._pool_size = Gauge(
+            "paygate_db_pool_size",
+            "Connections the worker's database pool keeps (its configured size).",
+            ["worker"],
+            registry=registry,
+            multiprocess_mode="livemax",
+        )
+        self._pool_checked_out = Gauge(
+            "paygate_db_pool_checked_out",
+            "Connections of the worker's database pool in use now.",
+            ["worker"],
+            registry=registry,
+            multiprocess_mode="livemax",
+        )
+        self._pool_overflow = Gauge(
+            "paygate_db_pool_overflow",
+            "Connections open beyond the pool's size now (negative: fewer than the size open).",
+            ["worker"],
+            registry=registry,
+            multiprocess_mode="livemax",
+        )
+        self._declared = (
+            self._start,
+            self._payments,
+            self._requests,
+            self._problems,
+            self._latency,
+            self._cpu,
+            self._memory,
+            self._fds,
+            self._pool_size,
+            self._pool_checked_out,
+            self._pool_overflow,
+        )
+        self._start.labels(self.worker).set(time.time())
+        self._process = ProcessCollector(registry=None)
+        self._cpu_seen = 0.0
+        self._sample_lock = threading.Lock()
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         """Count one answered request and its latency (first byte of the request to the last
         of the answer, as the application sees it)."""
-        with self._lock:
-            self._requests[(route, method, str(status))] += 1
-            self._latency[(route, method)].observe(seconds)
+        self._requests.labels(self.worker, route, method, str(status)).inc()
+        self._latency.labels(self.worker, route, method).observe(seconds)
 
     def count_payment(self, channel: str, outcome: str) -> None:
         """Count one payment request by outcome: ``posted``, ``replayed`` or ``refused``."""
-        with self._lock:
-            self._payments[(channel, outcome)] += 1
+        self._payments.labels(self.worker, channel, outcome).inc()
 
     def count_refusal(self, route: str, code: str) -> None:
         """Count one problem answer by its code."""
-        with self._lock:
-            self._refusals[(route, code)] += 1
+        self._problems.labels(self.worker, route, code).inc()
 
-    def render(self, database: DatabaseFigures | None) -> str:
+    def sample(self, pool: Pool | None) -> None:
+        """Record this process's CPU time, memory and open files (where the platform tells:
+        ``/proc``) and ``pool``'s connections now."""
+        with self._sample_lock:
+            for family in self._process.collect():
+                for found in family.samples:
+                    if found.name == "process_cpu_seconds_total":
+                        if found.value > self._cpu_seen:
+                            self._cpu.labels(self.worker).inc(found.value - self._cpu_seen)
+                            self._cpu_seen = found.value
+                    elif found.name == "process_resident_memory_bytes":
+                        self._memory.labels(self.worker).set(found.value)
+                    elif found.name == "process_open_fds":
+                        self._fds.labels(self.worker).set(found.value)
+            if isinstance(pool, QueuePool):
+                self._pool_size.labels(self.worker).set(pool.size())
+                self._pool_checked_out.labels(self.worker).set(pool.checkedout())
+                self._pool_overflow.labels(self.worker).set(pool.overflow())
+
+    def render(self, database: DatabaseFigures | None) -> bytes:
         """The exposition text; ``database`` None means it could not be read this time."""
-        worker = (("worker", self._worker),)
-        out: list[str] = []
+        if self.directory is None:
+            return generate_latest(_Scrape(database, [self._registry]))
+        self._bury(self.directory)
+        merged = CollectorRegistry(auto_describe=False)
+        MultiProcessCollector(merged, path=str(self.directory))  # type: ignore[no-untyped-call]
+        declared = [family for metric in self._declared for family in metric.describe()]
+        return generate_latest(_Scrape(database, [merged], declared))
 
-        def family(name: str, kind: str, text: str, samples: Iterable[tuple[str, float]]) -> None:
-            out.append(f"# HELP {name} {text}")
-            out.append(f"# TYPE {name} {kind}")
-            out.extend(f"{sample} {_number(value)}" for sample, value in samples)
+    def stop(self) -> None:
+        """This worker stops: its gauges leave the scrapes of the workers that remain."""
+        if self.directory is not None:
+            mark_process_dead(os.getpid(), str(self.directory))  # type: ignore[no-untyped-call]
 
-        with self._lock:
-            requests = sorted(self._requests.items())
-            latency = sorted(
-                (key, (list(h.counts), h.total, h.count)) for key, h in self._latency.items()
-            )
-            payments = sorted(self._payments.items())
-            refusals = sorted(self._refusals.items())
-
-        family(
-            "paygate_database_up",
-            "gauge",
-            "1 when this scrape could read the database, else 0.",
-            [("paygate_database_up", 1 if database is not None else 0)],
-        )
-        if database is not None:
-            family(
-                "paygate_payments",
-                "gauge",
-                "Payments in the ledger by channel and status (all workers; from the database).",
-                [
-                    (f"paygate_payments{_labels((('channel', c), ('status', s)))}", n)
-                    for c, s, n in database.payments
-                ],
-            )
-            family(
-                "paygate_outbox_depth",
-                "gauge",
-                "Events waiting for delivery (from the database).",
-                [("paygate_outbox_depth", database.outbox_pending)],
-            )
-            family(
-                "paygate_outbox_dead",
-                "gauge",
-                "Events given up after every retry (from the database).",
-                [("paygate_outbox_dead", database.outbox_dead)],
-            )
-            family(
-                "paygate_open_breaches",
-                "gauge",
-                "Breaches of the service promise on orders still open, by severity "
-                "(from the database).",
-                [
-                    (f"paygate_open_breaches{_labels((('severity', s),))}", n)
-                    for s, n in database.open_breaches
-                ],
-            )
-        family(
-            "paygate_worker_start_time_seconds",
-            "gauge",
-            "Unix time this worker started.",
-            [(f"paygate_worker_start_time_seconds{_labels(worker)}", self._started)],
-        )
-        family(
-            "paygate_payment_requests_total",
-            "counter",
-            "Payment requests answered by this worker, by channel and outcome.",
-            [
-                (
-                    "paygate_payment_requests_total"
-                    f"{_labels((*worker, ('channel', c), ('outcome', o)))}",
-                    n,
-                )
-                for (c, o), n in payments
-            ],
-        )
-        family(
-            "paygate_http_requests_total",
-            "counter",
-            "HTTP requests answered by this worker, by route, method and status.",
-            [
-                (
-                    "paygate_http_requests_total"
-                    f"{_labels((*worker, ('route', r), ('method', m), ('status', s)))}",
-                    n,
-                )
-                for (r, m, s), n in requests
-            ],
-        )
-        family(
-            "paygate_problems_total",
-            "counter",
-            "Problem answers of this worker, by route and code.",
-            [
-                (f"paygate_problems_total{_labels((*worker, ('route', r), ('code', c)))}", n)
-                for (r, c), n in refusals
-            ],
-        )
-        samples: list[tuple[str, float]] = []
-        for (route, method), (counts, total, count) in latency:
-            labels = (*worker, ("route", route), ("method", method))
-            running = 0
-            for bound, bucket in zip(LATENCY_BUCKETS, counts, strict=True):
-                running += bucket
-                samples.append(
-                    (
-                        "paygate_http_request_duration_seconds_bucket"
-                        f"{_labels((*labels, ('le', _number(bound))))}",
-                        running,
+    @staticmethod
+    def _bury(directory: Path) -> None:
+        """Mark dead every worker whose live gauges are still there but whose process is not
+        (a worker killed before it could say so)."""
+        for name in glob.glob(os.path.join(directory, "gauge_live*.db")):
+            found = _LIVE_FILE.search(name)
+            if found is not None and not _alive(int(found.group(1))):
+                with contextlib.suppress(FileNotFoundError):
+                    mark_process_dead(  # type: ignore[no-untyped-call]
+                        int(found.group(1)), str(directory)
                     )
-                )
-            infinity = _labels((*labels, ("le", "+Inf")))
-            samples.append((f"paygate_http_request_duration_seconds_bucket{infinity}", count))
-            samples.append((f"paygate_http_request_duration_seconds_sum{_labels(labels)}", total))
-            samples.append((f"paygate_http_request_duration_seconds_count{_labels(labels)}", count))
-        family(
-            "paygate_http_request_duration_seconds",
-            "histogram",
-            "Time from request to answer in this worker, by route and method.",
-            samples,
-        )
-        return "\n".join(out) + "\n"

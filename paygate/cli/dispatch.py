@@ -30,23 +30,40 @@ def dispatch(
         typer.Option("--max", min=1, help="With --once: stop after this many orders and events."),
     ] = 10_000,
     idle_wait: Annotated[float, typer.Option(help="Seconds to wait when nothing is due.")] = 1.0,
+    log_level: Annotated[
+        str | None,
+        typer.Option(
+            help="debug, info (a line per delivery), warning or error; default: [log] level.",
+            show_default=False,
+        ),
+    ] = None,
+    log_format: Annotated[
+        str | None,
+        typer.Option(
+            help="text or json (one JSON object per line); default: [log] format.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Deliver supply orders to head-ends and events to sinks until stopped (SIGTERM, Ctrl-C).
 
     A stop signal lets the current delivery finish and exits cleanly; a killed dispatcher
     loses nothing: its leased rows go out again once the lease runs out. Events wait in the
-    outbox while no sink is configured.
+    outbox while no sink is configured. Every attempt, retry and dead letter is logged
+    (stderr; ``--log-level``, ``--log-format``).
     """
     import signal
     import threading
 
     from paygate.dispatch_config import dispatch_config, dispatcher_options
+    from paygate.logs import configure_logging, log_options
     from paygate.outbox import Dispatcher
 
     stop = threading.Event()
 
     def run() -> None:
         configured = config_for(database_url, files={"dispatch": config})
+        configure_logging(*log_options(log_level, log_format, configured.log))
         setup = dispatch_config(configured)
         try:
             with Gateway.open(settings=configured.settings) as gateway:

@@ -12,12 +12,19 @@ string ``paygate.api:app_from_env``, which loads the configuration from the envi
 command leaves them (:meth:`~paygate.config.PaygateConfig.environment`: ``PAYGATE_CONFIG``,
 an older api file's ``PAYGATE_API_CONFIG``, and each flag given as its ``PAYGATE_*`` variable),
 so that every worker has the configuration this command checked.
+
+Logs: ``--log-level`` and ``--log-format`` (else the configuration's ``[log]``) configure this
+process and, through uvicorn's ``log_config``, every worker: uvicorn's loggers and paygate's
+alike (:mod:`paygate.logs`). Metrics: with more than one worker, the workers share a private
+``PROMETHEUS_MULTIPROC_DIR`` made here and removed when this command ends
+(:mod:`paygate.api.metrics`).
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import tempfile
 from pathlib import Path
 from typing import Annotated
 
@@ -26,6 +33,7 @@ import typer
 from paygate.api.config import api_config
 from paygate.cli._common import DatabaseUrl, config_for, guard, out
 from paygate.errors import ConfigurationError
+from paygate.logs import configure_logging, log_options, logging_config
 from paygate.store.engine import normalize_url
 
 __all__ = ["check_address", "serve"]
@@ -72,7 +80,20 @@ def serve(
         ),
     ] = None,
     database_url: DatabaseUrl = None,
-    log_level: Annotated[str, typer.Option(help="uvicorn's log level.")] = "info",
+    log_level: Annotated[
+        str | None,
+        typer.Option(
+            help="debug, info (a line per request), warning or error; default: [log] level.",
+            show_default=False,
+        ),
+    ] = None,
+    log_format: Annotated[
+        str | None,
+        typer.Option(
+            help="text or json (one JSON object per line); default: [log] format.",
+            show_default=False,
+        ),
+    ] = None,
     proxy_headers: Annotated[
         bool,
         typer.Option(help="Trust X-Forwarded-* from --forwarded-allow-ips (behind a proxy)."),
@@ -84,8 +105,12 @@ def serve(
     """Serve the HTTP gateway: terminals, channel notifications, head-end callbacks."""
     import uvicorn
 
+    from paygate.api.metrics import MULTIPROC_ENV
+
     config_in_effect = config_for(database_url, files={"api": config})
     settings = config_in_effect.settings
+    level, fmt = guard(lambda: log_options(log_level, log_format, config_in_effect.log))
+    configure_logging(level, fmt)
 
     def check() -> None:
         # What every worker will open, opened once now: an un-migrated database, a channel
@@ -98,27 +123,45 @@ def serve(
 
     guard(check)
     # The workers read these: the same configuration as this process, whichever way it got it.
-    for variable, value in config_in_effect.environment().items():
+    variables = config_in_effect.environment()
+    variables.update({"PAYGATE_LOG__LEVEL": level, "PAYGATE_LOG__FORMAT": fmt})
+    for variable, value in variables.items():
         if value is None:
             os.environ.pop(variable, None)
         else:
             os.environ[variable] = value
+    # Several workers write their figures into one private directory, which every worker's
+    # scrape reads whole; it is made before uvicorn starts them (prometheus_client decides at
+    # import) and removed when they are all gone.
+    shared = tempfile.TemporaryDirectory(prefix="paygate-metrics-") if workers > 1 else None
+    if shared is not None:
+        os.environ[MULTIPROC_ENV] = shared.name
     out.print(
         f"paygate serving on http://{host}:{port} with {workers} worker(s); "
         f"database {normalize_url(settings.database_url).render_as_string(hide_password=True)}",
         highlight=False,
         soft_wrap=True,
     )
-    uvicorn.run(
-        "paygate.api:app_from_env",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level=log_level,
-        proxy_headers=proxy_headers,
-        forwarded_allow_ips=forwarded_allow_ips,
-        # The gateway's own X-Request-Id and problems are the answer's identity; uvicorn's
-        # Server and Date headers add nothing a caller needs.
-        server_header=False,
-    )
+    try:
+        uvicorn.run(
+            "paygate.api:app_from_env",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level=level,
+            # uvicorn's loggers, and paygate's in every worker, through paygate's formatter;
+            # the gateway writes the access line itself (paygate.access: with the request id,
+            # without the query string), so uvicorn's own is off.
+            log_config=logging_config(level, fmt),
+            access_log=False,
+            proxy_headers=proxy_headers,
+            forwarded_allow_ips=forwarded_allow_ips,
+            # The gateway's own X-Request-Id and problems are the answer's identity; uvicorn's
+            # Server and Date headers add nothing a caller needs.
+            server_header=False,
+        )
+    finally:
+        if shared is not None:
+            os.environ.pop(MULTIPROC_ENV, None)
+            shared.cleanup()

@@ -12,7 +12,8 @@ Nothing is read at import time. :meth:`PaygateConfig.load` reads, lowest precede
 
 The top level holds the core settings (:class:`Settings`, what a Gateway needs); each edge has
 its table: ``[api]`` (what ``paygate serve`` answers for), ``[dispatch]`` (head-ends, event
-sinks, dispatcher timings) and ``[reconcile]`` (statement files, bank leg, policy)::
+sinks, dispatcher timings), ``[reconcile]`` (statement files, bank leg, policy) and ``[log]``
+(the level and format of ``serve``'s and ``dispatch``'s logs)::
 
     database_url = "postgresql+psycopg://paygate@db.internal/paygate"
     reconnection_promise = 24
@@ -27,6 +28,10 @@ sinks, dispatcher timings) and ``[reconcile]`` (statement files, bank leg, polic
 
     [reconcile.bank]
     window_days = 7
+
+    [log]
+    level = "info"       # debug, info, warning, error
+    format = "json"      # text, json
 
 The core keys and their variables (the variables' names are the rule's own, but for
 ``reconnection_promise``, which sets ``service_promise``):
@@ -106,6 +111,7 @@ from paygate.config.sections import (
     DispatcherSection,
     DispatchSection,
     HeadEndSection,
+    LogSection,
     NatsSinkSection,
     RabbitMQSinkSection,
     SinkSection,
@@ -129,6 +135,7 @@ __all__ = [
     "DispatchSection",
     "DispatcherSection",
     "HeadEndSection",
+    "LogSection",
     "NatsSinkSection",
     "Origin",
     "PaygateConfig",
@@ -150,7 +157,7 @@ _log = logging.getLogger("paygate.config")
 
 # An older variable or key -> the key it sets now.
 _PROMISE_ALIAS: Final = "reconnection_promise"
-_SECTIONS: Final = ("api", "dispatch", "reconcile")
+_SECTIONS: Final = ("api", "dispatch", "reconcile", "log")
 # The older per-command files: their top-level keys -> where they belong in the one file.
 _DISPATCH_LAYOUT: Final = {
     "headends": "dispatch.headends",
@@ -531,6 +538,7 @@ class PaygateConfig(BaseSettings, Settings):
         default_factory=dict,
         description="channels, bank, policy: checked by paygate.reconcile.config.ReconcileConfig",
     )
+    log: LogSection = Field(default_factory=LogSection)
 
     _origins: dict[str, Origin] = PrivateAttr(default_factory=dict)
     _files: dict[str, Path] = PrivateAttr(default_factory=dict)

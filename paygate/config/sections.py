@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from paygate.errors import ConfigurationError
+from paygate.logs import LogFormat, LogLevel
 
 __all__ = [
     "RETIRED_CALLBACK_TABLE",
@@ -33,6 +34,7 @@ __all__ = [
     "DispatchSection",
     "DispatcherSection",
     "HeadEndSection",
+    "LogSection",
     "NatsSinkSection",
     "RabbitMQSinkSection",
     "Seconds",
@@ -265,3 +267,11 @@ def secret_from_env(where: str, var: object, environ: Mapping[str, str] | None =
     if value is None or not value.strip():
         raise ConfigurationError(f"{where}: environment variable {var} is not set")
     return value
+
+
+class LogSection(_Section):
+    """``[log]``: what ``paygate serve`` and ``paygate dispatch`` log (their ``--log-level``
+    and ``--log-format`` win over it); docs/operations.md lists the JSON lines' fields."""
+
+    level: LogLevel = "info"
+    format: LogFormat = "text"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import socket
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -18,6 +19,7 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from paygate.api import ApiConfig, create_app
 from paygate.channels.kiosk import KioskTotals, MethodTotal
@@ -457,15 +459,36 @@ def test_health_metrics_and_the_openapi_document(world: World, server: LiveServe
     assert asyncio.run(from_async_client()) == ("ok", ACCOUNT)
     metrics = httpx.get(f"{server.url}/metrics")
     assert metrics.headers["content-type"].startswith("text/plain; version=0.0.4")
-    text = metrics.text
-    assert "paygate_database_up 1" in text
-    assert 'paygate_payments{channel="kiosk",status="posted"} 1' in text
-    assert "paygate_outbox_depth " in text
-    assert "# TYPE paygate_open_breaches gauge" in text
-    assert 'channel="kiosk",outcome="posted"} 1' in text
-    assert 'channel="kiosk",outcome="refused"} 1' in text
-    assert 'paygate_http_request_duration_seconds_bucket{worker="' in text
-    assert 'route="/v1/payments",method="POST",le="+Inf"} 2' in text
+    families = {f.name: f for f in text_string_to_metric_families(metrics.text)}
+    assert families["paygate_open_breaches"].type == "gauge"
+
+    def value(name: str, **labels: str) -> float:
+        found = [
+            s.value
+            for f in families.values()
+            for s in f.samples
+            if s.name == name and labels.items() <= s.labels.items()
+        ]
+        assert len(found) == 1, (name, labels, found)
+        return found[0]
+
+    assert value("paygate_database_up") == 1
+    assert value("paygate_payments", channel="kiosk", status="posted") == 1
+    assert value("paygate_outbox_depth") == 1  # the payment's event, no dispatcher running
+    worker = str(os.getpid())  # the server runs in this process
+    posted = value("paygate_payment_requests_total", channel="kiosk", outcome="posted")
+    assert posted == 1
+    assert value("paygate_payment_requests_total", channel="kiosk", outcome="refused") == 1
+    assert (
+        value(
+            "paygate_http_request_duration_seconds_bucket",
+            worker=worker,
+            route="/v1/payments",
+            method="POST",
+            le="+Inf",
+        )
+        == 2
+    )
     document = httpx.get(f"{server.url}/openapi.json").json()
     # The kiosk channel only is configured: the document has what is served, nothing more.
     assert set(document["paths"]) == {

@@ -41,5 +41,6 @@ async def prometheus(runtime: RuntimeDep, metrics: MetricsDep) -> Response:
             _log.warning("metrics: the database could not be read: %r", exc)
             return None
 
-    text = metrics.render(await runtime.run(figures))
-    return Response(text.encode("utf-8"), media_type=METRICS_CONTENT_TYPE)
+    database = await runtime.run(figures)
+    metrics.sample(runtime.gateway.store.engine.pool)
+    return Response(metrics.render(database), media_type=METRICS_CONTENT_TYPE)
