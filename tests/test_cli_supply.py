@@ -133,7 +133,7 @@ def test_orders_list_refuses_a_status_that_does_not_exist(with_order: tuple[str,
     [line] = out.strip().splitlines()
     assert "--status" in line and "'opne'" in line and "open" in line
     code, out = paygate("supply-orders", "list", "--status", "open", "--database-url", url)
-    assert code == 0 and out.split()[0] == str(order_id)
+    assert code == 0 and out.splitlines()[1].split("\t")[0] == str(order_id)
 
 
 @pytest.mark.parametrize(

@@ -25,7 +25,7 @@ from paygate.cli.devices import devices_app
 from paygate.cli.dispatch import dispatch
 from paygate.cli.dunning import dunning_app
 from paygate.cli.events import events_app
-from paygate.cli.reconcile import findings_app, reconcile_app, suspense_app
+from paygate.cli.reconcile import RECONCILE_SETTINGS, findings_app, reconcile, suspense_app
 from paygate.cli.reports import reports_app
 from paygate.cli.serve import serve
 from paygate.cli.supply_orders import supply_orders_app
@@ -61,7 +61,7 @@ app.add_typer(events_app, name="events")
 app.add_typer(reports_app, name="report", help="Reports: the service promise.")
 app.add_typer(vouchers_app, name="vouchers", help="Recharge voucher cards.")
 app.add_typer(devices_app, name="devices", help="Kiosk and POS terminals and their keys.")
-app.add_typer(reconcile_app, name="reconcile")
+app.command("reconcile", context_settings=RECONCILE_SETTINGS)(reconcile)
 app.add_typer(suspense_app, name="suspense")
 app.add_typer(findings_app, name="findings")
 # Retired names of command groups: hidden, working, and saying what they are called now.

@@ -248,8 +248,10 @@ def findings(
     as_of: date | None = None,
     page_size: int = 1000,
     exceptions_only: bool | None = None,
+    after: int = 0,
 ) -> Iterator[Finding]:
-    """The findings of a run in order, a page at a time (each page its own read).
+    """The findings of a run in order (from the one after number ``after`` on), a page at a
+    time (each page its own read).
 
     ``exceptions_only`` is the retired name of ``open_findings_only`` (deprecated).
     """
@@ -279,7 +281,6 @@ def findings(
         )
         return [finding_from_row(tx, run_id, row, day) for row in rows]
 
-    after = 0
     while True:
         batch = gateway.store.run(functools.partial(page, after=after), write=False)
         yield from batch
