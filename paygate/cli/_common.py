@@ -8,16 +8,16 @@ import getpass
 import io
 import json
 import re
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 from zoneinfo import ZoneInfo
 
-import click
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -25,6 +25,7 @@ from rich.table import Column as RichColumn
 from rich.table import Table
 from rich.text import Text
 from sqlalchemy.exc import SQLAlchemyError
+from typer import rich_utils
 from typer.core import TyperArgument, TyperOption
 
 from paygate.config import PaygateConfig, Settings
@@ -182,23 +183,35 @@ def _driver_reason(exc: SQLAlchemyError) -> str:
 
 
 def _flag_named(exc: PaygateError) -> str:
-    """The error's text, its field named as the operator typed it (``--as-of``, ``CHANNEL``)
+    """The error's text, its field named as the operator typed it (``--as-of``, ``ACCOUNT_NO``)
     when it is one of the running command's parameters (``as_of``)."""
     text = str(exc)
     field = exc.field
-    context = click.get_current_context(silent=True)
+    context = _running_command()
     if not field or field.startswith("-") or context is None:
         return text
     for param in context.command.params:
         if param.name != field.replace("-", "_"):
             continue
-        if isinstance(param, click.Option):
+        if getattr(param, "param_type_name", "") == "option":
             longs = [o for o in param.opts if o.startswith("--")]
             named = longs[0] if longs else param.opts[0]
         else:
-            named = param.human_readable_name.upper()
+            named = (param.name or field).upper()
         return text.replace(f"{field}: ", f"{named}: ", 1)
     return text
+
+
+def _running_command() -> Any:
+    """The click context of the command running now, or None (called outside a command).
+
+    typer carries its own copy of click; its context stack is the one a command runs in.
+    """
+    for module in ("typer._click.globals", "click.globals"):
+        find = getattr(sys.modules.get(module), "get_current_context", None)
+        if find is not None and (context := find(silent=True)) is not None:
+            return context
+    return None
 
 
 # -- output for people and for scripts --------------------------------------------------------
@@ -392,13 +405,24 @@ def _value_label(shown: str | None) -> str | None:
 def _plain_labels(kind: type[TyperOption] | type[TyperArgument]) -> None:
     typed = kind.display_type_rich
 
-    def display_type_rich(self: TyperOption | TyperArgument, ctx: click.Context) -> str | None:
+    def display_type_rich(self: TyperOption | TyperArgument, ctx: Any) -> str | None:
         if self.metavar is not None:
             return self.metavar
         return _value_label(typed(self, ctx))  # type: ignore[arg-type]
 
-    kind.display_type_rich = display_type_rich  # type: ignore[method-assign,assignment]
+    kind.display_type_rich = display_type_rich  # type: ignore[method-assign]
 
 
 _plain_labels(TyperOption)
 _plain_labels(TyperArgument)
+
+
+def _usage_error_line(error: Any) -> None:
+    """A flag typer refuses (an unknown option, a bad value): one line like every other
+    refusal, naming the help to read, instead of a framed box."""
+    context = getattr(error, "ctx", None)
+    where = f" (see `{context.command_path} --help`)" if context is not None else ""
+    say_error(f"{error.format_message()}{where}")
+
+
+rich_utils.rich_format_error = _usage_error_line  # type: ignore[assignment]

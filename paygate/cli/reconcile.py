@@ -190,7 +190,7 @@ def _statement_of(
         raise InvalidInputError(
             f"no statement for {channel}: give --statement or a statement pattern in the "
             "configuration",
-            field="statement",
+            field="--statement",
         )
     rules = channel_rules(channel, setup, registry)
     return statement_path(setup.statement, day, rules.settlement_date(day), config.base_dir)
@@ -344,12 +344,12 @@ def reconcile(
     def setup() -> tuple[date, ReconcileConfig, list[str], str]:
         day = parse_day(business_date, "--date") if business_date else None
         if day is None:
-            raise InvalidInputError("--date YYYY-MM-DD is required", field="date")
+            raise InvalidInputError("--date YYYY-MM-DD is required", field="--date")
         if every and channel is not None:
-            raise InvalidInputError("name one CHANNEL, or --all", field="channel")
+            raise InvalidInputError("name one CHANNEL, or --all", field="CHANNEL")
         if not every and channel is None and bank is None:
             raise InvalidInputError(
-                "name one CHANNEL, or --all (or give --bank alone)", field="channel"
+                "name one CHANNEL, or --all (or give --bank alone)", field="CHANNEL"
             )
         config = reconcile_config(load_config({"reconcile": config_file}))
         names = (
@@ -360,9 +360,9 @@ def reconcile(
             else [current_channel(channel, where="CHANNEL", category=FutureWarning)]
         )
         if every and not names:
-            raise InvalidInputError("--all needs a configuration naming channels", field="config")
+            raise InvalidInputError("--all needs a configuration naming channels", field="--config")
         if statement is not None and len(names) != 1:
-            raise InvalidInputError("--statement names one channel's file", field="statement")
+            raise InvalidInputError("--statement names one channel's file", field="--statement")
         chosen = fmt if fmt != "auto" else config.bank.format
         if chosen != "auto":
             try:
@@ -370,7 +370,7 @@ def reconcile(
             except ValueError:
                 raise InvalidInputError(
                     f"--format must be auto or one of {', '.join(f.value for f in BankFormat)}",
-                    field="format",
+                    field="--format",
                 ) from None
         if report is not None:
             check_report_path(report)
@@ -529,7 +529,7 @@ def suspense_list(
     emit(_guard(run), chosen_format(as_json, fmt))
 
 
-@suspense_app.command("assign")
+@suspense_app.command("assign", epilog="Example: paygate suspense assign 12 3100000001")
 def suspense_assign(
     line: Annotated[int, typer.Argument(help="The suspense item (ITEM in `suspense list`).")],
     account: Annotated[str, typer.Argument(help="The customer account the money is for.")],
@@ -556,7 +556,9 @@ def suspense_assign(
     _guard(run)
 
 
-@suspense_app.command("release")
+@suspense_app.command(
+    "release", epilog="Example: paygate suspense release 12 --reason 'withdrawn by the channel'"
+)
 def suspense_release(
     line: Annotated[int, typer.Argument(help="The suspense item (ITEM in `suspense list`).")],
     reason: Annotated[str, typer.Option(help="Why the money leaves suspense unassigned.")],
@@ -674,7 +676,9 @@ def _finding_row(current: ReconciliationRun, f: Finding) -> dict[str, Cell]:
     }
 
 
-@findings_app.command("resolve")
+@findings_app.command(
+    "resolve", epilog="Example: paygate findings resolve 7:3 --confirm --reason 'bank slip checked'"
+)
 def findings_resolve(
     finding: Annotated[str, typer.Argument(help="FINDING as listed: RUN:NUMBER.")],
     reason: Annotated[str, typer.Option(help="Why: recorded with the resolution.")],
@@ -691,7 +695,7 @@ def findings_resolve(
 
     def run() -> None:
         if reverse == confirm:
-            raise InvalidInputError("choose --reverse or --confirm", field="action")
+            raise InvalidInputError("choose --reverse or --confirm")
         run_text, _, seq_text = finding.partition(":")
         if not (run_text.isdigit() and seq_text.isdigit()):
             raise InvalidInputError(f"{finding!r} is not RUN:NUMBER", field="finding")

@@ -105,7 +105,9 @@ def supply_orders_list(
     emit(guard(run), chosen_format(as_json, fmt))
 
 
-@supply_orders_app.command("confirm")
+@supply_orders_app.command(
+    "confirm", epilog="Example: paygate supply-orders confirm 42 --actor crew-7"
+)
 def supply_orders_confirm(
     order_id: int,
     database_url: DatabaseUrl = None,
@@ -124,7 +126,7 @@ def supply_orders_confirm(
     guard(run)
 
 
-@supply_orders_app.command("retry")
+@supply_orders_app.command("retry", epilog="Example: paygate supply-orders retry 42")
 def supply_orders_retry(order_id: int, database_url: DatabaseUrl = None) -> None:
     """Put a failed supply order back in the dispatch queue."""
 
