@@ -357,14 +357,19 @@ def _table(headers: list[str], cells: list[list[str]]) -> None:
         lines = ["\t".join(headers), *("\t".join(row) for row in cells)]
         typer.echo("\n".join(lines))
         return
-    table = Table(*(RichColumn(h, overflow="fold", no_wrap=True) for h in headers))
+    # Every column as wide as its widest cell, the table as wide as its widest row: a terminal
+    # narrower than that wraps the lines, and a fingerprint or an amount is never shortened.
+    widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
+    table = Table(
+        *(
+            RichColumn(h, overflow="fold", min_width=w)
+            for h, w in zip(headers, widths, strict=True)
+        ),
+        width=sum(widths) + 3 * len(widths) + 1,
+    )
     for row in cells:
         table.add_row(*(Text(c) for c in row))
-    # Wide enough for every cell whole: a terminal narrower than that wraps the lines, and a
-    # fingerprint or an amount is never shortened to fit.
-    widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
-    needed = sum(widths) + 3 * len(widths) + 1
-    out.print(table, width=max(out.width, needed), crop=False)
+    out.print(table, crop=False)
 
 
 def page(
