@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from paygate.cli._common import AsJson, DatabaseUrl, err, guard, out, settings_for
+from paygate.cli._common import AsJson, DatabaseUrl, err, guard, out, plural, settings_for
 from paygate.gateway import Gateway
 from paygate.ledger import VerifyReport
 
@@ -63,7 +63,8 @@ def audit_verify(
         if as_json:
             return _json_report(report, expect_head)
         out.print(
-            f"{report.entries} entries, {report.accounts} accounts, {report.blocks} seal blocks "
+            f"{plural(report.entries, 'entry', 'entries')}, {plural(report.accounts, 'account')}, "
+            f"{plural(report.blocks, 'seal block')} "
             f"({report.sealed_entries} sealed, {report.unsealed_entries} awaiting a seal)"
         )
         if report.head_hash is None:
@@ -118,4 +119,4 @@ def audit_seal(database_url: DatabaseUrl = None) -> None:
             return gateway.seal()
 
     sealed = guard(run)
-    out.print(f"sealed {sealed} {'entry' if sealed == 1 else 'entries'}")
+    out.print(f"sealed {plural(sealed, 'entry', 'entries')}")

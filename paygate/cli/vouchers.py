@@ -31,6 +31,7 @@ from paygate.cli._common import (
     guard,
     out,
     parse_day,
+    plural,
     settings_for,
 )
 from paygate.errors import InvalidInputError
@@ -111,7 +112,8 @@ def issue(
                 # Not issued: the PINs in the file belong to no card and must not survive.
                 out_file.unlink(missing_ok=True)
         return (
-            f"batch {issued.batch_no} issued: {issued.cards} cards of {issued.face_value}, "
+            f"batch {issued.batch_no} issued: {plural(issued.cards, 'card')} of "
+            f"{issued.face_value}, "
             f"serials {issued.first_serial} to {issued.last_serial}, expiring "
             f"{issued.expires_on}\nprinter file: {out_file} (serials and PINs; hand it to the "
             "printer and destroy it)"
@@ -136,7 +138,7 @@ def activate(
         if not done.created:
             return f"batch {done.batch_no} was already activated for {done.retailer}"
         return (
-            f"batch {done.batch_no} activated for {done.retailer}: {done.cards} cards, "
+            f"batch {done.batch_no} activated for {done.retailer}: {plural(done.cards, 'card')}, "
             f"voucher liability {done.amount}"
         )
 
