@@ -355,3 +355,14 @@ def test_counts_read_as_english() -> None:
     assert plural(1, "exception") == "1 exception"
     assert plural(0, "finding") == "0 findings"
     assert plural(2, "entry", "entries") == "2 entries"
+
+
+def test_the_reconcile_summary_is_not_cut_short_at_40_columns(populated: str) -> None:
+    statement = Path(populated.removeprefix("sqlite:///")).parent / "kiosk.csv"
+    args = ["reconcile", "kiosk", "--date", "2026-11-24", "--statement", str(statement)]
+    result = runner.invoke(app, [*args, "--database-url", populated], env={"COLUMNS": "40"})
+    assert result.exit_code == 1, result.output  # the same file again: the same open findings
+    assert "(same file)" in result.output
+    assert "…" not in result.output
+    assert "Only in the statement" in result.output and "50.00" in result.output
+    assert "open findings remain" in result.output

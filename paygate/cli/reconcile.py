@@ -426,7 +426,7 @@ def reconcile(
                 runs = [load_run(gateway, r.id, replayed=r.replayed) for r in runs]
             shown = [*runs, *([bank_run] if bank_run is not None else [])]
             if shown:
-                out.print(summary_table(shown))
+                out.print(summary_table(shown), crop=False)
                 if bank_run is not None and (off := unbalanced_statements(gateway, bank_run)):
                     out.print(off, markup=False, highlight=False, soft_wrap=True)
                 for r in runs:
