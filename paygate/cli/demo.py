@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from paygate.cli._common import DatabaseUrl, err, guard, out, plural, settings_for
+from paygate.cli._common import DatabaseUrl, err, guard, out, plural, say_error, settings_for
 from paygate.money import Money
 
 __all__ = ["demo"]
@@ -28,11 +28,7 @@ def demo(
     settings = settings_for(database_url, database="any")
     url = settings.database_url
     if url.startswith("sqlite:///") and Path(url.removeprefix("sqlite:///")).exists():
-        err.print(
-            f"[red]error:[/red] {url} exists; the demo needs a fresh database",
-            highlight=False,
-            soft_wrap=True,
-        )
+        say_error(f"{url} exists; the demo needs a fresh database")
         raise typer.Exit(2)
     # The demo's refusals and its kiosk shortage are deliberate, and the summary shows each;
     # the channel layer's warning for every one of them would only repeat it on stderr.
