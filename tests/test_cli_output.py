@@ -41,6 +41,8 @@ LISTINGS: dict[str, list[str]] = {
     "suspense list": ["suspense", "list"],
     "findings list": ["findings", "list"],
     "exceptions list": ["exceptions", "list"],
+    "findings runs": ["findings", "runs"],
+    "exceptions runs": ["exceptions", "runs"],
     "vouchers report": ["vouchers", "report"],
     "devices list": ["devices", "list"],
     "dunning candidates": ["dunning", "candidates"],
@@ -51,10 +53,21 @@ LISTINGS: dict[str, list[str]] = {
     "config show": ["config", "show"],
 }
 # Retired group names list what their groups list.
-SAME_AS = {"orders list": "supply-orders list", "exceptions list": "findings list"}
+SAME_AS = {
+    "orders list": "supply-orders list",
+    "exceptions list": "findings list",
+    "exceptions runs": "findings runs",
+}
 RETIRED = {"orders": "supply-orders", "exceptions": "findings"}
 # Listings that can grow without bound: they page.
-PAGED = {"supply-orders list", "suspense list", "findings list", "devices list", "events dead"}
+PAGED = {
+    "supply-orders list",
+    "suspense list",
+    "findings list",
+    "findings runs",
+    "devices list",
+    "events dead",
+}
 PAID = datetime(2026, 11, 24, 2, 30, tzinfo=UTC)
 
 
@@ -179,7 +192,7 @@ def _check_values(items: list[dict[str, object]]) -> None:
 def test_populated_listings_are_not_empty(populated: str) -> None:
     """The checks above looked at rows, not at empty lists."""
     for name in ("supply-orders list", "suspense list", "findings list", "vouchers report",
-                 "devices list", "events dead", "accounts status"):  # fmt: skip
+                 "devices list", "events dead", "accounts status", "findings runs"):  # fmt: skip
         code, stdout, _ = _run(LISTINGS[name], populated, "--json")
         assert code == 0, name
         assert json.loads(stdout)["items"], name

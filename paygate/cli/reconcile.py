@@ -676,6 +676,74 @@ def _finding_row(current: ReconciliationRun, f: Finding) -> dict[str, Cell]:
     }
 
 
+RUN_COLUMNS = (
+    Column("run", "RUN"),
+    Column("kind", "kind"),
+    Column("channel", "channel"),
+    Column("business_date", "business date"),
+    Column("status", "status"),
+    Column("lines", "lines"),
+    Column("net", "net"),
+    Column("open_findings", "open findings"),
+    Column("in_suspense", "in suspense"),
+    Column("pending", "pending"),
+    Column("settled", "bank leg settled"),
+    Column("supersedes", "supersedes"),
+    Column("completed_at", "completed"),
+)
+
+
+@findings_app.command("runs", epilog="Example: paygate findings runs --channel alipay --limit 30")
+def findings_runs(
+    channel: Annotated[str | None, typer.Option(help="Only this channel.")] = None,
+    business_date: Annotated[
+        str | None, typer.Option("--date", help="Only this business date.")
+    ] = None,
+    database_url: DatabaseUrl = None,
+    as_json: AsJson = False,
+    fmt: Format = OutputFormat.TABLE,
+    limit: Limit = None,
+    after: After = None,
+) -> None:
+    """The current reconciliation runs, newest business date first: per channel and day, what
+    was reconciled and what still waits for people."""
+
+    def run() -> Listing:
+        day = parse_day(business_date, "--date") if business_date else None
+        start = int_cursor(after) if after is not None else None
+        with Gateway.open(settings=_settings(database_url)) as gateway:
+            runs = list_runs(
+                gateway,
+                channel=_channel_option(channel),
+                business_date=day,
+                limit=None if limit is None else limit + 1,
+                after=start,
+            )
+            zone = gateway.settings.timezone
+        shown, cursor = page(runs, limit, lambda r: str(r.id))
+        rows: list[dict[str, Cell]] = [
+            {
+                "run": r.id,
+                "kind": r.kind.value,
+                "channel": r.channel,
+                "business_date": r.business_date,
+                "status": r.status.value,
+                "lines": r.line_count,
+                "net": r.net,
+                "open_findings": r.open_findings,
+                "in_suspense": r.in_suspense,
+                "pending": r.pending,
+                "settled": r.settlement is not None,
+                "supersedes": r.supersedes,
+                "completed_at": r.completed_at,
+            }
+            for r in shown
+        ]
+        return Listing(RUN_COLUMNS, rows, zone, next=cursor)
+
+    emit(_guard(run), chosen_format(as_json, fmt))
+
+
 @findings_app.command(
     "resolve", epilog="Example: paygate findings resolve 7:3 --confirm --reason 'bank slip checked'"
 )

@@ -111,8 +111,11 @@ def list_runs(
     business_date: date | None = None,
     include_superseded: bool = False,
     as_of: date | None = None,
+    limit: int | None = None,
+    after: int | None = None,
 ) -> list[ReconciliationRun]:
-    """Finished runs, newest business date first; superseded ones only when asked."""
+    """Finished runs, newest business date first; superseded ones only when asked; at most
+    ``limit`` of them, from the one after run ``after`` (in that order) on: a page."""
     day = as_of if as_of is not None else today(gateway)
 
     def work(tx: Tx) -> list[ReconciliationRun]:
@@ -132,7 +135,12 @@ def list_runs(
             + " ORDER BY business_date DESC, channel, id DESC",
             params,
         )
-        return [read_run(tx, int(row[0]), day) for row in ids]
+        order = [int(row[0]) for row in ids]
+        if after is not None:
+            order = order[order.index(after) + 1 :] if after in order else []
+        if limit is not None:
+            order = order[:limit]
+        return [read_run(tx, run_id, day) for run_id in order]
 
     return gateway.store.run(work, write=False)
 
