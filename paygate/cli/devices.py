@@ -31,6 +31,7 @@ from paygate.cli._common import (
     emit,
     err,
     guard,
+    local_time,
     out,
     page,
     settings_for,
@@ -150,8 +151,9 @@ def devices_revoke(
     """Revoke a terminal: its very next request is refused."""
     device = _with_registry(database_url, lambda registry: registry.revoke(device_id))
     assert device.revoked_at is not None
+    zone = guard(lambda: settings_for(database_url)).timezone
     out.print(
-        f"revoked {device.device_id} at {device.revoked_at.isoformat(timespec='seconds')}",
+        f"revoked {device.device_id} at {local_time(device.revoked_at, zone)}",
         highlight=False,
         soft_wrap=True,
     )
