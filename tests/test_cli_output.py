@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 import typer.main
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from rich.console import Console
 from typer.testing import CliRunner
 
@@ -379,3 +381,32 @@ def test_the_reconcile_summary_is_not_cut_short_at_40_columns(populated: str) ->
     assert "…" not in result.output
     assert "Only in the statement" in result.output and "50.00" in result.output
     assert "open findings remain" in result.output
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    cells=st.lists(
+        st.lists(
+            st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), max_size=60),
+            min_size=3,
+            max_size=3,
+        ),
+        min_size=1,
+        max_size=5,
+    ),
+    width=st.integers(min_value=20, max_value=200),
+)
+def test_a_terminal_table_never_shortens_a_cell(cells: list[list[str]], width: int) -> None:
+    shown = io.StringIO()
+    console = Console(file=shown, force_terminal=True, width=width, color_system=None)
+    original = common.out
+    common.out = console
+    try:
+        common._table(["a", "b", "c"], cells)
+    finally:
+        common.out = original
+    lines = shown.getvalue().splitlines()
+    assert not any("…" in line for line in lines)
+    for row in cells:
+        for cell in row:
+            assert any(cell in line for line in lines), cell
