@@ -410,3 +410,14 @@ def test_a_terminal_table_never_shortens_a_cell(cells: list[list[str]], width: i
     for row in cells:
         for cell in row:
             assert any(cell in line for line in lines), cell
+
+
+def test_csv_never_hands_a_spreadsheet_a_formula(capsys: pytest.CaptureFixture[str]) -> None:
+    listing = common.Listing(
+        [common.Column("subject", "subject"), common.Column("amount", "amount")],
+        [{"subject": '=HYPERLINK("http://x")', "amount": Money(-1234, "CNY")}],
+        "Asia/Shanghai",
+    )
+    common.emit(listing, common.OutputFormat.CSV)
+    rows = list(csv.reader(io.StringIO(capsys.readouterr().out)))
+    assert rows == [["subject", "amount"], ['\'=HYPERLINK("http://x")', "-12.34 CNY"]]

@@ -315,6 +315,17 @@ def _text_cell(value: Cell, zone: str) -> str:
     return terminal_text(str(value))
 
 
+# A spreadsheet runs a cell that starts like a formula; text from statements is not trusted.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _csv_cell(value: Cell, zone: str) -> str:
+    text = _text_cell(value, zone)
+    if isinstance(value, str) and text.startswith(_FORMULA_START):
+        return "'" + text
+    return text
+
+
 def chosen_format(as_json: bool, fmt: OutputFormat) -> OutputFormat:
     """``--json`` is ``--format json``."""
     return OutputFormat.JSON if as_json else fmt
@@ -338,7 +349,7 @@ def emit(listing: Listing, fmt: OutputFormat) -> None:
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(keys)
         for row in listing.rows:
-            writer.writerow([_text_cell(row.get(k), zone) for k in keys])
+            writer.writerow([_csv_cell(row.get(k), zone) for k in keys])
         typer.echo(buffer.getvalue(), nl=False)
     else:
         for key, value in listing.head.items():
