@@ -447,14 +447,13 @@ class DeviceRegistry:
             return None
         return DeviceRegistry._read(tx, device_id)
 
-    def list(self) -> builtins.list[Device]:
-        """Every registered device, by id."""
-        rows = self._store.run(
-            lambda tx: tx.all(
-                f"SELECT {_DEVICE_COLUMNS} FROM devices ORDER BY device_id"  # noqa: S608 - constant
-            ),
-            write=False,
+    def list(self, *, limit: int | None = None, after: str = "") -> builtins.list[Device]:
+        """Every registered device, by id; at most ``limit``, from the id after ``after`` on."""
+        query = (
+            f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE device_id > :after "  # noqa: S608 - constant
+            "ORDER BY device_id" + (" LIMIT :n" if limit is not None else "")
         )
+        rows = self._store.run(lambda tx: tx.all(query, {"after": after, "n": limit}), write=False)
         return [_device(row) for row in rows]
 
     def public_key(self, device_id: str) -> Ed25519PublicKey | None:

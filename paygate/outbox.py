@@ -598,8 +598,15 @@ class Dispatcher:
         return False
 
 
-def dead_letters(gateway: OrderDesk, *, limit: int = 1000) -> list[DeadLetter]:
-    """Dead-lettered events, oldest first."""
+def dead_letters(gateway: OrderDesk, *, limit: int = 1000, after: int = 0) -> list[DeadLetter]:
+    """Dead-lettered events, oldest first; at most ``limit``, from the one after event
+    ``after`` (in that order) on: a page."""
+    page = (
+        " AND (dead_at > (SELECT dead_at FROM outbox WHERE id = :after) OR "
+        "(dead_at = (SELECT dead_at FROM outbox WHERE id = :after) AND id > :after))"
+        if after
+        else ""
+    )
 
     def work(tx: Tx) -> list[DeadLetter]:
         return [
@@ -612,10 +619,11 @@ def dead_letters(gateway: OrderDesk, *, limit: int = 1000) -> list[DeadLetter]:
                 last_error=r[5],
             )
             for r in tx.all(
-                "SELECT id, event_type, account_no, attempts, dead_at, last_error FROM outbox "
-                "WHERE dead_at IS NOT NULL AND delivered_at IS NULL ORDER BY dead_at, id "
-                "LIMIT :n",
-                {"n": limit},
+                "SELECT id, event_type, account_no, attempts, dead_at, last_error FROM outbox "  # noqa: S608 - constant fragments
+                "WHERE dead_at IS NOT NULL AND delivered_at IS NULL"
+                + page
+                + " ORDER BY dead_at, id LIMIT :n",
+                {"n": limit, "after": after},
             )
         ]
 

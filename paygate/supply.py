@@ -742,9 +742,15 @@ class OrderListing:
 
 
 def list_orders(
-    tx: Tx, *, status: str | None = None, kind: str | None = None
+    tx: Tx,
+    *,
+    status: str | None = None,
+    kind: str | None = None,
+    limit: int | None = None,
+    after: int = 0,
 ) -> list[OrderListing]:
-    """Supply orders oldest first, only those in ``status`` and of ``kind`` when given.
+    """Supply orders oldest first, only those in ``status`` and of ``kind`` when given; at most
+    ``limit`` of them, from the order after id ``after`` on (a page).
 
     ``status`` is matched as given, so that an operator's word that names no status lists
     nothing rather than failing.
@@ -756,6 +762,7 @@ def list_orders(
     # Fixed fragments only; the values are bound. (":status IS NULL" would leave PostgreSQL
     # unable to tell the parameter's type.)
     where = [
+        *(["o.id > :after"] if after else []),
         *(["o.status = :status"] if status is not None else []),
         *(["o.kind = :kind"] if kind is not None else []),
     ]
@@ -763,8 +770,9 @@ def list_orders(
         "SELECT o.id, o.kind, o.status, a.account_no, o.created_at, o.due_at, o.dispatched_at, "  # noqa: S608
         "o.acknowledged_at, o.completed_at, o.attempts, o.last_error "
         "FROM supply_orders o JOIN accounts a ON a.id = o.account_id "
-        f"{'WHERE ' + ' AND '.join(where) + ' ' if where else ''}ORDER BY o.id",
-        {"status": status, "kind": kind},
+        f"{'WHERE ' + ' AND '.join(where) + ' ' if where else ''}ORDER BY o.id"
+        + (" LIMIT :n" if limit is not None else ""),
+        {"status": status, "kind": kind, "after": after, "n": limit},
     )
     return [
         OrderListing(

@@ -117,7 +117,7 @@ def test_accounts_status_shows_arrears(sqlite_url: str) -> None:
         "accounts", "status", "A1", "--as-of", "2026-11-25", "--database-url", sqlite_url
     )
     assert code == 0, out
-    assert "arrears 1010.00 CNY" in out and "B1" in out
+    assert "arrears: 1010.00 CNY" in out and "B1" in out
     code, out = paygate("accounts", "status", "nope", "--database-url", sqlite_url)
     assert code == 2 and "no account nope" in out
 

@@ -84,8 +84,10 @@ COMMANDS: dict[str, list[str]] = {
     "suspense assign": ["suspense", "assign", "1", "3100000001"],
     "suspense release": ["suspense", "release", "1", "--reason", "returned"],
     "findings list": ["findings", "list"],
+    "findings runs": ["findings", "runs"],
     "findings resolve": ["findings", "resolve", "1:1", "--confirm", "--reason", "checked"],
     "exceptions list": ["exceptions", "list"],
+    "exceptions runs": ["exceptions", "runs"],
     "exceptions resolve": ["exceptions", "resolve", "1:1", "--confirm", "--reason", "checked"],
 }
 CREATE_DATABASES = {"db upgrade", "demo"}

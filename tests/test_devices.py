@@ -588,7 +588,7 @@ def test_the_command_line_refuses_clearly(db_url: str, tmp_path: Any) -> None:
     bad.write_text("not a key")
     cases = [
         (["add", "K1", "--channel", "kiosk", *url], {}, "exactly one"),
-        (["add", "K1", "--channel", "kiosk", "--public-key", str(bad), *url], {}, "public_key"),
+        (["add", "K1", "--channel", "kiosk", "--public-key", str(bad), *url], {}, "--public-key:"),
         (
             ["add", "K1", "--channel", "kiosk", "--public-key", str(tmp_path / "none"), *url],
             {},

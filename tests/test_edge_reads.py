@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from typer.testing import CliRunner
@@ -72,19 +73,22 @@ def test_orders_are_listed_typed_and_filtered(gateway: Gateway) -> None:
         assert listed(status="no-such-status") == []
 
 
-def test_orders_list_prints_utc_alike_on_both_databases(gateway: Gateway, db_url: str) -> None:
+def test_orders_list_prints_business_time_alike_on_both_databases(
+    gateway: Gateway, db_url: str
+) -> None:
     with gateway:
         [order] = gateway.store.run(list_orders, write=False)
+        zone = ZoneInfo(gateway.settings.timezone)
     result = CliRunner().invoke(app, ["supply-orders", "list", "--database-url", db_url])
     assert result.exit_code == 0, result.output
-    stamp = order.created_at.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
-    # rich prints a tab as spaces
-    words = result.output.split()
-    assert words[:5] == [str(order.id), "reconnect", "open", "A1", "created"]
-    assert " ".join(words[5:7]) == stamp
-    due = " ".join(words[8:10])
-    assert words[7] == "due" and re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}", due)
-    assert words[10:] == ["attempts", "0"]
+    header, line = result.output.splitlines()
+    assert header.split("\t")[:6] == ["ORDER", "kind", "status", "account", "created", "due"]
+    cells = line.split("\t")
+    assert cells[:4] == [str(order.id), "reconnect", "open", "A1"]
+    # ISO 8601 in the business zone with its offset, whichever database stored it.
+    assert cells[4] == order.created_at.astimezone(zone).isoformat(timespec="seconds")
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d", cells[5])
+    assert cells[9:] == ["0", ""]
 
 
 def test_breaches_are_counted_by_severity_and_open_ones_reach_the_metrics(

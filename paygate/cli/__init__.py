@@ -27,7 +27,7 @@ from paygate.cli.devices import devices_app
 from paygate.cli.dispatch import dispatch
 from paygate.cli.dunning import dunning_app
 from paygate.cli.events import events_app
-from paygate.cli.reconcile import findings_app, reconcile_app, suspense_app
+from paygate.cli.reconcile import RECONCILE_SETTINGS, findings_app, reconcile, suspense_app
 from paygate.cli.reports import reports_app
 from paygate.cli.serve import serve
 from paygate.cli.supply_orders import supply_orders_app
@@ -65,7 +65,11 @@ app.add_typer(reports_app, name="report", help="Reports: the service promise.")
 app.add_typer(vouchers_app, name="vouchers", help="Recharge voucher cards.")
 app.add_typer(devices_app, name="devices", help="Kiosk and POS terminals and their keys.")
 app.add_typer(clients_app, name="clients", help="Service clients (billing systems) and scopes.")
-app.add_typer(reconcile_app, name="reconcile")
+app.command(
+    "reconcile",
+    context_settings=RECONCILE_SETTINGS,
+    epilog="Example: paygate reconcile alipay --date 2026-11-25 --bank bank.sta --report day.html",
+)(reconcile)
 app.add_typer(suspense_app, name="suspense")
 app.add_typer(findings_app, name="findings")
 # Retired names of command groups: hidden, working, and saying what they are called now.
@@ -76,9 +80,11 @@ app.add_typer(
     findings_app, name="exceptions", hidden=True, callback=_retired("exceptions", "findings")
 )
 app.add_typer(config_app, name="config")
-app.command("serve")(serve)
-app.command("dispatch")(dispatch)
-app.command("demo")(demo)
+app.command("serve", epilog="Example: paygate serve --host 0.0.0.0 --port 8000 --workers 4")(serve)
+app.command("dispatch", epilog="Example: paygate dispatch --config paygate.toml --once")(dispatch)
+app.command("demo", epilog="Example: paygate demo --database-url sqlite:///demo.db --accounts 300")(
+    demo
+)
 
 
 def _version(show: bool) -> None:

@@ -5,10 +5,22 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from paygate.billing_file import read_accounts
-from paygate.cli._common import DatabaseUrl, guard, out, parse_day, settings_for
+from paygate.cli._common import (
+    AsJson,
+    Cell,
+    Column,
+    DatabaseUrl,
+    Format,
+    Listing,
+    OutputFormat,
+    chosen_format,
+    emit,
+    guard,
+    parse_day,
+    settings_for,
+)
 from paygate.cli._import import import_file
 from paygate.gateway import Gateway
 
@@ -17,42 +29,65 @@ __all__ = ["accounts_app"]
 accounts_app = typer.Typer(help="Customer accounts: open them, look at them.", no_args_is_help=True)
 
 
-@accounts_app.command("status")
+BILL_COLUMNS = (
+    Column("bill_no", "bill"),
+    Column("period", "period"),
+    Column("due_date", "due"),
+    Column("amount", "amount"),
+    Column("principal_due", "principal due"),
+    Column("late_fee", "late fee"),
+    Column("overdue", "overdue"),
+)
+
+
+@accounts_app.command(
+    "status", epilog="Example: paygate accounts status 3100000001 --as-of 2026-11-30 --json"
+)
 def accounts_status(
     account_no: str,
     database_url: DatabaseUrl = None,
     as_of: Annotated[str | None, typer.Option(help="YYYY-MM-DD (default: today)")] = None,
+    as_json: AsJson = False,
+    fmt: Format = OutputFormat.TABLE,
 ) -> None:
     """Show what an account owes: arrears, late fee, bills, supply state."""
 
-    def run() -> None:
+    def run() -> Listing:
         day = parse_day(as_of, "--as-of") if as_of else None
         with Gateway.open(settings=settings_for(database_url)) as gateway:
             status = gateway.account_status(account_no, day)
-        out.print(
-            f"account {status.account_no} ({status.category.value}), supply "
-            f"{status.supply_state.value}, as of {status.as_of}\n"
-            f"balance {status.balance}  arrears {status.arrears}  late fee {status.late_fee}  "
-            f"credit {status.credit}"
-        )
-        table = Table("bill", "period", "due", "amount", "principal due", "late fee", "overdue")
-        for bill in status.bills:
-            fee = bill.late_fee_charged - bill.late_fee_paid + bill.late_fee_accrued
-            table.add_row(
-                bill.bill_no,
-                bill.period,
-                str(bill.due_date),
-                bill.amount.format(),
-                bill.principal_due.format(),
-                fee.format(),
-                "yes" if bill.overdue else "",
-            )
-        out.print(table)
+            zone = gateway.settings.timezone
+        head: dict[str, Cell] = {
+            "account_no": status.account_no,
+            "category": status.category.value,
+            "supply_state": status.supply_state.value,
+            "as_of": status.as_of,
+            "balance": status.balance,
+            "arrears": status.arrears,
+            "late_fee": status.late_fee,
+            "credit": status.credit,
+        }
+        rows: list[dict[str, Cell]] = [
+            {
+                "bill_no": bill.bill_no,
+                "period": bill.period,
+                "due_date": bill.due_date,
+                "amount": bill.amount,
+                "principal_due": bill.principal_due,
+                "late_fee": bill.late_fee_charged - bill.late_fee_paid + bill.late_fee_accrued,
+                "overdue": bill.overdue,
+            }
+            for bill in status.bills
+        ]
+        return Listing(BILL_COLUMNS, rows, zone, head=head)
 
-    guard(run)
+    emit(guard(run), chosen_format(as_json, fmt))
 
 
-@accounts_app.command("import")
+@accounts_app.command(
+    "import",
+    epilog="Example: paygate accounts import accounts-2026-11.csv --json",
+)
 def accounts_import(
     file: Annotated[str, typer.Argument(help="CSV file with a header line, or - for stdin.")],
     database_url: DatabaseUrl = None,

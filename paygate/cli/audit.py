@@ -2,20 +2,44 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated
 
 import typer
 from rich.markup import escape
 
-from paygate.cli._common import DatabaseUrl, err, guard, out, settings_for
+from paygate.cli._common import AsJson, DatabaseUrl, err, guard, out, plural, settings_for
 from paygate.gateway import Gateway
+from paygate.ledger import VerifyReport
 
 __all__ = ["audit_app"]
 
 audit_app = typer.Typer(help="Seal and verify the journal.", no_args_is_help=True)
 
 
-@audit_app.command("verify")
+def _json_report(report: VerifyReport, expect_head: str | None) -> int:
+    """One JSON document: the counts, the head, every finding, and whether --expect-head is a
+    block of this chain (null without it); the exit code as without --json."""
+    expected = None if expect_head is None else expect_head.strip().lower()
+    known = None if expected is None else report.block_hashes.get(expected)
+    document = {
+        "ok": report.ok,
+        "entries": report.entries,
+        "accounts": report.accounts,
+        "blocks": report.blocks,
+        "sealed_entries": report.sealed_entries,
+        "unsealed_entries": report.unsealed_entries,
+        "head_block": report.head_block,
+        "head_hash": report.head_hash,
+        "expected_head_block": known,
+        "expected_head_found": None if expected is None else known is not None,
+        "findings": [str(finding) for finding in report.findings],
+    }
+    typer.echo(json.dumps(document, ensure_ascii=False, indent=2))
+    return 0 if report.ok and (expected is None or known is not None) else 1
+
+
+@audit_app.command("verify", epilog="Example: paygate audit verify --json")
 def audit_verify(
     database_url: DatabaseUrl = None,
     expect_head: Annotated[
@@ -24,6 +48,7 @@ def audit_verify(
             help="A head block hash recorded earlier: exit 1 unless it is a block of this chain."
         ),
     ] = None,
+    as_json: AsJson = False,
 ) -> None:
     """Recompute every balance and entry from the postings and check every seal.
 
@@ -35,8 +60,11 @@ def audit_verify(
     def run() -> int:
         with Gateway.open(settings=settings_for(database_url)) as gateway:
             report = gateway.verify()
+        if as_json:
+            return _json_report(report, expect_head)
         out.print(
-            f"{report.entries} entries, {report.accounts} accounts, {report.blocks} seal blocks "
+            f"{plural(report.entries, 'entry', 'entries')}, {plural(report.accounts, 'account')}, "
+            f"{plural(report.blocks, 'seal block')} "
             f"({report.sealed_entries} sealed, {report.unsealed_entries} awaiting a seal)"
         )
         if report.head_hash is None:
@@ -82,7 +110,7 @@ def audit_verify(
     raise typer.Exit(code)
 
 
-@audit_app.command("seal")
+@audit_app.command("seal", epilog="Example: paygate audit seal")
 def audit_seal(database_url: DatabaseUrl = None) -> None:
     """Seal every committed journal entry that is not sealed yet."""
 
@@ -91,4 +119,4 @@ def audit_seal(database_url: DatabaseUrl = None) -> None:
             return gateway.seal()
 
     sealed = guard(run)
-    out.print(f"sealed {sealed} {'entry' if sealed == 1 else 'entries'}")
+    out.print(f"sealed {plural(sealed, 'entry', 'entries')}")

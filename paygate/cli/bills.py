@@ -18,7 +18,7 @@ bills_app = typer.Typer(help="Issue bills: the billing run.", no_args_is_help=Tr
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")]
 
 
-@bills_app.command("import")
+@bills_app.command("import", epilog="Example: paygate bills import bills-2026-11.csv --json")
 def bills_import(
     file: Annotated[str, typer.Argument(help="CSV file with a header line, or - for stdin.")],
     database_url: DatabaseUrl = None,

@@ -7,14 +7,25 @@ problem, exit code 2.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Annotated, TypeVar
 
 import typer
-from rich.table import Table
 
-from paygate.cli._common import DatabaseUrl, guard, out, settings_for
+from paygate.cli._common import (
+    AsJson,
+    Cell,
+    Column,
+    DatabaseUrl,
+    Format,
+    Listing,
+    OutputFormat,
+    chosen_format,
+    emit,
+    guard,
+    out,
+    settings_for,
+)
 from paygate.gateway import Gateway
 from paygate.service_clients import SCOPES, ServiceClient, ServiceClientRegistry
 
@@ -47,7 +58,10 @@ def _credentials(client: ServiceClient, secret: str, verb: str) -> None:
     out.print("the secret is shown this once; keep it in the billing system's vault", style="dim")
 
 
-@clients_app.command("add")
+@clients_app.command(
+    "add",
+    epilog="Example: paygate clients add billing-east --scope payments:read --scope events:read",
+)
 def clients_add(
     client_id: Annotated[str, typer.Argument(help="The client's id, e.g. billing-east.")],
     scope: Annotated[
@@ -68,48 +82,44 @@ def clients_add(
     _credentials(client, secret, "registered")
 
 
-@clients_app.command("list")
+CLIENT_COLUMNS = (
+    Column("client_id", "client"),
+    Column("scopes", "scopes"),
+    Column("label", "label"),
+    Column("status", "status"),
+    Column("generation", "generation"),
+    Column("created_at", "registered"),
+    Column("rotated_at", "rotated"),
+    Column("revoked_at", "revoked"),
+)
+
+
+@clients_app.command("list", epilog="Example: paygate clients list --json")
 def clients_list(
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON array on stdout.")] = False,
     database_url: DatabaseUrl = None,
+    as_json: AsJson = False,
+    fmt: Format = OutputFormat.TABLE,
 ) -> None:
     """List every service client with its scopes and status (never a secret)."""
     clients = _with_registry(database_url, lambda registry: registry.list())
-    if as_json:
-        typer.echo(
-            json.dumps(
-                [
-                    {
-                        "client_id": c.client_id,
-                        "label": c.label,
-                        "scopes": sorted(c.scopes),
-                        "status": c.status.value,
-                        "generation": c.generation,
-                        "created_at": c.created_at.isoformat(),
-                        "rotated_at": c.rotated_at.isoformat() if c.rotated_at else None,
-                        "revoked_at": c.revoked_at.isoformat() if c.revoked_at else None,
-                    }
-                    for c in clients
-                ],
-                ensure_ascii=False,
-            )
-        )
-        return
-    table = Table("client", "scopes", "label", "status", "registered", "rotated", "revoked")
-    for c in clients:
-        table.add_row(
-            c.client_id,
-            " ".join(sorted(c.scopes)),
-            c.label or "",
-            c.status.value,
-            c.created_at.isoformat(timespec="seconds"),
-            c.rotated_at.isoformat(timespec="seconds") if c.rotated_at else "",
-            c.revoked_at.isoformat(timespec="seconds") if c.revoked_at else "",
-        )
-    out.print(table)
+    zone = guard(lambda: settings_for(database_url)).timezone
+    rows: list[dict[str, Cell]] = [
+        {
+            "client_id": c.client_id,
+            "scopes": " ".join(sorted(c.scopes)),
+            "label": c.label,
+            "status": c.status.value,
+            "generation": c.generation,
+            "created_at": c.created_at,
+            "rotated_at": c.rotated_at,
+            "revoked_at": c.revoked_at,
+        }
+        for c in clients
+    ]
+    emit(Listing(CLIENT_COLUMNS, rows, zone), chosen_format(as_json, fmt))
 
 
-@clients_app.command("revoke")
+@clients_app.command("revoke", epilog="Example: paygate clients revoke billing-east")
 def clients_revoke(
     client_id: Annotated[str, typer.Argument(help="The client to refuse from now on.")],
     database_url: DatabaseUrl = None,
@@ -124,7 +134,7 @@ def clients_revoke(
     )
 
 
-@clients_app.command("rotate")
+@clients_app.command("rotate", epilog="Example: paygate clients rotate billing-east")
 def clients_rotate(
     client_id: Annotated[str, typer.Argument(help="The client to give a new secret.")],
     database_url: DatabaseUrl = None,

@@ -24,7 +24,7 @@ config_app = typer.Typer(
 )
 
 
-@config_app.command("show")
+@config_app.command("show", epilog="Example: paygate config show --json")
 def show(
     as_json: Annotated[
         bool, typer.Option("--json", help="One JSON object per value, in a list.")

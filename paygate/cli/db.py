@@ -16,7 +16,7 @@ __all__ = ["db_app"]
 db_app = typer.Typer(help="Create and upgrade the database schema.", no_args_is_help=True)
 
 
-@db_app.command("upgrade")
+@db_app.command("upgrade", epilog="Example: paygate db upgrade --database-url sqlite:///paygate.db")
 def db_upgrade(database_url: DatabaseUrl = None, revision: str = "head") -> None:
     """Create the database if it is not there, and apply the schema migrations (Alembic) up to
     REVISION."""
@@ -26,7 +26,7 @@ def db_upgrade(database_url: DatabaseUrl = None, revision: str = "head") -> None
     out.print(f"database at revision {current}")
 
 
-@db_app.command("current")
+@db_app.command("current", epilog="Example: paygate db current")
 def db_current(database_url: DatabaseUrl = None) -> None:
     """Print the schema revision of the database and of the code."""
     settings = settings_for(database_url, database="existing")
@@ -35,7 +35,7 @@ def db_current(database_url: DatabaseUrl = None) -> None:
     out.print(f"database: {current or 'empty'}  code: {head}")
 
 
-@db_app.command("partitions")
+@db_app.command("partitions", epilog="Example: paygate db partitions --months-ahead 2 --json")
 def db_partitions(
     database_url: DatabaseUrl = None,
     months_ahead: Annotated[

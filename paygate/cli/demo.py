@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from paygate.cli._common import DatabaseUrl, err, guard, out, settings_for
+from paygate.cli._common import DatabaseUrl, err, guard, out, plural, say_error, settings_for
 from paygate.money import Money
 
 __all__ = ["demo"]
@@ -28,11 +28,7 @@ def demo(
     settings = settings_for(database_url, database="any")
     url = settings.database_url
     if url.startswith("sqlite:///") and Path(url.removeprefix("sqlite:///")).exists():
-        err.print(
-            f"[red]error:[/red] {url} exists; the demo needs a fresh database",
-            highlight=False,
-            soft_wrap=True,
-        )
+        say_error(f"{url} exists; the demo needs a fresh database")
         raise typer.Exit(2)
     # The demo's refusals and its kiosk shortage are deliberate, and the summary shows each;
     # the channel layer's warning for every one of them would only repeat it on stderr.
@@ -44,7 +40,8 @@ def demo(
         logging.getLogger("paygate").removeHandler(quiet)
 
     out.print(
-        f"[bold]paygate demo[/bold] on {url}: {summary.accounts} accounts, {summary.bills} bills, "
+        f"[bold]paygate demo[/bold] on {url}: {plural(summary.accounts, 'account')}, "
+        f"{plural(summary.bills, 'bill')}, "
         f"{summary.disconnected} disconnected for arrears"
     )
     out.print(
@@ -120,7 +117,7 @@ def demo(
     out.print(
         f"reconnection orders: {summary.reconnection_orders} created, "
         f"{summary.reconnected} completed; head-end refused {summary.headend_refusals} "
-        f"attempts during its outage; {summary.events_delivered} events delivered"
+        f"attempts during its outage; {plural(summary.events_delivered, 'event')} delivered"
     )
     steps = Table("reconnection step", "median (h:mm)", "worst (h:mm)", title="Supply back")
     for label, (median, worst) in summary.step_minutes.items():
@@ -133,8 +130,8 @@ def demo(
     report = summary.verify
     assert report is not None
     out.print(
-        f"audit verify: {report.entries} entries, {report.blocks} seal blocks, "
-        f"{len(report.findings)} findings"
+        f"audit verify: {plural(report.entries, 'entry', 'entries')}, "
+        f"{plural(report.blocks, 'seal block')}, {plural(len(report.findings), 'finding')}"
     )
     if not report.ok:
         for finding in report.findings[:20]:

@@ -16,9 +16,26 @@ from typing import Annotated, TypeVar
 
 import typer
 from pydantic import SecretBytes
-from rich.table import Table
 
-from paygate.cli._common import DatabaseUrl, err, guard, out, settings_for
+from paygate.cli._common import (
+    After,
+    AsJson,
+    Cell,
+    Column,
+    DatabaseUrl,
+    Format,
+    Limit,
+    Listing,
+    OutputFormat,
+    chosen_format,
+    emit,
+    err,
+    guard,
+    local_time,
+    out,
+    page,
+    settings_for,
+)
 from paygate.devices import Device, DeviceRegistry, key_encryption_key_from_env, load_public_key
 from paygate.errors import InvalidInputError
 from paygate.gateway import Gateway
@@ -81,7 +98,9 @@ def _show(device: Device) -> str:
     return f"{device.device_id} ({device.channel}, {device.status.value}): {key}"
 
 
-@devices_app.command("add")
+@devices_app.command(
+    "add", epilog="Example: paygate devices add K-017 --channel kiosk --public-key k017.pub"
+)
 def devices_add(
     device_id: Annotated[str, typer.Argument(help="The terminal's id, as it signs requests.")],
     channel: Annotated[TerminalChannel, typer.Option("--channel", help="kiosk or pos.")],
@@ -124,7 +143,7 @@ def devices_add(
     out.print(f"registered {_show(device)}", highlight=False, soft_wrap=True)
 
 
-@devices_app.command("revoke")
+@devices_app.command("revoke", epilog="Example: paygate devices revoke K-017")
 def devices_revoke(
     device_id: Annotated[str, typer.Argument(help="The terminal to refuse from now on.")],
     database_url: DatabaseUrl = None,
@@ -132,26 +151,52 @@ def devices_revoke(
     """Revoke a terminal: its very next request is refused."""
     device = _with_registry(database_url, lambda registry: registry.revoke(device_id))
     assert device.revoked_at is not None
+    zone = guard(lambda: settings_for(database_url)).timezone
     out.print(
-        f"revoked {device.device_id} at {device.revoked_at.isoformat(timespec='seconds')}",
+        f"revoked {device.device_id} at {local_time(device.revoked_at, zone)}",
         highlight=False,
         soft_wrap=True,
     )
 
 
-@devices_app.command("list")
-def devices_list(database_url: DatabaseUrl = None) -> None:
-    """List every registered terminal with its key fingerprint and status."""
-    devices = _with_registry(database_url, lambda registry: registry.list())
-    table = Table("device", "channel", "key", "label", "status", "registered", "revoked")
-    for device in devices:
-        table.add_row(
-            device.device_id,
-            device.channel,
-            device.fingerprint or "MAC key (encrypted)",
-            device.label or "",
-            device.status.value,
-            device.created_at.isoformat(timespec="seconds"),
-            device.revoked_at.isoformat(timespec="seconds") if device.revoked_at else "",
-        )
-    out.print(table)
+DEVICE_COLUMNS = (
+    Column("device_id", "device"),
+    Column("channel", "channel"),
+    Column("key", "key"),
+    Column("label", "label"),
+    Column("status", "status"),
+    Column("registered_at", "registered"),
+    Column("revoked_at", "revoked"),
+)
+
+
+@devices_app.command("list", epilog="Example: paygate devices list --json")
+def devices_list(
+    database_url: DatabaseUrl = None,
+    as_json: AsJson = False,
+    fmt: Format = OutputFormat.TABLE,
+    limit: Limit = None,
+    after: After = None,
+) -> None:
+    """List every registered terminal with its key fingerprint (whole: the operator's check
+    against the terminal's own) and status."""
+
+    def work(registry: DeviceRegistry) -> list[Device]:
+        return registry.list(limit=None if limit is None else limit + 1, after=after or "")
+
+    devices = _with_registry(database_url, work)
+    zone = guard(lambda: settings_for(database_url)).timezone
+    shown, cursor = page(devices, limit, lambda d: d.device_id)
+    rows: list[dict[str, Cell]] = [
+        {
+            "device_id": d.device_id,
+            "channel": d.channel,
+            "key": d.fingerprint or "MAC key (encrypted)",
+            "label": d.label,
+            "status": d.status.value,
+            "registered_at": d.created_at,
+            "revoked_at": d.revoked_at,
+        }
+        for d in shown
+    ]
+    emit(Listing(DEVICE_COLUMNS, rows, zone, next=cursor), chosen_format(as_json, fmt))

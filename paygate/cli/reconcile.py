@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
     BarColumn,
@@ -34,14 +33,31 @@ from rich.progress import (
 from paygate.channels.base import ChannelRegistry
 from paygate.cli._common import (
     Actor,
+    After,
+    AsJson,
+    Cell,
+    Column,
     DatabaseUrl,
+    Format,
+    Limit,
+    Listing,
+    OutputFormat,
     actor_name,
+    chosen_format,
+    emit,
+    err,
+    guard,
+    int_cursor,
     load_config,
+    out,
+    page,
     parse_day,
+    plural,
+    say_error,
     settings_for,
 )
 from paygate.config import Settings
-from paygate.errors import InvalidInputError, ParseError, PaygateError
+from paygate.errors import InvalidInputError, ParseError
 from paygate.gateway import Gateway
 from paygate.money import Money
 from paygate.reconcile.bank import BankFormat
@@ -76,7 +92,10 @@ from paygate.reconcile.resolution import (
 from paygate.reconcile.runs import findings, list_runs, load_run
 from paygate.renames import current_channel
 
-__all__ = ["findings_app", "reconcile_app", "suspense_app"]
+__all__ = ["RECONCILE_SETTINGS", "findings_app", "reconcile", "suspense_app"]
+
+# `paygate reconcile alipay --date …` and `paygate reconcile --date … alipay` alike.
+RECONCILE_SETTINGS = {"allow_interspersed_args": True}
 
 T = TypeVar("T")
 
@@ -87,9 +106,6 @@ EXIT_UNREADABLE = 2
 # Files from this size on get a progress bar: a channel's day that takes more than a moment.
 LARGE_FILE = 1 << 20
 
-reconcile_app = typer.Typer(
-    help="Reconcile channel statements (and the bank statement) against the ledger.",
-)
 suspense_app = typer.Typer(
     help="Money in suspense: statement lines whose account is unknown.", no_args_is_help=True
 )
@@ -97,9 +113,6 @@ findings_app = typer.Typer(
     help="Open findings: what reconciliation left for a person; list them, reverse or confirm.",
     no_args_is_help=True,
 )
-
-out = Console()
-err = Console(stderr=True)
 
 
 def _settings(database_url: str | None) -> Settings:
@@ -110,16 +123,10 @@ _actor = actor_name
 
 
 def _say_error(exc: BaseException) -> None:
-    # The message may quote file content: never read it as markup.
-    err.print(f"[red]error:[/red] {escape(str(exc))}", markup=True, highlight=False, soft_wrap=True)
+    say_error(str(exc))
 
 
-def _guard(action: Callable[[], T]) -> T:
-    try:
-        return action()
-    except PaygateError as exc:
-        _say_error(exc)
-        raise typer.Exit(EXIT_UNREADABLE) from None
+_guard = guard
 
 
 @contextmanager
@@ -183,7 +190,7 @@ def _statement_of(
         raise InvalidInputError(
             f"no statement for {channel}: give --statement or a statement pattern in the "
             "configuration",
-            field="statement",
+            field="--statement",
         )
     rules = channel_rules(channel, setup, registry)
     return statement_path(setup.statement, day, rules.settlement_date(day), config.base_dir)
@@ -293,9 +300,6 @@ def _bank_open_findings(gateway: Gateway, bank: ReconciliationRun | None) -> int
     return sum(1 for _ in findings(gateway, bank.id, classes=own, open_findings_only=True))
 
 
-@reconcile_app.callback(
-    invoke_without_command=True, context_settings={"allow_interspersed_args": True}
-)
 def reconcile(
     channel: Annotated[
         str | None, typer.Argument(help="The channel (alipay, kiosk, …); or --all.")
@@ -320,7 +324,7 @@ def reconcile(
         Path | None,
         typer.Option(
             "--config",
-            help="The configuration file whose [reconcile] names statement patterns, bank "
+            help="The configuration file whose \\[reconcile] names statement patterns, bank "
             "references, policy (default: paygate --config, else $PAYGATE_CONFIG).",
         ),
     ] = None,
@@ -340,12 +344,12 @@ def reconcile(
     def setup() -> tuple[date, ReconcileConfig, list[str], str]:
         day = parse_day(business_date, "--date") if business_date else None
         if day is None:
-            raise InvalidInputError("--date YYYY-MM-DD is required", field="date")
+            raise InvalidInputError("--date YYYY-MM-DD is required", field="--date")
         if every and channel is not None:
-            raise InvalidInputError("name one CHANNEL, or --all", field="channel")
+            raise InvalidInputError("name one CHANNEL, or --all", field="CHANNEL")
         if not every and channel is None and bank is None:
             raise InvalidInputError(
-                "name one CHANNEL, or --all (or give --bank alone)", field="channel"
+                "name one CHANNEL, or --all (or give --bank alone)", field="CHANNEL"
             )
         config = reconcile_config(load_config({"reconcile": config_file}))
         names = (
@@ -356,9 +360,9 @@ def reconcile(
             else [current_channel(channel, where="CHANNEL", category=FutureWarning)]
         )
         if every and not names:
-            raise InvalidInputError("--all needs a configuration naming channels", field="config")
+            raise InvalidInputError("--all needs a configuration naming channels", field="--config")
         if statement is not None and len(names) != 1:
-            raise InvalidInputError("--statement names one channel's file", field="statement")
+            raise InvalidInputError("--statement names one channel's file", field="--statement")
         chosen = fmt if fmt != "auto" else config.bank.format
         if chosen != "auto":
             try:
@@ -366,7 +370,7 @@ def reconcile(
             except ValueError:
                 raise InvalidInputError(
                     f"--format must be auto or one of {', '.join(f.value for f in BankFormat)}",
-                    field="format",
+                    field="--format",
                 ) from None
         if report is not None:
             check_report_path(report)
@@ -422,7 +426,7 @@ def reconcile(
                 runs = [load_run(gateway, r.id, replayed=r.replayed) for r in runs]
             shown = [*runs, *([bank_run] if bank_run is not None else [])]
             if shown:
-                out.print(summary_table(shown))
+                out.print(summary_table(shown), crop=False)
                 if bank_run is not None and (off := unbalanced_statements(gateway, bank_run)):
                     out.print(off, markup=False, highlight=False, soft_wrap=True)
                 for r in runs:
@@ -455,7 +459,11 @@ def reconcile(
         bank_open_findings=own,
     )
     if code == EXIT_OPEN_FINDINGS:
-        err.print("open findings remain: see `paygate findings list` and `paygate suspense list`")
+        err.print(
+            "open findings remain: see `paygate findings list` and `paygate suspense list`",
+            markup=False,
+            highlight=False,
+        )
     raise typer.Exit(code)
 
 
@@ -468,39 +476,60 @@ def _line(*fields: str) -> None:
 # -- suspense -------------------------------------------------------------------------------
 
 
-@suspense_app.command("list")
+SUSPENSE_COLUMNS = (
+    Column("item", "ITEM"),
+    Column("channel", "channel"),
+    Column("business_date", "business date"),
+    Column("line_no", "file line"),
+    Column("channel_txn_id", "transaction"),
+    Column("account_no", "account named"),
+    Column("amount", "amount"),
+    Column("since", "since"),
+)
+
+
+@suspense_app.command("list", epilog="Example: paygate suspense list --channel alipay --limit 100")
 def suspense_list(
     channel: Annotated[str | None, typer.Option(help="Only this channel.")] = None,
     database_url: DatabaseUrl = None,
+    as_json: AsJson = False,
+    fmt: Format = OutputFormat.TABLE,
+    limit: Limit = None,
+    after: After = None,
 ) -> None:
     """Money waiting in suspense, oldest first: the ITEM number is what `assign` and
     `release` take, and what the reports show."""
 
-    def run() -> None:
+    def run() -> Listing:
+        start = int_cursor(after)
+        more = None if limit is None else limit + 1
         with Gateway.open(settings=_settings(database_url)) as gateway:
-            items = suspense_items(gateway, channel=_channel_option(channel))
-        # One line an item, whole (no table to cut it short): people grep and paste these.
-        _line(
-            "ITEM", "channel", "business date", "file line", "transaction", "account named",
-            "amount", "since",
-        )  # fmt: skip
-        for item in items:
-            _line(
-                str(item.id),
-                item.channel,
-                str(item.business_date),
-                "" if item.line_no is None else str(item.line_no),
-                item.channel_txn_id or "",
-                item.account_no or "",
-                str(item.amount),
-                item.since.isoformat(timespec="minutes"),
+            items = suspense_items(
+                gateway, channel=_channel_option(channel), limit=more, after=start
             )
-        out.print(f"{len(items)} item{'s' if len(items) != 1 else ''} in suspense")
+            zone = gateway.settings.timezone
+        shown, cursor = page(items, limit, lambda item: str(item.id))
+        rows: list[dict[str, Cell]] = [
+            {
+                "item": item.id,
+                "channel": item.channel,
+                "business_date": item.business_date,
+                "line_no": item.line_no,
+                "channel_txn_id": item.channel_txn_id,
+                "account_no": item.account_no,
+                "amount": item.amount,
+                "since": item.since,
+            }
+            for item in shown
+        ]
+        more_text = " (this page)" if cursor is not None or after is not None else ""
+        summary = f"{plural(len(rows), 'item')} in suspense{more_text}"
+        return Listing(SUSPENSE_COLUMNS, rows, zone, next=cursor, summary=summary)
 
-    _guard(run)
+    emit(_guard(run), chosen_format(as_json, fmt))
 
 
-@suspense_app.command("assign")
+@suspense_app.command("assign", epilog="Example: paygate suspense assign 12 3100000001")
 def suspense_assign(
     line: Annotated[int, typer.Argument(help="The suspense item (ITEM in `suspense list`).")],
     account: Annotated[str, typer.Argument(help="The customer account the money is for.")],
@@ -527,7 +556,9 @@ def suspense_assign(
     _guard(run)
 
 
-@suspense_app.command("release")
+@suspense_app.command(
+    "release", epilog="Example: paygate suspense release 12 --reason 'withdrawn by the channel'"
+)
 def suspense_release(
     line: Annotated[int, typer.Argument(help="The suspense item (ITEM in `suspense list`).")],
     reason: Annotated[str, typer.Option(help="Why the money leaves suspense unassigned.")],
@@ -547,8 +578,8 @@ def suspense_release(
 # -- findings -------------------------------------------------------------------------------
 
 
-def _amounts(f: Finding) -> tuple[str, str, str]:
-    """The ledger's amount, the statement's (or bank's), and statement - ledger; blank where a
+def _amounts(f: Finding) -> tuple[Money | None, Money | None, Money]:
+    """The ledger's amount, the statement's (or bank's), and statement - ledger; None where a
     side has none, which counts as zero in the difference."""
     ledger: Money | None
     statement: Money | None
@@ -557,53 +588,165 @@ def _amounts(f: Finding) -> tuple[str, str, str]:
     else:
         ledger, statement = f.ledger_amount, f.amount
     zero = Money(0, f.amount.currency)
-    difference = (statement or zero) - (ledger or zero)
-    return (
-        "" if ledger is None else str(ledger),
-        "" if statement is None else str(statement),
-        str(difference),
-    )
+    return ledger, statement, (statement or zero) - (ledger or zero)
 
 
-@findings_app.command("list")
+FINDING_COLUMNS = (
+    Column("finding", "FINDING"),
+    Column("channel", "channel"),
+    Column("business_date", "date"),
+    Column("class", "class"),
+    Column("line_no", "line"),
+    Column("subject", "subject"),
+    Column("ledger", "ledger"),
+    Column("statement", "statement"),
+    Column("difference", "difference"),
+    Column("note", "note"),
+)
+
+
+@findings_app.command("list", epilog="Example: paygate findings list --date 2026-11-25 --json")
 def findings_list(
     channel: Annotated[str | None, typer.Option(help="Only this channel.")] = None,
     business_date: Annotated[
         str | None, typer.Option("--date", help="Only this business date.")
     ] = None,
     database_url: DatabaseUrl = None,
+    as_json: AsJson = False,
+    fmt: Format = OutputFormat.TABLE,
+    limit: Limit = None,
+    after: After = None,
 ) -> None:
     """Open findings of the current runs: FINDING (run:number), what, the ledger's amount,
     the statement's, the difference (statement - ledger), note."""
 
-    def run() -> int:
+    def run() -> Listing:
         day = parse_day(business_date, "--date") if business_date else None
-        count = 0
+        from_run, from_seq = _finding_cursor(after)
+        rows: list[dict[str, Cell]] = []
+        cursor = None
         with Gateway.open(settings=_settings(database_url)) as gateway:
-            _line(
-                "FINDING", "channel", "date", "class", "line", "subject", "ledger", "statement",
-                "difference", "note",
-            )  # fmt: skip
-            for current in list_runs(gateway, channel=_channel_option(channel), business_date=day):
-                for f in findings(gateway, current.id, open_findings_only=True):
-                    count += 1
-                    _line(
-                        f"{current.id}:{f.seq}",
-                        current.channel,
-                        str(current.business_date),
-                        f.finding_class.value,
-                        "" if f.line_no is None else str(f.line_no),
-                        f.channel_txn_id or f.reference or f.line_key,
-                        *_amounts(f),
-                        f.note or "",
+            zone = gateway.settings.timezone
+            runs = list_runs(gateway, channel=_channel_option(channel), business_date=day)
+            if from_run is not None:
+                ids = [r.id for r in runs]
+                if from_run not in ids:
+                    raise InvalidInputError(
+                        f"{after!r} is not a cursor of this listing", field="--after"
                     )
-        return count
+                runs = runs[ids.index(from_run) :]
+            for current in runs:
+                start = from_seq if current.id == from_run else 0
+                for f in findings(gateway, current.id, open_findings_only=True, after=start):
+                    if limit is not None and len(rows) == limit:
+                        cursor = str(rows[-1]["finding"])
+                        break
+                    rows.append(_finding_row(current, f))
+                if cursor is not None:
+                    break
+        more_text = " (this page)" if cursor is not None or after is not None else ""
+        summary = f"{plural(len(rows), 'open finding')}{more_text}"
+        return Listing(FINDING_COLUMNS, rows, zone, next=cursor, summary=summary)
 
-    count = _guard(run)
-    out.print(f"{count} open finding{'s' if count != 1 else ''}")
+    emit(_guard(run), chosen_format(as_json, fmt))
 
 
-@findings_app.command("resolve")
+def _finding_cursor(after: str | None) -> tuple[int | None, int]:
+    if after is None:
+        return None, 0
+    run_text, _, seq_text = after.partition(":")
+    if not (run_text.isdigit() and seq_text.isdigit()):
+        raise InvalidInputError(f"{after!r} is not a cursor RUN:NUMBER", field="--after")
+    return int(run_text), int(seq_text)
+
+
+def _finding_row(current: ReconciliationRun, f: Finding) -> dict[str, Cell]:
+    ledger, statement, difference = _amounts(f)
+    return {
+        "finding": f"{current.id}:{f.seq}",
+        "channel": current.channel,
+        "business_date": current.business_date,
+        "class": f.finding_class.value,
+        "line_no": f.line_no,
+        "subject": f.channel_txn_id or f.reference or f.line_key,
+        "ledger": ledger,
+        "statement": statement,
+        "difference": difference,
+        "note": f.note,
+    }
+
+
+RUN_COLUMNS = (
+    Column("run", "RUN"),
+    Column("kind", "kind"),
+    Column("channel", "channel"),
+    Column("business_date", "business date"),
+    Column("status", "status"),
+    Column("lines", "lines"),
+    Column("net", "net"),
+    Column("open_findings", "open findings"),
+    Column("in_suspense", "in suspense"),
+    Column("pending", "pending"),
+    Column("settled", "bank leg settled"),
+    Column("supersedes", "supersedes"),
+    Column("completed_at", "completed"),
+)
+
+
+@findings_app.command("runs", epilog="Example: paygate findings runs --channel alipay --limit 30")
+def findings_runs(
+    channel: Annotated[str | None, typer.Option(help="Only this channel.")] = None,
+    business_date: Annotated[
+        str | None, typer.Option("--date", help="Only this business date.")
+    ] = None,
+    database_url: DatabaseUrl = None,
+    as_json: AsJson = False,
+    fmt: Format = OutputFormat.TABLE,
+    limit: Limit = None,
+    after: After = None,
+) -> None:
+    """The current reconciliation runs, newest business date first: per channel and day, what
+    was reconciled and what still waits for people."""
+
+    def run() -> Listing:
+        day = parse_day(business_date, "--date") if business_date else None
+        start = int_cursor(after) if after is not None else None
+        with Gateway.open(settings=_settings(database_url)) as gateway:
+            runs = list_runs(
+                gateway,
+                channel=_channel_option(channel),
+                business_date=day,
+                limit=None if limit is None else limit + 1,
+                after=start,
+            )
+            zone = gateway.settings.timezone
+        shown, cursor = page(runs, limit, lambda r: str(r.id))
+        rows: list[dict[str, Cell]] = [
+            {
+                "run": r.id,
+                "kind": r.kind.value,
+                "channel": r.channel,
+                "business_date": r.business_date,
+                "status": r.status.value,
+                "lines": r.line_count,
+                "net": r.net,
+                "open_findings": r.open_findings,
+                "in_suspense": r.in_suspense,
+                "pending": r.pending,
+                "settled": r.settlement is not None,
+                "supersedes": r.supersedes,
+                "completed_at": r.completed_at,
+            }
+            for r in shown
+        ]
+        return Listing(RUN_COLUMNS, rows, zone, next=cursor)
+
+    emit(_guard(run), chosen_format(as_json, fmt))
+
+
+@findings_app.command(
+    "resolve", epilog="Example: paygate findings resolve 7:3 --confirm --reason 'bank slip checked'"
+)
 def findings_resolve(
     finding: Annotated[str, typer.Argument(help="FINDING as listed: RUN:NUMBER.")],
     reason: Annotated[str, typer.Option(help="Why: recorded with the resolution.")],
@@ -620,7 +763,7 @@ def findings_resolve(
 
     def run() -> None:
         if reverse == confirm:
-            raise InvalidInputError("choose --reverse or --confirm", field="action")
+            raise InvalidInputError("choose --reverse or --confirm")
         run_text, _, seq_text = finding.partition(":")
         if not (run_text.isdigit() and seq_text.isdigit()):
             raise InvalidInputError(f"{finding!r} is not RUN:NUMBER", field="finding")

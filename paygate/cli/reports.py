@@ -22,7 +22,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from paygate.cli._common import DatabaseUrl, guard, out, parse_day, settings_for
+from paygate.cli._common import AsJson, DatabaseUrl, guard, out, parse_day, settings_for
 from paygate.errors import InvalidInputError
 from paygate.gateway import Gateway
 from paygate.reports import (
@@ -72,7 +72,10 @@ def _render(report: ServiceReport, fmt: ReportFormat) -> str:
     return buffer.getvalue()
 
 
-@reports_app.command("service")
+@reports_app.command(
+    "service",
+    epilog="Example: paygate report service --from 2026-11-01 --to 2026-11-30 --format csv",
+)
 def service(
     first: Annotated[
         str,
@@ -96,6 +99,7 @@ def service(
         typer.Option("--output", help="Write the report to FILE instead of the terminal."),
     ] = None,
     database_url: DatabaseUrl = None,
+    as_json: AsJson = False,
 ) -> None:
     """Orders created in the period: time per step, on-time rates and breaches, per channel."""
 
@@ -105,12 +109,14 @@ def service(
         end = parse_day(last, "--to")
         if end < start:
             raise InvalidInputError(
-                f"the period ends ({end}) before it starts ({start})", field="to"
+                f"the period ends ({end}) before it starts ({start})", field="--to"
             )
         with Gateway.open(settings=settings_for(database_url)) as gateway:
             return service_report(gateway, start=start, end=end)
 
     report = guard(run)
+    if as_json:
+        fmt = ReportFormat.JSON
     if output is None:
         if fmt is ReportFormat.TABLE:
             out.print(render_table(report))
@@ -128,7 +134,7 @@ def service(
         except OSError as exc:
             partial.unlink(missing_ok=True)
             raise InvalidInputError(
-                f"cannot write {output}: {exc.strerror}", field="output"
+                f"cannot write {output}: {exc.strerror}", field="--output"
             ) from None
 
     guard(write)

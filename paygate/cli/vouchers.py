@@ -17,9 +17,23 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from paygate.cli._common import DatabaseUrl, guard, out, parse_day, settings_for
+from paygate.cli._common import (
+    AsJson,
+    Cell,
+    Column,
+    DatabaseUrl,
+    Format,
+    Listing,
+    OutputFormat,
+    chosen_format,
+    emit,
+    guard,
+    out,
+    parse_day,
+    plural,
+    settings_for,
+)
 from paygate.errors import InvalidInputError
 from paygate.gateway import Gateway
 from paygate.money import Money
@@ -43,7 +57,11 @@ vouchers_app = typer.Typer(
 # Declared here rather than imported from paygate.cli: that module mounts this one.
 
 
-@vouchers_app.command("issue")
+@vouchers_app.command(
+    "issue",
+    epilog="Example: paygate vouchers issue VB2026-11 --count 500 --face-value 50.00 "
+    "--expires-on 2027-12-31 --out cards.csv",
+)
 def issue(
     batch_no: str,
     count: Annotated[int, typer.Option(min=1, max=MAX_BATCH_CARDS, help="Cards in the batch.")],
@@ -73,11 +91,11 @@ def issue(
             fd = os.open(out_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
             raise InvalidInputError(
-                f"{out_file} exists; the printer file is never overwritten", field="out"
+                f"{out_file} exists; the printer file is never overwritten", field="--out"
             ) from None
         except OSError as exc:
             raise InvalidInputError(
-                f"cannot create {out_file}: {exc.strerror}", field="out"
+                f"cannot create {out_file}: {exc.strerror}", field="--out"
             ) from None
         issued = None
         try:
@@ -94,7 +112,8 @@ def issue(
                 # Not issued: the PINs in the file belong to no card and must not survive.
                 out_file.unlink(missing_ok=True)
         return (
-            f"batch {issued.batch_no} issued: {issued.cards} cards of {issued.face_value}, "
+            f"batch {issued.batch_no} issued: {plural(issued.cards, 'card')} of "
+            f"{issued.face_value}, "
             f"serials {issued.first_serial} to {issued.last_serial}, expiring "
             f"{issued.expires_on}\nprinter file: {out_file} (serials and PINs; hand it to the "
             "printer and destroy it)"
@@ -103,7 +122,9 @@ def issue(
     out.print(guard(run), highlight=False, soft_wrap=True)
 
 
-@vouchers_app.command("activate")
+@vouchers_app.command(
+    "activate", epilog="Example: paygate vouchers activate VB2026-11 --retailer shop-1"
+)
 def activate(
     batch_no: str,
     retailer: Annotated[str, typer.Option(help="The retailer the batch is sold to.")],
@@ -117,14 +138,16 @@ def activate(
         if not done.created:
             return f"batch {done.batch_no} was already activated for {done.retailer}"
         return (
-            f"batch {done.batch_no} activated for {done.retailer}: {done.cards} cards, "
+            f"batch {done.batch_no} activated for {done.retailer}: {plural(done.cards, 'card')}, "
             f"voucher liability {done.amount}"
         )
 
     out.print(guard(run), highlight=False, soft_wrap=True)
 
 
-@vouchers_app.command("freeze")
+@vouchers_app.command(
+    "freeze", epilog="Example: paygate vouchers freeze --batch VB2026-11 --reason 'box lost'"
+)
 def freeze(
     reason: Annotated[str, typer.Option(help="Why (a lost box, a stolen batch …).")],
     batch: Annotated[str | None, typer.Option(help="Freeze a whole batch.")] = None,
@@ -141,9 +164,9 @@ def freeze(
     def run() -> str:
         by_range = first is not None or last is not None
         if (batch is not None) == by_range:
-            raise InvalidInputError("give either --batch or both --from and --to", field="batch")
+            raise InvalidInputError("give either --batch or both --from and --to", field="--batch")
         if by_range and (first is None or last is None):
-            raise InvalidInputError("a range needs both --from and --to", field="to")
+            raise InvalidInputError("a range needs both --from and --to", field="--to")
         with Gateway.open(settings=settings_for(database_url)) as gateway:
             book = VoucherBatches(gateway)
             if first is not None and last is not None:
@@ -158,51 +181,59 @@ def freeze(
     out.print(guard(run), highlight=False, soft_wrap=True)
 
 
-@vouchers_app.command("report")
+BATCH_COLUMNS = (
+    Column("batch_no", "batch"),
+    Column("status", "status"),
+    Column("retailer", "retailer"),
+    Column("face_value", "face"),
+    Column("expires_on", "expires"),
+    Column("cards", "cards"),
+    Column("issued", "issued"),
+    Column("activated", "activated"),
+    Column("redeemed", "redeemed"),
+    Column("expired", "expired"),
+    Column("frozen", "frozen"),
+    Column("locked", "locked"),
+    Column("outstanding", "outstanding"),
+    Column("expired_unredeemed", "expired unredeemed"),
+    Column("frozen_liability", "frozen liability"),
+)
+
+
+@vouchers_app.command("report", epilog="Example: paygate vouchers report --as-of 2026-11-30 --json")
 def report(
     as_of: Annotated[str | None, typer.Option(help="YYYY-MM-DD (default: today)")] = None,
     database_url: DatabaseUrl = None,
+    as_json: AsJson = False,
+    fmt: Format = OutputFormat.TABLE,
 ) -> None:
     """Cards by state per batch, outstanding liability and expired unredeemed value."""
 
-    def run() -> Table:
+    def run() -> Listing:
         day = parse_day(as_of, "--as-of") if as_of else None
         with Gateway.open(settings=settings_for(database_url)) as gateway:
             result = VoucherBatches(gateway).report(day)
-        table = Table(
-            "batch",
-            "status",
-            "face",
-            "expires",
-            "cards",
-            "issued",
-            "activated",
-            "redeemed",
-            "expired",
-            "frozen",
-            "locked",
-            "outstanding",
-            "expired unredeemed",
-            "frozen liability",
-            title=f"Voucher batches as of {result.as_of}",
-        )
-        for b in result.batches:
-            table.add_row(
-                b.batch_no,
-                b.status,
-                str(b.face_value),
-                str(b.expires_on),
-                str(b.cards),
-                str(b.issued),
-                str(b.activated),
-                str(b.redeemed),
-                str(b.expired),
-                str(b.frozen),
-                str(b.locked),
-                b.outstanding.format(),
-                b.expired_unredeemed.format(),
-                b.frozen_liability.format(),
-            )
-        return table
+            zone = gateway.settings.timezone
+        rows: list[dict[str, Cell]] = [
+            {
+                "batch_no": b.batch_no,
+                "status": b.status,
+                "retailer": b.retailer,
+                "face_value": b.face_value,
+                "expires_on": b.expires_on,
+                "cards": b.cards,
+                "issued": b.issued,
+                "activated": b.activated,
+                "redeemed": b.redeemed,
+                "expired": b.expired,
+                "frozen": b.frozen,
+                "locked": b.locked,
+                "outstanding": b.outstanding,
+                "expired_unredeemed": b.expired_unredeemed,
+                "frozen_liability": b.frozen_liability,
+            }
+            for b in result.batches
+        ]
+        return Listing(BATCH_COLUMNS, rows, zone, head={"as_of": result.as_of})
 
-    out.print(guard(run))
+    emit(guard(run), chosen_format(as_json, fmt))

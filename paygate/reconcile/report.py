@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from rich.console import Group
-from rich.table import Table
+from rich.table import Column, Table
 from rich.text import Text
 
 from paygate.errors import InvalidInputError
@@ -601,18 +601,31 @@ def summary_table(runs: Sequence[ReconciliationRun]) -> Group:
         else:
             bank = f"bank leg open (due {run.settlement_date})"
         state, _ = _state(run)
-        table = Table("class", "count", f"amount ({run.currency})")
-        for klass in FindingClass:
-            total = run.totals.get(klass)
-            if total is not None:
-                table.add_row(CLASS_TITLES[klass][0], f"{total.count:,}", total.amount.format())
-        if not run.totals:
-            table.add_row("(no lines, no payments)", "0", "0")
+        headers = ["class", "count", f"amount ({run.currency})"]
+        rows = [
+            [CLASS_TITLES[klass][0], f"{total.count:,}", total.amount.format()]
+            for klass in FindingClass
+            if (total := run.totals.get(klass)) is not None
+        ] or [["(no lines, no payments)", "0", "0"]]
+        # Each column as wide as its widest cell: however narrow the terminal, an amount is
+        # never shortened (the terminal wraps the line instead).
+        widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+        table = Table(
+            *(
+                Column(h, min_width=w, overflow="fold")
+                for h, w in zip(headers, widths, strict=True)
+            ),
+            width=sum(widths) + 3 * len(widths) + 1,
+        )
+        for row in rows:
+            table.add_row(*row)
         parts += [
             Text(title, style="bold"),
             table,
             Text(
-                f"{state}: {run.open_findings} open findings, {run.in_suspense} in suspense, "
+                f"{state}: {run.open_findings} open "
+                f"finding{'' if run.open_findings == 1 else 's'}, "
+                f"{run.in_suspense} in suspense, "
                 f"{run.pending} pending; {bank}\n"
             ),
         ]

@@ -534,12 +534,17 @@ def _item(tx: Tx, row: Sequence[Any]) -> SuspenseItem:
     )
 
 
-def suspense_items(gateway: Books, *, channel: str | None = None) -> list[SuspenseItem]:
-    """Money in suspense, waiting for a person to name its account; oldest first."""
+def suspense_items(
+    gateway: Books, *, channel: str | None = None, limit: int | None = None, after: int = 0
+) -> list[SuspenseItem]:
+    """Money in suspense, waiting for a person to name its account; oldest first; at most
+    ``limit`` items, from the one after item ``after`` on (a page)."""
 
     def work(tx: Tx) -> list[SuspenseItem]:
         extra = " AND s.channel = :c" if channel is not None else ""
-        rows = tx.all(_SUSPENSE_QUERY + extra + " ORDER BY s.id", {"c": channel})
+        extra += " AND s.id > :after" if after else ""
+        extra += " ORDER BY s.id" + (" LIMIT :n" if limit is not None else "")
+        rows = tx.all(_SUSPENSE_QUERY + extra, {"c": channel, "after": after, "n": limit})
         return [_item(tx, row) for row in rows]
 
     return gateway.store.run(work, write=False)

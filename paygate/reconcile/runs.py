@@ -111,8 +111,11 @@ def list_runs(
     business_date: date | None = None,
     include_superseded: bool = False,
     as_of: date | None = None,
+    limit: int | None = None,
+    after: int | None = None,
 ) -> list[ReconciliationRun]:
-    """Finished runs, newest business date first; superseded ones only when asked."""
+    """Finished runs, newest business date first; superseded ones only when asked; at most
+    ``limit`` of them, from the one after run ``after`` (in that order) on: a page."""
     day = as_of if as_of is not None else today(gateway)
 
     def work(tx: Tx) -> list[ReconciliationRun]:
@@ -132,7 +135,12 @@ def list_runs(
             + " ORDER BY business_date DESC, channel, id DESC",
             params,
         )
-        return [read_run(tx, int(row[0]), day) for row in ids]
+        order = [int(row[0]) for row in ids]
+        if after is not None:
+            order = order[order.index(after) + 1 :] if after in order else []
+        if limit is not None:
+            order = order[:limit]
+        return [read_run(tx, run_id, day) for run_id in order]
 
     return gateway.store.run(work, write=False)
 
@@ -248,8 +256,10 @@ def findings(
     as_of: date | None = None,
     page_size: int = 1000,
     exceptions_only: bool | None = None,
+    after: int = 0,
 ) -> Iterator[Finding]:
-    """The findings of a run in order, a page at a time (each page its own read).
+    """The findings of a run in order (from the one after number ``after`` on), a page at a
+    time (each page its own read).
 
     ``exceptions_only`` is the retired name of ``open_findings_only`` (deprecated).
     """
@@ -279,7 +289,6 @@ def findings(
         )
         return [finding_from_row(tx, run_id, row, day) for row in rows]
 
-    after = 0
     while True:
         batch = gateway.store.run(functools.partial(page, after=after), write=False)
         yield from batch

@@ -23,6 +23,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError
 
 from paygate.errors import SchemaNotReadyError, StoreError
 from paygate.store.engine import normalize_url, single_connection_engine
@@ -140,6 +141,13 @@ def _run(step: Callable[[Config, str], None], url: URL, revision: str) -> None:
             step(cfg, revision)
     except CommandError as exc:
         raise StoreError(f"cannot migrate the database at {_where(url)}: {exc}") from exc
+    except DBAPIError as exc:
+        # Unreachable, refused, no such database: the driver's first line, as current_revision.
+        reason = str(exc.orig or exc).strip().splitlines()
+        raise StoreError(
+            f"cannot migrate the database at {_where(url)}: "
+            + (reason[0] if reason else type(exc).__name__)
+        ) from exc
     finally:
         engine.dispose()
 

@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from paygate.channels.base import SettlementRules
-from paygate.cli.reconcile import findings_app, reconcile_app, suspense_app
+from paygate.cli.reconcile import RECONCILE_SETTINGS, findings_app, suspense_app
+from paygate.cli.reconcile import reconcile as reconcile_command
 from paygate.errors import ParseError
 from paygate.gateway import Gateway
 from paygate.models import PaymentIntent
@@ -31,7 +32,7 @@ from tests.reconcile.support import digest, kiosk_statement, line, scalar
 from tests.strategies import aware_datetimes
 
 app = typer.Typer()
-app.add_typer(reconcile_app, name="reconcile")
+app.command("reconcile", context_settings=RECONCILE_SETTINGS)(reconcile_command)
 app.add_typer(suspense_app, name="suspense")
 app.add_typer(findings_app, name="findings")
 runner = CliRunner()

@@ -11,7 +11,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from paygate.cli.reconcile import findings_app, reconcile_app, suspense_app
+from paygate.cli.reconcile import RECONCILE_SETTINGS, findings_app, reconcile, suspense_app
 from paygate.gateway import Gateway
 from paygate.models import PaymentIntent
 from paygate.money import Money
@@ -20,7 +20,7 @@ from tests.reconcile.support import kiosk_statement, scalar
 
 # Mounted as paygate.cli mounts them.
 app = typer.Typer()
-app.add_typer(reconcile_app, name="reconcile")
+app.command("reconcile", context_settings=RECONCILE_SETTINGS)(reconcile)
 app.add_typer(suspense_app, name="suspense")
 app.add_typer(findings_app, name="findings")
 runner = CliRunner()
