@@ -350,7 +350,7 @@ class BillingRun:
             return
         # Rows already stored are filtered out; when there are none, the filter would only
         # cost a probe per row (the unique constraints still guard against a racing writer).
-        # As ledger.ensure does: a receivable account (with its one balance shard) per customer.
+        # First, as ledger.ensure does, a receivable account (one balance shard) per customer.
         ledger.open_receivables(tx, _ACCOUNT_STAGE, only_new_accounts=bool(stored))
         written = records.insert_accounts_from_staging(
             tx, _ACCOUNT_STAGE, only_new=bool(stored), now=now
