@@ -20,7 +20,7 @@ from paygate.errors import (
     UnknownAccountError,
 )
 from paygate.ledger import AccountKind, EntryDraft, PostingDraft
-from paygate.models import AccountStatus, BillIssued, BillStatus, Category, SupplyState
+from paygate.models import AccountStatus, BillIssued, BillStatus, Category
 from paygate.money import Money
 from paygate.payments import Payments
 from paygate.records import (
@@ -30,6 +30,8 @@ from paygate.records import (
     Writes,
     account_from_row,
     flush,
+    insert_account,
+    insert_bill,
     load_bills,
     lock_account,
     write_bills,
@@ -93,22 +95,17 @@ class Accounts:
             receivable = self._core.ledger.ensure(
                 tx, f"receivable:{account_no}", AccountKind.CUSTOMER_RECEIVABLE, cur
             )
-            tx.execute(
-                "INSERT INTO accounts (id, account_no, name, category, prepaid, protected, "
-                "currency, supply_state, receivable_account_id, created_at) VALUES (:id, :no, "
-                ":name, :cat, :prepaid, :protected, :cur, :state, :recv, :now)",
-                {
-                    "id": tx.ids.one(),
-                    "no": account_no,
-                    "name": name,
-                    "cat": cat.value,
-                    "prepaid": prepaid,
-                    "protected": protected,
-                    "cur": cur,
-                    "state": SupplyState.CONNECTED.value,
-                    "recv": receivable,
-                    "now": tx.ts(now),
-                },
+            insert_account(
+                tx,
+                account_id=tx.ids.one(),
+                account_no=account_no,
+                name=name,
+                category=cat,
+                prepaid=prepaid,
+                protected=protected,
+                currency=cur,
+                receivable_id=receivable,
+                now=now,
             )
 
         try:
@@ -241,22 +238,17 @@ class Accounts:
             )
         )
         self._payments.post(tx, writes.entries)
-        tx.execute(
-            "INSERT INTO bills (id, account_id, bill_no, period, amount, currency, due_date, "
-            "principal_paid, late_fee_charged, late_fee_paid, late_fee_through, entry_id, "
-            "issued_at) VALUES (:id, :acct, :no, :period, :amount, :cur, :due, 0, 0, 0, "
-            "NULL, :entry, :now)",
-            {
-                "id": bill_id,
-                "acct": acct.id,
-                "no": bill_no,
-                "period": period,
-                "amount": amount,
-                "cur": acct.currency,
-                "due": tx.day(due_date),
-                "entry": entry_id,
-                "now": tx.ts(now),
-            },
+        insert_bill(
+            tx,
+            bill_id=bill_id,
+            account_id=acct.id,
+            bill_no=bill_no,
+            period=period,
+            amount=amount,
+            currency=acct.currency,
+            due_date=due_date,
+            entry_id=entry_id,
+            now=now,
         )
         new_bill = OpenBill(bill_id, bill_no, due_date, amount)
         acct.bills.append(new_bill)

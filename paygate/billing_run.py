@@ -23,10 +23,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date
 from itertools import islice
 from typing import Any, NamedTuple, TypeVar
 
+from paygate import ledger, records
 from paygate.accounts import Accounts
 from paygate.errors import (
     BillConflictError,
@@ -38,7 +39,7 @@ from paygate.errors import (
     UnknownAccountError,
 )
 from paygate.ledger import AccountKind, EntryDraft, PostingDraft
-from paygate.models import BulkIssue, BulkResult, NewAccount, NewBill, SupplyState
+from paygate.models import BulkIssue, BulkResult, NewAccount, NewBill
 from paygate.payments import Payments
 from paygate.records import Core, lock_account
 from paygate.store.engine import Tx, UniqueViolation
@@ -349,44 +350,11 @@ class BillingRun:
             return
         # Rows already stored are filtered out; when there are none, the filter would only
         # cost a probe per row (the unique constraints still guard against a racing writer).
-        known = (
-            " AND NOT EXISTS (SELECT 1 FROM accounts x WHERE x.account_no = s.account_no)"
-            if stored
-            else ""
+        # First, as ledger.ensure does, a receivable account (one balance shard) per customer.
+        ledger.open_receivables(tx, _ACCOUNT_STAGE, only_new_accounts=bool(stored))
+        written = records.insert_accounts_from_staging(
+            tx, _ACCOUNT_STAGE, only_new=bool(stored), now=now
         )
-        # As ledger.ensure does: a receivable account (with its one balance shard) per customer.
-        ledger_rows = (
-            "INSERT INTO ledger_accounts (id, code, kind, currency, created_at) "  # noqa: S608
-            f"SELECT s.ledger_id, s.code, :kind, s.currency, :at FROM {_ACCOUNT_STAGE} s "
-            f"WHERE true{known} ON CONFLICT (code) DO NOTHING"
-        )
-        params = {"kind": AccountKind.CUSTOMER_RECEIVABLE.value, "at": tx.ts(datetime.now(UTC))}
-        if tx.dialect == "postgresql":
-            tx.execute(
-                f"WITH new AS ({ledger_rows} RETURNING id) INSERT INTO ledger_balances "  # noqa: S608
-                "(account_id, shard, balance) SELECT id, 0, 0 FROM new",
-                params,
-            )
-        else:
-            tx.execute(ledger_rows, params)
-            tx.execute(
-                "INSERT INTO ledger_balances (account_id, shard, balance) "  # noqa: S608
-                f"SELECT s.ledger_id, 0, 0 FROM {_ACCOUNT_STAGE} s "
-                "JOIN ledger_accounts l ON l.id = s.ledger_id WHERE true"
-            )
-        written = tx.execute(
-            "INSERT INTO accounts (id, account_no, name, category, prepaid, protected, "  # noqa: S608
-            "currency, supply_state, receivable_account_id, created_at) "
-            "SELECT s.account_id, s.account_no, s.name, s.category, s.prepaid, s.protected, "
-            f"s.currency, :state, l.id, :now FROM {_ACCOUNT_STAGE} s "
-            f"JOIN ledger_accounts l ON l.code = s.code AND l.kind = :kind WHERE true{known} "
-            "ON CONFLICT (account_no) DO NOTHING",
-            {
-                "state": SupplyState.CONNECTED.value,
-                "now": tx.ts(now),
-                "kind": AccountKind.CUSTOMER_RECEIVABLE.value,
-            },
-        ).rowcount
         if written != fresh:
             raise _Raced
         out.created.extend(created)
@@ -493,27 +461,14 @@ class BillingRun:
         if entries:
             self._payments.post(tx, entries)
             # Filters only where they can exclude a row (each costs a probe per row).
-            known = (
-                " AND NOT EXISTS (SELECT 1 FROM bills x WHERE x.bill_no = s.bill_no)"
-                if stored
-                else ""
-            )
-            credit = (
-                " AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.account_id = a.id "
-                "AND p.unallocated > 0 AND p.status = 'posted')"
-                if with_credit
-                else ""
-            )
             with _probes(tx):
-                written = tx.execute(
-                    "INSERT INTO bills (id, account_id, bill_no, period, amount, currency, "  # noqa: S608
-                    "due_date, principal_paid, late_fee_charged, late_fee_paid, late_fee_through, "
-                    "entry_id, issued_at) SELECT s.bill_id, a.id, s.bill_no, s.period, s.amount, "
-                    f"s.currency, s.due_date, 0, 0, 0, NULL, s.entry_id, :now FROM {_BILL_STAGE} s "
-                    "JOIN accounts a ON a.account_no = s.account_no AND a.currency = s.currency "
-                    f"WHERE true{known}{credit} ON CONFLICT (bill_no) DO NOTHING",
-                    {"now": tx.ts(now)},
-                ).rowcount
+                written = records.insert_bills_from_staging(
+                    tx,
+                    _BILL_STAGE,
+                    only_new=bool(stored),
+                    only_without_credit=bool(with_credit),
+                    now=now,
+                )
             if written != len(entries):
                 raise _Raced
         for index, b in one_by_one:

@@ -35,6 +35,7 @@ __all__ = [
     "LedgerAccounts",
     "PostingDraft",
     "account_balance",
+    "open_receivables",
     "post",
     "post_sets",
     "seal",
@@ -167,6 +168,38 @@ class LedgerAccounts:
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def open_receivables(tx: Tx, staging: str, *, only_new_accounts: bool) -> None:
+    """Create a customer receivable account, with its one balance shard, for each row of the
+    billing run's staging table ``staging`` (columns ``ledger_id, code, currency,
+    account_no``), as :meth:`LedgerAccounts.ensure` would one by one; codes already stored are
+    left as they are. ``only_new_accounts`` filters out rows whose customer account is already
+    stored (a probe per row, so only where the run found some)."""
+    known = (
+        " AND NOT EXISTS (SELECT 1 FROM accounts x WHERE x.account_no = s.account_no)"
+        if only_new_accounts
+        else ""
+    )
+    ledger_rows = (
+        "INSERT INTO ledger_accounts (id, code, kind, currency, created_at) "  # noqa: S608
+        f"SELECT s.ledger_id, s.code, :kind, s.currency, :at FROM {staging} s "
+        f"WHERE true{known} ON CONFLICT (code) DO NOTHING"
+    )
+    params = {"kind": AccountKind.CUSTOMER_RECEIVABLE.value, "at": tx.ts(datetime.now(UTC))}
+    if tx.dialect == "postgresql":
+        tx.execute(
+            f"WITH new AS ({ledger_rows} RETURNING id) INSERT INTO ledger_balances "  # noqa: S608
+            "(account_id, shard, balance) SELECT id, 0, 0 FROM new",
+            params,
+        )
+    else:
+        tx.execute(ledger_rows, params)
+        tx.execute(
+            "INSERT INTO ledger_balances (account_id, shard, balance) "  # noqa: S608
+            f"SELECT s.ledger_id, 0, 0 FROM {staging} s "
+            "JOIN ledger_accounts l ON l.id = s.ledger_id WHERE true"
+        )
 
 
 def post(tx: Tx, entries: Sequence[EntryDraft], shards: LedgerAccounts) -> list[int]:

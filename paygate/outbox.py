@@ -37,7 +37,7 @@ from typing import Any, Protocol
 import httpx
 from pydantic import SecretStr
 
-from paygate import supply
+from paygate import records, supply
 from paygate.clock import Clock
 from paygate.config import Settings
 from paygate.errors import (
@@ -649,11 +649,7 @@ def requeue(gateway: OrderDesk, event_ids: Sequence[int] | None = None) -> int:
             raise NotFoundError(
                 f"no dead-lettered event {', '.join(map(str, missing))}", field="event_id"
             )
-        tx.many(
-            "UPDATE outbox SET dead_at = NULL, attempts = 0, available_at = :now, "
-            "claimed_until = NULL, claim_token = NULL WHERE id = :id",
-            [{"now": tx.ts(now), "id": i} for i in chosen],
-        )
+        records.requeue_events(tx, chosen, now=now)
         return len(chosen)
 
     return gateway.store.run(work)
@@ -681,10 +677,7 @@ def _claim_events(
     ]
     rows = _in_account_order(tx, candidates)
     token = secrets.token_hex(16)
-    tx.many(
-        "UPDATE outbox SET claimed_until = :until, claim_token = :t WHERE id = :id",
-        [{"until": tx.ts(now + lease), "t": token, "id": r[0]} for r in rows],
-    )
+    records.lease_events(tx, [r[0] for r in rows], token=token, until=now + lease)
     return token, rows
 
 
@@ -719,19 +712,11 @@ def _in_account_order(
 
 def _release_events(tx: Tx, *, event_ids: Sequence[int], token: str) -> None:
     # Still due, no longer claimed: the next pass (this dispatcher's or another's) takes them.
-    tx.many(
-        "UPDATE outbox SET claimed_until = NULL, claim_token = NULL "
-        "WHERE id = :id AND claim_token = :t",
-        [{"id": event_id, "t": token} for event_id in event_ids],
-    )
+    records.release_events(tx, event_ids, token=token)
 
 
 def _event_delivered(tx: Tx, *, event_id: int, token: str, now: datetime) -> None:
-    tx.execute(
-        "UPDATE outbox SET delivered_at = :now, claimed_until = NULL, claim_token = NULL "
-        "WHERE id = :id AND claim_token = :t",
-        {"now": tx.ts(now), "id": event_id, "t": token},
-    )
+    records.event_delivered(tx, event_id, token=token, now=now)
 
 
 @dataclass(frozen=True)
@@ -754,21 +739,18 @@ def _event_failed(gateway: OrderDesk, tx: Tx, *, failure: _Failure) -> None:
         failure.error,
     )
     now = gateway.clock.now()
-    cur = tx.execute(
-        "UPDATE outbox SET attempts = :n, last_error = :e, available_at = :r, dead_at = :d, "
-        "claimed_until = NULL, claim_token = NULL WHERE id = :id AND claim_token = :t",
-        {
-            "n": attempts,
-            "e": error[:2000],
-            "r": tx.ts(retry),
-            "d": tx.ts(now) if dead else None,
-            "id": event_id,
-            "t": token,
-        },
+    recorded = records.event_failed(
+        tx,
+        event_id,
+        token=token,
+        attempts=attempts,
+        error=error,
+        retry_at=retry,
+        dead_at=now if dead else None,
     )
     alerted = tx.scalar("SELECT event_type FROM outbox WHERE id = :id", {"id": event_id})
     # An alert that cannot be delivered is not itself alerted on, or alerts would breed.
-    if dead and cur.rowcount and alerted != "outbox.dead_lettered":
+    if dead and recorded and alerted != "outbox.dead_lettered":
         alert_id = tx.ids.one()
         payload = {
             "event_id": alert_id,
@@ -786,4 +768,4 @@ def _event_failed(gateway: OrderDesk, tx: Tx, *, failure: _Failure) -> None:
             available_at=tx.ts(now),
             attempts=0,
         )
-        tx.insert("outbox", EventRow._fields, [row])
+        records.queue_events(tx, [row])

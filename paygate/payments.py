@@ -50,6 +50,7 @@ from paygate.records import (
     flush,
     load_bills,
     lock_accounts,
+    mark_reversed,
     read_decision,
     write_bills,
 )
@@ -583,11 +584,7 @@ class _Reversal:
                 )
             )
         self._payments.post(tx, writes.entries)
-        tx.execute(
-            "UPDATE payments SET status = 'reversed', reversal_entry_id = :e, "
-            "reversal_reason = :r, unallocated = 0 WHERE id = :id",
-            {"e": entry_id, "r": reason, "id": payment_id},
-        )
+        mark_reversed(tx, payment_id, entry_id=entry_id, reason=reason)
         self._payments.apply_credit(tx, acct, writes, now)
         arrears_after, _ = billing.arrears(
             acct.bills, acct.category, core.local_date(now), core.settings.late_fee

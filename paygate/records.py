@@ -6,6 +6,15 @@ decides, and writes the batch once at the end (:func:`flush`), in its one transa
 (DESIGN.md invariant 4). The services in :mod:`paygate.accounts`, :mod:`paygate.payments`,
 :mod:`paygate.supply` and :mod:`paygate.dunning` all decide this way; this module is what they
 share, so that none of them needs another's internals.
+
+It is also the one module whose SQL writes the core's tables — ``accounts``, ``bills``,
+``payments``, ``allocations``, ``supply_orders``, ``supply_transitions`` and ``outbox``
+(``store/schema.py`` names it their owner). Besides a decision's batch, it holds the writes
+the services make outside one, each named for what it means: an account opened or its meter
+set, a bill issued (one by one, or the billing run's set from its staging table), a payment
+reversed, an order leased, progressed, failed or requeued, and an event queued, leased,
+released, delivered, failed or requeued by the dispatcher. The callers decide and pass in
+the values; nothing here imports them (supply, payments and the outbox import this module).
 """
 
 from __future__ import annotations
@@ -21,7 +30,7 @@ from paygate.billing import AllocationPolicy, OpenBill
 from paygate.clock import Clock
 from paygate.config import Settings
 from paygate.errors import UnknownAccountError
-from paygate.ledger import EntryDraft, LedgerAccounts
+from paygate.ledger import AccountKind, EntryDraft, LedgerAccounts
 from paygate.models import Category, SupplyState
 from paygate.store.engine import RowSet, Store, Tx
 
@@ -35,7 +44,23 @@ __all__ = [
     "TransitionRow",
     "Writes",
     "decision_sets",
+    "event_delivered",
+    "event_failed",
+    "insert_account",
+    "insert_accounts_from_staging",
+    "insert_bill",
+    "insert_bills_from_staging",
+    "lease_events",
+    "lease_orders",
+    "mark_reversed",
+    "queue_events",
     "read_decision",
+    "release_events",
+    "requeue_events",
+    "requeue_order",
+    "set_meter",
+    "write_order_failure",
+    "write_order_progress",
 ]
 
 ACCOUNT_COLUMNS = (
@@ -336,7 +361,7 @@ def flush(tx: Tx, writes: Writes) -> None:
             [{"a": a, "now": at} for a, at in writes.cancel_disconnects],
         )
     tx.insert("supply_transitions", TransitionRow._fields, writes.transitions)
-    tx.insert("outbox", EventRow._fields, writes.events)
+    queue_events(tx, writes.events)
 
 
 def write_bills(tx: Tx, accts: Iterable[Account]) -> None:
@@ -404,6 +429,291 @@ def write_states(tx: Tx, accts: Iterable[Account]) -> None:
     tx.many("UPDATE accounts SET supply_state = :s WHERE id = :id", rows)
     for acct in accts:
         acct.state_changed = False
+
+
+# --- the core tables' writes outside a decision batch ---------------------------------------
+
+
+def insert_account(
+    tx: Tx,
+    *,
+    account_id: int,
+    account_no: str,
+    name: str | None,
+    category: Category,
+    prepaid: bool,
+    protected: bool,
+    currency: str,
+    receivable_id: int,
+    now: datetime,
+) -> None:
+    """Write a newly opened account, connected, with its receivable ledger account."""
+    tx.execute(
+        "INSERT INTO accounts (id, account_no, name, category, prepaid, protected, "
+        "currency, supply_state, receivable_account_id, created_at) VALUES (:id, :no, "
+        ":name, :cat, :prepaid, :protected, :cur, :state, :recv, :now)",
+        {
+            "id": account_id,
+            "no": account_no,
+            "name": name,
+            "cat": category.value,
+            "prepaid": prepaid,
+            "protected": protected,
+            "cur": currency,
+            "state": SupplyState.CONNECTED.value,
+            "recv": receivable_id,
+            "now": tx.ts(now),
+        },
+    )
+
+
+def insert_accounts_from_staging(tx: Tx, staging: str, *, only_new: bool, now: datetime) -> int:
+    """Write the accounts of the billing run's staging table ``staging`` (columns
+    ``account_id, account_no, name, category, prepaid, protected, currency, code``), each
+    connected and joined to its receivable ledger account by ``code``; return how many were
+    written. ``only_new`` filters out account numbers already stored (a probe per row, so only
+    where the run found some); a racing writer's are skipped by the unique constraint."""
+    known = (
+        " AND NOT EXISTS (SELECT 1 FROM accounts x WHERE x.account_no = s.account_no)"
+        if only_new
+        else ""
+    )
+    cur = tx.execute(
+        "INSERT INTO accounts (id, account_no, name, category, prepaid, protected, "  # noqa: S608
+        "currency, supply_state, receivable_account_id, created_at) "
+        "SELECT s.account_id, s.account_no, s.name, s.category, s.prepaid, s.protected, "
+        f"s.currency, :state, l.id, :now FROM {staging} s "
+        f"JOIN ledger_accounts l ON l.code = s.code AND l.kind = :kind WHERE true{known} "
+        "ON CONFLICT (account_no) DO NOTHING",
+        {
+            "state": SupplyState.CONNECTED.value,
+            "now": tx.ts(now),
+            "kind": AccountKind.CUSTOMER_RECEIVABLE.value,
+        },
+    )
+    return int(cur.rowcount)
+
+
+def set_meter(tx: Tx, account_no: str, *, headend: str | None, meter_address: str | None) -> None:
+    """Name the head-end and meter address the account's supply orders go to."""
+    tx.execute(
+        "UPDATE accounts SET headend = :h, meter_address = :m WHERE account_no = :n",
+        {"h": headend, "m": meter_address, "n": account_no},
+    )
+
+
+def insert_bill(
+    tx: Tx,
+    *,
+    bill_id: int,
+    account_id: int,
+    bill_no: str,
+    period: str,
+    amount: int,
+    currency: str,
+    due_date: date,
+    entry_id: int,
+    now: datetime,
+) -> None:
+    """Write a newly issued bill, nothing paid on it yet; ``entry_id`` is its journal entry."""
+    tx.execute(
+        "INSERT INTO bills (id, account_id, bill_no, period, amount, currency, due_date, "
+        "principal_paid, late_fee_charged, late_fee_paid, late_fee_through, entry_id, "
+        "issued_at) VALUES (:id, :acct, :no, :period, :amount, :cur, :due, 0, 0, 0, "
+        "NULL, :entry, :now)",
+        {
+            "id": bill_id,
+            "acct": account_id,
+            "no": bill_no,
+            "period": period,
+            "amount": amount,
+            "cur": currency,
+            "due": tx.day(due_date),
+            "entry": entry_id,
+            "now": tx.ts(now),
+        },
+    )
+
+
+def insert_bills_from_staging(
+    tx: Tx, staging: str, *, only_new: bool, only_without_credit: bool, now: datetime
+) -> int:
+    """Write the bills of the billing run's staging table ``staging`` (columns ``bill_id,
+    entry_id, account_no, bill_no, period, amount, currency, due_date``) to the accounts of
+    that number and currency, nothing paid on them yet; return how many were written.
+    ``only_new`` filters out bill numbers already stored, ``only_without_credit`` the accounts
+    holding credit (each a probe per row, so only where the run found such rows)."""
+    known = (
+        " AND NOT EXISTS (SELECT 1 FROM bills x WHERE x.bill_no = s.bill_no)" if only_new else ""
+    )
+    credit = (
+        " AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.account_id = a.id "
+        "AND p.unallocated > 0 AND p.status = 'posted')"
+        if only_without_credit
+        else ""
+    )
+    cur = tx.execute(
+        "INSERT INTO bills (id, account_id, bill_no, period, amount, currency, "  # noqa: S608
+        "due_date, principal_paid, late_fee_charged, late_fee_paid, late_fee_through, "
+        "entry_id, issued_at) SELECT s.bill_id, a.id, s.bill_no, s.period, s.amount, "
+        f"s.currency, s.due_date, 0, 0, 0, NULL, s.entry_id, :now FROM {staging} s "
+        "JOIN accounts a ON a.account_no = s.account_no AND a.currency = s.currency "
+        f"WHERE true{known}{credit} ON CONFLICT (bill_no) DO NOTHING",
+        {"now": tx.ts(now)},
+    )
+    return int(cur.rowcount)
+
+
+def mark_reversed(tx: Tx, payment_id: int, *, entry_id: int, reason: str) -> None:
+    """Mark a payment reversed by the journal entry ``entry_id``; its credit is gone with it."""
+    tx.execute(
+        "UPDATE payments SET status = 'reversed', reversal_entry_id = :e, "
+        "reversal_reason = :r, unallocated = 0 WHERE id = :id",
+        {"e": entry_id, "r": reason, "id": payment_id},
+    )
+
+
+# Supply orders: the dispatcher leases them, and their progress, failures and retries are
+# recorded by paygate.supply, which decides what they are.
+
+
+def lease_orders(tx: Tx, order_ids: Sequence[int], *, token: str, until: datetime) -> None:
+    """Lease the orders to the dispatcher holding ``token`` until ``until``."""
+    tx.many(
+        "UPDATE supply_orders SET claimed_until = :until, claim_token = :token WHERE id = :id",
+        [{"until": tx.ts(until), "token": token, "id": i} for i in order_ids],
+    )
+
+
+def write_order_progress(
+    tx: Tx,
+    order_id: int,
+    *,
+    status: str,
+    dispatched_at: datetime,
+    acknowledged_at: datetime | None,
+    completed_at: datetime | None,
+    next_attempt_at: datetime | None,
+) -> None:
+    """Write how far an order got; it is closed when completed, and its lease and last error
+    are cleared."""
+    tx.execute(
+        "UPDATE supply_orders SET status = :s, dispatched_at = :d, acknowledged_at = :a, "
+        "completed_at = :c, closed_at = :closed, next_attempt_at = :next, "
+        "claimed_until = NULL, claim_token = NULL, last_error = NULL WHERE id = :id",
+        {
+            "s": status,
+            "d": tx.ts(dispatched_at),
+            "a": None if acknowledged_at is None else tx.ts(acknowledged_at),
+            "c": None if completed_at is None else tx.ts(completed_at),
+            "closed": None if completed_at is None else tx.ts(completed_at),
+            "next": None if next_attempt_at is None else tx.ts(next_attempt_at),
+            "id": order_id,
+        },
+    )
+
+
+def write_order_failure(
+    tx: Tx,
+    order_id: int,
+    *,
+    attempts: int,
+    error: str,
+    status: str,
+    next_attempt_at: datetime | None,
+) -> None:
+    """Write a failed delivery of an order (retried at ``next_attempt_at``, or never with
+    None) and clear its lease."""
+    tx.execute(
+        "UPDATE supply_orders SET attempts = :n, last_error = :e, status = :s, "
+        "next_attempt_at = :next, claimed_until = NULL, claim_token = NULL WHERE id = :id",
+        {
+            "n": attempts,
+            "e": error[:2000],
+            "s": status,
+            "next": None if next_attempt_at is None else tx.ts(next_attempt_at),
+            "id": order_id,
+        },
+    )
+
+
+def requeue_order(tx: Tx, order_id: int, *, status: str, at: datetime) -> None:
+    """Put an order back in the queue in ``status``, to be attempted at ``at``."""
+    tx.execute(
+        "UPDATE supply_orders SET status = :s, next_attempt_at = :now WHERE id = :id",
+        {"s": status, "now": tx.ts(at), "id": order_id},
+    )
+
+
+# The outbox: events are queued by the decisions that raise them (flush) and by the dispatcher
+# (its dead-letter alerts); the dispatcher leases them and records how their delivery went.
+
+
+def queue_events(tx: Tx, events: Sequence[EventRow]) -> None:
+    """Queue events in the outbox."""
+    tx.insert("outbox", EventRow._fields, events)
+
+
+def lease_events(tx: Tx, event_ids: Sequence[int], *, token: str, until: datetime) -> None:
+    """Lease the events to the dispatcher holding ``token`` until ``until``."""
+    tx.many(
+        "UPDATE outbox SET claimed_until = :until, claim_token = :t WHERE id = :id",
+        [{"until": tx.ts(until), "t": token, "id": i} for i in event_ids],
+    )
+
+
+def release_events(tx: Tx, event_ids: Sequence[int], *, token: str) -> None:
+    """Give back the events still leased under ``token``, still due."""
+    tx.many(
+        "UPDATE outbox SET claimed_until = NULL, claim_token = NULL "
+        "WHERE id = :id AND claim_token = :t",
+        [{"id": event_id, "t": token} for event_id in event_ids],
+    )
+
+
+def event_delivered(tx: Tx, event_id: int, *, token: str, now: datetime) -> None:
+    """Mark an event delivered, if its lease under ``token`` still holds."""
+    tx.execute(
+        "UPDATE outbox SET delivered_at = :now, claimed_until = NULL, claim_token = NULL "
+        "WHERE id = :id AND claim_token = :t",
+        {"now": tx.ts(now), "id": event_id, "t": token},
+    )
+
+
+def event_failed(
+    tx: Tx,
+    event_id: int,
+    *,
+    token: str,
+    attempts: int,
+    error: str,
+    retry_at: datetime,
+    dead_at: datetime | None,
+) -> bool:
+    """Record a failed delivery, if the lease under ``token`` still holds: retried at
+    ``retry_at``, or dead-lettered at ``dead_at``; return whether it was recorded."""
+    cur = tx.execute(
+        "UPDATE outbox SET attempts = :n, last_error = :e, available_at = :r, dead_at = :d, "
+        "claimed_until = NULL, claim_token = NULL WHERE id = :id AND claim_token = :t",
+        {
+            "n": attempts,
+            "e": error[:2000],
+            "r": tx.ts(retry_at),
+            "d": None if dead_at is None else tx.ts(dead_at),
+            "id": event_id,
+            "t": token,
+        },
+    )
+    return bool(cur.rowcount)
+
+
+def requeue_events(tx: Tx, event_ids: Sequence[int], *, now: datetime) -> None:
+    """Put dead-lettered events back in the queue, due ``now`` with a fresh attempt count."""
+    tx.many(
+        "UPDATE outbox SET dead_at = NULL, attempts = 0, available_at = :now, "
+        "claimed_until = NULL, claim_token = NULL WHERE id = :id",
+        [{"now": tx.ts(now), "id": i} for i in event_ids],
+    )
 
 
 # --- a payment decision's reads and writes, set-based --------------------------------------

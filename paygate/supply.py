@@ -49,9 +49,14 @@ from paygate.records import (
     Writes,
     event,
     flush,
+    lease_orders,
     load_bills,
     lock_account,
+    requeue_order,
+    set_meter,
     transition,
+    write_order_failure,
+    write_order_progress,
     write_states,
 )
 from paygate.store.engine import Tx
@@ -206,10 +211,7 @@ def claim_orders(
         )
     ]
     token = secrets.token_hex(16)
-    tx.many(
-        "UPDATE supply_orders SET claimed_until = :until, claim_token = :token WHERE id = :id",
-        [{"until": tx.ts(now + lease), "token": token, "id": i} for i in ids],
-    )
+    lease_orders(tx, ids, token=token, until=now + lease)
     return token, ids
 
 
@@ -434,10 +436,7 @@ class SupplyOrders:
 
         def work(tx: Tx) -> None:
             lock_account(tx, account_no)
-            tx.execute(
-                "UPDATE accounts SET headend = :h, meter_address = :m WHERE account_no = :n",
-                {"h": headend, "m": meter_address, "n": account_no},
-            )
+            set_meter(tx, account_no, headend=headend, meter_address=meter_address)
 
         self._core.store.run(work)
 
@@ -476,21 +475,14 @@ class SupplyOrders:
             if target is OrderStatus.COMPLETED:
                 order.completed_at = when
             order.status = status
-            tx.execute(
-                "UPDATE supply_orders SET status = :s, dispatched_at = :d, acknowledged_at = :a, "
-                "completed_at = :c, closed_at = :closed, next_attempt_at = :next, "
-                "claimed_until = NULL, claim_token = NULL, last_error = NULL WHERE id = :id",
-                {
-                    "s": status.value,
-                    "d": tx.ts(order.dispatched_at),
-                    "a": None if order.acknowledged_at is None else tx.ts(order.acknowledged_at),
-                    "c": None if order.completed_at is None else tx.ts(order.completed_at),
-                    "closed": None if order.completed_at is None else tx.ts(order.completed_at),
-                    "next": None
-                    if status is OrderStatus.COMPLETED or next_attempt_at is None
-                    else tx.ts(next_attempt_at),
-                    "id": order_id,
-                },
+            write_order_progress(
+                tx,
+                order_id,
+                status=status.value,
+                dispatched_at=order.dispatched_at,
+                acknowledged_at=order.acknowledged_at,
+                completed_at=order.completed_at,
+                next_attempt_at=None if status is OrderStatus.COMPLETED else next_attempt_at,
             )
             writes = Writes()
             if status is previous:
@@ -644,16 +636,13 @@ class SupplyOrders:
                 return
             attempts = order.attempts + 1
             status = order.status if retry_at is not None else OrderStatus.FAILED
-            tx.execute(
-                "UPDATE supply_orders SET attempts = :n, last_error = :e, status = :s, "
-                "next_attempt_at = :next, claimed_until = NULL, claim_token = NULL WHERE id = :id",
-                {
-                    "n": attempts,
-                    "e": error[:2000],
-                    "s": status.value,
-                    "next": None if retry_at is None else tx.ts(retry_at),
-                    "id": order_id,
-                },
+            write_order_failure(
+                tx,
+                order_id,
+                attempts=attempts,
+                error=error,
+                status=status.value,
+                next_attempt_at=retry_at,
             )
             writes = Writes()
             if retry_at is None or attempts == alert_after:
@@ -686,10 +675,7 @@ class SupplyOrders:
                 load_bills(tx, [acct])
                 self.refuse_if_owes_nothing(acct, self._core.clock.now())
             back = OrderStatus.DISPATCHED if order.dispatched_at else OrderStatus.OPEN
-            tx.execute(
-                "UPDATE supply_orders SET status = :s, next_attempt_at = :now WHERE id = :id",
-                {"s": back.value, "now": tx.ts(self._core.clock.now()), "id": order_id},
-            )
+            requeue_order(tx, order_id, status=back.value, at=self._core.clock.now())
 
         self._core.store.run(work)
 
