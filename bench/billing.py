@@ -41,12 +41,16 @@ import psycopg
 
 from paygate import FixedClock, Gateway, Money, NewAccount, NewBill, Settings
 from paygate.store import migrate
+from paygate.store.partitions import MONTH_BITS, month_base, month_index
 
 CURRENCY = "CNY"
 PERIOD = "2026-11"
 DUE = date(2026, 12, 15)
 NOW = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
-RAW_IDS = 10**15  # the raw side's ids start here: far above the id counter's
+# The raw side's ids start half-way through this month's range of ids: far above the id
+# counter's, and inside a partition that exists (on PostgreSQL the journal, postings and outbox
+# are partitioned by the range of ids each month owns; paygate.store.partitions).
+RAW_IDS = month_base(month_index(datetime.now(UTC).date())) + 2 ** (MONTH_BITS - 1)
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
