@@ -27,6 +27,7 @@ from paygate.reconcile.model import FindingClass, FindingStatus, ReconcilePolicy
 from paygate.store.engine import Tx
 
 __all__ = [
+    "NewResolution",
     "ResolutionBatch",
     "annotate_finding",
     "carry_over",
@@ -405,83 +406,55 @@ _RESOLUTION_COLUMNS = (
 )
 
 
-def _resolution_row(
-    tx: Tx,
-    resolution_id: int,
-    run_id: int,
-    seq: int,
-    channel: str,
-    key: str,
-    action: ResolutionAction,
-    actor: str,
-    at: datetime,
-    account_no: str | None,
-    payment_id: int | None,
-    entry_id: int | None,
-    amount: int | None,
-    currency: str | None,
-    note: str | None,
-) -> tuple[Any, ...]:
-    """One row of reconciliation_resolutions, in _RESOLUTION_COLUMNS order."""
-    return (
-        resolution_id,
-        run_id,
-        seq,
-        channel,
-        key,
-        action.value,
-        actor[:64],
-        tx.ts(at),
-        account_no,
-        payment_id,
-        entry_id,
-        amount,
-        currency,
-        note,
-    )
+@dataclass(frozen=True, slots=True)
+class NewResolution:
+    """Who did what (``action``) about the subject ``key`` of finding ``run_id:seq``, and the
+    money it moved: one row of reconciliation_resolutions, its id aside."""
+
+    run_id: int
+    seq: int
+    channel: str
+    key: str
+    action: ResolutionAction
+    actor: str
+    at: datetime
+    account_no: str | None = None
+    payment_id: int | None = None
+    entry_id: int | None = None
+    amount: int | None = None
+    currency: str | None = None
+    note: str | None = None
+
+    def row(self, tx: Tx, resolution_id: int) -> tuple[Any, ...]:
+        """The row, in _RESOLUTION_COLUMNS order."""
+        return (
+            resolution_id,
+            self.run_id,
+            self.seq,
+            self.channel,
+            self.key,
+            self.action.value,
+            self.actor[:64],
+            tx.ts(self.at),
+            self.account_no,
+            self.payment_id,
+            self.entry_id,
+            self.amount,
+            self.currency,
+            self.note,
+        )
 
 
-def record_resolution(
-    tx: Tx,
-    *,
-    run_id: int,
-    seq: int,
-    channel: str,
-    key: str,
-    action: ResolutionAction,
-    actor: str,
-    at: datetime,
-    account_no: str | None = None,
-    payment_id: int | None = None,
-    entry_id: int | None = None,
-    amount: int | None = None,
-    currency: str | None = None,
-    note: str | None = None,
-) -> int:
-    """Record who did what about the subject ``key`` of finding ``run_id:seq``; its id.
+def record_resolution(tx: Tx, resolution: NewResolution) -> int:
+    """Record ``resolution``; its id.
 
     ``(channel, key, action)`` is unique: a second resolution of a subject for the same action
     raises :class:`~paygate.store.engine.UniqueViolation`.
     """
     resolution_id = tx.ids.one()
-    row = _resolution_row(
-        tx,
-        resolution_id,
-        run_id,
-        seq,
-        channel,
-        key,
-        action,
-        actor,
-        at,
-        account_no,
-        payment_id,
-        entry_id,
-        amount,
-        currency,
-        note,
+    tx.insert(
+        "reconciliation_resolutions", _RESOLUTION_COLUMNS, [resolution.row(tx, resolution_id)]
     )
-    tx.insert("reconciliation_resolutions", _RESOLUTION_COLUMNS, [row])
     return resolution_id
 
 
@@ -497,47 +470,13 @@ class ResolutionBatch:
     rows: list[tuple[Any, ...]] = field(default_factory=list)
     closes: list[dict[str, Any]] = field(default_factory=list)
 
-    def add(
-        self,
-        tx: Tx,
-        *,
-        run_id: int,
-        seq: int,
-        channel: str,
-        key: str,
-        action: ResolutionAction,
-        actor: str,
-        at: datetime,
-        status: FindingStatus,
-        account_no: str | None = None,
-        payment_id: int | None = None,
-        entry_id: int | None = None,
-        amount: int | None = None,
-        currency: str | None = None,
-        note: str | None = None,
-    ) -> None:
-        """A resolution of finding ``run_id:seq`` that leaves it ``status``; its id is taken now."""
+    def add(self, tx: Tx, resolution: NewResolution, status: FindingStatus) -> None:
+        """``resolution`` of its finding, which it leaves ``status``; its id is taken now."""
         resolution_id = tx.ids.one()
-        self.rows.append(
-            _resolution_row(
-                tx,
-                resolution_id,
-                run_id,
-                seq,
-                channel,
-                key,
-                action,
-                actor,
-                at,
-                account_no,
-                payment_id,
-                entry_id,
-                amount,
-                currency,
-                note,
-            )
+        self.rows.append(resolution.row(tx, resolution_id))
+        self.closes.append(
+            {"s": status.value, "r": resolution_id, "run": resolution.run_id, "seq": resolution.seq}
         )
-        self.closes.append({"s": status.value, "r": resolution_id, "run": run_id, "seq": seq})
 
     def write(self, tx: Tx) -> None:
         """Write the resolutions, then close their findings."""

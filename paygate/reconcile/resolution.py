@@ -45,6 +45,7 @@ from paygate.reconcile.errors import (
     UnknownSuspenseItemError,
 )
 from paygate.reconcile.matching import (
+    NewResolution,
     ResolutionBatch,
     annotate_finding,
     close_finding,
@@ -216,19 +217,23 @@ def _post_late_payments(gateway: Books, run_id: int, policy: ReconcilePolicy) ->
                     continue
                 audit.add(
                     tx,
-                    run_id=run_id,
-                    seq=cand.seq,
-                    channel=channel,
-                    key=cand.key,
-                    action=ResolutionAction.POSTED,
-                    actor=policy.actor,
-                    at=now,
-                    status=FindingStatus.RESOLVED,
-                    account_no=cand.account_no,
-                    payment_id=result.payment_id,
-                    amount=cand.gross,
-                    currency=cand.currency,
-                    note="already in the ledger" if result.replayed else "late-arriving payment",
+                    NewResolution(
+                        run_id=run_id,
+                        seq=cand.seq,
+                        channel=channel,
+                        key=cand.key,
+                        action=ResolutionAction.POSTED,
+                        actor=policy.actor,
+                        at=now,
+                        account_no=cand.account_no,
+                        payment_id=result.payment_id,
+                        amount=cand.gross,
+                        currency=cand.currency,
+                        note="already in the ledger"
+                        if result.replayed
+                        else "late-arriving payment",
+                    ),
+                    FindingStatus.RESOLVED,
                 )
             audit.write(tx)
             return found[-1].seq
@@ -295,19 +300,21 @@ def _to_suspense(gateway: Books, run_id: int, policy: ReconcilePolicy) -> None:
             for cand, entry_id in records:
                 audit.add(
                     tx,
-                    run_id=run_id,
-                    seq=cand.seq,
-                    channel=channel,
-                    key=cand.key,
-                    action=ResolutionAction.SUSPENSE,
-                    actor=policy.actor,
-                    at=now,
-                    status=FindingStatus.SUSPENSE,
-                    account_no=None if cand.account_no is None else cand.account_no[:64],
-                    entry_id=entry_id,
-                    amount=cand.gross,
-                    currency=cand.currency,
-                    note="account unknown",
+                    NewResolution(
+                        run_id=run_id,
+                        seq=cand.seq,
+                        channel=channel,
+                        key=cand.key,
+                        action=ResolutionAction.SUSPENSE,
+                        actor=policy.actor,
+                        at=now,
+                        account_no=None if cand.account_no is None else cand.account_no[:64],
+                        entry_id=entry_id,
+                        amount=cand.gross,
+                        currency=cand.currency,
+                        note="account unknown",
+                    ),
+                    FindingStatus.SUSPENSE,
                 )
             audit.write(tx)
             return found[-1].seq
@@ -337,19 +344,21 @@ def _confirm_netted(gateway: Books, run_id: int, policy: ReconcilePolicy) -> Non
         for seq, key, payment_id, amount, currency in rows:
             audit.add(
                 tx,
-                run_id=run_id,
-                seq=int(seq),
-                channel=channel,
-                key=str(key),
-                action=ResolutionAction.CONFIRMED,
-                actor=policy.actor,
-                at=now,
-                status=FindingStatus.RESOLVED,
-                payment_id=int(payment_id),
-                amount=int(amount),
-                currency=str(currency),
-                note="reversed in the ledger and absent from the statement with its reversal: "
-                "nets to zero",
+                NewResolution(
+                    run_id=run_id,
+                    seq=int(seq),
+                    channel=channel,
+                    key=str(key),
+                    action=ResolutionAction.CONFIRMED,
+                    actor=policy.actor,
+                    at=now,
+                    payment_id=int(payment_id),
+                    amount=int(amount),
+                    currency=str(currency),
+                    note="reversed in the ledger and absent from the statement with its reversal: "
+                    "nets to zero",
+                ),
+                FindingStatus.RESOLVED,
             )
         audit.write(tx)
 
@@ -482,18 +491,20 @@ def _record_person(
             if existing is not None
             else record_resolution(
                 tx,
-                run_id=run_id,
-                seq=seq,
-                channel=channel,
-                key=key,
-                action=action,
-                actor=actor,
-                at=now,
-                payment_id=payment_id,
-                entry_id=entry_id,
-                amount=int(row[4]),
-                currency=str(row[5]),
-                note=reason[:2000],
+                NewResolution(
+                    run_id=run_id,
+                    seq=seq,
+                    channel=channel,
+                    key=key,
+                    action=action,
+                    actor=actor,
+                    at=now,
+                    payment_id=payment_id,
+                    entry_id=entry_id,
+                    amount=int(row[4]),
+                    currency=str(row[5]),
+                    note=reason[:2000],
+                ),
             )
         )
         close_finding(tx, run_id, seq, FindingStatus.RESOLVED, resolution_id)
@@ -645,19 +656,21 @@ def assign_suspense(
         )
         resolution_id = record_resolution(
             tx,
-            run_id=item.run_id,
-            seq=item.finding_seq,
-            channel=item.channel,
-            key=key,
-            action=ResolutionAction.ASSIGNED,
-            actor=actor,
-            at=now,
-            account_no=account_no,
-            payment_id=result.payment_id,
-            entry_id=entry_id,
-            amount=item.amount.minor,
-            currency=item.amount.currency,
-            note="the payment was already in the ledger" if result.replayed else None,
+            NewResolution(
+                run_id=item.run_id,
+                seq=item.finding_seq,
+                channel=item.channel,
+                key=key,
+                action=ResolutionAction.ASSIGNED,
+                actor=actor,
+                at=now,
+                account_no=account_no,
+                payment_id=result.payment_id,
+                entry_id=entry_id,
+                amount=item.amount.minor,
+                currency=item.amount.currency,
+                note="the payment was already in the ledger" if result.replayed else None,
+            ),
         )
         close_suspense_findings(tx, item_id, resolution_id)
         return result
@@ -681,17 +694,19 @@ def _release(
     )
     resolution_id = record_resolution(
         tx,
-        run_id=item.run_id,
-        seq=item.finding_seq,
-        channel=item.channel,
-        key=str(row[13]),
-        action=ResolutionAction.RELEASED,
-        actor=actor,
-        at=now,
-        entry_id=entry_id,
-        amount=item.amount.minor,
-        currency=item.amount.currency,
-        note=reason[:2000],
+        NewResolution(
+            run_id=item.run_id,
+            seq=item.finding_seq,
+            channel=item.channel,
+            key=str(row[13]),
+            action=ResolutionAction.RELEASED,
+            actor=actor,
+            at=now,
+            entry_id=entry_id,
+            amount=item.amount.minor,
+            currency=item.amount.currency,
+            note=reason[:2000],
+        ),
     )
     close_suspense_findings(tx, item_id, resolution_id)
     return entry_id
