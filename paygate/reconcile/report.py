@@ -424,7 +424,7 @@ def _chart(runs: Sequence[ReconciliationRun], w: Words) -> str:
     width, label, value, row_height, top = 880, 190, 210, 46, 34
     plot = width - label - value - 12
     splits = [(run, *_split(run)) for run in runs]
-    axis = number_axis(max([0, *(max(m, u) for _, m, u in splits)]))
+    axis = number_axis(max([0, *(max(m, u) for _, m, u in splits)]), most=4)
     currencies = {run.currency for run in runs}
     currency = next(iter(currencies)) if len(currencies) == 1 else None
     bottom = top + row_height * len(splits) + 4
@@ -442,7 +442,7 @@ def _chart(runs: Sequence[ReconciliationRun], w: Words) -> str:
             top=top - 6,
             bottom=bottom,
             label=lambda minor: (
-                w.money(Money(round(minor), currency))
+                w.money(Money(round(minor), currency), whole=True)
                 if currency is not None
                 else w.number(round(minor))
             ),
@@ -464,7 +464,8 @@ def _chart(runs: Sequence[ReconciliationRun], w: Words) -> str:
             bar = plot * axis.position(amount)
             out.append(
                 f'<rect class="mark" x="{label}" y="{y + offset}" width="{bar:.1f}" height="16" '
-                f'fill="{colour}"><title>{e(f"{name} {what}: {text}")}</title></rect>'
+                f'fill="{colour}" data-value="{amount}">'
+                f"<title>{e(f'{name} {what}: {text}')}</title></rect>"
                 f'<text x="{label + bar + 6:.1f}" y="{y + offset + 12}" fill="#3e4c59">'
                 f"{e(text)}</text>"
             )
@@ -574,7 +575,7 @@ def _definitions(w: Words) -> str:
         (
             "Open findings",
             "Findings that wait for a person now; red when there are any. Items in suspense are "
-            "money from lines that named no known account (挂账).",
+            "money from lines that named no known account.",
         ),
     )
     items += "".join(f"<dt>{e(w(t))}</dt><dd>{e(w(text))}</dd>" for t, text in figures)

@@ -203,7 +203,7 @@ _RECONCILE: Final[dict[str, str]] = {
     "What the channel settles to the utility's bank account: gross less fees.": "渠道结算至供电"
     "企业银行账户的金额：交易总额减手续费。",
     "Findings that wait for a person now; red when there are any. Items in suspense are money "
-    "from lines that named no known account (挂账).": "当前需人工处理的差异；有差异时以红色显示。"
+    "from lines that named no known account.": "当前需人工处理的差异；有差异时以红色显示。"
     "挂账为对账单中户号无法识别的款项。",
     # the classes
     "Matched": "已匹配",

@@ -408,12 +408,13 @@ def _duration_chart(report: ServiceReport, step: ReportStep, w: Words) -> str:
             median = format_duration(stats.median)
             out.append(
                 f'<rect class="mark" x="{_LABEL_WIDTH}" y="{y + 2}" '
-                f'width="{x(stats.p95) - _LABEL_WIDTH:.1f}" height="18" fill="{_P95_COLOUR}">'
+                f'width="{x(stats.p95) - _LABEL_WIDTH:.1f}" height="18" fill="{_P95_COLOUR}" '
+                f'data-value="{stats.p95.total_seconds():g}">'
                 f"<title>{e(f'{name} p95 {p95}')}</title></rect>"
                 f'<rect class="mark" x="{_LABEL_WIDTH}" y="{y + 6}" '
                 f'width="{x(stats.median) - _LABEL_WIDTH:.1f}" height="10" '
-                f'fill="{_MEDIAN_COLOUR}"><title>{e(name)} {e(w("median"))} {e(median)}'
-                "</title></rect>"
+                f'fill="{_MEDIAN_COLOUR}" data-value="{stats.median.total_seconds():g}">'
+                f"<title>{e(name)} {e(w('median'))} {e(median)}</title></rect>"
             )
             label = w(
                 "median {median} · p95 {p95} · n={n}",
@@ -428,7 +429,8 @@ def _duration_chart(report: ServiceReport, step: ReportStep, w: Words) -> str:
     mark = x(budget)
     out.append(
         f'<line class="mark" x1="{mark:.1f}" y1="{_TOP - 6}" x2="{mark:.1f}" y2="{bottom}" '
-        f'stroke="{_DEADLINE_COLOUR}" stroke-width="2" stroke-dasharray="5 3" />'
+        f'stroke="{_DEADLINE_COLOUR}" stroke-width="2" stroke-dasharray="5 3" '
+        f'data-value="{budget.total_seconds():g}" />'
         f'<text x="{mark:.1f}" y="{bottom + 32}" text-anchor="middle" '
         f'fill="{_DEADLINE_COLOUR}">'
         f"{e(w('budget {budget}', budget=format_duration(budget)))}</text>"
@@ -497,7 +499,7 @@ def _breach_chart(report: ServiceReport, w: Words) -> str:
             what = w(SEVERITY_NAMES[severity])
             out.append(
                 f'<rect class="mark" x="{left:.1f}" y="{y + 2}" width="{width:.1f}" '
-                f'height="18" fill="{_SEVERITY_COLOURS[severity]}">'
+                f'height="18" fill="{_SEVERITY_COLOURS[severity]}" data-value="{count}">'
                 f"<title>{e(name)}: {count} {e(what)}</title></rect>"
             )
         b = channel.breaches

@@ -55,14 +55,25 @@ def format_number(value: int, lang: Lang) -> str:
     return format_decimal(value, locale=_LOCALES[lang])
 
 
-def format_money(value: Money, lang: Lang) -> str:
+def format_money(value: Money, lang: Lang, *, whole: bool = False) -> str:
     """An amount with its thousands grouped and its currency's sign: ``¥99,961,656.11``.
 
     Exact: the amount's decimal is formatted as is (every minor unit of its currency shown,
-    nothing rounded), with a leading minus for a negative amount.
+    nothing rounded), with a leading minus for a negative amount. ``whole`` leaves out the
+    decimals of an amount that has none (``¥50,000``, for a chart's tick); an amount with a
+    fraction is shown whole anyway.
     """
+    amount = value.to_decimal()
+    if whole and amount == amount.to_integral_value():
+        return format_currency(
+            amount,
+            value.currency,
+            format="¤#,##0",
+            locale=_LOCALES[lang],
+            currency_digits=False,
+        )
     return format_currency(
-        value.to_decimal(),
+        amount,
         value.currency,
         locale=_LOCALES[lang],
         decimal_quantization=False,
@@ -93,6 +104,6 @@ class Words:
         """:func:`format_number` in this language."""
         return format_number(value, self.lang)
 
-    def money(self, value: Money) -> str:
+    def money(self, value: Money, *, whole: bool = False) -> str:
         """:func:`format_money` in this language."""
-        return format_money(value, self.lang)
+        return format_money(value, self.lang, whole=whole)

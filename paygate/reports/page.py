@@ -3,8 +3,10 @@ box, and chart axes.
 
 Invariants: every value put on a page goes through :func:`e` (escaped for text and attributes);
 a table is always wrapped in a box that scrolls sideways (``.scroll``), so a wide table never
-widens the page; a chart draws its marks (``class="mark"``) inside its plot area
-(``class="plot"``), whose axis is scaled to cover them (:mod:`paygate.reports.axis`).
+widens the page; a chart draws its marks (``class="mark"``, each with the
+``data-value`` it stands for) inside its plot area (``class="plot"``, with its axis' ``data-top``),
+whose axis is scaled to cover them (:mod:`paygate.reports.axis`): a reader, or a test, can check
+every mark's length against its value.
 """
 
 from __future__ import annotations
@@ -35,16 +37,17 @@ h2 { font-size: 1.2rem; margin: 2.2rem 0 .6rem; border-bottom: 1px solid #d9dee4
 .good { color: #1b7a3d; } .warn { color: #a05a00; } .bad { color: #b3261e; }
 .scroll { overflow-x: auto; max-width: 100%; margin: .5rem 0 1rem; }
 table { border-collapse: collapse; width: 100%; }
-th, td { padding: .3rem .5rem; border-bottom: 1px solid #e4e7eb; text-align: right;
+th, td { padding: .3rem .45rem; border-bottom: 1px solid #e4e7eb; text-align: right;
   white-space: nowrap; }
 th { background: #f5f7fa; font-weight: 600; white-space: normal; vertical-align: bottom; }
 th:first-child, td:first-child, td.text { text-align: left; }
-td.text { white-space: normal; min-width: 9rem; max-width: 24rem; overflow-wrap: anywhere; }
+td.text { white-space: normal; min-width: 6rem; max-width: 24rem; overflow-wrap: anywhere; }
 tr.total td { font-weight: 600; border-top: 2px solid #9aa5b1; }
 figure { margin: 1rem 0 1.5rem; }
 svg { display: block; max-width: 100%; height: auto; }
 figcaption { color: #52606d; font-size: .9rem; }
 dl { color: #3e4c59; } dt { font-weight: 600; margin-top: .6rem; } dd { margin-left: 1rem; }
+@media (max-width: 60rem) { th { white-space: nowrap; } }
 @media print { body { margin: 0; max-width: none; } h2 { break-after: avoid; }
   .scroll { overflow: visible; } }
 """
@@ -107,7 +110,7 @@ def axis_marks(
     line and a labelled tick at every step of ``axis``, and the baseline."""
     out = [
         f'<rect class="plot" x="{left}" y="{top}" width="{width}" height="{bottom - top}" '
-        'fill="none" />'
+        f'fill="none" data-top="{axis.top:g}" />'
     ]
     for value in axis.ticks:
         x = left + width * axis.position(value)
