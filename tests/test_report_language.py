@@ -3,6 +3,7 @@ chart axes, and ``--lang`` / ``[reports] lang`` on the command line."""
 
 from __future__ import annotations
 
+import io
 import re
 import string
 from decimal import Decimal
@@ -12,6 +13,7 @@ import pytest
 import typer
 from hypothesis import given
 from hypothesis import strategies as st
+from rich.console import Console
 from typer.testing import CliRunner
 
 from paygate.cli import app
@@ -19,10 +21,17 @@ from paygate.cli.reports import reports_app
 from paygate.errors import InvalidInputError
 from paygate.gateway import Gateway
 from paygate.money import CURRENCY_EXPONENTS, Money
-from paygate.reports import render_html
+from paygate.reports import render_html, render_table
 from paygate.reports.axis import DURATION_STEPS, duration_axis, number_axis
 from paygate.reports.catalogue import CATALOGUE
-from paygate.reports.i18n import DEFAULT_LANG, LANGS, Words, format_money, format_number
+from paygate.reports.i18n import (
+    DEFAULT_LANG,
+    LANGS,
+    Words,
+    format_amount,
+    format_money,
+    format_number,
+)
 from tests.test_report_pages import month_of_orders
 
 CJK = re.compile(r"[\u4e00-\u9fff]")
@@ -130,8 +139,9 @@ def test_a_number_axis_covers_its_data_with_few_round_ticks(maximum: float, most
     assert axis.ticks[0] == 0 and axis.ticks[-1] == pytest.approx(axis.top)
     mantissa = axis.step / 10 ** int(f"{axis.step:e}".split("e")[1])
     assert round(mantissa, 6) in (1.0, 2.0, 2.5, 5.0)
+    assert axis.step >= 1 and axis.step == int(axis.step)  # counts, minor units: whole ticks
     # not wasteful: one step fewer would not reach the data
-    assert axis.top - axis.step < maximum or maximum == 0 or len(axis.ticks) == 2
+    assert axis.top - axis.step < max(maximum, 1)
     assert 0 <= axis.position(maximum) <= 1
 
 
@@ -199,3 +209,15 @@ def test_the_default_language_comes_from_the_configuration(
     config.write_text('[reports]\nlang = "fr"\n', encoding="utf-8")
     refused = runner.invoke(app, ["config", "show", "--database-url", db_url])
     assert refused.exit_code == 2 and "reports.lang" in refused.output
+
+
+def test_the_terminal_reports_group_their_numbers_too() -> None:
+    console = Console(file=io.StringIO(), width=240, color_system=None)
+    console.print(render_table(month_of_orders()))
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "200,000" in text and "480,224" in text
+    assert "200000" not in text and "480224" not in text
+    assert format_amount(Money(9_996_165_611, "CNY")) == "99,961,656.11"
+    assert format_amount(Money(-500, "CNY")) == "-5.00"
+    assert format_amount(Money(1_234, "KWD")) == "1.234"
+    assert format_amount(Money(1_000_000, "JPY")) == "1,000,000"

@@ -34,7 +34,7 @@ from paygate.reconcile.model import (
 )
 from paygate.reconcile.runs import findings
 from paygate.reports.axis import number_axis
-from paygate.reports.i18n import DEFAULT_LANG, Words
+from paygate.reports.i18n import DEFAULT_LANG, Words, format_amount
 from paygate.reports.page import CSS, axis_marks, e, svg_open, td, thead
 from paygate.reports.page import row as html_row
 from paygate.reports.page import table as html_table
@@ -712,13 +712,13 @@ def summary_table(runs: Sequence[ReconciliationRun]) -> Group:
         if run.kind is RunKind.BANK:
             bank = "bank statement"
         elif run.settlement is not None:
-            bank = f"bank leg settled {run.settlement.net.format()}"
+            bank = f"bank leg settled {format_amount(run.settlement.net)}"
         else:
             bank = f"bank leg open (due {run.settlement_date})"
         state, _ = _state(run)
         headers = ["class", "count", f"amount ({run.currency})"]
         rows = [
-            [CLASS_TITLES[klass][0], f"{total.count:,}", total.amount.format()]
+            [CLASS_TITLES[klass][0], f"{total.count:,}", format_amount(total.amount)]
             for klass in FindingClass
             if (total := run.totals.get(klass)) is not None
         ] or [["(no lines, no payments)", "0", "0"]]
@@ -738,10 +738,10 @@ def summary_table(runs: Sequence[ReconciliationRun]) -> Group:
             Text(title, style="bold"),
             table,
             Text(
-                f"{state}: {run.open_findings} open "
+                f"{state}: {run.open_findings:,} open "
                 f"finding{'' if run.open_findings == 1 else 's'}, "
-                f"{run.in_suspense} in suspense, "
-                f"{run.pending} pending; {bank}\n"
+                f"{run.in_suspense:,} in suspense, "
+                f"{run.pending:,} pending; {bank}\n"
             ),
         ]
     return Group(*parts)
@@ -757,7 +757,7 @@ def unbalanced_statements(gateway: Books, run: ReconciliationRun) -> Text | None
         return None
     lines = [
         f"{f.reference or 'a statement'} does not balance by "
-        f"{f.amount.format()} {f.amount.currency}" + (f" ({f.note})" if f.note else "")
+        f"{format_amount(f.amount)} {f.amount.currency}" + (f" ({f.note})" if f.note else "")
         for f in findings(gateway, run.id, classes=[FindingClass.BANK_UNBALANCED], as_of=run.as_of)
     ]
     return Text("\n".join(terminal_text(line) for line in lines) + "\n")

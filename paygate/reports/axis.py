@@ -60,19 +60,22 @@ class Axis:
 
 
 def number_axis(maximum: float, *, most: int = 5) -> Axis:
-    """An axis for counts or amounts up to ``maximum`` (at least 1 unit tall).
+    """An axis for counts or amounts in minor units up to ``maximum`` (at least 1 unit tall).
 
-    The step is the smallest nice number that covers ``maximum`` in at most ``most`` intervals.
+    The step is the smallest nice whole number that covers ``maximum`` in at most ``most``
+    intervals.
     """
-    if maximum <= 0:
-        return Axis(1.0, 1)
-    magnitude = 10.0 ** math.floor(math.log10(maximum / most))
+    # Counts and minor units are whole: an axis is at least one unit tall, its ticks whole.
+    maximum = max(maximum, 1.0)
+    magnitude = max(1.0, 10.0 ** math.floor(math.log10(maximum / most)))
     for mantissa in _MANTISSAS[:-1]:
         step = mantissa * magnitude
+        if step != math.floor(step):
+            continue  # 2.5 of a unit: no tick between whole units
         intervals = math.ceil(maximum / step - 1e-9)
         if intervals <= most:
             return Axis(step, max(intervals, 1))
-    # maximum / most < 10 × magnitude, so ten times the magnitude always fits
+    # maximum / most < 10 × magnitude (or magnitude is 1 and maximum ≤ 10 most): it fits
     step = _MANTISSAS[-1] * magnitude
     return Axis(step, max(math.ceil(maximum / step - 1e-9), 1))
 

@@ -20,7 +20,7 @@ from babel.numbers import format_currency, format_decimal
 
 from paygate.config.sections import ReportLang
 from paygate.errors import InvalidInputError
-from paygate.money import Money
+from paygate.money import Money, minor_units_exponent
 from paygate.reports.catalogue import CATALOGUE
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "LANGS",
     "Lang",
     "Words",
+    "format_amount",
     "format_money",
     "format_number",
 ]
@@ -78,6 +79,16 @@ def format_money(value: Money, lang: Lang, *, whole: bool = False) -> str:
         locale=_LOCALES[lang],
         decimal_quantization=False,
     )
+
+
+def format_amount(value: Money, lang: Lang = "en") -> str:
+    """An amount's number alone, grouped, with exactly its currency's decimals: ``1,234.50``.
+
+    For a column whose header names the currency (a terminal table); exact, never rounded.
+    """
+    digits = minor_units_exponent(value.currency)
+    pattern = "#,##0" + ("." + "0" * digits if digits else "")
+    return format_decimal(value.to_decimal(), format=pattern, locale=_LOCALES[lang])
 
 
 class Words:
