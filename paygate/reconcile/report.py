@@ -43,8 +43,8 @@ from paygate.store.engine import Tx
 __all__ = [
     "CSV_COLUMNS",
     "MATCHED_CLASSES",
+    "apart_totals",
     "check_report_path",
-    "ledger_totals",
     "render_csv",
     "render_html",
     "render_json",
@@ -337,16 +337,22 @@ def _runs_table(runs: Sequence[ReconciliationRun], w: Words) -> str:
     return html_table(head, rows)
 
 
-def statement_totals(gateway: Books, run: ReconciliationRun) -> dict[FindingClass, ClassTotal]:
-    """The count and signed amount of each class over the statement's own lines.
+_CREDIT_CLASSES = frozenset(
+    {FindingClass.SETTLEMENT_MATCHED, FindingClass.SETTLEMENT_MISMATCH, FindingClass.BANK_UNMATCHED}
+)
 
-    A payment counts positive; a refund, void or reversal negative, as in the run's gross: so
-    the classes add up to :attr:`ReconciliationRun.gross` exactly (a line has one class; a line
-    with no finding is a plain match). Only-in-ledger findings are no line of the statement and
-    are left out (see :func:`ledger_totals`). A bank run's own totals are its credits' classes.
+
+def statement_totals(gateway: Books, run: ReconciliationRun) -> dict[FindingClass, ClassTotal]:
+    """The count and signed amount of each class over what makes the run's gross.
+
+    For a channel statement, its lines: a payment counts positive, a refund, void or reversal
+    negative, as in the gross; so the classes add up to :attr:`ReconciliationRun.gross` exactly
+    (a line has one class; a line with no finding is a plain match). For a bank statement, its
+    credits (the gross of a bank run). What is no part of the gross is in
+    :func:`apart_totals`.
     """
     if run.kind is RunKind.BANK:
-        return dict(run.totals)
+        return {c: t for c, t in run.totals.items() if c in _CREDIT_CLASSES}
 
     def read(tx: Tx) -> list[tuple[Any, ...]]:
         return tx.all(
@@ -363,11 +369,13 @@ def statement_totals(gateway: Books, run: ReconciliationRun) -> dict[FindingClas
     }
 
 
-def ledger_totals(gateway: Books, run: ReconciliationRun) -> dict[FindingClass, ClassTotal]:
-    """The count and ledger amount of each class of the findings about no statement line
-    (payments, reversals and money in suspense the statement does not show)."""
+def apart_totals(gateway: Books, run: ReconciliationRun) -> dict[FindingClass, ClassTotal]:
+    """The count and amount of each class that is no part of the run's gross: for a channel
+    statement, the findings about no line of it (payments, reversals and money in suspense only
+    the ledger has, at their ledger amounts); for a bank statement, its debits and the
+    differences of statements that do not balance."""
     if run.kind is RunKind.BANK:
-        return {}
+        return {c: t for c, t in run.totals.items() if c not in _CREDIT_CLASSES}
 
     def read(tx: Tx) -> list[tuple[Any, ...]]:
         return tx.all(
@@ -383,7 +391,7 @@ def ledger_totals(gateway: Books, run: ReconciliationRun) -> dict[FindingClass, 
 
 
 def _totals_table(gateway: Books, runs: Sequence[ReconciliationRun], w: Words) -> str:
-    sides = [(run, statement_totals(gateway, run), ledger_totals(gateway, run)) for run in runs]
+    sides = [(run, statement_totals(gateway, run), apart_totals(gateway, run)) for run in runs]
     shown = [c for c in FindingClass if any(c in own for _, own, _ in sides)]
     apart = [c for c in FindingClass if any(c in other for _, _, other in sides)]
     head = thead(
@@ -391,7 +399,7 @@ def _totals_table(gateway: Books, runs: Sequence[ReconciliationRun], w: Words) -
         w("business date"),
         *(w(CLASS_TITLES[c][0]) for c in shown),
         w("sum of the classes (= gross)"),
-        *(w("{title} (ledger, not in the gross)", title=w(CLASS_TITLES[c][0])) for c in apart),
+        *(w("{title} (not in the gross)", title=w(CLASS_TITLES[c][0])) for c in apart),
     )
     rows = []
     for run, own, other in sides:
@@ -566,9 +574,11 @@ def _definitions(w: Words) -> str:
     figures = (
         (
             "Gross",
-            "Payments less refunds, voids and reversals on the statement. The totals per "
-            "class count a refund, void or reversal as negative, so the statement's classes "
-            "add up to the gross; what only the ledger has is shown apart.",
+            "Payments less refunds, voids and reversals on the statement (for a bank "
+            "statement, its credits). The totals per class count a refund, void or reversal as "
+            "negative, so the statement's classes add up to the gross; what only the ledger "
+            "has, bank debits and the differences of bank statements that do not balance are "
+            "no part of it, and are shown apart.",
         ),
         ("Fees", "What the channel keeps: the statement's fees, refunds' fees less."),
         ("Net", "What the channel settles to the utility's bank account: gross less fees."),

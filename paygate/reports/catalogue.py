@@ -164,7 +164,7 @@ _RECONCILE: Final[dict[str, str]] = {
     "open findings remain": "尚有待处理差异",
     "Totals per class": "各类别合计",
     "sum of the classes (= gross)": "各类别之和（= 交易总额）",
-    "{title} (ledger, not in the gross)": "{title}（账务侧，不计入交易总额）",
+    "{title} (not in the gross)": "{title}（不计入交易总额）",
     "Matched and unmatched amounts by channel": "各渠道已匹配与未匹配金额",
     "matched": "已匹配",
     "not matched": "未匹配",
@@ -192,10 +192,13 @@ _RECONCILE: Final[dict[str, str]] = {
     "见 CSV 或 JSON 报告。",
     "What each figure and class means": "各数字与类别的含义",
     "Gross": "交易总额",
-    "Payments less refunds, voids and reversals on the statement. The totals per class count a "
-    "refund, void or reversal as negative, so the statement's classes add up to the gross; what "
-    "only the ledger has is shown apart.": "对账单上的缴费减去退款、撤销和冲正。各类别合计中退款、"
-    "撤销和冲正记为负数，因此对账单各类别之和等于交易总额；仅账务侧有的款项单独列示。",
+    "Payments less refunds, voids and reversals on the statement (for a bank statement, its "
+    "credits). The totals per class count a refund, void or reversal as negative, so the "
+    "statement's classes add up to the gross; what only the ledger has, bank debits and the "
+    "differences of bank statements that do not balance are no part of it, and are shown "
+    "apart.": "对账单上的缴费减去退款、撤销和冲正（银行对账单为其入账合计）。各类别合计中退款、"
+    "撤销和冲正记为负数，因此对账单各类别之和等于交易总额；仅账务侧有的款项、银行支出及银行对账单"
+    "不平的差额不属于交易总额，单独列示。",
     "Fees": "手续费",
     "What the channel keeps: the statement's fees, refunds' fees less.": "渠道收取的费用：对账单"
     "手续费减去退款退回的手续费。",

@@ -20,12 +20,14 @@ from paygate.config import Settings
 from paygate.gateway import Gateway
 from paygate.models import StatementLine, StatementLineKind
 from paygate.money import Money
-from paygate.reconcile import FindingClass, ReconciliationRun
-from paygate.reconcile.report import ledger_totals, render_html, statement_totals
+from paygate.reconcile import FindingClass, ReconciliationRun, reconcile_bank_file
+from paygate.reconcile.bank import read_bank_statement
+from paygate.reconcile.report import apart_totals, render_html, statement_totals
 from paygate.reports.i18n import format_money
-from tests.conftest import PG_ADMIN_URL
+from tests.conftest import PG_ADMIN_URL, SHARED_DATA
 from tests.databases import empty_postgres, fresh_sqlite_url
 from tests.reconcile.support import AT, line, numbered, pay, run_lines
+from tests.reconcile.test_bank_leg import SAMPLES
 
 REFUND = StatementLineKind.REFUND
 ACCOUNTS = ("A1", "A2", "A3")
@@ -43,9 +45,10 @@ def _adds_up(gateway: Gateway, run: ReconciliationRun) -> None:
     assert sum((t.amount for t in own.values()), Money(0, run.currency)) == run.gross
     assert sum(t.count for t in own.values()) == run.line_count
     # what only the ledger has is no line of the statement, and is shown apart
-    apart = ledger_totals(gateway, run)
+    apart = apart_totals(gateway, run)
     assert set(apart) <= {FindingClass.ONLY_IN_LEDGER}
     assert sum(t.count for t in apart.values()) == run.total(FindingClass.ONLY_IN_LEDGER).count
+    assert set(own) | set(apart) == set(run.totals) | ({FindingClass.MATCHED} & set(own))
 
 
 def test_refunds_count_negative_so_the_classes_add_up_to_the_gross(accounts: Gateway) -> None:
@@ -89,7 +92,7 @@ def test_refunds_count_negative_so_the_classes_add_up_to_the_gross(accounts: Gat
     cells = [td.text for td in totals.iter("td")]
     assert cells[heads.index("sum of the classes (= gross)")] == format_money(run.gross, "en")
     assert cells[heads.index("Refund or reversal matched")] == "1 · -CN¥40.00"
-    assert "(ledger, not in the gross)" in heads[-1] and cells[-1] == "1 · CN¥7.00"
+    assert heads[-1] == "Only in the ledger (not in the gross)" and cells[-1] == "1 · CN¥7.00"
 
 
 @st.composite
@@ -155,6 +158,26 @@ def test_postgresql_classes_always_add_up_to_the_gross(
     empty_postgres(url)
     with _gateway(url) as gateway:
         _adds_up(gateway, _reconcile(gateway, day))
+
+
+# The real samples of one bank account (one in several currencies is refused, test_bank_leg.py).
+ONE_ACCOUNT = {
+    sample: currencies.pop()
+    for sample in SAMPLES
+    if len(currencies := {s.currency for s in read_bank_statement(SHARED_DATA / sample)}) == 1
+}
+
+
+@pytest.mark.parametrize("sample", sorted(ONE_ACCOUNT))
+def test_a_bank_statements_credits_add_up_to_its_gross(gateway: Gateway, sample: str) -> None:
+    bank = reconcile_bank_file(gateway, SHARED_DATA / sample, currency=ONE_ACCOUNT[sample])
+    own, apart = statement_totals(gateway, bank), apart_totals(gateway, bank)
+    assert sum((t.amount for t in own.values()), Money(0, bank.currency)) == bank.gross
+    assert set(own) | set(apart) == set(bank.totals) and not set(own) & set(apart)
+    assert set(apart) <= {FindingClass.BANK_DEBIT, FindingClass.BANK_UNBALANCED}
+    out = io.StringIO()
+    render_html(gateway, [bank], out, lang="zh-CN")
+    assert format_money(bank.gross, "zh-CN") in out.getvalue()
 
 
 @pytest.mark.parametrize("lang", ["zh-CN", "en"])
