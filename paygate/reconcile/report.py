@@ -4,7 +4,10 @@ Invariants: a report only reads; findings are streamed page by page into the out
 of a million findings is written in constant memory; every string that came from a statement or
 a person is escaped (HTML) or defused (CSV: text that a spreadsheet would run as a formula gets
 a leading apostrophe); amounts are exact decimals of their currency, never floats. The HTML page
-is self-contained: no script, no external asset, the chart is inline SVG.
+is self-contained: no script, no external asset, the chart is inline SVG. It is written in
+Chinese or English with the service report's words, number formatter, scales and style
+(:mod:`paygate.reports.i18n`, :mod:`paygate.reports.page`), and its totals per class add up to
+the gross they are shown beside (:func:`statement_totals`).
 """
 
 from __future__ import annotations
@@ -310,9 +313,9 @@ def _runs_table(runs: Sequence[ReconciliationRun], w: Words) -> str:
                     td(w.money(run.net)),
                     td(
                         w.number(run.open_findings),
-                        _count_class(run.open_findings, when_some="bad"),
+                        _count_class(run.open_findings, "bad"),
                     ),
-                    td(w.number(run.in_suspense), _count_class(run.in_suspense, when_some="warn")),
+                    td(w.number(run.in_suspense), _count_class(run.in_suspense, "warn")),
                     td(w.number(run.pending)),
                     td(_bank_leg(run, w), "text"),
                     td(w(state), css + " text"),

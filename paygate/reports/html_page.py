@@ -470,7 +470,7 @@ def _breach_chart(report: ServiceReport, w: Words) -> str:
             width=plot,
             top=_TOP - 6,
             bottom=bottom,
-            label=lambda value: w.number(round(value)) if value == round(value) else "",
+            label=lambda value: w.number(round(value)),
         ),
     ]
     legend_x = _CHART_WIDTH - 250
