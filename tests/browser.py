@@ -1,9 +1,10 @@
 """Headless Chromium for the page tests: Debian's ``chromium`` driven by Playwright.
 
 ``make browser`` installs the browser from Debian's packages (the ``pytest`` target depends on
-it); Playwright never downloads a browser of its own. Each test session starts one browser with
-a fresh profile in the session's temporary folder, no network, no first-run or background
-traffic. Without Chromium the fixture fails (naming ``make browser``): a page test never skips.
+it); Playwright never downloads a browser of its own. A test module starts one browser (closed
+with the module) with a fresh profile in the session's temporary folder, no network, no
+first-run or background traffic. Without Chromium the fixture fails (naming ``make browser``):
+a page test never skips.
 """
 
 from __future__ import annotations
@@ -39,9 +40,12 @@ def _local_only(route: Route) -> None:
         route.abort()
 
 
-@pytest.fixture(scope="session")
+# Module-scoped, not session-scoped: Playwright's sync API keeps its event loop running in the
+# main thread while it is open, and a later test module that runs an asyncio loop of its own
+# would find it there.
+@pytest.fixture(scope="module")
 def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrowserContext]:
-    """One headless Chromium for the session, with a fresh user-data folder."""
+    """One headless Chromium for a test module, with a fresh user-data folder."""
     if not CHROMIUM.is_file():
         pytest.fail(f"{CHROMIUM} is missing: run `make browser` (Debian's chromium package)")
     profile = tmp_path_factory.mktemp("chromium-profile")
