@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test lint typecheck pytest wheel-check bench clean
+.PHONY: demo test lint typecheck browser pytest wheel-check bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,9 +26,16 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# Headless Chromium for the report page tests (tests/browser.py): Debian's own package, never a
+# browser build of Playwright's; and a Chinese font, so that the Chinese pages are laid out (and
+# their screenshots drawn) with real glyphs.
+browser:
+	command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium chromium-driver)
+	fc-list :lang=zh 2>/dev/null | grep -q . || (apt-get update -qq && apt-get install -y -qq fonts-wqy-zenhei)
+
 # The wheel check is a test of its own (tests/test_packaging.py, marker `wheel`): `pytest`
 # leaves it to `wheel-check`, so that `make test` runs it once.
-pytest: $(STAMP)
+pytest: $(STAMP) browser
 	$(BIN)/pytest -q -m 'not wheel'
 
 wheel-check: $(STAMP)

@@ -527,13 +527,17 @@ def test_the_table_shows_every_channel_and_step(week: Week) -> None:
 
 def test_the_html_page_stands_alone_with_its_charts(week: Week) -> None:
     report = service_report(week.gateway, start=WEEK[0], end=WEEK[1])
-    page = render_html(report)
+    page = render_html(report, lang="en")
     root = ET.fromstring(page)  # well-formed: every string escaped, every element closed
     svg = "{http://www.w3.org/2000/svg}svg"
     charts = root.findall(f".//{svg}")
     assert len(charts) == 5  # four steps, and the breaches
     for needle in ("66.6 %", "82:00", "4:50", "budget 0:15", "critical"):
         assert needle in page
+    chinese = render_html(report)  # the default is the utility's language
+    assert '<html lang="zh-CN">' in chinese
+    for needle in ("66.6 %", "82:00", "时限 0:15", "事故", "服务承诺"):
+        assert needle in chinese
     assert "<script" not in page and "src=" not in page and "<link" not in page
     assert "href=" not in page and "@import" not in page and "url(" not in page
     assert not any(account_no in page for account_no in ACCOUNTS.values())

@@ -91,6 +91,7 @@ from paygate.reconcile.resolution import (
 )
 from paygate.reconcile.runs import findings, list_runs, load_run
 from paygate.renames import current_channel
+from paygate.reports.i18n import Words
 
 __all__ = ["RECONCILE_SETTINGS", "findings_app", "reconcile", "suspense_app"]
 
@@ -320,6 +321,14 @@ def reconcile(
     report: Annotated[
         Path | None, typer.Option(help="Write a report: PATH.html, PATH.csv or PATH.json.")
     ] = None,
+    lang: Annotated[
+        str | None,
+        typer.Option(
+            "--lang",
+            help="Language of the HTML report: zh-CN or en (default: [reports] lang).",
+            show_default=False,
+        ),
+    ] = None,
     config_file: Annotated[
         Path | None,
         typer.Option(
@@ -341,7 +350,7 @@ def reconcile(
     was posted).
     """
 
-    def setup() -> tuple[date, ReconcileConfig, list[str], str]:
+    def setup() -> tuple[date, ReconcileConfig, list[str], str, str]:
         day = parse_day(business_date, "--date") if business_date else None
         if day is None:
             raise InvalidInputError("--date YYYY-MM-DD is required", field="--date")
@@ -351,7 +360,13 @@ def reconcile(
             raise InvalidInputError(
                 "name one CHANNEL, or --all (or give --bank alone)", field="CHANNEL"
             )
-        config = reconcile_config(load_config({"reconcile": config_file}))
+        if lang is not None:
+            try:
+                Words(lang)
+            except InvalidInputError as exc:
+                raise InvalidInputError(exc.message, field="--lang") from None
+        whole = load_config({"reconcile": config_file})
+        config = reconcile_config(whole)
         names = (
             sorted(config.channels)
             if every
@@ -374,9 +389,9 @@ def reconcile(
                 ) from None
         if report is not None:
             check_report_path(report)
-        return day, config, names, chosen
+        return day, config, names, chosen, lang if lang is not None else whole.reports.lang
 
-    day, config, names, bank_format = _guard(setup)
+    day, config, names, bank_format, report_lang = _guard(setup)
     who = _actor(actor)
     # The run's automatic resolutions are recorded as this person's too: --actor, else the
     # configuration's [policy] actor, else the operating-system user.
@@ -435,7 +450,7 @@ def reconcile(
             own = _bank_open_findings(gateway, bank_run)
             if report is not None and shown:
                 try:
-                    write_report(gateway, shown, report)
+                    write_report(gateway, shown, report, lang=report_lang)
                 except InvalidInputError as exc:
                     # Checked before anything was decided, the path failed only now (a full
                     # disk): the runs are recorded, and the same command again only reports.

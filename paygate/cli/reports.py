@@ -22,7 +22,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from paygate.cli._common import AsJson, DatabaseUrl, guard, out, parse_day, settings_for
+from paygate.cli._common import AsJson, DatabaseUrl, config_for, guard, out, parse_day
 from paygate.errors import InvalidInputError
 from paygate.gateway import Gateway
 from paygate.reports import (
@@ -33,6 +33,7 @@ from paygate.reports import (
     render_table,
     service_report,
 )
+from paygate.reports.i18n import LANGS, Words
 
 __all__ = ["ReportFormat", "reports_app"]
 
@@ -58,7 +59,7 @@ class ReportFormat(StrEnum):
     HTML = "html"
 
 
-def _render(report: ServiceReport, fmt: ReportFormat) -> str:
+def _render(report: ServiceReport, fmt: ReportFormat, lang: str) -> str:
     if fmt is ReportFormat.CSV:
         buffer = io.StringIO(newline="")
         render_csv(report, buffer)
@@ -66,15 +67,23 @@ def _render(report: ServiceReport, fmt: ReportFormat) -> str:
     if fmt is ReportFormat.JSON:
         return render_json(report)
     if fmt is ReportFormat.HTML:
-        return render_html(report)
+        return render_html(report, lang=lang)
     buffer = io.StringIO()
     Console(file=buffer, width=FILE_TABLE_WIDTH, color_system=None).print(render_table(report))
     return buffer.getvalue()
 
 
+def _language(value: str) -> str:
+    try:
+        return Words(value).lang
+    except InvalidInputError as exc:
+        raise InvalidInputError(exc.message, field="--lang") from None
+
+
 @reports_app.command(
     "service",
-    epilog="Example: paygate report service --from 2026-11-01 --to 2026-11-30 --format csv",
+    epilog="Example: paygate report service --from 2026-11-01 --to 2026-11-30 --format html "
+    "--lang zh-CN --output service.html",
 )
 def service(
     first: Annotated[
@@ -98,32 +107,44 @@ def service(
         Path | None,
         typer.Option("--output", help="Write the report to FILE instead of the terminal."),
     ] = None,
+    lang: Annotated[
+        str | None,
+        typer.Option(
+            "--lang",
+            help=f"Language of the HTML page: {', '.join(LANGS)} (default: [reports] lang).",
+            show_default=False,
+        ),
+    ] = None,
     database_url: DatabaseUrl = None,
     as_json: AsJson = False,
 ) -> None:
     """Orders created in the period: time per step, on-time rates and breaches, per channel."""
 
-    def run() -> ServiceReport:
-        # Dates first: a mistyped date should not open (or create) a database.
+    def run() -> tuple[ServiceReport, str]:
+        # Dates and language first: a mistyped one should not open (or create) a database.
         start = parse_day(first, "--from")
         end = parse_day(last, "--to")
         if end < start:
             raise InvalidInputError(
                 f"the period ends ({end}) before it starts ({start})", field="--to"
             )
-        with Gateway.open(settings=settings_for(database_url)) as gateway:
-            return service_report(gateway, start=start, end=end)
+        if lang is not None:
+            _language(lang)
+        config = config_for(database_url)
+        chosen = lang if lang is not None else config.reports.lang
+        with Gateway.open(settings=config.settings) as gateway:
+            return service_report(gateway, start=start, end=end), chosen
 
-    report = guard(run)
+    report, chosen = guard(run)
     if as_json:
         fmt = ReportFormat.JSON
     if output is None:
         if fmt is ReportFormat.TABLE:
             out.print(render_table(report))
         else:
-            typer.echo(_render(report, fmt), nl=False)
+            typer.echo(_render(report, fmt, chosen), nl=False)
         return
-    text = _render(report, fmt)
+    text = _render(report, fmt, chosen)
 
     def write() -> None:
         partial = output.with_name(f".{output.name}.partial")

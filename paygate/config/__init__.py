@@ -13,7 +13,8 @@ Nothing is read at import time. :meth:`PaygateConfig.load` reads, lowest precede
 The top level holds the core settings (:class:`Settings`, what a Gateway needs); each edge has
 its table: ``[api]`` (what ``paygate serve`` answers for), ``[dispatch]`` (head-ends, event
 sinks, dispatcher timings), ``[reconcile]`` (statement files, bank leg, policy) and ``[log]``
-(the level and format of ``serve``'s and ``dispatch``'s logs)::
+(the level and format of ``serve``'s and ``dispatch``'s logs) and ``[reports]`` (the language
+of the HTML reports)::
 
     database_url = "postgresql+psycopg://paygate@db.internal/paygate"
     reconnection_promise = 24
@@ -32,6 +33,9 @@ sinks, dispatcher timings), ``[reconcile]`` (statement files, bank leg, policy) 
     [log]
     level = "info"       # debug, info, warning, error
     format = "json"      # text, json
+
+    [reports]
+    lang = "zh-CN"       # zh-CN, en: the language of the HTML reports
 
 The core keys and their variables (the variables' names are the rule's own, but for
 ``reconnection_promise``, which sets ``service_promise``):
@@ -114,6 +118,7 @@ from paygate.config.sections import (
     LogSection,
     NatsSinkSection,
     RabbitMQSinkSection,
+    ReportsSection,
     SinkSection,
     SupplyOrdersSection,
     Table,
@@ -140,6 +145,7 @@ __all__ = [
     "Origin",
     "PaygateConfig",
     "RabbitMQSinkSection",
+    "ReportsSection",
     "Settings",
     "SinkSection",
     "SupplyOrdersSection",
@@ -157,7 +163,7 @@ _log = logging.getLogger("paygate.config")
 
 # An older variable or key -> the key it sets now.
 _PROMISE_ALIAS: Final = "reconnection_promise"
-_SECTIONS: Final = ("api", "dispatch", "reconcile", "log")
+_SECTIONS: Final = ("api", "dispatch", "reconcile", "log", "reports")
 # The older per-command files: their top-level keys -> where they belong in the one file.
 _DISPATCH_LAYOUT: Final = {
     "headends": "dispatch.headends",
@@ -539,6 +545,7 @@ class PaygateConfig(BaseSettings, Settings):
         description="channels, bank, policy: checked by paygate.reconcile.config.ReconcileConfig",
     )
     log: LogSection = Field(default_factory=LogSection)
+    reports: ReportsSection = Field(default_factory=ReportsSection)
 
     _origins: dict[str, Origin] = PrivateAttr(default_factory=dict)
     _files: dict[str, Path] = PrivateAttr(default_factory=dict)

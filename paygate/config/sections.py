@@ -37,6 +37,8 @@ __all__ = [
     "LogSection",
     "NatsSinkSection",
     "RabbitMQSinkSection",
+    "ReportLang",
+    "ReportsSection",
     "Seconds",
     "SinkSection",
     "SupplyOrdersSection",
@@ -275,3 +277,14 @@ class LogSection(_Section):
 
     level: LogLevel = "info"
     format: LogFormat = "text"
+
+
+ReportLang = Literal["zh-CN", "en"]
+"""The language of a report page, as an IETF tag."""
+
+
+class ReportsSection(_Section):
+    """``[reports]``: the language of the HTML reports (``paygate report service --format
+    html``, ``paygate reconcile --report PATH.html``); their ``--lang`` wins over it."""
+
+    lang: ReportLang = "zh-CN"

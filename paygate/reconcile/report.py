@@ -4,13 +4,15 @@ Invariants: a report only reads; findings are streamed page by page into the out
 of a million findings is written in constant memory; every string that came from a statement or
 a person is escaped (HTML) or defused (CSV: text that a spreadsheet would run as a formula gets
 a leading apostrophe); amounts are exact decimals of their currency, never floats. The HTML page
-is self-contained: no script, no external asset, the chart is inline SVG.
+is self-contained: no script, no external asset, the chart is inline SVG. It is written in
+Chinese or English with the service report's words, number formatter, scales and style
+(:mod:`paygate.reports.i18n`, :mod:`paygate.reports.page`), and its totals per class add up to
+the gross they are shown beside (:func:`statement_totals`).
 """
 
 from __future__ import annotations
 
 import csv
-import html
 import json
 import os
 import re
@@ -26,6 +28,7 @@ from paygate.errors import InvalidInputError
 from paygate.money import Money
 from paygate.reconcile.books import Books
 from paygate.reconcile.model import (
+    ClassTotal,
     Finding,
     FindingClass,
     FindingStatus,
@@ -33,14 +36,22 @@ from paygate.reconcile.model import (
     RunKind,
 )
 from paygate.reconcile.runs import findings
+from paygate.reports.axis import number_axis
+from paygate.reports.i18n import DEFAULT_LANG, Words, format_amount
+from paygate.reports.page import CSS, axis_marks, e, svg_open, td, thead
+from paygate.reports.page import row as html_row
+from paygate.reports.page import table as html_table
+from paygate.store.engine import Tx
 
 __all__ = [
     "CSV_COLUMNS",
     "MATCHED_CLASSES",
+    "apart_totals",
     "check_report_path",
     "render_csv",
     "render_html",
     "render_json",
+    "statement_totals",
     "summary_table",
     "terminal_text",
     "unbalanced_statements",
@@ -234,47 +245,14 @@ def render_json(gateway: Books, runs: Sequence[ReconciliationRun], out: TextIO) 
     out.write("\n]}\n")
 
 
-def _e(value: object) -> str:
-    return html.escape(str(value), quote=True)
-
-
-_CSS = """
-body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", "Noto Sans", "PingFang SC",
-  "Microsoft YaHei", sans-serif; color: #1f2933; margin: 2rem auto; max-width: 74rem;
-  padding: 0 1.25rem; }
-h1 { font-size: 1.6rem; margin: 0 0 .25rem; }
-h2 { font-size: 1.2rem; margin: 2.2rem 0 .6rem; border-bottom: 1px solid #d9dee4;
-  padding-bottom: .25rem; }
-h3 { font-size: 1.05rem; margin: 1.4rem 0 .4rem; }
-.sub { color: #52606d; margin: 0; }
-.cards { display: flex; flex-wrap: wrap; gap: 1rem; margin: 1.2rem 0; }
-.card { flex: 1 1 15rem; padding: .8rem 1rem; border-radius: 6px; background: #f0f4f8; }
-.card .big { font-size: 1.8rem; font-weight: 700; }
-.good { color: #1b7a3d; } .warn { color: #a05a00; } .bad { color: #b3261e; }
-table { border-collapse: collapse; width: 100%; margin: .5rem 0 1rem; }
-th, td { padding: .3rem .55rem; border-bottom: 1px solid #e4e7eb; text-align: right;
-  white-space: nowrap; }
-th { background: #f5f7fa; font-weight: 600; }
-th:first-child, td:first-child, td.text { text-align: left; }
-td.text { white-space: normal; max-width: 28rem; overflow-wrap: anywhere; }
-figure { margin: 1rem 0 1.5rem; }
-svg { max-width: 100%; height: auto; }
-figcaption { color: #52606d; font-size: .9rem; }
-dl { color: #3e4c59; } dt { font-weight: 600; margin-top: .6rem; } dd { margin-left: 1rem; }
-@media print { body { margin: 0; max-width: none; } h2 { break-after: avoid; } }
-"""
-
+_MORE = "… and {more} more: every finding is in the CSV or JSON report."
 _MATCHED_COLOUR = "#2f6690"
 _UNMATCHED_COLOUR = "#e4572e"
 
 
-def _thead(*names: str) -> str:
-    return "<thead><tr>" + "".join(f"<th>{_e(n)}</th>" for n in names) + "</tr></thead>"
-
-
-def _td(value: object, css: str = "") -> str:
-    attr = f' class="{css}"' if css else ""
-    return f"<td{attr}>{_e(value)}</td>"
+def _count_class(value: int, when_some: str) -> str:
+    # The colour follows the figure it colours: none is good news, some is ``when_some``.
+    return "good" if value == 0 else when_some
 
 
 def _state(run: ReconciliationRun) -> tuple[str, str]:
@@ -285,83 +263,164 @@ def _state(run: ReconciliationRun) -> tuple[str, str]:
     return "open findings remain", "bad"
 
 
-def _cards(runs: Sequence[ReconciliationRun]) -> str:
+def _cards(runs: Sequence[ReconciliationRun], w: Words) -> str:
     open_findings = sum(r.open_findings for r in runs)
     pending = sum(r.pending for r in runs)
     suspense = sum(r.in_suspense for r in runs)
     lines = sum(r.line_count for r in runs)
-    css = "good" if open_findings == 0 and suspense == 0 else "bad"
+    cards = (
+        (open_findings, _count_class(open_findings, "bad"), w("open findings")),
+        (suspense, _count_class(suspense, "warn"), w("items in suspense")),
+        (pending, "", w("pending (within grace days)")),
+        (lines, "", w("statement lines and bank entries")),
+    )
     return (
         '<section class="cards">'
-        f'<div class="card"><div class="big {css}">{open_findings}</div>open findings</div>'
-        f'<div class="card"><div class="big">{suspense}</div>items in suspense</div>'
-        f'<div class="card"><div class="big">{pending}</div>pending (within grace days)</div>'
-        f'<div class="card"><div class="big">{lines:,}</div>statement lines and bank entries'
-        "</div></section>"
+        + "".join(
+            f'<div class="card"><div class="big {css}">{e(w.number(value))}</div>{e(label)}</div>'
+            for value, css, label in cards
+        )
+        + "</section>"
     )
 
 
-def _runs_table(runs: Sequence[ReconciliationRun]) -> str:
+def _bank_leg(run: ReconciliationRun, w: Words) -> str:
+    if run.kind is RunKind.BANK:
+        return w("bank statement")
+    if run.settlement is not None:
+        return w(
+            "settled {net} on {day}",
+            net=w.money(run.settlement.net),
+            day=run.settlement.value_date or "?",
+        )
+    return w("not settled yet (due {day})", day=run.settlement_date)
+
+
+def _runs_table(runs: Sequence[ReconciliationRun], w: Words) -> str:
     rows = []
     for run in runs:
         state, css = _state(run)
-        if run.kind is RunKind.BANK:
-            bank = "bank statement"
-        elif run.settlement is not None:
-            bank = f"settled {run.settlement.net.format()} on {run.settlement.value_date or '?'}"
-        else:
-            bank = f"not settled yet (due {run.settlement_date})"
         rows.append(
-            "<tr>"
-            + _td(run.channel)
-            + _td(run.business_date)
-            + _td(run.id)
-            + _td(Path(run.source).name if run.source else "")
-            + _td(f"{run.line_count:,}")
-            + _td(f"{run.gross.format()} {run.currency}")
-            + _td(run.fees.format())
-            + _td(run.net.format())
-            + _td(run.open_findings)
-            + _td(run.in_suspense)
-            + _td(run.pending)
-            + _td(bank, "text")
-            + _td(state, css)
-            + "</tr>"
+            html_row(
+                [
+                    td(run.channel),
+                    td(run.business_date),
+                    td(run.id),
+                    td(Path(run.source).name if run.source else "", "text"),
+                    td(w.number(run.line_count)),
+                    td(w.money(run.gross)),
+                    td(w.money(run.fees)),
+                    td(w.money(run.net)),
+                    td(
+                        w.number(run.open_findings),
+                        _count_class(run.open_findings, "bad"),
+                    ),
+                    td(w.number(run.in_suspense), _count_class(run.in_suspense, "warn")),
+                    td(w.number(run.pending)),
+                    td(_bank_leg(run, w), "text"),
+                    td(w(state), css + " text"),
+                ]
+            )
         )
-    return (
-        "<table>"
-        + _thead(
-            "channel",
-            "business date",
-            "run",
-            "file",
-            "lines",
-            "gross",
-            "fees",
-            "net",
-            "open findings",
-            "suspense",
-            "pending",
-            "bank leg",
-            "state",
-        )
-        + "<tbody>"
-        + "".join(rows)
-        + "</tbody></table>"
+    head = thead(
+        w("channel"),
+        w("business date"),
+        w("run"),
+        w("file"),
+        w("lines"),
+        w("gross"),
+        w("fees"),
+        w("net"),
+        w("open findings"),
+        w("suspense"),
+        w("pending"),
+        w("bank leg"),
+        w("state"),
     )
+    return html_table(head, rows)
 
 
-def _totals_table(runs: Sequence[ReconciliationRun]) -> str:
-    present = [c for c in FindingClass if any(c in r.totals for r in runs)]
-    head = _thead("channel", "business date", *(CLASS_TITLES[c][0] for c in present))
+_CREDIT_CLASSES = frozenset(
+    {FindingClass.SETTLEMENT_MATCHED, FindingClass.SETTLEMENT_MISMATCH, FindingClass.BANK_UNMATCHED}
+)
+
+
+def statement_totals(gateway: Books, run: ReconciliationRun) -> dict[FindingClass, ClassTotal]:
+    """The count and signed amount of each class over what makes the run's gross.
+
+    For a channel statement, its lines: a payment counts positive, a refund, void or reversal
+    negative, as in the gross; so the classes add up to :attr:`ReconciliationRun.gross` exactly
+    (a line has one class; a line with no finding is a plain match). For a bank statement, its
+    credits (the gross of a bank run). What is no part of the gross is in
+    :func:`apart_totals`.
+    """
+    if run.kind is RunKind.BANK:
+        return {c: t for c, t in run.totals.items() if c in _CREDIT_CLASSES}
+
+    def read(tx: Tx) -> list[tuple[Any, ...]]:
+        return tx.all(
+            "SELECT COALESCE(f.finding_class, :matched), COUNT(*), "
+            "COALESCE(SUM(CASE WHEN l.kind = :payment THEN l.gross ELSE -l.gross END), 0) "
+            "FROM reconciliation_lines l LEFT JOIN reconciliation_findings f "
+            "ON f.run_id = l.run_id AND f.line_seq = l.seq WHERE l.run_id = :run GROUP BY 1",
+            {"run": run.id, "matched": FindingClass.MATCHED.value, "payment": "payment"},
+        )
+
+    return {
+        FindingClass(klass): ClassTotal(count=int(count), amount=Money(int(amount), run.currency))
+        for klass, count, amount in gateway.store.run(read, write=False)
+    }
+
+
+def apart_totals(gateway: Books, run: ReconciliationRun) -> dict[FindingClass, ClassTotal]:
+    """The count and amount of each class that is no part of the run's gross: for a channel
+    statement, the findings about no line of it (payments, reversals and money in suspense only
+    the ledger has, at their ledger amounts); for a bank statement, its debits and the
+    differences of statements that do not balance."""
+    if run.kind is RunKind.BANK:
+        return {c: t for c, t in run.totals.items() if c not in _CREDIT_CLASSES}
+
+    def read(tx: Tx) -> list[tuple[Any, ...]]:
+        return tx.all(
+            "SELECT finding_class, COUNT(*), COALESCE(SUM(amount), 0) "
+            "FROM reconciliation_findings WHERE run_id = :run AND line_seq IS NULL GROUP BY 1",
+            {"run": run.id},
+        )
+
+    return {
+        FindingClass(klass): ClassTotal(count=int(count), amount=Money(int(amount), run.currency))
+        for klass, count, amount in gateway.store.run(read, write=False)
+    }
+
+
+def _totals_table(gateway: Books, runs: Sequence[ReconciliationRun], w: Words) -> str:
+    sides = [(run, statement_totals(gateway, run), apart_totals(gateway, run)) for run in runs]
+    shown = [c for c in FindingClass if any(c in own for _, own, _ in sides)]
+    apart = [c for c in FindingClass if any(c in other for _, _, other in sides)]
+    head = thead(
+        w("channel"),
+        w("business date"),
+        *(w(CLASS_TITLES[c][0]) for c in shown),
+        w("sum of the classes (= gross)"),
+        *(w("{title} (not in the gross)", title=w(CLASS_TITLES[c][0])) for c in apart),
+    )
     rows = []
-    for run in runs:
-        cells = [_td(run.channel), _td(run.business_date)]
-        for klass in present:
-            total = run.totals.get(klass)
-            cells.append(_td("" if total is None else f"{total.count:,} · {total.amount.format()}"))
-        rows.append("<tr>" + "".join(cells) + "</tr>")
-    return "<table>" + head + "<tbody>" + "".join(rows) + "</tbody></table>"
+    for run, own, other in sides:
+        cells = [td(run.channel), td(run.business_date)]
+        for klass in shown:
+            total = own.get(klass)
+            cells.append(
+                td("" if total is None else f"{w.number(total.count)} · {w.money(total.amount)}")
+            )
+        whole = sum((t.amount for t in own.values()), Money(0, run.currency))
+        cells.append(td(w.money(whole)))
+        for klass in apart:
+            total = other.get(klass)
+            cells.append(
+                td("" if total is None else f"{w.number(total.count)} · {w.money(total.amount)}")
+            )
+        rows.append(html_row(cells))
+    return html_table(head, rows)
 
 
 def _split(run: ReconciliationRun) -> tuple[int, int]:
@@ -370,62 +429,77 @@ def _split(run: ReconciliationRun) -> tuple[int, int]:
     return matched, unmatched
 
 
-def _chart(runs: Sequence[ReconciliationRun]) -> str:
-    """Matched and unmatched amounts per channel day, as pairs of horizontal bars."""
-    width, label, value, row = 880, 190, 210, 46
+def _chart(runs: Sequence[ReconciliationRun], w: Words) -> str:
+    """Matched and unmatched amounts per channel day, as pairs of horizontal bars on an amount
+    axis that runs to a round figure at or above the largest of them."""
+    width, label, value, row_height, top = 880, 190, 210, 46, 34
     plot = width - label - value - 12
     splits = [(run, *_split(run)) for run in runs]
-    scale = max([1, *(max(m, u) for _, m, u in splits)])
-    top = 34
-    height = top + row * len(splits) + 14
+    axis = number_axis(max([0, *(max(m, u) for _, m, u in splits)]), most=4)
+    currencies = {run.currency for run in runs}
+    currency = next(iter(currencies)) if len(currencies) == 1 else None
+    bottom = top + row_height * len(splits) + 4
+    not_matched = w("not matched (absolute amounts)")
     out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}" role="img" aria-labelledby="chart-title" '
-        'font-family="system-ui, sans-serif" font-size="12">'
-        '<title id="chart-title">Matched and unmatched amounts by channel</title>'
+        svg_open(width, bottom + 24, w("Matched and unmatched amounts by channel"), "chart-title"),
         f'<rect x="{label}" y="6" width="12" height="10" fill="{_MATCHED_COLOUR}" />'
-        f'<text x="{label + 16}" y="15">matched</text>'
-        f'<rect x="{label + 90}" y="6" width="12" height="10" fill="{_UNMATCHED_COLOUR}" />'
-        f'<text x="{label + 106}" y="15">not matched (absolute amounts)</text>'
+        f'<text x="{label + 16}" y="15">{e(w("matched"))}</text>'
+        f'<rect x="{label + 110}" y="6" width="12" height="10" fill="{_UNMATCHED_COLOUR}" />'
+        f'<text x="{label + 126}" y="15">{e(not_matched)}</text>',
+        axis_marks(
+            axis,
+            left=label,
+            width=plot,
+            top=top - 6,
+            bottom=bottom,
+            label=lambda minor: (
+                w.money(Money(round(minor), currency), whole=True)
+                if currency is not None
+                else w.number(round(minor))
+            ),
+        ),
     ]
     for index, (run, matched, unmatched) in enumerate(splits):
-        y = top + index * row
+        y = top + index * row_height
         name = f"{run.channel} {run.business_date}"
         shown = name if len(name) <= 28 else name[:27] + "…"
         out.append(
-            f'<text x="{label - 8}" y="{y + 19}" text-anchor="end"><title>{_e(name)}</title>'
-            f"{_e(shown)}</text>"
+            f'<text x="{label - 8}" y="{y + 19}" text-anchor="end"><title>{e(name)}</title>'
+            f"{e(shown)}</text>"
         )
         for offset, amount, colour, what in (
-            (0, matched, _MATCHED_COLOUR, "matched"),
-            (20, unmatched, _UNMATCHED_COLOUR, "not matched"),
+            (0, matched, _MATCHED_COLOUR, w("matched")),
+            (20, unmatched, _UNMATCHED_COLOUR, w("not matched")),
         ):
-            text = f"{Money(amount, run.currency).format()} {run.currency}"
-            bar = plot * amount / scale
+            text = w.money(Money(amount, run.currency))
+            bar = plot * axis.position(amount)
             out.append(
-                f'<rect x="{label}" y="{y + offset}" width="{bar:.1f}" height="16" '
-                f'fill="{colour}"><title>{_e(f"{name} {what}: {text}")}</title></rect>'
+                f'<rect class="mark" x="{label}" y="{y + offset}" width="{bar:.1f}" height="16" '
+                f'fill="{colour}" data-value="{amount}">'
+                f"<title>{e(f'{name} {what}: {text}')}</title></rect>"
                 f'<text x="{label + bar + 6:.1f}" y="{y + offset + 12}" fill="#3e4c59">'
-                f"{_e(text)}</text>"
+                f"{e(text)}</text>"
             )
     out.append("</svg>")
-    caption = (
+    caption = w(
         "Amounts per channel day (statement amounts; ledger amounts for what only the ledger "
         "has). Currencies differ between days only when the channels do."
     )
-    return f"<figure>{''.join(out)}<figcaption>{_e(caption)}</figcaption></figure>"
+    return f"<figure>{''.join(out)}<figcaption>{e(caption)}</figcaption></figure>"
 
 
-def _finding_id(run: ReconciliationRun, f: Finding) -> str:
+def _finding_id(run: ReconciliationRun, f: Finding, w: Words) -> str:
     # Money in suspense is known by its item number, as `paygate suspense list` shows it.
     if f.suspense_item is None:
         return f"{run.id}:{f.seq}"
     if f.status is FindingStatus.SUSPENSE:
-        return f"suspense item {f.suspense_item}"
-    return f"{run.id}:{f.seq} (suspense item {f.suspense_item})"
+        return w("suspense item {item}", item=f.suspense_item)
+    return w("{run}:{seq} (suspense item {item})", run=run.id, seq=f.seq, item=f.suspense_item)
 
 
-def _findings_table(gateway: Books, runs: Sequence[ReconciliationRun], *, open_only: bool) -> str:
+def _findings_table(
+    gateway: Books, runs: Sequence[ReconciliationRun], w: Words, *, open_only: bool
+) -> str:
     rows: list[str] = []
     more = 0
     for run in runs:
@@ -449,91 +523,131 @@ def _findings_table(gateway: Books, runs: Sequence[ReconciliationRun], *, open_o
                 more += 1
                 continue
             subject = f.channel_txn_id or f.reference or f.line_key
+            state = (
+                w("in suspense")
+                if f.status is FindingStatus.SUSPENSE
+                else ("" if f.due_on is None else str(f.due_on))
+            )
             rows.append(
-                "<tr>"
-                + _td(f"{run.channel} {run.business_date}")
-                + _td(_finding_id(run, f))
-                + _td(CLASS_TITLES[f.finding_class][0])
-                + _td("" if f.line_no is None else f.line_no)
-                + _td(subject, "text")
-                + _td(f.account_no or "")
-                + _td(f"{f.amount.format()} {f.amount.currency}")
-                + _td("" if f.ledger_amount is None else f.ledger_amount.format())
-                + _td("in suspense" if f.status is FindingStatus.SUSPENSE else (f.due_on or ""))
-                + _td(f.note or "", "text")
-                + "</tr>"
+                html_row(
+                    [
+                        td(f"{run.channel} {run.business_date}"),
+                        td(_finding_id(run, f, w)),
+                        td(w(CLASS_TITLES[f.finding_class][0]), "text"),
+                        td("" if f.line_no is None else w.number(f.line_no)),
+                        td(subject, "text"),
+                        td(f.account_no or ""),
+                        td(w.money(f.amount)),
+                        td("" if f.ledger_amount is None else w.money(f.ledger_amount)),
+                        td(state),
+                        td(f.note or "", "text"),
+                    ]
+                )
             )
     if not rows:
-        return '<p class="sub">None.</p>'
+        return f'<p class="sub">{e(w("None."))}</p>'
     tail = (
-        f'<p class="sub">… and {more:,} more: every finding is in the CSV or JSON report.</p>'
+        '<p class="sub">'
+        + e(
+            w("… and {more} more: every finding is in the CSV or JSON report.", more=w.number(more))
+        )
+        + "</p>"
         if more
         else ""
     )
-    return (
-        "<table>"
-        + _thead(
-            "channel day",
-            "finding",
-            "class",
-            "line",
-            "transaction / reference",
-            "account",
-            "amount",
-            "ledger",
-            "due / state",
-            "note",
-        )
-        + "<tbody>"
-        + "".join(rows)
-        + "</tbody></table>"
-        + tail
+    head = thead(
+        w("channel day"),
+        w("finding"),
+        w("class"),
+        w("line"),
+        w("transaction / reference"),
+        w("account"),
+        w("amount"),
+        w("ledger"),
+        w("due / state"),
+        w("note"),
     )
+    return html_table(head, rows) + tail
 
 
-def _definitions() -> str:
+def _definitions(w: Words) -> str:
     items = "".join(
-        f"<dt>{_e(title)}</dt><dd>{_e(text)}</dd>" for title, text in CLASS_TITLES.values()
+        f"<dt>{e(w(title))}</dt><dd>{e(w(text))}</dd>" for title, text in CLASS_TITLES.values()
     )
+    figures = (
+        (
+            "Gross",
+            "Payments less refunds, voids and reversals on the statement (for a bank "
+            "statement, its credits). The totals per class count a refund, void or reversal as "
+            "negative, so the statement's classes add up to the gross; what only the ledger "
+            "has, bank debits and the differences of bank statements that do not balance are "
+            "no part of it, and are shown apart.",
+        ),
+        ("Fees", "What the channel keeps: the statement's fees, refunds' fees less."),
+        ("Net", "What the channel settles to the utility's bank account: gross less fees."),
+        (
+            "Open findings",
+            "Findings that wait for a person now; red when there are any. Items in suspense are "
+            "money from lines that named no known account.",
+        ),
+    )
+    items += "".join(f"<dt>{e(w(t))}</dt><dd>{e(w(text))}</dd>" for t, text in figures)
     return f"<dl>{items}</dl>"
 
 
-def render_html(gateway: Books, runs: Sequence[ReconciliationRun], out: TextIO) -> None:
-    """A page for finance: state per channel day, totals per class, a chart, the open findings."""
+def render_html(
+    gateway: Books,
+    runs: Sequence[ReconciliationRun],
+    out: TextIO,
+    *,
+    lang: str = DEFAULT_LANG,
+) -> None:
+    """A page for finance: state per channel day, totals per class, a chart, the open findings.
+
+    ``lang`` is ``"zh-CN"`` (the default) or ``"en"``; amounts are grouped, with their currency.
+    """
+    w = Words(lang)
     days = sorted({r.business_date for r in runs})
-    when = ", ".join(str(d) for d in days) or "no run"
+    when = w(", ").join(str(d) for d in days) or w("no run")
     as_of = max((r.as_of for r in runs), default=None)
     out.write(
         "\n".join(
             [
                 "<!DOCTYPE html>",
-                '<html lang="en">',
+                f'<html lang="{w.lang}">',
                 "<head>",
                 '<meta charset="utf-8" />',
                 '<meta name="viewport" content="width=device-width, initial-scale=1" />',
-                f"<title>{_e(f'Reconciliation, {when}')}</title>",
-                f"<style>{_CSS}</style>",
+                f"<title>{e(w('Reconciliation, {when}', when=when))}</title>",
+                f"<style>{CSS}</style>",
                 "</head>",
                 "<body>",
                 "<header>",
-                f"<h1>Reconciliation: {_e(when)}</h1>",
-                f'<p class="sub">Each channel statement and bank statement against the ledger, '
-                f"as of {_e(as_of or '')}. Open findings wait for a person; pending items are "
-                "still inside their channel's grace days.</p>",
+                f"<h1>{e(w('Reconciliation: {when}', when=when))}</h1>",
+                '<p class="sub">'
+                + e(
+                    w(
+                        "Each channel statement and bank statement against the ledger, as of "
+                        "{as_of}. Open findings wait for a person; pending items are still "
+                        "inside their channel's grace days.",
+                        as_of=as_of or "",
+                    )
+                )
+                + "</p>",
                 "</header>",
-                _cards(runs),
-                "<h2>Runs</h2>",
-                _runs_table(runs),
-                "<h2>Totals per class</h2>",
-                _totals_table(runs),
-                "<h2>Matched and unmatched amounts by channel</h2>",
-                _chart(runs),
-                "<h2>Open findings</h2>",
-                _findings_table(gateway, runs, open_only=True),
-                "<h2>Pending and in suspense</h2>",
-                _findings_table(gateway, runs, open_only=False),
-                "<h2>What each class means</h2>",
-                _definitions(),
+                _cards(runs, w),
+                f"<h2>{e(w('Runs'))}</h2>",
+                _runs_table(runs, w),
+                f"<h2>{e(w('Totals per class'))}</h2>",
+                _totals_table(gateway, runs, w),
+                f"<h2>{e(w('Matched and unmatched amounts by channel'))}</h2>",
+                _chart(runs, w),
+                f"<h2>{e(w('Open findings'))}</h2>",
+                _findings_table(gateway, runs, w, open_only=True),
+                f"<h2>{e(w('Pending and in suspense'))}</h2>",
+                _findings_table(gateway, runs, w, open_only=False),
+                f"<h2>{e(w('What each figure and class means'))}</h2>",
+                _definitions(w),
                 "</body>",
                 "</html>",
             ]
@@ -567,15 +681,29 @@ def check_report_path(path: str | Path) -> None:
         raise InvalidInputError(f"cannot write {target}: permission denied", field="report")
 
 
-def write_report(gateway: Books, runs: Sequence[ReconciliationRun], path: str | Path) -> None:
-    """Write the report the file's suffix names (.html, .csv, .json), whole or not at all."""
+def write_report(
+    gateway: Books,
+    runs: Sequence[ReconciliationRun],
+    path: str | Path,
+    *,
+    lang: str = DEFAULT_LANG,
+) -> None:
+    """Write the report the file's suffix names (.html, .csv, .json), whole or not at all.
+
+    ``lang`` (``"zh-CN"`` or ``"en"``) is the HTML page's language; CSV and JSON are data, the
+    same in every language.
+    """
     target = Path(path)
     check_report_path(target)
+    words = Words(lang)  # a wrong language is refused before anything is written
     render = _RENDERERS[target.suffix.lower()]
     partial = target.with_name(f".{target.name}.partial")
     try:
         with partial.open("w", encoding="utf-8", newline="") as stream:
-            render(gateway, runs, stream)
+            if render is render_html:
+                render_html(gateway, runs, stream, lang=words.lang)
+            else:
+                render(gateway, runs, stream)
         os.replace(partial, target)
     except OSError as exc:
         partial.unlink(missing_ok=True)
@@ -597,13 +725,13 @@ def summary_table(runs: Sequence[ReconciliationRun]) -> Group:
         if run.kind is RunKind.BANK:
             bank = "bank statement"
         elif run.settlement is not None:
-            bank = f"bank leg settled {run.settlement.net.format()}"
+            bank = f"bank leg settled {format_amount(run.settlement.net)}"
         else:
             bank = f"bank leg open (due {run.settlement_date})"
         state, _ = _state(run)
         headers = ["class", "count", f"amount ({run.currency})"]
         rows = [
-            [CLASS_TITLES[klass][0], f"{total.count:,}", total.amount.format()]
+            [CLASS_TITLES[klass][0], f"{total.count:,}", format_amount(total.amount)]
             for klass in FindingClass
             if (total := run.totals.get(klass)) is not None
         ] or [["(no lines, no payments)", "0", "0"]]
@@ -623,10 +751,10 @@ def summary_table(runs: Sequence[ReconciliationRun]) -> Group:
             Text(title, style="bold"),
             table,
             Text(
-                f"{state}: {run.open_findings} open "
+                f"{state}: {run.open_findings:,} open "
                 f"finding{'' if run.open_findings == 1 else 's'}, "
-                f"{run.in_suspense} in suspense, "
-                f"{run.pending} pending; {bank}\n"
+                f"{run.in_suspense:,} in suspense, "
+                f"{run.pending:,} pending; {bank}\n"
             ),
         ]
     return Group(*parts)
@@ -642,7 +770,7 @@ def unbalanced_statements(gateway: Books, run: ReconciliationRun) -> Text | None
         return None
     lines = [
         f"{f.reference or 'a statement'} does not balance by "
-        f"{f.amount.format()} {f.amount.currency}" + (f" ({f.note})" if f.note else "")
+        f"{format_amount(f.amount)} {f.amount.currency}" + (f" ({f.note})" if f.note else "")
         for f in findings(gateway, run.id, classes=[FindingClass.BANK_UNBALANCED], as_of=run.as_of)
     ]
     return Text("\n".join(terminal_text(line) for line in lines) + "\n")

@@ -26,15 +26,30 @@ A step reached later implies the earlier ones (a head-end that reports completio
 dispatched and acknowledged at that instant too), as :meth:`paygate.supply.OrderRow.step_done_at`.
 
 The package keeps one concept per module, each importing only the ones before it:
+:mod:`~paygate.reports.catalogue` (every sentence of the HTML reports in Chinese),
+:mod:`~paygate.reports.i18n` (the languages, and the one way a report writes a count or an
+amount), :mod:`~paygate.reports.axis` (chart scales that cover their data),
+:mod:`~paygate.reports.page` (what every HTML report shares),
 :mod:`~paygate.reports.report` (the report value and computing it),
 :mod:`~paygate.reports.text` (formatting, the table, CSV, JSON),
-:mod:`~paygate.reports.html_page` (HTML with SVG charts) and :mod:`~paygate.reports.metrics`
-(the database figures for ``/metrics``). Every public name is imported from here.
+:mod:`~paygate.reports.html_page` (HTML with SVG charts, in Chinese or English) and
+:mod:`~paygate.reports.metrics` (the database figures for ``/metrics``). The reconciliation
+report (:mod:`paygate.reconcile.report`) uses the same language, numbers, scales and page.
+Every public name is imported from here.
 """
 
 from __future__ import annotations
 
 from paygate.reports.html_page import render_html
+from paygate.reports.i18n import (
+    DEFAULT_LANG,
+    LANGS,
+    Lang,
+    Words,
+    format_amount,
+    format_money,
+    format_number,
+)
 from paygate.reports.metrics import DatabaseFigures, database_figures
 from paygate.reports.report import (
     ALL_CHANNELS,
@@ -59,15 +74,22 @@ from paygate.reports.text import (
 __all__ = [
     "ALL_CHANNELS",
     "CSV_COLUMNS",
+    "DEFAULT_LANG",
+    "LANGS",
     "NO_CHANNEL",
     "BreachCounts",
     "ChannelReport",
     "DatabaseFigures",
+    "Lang",
     "ReportStep",
     "ServiceReport",
     "StepStats",
+    "Words",
     "database_figures",
+    "format_amount",
     "format_duration",
+    "format_money",
+    "format_number",
     "format_rate",
     "nearest_rank",
     "render_csv",

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 from rich.table import Table
 from rich.text import Text
 
+from paygate.reports.i18n import format_number
 from paygate.reports.report import _MICROSECOND, SEVERITIES, ChannelReport, ServiceReport, StepStats
 
 # --- formatting -------------------------------------------------------------------------------
@@ -80,22 +81,26 @@ def render_table(report: ServiceReport) -> Table:
             table.add_row(
                 # A channel name is data, never rich markup ("[red]" is a valid name).
                 Text(channel.channel) if first else "",
-                str(channel.orders) if first else "",
-                str(channel.open_orders) if first else "",
+                _count(channel.orders) if first else "",
+                _count(channel.open_orders) if first else "",
                 stats.step.value,
-                str(stats.reached),
+                _count(stats.reached),
                 format_rate(stats),
-                str(stats.open_late),
+                _count(stats.open_late),
                 format_duration(stats.median),
                 format_duration(stats.p95),
                 format_duration(stats.worst),
                 format_duration(report.budget(stats.step)),
-                str(channel.breaches.minor) if first else "",
-                str(channel.breaches.major) if first else "",
-                str(channel.breaches.critical) if first else "",
+                _count(channel.breaches.minor) if first else "",
+                _count(channel.breaches.major) if first else "",
+                _count(channel.breaches.critical) if first else "",
                 end_section=index == len(channel.steps) - 1,
             )
     return table
+
+
+def _count(value: int) -> str:
+    return format_number(value, "en")
 
 
 def _local(instant: datetime, zone: str) -> str:

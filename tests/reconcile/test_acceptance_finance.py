@@ -454,7 +454,7 @@ def test_one_suspense_item_has_one_id_in_cli_html_and_json(ledger: str, tmp_path
         )
         assert code == 1, out
     page = (tmp_path / "r.html").read_text()
-    assert f"suspense item {item}" in page
+    assert f"挂账项 {item}" in page  # zh-CN, the configured default
     data = json.loads((tmp_path / "r.json").read_text())
     parked = [f for run in data["runs"] for f in run["findings"] if f["status"] == "suspense"]
     assert [f["suspense_item"] for f in parked] == [item]

@@ -85,7 +85,8 @@ def test_a_fully_reconciled_day_exits_0_and_writes_every_report(
     for suffix in ("html", "csv", "json"):
         code, out = paygate(
             "reconcile", "kiosk", "--date", DAY, "--statement", str(statement),
-            "--report", str(tmp_path / f"report.{suffix}"), "--database-url", ledger,
+            "--report", str(tmp_path / f"report.{suffix}"), "--lang", "en",
+            "--database-url", ledger,
         )  # fmt: skip
         assert code == 0, out
         assert "kiosk 2026-11-24" in out and "report written" in out
@@ -232,7 +233,8 @@ def test_every_configured_channel_and_the_bank_in_one_morning(ledger: str, tmp_p
     )  # fmt: skip
     assert code == 0, out
     page = (tmp_path / "morning.html").read_text()
-    assert "settled 200.50" in page
+    # the default language is the configuration's, [reports] lang = "zh-CN"
+    assert '<html lang="zh-CN">' in page and "到账 ¥200.50" in page
     with Gateway.open(ledger) as gateway:
         balances = gateway.ledger_balances()
     assert balances["bank:CNY"].minor == 20_050
