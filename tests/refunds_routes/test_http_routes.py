@@ -4,10 +4,14 @@ HTTP, the same story for all three, then what only one of them does."""
 from __future__ import annotations
 
 import logging
+import re
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from paygate.money import Money
 from paygate.refunds.route import RefundOutcome, RefundRequest, RefundRouteUnavailable, RefundState
@@ -221,3 +225,12 @@ def test_keys_and_passphrases_are_never_logged(
     text = caplog.text + "".join(repr(route) for route in routes.values())
     for secret in secrets:
         assert secret not in text
+
+
+@given(minor=st.integers(1, 10**13))
+def test_alipay_yuan_text_round_trips_minor_units_exactly(minor: int) -> None:
+    text = Money(minor, "CNY").format()
+    # Read as Alipay reads refund_amount: a decimal of at most two places.
+    assert re.fullmatch(r"[0-9]+\.[0-9]{2}", text)
+    assert Decimal(text) * 100 == minor
+    assert Money.parse(text, "CNY").minor == minor

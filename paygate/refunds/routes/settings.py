@@ -133,9 +133,9 @@ def _private_key(
     if passphrase_env is not None:
         password = secret_from_env(f"{where}_passphrase_env", passphrase_env, environ).encode()
     try:
-        return load_signing_key(_read(where, path), password)
+        return load_signing_key(_read(f"{where}_file", path), password)
     except ValueError as exc:
-        raise ConfigurationError(f"{where}: {path}: {exc}") from None
+        raise ConfigurationError(f"{where}_file: {path}: {exc}") from None
 
 
 def _public_key(where: str, path: Path) -> VerifyingKey:
