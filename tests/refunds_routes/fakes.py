@@ -285,6 +285,7 @@ def wechat_app(fake: Fake, *, merchant_key: KeyPair, platform_key: KeyPair, mchi
         )
 
     def refund_body(number: str, refund: Refund, total: int) -> dict[str, Any]:
+        amount = refund.amount + (1 if fake.mode == "other_amount" else 0)
         return {
             "refund_id": refund.provider_id,
             "out_refund_no": number,
@@ -297,7 +298,7 @@ def wechat_app(fake: Fake, *, merchant_key: KeyPair, platform_key: KeyPair, mchi
             "funds_account": "AVAILABLE",
             "amount": {
                 "total": total,
-                "refund": refund.amount,
+                "refund": amount,
                 "payer_total": total,
                 "payer_refund": refund.amount,
                 "settlement_refund": refund.amount,

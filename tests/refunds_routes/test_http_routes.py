@@ -175,11 +175,11 @@ def test_a_request_signed_with_the_wrong_key_is_refused_by_the_provider_and_retr
     assert fresh[name].fake.refunds == {}
 
 
-def test_wechat_pay_refuses_a_stale_answer_and_retries_frequency_limits(
+def test_wechat_pay_refuses_stale_or_mismatched_answers_and_retries_frequency_limits(
     routes: dict[str, Any], fresh: dict[str, Provider]
 ) -> None:
     fake = fresh["wechatpay"].fake
-    for mode in ("stale", "frequency", "system_error"):
+    for mode in ("stale", "frequency", "system_error", "other_amount"):
         fake.mode = mode
         with pytest.raises(RefundRouteUnavailable):
             routes["wechatpay"].submit(request())

@@ -73,10 +73,9 @@ refused and will not happen. Any other 40004 sub-code is a failure too, except
 ``ACQ.SYSTEM_ERROR``, which Alipay says to retry with the same ``out_request_no``."""
 
 _RETRY_SUB_CODES: Final = frozenset({"ACQ.SYSTEM_ERROR"})
-# 20000: service unavailable. 20001, 40001, 40002, 40006: the request was refused for its
-# credentials, parameters or permissions, i.e. this side's configuration; nothing was refunded,
-# and the same refund goes through once the configuration is put right.
-_NOT_ASKED_CODES: Final = frozenset({"20000", "20001", "40001", "40002", "40006"})
+# Any code but 10000 and 40004 is unavailable: 20000 service unavailable; 20001, 40001, 40002,
+# 40006 a request refused for its credentials, parameters or permissions, i.e. this side's
+# configuration: nothing was refunded, and the same refund goes through once it is put right.
 
 
 def alipay_response_text(body: str, response_key: str) -> tuple[str, str | None]:
@@ -222,13 +221,15 @@ class AlipayRefundRoute(HttpRoute):
 
     def _not_asked(self, answer: _Answer, refund_id: str) -> RefundRouteUnavailable:
         code, sub_code = answer.code, answer.text("sub_code")
-        level = (
-            logging.WARNING if code == "20000" or sub_code in _RETRY_SUB_CODES else logging.ERROR
-        )
-        if code not in _NOT_ASKED_CODES and code != "40004":
-            level = logging.ERROR
+        # Busy is expected now and then; anything else needs a person (credentials, rights).
+        busy = code == "20000" or sub_code in _RETRY_SUB_CODES
         _log.log(
-            level, "%s: refund %s: Alipay answered %s %s", self.name, refund_id, code, sub_code
+            logging.WARNING if busy else logging.ERROR,
+            "%s: refund %s: Alipay answered %s %s",
+            self.name,
+            refund_id,
+            code,
+            sub_code,
         )
         return RefundRouteUnavailable(f"{self.name}: Alipay answered {code} {sub_code}".rstrip())
 

@@ -222,6 +222,12 @@ class WechatPayRefundRoute(HttpRoute):
             raise self._unbelieved(
                 request.refund_id, f"status {status!r} for {answer.get('out_refund_no')!r}"
             )
+        amount = answer.get("amount")
+        refunded = amount.get("refund") if isinstance(amount, dict) else None
+        if refunded != request.amount.minor:
+            raise self._unbelieved(
+                request.refund_id, f"the answer refunds {refunded!r}, not {request.amount.minor}"
+            )
         reference = answer.get("refund_id") if isinstance(answer.get("refund_id"), str) else None
         if state is RefundState.FAILED:
             _log.info("%s: refund %s ended %s", self.name, request.refund_id, status)
