@@ -128,3 +128,16 @@ def test_an_unknown_refund_key_is_refused_naming_it(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError) as refused:
         PaygateConfig.load(path, environ={})
     assert "refunds.alipay.app_secret" in str(refused.value)
+
+
+def test_reading_the_configuration_loads_no_provider_code() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, paygate, paygate.config\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('paygate.channels', 'httpx',"
+        " 'paygate.refunds.routes.'))))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "['paygate.refunds.routes.settings']"
