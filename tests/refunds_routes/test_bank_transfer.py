@@ -258,3 +258,24 @@ def test_a_header_that_disagrees_with_its_lines_is_refused_at_the_header(tmp_pat
     with pytest.raises(ParseError) as refused:
         read_return_file(path)
     assert (refused.value.line, refused.value.field) == (1, "total")
+
+
+def test_a_reason_the_encoding_cannot_write_is_written_with_question_marks(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    bank = route(tmp_path)
+    bank.submit(replace(request("R-1", payment=None, payee=PAYEE), reason="refund 🙂 | done"))
+    [line] = read_transfer_file(open_file(tmp_path))[2]
+    assert line.reason == "refund ?   done"
+
+
+def test_an_encoding_that_is_not_ascii_compatible_is_refused_in_the_configuration() -> None:
+    from pydantic import ValidationError
+
+    from paygate.refunds.routes import BankTransferRouteSection
+
+    base = {"outbound_dir": "o", "return_dir": "r", "payer_account": "1"}
+    with pytest.raises(ValidationError, match="ASCII"):
+        BankTransferRouteSection.model_validate(base | {"encoding": "utf-16"})
+    with pytest.raises(ValidationError, match="unknown encoding"):
+        BankTransferRouteSection.model_validate(base | {"encoding": "no-such"})

@@ -173,6 +173,8 @@ class AlipayRefundRoute(HttpRoute):
 
     def submit(self, request: RefundRequest) -> RefundOutcome:
         """Ask Alipay to refund; 10000 with ``fund_change`` Y is done, N is confirmed by query."""
+        if request.amount.currency != "CNY":
+            raise InvalidInputError("Alipay refunds are in CNY", field="amount")
         biz = {
             "trade_no": _payment(request),
             "refund_amount": request.amount.format(),

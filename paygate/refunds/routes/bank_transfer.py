@@ -25,6 +25,7 @@ index that outlives the batch files, which the sender may move away once closed.
 
 from __future__ import annotations
 
+import codecs
 import fcntl
 import logging
 import os
@@ -403,6 +404,9 @@ class BankTransferRoute:
         self._success = frozenset(success_codes)
         self._currency = currency
         self._clock = clock or SystemClock()
+        if not _ID.match(payer_account):
+            raise ValueError("payer_account must be printable ASCII without '|', at most 64")
+        codecs.lookup(encoding)
         self._returns: dict[str, tuple[tuple[int, int], list[ReturnLine] | ParseError]] = {}
         self.outbound_dir.mkdir(parents=True, exist_ok=True)
         self.return_dir.mkdir(parents=True, exist_ok=True)
@@ -492,7 +496,11 @@ class BankTransferRoute:
             payee_bank_code=payee.bank_code,
             amount=request.amount,
             account_no=request.account_no,
-            reason=_FORBIDDEN.sub(" ", request.reason).strip(),
+            # Free text: what the encoding cannot write becomes "?", never a refusal.
+            reason=_FORBIDDEN.sub(" ", request.reason)
+            .encode(self._encoding, "replace")
+            .decode(self._encoding)
+            .strip(),
         )
         batch = _Batch(batch.batch_no, batch.batch_date, (*batch.lines, line))
         self._write(batch)

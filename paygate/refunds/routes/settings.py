@@ -9,13 +9,14 @@ is named by the environment variable that holds it (``…_passphrase_env``), as
 
 from __future__ import annotations
 
+import codecs
 import os
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from paygate.config.sections import secret_from_env
 from paygate.errors import ConfigurationError
@@ -106,6 +107,17 @@ class BankTransferRouteSection(_Section):
     amount_unit: Literal["fen", "yuan"] = "fen"
     success_codes: tuple[str, ...] = Field(default=("0000",), min_length=1)
     currency: str = "CNY"
+
+    @field_validator("encoding")
+    @classmethod
+    def _encoding(cls, value: str) -> str:
+        try:
+            codecs.lookup(value)
+        except LookupError:
+            raise ValueError(f"unknown encoding {value!r}") from None
+        if "|0123456789HDT\r\n".encode(value) != b"|0123456789HDT\r\n":
+            raise ValueError(f"encoding {value!r} is not ASCII-compatible")
+        return value
 
 
 class RefundsSection(_Section):
