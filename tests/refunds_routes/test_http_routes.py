@@ -3,6 +3,7 @@ HTTP, the same story for all three, then what only one of them does."""
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from decimal import Decimal
@@ -16,6 +17,7 @@ from hypothesis import strategies as st
 from paygate.money import Money
 from paygate.refunds.route import RefundOutcome, RefundRequest, RefundRouteUnavailable, RefundState
 from paygate.refunds.routes import RefundsSection
+from paygate.refunds.routes.alipay import alipay_response_text
 from tests.refunds_routes.conftest import (
     AMOUNT,
     PAID,
@@ -31,6 +33,7 @@ from tests.refunds_routes.conftest import (
 from tests.refunds_routes.fakes import key
 
 HTTP_ROUTES = ("alipay", "wechatpay", "online")
+KEYS = ("alipay_trade_refund_response", "error_response", "sign")
 
 
 def settle(route: Any, refund: RefundRequest, *, queries: int = 5) -> RefundOutcome:
@@ -234,3 +237,42 @@ def test_alipay_yuan_text_round_trips_minor_units_exactly(minor: int) -> None:
     assert re.fullmatch(r"[0-9]+\.[0-9]{2}", text)
     assert Decimal(text) * 100 == minor
     assert Money.parse(text, "CNY").minor == minor
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=10,
+)
+
+
+@given(
+    value=st.dictionaries(st.text(max_size=6), json_values, max_size=4),
+    before=st.dictionaries(
+        st.text(max_size=6).filter(lambda k: k not in KEYS), json_values, max_size=2
+    ),
+    space=st.sampled_from(["", " ", "\n  "]),
+    ascii_only=st.booleans(),
+)
+def test_the_signed_text_is_cut_out_of_any_answer_exactly(
+    value: dict[str, Any], before: dict[str, Any], space: str, ascii_only: bool
+) -> None:
+    text = json.dumps(value, ensure_ascii=ascii_only, indent=1 if space else None)
+    head = "".join(f"{json.dumps(k)}:{json.dumps(v)},{space}" for k, v in before.items())
+    body = (
+        f'{{{space}{head}"alipay_trade_refund_response":{space}{text}{space},"sign":"c2ln"{space}}}'
+    )
+    assert alipay_response_text(body, "alipay_trade_refund_response") == (text, "c2ln")
+
+
+@given(value=st.dictionaries(st.text(max_size=6), json_values, max_size=4), data=st.data())
+def test_a_cut_or_garbled_answer_is_refused(value: dict[str, Any], data: st.DataObject) -> None:
+    body = f'{{"alipay_trade_refund_response":{json.dumps(value)},"sign":"c2ln"}}'
+    cut = data.draw(st.integers(0, len(body) - 1))
+    with pytest.raises(ValueError, match=r"."):
+        alipay_response_text(body[:cut], "alipay_trade_refund_response")
+    with pytest.raises(ValueError, match=r"."):
+        alipay_response_text(body + data.draw(st.sampled_from(["x", "}", ",{}", "[]"])), KEYS[0])
+    assert alipay_response_text(body, KEYS[0]) == (json.dumps(value), "c2ln")

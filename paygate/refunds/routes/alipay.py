@@ -262,7 +262,7 @@ class AlipayRefundRoute(HttpRoute):
         try:
             body = response.content.decode("utf-8")
             text, sign = alipay_response_text(body, key)
-        except (UnicodeDecodeError, ValueError) as exc:
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
             raise self._unbelieved(
                 refund_id, f"HTTP {response.status_code}, unreadable: {exc}"
             ) from None
