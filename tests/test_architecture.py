@@ -45,6 +45,13 @@ EDGES = (
     "paygate.demo",
     "paygate.reconcile",
     "paygate.sinks",
+    # The refund routes speak the providers' protocols; their [refunds] section
+    # (paygate.refunds.routes.settings) is read by the core's configuration.
+    "paygate.refunds.routes.alipay",
+    "paygate.refunds.routes.bank_transfer",
+    "paygate.refunds.routes.common",
+    "paygate.refunds.routes.online",
+    "paygate.refunds.routes.wechatpay",
 )
 # The head-end contract is the core's own (supply orders are written in its terms); the
 # implementations of it are edges.

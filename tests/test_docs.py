@@ -192,3 +192,29 @@ def test_the_billing_run_example_runs(tmp_path: Path, monkeypatch: pytest.Monkey
     namespace: dict[str, object] = {}
     exec(compile(example, "docs/billing-systems.md", "exec"), namespace)
     assert namespace["again"].replayed_count == 1  # type: ignore[attr-defined]
+
+
+def test_the_refund_routes_configuration_builds_every_route(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from paygate.refunds.routes import BankTransferRoute
+    from tests.refunds_routes.conftest import PASSPHRASE, write_keys
+
+    text = (DOCS / "refund-routes.md").read_text(encoding="utf-8")
+    [block] = re.findall(r"```toml\n(.*?)```", text, flags=re.S)
+    write_keys(tmp_path / "keys")
+    block = block.replace("/etc/paygate/keys", str(tmp_path / "keys"))
+    block = block.replace("/var/lib/paygate/bank", str(tmp_path / "bank"))
+    (tmp_path / "paygate.toml").write_text(block, encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("PAYGATE_CONFIG", raising=False)
+    monkeypatch.setenv("PAYGATE_ALIPAY_KEY_PASSPHRASE", PASSPHRASE)
+    [example] = [b for b in python_blocks("refund-routes.md") if "build_routes" in b]
+    namespace: dict[str, object] = {}
+    exec(compile(example, "docs/refund-routes.md", "exec"), namespace)
+    routes = namespace["routes"]
+    assert isinstance(routes, dict)
+    assert sorted(routes) == ["alipay", "bank_transfer", "online", "wechatpay"]
+    for route in routes.values():
+        if not isinstance(route, BankTransferRoute):
+            route.close()

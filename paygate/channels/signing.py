@@ -1,5 +1,6 @@
 """RSA public keys and SHA256withRSA signature checks, as the Chinese payment channels use them;
-and the explicit reading of shared keys given as text (:class:`KeyEncoding`).
+the merchant's own RSA private key that signs requests to them (the refund routes); and the
+explicit reading of shared keys given as text (:class:`KeyEncoding`).
 
 Invariant: a signature either verifies against a configured key or raises
 :class:`~paygate.channels.errors.SignatureError`; nothing in this module returns "maybe".
@@ -20,7 +21,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
-from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
 
 from paygate.channels.errors import SignatureError
 
@@ -31,7 +32,9 @@ __all__ = [
     "canonical_string",
     "decode_secret",
     "decode_signature",
+    "load_signing_key",
     "load_verifying_key",
+    "sign_sha256_rsa",
     "verify_sha256_rsa",
 ]
 
@@ -162,3 +165,26 @@ def verify_sha256_rsa(
             continue
         return candidate
     raise SignatureError("signature does not verify", field=field)
+
+
+def load_signing_key(pem: bytes, password: bytes | None = None) -> RSAPrivateKey:
+    """Load the merchant's RSA private key (PEM, PKCS#8 or PKCS#1, optionally encrypted).
+
+    Raises ``ValueError`` that never quotes the key: for a configuration validator.
+    """
+    try:
+        key = serialization.load_pem_private_key(pem, password=password)
+    except (ValueError, TypeError):
+        raise ValueError("not a PEM RSA private key, or the passphrase does not open it") from None
+    if not isinstance(key, RSAPrivateKey):
+        raise ValueError("the private key is not an RSA key")
+    if key.key_size < MIN_RSA_BITS:
+        raise ValueError(f"RSA keys shorter than {MIN_RSA_BITS} bits are refused")
+    return key
+
+
+def sign_sha256_rsa(key: RSAPrivateKey, message: bytes) -> str:
+    """The base64 SHA256withRSA (PKCS#1 v1.5) signature of ``message``: what the channels
+    call RSA2 and check with :func:`verify_sha256_rsa` on their side."""
+    raw = key.sign(message, padding.PKCS1v15(), hashes.SHA256())
+    return base64.b64encode(raw).decode("ascii")

@@ -13,8 +13,8 @@ Nothing is read at import time. :meth:`PaygateConfig.load` reads, lowest precede
 The top level holds the core settings (:class:`Settings`, what a Gateway needs); each edge has
 its table: ``[api]`` (what ``paygate serve`` answers for), ``[dispatch]`` (head-ends, event
 sinks, dispatcher timings), ``[reconcile]`` (statement files, bank leg, policy) and ``[log]``
-(the level and format of ``serve``'s and ``dispatch``'s logs) and ``[reports]`` (the language
-of the HTML reports)::
+(the level and format of ``serve``'s and ``dispatch``'s logs), ``[reports]`` (the language
+of the HTML reports) and ``[refunds]`` (the refund routes, docs/refund-routes.md)::
 
     database_url = "postgresql+psycopg://paygate@db.internal/paygate"
     reconnection_promise = 24
@@ -129,6 +129,7 @@ from paygate.errors import ConfigurationError
 from paygate.ledger import AccountKind
 from paygate.money import minor_units_exponent
 from paygate.promise import DunningPolicy, ServicePromise
+from paygate.refunds.routes.settings import RefundsSection
 from paygate.renames import current_channel
 from paygate.store.engine import DEFAULT_DATABASE_URL, normalize_url
 
@@ -163,7 +164,7 @@ _log = logging.getLogger("paygate.config")
 
 # An older variable or key -> the key it sets now.
 _PROMISE_ALIAS: Final = "reconnection_promise"
-_SECTIONS: Final = ("api", "dispatch", "reconcile", "log", "reports")
+_SECTIONS: Final = ("api", "dispatch", "reconcile", "log", "reports", "refunds")
 # The older per-command files: their top-level keys -> where they belong in the one file.
 _DISPATCH_LAYOUT: Final = {
     "headends": "dispatch.headends",
@@ -546,6 +547,10 @@ class PaygateConfig(BaseSettings, Settings):
     )
     log: LogSection = Field(default_factory=LogSection)
     reports: ReportsSection = Field(default_factory=ReportsSection)
+    refunds: RefundsSection = Field(
+        default_factory=RefundsSection,
+        description="the refund routes (paygate.refunds.routes.build_routes builds them)",
+    )
 
     _origins: dict[str, Origin] = PrivateAttr(default_factory=dict)
     _files: dict[str, Path] = PrivateAttr(default_factory=dict)

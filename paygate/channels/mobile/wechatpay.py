@@ -45,7 +45,12 @@ from paygate.channels.errors import (
     UnknownKeyError,
 )
 from paygate.channels.mobile.common import BEIJING, _Wire, wallet_settlement
-from paygate.channels.signing import decode_signature, load_verifying_key, verify_sha256_rsa
+from paygate.channels.signing import (
+    VerifyingKey,
+    decode_signature,
+    load_verifying_key,
+    verify_sha256_rsa,
+)
 from paygate.channels.wire import (
     Headers,
     iter_source_lines,
@@ -217,6 +222,68 @@ def wechat_intent(
             "paid_at": "success_time",
         },
     )
+
+
+WECHAT_SIGNATURE_HEADERS: Final = (
+    "Wechatpay-Serial",
+    "Wechatpay-Timestamp",
+    "Wechatpay-Nonce",
+    "Wechatpay-Signature",
+)
+
+
+def verify_wechat_signature(
+    body: bytes,
+    headers: Mapping[str, str],
+    keys: Mapping[str, VerifyingKey],
+    *,
+    now: datetime,
+    window: timedelta,
+    source: str,
+) -> tuple[datetime, str]:
+    """Check a WeChat Pay v3 message's ``Wechatpay-*`` signature headers over ``body``.
+
+    ``keys`` maps a platform key's serial (upper case) to the key. The key must be known and
+    valid now, the signature must verify, and the signed timestamp must be within ``window``
+    of ``now``. Returns when WeChat Pay signed it and its nonce (the caller remembers nonces
+    where replays matter: notifications). Both notifications and API answers are signed so.
+    """
+    h = Headers(headers, source=source)
+    values = {}
+    for header in WECHAT_SIGNATURE_HEADERS:
+        value = h.get(header)
+        if not value:
+            raise SignatureError(f"header {header} missing", field=header)
+        values[header] = value
+    serial = values["Wechatpay-Serial"].strip().upper()
+    key = keys.get(serial)
+    if key is None:
+        raise UnknownKeyError(
+            f"no platform key with serial {shown(serial)}", field="Wechatpay-Serial"
+        )
+    if not key.valid_at(now):
+        raise UnknownKeyError(
+            f"platform certificate {shown(serial)} is outside its validity period",
+            field="Wechatpay-Serial",
+        )
+    timestamp, nonce = values["Wechatpay-Timestamp"], values["Wechatpay-Nonce"]
+    signature = decode_signature(values["Wechatpay-Signature"], field="Wechatpay-Signature")
+    verify_sha256_rsa(
+        key, wechat_signed_message(timestamp, nonce, body), signature, field="Wechatpay-Signature"
+    )
+    # Signed from here on: the timestamp and nonce are WeChat Pay's, not a forger's.
+    # Ten digits reach the year 2286; more cannot be a real clock and would overflow.
+    if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 10):
+        raise ParseError(
+            "timestamp is not Unix seconds", source=source, field="Wechatpay-Timestamp"
+        )
+    sent = datetime.fromtimestamp(int(timestamp), UTC)
+    if abs(now - sent) > window:
+        raise StaleTimestampError(
+            f"timestamp {sent.isoformat()} is more than {window} from now",
+            field="Wechatpay-Timestamp",
+        )
+    return sent, nonce
 
 
 # ── statement readers ────────────────────────────────────────────────────────────────────
@@ -504,58 +571,20 @@ class WechatPayAdapter(ChannelAdapter[WechatPayConfig]):
     def verify_notify(self, body: bytes, headers: Mapping[str, str]) -> WechatNotification:
         """Check size, signature, timestamp and nonce, then read the envelope."""
         self.check_body(body)
-        h = Headers(headers, source=self.name)
-        values = {}
-        for header in (
-            "Wechatpay-Serial",
-            "Wechatpay-Timestamp",
-            "Wechatpay-Nonce",
-            "Wechatpay-Signature",
-        ):
-            value = h.get(header)
-            if not value:
-                raise SignatureError(f"header {header} missing", field=header)
-            values[header] = value
-        serial = values["Wechatpay-Serial"].strip().upper()
-        key = self._keys.get(serial)
-        if key is None:
-            raise UnknownKeyError(
-                f"no platform key with serial {shown(serial)}", field="Wechatpay-Serial"
-            )
         now = self.context.clock.now()
-        if not key.valid_at(now):
-            raise UnknownKeyError(
-                f"platform certificate {shown(serial)} is outside its validity period",
-                field="Wechatpay-Serial",
-            )
-        timestamp, nonce = values["Wechatpay-Timestamp"], values["Wechatpay-Nonce"]
-        signature = decode_signature(values["Wechatpay-Signature"], field="Wechatpay-Signature")
-        verify_sha256_rsa(
-            key,
-            wechat_signed_message(timestamp, nonce, body),
-            signature,
-            field="Wechatpay-Signature",
+        sent, nonce = verify_wechat_signature(
+            body,
+            headers,
+            self._keys,
+            now=now,
+            window=self.config.timestamp_window,
+            source=self.name,
         )
-        # Signed from here on: the timestamp and nonce are WeChat Pay's, not a forger's.
-        self._check_fresh(timestamp, nonce, now)
-        return read_json_model(WechatNotification, body, source=self.name)
-
-    def _check_fresh(self, timestamp: str, nonce: str, now: datetime) -> None:
-        # Ten digits reach the year 2286; more cannot be a real clock and would overflow.
-        if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 10):
-            raise ParseError(
-                "timestamp is not Unix seconds", source=self.name, field="Wechatpay-Timestamp"
-            )
-        sent = datetime.fromtimestamp(int(timestamp), UTC)
-        window = self.config.timestamp_window
-        if abs(now - sent) > window:
-            raise StaleTimestampError(
-                f"timestamp {sent.isoformat()} is more than {window} from now",
-                field="Wechatpay-Timestamp",
-            )
         # Remembered only now that the signature verified, so forgeries cannot fill the store.
+        window = self.config.timestamp_window
         if not self.context.nonces.add(f"{self.name}:{nonce}", expires_at=sent + window, now=now):
             raise NonceReusedError("nonce already used", field="Wechatpay-Nonce")
+        return read_json_model(WechatNotification, body, source=self.name)
 
     def open_notify(self, notification: WechatNotification) -> WechatTransaction | None:
         """Decrypt the resource; the transaction it holds, or None for other resources."""
