@@ -37,7 +37,7 @@ from paygate.errors import (
     UnknownPaymentError,
 )
 from paygate.ledger import AccountKind, EntryDraft, PostingDraft
-from paygate.models import Allocation, PaymentIntent, PayOutcome, Receipt, Reversal
+from paygate.models import Allocation, PaymentIntent, PayOutcome, Receipt, Reversal, SupplyState
 from paygate.money import Money
 from paygate.records import (
     Account,
@@ -54,6 +54,7 @@ from paygate.records import (
     read_decision,
     write_bills,
 )
+from paygate.refunds.closed import closed_account_payment
 from paygate.renames import current_channel
 from paygate.store.engine import Tx, UniqueViolation
 from paygate.supply import SupplyOrders
@@ -289,9 +290,16 @@ class Payments:
                     )
                 )
                 continue
-            receipt = self._plan_payment(
-                tx, acct, intent, next(ids), next(ids), fingerprint, writes, now
-            )
+            if acct.supply_state is SupplyState.CLOSED:  # held in suspense, with a finding
+                clearing = self.debit_account(tx, intent.channel, acct.currency)
+                receipt = closed_account_payment(
+                    tx, self._core, clearing, acct, intent, next(ids), next(ids), fingerprint,
+                    writes, now,
+                )  # fmt: skip
+            else:
+                receipt = self._plan_payment(
+                    tx, acct, intent, next(ids), next(ids), fingerprint, writes, now
+                )
             seen[key] = (fingerprint, receipt)
             results.append(receipt)
         if writes.entries:
