@@ -152,20 +152,26 @@ def test_the_payment_refunded_against_is_the_newest_with_enough_left(
         funded.refund(ACCT, yuan("260.00"), refund_id="R-c", route="alipay")
 
 
+def ask(account: str = ACCT, amount: str = "1.00", currency: str = "CNY", **kw: Any) -> Any:
+    kw.setdefault("refund_id", "R")
+    kw.setdefault("route", "alipay")
+    return lambda g: g.refund(account, yuan(amount, currency), **kw)
+
+
 @pytest.mark.parametrize(
     ("call", "error", "field"),
     [
-        (lambda g: g.refund(ACCT, yuan("0.00"), refund_id="R", route="alipay"), InvalidAmountError, "amount"),
-        (lambda g: g.refund(ACCT, yuan("200.01"), refund_id="R", route="alipay"), InvalidAmountError, "amount"),
-        (lambda g: g.refund(ACCT, yuan("1.00"), refund_id="R", route="wechat"), InvalidInputError, "route"),
-        (lambda g: g.refund(ACCT, yuan("1.00"), refund_id="R", route="transfer"), InvalidInputError, "payee"),
-        (lambda g: g.refund(ACCT, yuan("1.00"), refund_id="R", route="alipay", payee=PAYEE), InvalidInputError, "payee"),
-        (lambda g: g.refund("3199999999", yuan("1.00"), refund_id="R", route="alipay"), UnknownAccountError, "account_no"),
-        (lambda g: g.refund(ACCT, yuan("1.00", "USD"), refund_id="R", route="alipay"), CurrencyMismatchError, "amount"),
-        (lambda g: g.refund(ACCT, yuan("1.00"), refund_id="R 1", route="alipay"), InvalidInputError, "refund_id"),
-        (lambda g: g.refund(ACCT, yuan("1.00"), refund_id="x" * 65, route="alipay"), InvalidInputError, "refund_id"),
+        (ask(amount="0.00"), InvalidAmountError, "amount"),
+        (ask(amount="200.01"), InvalidAmountError, "amount"),
+        (ask(route="wechat"), InvalidInputError, "route"),
+        (ask(route="transfer"), InvalidInputError, "payee"),
+        (ask(payee=PAYEE), InvalidInputError, "payee"),
+        (ask("3199999999"), UnknownAccountError, "account_no"),
+        (ask(currency="USD"), CurrencyMismatchError, "amount"),
+        (ask(refund_id="R 1"), InvalidInputError, "refund_id"),
+        (ask(refund_id="x" * 65), InvalidInputError, "refund_id"),
     ],
-)  # fmt: skip
+)
 def test_a_refused_refund_names_the_field_and_writes_nothing(
     funded: Gateway, call: Any, error: type[PaygateError], field: str
 ) -> None:
