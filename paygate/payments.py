@@ -55,6 +55,7 @@ from paygate.records import (
     write_bills,
 )
 from paygate.refunds.closed import closed_account_payment
+from paygate.refunds.orders import credit_held
 from paygate.renames import current_channel
 from paygate.store.engine import Tx, UniqueViolation
 from paygate.supply import SupplyOrders
@@ -551,6 +552,10 @@ class _Reversal:
         status = tx.scalar("SELECT status FROM payments WHERE id = :id", {"id": payment_id})
         if status != "posted":
             raise InvalidStateError(f"payment {payment_id} is already {status}", field="payment_id")
+        if held := credit_held(tx, acct.id, payment_id):  # refunded: reversing would pay twice
+            raise InvalidStateError(
+                f"payment {payment_id} is being refunded ({', '.join(held)})", field="payment_id"
+            )
         load_bills(tx, [acct], include_bills_of_payment=payment_id)
         writes = Writes()
         entry_id = tx.ids.one()

@@ -378,3 +378,29 @@ def test_the_route_answer_is_the_providers_state(
     funded.refund(ACCT, yuan("10.00"), refund_id="R-1", route="alipay")
     funded.dispatch_refunds()
     assert funded.refund_order("R-1").provider_reference == "P-9"
+
+
+def test_a_payment_whose_credit_is_being_refunded_is_not_reversed(
+    funded: Gateway, routes: dict[str, ScriptedRoute]
+) -> None:
+    refund = funded.refund(ACCT, yuan("50.00"), refund_id="R-1", route="alipay")
+    with pytest.raises(InvalidStateError, match="R-1") as caught:
+        funded.reverse_by_channel_txn("mobile", "T-1", "chargeback")
+    assert caught.value.field == "payment_id"
+    funded.fail_refund(refund.refund_id, "REFUSED", "refused")
+    reversal = funded.reverse_by_channel_txn("mobile", "T-1", "chargeback")
+    assert reversal.balance_after == yuan("100.00")
+    assert funded.verify().ok
+
+
+def test_the_dispatcher_sends_refund_orders_through_the_routes_it_is_given(
+    funded: Gateway, routes: dict[str, ScriptedRoute]
+) -> None:
+    from paygate.outbox import Dispatcher
+
+    funded.refund(ACCT, yuan("50.00"), refund_id="R-1", route="alipay")
+    assert Dispatcher(funded, headends={}).dispatch_once().refunds_handled == 0
+    assert funded.refund_order("R-1").state is RefundOrderState.PENDING
+    report = Dispatcher(funded, headends={}, refund_routes=routes).dispatch_once()
+    assert report.refunds_handled == 1 and not report.idle
+    assert funded.refund_order("R-1").state is RefundOrderState.SUCCEEDED

@@ -144,6 +144,7 @@ def accounts_close(
 ) -> None:
     """Close an account (销户): the final bill, credit applied, refused while anything is
     owed (each bill listed), credit left refunded through --refund-route, supply closed."""
+
     def run() -> None:
         settings = settings_for(database_url)
         bill = None

@@ -22,6 +22,7 @@ from paygate.store.engine import Tx
 __all__ = [
     "NewRefundRow",
     "OrderRow",
+    "credit_held",
     "due_orders",
     "insert_order",
     "list_orders",
@@ -219,6 +220,16 @@ def refundable_payment(
         {"a": account_id, "c": channel, "amt": amount},
     )
     return None if row is None else (int(row[0]), str(row[1]), int(row[2]))
+
+
+def credit_held(tx: Tx, account_id: int, payment_id: int) -> list[str]:
+    """The refunds, not failed, holding credit ``payment_id`` gave them (their refund ids)."""
+    rows = tx.all(
+        "SELECT refund_id, credit_taken FROM refund_orders WHERE account_id = :a "
+        "AND state <> 'failed' ORDER BY id",
+        {"a": account_id},
+    )
+    return [str(rid) for rid, taken in rows if str(payment_id) in json.loads(str(taken))]
 
 
 def due_orders(tx: Tx, now: datetime, limit: int) -> list[str]:
