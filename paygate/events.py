@@ -143,6 +143,78 @@ class BillCorrected(_Data):
     arrears_after: StrictInt
 
 
+class RefundRequested(_Data):
+    """Credit moved to refunds payable and a refund order was raised (minor units);
+    ``original_channel_txn_id`` is the payment refunded against (none for a bank transfer)."""
+
+    refund_id: StrictStr
+    amount: StrictInt
+    currency: StrictStr
+    route: StrictStr
+    channel: StrictStr | None
+    original_channel_txn_id: StrictStr | None
+    reason: StrictStr
+    balance_after: StrictInt
+
+
+class RefundSucceeded(_Data):
+    """The provider paid the refund: the money left through the route's channel."""
+
+    refund_id: StrictStr
+    amount: StrictInt
+    currency: StrictStr
+    route: StrictStr
+    provider_reference: StrictStr | None
+
+
+class RefundFailed(_Data):
+    """The provider refused the refund: the money is the customer's credit again, and
+    ``credit_applied`` of it was spent on open bills."""
+
+    refund_id: StrictStr
+    amount: StrictInt
+    currency: StrictStr
+    route: StrictStr
+    failure_code: StrictStr
+    failure_message: StrictStr
+    credit_applied: StrictInt
+    balance_after: StrictInt
+    arrears_after: StrictInt
+
+
+class RefundAlert(_Data):
+    """A refund order's provider has not answered for ``attempts`` attempts: a person looks."""
+
+    refund_id: StrictStr
+    route: StrictStr
+    attempts: StrictInt
+
+
+class AccountClosed(_Data):
+    """The account was closed (销户): final bill issued, credit refunded, supply closed."""
+
+    closure_id: StrictStr
+    reason: StrictStr
+    final_bill_no: StrictStr | None
+    credit_applied: StrictInt
+    refund_id: StrictStr | None
+    refund_amount: StrictInt
+    currency: StrictStr
+
+
+class PaymentSuspense(_Data):
+    """A payment for a closed account was taken into suspense, not allocated (``reason``:
+    ``account_closed``); finance returns or re-assigns it."""
+
+    payment_id: StrictInt
+    channel: StrictStr
+    channel_txn_id: StrictStr
+    amount: StrictInt
+    currency: StrictStr
+    paid_at: AwareDatetime
+    reason: StrictStr
+
+
 class SupplyDisconnected(_Data):
     """Supply was recorded as disconnected."""
 
@@ -208,6 +280,12 @@ EVENT_DATA: Mapping[str, type[BaseModel]] = {
     "arrears.cleared": ArrearsCleared,
     "bill.cancelled": BillCorrected,
     "bill.adjusted": BillCorrected,
+    "refund.requested": RefundRequested,
+    "refund.succeeded": RefundSucceeded,
+    "refund.failed": RefundFailed,
+    "refund.alert": RefundAlert,
+    "account.closed": AccountClosed,
+    "payment.suspense": PaymentSuspense,
     "dunning.notice": DunningServed,
     "dunning.final_reminder": DunningServed,
     "disconnection.ordered": DisconnectionOrdered,

@@ -46,6 +46,9 @@ from paygate.models import (
 from paygate.money import Money
 from paygate.payments import Payments
 from paygate.records import Core
+from paygate.refunds.closure import Closures
+from paygate.refunds.door import RefundDoor
+from paygate.refunds.service import Refunds
 from paygate.store import migrate
 from paygate.store.engine import Store, Tx
 from paygate.supply import OrderStatus, Severity, Step, SupplyOrders
@@ -59,8 +62,9 @@ if TYPE_CHECKING:
 __all__ = ["Gateway"]
 
 
-class Gateway:
-    """The one door: accounts, bills, payments, reversals, supply state, status and audit.
+class Gateway(RefundDoor):
+    """The one door: accounts, bills, payments, reversals, supply state, status and audit;
+    refunds and account closure (:class:`~paygate.refunds.door.RefundDoor`).
 
     Open one with :meth:`Gateway.open`; it is a context manager, and thread-safe (each call is
     its own transaction on a pooled connection).
@@ -88,6 +92,10 @@ class Gateway:
         self.feeds = Feeds(self._core.store)
         self.billing_run = BillingRun(self._core, self.accounts, self.payments)
         self.corrections = Corrections(self._core, self.payments, self.supply)
+        self.refunds = Refunds(self._core, self.payments, self.supply)
+        self.closures = Closures(
+            self._core, self.accounts, self.payments, self.supply, self.refunds
+        )
 
     @property
     def store(self) -> Store:

@@ -57,6 +57,7 @@ class AccountKind(StrEnum):
     CHANNEL_FEES = "channel_fees"
     VOUCHER_LIABILITY = "voucher_liability"
     SUSPENSE = "suspense"
+    REFUNDS_PAYABLE = "refunds_payable"
 
 
 def shards_for(kind: AccountKind) -> int:

@@ -90,6 +90,8 @@ class SupplyState(StrEnum):
     DISCONNECTION_PENDING = "disconnection_pending"
     DISCONNECTED = "disconnected"
     RECONNECTION_PENDING = "reconnection_pending"
+    CLOSED = "closed"
+    """The account is closed (销户): no supply, no payments taken."""
 
 
 class _Frozen(BaseModel):

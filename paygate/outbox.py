@@ -49,6 +49,9 @@ from paygate.errors import (
 from paygate.events import CONTENT_TYPE, DEFAULT_SOURCE, cloudevent, encode
 from paygate.headend.base import HeadEnd, HeadEndRejected, HeadEndResult, HeadEndUnavailable
 from paygate.records import EventRow
+from paygate.refunds.dispatch import dispatch_refunds
+from paygate.refunds.route import RefundRoute
+from paygate.refunds.service import Refunds
 from paygate.store.engine import Store, Tx
 from paygate.supply import SupplyOrders
 
@@ -83,6 +86,9 @@ class OrderDesk(Protocol):
 
     @property
     def supply(self) -> SupplyOrders: ...
+
+    @property
+    def refunds(self) -> Refunds: ...
 
 
 class DeliveryError(PaygateError):
@@ -186,12 +192,18 @@ class DispatchReport:
     events_retrying: int = 0
     events_dead: int = 0
     events_deferred: int = 0  # claimed, then left for the next pass when the budget ran out
+    refunds_handled: int = 0  # refund orders sent or asked about (paygate.refunds.dispatch)
     breaches: list[tuple[int, supply.Step, supply.Severity]] = field(default_factory=list)
 
     @property
     def idle(self) -> bool:
         """Nothing was due."""
-        return not (self.orders_attempted or self.events_handled or self.events_deferred)
+        return not (
+            self.orders_attempted
+            or self.events_handled
+            or self.events_deferred
+            or self.refunds_handled
+        )
 
     @property
     def events_handled(self) -> int:
@@ -208,6 +220,7 @@ class DispatchReport:
         self.events_retrying += other.events_retrying
         self.events_dead += other.events_dead
         self.events_deferred += other.events_deferred
+        self.refunds_handled += other.refunds_handled
         self.breaches += other.breaches
 
 
@@ -242,6 +255,7 @@ class Dispatcher:
         alert_after: int = 10,
         event_budget: timedelta | None = None,
         source: str = DEFAULT_SOURCE,
+        refund_routes: Mapping[str, RefundRoute] | None = None,
     ) -> None:
         self.check(
             batch=batch,
@@ -257,6 +271,8 @@ class Dispatcher:
         self.headends = dict(headends)
         self.sinks = list(sinks)
         self.source = source
+        # Refund orders go through these (by route name) in every pass; none: not at all.
+        self.refund_routes = dict(refund_routes or {})
         self.default_headend = default_headend or gateway.settings.default_headend
         self.batch = batch
         self.lease = lease
@@ -329,6 +345,13 @@ class Dispatcher:
                 log.exception("supply order %s: delivery raised unexpectedly", order_id)
                 self._order_crashed(order_id, token, exc, report)
         room -= len(order_ids) if limit is not None else 0
+        if self.refund_routes and room > 0:
+            refunds = dispatch_refunds(
+                self.gateway, self.refund_routes, now, limit=room, retry_base=self.retry_base,
+                retry_cap=self.retry_cap, alert_after=self.alert_after,
+            )  # fmt: skip
+            report.refunds_handled = refunds.handled
+            room -= refunds.handled if limit is not None else 0
         if self.sinks and room > 0:
             # Without a sink an event has nowhere to go: it stays in the outbox, undelivered.
             self._deliver_events(report, room, due_by)

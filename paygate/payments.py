@@ -37,7 +37,7 @@ from paygate.errors import (
     UnknownPaymentError,
 )
 from paygate.ledger import AccountKind, EntryDraft, PostingDraft
-from paygate.models import Allocation, PaymentIntent, PayOutcome, Receipt, Reversal
+from paygate.models import Allocation, PaymentIntent, PayOutcome, Receipt, Reversal, SupplyState
 from paygate.money import Money
 from paygate.records import (
     Account,
@@ -54,6 +54,8 @@ from paygate.records import (
     read_decision,
     write_bills,
 )
+from paygate.refunds.closed import closed_account_payment
+from paygate.refunds.orders import credit_held
 from paygate.renames import current_channel
 from paygate.store.engine import Tx, UniqueViolation
 from paygate.supply import SupplyOrders
@@ -289,9 +291,16 @@ class Payments:
                     )
                 )
                 continue
-            receipt = self._plan_payment(
-                tx, acct, intent, next(ids), next(ids), fingerprint, writes, now
-            )
+            if acct.supply_state is SupplyState.CLOSED:  # held in suspense, with a finding
+                clearing = self.debit_account(tx, intent.channel, acct.currency)
+                receipt = closed_account_payment(
+                    tx, self._core, clearing, acct, intent, next(ids), next(ids), fingerprint,
+                    writes, now,
+                )  # fmt: skip
+            else:
+                receipt = self._plan_payment(
+                    tx, acct, intent, next(ids), next(ids), fingerprint, writes, now
+                )
             seen[key] = (fingerprint, receipt)
             results.append(receipt)
         if writes.entries:
@@ -543,6 +552,10 @@ class _Reversal:
         status = tx.scalar("SELECT status FROM payments WHERE id = :id", {"id": payment_id})
         if status != "posted":
             raise InvalidStateError(f"payment {payment_id} is already {status}", field="payment_id")
+        if held := credit_held(tx, acct.id, payment_id):  # refunded: reversing would pay twice
+            raise InvalidStateError(
+                f"payment {payment_id} is being refunded ({', '.join(held)})", field="payment_id"
+            )
         load_bills(tx, [acct], include_bills_of_payment=payment_id)
         writes = Writes()
         entry_id = tx.ids.one()

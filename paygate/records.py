@@ -43,6 +43,7 @@ __all__ = [
     "PaymentRow",
     "TransitionRow",
     "Writes",
+    "cancel_open_orders",
     "decision_sets",
     "event_delivered",
     "event_failed",
@@ -635,6 +636,18 @@ def write_order_failure(
             "id": order_id,
         },
     )
+
+
+def cancel_open_orders(tx: Tx, account_id: int, *, at: datetime) -> int:
+    """Cancel every supply order of the account not yet completed or cancelled (the account
+    is closed: no head-end is to act on it); return how many were cancelled."""
+    cur = tx.execute(
+        "UPDATE supply_orders SET status = 'cancelled', closed_at = :now, next_attempt_at = NULL, "
+        "claimed_until = NULL, claim_token = NULL WHERE account_id = :a "
+        "AND status IN ('open', 'dispatched', 'acknowledged', 'failed')",
+        {"now": tx.ts(at), "a": account_id},
+    )
+    return int(cur.rowcount)
 
 
 def requeue_order(tx: Tx, order_id: int, *, status: str, at: datetime) -> None:

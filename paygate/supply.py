@@ -47,6 +47,7 @@ from paygate.records import (
     Core,
     NewOrderRow,
     Writes,
+    cancel_open_orders,
     event,
     flush,
     lease_orders,
@@ -318,6 +319,19 @@ class SupplyOrders:
             },
         )
         return order_id
+
+    def close(
+        self, tx: Tx, acct: Account, reason: str, actor: str, writes: Writes, now: datetime
+    ) -> int:
+        """Move the locked account's supply to ``closed`` (销户) in ``tx``, from whatever state,
+        and cancel its supply orders still under way; return how many were cancelled. The
+        transition is written with ``writes`` (:func:`~paygate.records.flush`) and the state
+        with :func:`~paygate.records.write_states`."""
+        if acct.supply_state is SupplyState.CLOSED:
+            raise InvalidStateError(f"account {acct.account_no} is closed", field="account_no")
+        cancelled = cancel_open_orders(tx, acct.id, at=now)
+        transition(tx, acct, SupplyState.CLOSED, reason, actor, None, writes, now)
+        return cancelled
 
     def new_order(
         self,

@@ -37,6 +37,14 @@ CORE = (
     "paygate.group_commit",
     "paygate.renames",
     "paygate.store",
+    "paygate.refunds.closed",
+    "paygate.refunds.closure",
+    "paygate.refunds.dispatch",
+    "paygate.refunds.door",
+    "paygate.refunds.model",
+    "paygate.refunds.orders",
+    "paygate.refunds.route",
+    "paygate.refunds.service",
 )
 EDGES = (
     "paygate.channels",

@@ -39,6 +39,8 @@ COMMANDS: dict[str, list[str]] = {
     "supply-orders list": ["supply-orders", "list"],
     "supply-orders confirm": ["supply-orders", "confirm", "1"],
     "supply-orders retry": ["supply-orders", "retry", "1"],
+    "refunds list": ["refunds", "list"],
+    "accounts close": ["accounts", "close", "3100000001", "--closure-id", "CL-1", "--reason", "x"],
     # Retired names of the groups: hidden, still working.
     "orders list": ["orders", "list"],
     "orders confirm": ["orders", "confirm", "1"],

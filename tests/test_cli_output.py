@@ -32,6 +32,7 @@ from paygate.models import PaymentIntent
 from paygate.money import Money
 from paygate.service_clients import ServiceClientRegistry
 from tests.reconcile.support import kiosk_statement
+from tests.refund_fakes import PENDING, ScriptedRoute
 
 REPO = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -55,9 +56,10 @@ LISTINGS: dict[str, list[str]] = {
     "report service": ["report", "service", "--from", "2026-11-01", "--to", "2026-11-30"],
     "config show": ["config", "show"],
     "clients list": ["clients", "list"],
+    "refunds list": ["refunds", "list"],
 }
 # Commands whose --json is the summary of what they did (tested with them), not a listing.
-SUMMARIES = {"accounts import", "bills import", "db partitions"}
+SUMMARIES = {"accounts import", "bills import", "db partitions", "accounts close"}
 # Retired group names list what their groups list.
 SAME_AS = {
     "orders list": "supply-orders list",
@@ -73,6 +75,7 @@ PAGED = {
     "findings runs",
     "devices list",
     "events dead",
+    "refunds list",
 }
 PAID = datetime(2026, 11, 24, 2, 30, tzinfo=UTC)
 
@@ -132,6 +135,23 @@ def populated(tmp_path_factory: pytest.TempPathFactory) -> str:
                     paid_at=PAID,
                 )
             )
+        # Credit paid back: two refund orders, one of them paid.
+        route = ScriptedRoute("kiosk-cash", "kiosk", settle_as=PENDING)
+        gateway.use_refund_routes({"kiosk-cash": route})
+        gateway.pay(
+            PaymentIntent(
+                channel="kiosk",
+                channel_txn_id="K0001:cash-2001",
+                account_no="3100000009",
+                amount=Money(900_000, "CNY"),
+                paid_at=PAID,
+            )
+        )
+        for n in (1, 2):
+            gateway.refund(
+                "3100000009", Money(100 * n, "CNY"), refund_id=f"RF-{n}", route="kiosk-cash"
+            )
+        gateway.complete_refund("RF-1", "KC-77")
     statement = where / "kiosk.csv"
     statement.write_bytes(kiosk_statement([("K0001", "cash-9001", "3100999999", "50.00", PAID)]))
     done = runner.invoke(

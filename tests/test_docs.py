@@ -218,3 +218,15 @@ def test_the_refund_routes_configuration_builds_every_route(
     for route in routes.values():
         if not isinstance(route, BankTransferRoute):
             route.close()
+
+
+def test_the_refunds_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    [example] = python_blocks("refunds.md")
+    namespace: dict[str, object] = {}
+    exec(compile(example, "docs/refunds.md", "exec"), namespace)
+    assert namespace["paid"].state == "succeeded"  # type: ignore[attr-defined]
+    closure = namespace["closure"]
+    assert closure.credit_applied.format() == "40.00"  # type: ignore[attr-defined]
+    assert closure.refund.amount.format() == "160.00"  # type: ignore[attr-defined]
+    assert closure.refund.refund_id == "close-CL-20261125-1"  # type: ignore[attr-defined]

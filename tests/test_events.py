@@ -34,6 +34,8 @@ from paygate.headend.base import HeadEndOutcome
 from paygate.models import PaymentIntent
 from paygate.money import Money
 from paygate.outbox import CallbackSink, Dispatcher
+from paygate.refunds.dispatch import dispatch_refunds
+from tests.refund_fakes import UNAVAILABLE, ScriptedRoute, failed, succeeded
 from tests.test_dispatch import FakeHeadEnd
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "events.md"
@@ -108,6 +110,24 @@ def every_kind_of_event(gateway: Gateway, clock: FixedClock) -> list[dict[str, A
         "A05", "B-A05", Money(-1_000, "CNY"), reason="meter re-read", correction_id="C1"
     )
     gateway.cancel_bill("A05", "B-A05", reason="issued twice", correction_id="C2")
+    # refunds: one paid, one refused, one whose provider never answers; then the account
+    # closes and a payment that still arrives is held in suspense
+    route = ScriptedRoute("alipay", "pos")
+    gateway.use_refund_routes({"alipay": route})
+    gateway.open_account("A06")
+    pay(gateway, clock, "A06", "P6")
+    gateway.refund("A06", Money(1_000, "CNY"), refund_id="R1", route="alipay")
+    gateway.dispatch_refunds()
+    route.settle_as = failed()
+    gateway.refund("A06", Money(1_000, "CNY"), refund_id="R2", route="alipay")
+    gateway.dispatch_refunds()
+    route.script(submits=[UNAVAILABLE])
+    gateway.refund("A06", Money(1_000, "CNY"), refund_id="R3", route="alipay")
+    dispatch_refunds(gateway, {"alipay": route}, alert_after=1)
+    gateway.fail_refund("R3", "GIVEN_UP", "checked with the provider: never received")
+    route.settle_as = succeeded()
+    gateway.close_account("A06", closure_id="CL1", refund_route="alipay", reason="moved")
+    pay(gateway, clock, "A06", "P7")
     # an event no sink takes: dead-lettered with an alert
     Dispatcher(
         gateway, headends={}, sinks=[CallbackSink(lambda e: 1 / 0)], max_attempts=1

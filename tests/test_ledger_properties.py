@@ -1,13 +1,16 @@
 """Random histories of bills, payments, replays, conflicts, reversals, bill corrections
-(cancellations and adjustments), disconnections and time keep every invariant of DESIGN.md:
-entries balance, cached balances equal their postings, allocations never exceed what was paid,
-credit never waits while a bill is open, arrears never go negative, each late fee equals the rule
-read day by day, a cancelled bill stays at zero, and there is never more than one open
-reconnection order per account."""
+(cancellations and adjustments), refunds (requested, paid, refused, unanswered), account
+closures, disconnections and time keep every invariant of DESIGN.md: entries balance, cached
+balances equal their postings, every payment's amount is exactly what it allocated, what it
+holds as credit and what refunds not failed took of it, credit never waits while a bill is
+open, refunds payable is exactly the orders not yet settled, arrears never go negative, each
+late fee equals the rule read day by day, a cancelled bill stays at zero, a closed account
+allocates nothing, and there is never more than one open reconnection order per account."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 import tempfile
 from datetime import UTC, datetime, timedelta
@@ -29,16 +32,27 @@ from hypothesis.stateful import (
 from paygate.billing import OpenBill
 from paygate.clock import FixedClock
 from paygate.config import Settings
-from paygate.errors import IdempotencyConflictError, InvalidAmountError, InvalidStateError
+from paygate.errors import (
+    IdempotencyConflictError,
+    InvalidAmountError,
+    InvalidInputError,
+    InvalidStateError,
+    UnknownPaymentError,
+)
 from paygate.gateway import Gateway
 from paygate.models import Category, PaymentIntent, Receipt, SupplyState
 from paygate.money import Money
+from paygate.refunds.dispatch import dispatch_refunds
+from paygate.refunds.route import Payee
 from paygate.store.engine import Tx
 from tests.databases import empty_postgres, fresh_sqlite_url
 from tests.oracles import late_fee_oracle
+from tests.refund_fakes import PENDING, UNAVAILABLE, ScriptedRoute, failed, succeeded
 
 ACCOUNTS = {"A0": Category.RESIDENTIAL, "A1": Category.NON_RESIDENTIAL, "A2": Category.RESIDENTIAL}
 CHANNELS = ["kiosk", "mobile", "bank_agent"]
+PAYEE = Payee("Zhang San", "6222020200112233", "102100099996")
+ANSWERS = {"succeeded": succeeded(), "failed": failed(), "pending": PENDING}
 
 
 def open_bills(tx: Tx, account_no: str) -> list[OpenBill]:
@@ -84,6 +98,13 @@ class LedgerMachine(RuleBasedStateMachine):
         self.corrections = 0
         self.bill_accounts: dict[str, str] = {}
         self.cancelled: set[str] = set()
+        self.routes = {
+            "wallet": ScriptedRoute("wallet", "mobile"),
+            "transfer": ScriptedRoute("transfer", None),
+        }
+        self.gateway.use_refund_routes(self.routes)
+        self.refunds = 0
+        self.closed: set[str] = set()
 
     posted = Bundle("posted")
 
@@ -127,8 +148,11 @@ class LedgerMachine(RuleBasedStateMachine):
         day = self.clock.now().astimezone(ZoneInfo(self.gateway.settings.timezone)).date()
         expected_fee = late_fee_oracle(bills, ACCOUNTS[account], day)
         receipt = self.gateway.pay(intent)
-        assert receipt.late_fee.minor == expected_fee
         allocated = sum(a.late_fee.minor + a.principal.minor for a in receipt.allocations)
+        if account in self.closed:  # held in suspense: nothing allocated, no credit
+            assert (receipt.late_fee.minor, allocated, receipt.credit.minor) == (0, 0, 0)
+            return intent, receipt
+        assert receipt.late_fee.minor == expected_fee
         assert allocated + receipt.credit.minor == amount
         assert all(a.late_fee.minor >= 0 and a.principal.minor >= 0 for a in receipt.allocations)
         assert receipt.arrears_after.minor >= 0
@@ -178,7 +202,8 @@ class LedgerMachine(RuleBasedStateMachine):
             assert outcome.status == "posted" and outcome.receipt is not None
             receipt = outcome.receipt
             allocated = sum(a.late_fee.minor + a.principal.minor for a in receipt.allocations)
-            assert allocated + receipt.credit.minor == intent.amount.minor
+            held = intent.account_no in self.closed
+            assert allocated + receipt.credit.minor == (0 if held else intent.amount.minor)
         if repeat:
             first, again, changed = outcomes[0], outcomes[len(intents)], outcomes[-1]
             if first.status == "posted":
@@ -277,6 +302,93 @@ class LedgerMachine(RuleBasedStateMachine):
                     correction_id=cid,
                 )  # fmt: skip
 
+    @rule(
+        account=st.sampled_from(sorted(ACCOUNTS)),
+        share=st.integers(1, 100),
+        route=st.sampled_from(["wallet", "transfer"]),
+        over=st.booleans(),
+        then=st.sampled_from([None, "succeeded", "failed"]),
+    )
+    def refund(self, account: str, share: int, route: str, over: bool, then: str | None) -> None:
+        credit = self.gateway.account_status(account).credit.minor
+        amount = credit + 1 if over else max(1, credit * share // 100)
+        self.refunds += 1
+        ask = {
+            "refund_id": f"RF{self.refunds}",
+            "route": route,
+            "payee": PAYEE if route == "transfer" else None,
+        }
+        try:
+            refund = self.gateway.refund(account, Money(amount, "CNY"), **ask)  # type: ignore[arg-type]
+        except InvalidAmountError:
+            assert amount > credit
+            return
+        except UnknownPaymentError:
+            assert route == "wallet"
+            return
+        assert amount <= credit
+        assert self.gateway.account_status(account).credit.minor == credit - amount
+        again = self.gateway.refund(account, Money(amount, "CNY"), **ask)  # type: ignore[arg-type]
+        assert again.replayed and again.entry_id == refund.entry_id
+        if then is not None:  # the provider answers at once
+            self.routes[route].settle_as = ANSWERS[then]
+            dispatch_refunds(self.gateway, self.routes, self.clock.now() + timedelta(days=1))
+
+    @rule(
+        answer=st.sampled_from(["succeeded", "failed", "pending", "unavailable"]),
+        later=st.integers(0, 3),
+    )
+    def providers_answer(self, answer: str, later: int) -> None:
+        for route in self.routes.values():
+            if answer == "unavailable":
+                route.script(submits=[UNAVAILABLE], queries=[UNAVAILABLE])
+            else:
+                route.settle_as = ANSWERS[answer]
+        dispatch_refunds(self.gateway, self.routes, self.clock.now() + timedelta(days=later))
+
+    @precondition(lambda self: self.refunds > 0)
+    @rule(pick=st.integers(0, 10_000), paid=st.booleans())
+    def provider_confirms(self, pick: int, paid: bool) -> None:
+        refund_id = f"RF{pick % self.refunds + 1}"
+        stored = {r.refund_id: r for _, r in self.gateway.refund_orders()}
+        order = stored.get(refund_id)
+        if order is None:  # refused when it was asked
+            return
+        try:
+            if paid:
+                done = self.gateway.complete_refund(refund_id, "PR-9")
+            else:
+                done = self.gateway.fail_refund(refund_id, "REFUSED", "refused")
+        except InvalidStateError:
+            assert order.state.final and (order.state == "succeeded") != paid
+            return
+        assert done.replayed == order.state.final
+
+    @rule(account=st.sampled_from(sorted(ACCOUNTS)), route=st.sampled_from([None, "transfer"]))
+    def close_account(self, account: str, route: str | None) -> None:
+        status = self.gateway.account_status(account)
+        try:
+            closed = self.gateway.close_account(
+                account,
+                closure_id=f"CL-{account}",
+                refund_route=route,
+                payee=PAYEE if route else None,
+                reason="moved away",
+            )
+        except InvalidStateError:
+            assert account in self.closed or status.bills
+            return
+        except IdempotencyConflictError:
+            assert account in self.closed
+            return
+        except InvalidInputError:
+            assert route is None and status.credit.minor > 0
+            return
+        if closed.replayed:
+            assert account in self.closed
+        self.closed.add(account)
+        assert self.gateway.account_status(account).supply_state is SupplyState.CLOSED
+
     @rule(account=st.sampled_from(sorted(ACCOUNTS)))
     def disconnect(self, account: str) -> None:
         status = self.gateway.account_status(account)
@@ -326,6 +438,21 @@ class LedgerMachine(RuleBasedStateMachine):
                 for b in bills:
                     assert 0 <= b.principal_paid <= b.amount
                     assert 0 <= b.late_fee_paid <= b.late_fee_charged
+            held: dict[int, int] = {}
+            in_flight = 0
+            for taken, state, refund_amount in tx.all(
+                "SELECT credit_taken, state, amount FROM refund_orders"
+            ):
+                if state != "failed":
+                    for pid, part in json.loads(taken).items():
+                        held[int(pid)] = held.get(int(pid), 0) + int(part)
+                if state in ("pending", "submitted"):
+                    in_flight += int(refund_amount)
+            payable = tx.scalar(
+                "SELECT COALESCE(SUM(b.balance), 0) FROM ledger_balances b JOIN ledger_accounts l "
+                "ON l.id = b.account_id WHERE l.code = 'refunds_payable:CNY'"
+            )
+            assert int(payable) == -in_flight
             for pid, amount, unallocated, status in tx.all(
                 "SELECT id, amount, unallocated, status FROM payments"
             ):
@@ -336,7 +463,8 @@ class LedgerMachine(RuleBasedStateMachine):
                 )
                 assert net is not None
                 if status == "posted":
-                    assert int(net[0]) + int(unallocated) == int(amount)
+                    refunded = held.get(int(pid), 0)
+                    assert int(net[0]) + int(unallocated) + refunded == int(amount)
                 else:
                     assert int(net[0]) == 0 and int(unallocated) == 0
             open_orders = tx.all(

@@ -28,6 +28,7 @@ from paygate.cli.dispatch import dispatch
 from paygate.cli.dunning import dunning_app
 from paygate.cli.events import events_app
 from paygate.cli.reconcile import RECONCILE_SETTINGS, findings_app, reconcile, suspense_app
+from paygate.cli.refunds import refunds_app
 from paygate.cli.reports import reports_app
 from paygate.cli.serve import serve
 from paygate.cli.supply_orders import supply_orders_app
@@ -59,6 +60,7 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(accounts_app, name="accounts")
 app.add_typer(bills_app, name="bills")
 app.add_typer(supply_orders_app, name="supply-orders")
+app.add_typer(refunds_app, name="refunds")
 app.add_typer(dunning_app, name="dunning")
 app.add_typer(events_app, name="events")
 app.add_typer(reports_app, name="report", help="Reports: the service promise.")

@@ -18,11 +18,16 @@ from paygate.cli._common import (
     chosen_format,
     emit,
     guard,
+    out,
     parse_day,
     settings_for,
 )
 from paygate.cli._import import import_file
+from paygate.errors import InvalidInputError
 from paygate.gateway import Gateway
+from paygate.models import NewBill
+from paygate.money import Money
+from paygate.refunds.route import Payee
 
 __all__ = ["accounts_app"]
 
@@ -112,3 +117,71 @@ def accounts_import(
             ),
             as_json=as_json,
         )
+
+
+@accounts_app.command(
+    "close",
+    epilog="Example: paygate accounts close 3100000001 --closure-id CL-2026-0042 "
+    '--reason "moved away" --final-bill B-202611 --final-amount 40.00 --final-period 2026-11 '
+    "--final-due 2026-12-20",
+)
+def accounts_close(
+    account_no: str,
+    closure_id: Annotated[str, typer.Option(help="Your id for the closure; a retry is safe.")],
+    reason: Annotated[str, typer.Option(help="Why the account is closed.")],
+    database_url: DatabaseUrl = None,
+    final_bill: Annotated[str | None, typer.Option(help="The final bill's number.")] = None,
+    final_amount: Annotated[str | None, typer.Option(help="Its amount, such as 40.00.")] = None,
+    final_period: Annotated[str | None, typer.Option(help="Its period, such as 2026-11.")] = None,
+    final_due: Annotated[str | None, typer.Option(help="Its due date, YYYY-MM-DD.")] = None,
+    refund_route: Annotated[
+        str | None, typer.Option(help="The refund route for credit left (required then).")
+    ] = None,
+    payee_name: Annotated[str | None, typer.Option(help="A transfer's payee name.")] = None,
+    payee_account: Annotated[str | None, typer.Option(help="The payee's account.")] = None,
+    payee_bank: Annotated[str | None, typer.Option(help="The payee bank's code.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the closure as JSON.")] = False,
+) -> None:
+    """Close an account (销户): the final bill, credit applied, refused while anything is
+    owed (each bill listed), credit left refunded through --refund-route, supply closed."""
+
+    def run() -> None:
+        settings = settings_for(database_url)
+        bill = None
+        given = (final_bill, final_amount, final_period, final_due)
+        if any(v is not None for v in given):
+            if final_bill is None or final_amount is None or final_period is None:
+                raise InvalidInputError(
+                    "--final-bill, --final-amount, --final-period and --final-due go together",
+                    field="--final-bill",
+                )
+            if final_due is None:
+                raise InvalidInputError("the final bill's due date", field="--final-due")
+            bill = NewBill(
+                account_no=account_no,
+                bill_no=final_bill,
+                amount=Money.parse(final_amount, settings.currency),
+                period=final_period,
+                due_date=parse_day(final_due, "--final-due"),
+            )
+        payee = None
+        if payee_name or payee_account or payee_bank:
+            payee = Payee(payee_name or "", payee_account or "", payee_bank or "")
+        with Gateway.open(settings=settings) as gateway:
+            closed = gateway.close_account(
+                account_no,
+                closure_id=closure_id,
+                final_bill=bill,
+                refund_route=refund_route,
+                payee=payee,
+                reason=reason,
+            )
+        if as_json:
+            out.print_json(closed.model_dump_json())
+            return
+        refund = closed.refund
+        tail = "" if refund is None else f"; refund {refund.refund_id} of {refund.amount}"
+        again = " (replayed)" if closed.replayed else ""
+        out.print(f"account {closed.account_no} closed{again}{tail}", markup=False)
+
+    guard(run)

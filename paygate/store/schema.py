@@ -388,6 +388,75 @@ bill_corrections = Table(
     info={"owner": "paygate.corrections"},
 )
 
+# Refund orders (退费): one per refund id, the customer's credit moved to refunds payable by
+# ``entry_id`` and paid out (or given back) by ``final_entry_id``. ``credit_taken`` says which
+# payments gave their credit (JSON: payment id to minor units), so that a failure gives it
+# back to them; ``payment_id`` is the payment refunded against (none for a bank transfer).
+refund_orders = Table(
+    "refund_orders",
+    metadata,
+    _id(),
+    Column("refund_id", String(64), nullable=False, unique=True),
+    Column("account_id", BigInteger, ForeignKey("accounts.id"), nullable=False, index=True),
+    Column("route", String(32), nullable=False),
+    Column("channel", String(64)),
+    Column("payment_id", BigInteger, ForeignKey("payments.id"), index=True),
+    Column("amount", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("payee", Text),
+    Column("credit_taken", Text, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", UTCDateTime),
+    Column("provider_reference", String(128)),
+    Column("failure_code", String(64)),
+    Column("failure_message", Text),
+    Column("last_error", Text),
+    Column("entry_id", BigInteger, ForeignKey("journal_entries.id"), nullable=False),
+    Column("final_entry_id", BigInteger, ForeignKey("journal_entries.id")),
+    Column("requested_at", UTCDateTime, nullable=False),
+    Column("submitted_at", UTCDateTime),
+    Column("finished_at", UTCDateTime),
+    Column("updated_at", UTCDateTime, nullable=False),
+    CheckConstraint("amount > 0", name="amount_positive"),
+    CheckConstraint("state IN ('pending', 'submitted', 'succeeded', 'failed')", name="state"),
+    Index("ix_refund_orders_due", "state", "next_attempt_at"),
+    info={"owner": "paygate.refunds.orders"},
+)
+
+# Accounts closed (销户), one row per account; ``result`` the closure as answered, replayed.
+account_closures = Table(
+    "account_closures",
+    metadata,
+    _id(),
+    Column("closure_id", String(64), nullable=False, unique=True),
+    Column("account_id", BigInteger, ForeignKey("accounts.id"), nullable=False, unique=True),
+    Column("final_bill_no", String(64)),
+    Column("refund_route", String(32)),
+    Column("reason", Text, nullable=False),
+    Column("result", Text, nullable=False),
+    Column("closed_at", UTCDateTime, nullable=False),
+    info={"owner": "paygate.refunds.closure"},
+)
+
+# Payments taken but held in suspense, never allocated, with the reason (``account_closed``).
+# No foreign keys to the payment and its entry: they are written by the same decision, after
+# this row (as allocations are).
+payment_findings = Table(
+    "payment_findings",
+    metadata,
+    _id(),
+    Column("payment_id", BigInteger, nullable=False, unique=True),
+    Column("account_id", BigInteger, ForeignKey("accounts.id"), nullable=False, index=True),
+    Column("reason", String(32), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("entry_id", BigInteger, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    info={"owner": "paygate.refunds.closed"},
+)
+
 supply_transitions = Table(
     "supply_transitions",
     metadata,
