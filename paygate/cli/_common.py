@@ -33,6 +33,7 @@ from paygate.errors import InvalidInputError, PaygateError
 from paygate.money import Money
 from paygate.reconcile.config import reconcile_config
 from paygate.reconcile.report import terminal_text
+from paygate.refunds.route import RefundRoute
 from paygate.store import migrate
 
 __all__ = [
@@ -48,6 +49,7 @@ __all__ = [
     "OutputFormat",
     "actor_name",
     "chosen_format",
+    "close_routes",
     "config_for",
     "emit",
     "err",
@@ -58,6 +60,7 @@ __all__ = [
     "out",
     "page",
     "plural",
+    "refund_routes_for",
     "root_config",
     "say_error",
     "settings_for",
@@ -143,6 +146,21 @@ def settings_for(
 ) -> Settings:
     """The core settings of :func:`config_for`."""
     return config_for(database_url, database=database).settings
+
+
+def refund_routes_for(config: PaygateConfig) -> dict[str, RefundRoute]:
+    """The refund routes ``[refunds]`` configures, built (keys read and checked) now."""
+    from paygate.refunds.routes import build_routes
+
+    return guard(lambda: build_routes(config.refunds))
+
+
+def close_routes(routes: Mapping[str, RefundRoute]) -> None:
+    """Close the HTTP clients of the routes that hold one."""
+    for route in routes.values():
+        close = getattr(route, "close", None)
+        if callable(close):
+            close()
 
 
 def parse_day(text: str, flag: str) -> date:

@@ -16,10 +16,13 @@ from paygate.cli._common import (
     Listing,
     OutputFormat,
     chosen_format,
+    close_routes,
+    config_for,
     emit,
     guard,
     out,
     parse_day,
+    refund_routes_for,
     settings_for,
 )
 from paygate.cli._import import import_file
@@ -146,7 +149,8 @@ def accounts_close(
     owed (each bill listed), credit left refunded through --refund-route, supply closed."""
 
     def run() -> None:
-        settings = settings_for(database_url)
+        configured = config_for(database_url)
+        settings = configured.settings
         bill = None
         given = (final_bill, final_amount, final_period, final_due)
         if any(v is not None for v in given):
@@ -167,15 +171,20 @@ def accounts_close(
         payee = None
         if payee_name or payee_account or payee_bank:
             payee = Payee(payee_name or "", payee_account or "", payee_bank or "")
-        with Gateway.open(settings=settings) as gateway:
-            closed = gateway.close_account(
-                account_no,
-                closure_id=closure_id,
-                final_bill=bill,
-                refund_route=refund_route,
-                payee=payee,
-                reason=reason,
-            )
+        routes = refund_routes_for(configured) if refund_route is not None else {}
+        try:
+            with Gateway.open(settings=settings) as gateway:
+                gateway.use_refund_routes(routes)
+                closed = gateway.close_account(
+                    account_no,
+                    closure_id=closure_id,
+                    final_bill=bill,
+                    refund_route=refund_route,
+                    payee=payee,
+                    reason=reason,
+                )
+        finally:
+            close_routes(routes)
         if as_json:
             out.print_json(closed.model_dump_json())
             return

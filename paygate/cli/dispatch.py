@@ -7,7 +7,15 @@ from typing import Annotated
 
 import typer
 
-from paygate.cli._common import DatabaseUrl, config_for, err, guard, out
+from paygate.cli._common import (
+    DatabaseUrl,
+    close_routes,
+    config_for,
+    err,
+    guard,
+    out,
+    refund_routes_for,
+)
 from paygate.gateway import Gateway
 
 __all__ = ["dispatch"]
@@ -65,13 +73,16 @@ def dispatch(
         configured = config_for(database_url, files={"dispatch": config})
         configure_logging(*log_options(log_level, log_format, configured.log))
         setup = dispatch_config(configured)
+        refund_routes = refund_routes_for(configured)
         try:
             with Gateway.open(settings=configured.settings) as gateway:
+                gateway.use_refund_routes(refund_routes)
                 dispatcher = Dispatcher(
                     gateway,
                     headends=setup.headends,
                     sinks=setup.sinks,
                     default_headend=setup.default_headend,
+                    refund_routes=refund_routes,
                     **dispatcher_options(setup.options),
                 )
                 if not setup.sinks:
@@ -83,7 +94,8 @@ def dispatch(
                         f"{report.orders_progressed} progressed, {report.orders_retrying} "
                         f"retrying, {report.orders_failed} failed; events: "
                         f"{report.events_delivered} delivered, {report.events_retrying} "
-                        f"retrying, {report.events_dead} dead; breaches: {len(report.breaches)}"
+                        f"retrying, {report.events_dead} dead; refunds: "
+                        f"{report.refunds_handled} handled; breaches: {len(report.breaches)}"
                     )
                     return
                 signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -93,5 +105,6 @@ def dispatch(
                 out.print("stopped")
         finally:
             setup.close()
+            close_routes(refund_routes)
 
     guard(run)
