@@ -70,6 +70,7 @@ from paygate.api.routes import (
     accounts,
     events,
     headend,
+    imports,
     kiosks,
     notify,
     oauth,
@@ -304,7 +305,7 @@ def create_app(
     installed entry points); ``clock`` the Gateway's (default: the system clock). Nothing is
     opened here: the Gateway opens when the app starts (its lifespan) and closes when it
     stops. With ``tokens`` (how bearer tokens are signed) the service-client routes are
-    served: the token endpoint and the feeds.
+    served: the token endpoint, the feeds and the imports.
     """
     config = config or ApiConfig()
     registry = channels or ChannelRegistry.discover()
@@ -357,6 +358,7 @@ def create_app(
         app.include_router(payment_feed.router)
         app.include_router(supply_orders.router)
         app.include_router(events.router)
+        app.include_router(imports.router)
     app.include_router(accounts.router)
     app.include_router(payments.router)
     app.include_router(kiosks.router)
