@@ -78,6 +78,7 @@ from paygate.api.routes import (
     payment_feed,
     payments,
     pos,
+    reference,
     supply_orders,
     vouchers,
 )
@@ -371,6 +372,7 @@ def create_app(
     if config.callback_secret is not None:
         app.include_router(headend.router)
     app.include_router(operations.router)
+    app.include_router(reference.router)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

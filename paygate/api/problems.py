@@ -202,9 +202,13 @@ _GENERIC_DETAIL: Final = {
 
 
 def problem_for(
-    exc: PaygateError, *, request_id: str, instance: str | None = None
+    exc: PaygateError, *, request_id: str, instance: str | None = None, log: bool = True
 ) -> tuple[Problem, dict[str, str]]:
-    """The problem answering ``exc``, and any headers it needs (Retry-After, WWW-Authenticate)."""
+    """The problem answering ``exc``, and any headers it needs (Retry-After, WWW-Authenticate).
+
+    A 5xx is logged with its message (which the problem does not repeat) unless ``log`` is
+    false: the OpenAPI document's examples are built here too, and are nobody's failure.
+    """
     status = status_for(exc)
     headers: dict[str, str] = {}
     # The message alone: the field has its own member, and a request has no file line.
@@ -212,7 +216,8 @@ def problem_for(
     detail = message if isinstance(message, str) and message else str(exc)
     if status >= 500:
         # The message may name a host or repeat a driver's error: it stays in the log.
-        _log.warning("request %s: %s: %r", request_id, exc.code, str(exc))
+        if log:
+            _log.warning("request %s: %s: %r", request_id, exc.code, str(exc))
         detail = _GENERIC_DETAIL.get(status, _GENERIC_DETAIL[503])
         if status == 503:
             headers["Retry-After"] = "5"
