@@ -23,10 +23,12 @@ from pydantic import BaseModel
 from paygate.api.problems import (
     MalformedFileError,
     RequestValidationProblem,
+    RouteNotFoundError,
     UnknownChannelError,
     UnsupportedMediaTypeError,
     problem_for,
 )
+from paygate.api.routes.headend import RETIRED_SUPPLY_ORDER_CONFIRM, SUPPLY_ORDER_CONFIRM
 from paygate.api.schemas import Health, ImportResult, SupplyOrderProgress, VoucherRedemption
 from paygate.channels.errors import (
     DeviceRevokedError,
@@ -258,7 +260,7 @@ _DEVICE_REFUSALS: Final[Refusals] = {
     400: ParseError("Input should be greater than 0", field="amount"),
     401: SignatureError("the signature does not verify", field="X-Paygate-Signature"),
     403: DeviceRevokedError(f"device {DEVICE} is revoked", field="X-Paygate-Device"),
-    404: UnknownAccountError("no account 0109999999", field="account_no"),
+    404: UnknownAccountError(f"no account {ACCOUNT}", field="account_no"),
     409: IdempotencyConflictError(f"{_TXN} was posted before with other data", field="txn_id"),
     413: PayloadTooLargeError("body of 70000 bytes exceeds the limit of 65536 bytes", field="body"),
     415: UnsupportedMediaTypeError("the body must be application/json", field="Content-Type"),
@@ -273,7 +275,7 @@ _SERVICE_REFUSALS: Final[Refusals] = {
     400: RequestValidationProblem("the cursor is not a token this feed gave out", field="after"),
     401: MissingTokenError("this route needs a bearer token (POST /v1/oauth/token)"),
     403: InsufficientScopeError("payments:read"),
-    404: UnknownAccountError("no account 0109999999", field="account_no"),
+    404: UnknownAccountError(f"no account {ACCOUNT}", field="account_no"),
     503: StoreError("database unavailable: OperationalError"),
 }
 _IMPORT_REFUSALS: Final[Refusals] = {
@@ -290,7 +292,7 @@ _HEADEND_REFUSALS: Final[Refusals] = {
     **_DEVICE_REFUSALS,
     400: RequestValidationProblem("order_id is a positive integer", field="order_id"),
     401: AuthenticationError("the callback signature does not verify", field="signature"),
-    404: UnknownOrderError("no supply order 99", field="order_id"),
+    404: UnknownOrderError("no supply order 88", field="order_id"),
 }
 _NOTIFY_REFUSALS: Final[Refusals] = {
     400: ParseError("the body is not a form", field="body"),
@@ -298,8 +300,8 @@ _NOTIFY_REFUSALS: Final[Refusals] = {
     503: _DEVICE_REFUSALS[503],
 }
 
-_SUPPLY_CONFIRM: Final = "/v1/supply-orders/{order_id}/confirm"
-_RETIRED_CONFIRM: Final = "/v1/reconnections/{order_id}/confirm"
+_SUPPLY_CONFIRM: Final = SUPPLY_ORDER_CONFIRM
+_RETIRED_CONFIRM: Final = RETIRED_SUPPLY_ORDER_CONFIRM
 
 _REFUSALS: Final[dict[tuple[str, str], Refusals]] = {
     ("get", "/v1/accounts/{account_no}"): {
@@ -311,7 +313,7 @@ _REFUSALS: Final[dict[tuple[str, str], Refusals]] = {
     ("post", "/v1/payments"): _DEVICE_REFUSALS,
     ("post", "/v1/kiosks/{device_id}/close"): {
         **_DEVICE_REFUSALS,
-        404: UnknownAccountError(f"no kiosk {DEVICE}", field="device_id"),
+        404: RouteNotFoundError(f"no route at /v1/kiosks/{DEVICE}/x/close"),
         409: KioskCloseConflictError(
             "2026-11-25 was closed before with other figures", field="business_date"
         ),
@@ -339,7 +341,7 @@ _REFUSALS: Final[dict[tuple[str, str], Refusals]] = {
     ("get", "/v1/supply-orders/{order_id}"): {
         **_SERVICE_REFUSALS,
         403: InsufficientScopeError("supply-orders:read"),
-        404: UnknownOrderError("no supply order 99", field="order_id"),
+        404: UnknownOrderError("no supply order 88", field="order_id"),
     },
     ("get", "/v1/events"): {**_SERVICE_REFUSALS, 403: InsufficientScopeError("events:read")},
     ("post", "/v1/accounts/import"): {
@@ -580,6 +582,16 @@ def _answers() -> dict[tuple[str, str], dict[str, dict[str, dict[str, _Example]]
     }
 
 
+def _instance(path: str) -> str:
+    """The request path of an example: its parameters filled in (the retired path's
+    examples are its successor's, as the operation is the same)."""
+    if path == _RETIRED_CONFIRM:
+        path = _SUPPLY_CONFIRM
+    for name, value in PARAMETERS.items():
+        path = path.replace("{" + name + "}", str(value))
+    return path
+
+
 def add_examples(document: dict[str, Any], problem_media_type: str) -> None:
     """Give every operation of ``document`` its examples, in place."""
     requests = request_examples()
@@ -608,6 +620,7 @@ def add_examples(document: dict[str, Any], problem_media_type: str) -> None:
                         content[media]["examples"] = examples
                 refusal = _REFUSALS.get(key, {}).get(int(status))
                 if problem_media_type in content and refusal is not None:
+                    value = _problem(refusal, _instance(path))
                     content[problem_media_type]["examples"] = {
-                        refusal.code: {"summary": refusal.code, "value": _problem(refusal, path)}
+                        refusal.code: {"summary": refusal.code, "value": value}
                     }
