@@ -5,17 +5,22 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pydantic import SecretBytes
 
 from paygate.api import create_app
-from paygate.api.config import ApiConfig
+from paygate.api.config import ApiConfig, api_config
 from paygate.api.routes.imports import MAX_LISTED
-from paygate.errors import UnknownAccountError
+from paygate.config import PaygateConfig
+from paygate.config.sections import DEFAULT_IMPORT_MAX_BYTES
+from paygate.errors import ConfigurationError, UnknownAccountError
 from paygate.money import Money
 from paygate.service_clients import ServiceClientRegistry
 from paygate.tokens import TokenSettings
@@ -275,3 +280,73 @@ def test_twenty_thousand_accounts_stream_in_and_replay(db_url: str, import_world
     assert import_world.gateway.account_status(f"S-{count - 1:06d}").account_no == (
         f"S-{count - 1:06d}"
     )
+
+
+def test_the_import_limit_is_read_from_the_api_section(tmp_path: Path) -> None:
+    path = tmp_path / "paygate.toml"
+    path.write_text("[api]\nimport_max_bytes = 1048576\n")
+    assert api_config(PaygateConfig.load(path, environ={}), environ={}).import_max_bytes == 1048576
+    default = api_config(PaygateConfig.load(environ={}), environ={})
+    assert default.import_max_bytes == DEFAULT_IMPORT_MAX_BYTES
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "true", '"big"'])
+def test_an_import_limit_that_is_not_a_positive_count_is_refused(
+    tmp_path: Path, value: str
+) -> None:
+    path = tmp_path / "paygate.toml"
+    path.write_text(f"[api]\nimport_max_bytes = {value}\n")
+    with pytest.raises(ConfigurationError, match=r"api\.import_max_bytes"):
+        PaygateConfig.load(path, environ={})
+
+
+# One row of an accounts file: a good one, or one of the ways a line is not a record.
+ROWS = st.one_of(
+    st.builds(
+        lambda n, category: ("ok", f"P-{n:04d},{category},no"),
+        st.integers(0, 9999),
+        st.sampled_from(["residential", "non_residential", ""]),
+    ),
+    st.sampled_from(
+        [
+            ("bad", "P-0001,business,no"),  # no such category
+            ("bad", "P-0002,residential,perhaps"),  # not a flag
+            ("bad", "P-0003,residential"),  # a field short
+            ("bad", "P-0004,residential,no,extra"),  # a field over
+            ("bad", ",residential,no"),  # no account number
+        ]
+    ),
+)
+
+
+@given(rows=st.lists(ROWS, min_size=1, max_size=30))
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+def test_a_file_is_written_whole_or_not_at_all(
+    http: httpx.Client, writer: dict[str, str], import_world: World, rows: list[tuple[str, str]]
+) -> None:
+    """Any file with a malformed line writes nothing and names its first malformed line; any
+    file without one is decided line by line, and a second sending replays every account."""
+    body = "account_no,category,prepaid\n" + "".join(f"{text}\n" for _, text in rows)
+    before = import_world.gateway.store.run(
+        lambda tx: tx.scalar("SELECT COUNT(*) FROM accounts"), write=False
+    )
+    answer = http.post("/v1/accounts/import", content=body, headers=writer)
+    bad = [line for line, (kind, _) in enumerate(rows, 2) if kind == "bad"]
+    after = import_world.gateway.store.run(
+        lambda tx: tx.scalar("SELECT COUNT(*) FROM accounts"), write=False
+    )
+    if bad:
+        assert answer.status_code == 400, answer.text
+        problem = answer.json()
+        assert problem["line"] == bad[0]
+        assert [e["line"] for e in problem["errors"]] == bad
+        assert after == before
+        return
+    assert answer.status_code == 200, answer.text
+    found = answer.json()
+    assert found["read"] == len(rows)
+    assert found["created"] + found["replayed"] + found["conflicts"] == len(rows)
+    assert after - before == found["created"]
+    again = http.post("/v1/accounts/import", content=body, headers=writer).json()
+    assert again["created"] == 0
+    assert again["replayed"] + again["conflicts"] == len(rows)
