@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -350,3 +351,33 @@ def test_a_file_is_written_whole_or_not_at_all(
     again = http.post("/v1/accounts/import", content=body, headers=writer).json()
     assert again["created"] == 0
     assert again["replayed"] + again["conflicts"] == len(rows)
+
+
+def test_the_same_file_sent_twice_at_once_is_written_once(db_url: str, import_world: World) -> None:
+    """Two clients send the same file at the same time (a retry racing the original): every
+    account is created by exactly one of them and replayed by the other."""
+    count = 3000
+    settings = settings_for(db_url).model_copy(update={"billing_run_chunk": 250})
+    body = "account_no,name\n" + "".join(f"R-{n:05d},Customer {n}\n" for n in range(count))
+    with (
+        LiveServer(lambda: create_app(settings, tokens=TOKENS)) as running,
+        httpx.Client(base_url=running.url, timeout=300) as http,
+    ):
+        headers = bearer(token_for(http, import_world, "racer", ["accounts:write"]))
+        with ThreadPoolExecutor(2) as pool:
+            answers = list(
+                pool.map(
+                    lambda _: http.post("/v1/accounts/import", content=body, headers=headers),
+                    range(2),
+                )
+            )
+    results = [a.json() for a in answers]
+    assert [a.status_code for a in answers] == [200, 200], results
+    assert sum(r["created"] for r in results) == count
+    assert sum(r["replayed"] for r in results) == count
+    assert all(r["conflicts"] == r["refused"] == 0 for r in results)
+    stored = import_world.gateway.store.run(
+        lambda tx: tx.scalar("SELECT COUNT(*) FROM accounts WHERE account_no LIKE 'R-%'"),
+        write=False,
+    )
+    assert stored == count
