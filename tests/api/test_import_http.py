@@ -18,7 +18,7 @@ from pydantic import SecretBytes
 
 from paygate.api import create_app
 from paygate.api.config import ApiConfig, api_config
-from paygate.api.routes.imports import MAX_LISTED
+from paygate.api.routes.imports import MAX_LINE_BYTES, MAX_LISTED
 from paygate.config import PaygateConfig
 from paygate.config.sections import DEFAULT_IMPORT_MAX_BYTES
 from paygate.errors import ConfigurationError, UnknownAccountError
@@ -32,7 +32,7 @@ TOKENS = TokenSettings(
     signing_key=SecretBytes(KEY.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
 )
 CSV = {"Content-Type": "text/csv"}
-LIMIT = 64 * 1024
+LIMIT = 256 * 1024
 
 
 @pytest.fixture
@@ -208,6 +208,17 @@ def test_bytes_not_utf8_are_named_by_line(
     problem = http.post("/v1/accounts/import", content=body, headers=writer).json()
     assert (problem["code"], problem["line"]) == ("malformed_file", 3)
     assert "UTF-8" in problem["detail"]
+    with pytest.raises(UnknownAccountError):
+        import_world.gateway.account_status("A-1")
+
+
+def test_a_line_too_long_is_named_without_being_held(
+    http: httpx.Client, writer: dict[str, str], import_world: World
+) -> None:
+    body = "account_no,name\nA-1,ok\nA-2," + "x" * (MAX_LINE_BYTES + 10) + "\nA-3,ok\n"
+    problem = http.post("/v1/accounts/import", content=body, headers=writer).json()
+    assert (problem["code"], problem["line"]) == ("malformed_file", 3)
+    assert str(MAX_LINE_BYTES) in problem["detail"]
     with pytest.raises(UnknownAccountError):
         import_world.gateway.account_status("A-1")
 

@@ -49,6 +49,7 @@ from paygate.tokens import Principal
 __all__ = [
     "ACCOUNTS_IMPORT_PATH",
     "BILLS_IMPORT_PATH",
+    "MAX_LINE_BYTES",
     "MAX_LISTED",
     "SPOOL_MEMORY_BYTES",
     "router",
@@ -62,6 +63,9 @@ CSV_MEDIA_TYPE: Final = "text/csv"
 
 SPOOL_MEMORY_BYTES: Final = 1024 * 1024
 """How much of a body is kept in memory before the spool moves to a temporary file."""
+
+MAX_LINE_BYTES: Final = 64 * 1024
+"""The longest line a file may have (a record is a few hundred bytes)."""
 
 MAX_LISTED: Final = 100
 """How many malformed lines a refusal lists (the first ones of the file)."""
@@ -113,9 +117,14 @@ async def _spool(request: Request, limit: int) -> IO[bytes]:
 
 
 def _text_lines(raw: IO[bytes]) -> Iterator[str]:
-    """The spooled body from its start, line by line as text; a line not UTF-8 is named."""
+    """The spooled body from its start, line by line as text; a line not UTF-8, or longer
+    than :data:`MAX_LINE_BYTES` (never held whole), is named."""
     raw.seek(0)
-    for number, line in enumerate(raw, 1):
+    number = 0
+    while line := raw.readline(MAX_LINE_BYTES + 1):
+        number += 1
+        if len(line) > MAX_LINE_BYTES:
+            raise ParseError(f"a line longer than {MAX_LINE_BYTES} bytes", line=number)
         try:
             yield line.decode("utf-8")
         except UnicodeDecodeError as exc:
