@@ -275,3 +275,19 @@ def test_the_billing_systems_import_example_imports_and_replays(tmp_path: Path) 
         assert bill.amount.format() == "86.40"
     finally:
         world.gateway.close()
+
+
+def test_the_reference_shows_sphinx_roles_as_code() -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("sphinx_roles", DOCS / "_ext" / "sphinx_roles.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    text = (
+        "Each as :meth:`open_account` would; a :class:`~paygate.models.Receipt`, "
+        ":mod:`paygate.feeds`, :func:`the check <paygate.devices.verify_request>`."
+    )
+    assert module._ROLE.sub(module._shown, text) == (
+        "Each as `open_account` would; a `Receipt`, `paygate.feeds`, `the check`."
+    )
