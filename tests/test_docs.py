@@ -148,7 +148,7 @@ def test_the_billing_systems_http_example_reads_the_feed(tmp_path: Path) -> None
     from tests.api.support import LiveServer, open_world, settings_for
     from tests.databases import fresh_sqlite_url
 
-    [example] = [b for b in python_blocks("billing-systems.md") if "/v1/oauth/token" in b]
+    [example] = [b for b in python_blocks("billing-systems.md") if "read_payments" in b]
     namespace: dict[str, object] = {}
     exec(compile(example, "docs/billing-systems.md", "exec"), namespace)
     read_payments = namespace["read_payments"]
@@ -230,3 +230,100 @@ def test_the_refunds_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert closure.credit_applied.format() == "40.00"  # type: ignore[attr-defined]
     assert closure.refund.amount.format() == "160.00"  # type: ignore[attr-defined]
     assert closure.refund.refund_id == "close-CL-20261125-1"  # type: ignore[attr-defined]
+REPO = DOCS.parent
+
+
+def test_every_page_is_in_the_site_nav_and_every_nav_entry_is_a_page() -> None:
+    config = (REPO / "mkdocs.yml").read_text()
+    nav = config[config.index("\nnav:") :]
+    listed = re.findall(r"([\w./-]+\.md)\s*$", nav, flags=re.M)
+    pages = {p.relative_to(DOCS).as_posix() for p in DOCS.rglob("*.md")}
+    assert len(listed) == len(set(listed)), "a page is in the nav twice"
+    assert set(listed) == pages
+
+
+def test_the_api_reference_covers_the_public_api() -> None:
+    reference = "".join(p.read_text() for p in sorted((DOCS / "reference").glob("*.md")))
+    for name in (
+        "paygate",
+        "paygate.gateway.Gateway",
+        "paygate.models",
+        "paygate.money",
+        "paygate.errors",
+        "paygate.events",
+        "paygate.client",
+    ):
+        assert f"::: {name}\n" in reference, name
+
+
+def test_the_billing_systems_import_example_imports_and_replays(tmp_path: Path) -> None:
+    from datetime import date
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import (
+        Encoding,
+        NoEncryption,
+        PrivateFormat,
+    )
+    from pydantic import SecretBytes
+
+    from paygate.api import create_app
+    from paygate.service_clients import ServiceClientRegistry
+    from paygate.tokens import TokenSettings
+    from tests.api.support import LiveServer, open_world, settings_for
+    from tests.databases import fresh_sqlite_url
+
+    [example] = [b for b in python_blocks("billing-systems.md") if "/v1/bills/import" in b]
+    namespace: dict[str, object] = {}
+    exec(compile(example, "docs/billing-systems.md", "exec"), namespace)
+    import_bills = namespace["import_bills"]
+    url = fresh_sqlite_url(tmp_path)
+    key = Ed25519PrivateKey.generate().private_bytes(
+        Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()
+    )
+    world = open_world(url)
+    try:
+        world.gateway.open_account("3100000001")
+        _, secret = ServiceClientRegistry(world.gateway.store, world.gateway.clock).add(
+            "billing-east", ["bills:write"]
+        )
+        bills = tmp_path / "bills.csv"
+        bills.write_text(
+            "account_no,bill_no,amount,period,due_date\n"
+            "3100000001,B-2026-11,86.40,2026-11,2026-12-15\n"
+            "3100000009,B-2026-11-9,10.00,2026-11,2026-12-15\n"
+        )
+        broken = tmp_path / "broken.csv"
+        broken.write_text(
+            "account_no,bill_no,amount,period,due_date\n3100000001,X,1,2026-11,soon\n"
+        )
+        settings = settings_for(url)
+        tokens = TokenSettings(signing_key=SecretBytes(key))
+        with LiveServer(lambda: create_app(settings, tokens=tokens)) as server:
+            first = import_bills(server.url, "billing-east", secret, bills)  # type: ignore[operator]
+            assert (first["created"], first["refused"]) == (1, 1)
+            assert first["issues"][0]["line"] == 3
+            again = import_bills(server.url, "billing-east", secret, bills)  # type: ignore[operator]
+            assert (again["created"], again["replayed"]) == (0, 1)
+            with pytest.raises(ValueError, match=r"broken.csv:2: due_date"):
+                import_bills(server.url, "billing-east", secret, broken)  # type: ignore[operator]
+        bill = world.gateway.account_status("3100000001", as_of=date(2026, 11, 30)).bills[0]
+        assert bill.amount.format() == "86.40"
+    finally:
+        world.gateway.close()
+
+
+def test_the_reference_shows_sphinx_roles_as_code() -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("sphinx_roles", DOCS / "_ext" / "sphinx_roles.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    text = (
+        "Each as :meth:`open_account` would; a :class:`~paygate.models.Receipt`, "
+        ":mod:`paygate.feeds`, :func:`the check <paygate.devices.verify_request>`."
+    )
+    assert module._ROLE.sub(module._shown, text) == (
+        "Each as `open_account` would; a `Receipt`, `paygate.feeds`, `the check`."
+    )

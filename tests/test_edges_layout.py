@@ -94,6 +94,9 @@ MINIMAL_ROUTES = {
     ("GET", "/v1/accounts/{account_no:path}"),
     ("POST", "/v1/kiosks/{device_id}/close"),
     ("POST", "/v1/payments"),
+    # the API reference page and its files (not operations of the document)
+    ("GET", "/docs"),
+    ("GET", "/docs/static/{name:path}"),
 }
 FULL_ROUTES = MINIMAL_ROUTES | {
     # service clients (billing systems): the token endpoint and the feeds
@@ -103,6 +106,9 @@ FULL_ROUTES = MINIMAL_ROUTES | {
     ("GET", "/v1/supply-orders"),
     ("GET", "/v1/supply-orders/{order_id}"),
     ("GET", "/v1/events"),
+    # ... and the bulk imports
+    ("POST", "/v1/accounts/import"),
+    ("POST", "/v1/bills/import"),
     ("POST", "/v1/channels/{channel}/notify"),
     ("POST", "/v1/pos/{operation}"),
     ("POST", "/v1/supply-orders/{order_id}/confirm"),
@@ -124,6 +130,8 @@ FULL_OPERATIONS = MINIMAL_OPERATIONS | {
     ("GET", "/v1/supply-orders", "listSupplyOrders"),
     ("GET", "/v1/supply-orders/{order_id}", "getSupplyOrder"),
     ("GET", "/v1/events", "listEvents"),
+    ("POST", "/v1/accounts/import", "importAccounts"),
+    ("POST", "/v1/bills/import", "importBills"),
     ("POST", "/v1/channels/{channel}/notify", "notify"),
     ("POST", "/v1/pos/{operation}", "posMessage"),
     ("POST", "/v1/supply-orders/{order_id}/confirm", "confirmSupplyOrder"),

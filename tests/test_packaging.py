@@ -27,6 +27,7 @@ from setuptools import find_packages
 from typer.testing import CliRunner
 
 import paygate
+from paygate.api.routes.reference import ASSETS
 from paygate.cli import app
 from paygate.store import migrate
 
@@ -167,6 +168,8 @@ def test_the_wheel_installs_into_a_fresh_venv_and_runs(tmp_path: Path) -> None:
         f"paygate-{version}.dist-info/licenses/LICENSE",
     } <= in_wheel
     assert {f"paygate/_migrations/versions/{name}" for name in REVISIONS} <= in_wheel
+    # The API reference page's files (GET /docs): served from the package, never a CDN.
+    assert {f"paygate/api/static/{name}" for name in ASSETS} <= in_wheel
     assert "License-Expression: Apache-2.0" in metadata
     assert "Classifier: Typing :: Typed" in metadata
     assert not [name for name in in_wheel if name.startswith(("migrations/", "tests/"))]
@@ -235,6 +238,9 @@ def test_the_wheel_installs_into_a_fresh_venv_and_runs(tmp_path: Path) -> None:
             except httpx.TransportError:
                 time.sleep(0.2)
         assert status == 200, f"paygate serve did not come up: {server.poll()}"
+        for path in ["/docs", *(f"/docs/static/{name}" for name in ASSETS)]:
+            answer = httpx.get(f"http://127.0.0.1:{port}{path}", timeout=10)
+            assert answer.status_code == 200, path
     finally:
         server.terminate()
         output, _ = server.communicate(timeout=30)

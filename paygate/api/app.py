@@ -70,6 +70,7 @@ from paygate.api.routes import (
     accounts,
     events,
     headend,
+    imports,
     kiosks,
     notify,
     oauth,
@@ -77,6 +78,7 @@ from paygate.api.routes import (
     payment_feed,
     payments,
     pos,
+    reference,
     supply_orders,
     vouchers,
 )
@@ -304,7 +306,7 @@ def create_app(
     installed entry points); ``clock`` the Gateway's (default: the system clock). Nothing is
     opened here: the Gateway opens when the app starts (its lifespan) and closes when it
     stops. With ``tokens`` (how bearer tokens are signed) the service-client routes are
-    served: the token endpoint and the feeds.
+    served: the token endpoint, the feeds and the imports.
     """
     config = config or ApiConfig()
     registry = channels or ChannelRegistry.discover()
@@ -357,6 +359,7 @@ def create_app(
         app.include_router(payment_feed.router)
         app.include_router(supply_orders.router)
         app.include_router(events.router)
+        app.include_router(imports.router)
     app.include_router(accounts.router)
     app.include_router(payments.router)
     app.include_router(kiosks.router)
@@ -369,6 +372,7 @@ def create_app(
     if config.callback_secret is not None:
         app.include_router(headend.router)
     app.include_router(operations.router)
+    app.include_router(reference.router)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -25,6 +25,9 @@ older ``api.toml`` has these tables at its top, without ``api.``)::
     "5157F09EFDC096DE15EBE81A47057A7232F1B8E1" = '''-----BEGIN CERTIFICATE-----
     ...'''
 
+    [api]
+    import_max_bytes = 268435456        # POST /v1/accounts/import and /v1/bills/import
+
     [api.supply_orders]                 # serves POST /v1/supply-orders/{id}/confirm
     callback_secret_env = "PAYGATE_AMI_CALLBACK_SECRET"
     # or: headend = "ami", to use [dispatch.headends.ami]'s callback_secret_env (else secret_env)
@@ -57,6 +60,7 @@ from paygate.channels.kiosk import KioskAdapter, KioskConfig
 from paygate.channels.pos import PosAdapter
 from paygate.channels.voucher import VoucherAdapter, VoucherConfig
 from paygate.config import API_CONFIG_ENV, PaygateConfig, secret_from_env
+from paygate.config.sections import DEFAULT_IMPORT_MAX_BYTES
 from paygate.devices import HEADER_DEVICE
 from paygate.headend.webhook import MIN_SECRET_BYTES
 from paygate.renames import RETIRED_CHANNELS, current_channel
@@ -97,6 +101,8 @@ class ApiConfig:
     voucher_pin_key: SecretBytes | None = None
     callback_secret: SecretBytes | None = None
     source: str | None = None
+    import_max_bytes: int = DEFAULT_IMPORT_MAX_BYTES
+    """The largest CSV body the import routes read; a larger one is refused (413)."""
 
     def __post_init__(self) -> None:
         # A retired channel name (paygate.renames) is the channel's name now.
@@ -232,7 +238,7 @@ def api_config(
     env = os.environ if environ is None else environ
     sections = config.api.channels
     if not sections and config.api.supply_orders is None:
-        return ApiConfig(source=_source(config))
+        return ApiConfig(source=_source(config), import_max_bytes=config.api.import_max_bytes)
     registry = registry or ChannelRegistry.discover()
     channels: dict[str, ChannelConfig] = {}
     pin_key: SecretBytes | None = None
@@ -251,6 +257,7 @@ def api_config(
         voucher_pin_key=pin_key,
         callback_secret=_callback_secret(config, env),
         source=_source(config),
+        import_max_bytes=config.api.import_max_bytes,
     )
 
 

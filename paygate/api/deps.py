@@ -37,6 +37,7 @@ from paygate.channels.stores import SqlKioskLedger, SqlNonceStore, SqlOrderStore
 from paygate.channels.voucher import VoucherAdapter, VoucherContext
 from paygate.clock import Clock
 from paygate.config import Settings
+from paygate.config.sections import DEFAULT_IMPORT_MAX_BYTES
 from paygate.devices import Device, DeviceRegistry, key_encryption_key_from_env
 from paygate.errors import StoreError
 from paygate.gateway import Gateway
@@ -84,6 +85,8 @@ class Runtime:
     window: timedelta
     tokens: TokenService | None = None
     """Bearer tokens of service clients; None when token signing is not configured."""
+    import_max_bytes: int = DEFAULT_IMPORT_MAX_BYTES
+    """The largest CSV body the import routes read."""
 
     async def run(self, work: Callable[[], T]) -> T:
         """``work`` on a worker thread, once one of the ``max_concurrency`` is free."""
@@ -190,6 +193,7 @@ def start(
             callback_secret=config.callback_secret,
             limiter=anyio.CapacityLimiter(max_concurrency),
             window=kiosk.config.timestamp_window,
+            import_max_bytes=config.import_max_bytes,
             tokens=None
             if tokens is None
             else TokenService(tokens, ServiceClientRegistry(store, gateway.clock), gateway.clock),

@@ -19,6 +19,7 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from paygate.api.openapi_examples import add_examples
 from paygate.api.problems import PROBLEM_MEDIA_TYPE, Problem
 from paygate.api.routes.headend import RETIRED_SUPPLY_ORDER_CONFIRM, SUPPLY_ORDER_CONFIRM
 from paygate.api.schemas import Health, SupplyOrderProgress, VoucherRedemption
@@ -38,7 +39,7 @@ from paygate.headend.webhook import (
 )
 from paygate.models import AccountStatus
 
-__all__ = ["build_openapi"]
+__all__ = ["SECURITY_SCHEMES", "build_openapi"]
 
 _REF: Final = "#/components/schemas/{model}"
 
@@ -101,6 +102,41 @@ class _Operation:
     problems: tuple[int, ...] = ()
     path_schemas: dict[str, dict[str, Any]] = field(default_factory=dict)
     """The path parameters' schemas: the routes check them only after authenticating."""
+    security: str | None = None
+    """The security scheme the route verifies (:data:`SECURITY_SCHEMES`); None: open."""
+
+
+SECURITY_SCHEMES: Final[dict[str, dict[str, Any]]] = {
+    "deviceSignature": {
+        "type": "apiKey",
+        "in": "header",
+        "name": HEADER_SIGNATURE,
+        "description": "A registered terminal (`paygate devices add`) signs every request with "
+        f"its Ed25519 key. It sends four headers: `{HEADER_DEVICE}` (its id), "
+        f"`{HEADER_TIMESTAMP}` (its clock, Unix seconds, within the server's window), "
+        f"`{HEADER_NONCE}` (128 random bits, base64url, never reused) and `{HEADER_SIGNATURE}`: "
+        "standard base64 of the Ed25519 signature of the canonical request, five lines each "
+        "ending in a line feed: the method in capitals, the request target as sent (path and "
+        "query, percent-encoding as sent), the timestamp, the nonce, and the lower-case hex "
+        "SHA-256 of the body (of no bytes for a GET). A retry is signed afresh with a new nonce; "
+        "`paygate.client.PaygateClient` does all of it. The signature is verified before "
+        "anything else of the request is read (413 apart), so a caller that is not a device "
+        "learns nothing but 401.",
+    },
+    "headEndSignature": {
+        "type": "apiKey",
+        "in": "header",
+        "name": CALLBACK_SIGNATURE_HEADER,
+        "description": "The AMI head-end signs its report with the callback secret "
+        "(`[api.supply_orders]`): `"
+        + CALLBACK_SIGNATURE_HEADER
+        + '` is the hex HMAC-SHA256 of the timestamp, ".", and the body, and `'
+        + CALLBACK_TIMESTAMP_HEADER
+        + "` the head-end's clock in Unix seconds.",
+    },
+}
+"""The security schemes of the routes this module describes (the service clients' are
+:func:`paygate.api.service_openapi.security_schemes`)."""
 
 
 def _header(name: str, description: str, schema: dict[str, Any], *, required: bool = True) -> Any:
@@ -148,6 +184,7 @@ def _idempotency(required: bool, description: str) -> Any:
 
 _OPERATIONS: Final[dict[tuple[str, str], _Operation]] = {
     ("get", "/v1/accounts/{account_no}"): _Operation(
+        security="deviceSignature",
         headers=_SIGNED,
         answers={200: ("what the account owes now (the name masked)", AccountStatus)},
         problems=(400, 401, 403, 404, 503),
@@ -160,6 +197,7 @@ _OPERATIONS: Final[dict[tuple[str, str], _Operation]] = {
         },
     ),
     ("post", "/v1/payments"): _Operation(
+        security="deviceSignature",
         headers=(
             *_SIGNED,
             _idempotency(True, "the payment's `txn_id`: the same on every retry"),
@@ -172,6 +210,7 @@ _OPERATIONS: Final[dict[tuple[str, str], _Operation]] = {
         problems=(400, 401, 403, 404, 409, 413, 415, 503),
     ),
     ("post", "/v1/kiosks/{device_id}/close"): _Operation(
+        security="deviceSignature",
         headers=(*_SIGNED, _idempotency(False, "optional: a close is idempotent by its date")),
         body=(KioskCloseRequest, "the counted cash and the kiosk's totals for one day"),
         answers={
@@ -184,6 +223,7 @@ _OPERATIONS: Final[dict[tuple[str, str], _Operation]] = {
         },
     ),
     ("post", "/v1/vouchers/redeem"): _Operation(
+        security="deviceSignature",
         headers=(
             *_SIGNED,
             _idempotency(False, "optional: a redemption is idempotent by card and account"),
@@ -196,6 +236,7 @@ _OPERATIONS: Final[dict[tuple[str, str], _Operation]] = {
         problems=(400, 401, 403, 404, 409, 413, 415, 429, 503),
     ),
     ("post", SUPPLY_ORDER_CONFIRM): _Operation(
+        security="headEndSignature",
         headers=(
             _header(
                 CALLBACK_TIMESTAMP_HEADER,
@@ -297,6 +338,7 @@ def build_openapi(app: FastAPI, *, notify_channels: Sequence[str]) -> dict[str, 
             }
         return answers
 
+    used: set[str] = set()
     for path, item in document.get("paths", {}).items():
         for method, operation in item.items():
             key = (method, path)
@@ -305,7 +347,9 @@ def build_openapi(app: FastAPI, *, notify_channels: Sequence[str]) -> dict[str, 
                     if parameter.get("name") == "channel":
                         parameter["schema"] = {"type": "string", "enum": list(notify_channels)}
                 operation["requestBody"] = {
-                    "description": "the notification exactly as the channel sends it",
+                    "description": "the notification exactly as the channel sends it, signed "
+                    "in the channel's own scheme (a form field or the provider's headers; "
+                    "docs/channels/), which its adapter verifies before anything is read",
                     "required": True,
                     "content": {
                         "application/x-www-form-urlencoded": {
@@ -340,6 +384,9 @@ def build_openapi(app: FastAPI, *, notify_channels: Sequence[str]) -> dict[str, 
             if key in SERVICE_OPERATIONS:
                 continue  # described with their security schemes below
             spec = _OPERATIONS[key]
+            if spec.security is not None:
+                operation["security"] = [{spec.security: []}]
+                used.add(spec.security)
             for parameter in operation.get("parameters", []):
                 if parameter.get("in") == "path" and parameter.get("name") in spec.path_schemas:
                     parameter["schema"] = spec.path_schemas[parameter["name"]]
@@ -356,5 +403,10 @@ def build_openapi(app: FastAPI, *, notify_channels: Sequence[str]) -> dict[str, 
             }
             responses.update(problems(spec.problems))
             operation["responses"] = responses
+    if used:
+        document["components"].setdefault("securitySchemes", {}).update(
+            {name: SECURITY_SCHEMES[name] for name in sorted(used)}
+        )
     describe_service_routes(document, problem)
+    add_examples(document, PROBLEM_MEDIA_TYPE)
     return document

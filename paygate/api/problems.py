@@ -14,6 +14,8 @@ The errors raised by the HTTP layer itself sit in the same tree::
     ├── InvalidInputError
     │   ├── IdempotencyKeyError        Idempotency-Key missing, malformed or not the txn id
     │   ├── RequestValidationProblem   a path parameter or header not in its form
+    │   ├── ParseError
+    │   │   └── MalformedFileError     an imported CSV file with lines that are not records
     │   └── UnsupportedMediaTypeError  a body that is not of the route's media type (415)
     ├── NotFoundError
     │   ├── UnknownChannelError        no notify endpoint for that channel here
@@ -41,6 +43,7 @@ from paygate.errors import (
     AuthenticationError,
     InvalidInputError,
     NotFoundError,
+    ParseError,
     PaygateError,
     StoreError,
 )
@@ -51,6 +54,8 @@ __all__ = [
     "PROBLEM_MEDIA_TYPE",
     "DeviceMismatchError",
     "IdempotencyKeyError",
+    "MalformedFileError",
+    "MalformedLine",
     "MethodNotAllowedError",
     "Problem",
     "RequestValidationProblem",
@@ -86,6 +91,18 @@ class UnsupportedMediaTypeError(InvalidInputError):
     code = "unsupported_media_type"
 
 
+class MalformedFileError(ParseError):
+    """The file has lines that are not records; nothing of it was written."""
+
+    code = "malformed_file"
+
+    def __init__(self, first: ParseError, errors: list[ParseError], total: int) -> None:
+        more = f" ({total} malformed lines, the first {len(errors)} listed)" if total > 1 else ""
+        super().__init__(f"{first.message}{more}", line=first.line, field=first.field)
+        self.errors = errors
+        self.total = total
+
+
 class UnknownChannelError(NotFoundError):
     """No channel with a notify endpoint is configured under that name."""
 
@@ -110,6 +127,16 @@ class MethodNotAllowedError(PaygateError):
     code = "method_not_allowed"
 
 
+class MalformedLine(BaseModel):
+    """One line of a refused file that is not a record."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    line: int | None = Field(description="the line of the file, from 1")
+    field: str | None = Field(description="the column at fault, where one is")
+    detail: str
+
+
 class Problem(BaseModel):
     """An RFC 9457 problem: what went wrong, in a form a program can act on."""
 
@@ -128,6 +155,12 @@ class Problem(BaseModel):
     )
     retry_at: datetime | None = Field(
         default=None, description="redemption_throttled: when to try again (UTC)"
+    )
+    line: int | None = Field(
+        default=None, description="parse_error in a file: the first line at fault, from 1"
+    )
+    errors: list[MalformedLine] | None = Field(
+        default=None, description="parse_error in a file: its malformed lines (the first 100)"
     )
 
 
@@ -169,9 +202,13 @@ _GENERIC_DETAIL: Final = {
 
 
 def problem_for(
-    exc: PaygateError, *, request_id: str, instance: str | None = None
+    exc: PaygateError, *, request_id: str, instance: str | None = None, log: bool = True
 ) -> tuple[Problem, dict[str, str]]:
-    """The problem answering ``exc``, and any headers it needs (Retry-After, WWW-Authenticate)."""
+    """The problem answering ``exc``, and any headers it needs (Retry-After, WWW-Authenticate).
+
+    A 5xx is logged with its message (which the problem does not repeat) unless ``log`` is
+    false: the OpenAPI document's examples are built here too, and are nobody's failure.
+    """
     status = status_for(exc)
     headers: dict[str, str] = {}
     # The message alone: the field has its own member, and a request has no file line.
@@ -179,7 +216,8 @@ def problem_for(
     detail = message if isinstance(message, str) and message else str(exc)
     if status >= 500:
         # The message may name a host or repeat a driver's error: it stays in the log.
-        _log.warning("request %s: %s: %r", request_id, exc.code, str(exc))
+        if log:
+            _log.warning("request %s: %s: %r", request_id, exc.code, str(exc))
         detail = _GENERIC_DETAIL.get(status, _GENERIC_DETAIL[503])
         if status == 503:
             headers["Retry-After"] = "5"
@@ -201,6 +239,12 @@ def problem_for(
         extras["retry_at"] = retry_at
         wait = max(1, int((retry_at - datetime.now(UTC)).total_seconds()) + 1)
         headers["Retry-After"] = str(wait)
+    if isinstance(exc, ParseError) and exc.line is not None:
+        extras["line"] = exc.line
+    if isinstance(exc, MalformedFileError):
+        extras["errors"] = [
+            MalformedLine(line=e.line, field=e.field, detail=e.message) for e in exc.errors
+        ]
     problem = Problem(
         type=f"urn:paygate:problem:{exc.code}",
         title=_title(exc),

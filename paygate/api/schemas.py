@@ -12,6 +12,7 @@ What a route answers, by route:
 * ``POST /v1/vouchers/redeem`` — :class:`VoucherRedemption`;
 * ``POST /v1/supply-orders/{id}/confirm`` — :class:`SupplyOrderProgress`;
 * ``GET /healthz`` — :class:`Health`;
+* ``POST /v1/accounts/import`` and ``POST /v1/bills/import`` — :class:`ImportResult`;
 * any refusal — :class:`~paygate.api.problems.Problem`.
 
 This module imports no web framework, so that a terminal's client does not load one.
@@ -27,7 +28,7 @@ from paygate.models import Receipt
 from paygate.renames import module_aliases
 from paygate.supply import OrderStatus
 
-__all__ = ["Health", "SupplyOrderProgress", "VoucherRedemption"]
+__all__ = ["Health", "ImportIssue", "ImportResult", "SupplyOrderProgress", "VoucherRedemption"]
 
 
 class _Frozen(BaseModel):
@@ -53,6 +54,31 @@ class Health(_Frozen):
 
     status: Literal["ok"]
     database: Literal["ok"]
+
+
+class ImportIssue(_Frozen):
+    """A line of an imported file that was not written: a conflict or a refusal, with why."""
+
+    line: int = Field(ge=2, description="the line of the file, from 1 (line 1 is the header)")
+    status: Literal["conflict", "refused"] = Field(
+        description="conflict: the key is stored with other data; refused: it cannot be written"
+    )
+    key: str = Field(description="the line's account_no (accounts) or bill_no (bills)")
+    code: str = Field(description="the error code, as the single call would raise it")
+    field: str | None = Field(description="the column at fault, where one is")
+    error: str
+
+
+class ImportResult(_Frozen):
+    """What an import did with every line of the file: created, replayed (stored before with
+    the same data, so nothing changed), a conflict, or refused; the issues in file order."""
+
+    read: int = Field(ge=0, description="records read (the header and blank lines not counted)")
+    created: int = Field(ge=0)
+    replayed: int = Field(ge=0)
+    conflicts: int = Field(ge=0)
+    refused: int = Field(ge=0)
+    issues: list[ImportIssue] = Field(description="every conflict and refusal, by line")
 
 
 # Retired names: ReconnectionProgress answered for every supply order, not only reconnections.

@@ -1,9 +1,11 @@
-"""The OpenAPI description of the service-client routes: the token endpoint and the feeds.
+"""The OpenAPI description of the service-client routes: the token endpoint, the feeds and the
+imports.
 
 They authenticate differently from the terminal routes (OAuth 2.0 client credentials and
 bearer tokens, not device signatures), so they are described here, with the document's
 ``securitySchemes``: ``serviceClient`` (the client-credentials flow, with its scopes) on every
-feed route, ``clientBasic`` (HTTP Basic with the client id and secret) on the token endpoint.
+feed and import route, ``clientBasic`` (HTTP Basic with the client id and secret) on the
+token endpoint.
 """
 
 from __future__ import annotations
@@ -12,10 +14,13 @@ from typing import Any, Final
 
 from pydantic.json_schema import models_json_schema
 
+from paygate.api.routes.imports import ACCOUNTS_IMPORT_PATH, BILLS_IMPORT_PATH, CSV_MEDIA_TYPE
+from paygate.api.schemas import ImportResult
+from paygate.billing_file import ACCOUNT_FILE_COLUMNS, BILL_FILE_COLUMNS
 from paygate.feeds import EventPage, PaymentPage, SupplyOrder, SupplyOrderPage
 from paygate.service_clients import SCOPES
 
-__all__ = ["SERVICE_OPERATIONS", "describe_service_routes"]
+__all__ = ["SERVICE_OPERATIONS", "describe_service_routes", "security_schemes"]
 
 _REF: Final = "#/components/schemas/{model}"
 _TOKEN: Final = ("post", "/v1/oauth/token")
@@ -67,7 +72,32 @@ _FEEDS: Final[dict[tuple[str, str], tuple[str, Any, str, dict[str, Any], bool]]]
     ),
 }
 
-SERVICE_OPERATIONS: Final = frozenset({_TOKEN, *_FEEDS})
+# (method, path) -> (scope, what the body is)
+_IMPORTS: Final[dict[tuple[str, str], tuple[str, str]]] = {
+    ("post", ACCOUNTS_IMPORT_PATH): (
+        "accounts:write",
+        "the accounts file of `paygate accounts import`: a header line, then one account a line; "
+        f"columns {', '.join(ACCOUNT_FILE_COLUMNS)} (only account_no required)",
+    ),
+    ("post", BILLS_IMPORT_PATH): (
+        "bills:write",
+        "the bills file of `paygate bills import`: a header line, then one bill a line; "
+        f"columns {', '.join(BILL_FILE_COLUMNS)} (currency optional; amount in major units)",
+    ),
+}
+
+_IMPORT_PROBLEMS: Final = {
+    400: "`malformed_file` (lines that are not records, the first at `line` and `field`, up to "
+    "100 in `errors`; nothing was written), `invalid_request` (an Authorization header not in "
+    "the bearer syntax)",
+    401: "no bearer token (`token_required`) or one not valid now (`invalid_token`)",
+    403: "a valid token without this route's scope (`insufficient_scope`)",
+    413: "the body is over `[api] import_max_bytes` (`payload_too_large`); nothing was written",
+    415: "the body is not `text/csv` in UTF-8 (`unsupported_media_type`)",
+    503: "the database is not available now; retry later (the file again, whole)",
+}
+
+SERVICE_OPERATIONS: Final = frozenset({_TOKEN, *_FEEDS, *_IMPORTS})
 """The (method, path) of every operation this module describes."""
 
 _PAGE_PARAMETERS: Final = (
@@ -116,6 +146,117 @@ _OAUTH_ERROR: Final = {
 }
 
 
+_REQUEST_ID: Final = {
+    "X-Request-Id": {
+        "description": "this request's id, also in any problem; quote it to operators",
+        "required": True,
+        "schema": {"type": "string"},
+    }
+}
+_CHALLENGE: Final = {
+    "description": "the RFC 6750 Bearer challenge",
+    "schema": {"type": "string"},
+}
+
+
+def security_schemes() -> dict[str, Any]:
+    """The service clients' schemes: the client-credentials flow, and HTTP Basic for the token
+    endpoint."""
+    return {
+        "serviceClient": {
+            "type": "oauth2",
+            "description": "a registered service client (`paygate clients add`): it posts its id "
+            "and secret to `POST /v1/oauth/token` (client credentials, RFC 6749 §4.4) and sends "
+            "the token it gets as `Authorization: Bearer <token>` (RFC 6750) until it expires "
+            "(`expires_in`). Each route needs one scope; a client is registered with some.",
+            "flows": {
+                "clientCredentials": {
+                    "tokenUrl": _TOKEN[1],
+                    "scopes": {scope: _SCOPE_TEXT[scope] for scope in sorted(SCOPES)},
+                }
+            },
+        },
+        "clientBasic": {
+            "type": "http",
+            "scheme": "basic",
+            "description": "the client id and secret (or `client_id` and `client_secret` in the "
+            "form, never both)",
+        },
+    }
+
+
+def _problems(statuses: dict[int, str], problem: dict[str, Any]) -> dict[str, Any]:
+    responses: dict[str, Any] = {}
+    for status, text in statuses.items():
+        headers: dict[str, Any] = dict(_REQUEST_ID)
+        if status in (401, 403):
+            headers["WWW-Authenticate"] = _CHALLENGE
+        if status == 503:
+            headers["Retry-After"] = {
+                "description": "seconds to wait before retrying",
+                "schema": {"type": "string"},
+            }
+        responses[str(status)] = {
+            "description": text,
+            "headers": headers,
+            "content": {"application/problem+json": {"schema": problem}},
+        }
+    return responses
+
+
+def _token_operation(operation: dict[str, Any], problem: dict[str, Any]) -> None:
+    operation["security"] = [{"clientBasic": []}, {}]
+    operation["requestBody"] = {
+        "required": True,
+        "content": {
+            "application/x-www-form-urlencoded": {
+                "schema": {
+                    "type": "object",
+                    "required": ["grant_type"],
+                    "properties": {
+                        "grant_type": {"type": "string", "enum": ["client_credentials"]},
+                        "scope": {"type": "string", "description": "space-separated"},
+                        "client_id": {"type": "string"},
+                        "client_secret": {"type": "string"},
+                    },
+                }
+            }
+        },
+    }
+    json_answer = {"application/json": {"schema": _OAUTH_ERROR}}
+    operation["responses"] = {
+        "200": {
+            "description": "the token (RFC 6749 §5.1)",
+            "headers": _REQUEST_ID,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["access_token", "token_type", "expires_in"],
+                        "properties": {
+                            "access_token": {"type": "string"},
+                            "token_type": {"type": "string", "enum": ["Bearer"]},
+                            "expires_in": {"type": "integer"},
+                            "scope": {"type": "string"},
+                        },
+                    }
+                }
+            },
+        },
+        "400": {
+            "description": "refused (RFC 6749 §5.2)",
+            "headers": _REQUEST_ID,
+            "content": json_answer,
+        },
+        "401": {"description": "`invalid_client`", "headers": _REQUEST_ID, "content": json_answer},
+        "413": {
+            "description": "the body is over 4096 bytes",
+            "headers": _REQUEST_ID,
+            "content": {"application/problem+json": {"schema": problem}},
+        },
+    }
+
+
 def describe_service_routes(document: dict[str, Any], problem: dict[str, Any]) -> None:
     """Describe the service-client operations of ``document`` (those it serves) in place."""
     paths: dict[str, Any] = document.get("paths", {})
@@ -124,80 +265,37 @@ def describe_service_routes(document: dict[str, Any], problem: dict[str, Any]) -
         return
     components = document.setdefault("components", {})
     refs, definitions = models_json_schema(
-        [(model, "serialization") for (_s, model, _a, _p, _f) in _FEEDS.values()],
+        [
+            *((model, "serialization") for (_s, model, _a, _p, _f) in _FEEDS.values()),
+            (ImportResult, "serialization"),
+        ],
         ref_template=_REF,
     )
     components.setdefault("schemas", {}).update(definitions.get("$defs", {}))
-    components.setdefault("securitySchemes", {}).update(
-        {
-            "serviceClient": {
-                "type": "oauth2",
-                "description": "a registered service client (`paygate clients add`)",
-                "flows": {
-                    "clientCredentials": {
-                        "tokenUrl": _TOKEN[1],
-                        "scopes": {scope: _SCOPE_TEXT[scope] for scope in sorted(SCOPES)},
-                    }
-                },
-            },
-            "clientBasic": {
-                "type": "http",
-                "scheme": "basic",
-                "description": "the client id and secret (or `client_id` and "
-                "`client_secret` in the form)",
-            },
-        }
-    )
-    request_id = {
-        "X-Request-Id": {"description": "this request's id", "schema": {"type": "string"}}
-    }
-    for method, path in served:
+    components.setdefault("securitySchemes", {}).update(security_schemes())
+    for method, path in sorted(served):
         operation = paths[path][method]
         if (method, path) == _TOKEN:
-            operation["security"] = [{"clientBasic": []}, {}]
+            _token_operation(operation, problem)
+            continue
+        if (method, path) in _IMPORTS:
+            scope, body = _IMPORTS[(method, path)]
+            operation["security"] = [{"serviceClient": [scope]}]
             operation["requestBody"] = {
+                "description": body,
                 "required": True,
-                "content": {
-                    "application/x-www-form-urlencoded": {
-                        "schema": {
-                            "type": "object",
-                            "required": ["grant_type"],
-                            "properties": {
-                                "grant_type": {"type": "string", "enum": ["client_credentials"]},
-                                "scope": {"type": "string", "description": "space-separated"},
-                                "client_id": {"type": "string"},
-                                "client_secret": {"type": "string"},
-                            },
-                        }
-                    }
-                },
+                "content": {CSV_MEDIA_TYPE: {"schema": {"type": "string"}}},
             }
-            json_answer = {"application/json": {"schema": _OAUTH_ERROR}}
             operation["responses"] = {
                 "200": {
-                    "description": "the token (RFC 6749 §5.1)",
-                    "headers": request_id,
+                    "description": "every line decided: created, replayed, a conflict or "
+                    "refused (each issue with its line); the same file again is all replayed",
+                    "headers": _REQUEST_ID,
                     "content": {
-                        "application/json": {
-                            "schema": {
-                                "type": "object",
-                                "required": ["access_token", "token_type", "expires_in"],
-                                "properties": {
-                                    "access_token": {"type": "string"},
-                                    "token_type": {"type": "string", "enum": ["Bearer"]},
-                                    "expires_in": {"type": "integer"},
-                                    "scope": {"type": "string"},
-                                },
-                            }
-                        }
+                        "application/json": {"schema": refs[(ImportResult, "serialization")]}
                     },
                 },
-                "400": {"description": "refused (RFC 6749 §5.2)", "content": json_answer},
-                "401": {"description": "`invalid_client`", "content": json_answer},
-                "413": {
-                    "description": "the body is over 4096 bytes",
-                    "content": {"application/problem+json": {"schema": problem}},
-                },
+                **_problems(_IMPORT_PROBLEMS, problem),
             }
             continue
         scope, model, answer, path_schemas, is_feed = _FEEDS[(method, path)]
@@ -209,23 +307,11 @@ def describe_service_routes(document: dict[str, Any], problem: dict[str, Any]) -
             for p in operation.get("parameters", [])
         ]
         operation["parameters"] = [*parameters, *(_PAGE_PARAMETERS if is_feed else ())]
-        responses: dict[str, Any] = {
+        operation["responses"] = {
             "200": {
                 "description": answer,
-                "headers": request_id,
+                "headers": _REQUEST_ID,
                 "content": {"application/json": {"schema": refs[(model, "serialization")]}},
-            }
+            },
+            **_problems(_PROBLEMS, problem),
         }
-        for status, text in _PROBLEMS.items():
-            headers = dict(request_id)
-            if status in (401, 403):
-                headers["WWW-Authenticate"] = {
-                    "description": "the RFC 6750 Bearer challenge",
-                    "schema": {"type": "string"},
-                }
-            responses[str(status)] = {
-                "description": text,
-                "headers": headers,
-                "content": {"application/problem+json": {"schema": problem}},
-            }
-        operation["responses"] = responses

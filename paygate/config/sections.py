@@ -28,6 +28,7 @@ from paygate.errors import ConfigurationError
 from paygate.logs import LogFormat, LogLevel
 
 __all__ = [
+    "DEFAULT_IMPORT_MAX_BYTES",
     "RETIRED_CALLBACK_TABLE",
     "ApiSection",
     "Count",
@@ -90,11 +91,17 @@ RETIRED_CALLBACK_TABLE: Final = "reconnections"
 """The retired name of ``[api.supply_orders]``: still read, with a FutureWarning."""
 
 
+DEFAULT_IMPORT_MAX_BYTES: Final = 256 * 1024 * 1024
+"""The largest file ``POST /v1/accounts/import`` and ``/v1/bills/import`` take by default."""
+
+
 class ApiSection(_Section):
     """``[api]``: the channels ``paygate serve`` answers for (each table checked against its
-    adapter's configuration model when the app is built) and the head-end callback secret."""
+    adapter's configuration model when the app is built), the head-end callback secret, and
+    ``import_max_bytes``, the largest CSV file the import routes read (bytes)."""
 
     channels: dict[str, Table] = Field(default_factory=dict)
+    import_max_bytes: Count = Field(default=DEFAULT_IMPORT_MAX_BYTES, ge=1)
     supply_orders: SupplyOrdersSection | None = None
     reconnections: SupplyOrdersSection | None = Field(
         default=None, description="the retired name of supply_orders", exclude=True
