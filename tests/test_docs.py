@@ -230,6 +230,8 @@ def test_the_refunds_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert closure.credit_applied.format() == "40.00"  # type: ignore[attr-defined]
     assert closure.refund.amount.format() == "160.00"  # type: ignore[attr-defined]
     assert closure.refund.refund_id == "close-CL-20261125-1"  # type: ignore[attr-defined]
+
+
 REPO = DOCS.parent
 
 
