@@ -59,6 +59,8 @@ WRITE_VALUES_MAX = 40
 # A pooled PostgreSQL connection idle longer than this is checked with a round trip before it
 # is handed out (a server restart or an idle timeout may have closed it meanwhile).
 PG_PING_AFTER_IDLE = 1.0
+# Statement texts of Tx.write kept per store (one per shape of decision; a few dozen in use).
+WRITE_SHAPES_KEPT = 512
 
 
 class UniqueViolation(Exception):
@@ -237,13 +239,19 @@ class Tx:
                 for rows in sets:
                     self._conn.executemany(rows.sqlite, rows.rows)
                 return
-            params: list[Any] = []
-            parts = []
             few = sum(len(rows.rows) for rows in sets) <= WRITE_VALUES_MAX
-            for rows in sets:
-                source = _values(rows, params) if few else _arrays(rows, params)
-                parts.append(rows.pg.replace("{rows}", source))
-            head = ", ".join(f"w{i} AS ({part})" for i, part in enumerate(parts[:-1]))
+            # The statement's text depends on its shape alone (its sets, and for a VALUES
+            # list their row counts): built once per shape, only the parameters each call.
+            shape = tuple(
+                (rows.pg, rows.types, len(rows.rows[0]), len(rows.rows) if few else 0)
+                for rows in sets
+            )
+            params: list[Any]
+            if few:
+                params = [value for rows in sets for row in rows.rows for value in row]
+            else:
+                params = [list(column) for rows in sets for column in zip(*rows.rows, strict=True)]
+            statement = self._store.write_statement(shape, sets, few=few)
             # Native $n placeholders: psycopg parses a %-style query of this length on every
             # call (it caches only short ones); this text is the statement as sent.
             # Arrays go in binary: the text format escapes every quote of every element in
@@ -251,7 +259,7 @@ class Tx:
             with psycopg.RawCursor(self._conn) as cur:
                 if not few:
                     cur.adapters.register_dumper(list, ListBinaryDumper)
-                cur.execute(f"WITH {head} {parts[-1]}" if head else parts[-1], params)
+                cur.execute(statement, params)
         except (sqlite3.IntegrityError, psycopg.errors.UniqueViolation) as exc:
             _raise_unique(exc)
             raise
@@ -390,6 +398,7 @@ class Store:
         self.url = normalize_url(url)
         self.dialect = "sqlite" if self.url.drivername.startswith("sqlite") else "postgresql"
         self._sql_cache: dict[str, str] = {}
+        self._write_cache: dict[tuple[tuple[Any, ...], ...], str] = {}
         self._local = threading.local()
         self._id_lock = threading.Lock()
         self._id_next = 0
@@ -426,6 +435,25 @@ class Store:
                 connect_args={"connect_timeout": 10},
             )
             _ping_when_idle(self.engine)
+
+    def write_statement(
+        self, shape: tuple[tuple[Any, ...], ...], sets: Sequence[RowSet], *, few: bool
+    ) -> str:
+        """The text of :meth:`Tx.write`'s one statement for ``sets``, built once per
+        ``shape`` (each set's statement, types, width and, for a ``VALUES`` list, rows)."""
+        statement = self._write_cache.get(shape)
+        if statement is None:
+            unused: list[Any] = []
+            parts = [
+                rows.pg.replace("{rows}", _values(rows, unused) if few else _arrays(rows, unused))
+                for rows in sets
+            ]
+            head = ", ".join(f"w{i} AS ({part})" for i, part in enumerate(parts[:-1]))
+            statement = f"WITH {head} {parts[-1]}" if head else parts[-1]
+            if len(self._write_cache) >= WRITE_SHAPES_KEPT:
+                self._write_cache.clear()
+            self._write_cache[shape] = statement
+        return statement
 
     def sql(self, text: str) -> str:
         """``text`` with ``:name`` parameters in the driver's own style."""
