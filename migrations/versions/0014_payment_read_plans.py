@@ -18,7 +18,8 @@ table's statistics as they are (``EXECUTE``, sequential scans allowed again): a 
 made without knowing the keys, picked ``ix_payments_channel_day`` and filtered on the
 transaction id, or walked a whole index once per batch, a cost that grows with every payment
 stored; planned with the keys, it is ``uq_payments_channel_channel_txn_id`` once the table is
-larger than a few pages. Both settings apply inside the function only. The lock is taken
+larger than a few pages; a single key (every ``pay()``) by a plain equality, the cheapest
+statement to plan. Both settings apply inside the function only. The lock is taken
 first, and each read is a statement of its own after it, as before. PostgreSQL only; SQLite
 has no function. Frozen: imports nothing from paygate.
 
@@ -62,6 +63,15 @@ BEGIN
       INTO found_accounts
       FROM accounts a WHERE a.account_no = ANY(nos);
     PERFORM set_config('enable_seqscan', 'on', true);
+    IF cardinality(chs) = 1 THEN
+        EXECUTE
+          'SELECT COALESCE(json_agg(json_build_array(q.channel, q.channel_txn_id,
+                                                     q.fingerprint, q.receipt)), ''[]''::json)::text
+             FROM payments q WHERE q.channel = $1 AND q.channel_txn_id = $2'
+          INTO found_payments USING chs[1], txs[1];
+        RETURN QUERY SELECT found_accounts, found_payments;
+        RETURN;
+    END IF;
     EXECUTE
       'SELECT COALESCE(json_agg(json_build_array(p.channel, p.channel_txn_id, p.fingerprint,
                                                  p.receipt)), ''[]''::json)::text
