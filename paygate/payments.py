@@ -417,7 +417,9 @@ class Payments:
         order_id = self._supply.after_payment(
             tx, acct, payment_id, arrears_after, writes, now, reason
         )
-        receipt = Receipt(
+        # Every value is one this module computed from a validated intent and the stored
+        # rows: built without validating it again (once per payment, in every batch).
+        receipt = Receipt.model_construct(
             payment_id=payment_id,
             channel=intent.channel,
             channel_txn_id=intent.channel_txn_id,
@@ -427,7 +429,7 @@ class Payments:
             business_date=settle_day,
             late_fee=Money(accrual.total, cur),
             allocations=tuple(
-                Allocation(
+                Allocation.model_construct(
                     bill_no=by_id[p.bill_id].bill_no,
                     late_fee=Money(p.late_fee, cur),
                     principal=Money(p.principal, cur),

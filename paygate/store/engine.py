@@ -24,8 +24,10 @@ from typing import Any, TypeVar
 
 import psycopg
 import psycopg.errors
+from psycopg.types.array import ListBinaryDumper
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.pool import NullPool
 
 from paygate.errors import ConfigurationError, StoreError
@@ -54,6 +56,11 @@ SQLITE_ID_BLOCK = 64
 # A write of up to this many rows sends them as scalar parameters of a VALUES list (cheap to
 # adapt, a statement shape per row count); more go as one array per column (one shape).
 WRITE_VALUES_MAX = 40
+# A pooled PostgreSQL connection idle longer than this is checked with a round trip before it
+# is handed out (a server restart or an idle timeout may have closed it meanwhile).
+PG_PING_AFTER_IDLE = 1.0
+# Statement texts of Tx.write kept per store (one per shape of decision; a few dozen in use).
+WRITE_SHAPES_KEPT = 512
 
 
 class UniqueViolation(Exception):
@@ -232,17 +239,27 @@ class Tx:
                 for rows in sets:
                     self._conn.executemany(rows.sqlite, rows.rows)
                 return
-            params: list[Any] = []
-            parts = []
             few = sum(len(rows.rows) for rows in sets) <= WRITE_VALUES_MAX
-            for rows in sets:
-                source = _values(rows, params) if few else _arrays(rows, params)
-                parts.append(rows.pg.replace("{rows}", source))
-            head = ", ".join(f"w{i} AS ({part})" for i, part in enumerate(parts[:-1]))
+            # The statement's text depends on its shape alone (its sets, and for a VALUES
+            # list their row counts): built once per shape, only the parameters each call.
+            shape = tuple(
+                (rows.pg, rows.types, len(rows.rows[0]), len(rows.rows) if few else 0)
+                for rows in sets
+            )
+            params: list[Any]
+            if few:
+                params = [value for rows in sets for row in rows.rows for value in row]
+            else:
+                params = [list(column) for rows in sets for column in zip(*rows.rows, strict=True)]
+            statement = self._store.write_statement(shape, sets, few=few)
             # Native $n placeholders: psycopg parses a %-style query of this length on every
             # call (it caches only short ones); this text is the statement as sent.
+            # Arrays go in binary: the text format escapes every quote of every element in
+            # Python (receipts and event payloads are JSON), which cost more than the write.
             with psycopg.RawCursor(self._conn) as cur:
-                cur.execute(f"WITH {head} {parts[-1]}" if head else parts[-1], params)
+                if not few:
+                    cur.adapters.register_dumper(list, ListBinaryDumper)
+                cur.execute(statement, params)
         except (sqlite3.IntegrityError, psycopg.errors.UniqueViolation) as exc:
             _raise_unique(exc)
             raise
@@ -381,6 +398,7 @@ class Store:
         self.url = normalize_url(url)
         self.dialect = "sqlite" if self.url.drivername.startswith("sqlite") else "postgresql"
         self._sql_cache: dict[str, str] = {}
+        self._write_cache: dict[tuple[tuple[Any, ...], ...], str] = {}
         self._local = threading.local()
         self._id_lock = threading.Lock()
         self._id_next = 0
@@ -414,9 +432,28 @@ class Store:
                 self.url,
                 pool_size=pool_size,
                 max_overflow=pool_size,
-                pool_pre_ping=True,
                 connect_args={"connect_timeout": 10},
             )
+            _ping_when_idle(self.engine)
+
+    def write_statement(
+        self, shape: tuple[tuple[Any, ...], ...], sets: Sequence[RowSet], *, few: bool
+    ) -> str:
+        """The text of :meth:`Tx.write`'s one statement for ``sets``, built once per
+        ``shape`` (each set's statement, types, width and, for a ``VALUES`` list, rows)."""
+        statement = self._write_cache.get(shape)
+        if statement is None:
+            unused: list[Any] = []
+            parts = [
+                rows.pg.replace("{rows}", _values(rows, unused) if few else _arrays(rows, unused))
+                for rows in sets
+            ]
+            head = ", ".join(f"w{i} AS ({part})" for i, part in enumerate(parts[:-1]))
+            statement = f"WITH {head} {parts[-1]}" if head else parts[-1]
+            if len(self._write_cache) >= WRITE_SHAPES_KEPT:
+                self._write_cache.clear()
+            self._write_cache[shape] = statement
+        return statement
 
     def sql(self, text: str) -> str:
         """``text`` with ``:name`` parameters in the driver's own style."""
@@ -528,6 +565,34 @@ def _committed(tx: Tx) -> None:
     # After the thread's transaction is closed: a callback may open the next one.
     for callback in tx._committed:
         callback()
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Check a pooled connection before use only if it sat idle for PG_PING_AFTER_IDLE.
+
+    ``pool_pre_ping`` costs a round trip on every checkout: a tenth of a payment's time. A
+    connection handed back less than a second ago was talking to the server then; one idle
+    longer (or broken) is pinged, and one that fails the ping is replaced by a new one.
+    """
+
+    @event.listens_for(engine, "connect")
+    def _fresh(_dbapi_conn: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkin")
+    def _returned(_dbapi_conn: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("idle_since")
+        recent = since is not None and time.monotonic() - since < PG_PING_AFTER_IDLE
+        if recent and not dbapi_conn.broken:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_conn)
+        except psycopg.Error as exc:
+            raise DisconnectionError(f"pooled connection lost: {exc}") from exc
 
 
 def single_connection_engine(url: str | URL) -> Engine:
