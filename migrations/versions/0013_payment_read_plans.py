@@ -23,8 +23,8 @@ statement to plan. Both settings apply inside the function only. The lock is tak
 first, and each read is a statement of its own after it, as before. PostgreSQL only; SQLite
 has no function. Frozen: imports nothing from paygate.
 
-Revision ID: 0014
-Revises: 0011
+Revision ID: 0013
+Revises: 0012
 Create Date: 2026-12-05
 """
 
@@ -34,8 +34,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0014"
-down_revision: str | None = "0011"
+revision: str = "0013"
+down_revision: str | None = "0012"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
