@@ -42,6 +42,7 @@ EDGES = (
     "paygate.channels",
     "paygate.api",
     "paygate.cli",
+    "paygate.console",
     "paygate.demo",
     "paygate.reconcile",
     "paygate.sinks",
