@@ -101,7 +101,7 @@ def build_story(gateway: Gateway, tmp: Path) -> Story:
         failed_order, "head-end refused: meter offline", claim_token=None, retry_at=None
     )
     # A kiosk day: three payments the statement misses, and a stranger's line.
-    paid = datetime.combine(today - timedelta(days=1), datetime.min.time(), ZONE) + timedelta(
+    paid = datetime.combine(today - timedelta(days=7), datetime.min.time(), ZONE) + timedelta(
         hours=10
     )
     for n in (1, 2, 3):
