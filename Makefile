@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test lint typecheck pytest wheel-check bench clean
+.PHONY: demo test lint typecheck pytest wheel-check bench clean browser
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,9 +26,13 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# The console's browser tests drive Debian's chromium (never a browser Playwright downloads).
+browser:
+	command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium chromium-driver)
+
 # The wheel check is a test of its own (tests/test_packaging.py, marker `wheel`): `pytest`
 # leaves it to `wheel-check`, so that `make test` runs it once.
-pytest: $(STAMP)
+pytest: $(STAMP) browser
 	$(BIN)/pytest -q -m 'not wheel'
 
 wheel-check: $(STAMP)
