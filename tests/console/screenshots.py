@@ -35,7 +35,7 @@ PAGES = (
     ("console-account", "li.clerk", "zh-CN", f"/console/accounts/{DISCONNECTED}"),
     ("console-account-en", "li.clerk", "en", f"/console/accounts/{DISCONNECTED}"),
     ("console-failed-order", "zhao.supervisor", "zh-CN", f"/console/accounts/{FAILED}"),
-    ("console-negotiation", "zhao.supervisor", "zh-CN", f"/console/accounts/{HOSPITAL}"),
+    ("console-negotiation", "zhao.supervisor", "zh-CN", f"/console/accounts/{HOSPITAL}#negotiate"),
     ("console-finance", "wang.finance", "zh-CN", "/console/finance"),
     ("console-promise", "zhao.supervisor", "zh-CN", "/console/promise"),
 )
@@ -58,6 +58,8 @@ def take(base_url: str, out: Path) -> list[Path]:
                 sign_in(page, base_url, username, PASSWORD)
                 page.goto(f"{base_url}/console/language/{language}?next={target}")
             page.goto(f"{base_url}{target}")
+            if "#" in target:  # the part of the page the picture is about
+                page.locator(f"#{target.split('#')[1]}-form").scroll_into_view_if_needed()
             path = out / f"{name}.png"
             shoot(page, path)
             written.append(path)
