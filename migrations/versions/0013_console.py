@@ -4,7 +4,8 @@
 password) with the lockout counter; ``console_sessions`` the SHA-256 of each session token
 (never the token) with its CSRF token; ``console_audit`` every staff action with the person
 and the reason; ``console_negotiations`` the negotiation with a protected account before its
-disconnection (大客户停电协商). Frozen: imports nothing from paygate.
+disconnection (大客户停电协商); and an index on ``accounts.meter_address``, by which the
+console finds a customer. Frozen: imports nothing from paygate.
 
 Revision ID: 0013
 Revises: 0011
@@ -25,6 +26,8 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    # The console finds a customer by the meter's address (DL/T 645 通信地址).
+    op.create_index("ix_accounts_meter_address", "accounts", ["meter_address"], unique=False)
     op.create_table(
         "console_staff",
         sa.Column("id", sa.BigInteger(), autoincrement=False, nullable=False),
@@ -121,3 +124,4 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_console_sessions_staff_id"), table_name="console_sessions")
     op.drop_table("console_sessions")
     op.drop_table("console_staff")
+    op.drop_index("ix_accounts_meter_address", table_name="accounts")

@@ -56,32 +56,51 @@ def search_accounts(gateway: Gateway, query: str) -> list[AccountHit]:
     """Accounts whose number starts with ``query``, whose meter address is ``query``, or that
     paid with ``query`` as the channel's transaction id (the payment reference)."""
     text = query.strip()
-    if not text or len(text) > 64:
+    if not text or len(text) > 64 or any(ord(ch) < 32 for ch in text):
         return []
 
     def work(tx: Tx) -> list[AccountHit]:
         hits: dict[str, AccountHit] = {}
-        prefix = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        columns = "a.account_no, a.name, a.meter_address, a.supply_state"
+        # Each lookup is an index range or probe, whatever the number of accounts: the
+        # account number's prefix as a range of the unique index (LIKE alone would scan under
+        # most collations), the meter address by its index, and the payment reference through
+        # the (channel, channel_txn_id) index, one probe per channel that has taken money.
+        upper = text[:-1] + chr(min(ord(text[-1]) + 1, 0x10FFFF))
+        pattern = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        channels = sorted(
+            {
+                str(code).split(":")[1]
+                for (code,) in tx.all(
+                    "SELECT code FROM ledger_accounts WHERE code LIKE 'clearing:%'"
+                )
+            }
+            | {"voucher"}
+        )
+        names = {f"c{i}": channel for i, channel in enumerate(channels)}
         queries = (
             (
                 "account_no",
-                "SELECT account_no, name, meter_address, supply_state FROM accounts "
-                "WHERE account_no LIKE :p ESCAPE '\\' ORDER BY account_no LIMIT :n",
+                f"SELECT {columns} FROM accounts a WHERE a.account_no >= :q "  # noqa: S608
+                "AND a.account_no < :upper AND a.account_no LIKE :p ESCAPE '\\' "
+                "ORDER BY a.account_no LIMIT :n",
             ),
             (
                 "meter_address",
-                "SELECT account_no, name, meter_address, supply_state FROM accounts "
-                "WHERE meter_address = :q ORDER BY account_no LIMIT :n",
+                f"SELECT {columns} FROM accounts a WHERE a.meter_address = :q "  # noqa: S608
+                "ORDER BY a.account_no LIMIT :n",
             ),
             (
                 "payment_reference",
-                "SELECT a.account_no, a.name, a.meter_address, a.supply_state FROM payments p "
-                "JOIN accounts a ON a.id = p.account_id WHERE p.channel_txn_id = :q "
-                "ORDER BY a.account_no LIMIT :n",
+                f"SELECT {columns} FROM payments p "  # noqa: S608
+                "JOIN accounts a ON a.id = p.account_id WHERE p.channel IN ("
+                + ", ".join(f":{name}" for name in names)
+                + ") AND p.channel_txn_id = :q ORDER BY a.account_no LIMIT :n",
             ),
         )
+        params = {"q": text, "upper": upper, "p": pattern, "n": SEARCH_LIMIT, **names}
         for matched, sql in queries:
-            for row in tx.all(sql, {"p": prefix, "q": text, "n": SEARCH_LIMIT}):
+            for row in tx.all(sql, params):
                 hits.setdefault(
                     str(row[0]),
                     AccountHit(str(row[0]), row[1], row[2], str(row[3]), matched),

@@ -219,6 +219,8 @@ accounts = Table(
     # How supply orders reach this account's meter: a head-end adapter and the meter's address.
     Column("headend", String(32)),
     Column("meter_address", String(32)),
+    # The service centre's console finds a customer by the meter's address.
+    Index("ix_accounts_meter_address", "meter_address"),
     info={"owner": "paygate.records"},
 )
 

@@ -43,6 +43,9 @@ def test_search_finds_by_account_number_meter_address_and_payment_reference(
     assert "没有找到匹配的用户" in nothing.text
     wildcard = clerk.get("/console/search", params={"q": "%"})
     assert DISCONNECTED not in wildcard.text  # LIKE's wildcards are searched for as text
+    for odd in ("3100000001\x00", "\U0010ffff", "_"):
+        answer = clerk.get("/console/search", params={"q": odd})
+        assert answer.status_code == 200 and DISCONNECTED not in answer.text
 
 
 def test_an_accounts_story_from_arrears_to_restored_supply(
