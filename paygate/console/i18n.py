@@ -213,6 +213,7 @@ CATALOGUE: Final[dict[str, tuple[str, str]]] = {
     "promise.failed": ("下发失败的工单", "Failed orders"),
     "promise.account": ("户号", "Account"),
     "promise.due": ("承诺时限", "Promised by"),
+    "promise.next_step": ("下一环节时限", "Next step due"),
     "audit.title": ("操作记录", "Audit trail"),
     "audit.at": ("时间", "At"),
     "audit.who": ("人员", "Who"),

@@ -329,6 +329,11 @@ class StaffRegistry:
                 "WHERE id = :id AND status = 'active'",
                 {"now": tx.ts(now), "id": staff_id, "h": rehash},
             )
+            # Sessions past their absolute limit can never be used again: none is kept longer.
+            tx.execute(
+                "DELETE FROM console_sessions WHERE staff_id = :s AND created_at < :old",
+                {"s": staff_id, "old": tx.ts(now - self.policy.absolute - timedelta(days=1))},
+            )
             tx.execute(
                 "INSERT INTO console_sessions (token_hash, staff_id, csrf_token, created_at, "
                 "last_seen_at) VALUES (:t, :s, :c, :now, :now)",

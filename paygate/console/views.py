@@ -157,6 +157,11 @@ class OrderView:
     worst: Severity | None
 
     @property
+    def next_deadline(self) -> datetime:
+        """The deadline of the first step not yet done (the promise once all are)."""
+        return next((s.deadline for s in self.steps if s.done_at is None), self.due_at)
+
+    @property
     def open(self) -> bool:
         """Still under way (or failed: a person acts)."""
         return self.status in ("open", "dispatched", "acknowledged", "failed")
@@ -461,7 +466,8 @@ def dashboard(gateway: Gateway, *, within: timedelta = timedelta(hours=1)) -> Da
                     "acknowledged",
                 ):
                     board.at_risk.append(order)
-        board.at_risk.sort(key=lambda o: o.due_at)
+        board.at_risk = [o for o in board.at_risk if o.next_deadline <= now + within]
+        board.at_risk.sort(key=lambda o: o.next_deadline)
         board.failed = [
             (int(r[0]), str(r[1]), None if r[2] is None else str(r[2]))
             for r in tx.all(

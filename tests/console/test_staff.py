@@ -151,3 +151,22 @@ def test_a_weaker_hash_is_replaced_at_the_next_sign_in(world: ConsoleWorld) -> N
     assert "m=65536" in after and "m=8192" in before
     default.sign_in("li.clerk", PASSWORD)
     assert stored_hash(world, "li.clerk") == after
+
+
+def test_sessions_past_their_absolute_limit_are_not_kept(world: ConsoleWorld) -> None:
+    staff = registry(world, absolute=timedelta(hours=2))
+
+    def sessions() -> int:
+        return int(
+            world.gateway.store.run(
+                lambda tx: tx.scalar("SELECT COUNT(*) FROM console_sessions"), write=False
+            )
+        )
+
+    old = staff.sign_in("li.clerk", PASSWORD)
+    staff.sign_in("wang.finance", PASSWORD)
+    world.clock.advance(timedelta(hours=2, days=1, seconds=1))
+    assert sessions() == 2
+    staff.sign_in("li.clerk", PASSWORD)  # the clerk's old session is pruned, not finance's
+    assert sessions() == 2
+    assert staff.session(old.token) is None
