@@ -270,6 +270,9 @@ async def sign_in(page: Page, form: dict[str, str]) -> Response:
         )
         return _sign_in_form(page, page.t("signin.refused"), 401)
     member = signed.session.member
+    previous = page.request.cookies.get(SESSION_COOKIE)
+    if previous:  # the browser's earlier session ends with the new one's start
+        await page.run(lambda: console.staff.sign_out(previous))
     await page.run(lambda: console.audit.record(member.username, member.role.value, "sign_in",
                                                 "done"))  # fmt: skip
     response = RedirectResponse(_safe_next(form.get("next")), 303)

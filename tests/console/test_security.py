@@ -45,7 +45,7 @@ def test_sign_in_never_adopts_a_planted_session_token(server: LiveServer, client
     assert attacker.get(f"/console/accounts/{DISCONNECTED}").status_code == 303
 
 
-def test_a_second_sign_in_gets_a_new_session_and_the_old_one_keeps_its_role(
+def test_a_second_sign_in_gets_a_new_session_and_ends_the_old_one(
     server: LiveServer, clients: Clients
 ) -> None:
     client = clients.signed_in("li.clerk")
@@ -56,7 +56,9 @@ def test_a_second_sign_in_gets_a_new_session_and_the_old_one_keeps_its_role(
     finance_token = session_cookie(answer).split(";")[0].split("=", 1)[1]
     assert finance_token != clerk_token
     old = clients.raw(str(clerk_token))
-    assert old.get("/console/finance").status_code == 403  # still the clerk's, not promoted
+    assert old.get("/console/finance").status_code == 303  # ended, never promoted
+    assert old.get("/console/search").status_code == 303
+    assert client.http.get("/console/finance").status_code == 200
 
 
 def test_sign_out_ends_the_session_on_the_server(server: LiveServer, clients: Clients) -> None:
