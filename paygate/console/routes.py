@@ -408,7 +408,8 @@ async def serve_notice(page: Page, form: dict[str, str]) -> Response:
     kind = form.get("kind", "notice")
     back = f"/console/accounts/{quote(account_no)}"
     actor = page.actor
-    return await _act(page, f"serve_{kind}"[:48], account_no, form,
+    # The action's name is fixed; what was asked (the kind) is in the subject, cut to size.
+    return await _act(page, "serve_notice", f"{account_no}:{kind[:32]}", form,
                       lambda: page.gateway.serve_notice(account_no, kind, served_by=actor),
                       back)  # fmt: skip
 
@@ -484,7 +485,7 @@ async def resolve(page: Page, form: dict[str, str]) -> Response:
         return page.refuse("refused.not_found", 404)
     action = form.get("action", "confirmed")
     actor, reason = page.actor, form.get("reason", "")
-    return await _act(page, f"resolve_{action}"[:48], f"finding:{run_id}:{seq}", form,
+    return await _act(page, "resolve_finding", f"finding:{run_id}:{seq}:{action[:16]}", form,
                       lambda: resolve_finding(page.gateway, int(run_id), int(seq), action,
                                               actor=actor, reason=reason).id,
                       "/console/finance")  # fmt: skip

@@ -127,10 +127,11 @@ def test_a_clerk_serves_a_notice_with_a_reason_and_it_is_audited(
     assert again.status_code == 422
     rows = audit_rows(world, "serve_notice")
     assert rows == [
-        ("li.clerk", "clerk", HOSPITAL, "requested", "两个月未缴电费"),
-        ("li.clerk", "clerk", HOSPITAL, "done", "两个月未缴电费"),
+        ("li.clerk", "clerk", f"{HOSPITAL}:notice", "requested", "两个月未缴电费"),
+        ("li.clerk", "clerk", f"{HOSPITAL}:notice", "done", "两个月未缴电费"),
+        ("li.clerk", "clerk", f"{HOSPITAL}:bogus", "requested", "typo"),
+        ("li.clerk", "clerk", f"{HOSPITAL}:bogus", "refused", "typo"),
     ]
-    assert [r[3] for r in audit_rows(world, "serve_bogus")] == ["requested", "refused"]
 
 
 def test_a_supervisor_records_the_negotiation_and_approves_the_disconnection(
@@ -239,6 +240,12 @@ def test_finance_resolves_a_finding_assigns_and_releases_suspense(
         write=False,
     )
     assert resolutions == [("confirmed", "wang.finance", "终端日结漏传，已核实")]
+    assert [r[2:4] for r in audit_rows(world, "resolve_finding")] == [
+        (f"finding:{run}:{open_seqs[0]}:confirmed", "requested"),
+        (f"finding:{run}:{open_seqs[0]}:confirmed", "done"),
+        (f"finding:{run}:{open_seqs[0]}:confirmed", "requested"),
+        (f"finding:{run}:{open_seqs[0]}:confirmed", "refused"),
+    ]
     item = world.story.suspense_item
     before = world.gateway.account_status(DISCONNECTED).balance.minor
     assigned = finance.post(
