@@ -32,6 +32,7 @@ from paygate.cli._common import (
     page,
     settings_for,
 )
+from paygate.config import Settings
 from paygate.console.staff import MIN_PASSWORD_LENGTH, Role, StaffRegistry
 from paygate.errors import InvalidInputError
 from paygate.gateway import Gateway
@@ -46,9 +47,12 @@ staff_app = typer.Typer(
 )
 
 
-def _with_registry(database_url: str | None, work: Callable[[StaffRegistry], T]) -> T:
+def _with_registry(
+    database_url: str | None, work: Callable[[StaffRegistry], T], settings: Settings | None = None
+) -> T:
     def run() -> T:
-        with Gateway.open(settings=settings_for(database_url)) as gateway:
+        chosen = settings if settings is not None else settings_for(database_url)
+        with Gateway.open(settings=chosen) as gateway:
             return work(StaffRegistry(gateway.store, gateway.clock))
 
     return guard(run)
@@ -90,9 +94,13 @@ def staff_add(
     database_url: DatabaseUrl = None,
 ) -> None:
     """Register a staff member; the password is prompted (or read from stdin), never a flag."""
+    # The database is checked before anyone types a password for it.
+    settings = settings_for(database_url)
     password = guard(lambda: _read_password(password_stdin))
     member = _with_registry(
-        database_url, lambda registry: registry.add(username, role, password, display_name=name)
+        database_url,
+        lambda registry: registry.add(username, role, password, display_name=name),
+        settings,
     )
     out.print(f"added {member.username} ({member.role.value})", highlight=False, soft_wrap=True)
 
