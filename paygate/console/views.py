@@ -12,9 +12,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
+from functools import cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from paygate.channels.base import ChannelRegistry
 from paygate.gateway import Gateway
 from paygate.models import AccountStatus
 from paygate.money import Money
@@ -39,6 +41,11 @@ __all__ = [
 ]
 
 SEARCH_LIMIT = 20
+
+
+@cache
+def _installed_channels() -> tuple[str, ...]:
+    return ChannelRegistry.discover().names()
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,14 +75,18 @@ def search_accounts(gateway: Gateway, query: str) -> list[AccountHit]:
         # the (channel, channel_txn_id) index, one probe per channel that has taken money.
         upper = text[:-1] + chr(min(ord(text[-1]) + 1, 0x10FFFF))
         pattern = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        # The channels that can have taken money: every installed adapter's, and any other
+        # with a clearing account (a range of the codes' unique index, not a scan of every
+        # customer's receivable).
         channels = sorted(
-            {
+            set(_installed_channels())
+            | {
                 str(code).split(":")[1]
                 for (code,) in tx.all(
-                    "SELECT code FROM ledger_accounts WHERE code LIKE 'clearing:%'"
+                    "SELECT code FROM ledger_accounts WHERE code >= 'clearing:' "
+                    "AND code < 'clearing;' AND code LIKE 'clearing:%'"
                 )
             }
-            | {"voucher"}
         )
         names = {f"c{i}": channel for i, channel in enumerate(channels)}
         queries = (
