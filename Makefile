@@ -27,9 +27,9 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-# Headless Chromium for the report page tests (tests/browser.py): Debian's own package, never a
-# browser build of Playwright's; and a Chinese font, so that the Chinese pages are laid out (and
-# their screenshots drawn) with real glyphs.
+# Headless Chromium for the report page tests and the console's browser tests: Debian's own
+# package, never a browser build of Playwright's; and a Chinese font, so that the Chinese pages
+# are laid out (and their screenshots drawn) with real glyphs.
 browser:
 	command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium chromium-driver)
 	fc-list :lang=zh 2>/dev/null | grep -q . || (apt-get update -qq && apt-get install -y -qq fonts-wqy-zenhei)

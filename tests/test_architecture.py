@@ -50,6 +50,7 @@ EDGES = (
     "paygate.channels",
     "paygate.api",
     "paygate.cli",
+    "paygate.console",
     "paygate.demo",
     "paygate.reconcile",
     "paygate.sinks",

@@ -74,6 +74,9 @@ COMMANDS: dict[str, list[str]] = {
     "clients list": ["clients", "list", "--json"],
     "clients revoke": ["clients", "revoke", "billing-east"],
     "clients rotate": ["clients", "rotate", "billing-east"],
+    "staff add": ["staff", "add", "li.na", "--role", "clerk", "--password-stdin"],
+    "staff list": ["staff", "list", "--json"],
+    "staff disable": ["staff", "disable", "li.na"],
     "reconcile": [
         "reconcile",
         "alipay",

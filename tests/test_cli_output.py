@@ -27,6 +27,7 @@ from typer.testing import CliRunner
 import paygate.cli._common as common
 from paygate.cli import app
 from paygate.cli._common import plural
+from paygate.console.staff import StaffRegistry
 from paygate.gateway import Gateway
 from paygate.models import PaymentIntent
 from paygate.money import Money
@@ -57,6 +58,7 @@ LISTINGS: dict[str, list[str]] = {
     "config show": ["config", "show"],
     "clients list": ["clients", "list"],
     "refunds list": ["refunds", "list"],
+    "staff list": ["staff", "list"],
 }
 # Commands whose --json is the summary of what they did (tested with them), not a listing.
 SUMMARIES = {"accounts import", "bills import", "db partitions", "accounts close"}
@@ -76,6 +78,7 @@ PAGED = {
     "devices list",
     "events dead",
     "refunds list",
+    "staff list",
 }
 PAID = datetime(2026, 11, 24, 2, 30, tzinfo=UTC)
 
@@ -124,6 +127,9 @@ def populated(tmp_path_factory: pytest.TempPathFactory) -> str:
     assert made.exit_code == 0, made.output
     with Gateway.open(url) as gateway:
         ServiceClientRegistry(gateway.store, gateway.clock).add("billing-east", ["payments:read"])
+        staff = StaffRegistry(gateway.store, gateway.clock)
+        staff.add("li.na", "clerk", "a long enough password", display_name="李娜")
+        staff.add("wang.fang", "finance", "another long password")
         # Paid at the kiosk, missing from its statement: open findings.
         for n in (1, 2, 3):
             gateway.pay(

@@ -27,6 +27,7 @@ from paygate.channels.kiosk import KioskConfig
 from paygate.channels.pos import PosConfig
 from paygate.channels.voucher import VoucherConfig
 from paygate.config import Settings
+from paygate.console import routes as console_routes
 from paygate.tokens import TokenSettings
 from tests.api.test_notify import channel_configs
 
@@ -88,6 +89,9 @@ def test_no_sql_in_the_cli_the_demo_or_the_http_api() -> None:
 
 # ── the HTTP API's routes ──────────────────────────────────────────────────────────────────
 
+# The service centre's console is served in every configuration, outside the OpenAPI document;
+# tests/console/test_security.py checks each of its routes' permission.
+CONSOLE_ROUTES = {(method, path) for method, path, _ in console_routes.ROUTES}
 MINIMAL_ROUTES = {
     ("GET", "/healthz"),
     ("GET", "/metrics"),
@@ -97,7 +101,7 @@ MINIMAL_ROUTES = {
     # the API reference page and its files (not operations of the document)
     ("GET", "/docs"),
     ("GET", "/docs/static/{name:path}"),
-}
+} | CONSOLE_ROUTES
 FULL_ROUTES = MINIMAL_ROUTES | {
     # service clients (billing systems): the token endpoint and the feeds
     ("POST", "/v1/oauth/token"),

@@ -86,6 +86,7 @@ from paygate.channels.base import ChannelRegistry, Operation
 from paygate.channels.pos import PosAdapter
 from paygate.clock import Clock
 from paygate.config import PaygateConfig, Settings
+from paygate.console import mount as mount_console
 from paygate.errors import ConfigurationError, InvalidInputError, PaygateError
 from paygate.tokens import TokenSettings
 
@@ -373,6 +374,8 @@ def create_app(
         app.include_router(headend.router)
     app.include_router(operations.router)
     app.include_router(reference.router)
+    # The service centre's console (HTML pages for staff, not in the OpenAPI document).
+    mount_console(app)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -31,6 +31,7 @@ from paygate.cli.reconcile import RECONCILE_SETTINGS, findings_app, reconcile, s
 from paygate.cli.refunds import refunds_app
 from paygate.cli.reports import reports_app
 from paygate.cli.serve import serve
+from paygate.cli.staff import staff_app
 from paygate.cli.supply_orders import supply_orders_app
 from paygate.cli.vouchers import vouchers_app
 
@@ -67,6 +68,7 @@ app.add_typer(reports_app, name="report", help="Reports: the service promise.")
 app.add_typer(vouchers_app, name="vouchers", help="Recharge voucher cards.")
 app.add_typer(devices_app, name="devices", help="Kiosk and POS terminals and their keys.")
 app.add_typer(clients_app, name="clients", help="Service clients (billing systems) and scopes.")
+app.add_typer(staff_app, name="staff", help="Staff who sign in to the console, and their roles.")
 app.command(
     "reconcile",
     context_settings=RECONCILE_SETTINGS,

@@ -219,6 +219,8 @@ accounts = Table(
     # How supply orders reach this account's meter: a head-end adapter and the meter's address.
     Column("headend", String(32)),
     Column("meter_address", String(32)),
+    # The service centre's console finds a customer by the meter's address.
+    Index("ix_accounts_meter_address", "meter_address"),
     info={"owner": "paygate.records"},
 )
 
@@ -787,4 +789,81 @@ service_clients = Table(
     Column("rotated_at", UTCDateTime),
     Column("revoked_at", UTCDateTime),
     info={"owner": "paygate.service_clients"},
+)
+
+
+# --- the service centre's console (paygate.console) -----------------------------------------
+
+# Staff who sign in to the console: a role, an argon2 hash of the password (never the password),
+# and the lockout counter: ``failed_signins`` since the last success or lockout, and
+# ``locked_until`` while a lockout lasts.
+console_staff = Table(
+    "console_staff",
+    metadata,
+    _id(),
+    Column("username", String(64), nullable=False, unique=True),
+    Column("display_name", String(200)),
+    Column("role", String(16), nullable=False),
+    Column("password_hash", String(255), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("failed_signins", Integer, nullable=False),
+    Column("locked_until", UTCDateTime),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("disabled_at", UTCDateTime),
+    Column("last_signin_at", UTCDateTime),
+    CheckConstraint("role IN ('clerk', 'finance', 'supervisor', 'admin')", name="role"),
+    CheckConstraint("status IN ('active', 'disabled')", name="status"),
+    info={"owner": "paygate.console.staff"},
+)
+
+# Signed-in sessions: only the SHA-256 of the cookie's random token is stored, so that a copy
+# of the table signs nobody in. ``csrf_token`` is the session's synchronizer token.
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("staff_id", BigInteger, ForeignKey("console_staff.id"), nullable=False, index=True),
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("last_seen_at", UTCDateTime, nullable=False),
+    Column("ended_at", UTCDateTime),
+    Column("ended_why", String(16)),
+    info={"owner": "paygate.console.staff"},
+)
+
+# The console's audit trail: one row when a staff action is asked for (``requested``) and one
+# with its outcome (``done`` or ``refused``), each naming the person, their role and the
+# reason they gave. Append-only: nothing updates or deletes a row.
+console_audit = Table(
+    "console_audit",
+    metadata,
+    _id(),
+    Column("at", UTCDateTime, nullable=False),
+    Column("username", String(64), nullable=False),
+    Column("role", String(16)),
+    Column("action", String(48), nullable=False),
+    Column("subject", String(160)),
+    Column("outcome", String(16), nullable=False),
+    Column("reason", Text),
+    Column("detail", Text),
+    Index("ix_console_audit_at", "at"),
+    info={"owner": "paygate.console.audit"},
+)
+
+# 大客户停电协商: a supervisor's record of the negotiation with a protected account before
+# its disconnection, and the approval that created the disconnection order.
+console_negotiations = Table(
+    "console_negotiations",
+    metadata,
+    _id(),
+    Column("account_id", BigInteger, ForeignKey("accounts.id"), nullable=False, index=True),
+    Column("counterpart", String(200), nullable=False),
+    Column("agreed_on", Date, nullable=False),
+    Column("terms", Text, nullable=False),
+    Column("recorded_by", String(64), nullable=False),
+    Column("recorded_at", UTCDateTime, nullable=False),
+    Column("approved_by", String(64)),
+    Column("approved_at", UTCDateTime),
+    Column("order_id", BigInteger, ForeignKey("supply_orders.id")),
+    info={"owner": "paygate.console.negotiations"},
 )

@@ -1,0 +1,159 @@
+"""``paygate staff``: the service centre's staff who sign in to the console.
+
+A password is read from a prompt (typed twice, not echoed) or, with ``--password-stdin``, as
+the first line of standard input; never from a flag, which the shell's history and the
+process list would keep. It is hashed with argon2 and never printed or logged. Errors are one
+line naming the problem, exit code 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Annotated, TypeVar
+
+import typer
+
+from paygate.cli._common import (
+    After,
+    AsJson,
+    Cell,
+    Column,
+    DatabaseUrl,
+    Format,
+    Limit,
+    Listing,
+    OutputFormat,
+    chosen_format,
+    emit,
+    guard,
+    int_cursor,
+    out,
+    page,
+    settings_for,
+)
+from paygate.config import Settings
+from paygate.console.staff import MIN_PASSWORD_LENGTH, Role, StaffRegistry
+from paygate.errors import InvalidInputError
+from paygate.gateway import Gateway
+
+__all__ = ["staff_app"]
+
+T = TypeVar("T")
+
+staff_app = typer.Typer(
+    help="Staff of the service centre who sign in to the console (/console).",
+    no_args_is_help=True,
+)
+
+
+def _with_registry(
+    database_url: str | None, work: Callable[[StaffRegistry], T], settings: Settings | None = None
+) -> T:
+    def run() -> T:
+        chosen = settings if settings is not None else settings_for(database_url)
+        with Gateway.open(settings=chosen) as gateway:
+            return work(StaffRegistry(gateway.store, gateway.clock))
+
+    return guard(run)
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        line = sys.stdin.readline().rstrip("\r\n")
+        if not line:
+            raise InvalidInputError("no password on standard input", field="--password-stdin")
+        return line
+    typed: str = typer.prompt(
+        f"Password (at least {MIN_PASSWORD_LENGTH} characters)",
+        hide_input=True,
+        confirmation_prompt=True,
+    )
+    return typed
+
+
+@staff_app.command(
+    "add",
+    epilog="Example: paygate staff add li.na --role clerk --name 李娜",
+)
+def staff_add(
+    username: Annotated[str, typer.Argument(help="The user name to sign in with, e.g. li.na.")],
+    role: Annotated[
+        Role,
+        typer.Option("--role", help="clerk, finance, supervisor or admin.", show_default=False),
+    ],
+    name: Annotated[
+        str | None, typer.Option("--name", help="The name shown in the console.")
+    ] = None,
+    password_stdin: Annotated[
+        bool,
+        typer.Option(
+            "--password-stdin", help="Read the password from the first line of standard input."
+        ),
+    ] = False,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Register a staff member; the password is prompted (or read from stdin), never a flag."""
+    # The database is checked before anyone types a password for it.
+    settings = settings_for(database_url)
+    password = guard(lambda: _read_password(password_stdin))
+    member = _with_registry(
+        database_url,
+        lambda registry: registry.add(username, role, password, display_name=name),
+        settings,
+    )
+    out.print(f"added {member.username} ({member.role.value})", highlight=False, soft_wrap=True)
+
+
+@staff_app.command("disable", epilog="Example: paygate staff disable li.na")
+def staff_disable(
+    username: Annotated[str, typer.Argument(help="The staff member to refuse from now on.")],
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Disable a staff member: their sessions end now and no sign-in succeeds."""
+    member = _with_registry(database_url, lambda registry: registry.disable(username))
+    out.print(f"disabled {member.username}", highlight=False, soft_wrap=True)
+
+
+STAFF_COLUMNS = (
+    Column("username", "user"),
+    Column("name", "name"),
+    Column("role", "role"),
+    Column("status", "status"),
+    Column("created_at", "registered"),
+    Column("last_signin_at", "last sign-in"),
+    Column("locked_until", "locked until"),
+    Column("disabled_at", "disabled"),
+)
+
+
+@staff_app.command("list", epilog="Example: paygate staff list --format csv")
+def staff_list(
+    database_url: DatabaseUrl = None,
+    as_json: AsJson = False,
+    fmt: Format = OutputFormat.TABLE,
+    limit: Limit = None,
+    after: After = None,
+) -> None:
+    """List the staff with role and status (never a password or its hash)."""
+    start = guard(lambda: int_cursor(after))
+    found = _with_registry(
+        database_url,
+        lambda registry: registry.list(limit=None if limit is None else limit + 1, after=start),
+    )
+    shown, cursor = page(found, limit, lambda m: str(m.id))
+    zone = guard(lambda: settings_for(database_url)).timezone
+    rows: list[dict[str, Cell]] = [
+        {
+            "username": m.username,
+            "name": m.display_name,
+            "role": m.role.value,
+            "status": "active" if m.active else "disabled",
+            "created_at": m.created_at,
+            "last_signin_at": m.last_signin_at,
+            "locked_until": m.locked_until,
+            "disabled_at": m.disabled_at,
+        }
+        for m in shown
+    ]
+    emit(Listing(STAFF_COLUMNS, rows, zone, next=cursor), chosen_format(as_json, fmt))

@@ -1,0 +1,203 @@
+"""Who may do what in the console, and how a request proves it: cookies, roles, CSRF, origin.
+
+Invariants:
+
+* **Every route names its permission**, and every permission names the roles that hold it
+  (:data:`PERMISSIONS`): a route is refused to a signed-out visitor (a page redirects to the
+  sign-in, an action answers 401) and to a role without the permission (403), before it reads
+  anything of an account. The admin manages nothing through the console and moves no money:
+  it reads every page and the audit trail (segregation of duties: the person who manages staff
+  does not also resolve findings or approve disconnections).
+* **Every unsafe request is checked twice for forgery**: its form carries the session's
+  synchronizer token (compared in constant time), and its ``Origin`` (or, without one, its
+  ``Referer``) is this console's own origin. Either missing or wrong is a refusal (403) that
+  changes nothing. The sign-in form, before any session, carries a token bound to a
+  short-lived pre-session cookie (double submit), with the same origin check.
+* **Cookies**: ``HttpOnly``, ``SameSite=Strict``, path ``/console``; ``Secure`` when the
+  request came over TLS (``auto``, the default), always (``true``) or never (``false``: plain
+  HTTP on localhost only).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import timedelta
+from enum import StrEnum
+from typing import Final
+from urllib.parse import urlsplit
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from paygate.console.staff import Role, StaffPolicy
+from paygate.errors import ConfigurationError
+
+__all__ = [
+    "LANGUAGE_COOKIE",
+    "PERMISSIONS",
+    "PRESESSION_COOKIE",
+    "SESSION_COOKIE",
+    "ConsoleSettings",
+    "CookieSecurity",
+    "Permission",
+    "clear_cookie",
+    "origin_ok",
+    "set_cookie",
+]
+
+SESSION_COOKIE: Final = "paygate_console"
+PRESESSION_COOKIE: Final = "paygate_console_pre"
+LANGUAGE_COOKIE: Final = "paygate_console_lang"
+COOKIE_PATH: Final = "/console"
+
+
+class Permission(StrEnum):
+    """What a route lets its caller do."""
+
+    VIEW_ACCOUNTS = "view_accounts"
+    SERVE_NOTICE = "serve_notice"
+    NEGOTIATE = "negotiate"
+    APPROVE_DISCONNECTION = "approve_disconnection"
+    RETRY_ORDER = "retry_order"
+    VIEW_FINANCE = "view_finance"
+    WORK_FINDINGS = "work_findings"
+    VIEW_PROMISE = "view_promise"
+    VIEW_AUDIT = "view_audit"
+
+
+PERMISSIONS: Final[dict[Permission, frozenset[Role]]] = {
+    Permission.VIEW_ACCOUNTS: frozenset(Role),
+    Permission.SERVE_NOTICE: frozenset({Role.CLERK, Role.SUPERVISOR}),
+    Permission.NEGOTIATE: frozenset({Role.SUPERVISOR}),
+    Permission.APPROVE_DISCONNECTION: frozenset({Role.SUPERVISOR}),
+    Permission.RETRY_ORDER: frozenset({Role.SUPERVISOR}),
+    Permission.VIEW_FINANCE: frozenset({Role.FINANCE, Role.ADMIN}),
+    Permission.WORK_FINDINGS: frozenset({Role.FINANCE}),
+    Permission.VIEW_PROMISE: frozenset({Role.CLERK, Role.SUPERVISOR, Role.ADMIN}),
+    Permission.VIEW_AUDIT: frozenset({Role.ADMIN, Role.SUPERVISOR}),
+}
+"""Which roles hold each permission."""
+
+
+class CookieSecurity(StrEnum):
+    """When the console's cookies are marked ``Secure``."""
+
+    AUTO = "auto"  # when the request came over TLS
+    ALWAYS = "true"
+    NEVER = "false"
+
+
+@dataclass(frozen=True, slots=True)
+class ConsoleSettings:
+    """The console's settings: cookie security, sign-in policy, origins besides its own."""
+
+    secure_cookies: CookieSecurity = CookieSecurity.AUTO
+    policy: StaffPolicy = field(default_factory=StaffPolicy)
+    extra_origins: frozenset[str] = frozenset()
+
+    @classmethod
+    def from_env(cls) -> ConsoleSettings:
+        """From ``PAYGATE_CONSOLE_SECURE_COOKIES`` (auto, true, false),
+        ``PAYGATE_CONSOLE_MAX_FAILURES``, ``PAYGATE_CONSOLE_LOCKOUT_MINUTES``,
+        ``PAYGATE_CONSOLE_IDLE_MINUTES``, ``PAYGATE_CONSOLE_ABSOLUTE_HOURS`` and
+        ``PAYGATE_CONSOLE_ORIGINS`` (space-separated origins a proxy serves the console at)."""
+        env = os.environ
+        raw = env.get("PAYGATE_CONSOLE_SECURE_COOKIES", "auto").strip().lower()
+        try:
+            secure = CookieSecurity(raw)
+        except ValueError:
+            raise ConfigurationError(
+                "auto, true or false", field="PAYGATE_CONSOLE_SECURE_COOKIES"
+            ) from None
+        defaults = StaffPolicy()
+
+        def number(name: str, default: float) -> float:
+            text = env.get(name)
+            if text is None or not text.strip():
+                return default
+            try:
+                value = float(text)
+            except ValueError:
+                raise ConfigurationError("a number", field=name) from None
+            if value <= 0:
+                raise ConfigurationError("a positive number", field=name)
+            return value
+
+        policy = StaffPolicy(
+            max_failures=int(number("PAYGATE_CONSOLE_MAX_FAILURES", defaults.max_failures)),
+            lockout=timedelta(
+                minutes=number(
+                    "PAYGATE_CONSOLE_LOCKOUT_MINUTES", defaults.lockout.total_seconds() / 60
+                )
+            ),
+            idle=timedelta(
+                minutes=number("PAYGATE_CONSOLE_IDLE_MINUTES", defaults.idle.total_seconds() / 60)
+            ),
+            absolute=timedelta(
+                hours=number(
+                    "PAYGATE_CONSOLE_ABSOLUTE_HOURS", defaults.absolute.total_seconds() / 3600
+                )
+            ),
+        )
+        origins = frozenset(o.rstrip("/") for o in env.get("PAYGATE_CONSOLE_ORIGINS", "").split())
+        return cls(secure_cookies=secure, policy=policy, extra_origins=origins)
+
+    def secure(self, request: Request) -> bool:
+        """Whether this request's cookies are marked ``Secure``."""
+        if self.secure_cookies is CookieSecurity.AUTO:
+            return request.url.scheme == "https"
+        return self.secure_cookies is CookieSecurity.ALWAYS
+
+
+def set_cookie(
+    response: Response,
+    request: Request,
+    settings: ConsoleSettings,
+    name: str,
+    value: str,
+    *,
+    max_age: int | None = None,
+) -> None:
+    """Set one of the console's cookies with its attributes."""
+    response.set_cookie(
+        name,
+        value,
+        max_age=max_age,
+        path=COOKIE_PATH,
+        httponly=True,
+        samesite="strict",
+        secure=settings.secure(request),
+    )
+
+
+def clear_cookie(
+    response: Response, request: Request, settings: ConsoleSettings, name: str
+) -> None:
+    """Remove one of the console's cookies (same attributes as when it was set)."""
+    response.delete_cookie(
+        name,
+        path=COOKIE_PATH,
+        httponly=True,
+        samesite="strict",
+        secure=settings.secure(request),
+    )
+
+
+def own_origin(request: Request) -> str:
+    """This console's origin as the request reached it: ``scheme://host[:port]``."""
+    host = request.headers.get("host", "")
+    return f"{request.url.scheme}://{host}".lower()
+
+
+def origin_ok(request: Request, settings: ConsoleSettings) -> bool:
+    """Whether an unsafe request came from a page of this console (Origin, else Referer)."""
+    allowed = {own_origin(request), *(o.lower() for o in settings.extra_origins)}
+    origin = request.headers.get("origin")
+    if origin is not None:
+        return origin.lower().rstrip("/") in allowed
+    referer = request.headers.get("referer")
+    if referer:
+        parts = urlsplit(referer)
+        return f"{parts.scheme}://{parts.netloc}".lower() in allowed
+    return False

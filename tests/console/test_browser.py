@@ -1,0 +1,205 @@
+"""The console in a real headless Chromium against ``paygate serve``: sign-in and lockout, an
+account's story to restored supply, a supervisor's approval and a finance resolution, CSRF and
+role refusals, both languages, and 1366×768 pages with nothing overflowing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page
+
+from paygate.gateway import Gateway
+from paygate.headend.base import HeadEndOutcome
+from paygate.models import PaymentIntent
+from tests.api.processes import serving
+from tests.api.support import settings_for
+from tests.console.browser import chromium, overflow, sign_in
+from tests.console.screenshots import take
+from tests.console.support import (
+    DISCONNECTED,
+    HOSPITAL,
+    METER,
+    PASSWORD,
+    Story,
+    add_staff,
+    build_story,
+)
+
+
+@dataclass
+class Served:
+    """``paygate serve`` over the story's database, and the database's side."""
+
+    url: str
+    gateway: Gateway
+    story: Story
+
+
+@pytest.fixture
+def served(db_url: str, tmp_path: Path) -> Iterator[Served]:
+    with Gateway.open(settings=settings_for(db_url)) as gateway:
+        add_staff(gateway)
+        story = build_story(gateway, tmp_path)
+        args = ["--database-url", db_url, "--log-level", "warning"]
+        env = {"PAYGATE_CONSOLE_MAX_FAILURES": "3"}
+        with serving(args, stderr=tmp_path / "serve.log", env=env) as (url, _):
+            yield Served(url, gateway, story)
+
+
+def fits(page: Page) -> None:
+    """Nothing on the page is wider than the 1366-pixel window."""
+    assert page.viewport_size == {"width": 1366, "height": 768}
+    assert overflow(page) <= 0, page.url
+
+
+def test_sign_in_lockout_and_sign_out(served: Served) -> None:
+    with chromium() as browser:
+        page = browser.new_page()
+        page.goto(f"{served.url}/console/accounts/{DISCONNECTED}")
+        assert "/console/sign-in" in page.url and "张三" not in page.content()
+        fits(page)
+        for _ in range(3):
+            sign_in(page, served.url, "li.clerk", "not my password at all")
+            assert "锁定" in page.inner_text("p.error")
+        sign_in(page, served.url, "li.clerk", PASSWORD)  # right, but locked out now
+        assert "/console/sign-in" in page.url and "锁定" in page.inner_text("p.error")
+        sign_in(page, served.url, "zhao.supervisor", PASSWORD)
+        assert page.url.endswith("/console/search")
+        assert "班长" in page.inner_text("header")
+        page.click("header button:has-text('退出')")
+        assert "您已退出" in page.content()
+        page.goto(f"{served.url}/console/accounts/{DISCONNECTED}")
+        assert "/console/sign-in" in page.url and "张三" not in page.content()
+
+
+def test_an_accounts_story_from_search_to_restored_supply(served: Served, tmp_path: Path) -> None:
+    gateway = served.gateway
+    with chromium() as browser:
+        page = browser.new_page()
+        sign_in(page, served.url, "li.clerk", PASSWORD)
+        page.fill("input[name=q]", METER)  # htmx fetches the results as the clerk types
+        page.wait_for_selector(f"#results a:has-text('{DISCONNECTED}')")
+        page.click(f"#results a:has-text('{DISCONNECTED}')")
+        page.wait_for_selector("#supply-state")
+        assert page.inner_text("#supply-state") == "已停电"
+        assert "结清欠费" in page.inner_text("#say")
+        fits(page)
+        status = gateway.account_status(DISCONNECTED)
+        receipt = gateway.pay(
+            PaymentIntent(
+                channel="wechat",
+                channel_txn_id="4200002026120500001",
+                account_no=DISCONNECTED,
+                amount=status.arrears,
+                paid_at=gateway.clock.now(),
+            )
+        )
+        order = receipt.reconnection_order_id
+        assert order is not None
+        page.reload()
+        assert page.inner_text("#supply-state") == "待复电"
+        assert "复电预计" in page.inner_text("#say") and "前完成" in page.inner_text("#say")
+        assert "4200002026120500001" in page.inner_text("#payments")
+        assert "微信支付" in page.inner_text("#payments")
+        fits(page)
+        for outcome in HeadEndOutcome:
+            gateway.record_order_progress(order, outcome)
+        page.reload()
+        assert page.inner_text("#supply-state") == "正常供电"
+        assert page.inner_text(f"#order-{order} .order-status") == "已复电"
+        assert "已于" in page.inner_text("#say")
+        fits(page)
+        page.click("header a.lang")
+        page.wait_for_selector("html[lang=en]")
+        assert page.inner_text(f"#order-{order} .order-status") == "restored"
+        assert "Supply was restored at" in page.inner_text("#say")
+        fits(page)
+        page.click("header a.lang")
+        page.wait_for_selector("html[lang='zh-CN']")
+    # Every page of the docs' screenshots, taken and checked for overflow.
+    shots = take(served.url, tmp_path / "shots")
+    assert len(shots) == 8 and all(p.stat().st_size > 10_000 for p in shots)
+
+
+def test_a_supervisor_approves_finance_resolves_and_a_clerk_is_refused(served: Served) -> None:
+    gateway = served.gateway
+    with chromium() as browser:
+        page = browser.new_page()
+        sign_in(page, served.url, "zhao.supervisor", PASSWORD)
+        page.goto(f"{served.url}/console/accounts/{HOSPITAL}")
+        page.fill("#negotiate-form input[name=counterpart]", "医院后勤处 王主任")
+        page.fill("#negotiate-form input[name=agreed_on]", "2026-12-20")
+        page.fill("#negotiate-form input[name=terms]", "备用电源就绪后停电")
+        page.fill("#negotiate-form input[name=reason]", "大客户停电协商")
+        page.click("#negotiate-form button")
+        assert "已完成" in page.inner_text("p.ok") and "待批准" in page.content()
+        page.fill(".negotiation form input[name=reason]", "协商一致")
+        page.click(".negotiation form button")
+        assert "已批准" in page.inner_text(".negotiation")
+        fits(page)
+    orders = gateway.store.run(
+        lambda tx: tx.all(
+            "SELECT kind, approved_by FROM supply_orders WHERE reason LIKE '大客户%'"
+        ),
+        write=False,
+    )
+    assert orders == [("disconnect", "zhao.supervisor")]
+    run = served.story.kiosk_run
+    with chromium() as browser:
+        page = browser.new_page()
+        sign_in(page, served.url, "wang.finance", PASSWORD)
+        page.goto(f"{served.url}/console/finance")
+        first = page.locator("article.finding").first
+        finding_id = first.get_attribute("id")
+        first.locator("input[name=reason]").fill("终端日结漏传，已核实")
+        first.locator("button").click()
+        assert "已完成" in page.inner_text("p.ok")
+        assert page.locator(f"#{finding_id}").count() == 0
+        fits(page)
+    with chromium() as browser:
+        page = browser.new_page()
+        sign_in(page, served.url, "li.clerk", PASSWORD)
+        page.goto(f"{served.url}/console/finance")
+        assert "您的岗位无权执行此操作" in page.content()
+        page.goto(f"{served.url}/console/accounts/{DISCONNECTED}")
+        token = page.get_attribute("#notice-form input[name=csrf_token]", "value")
+        assert token
+        # The clerk's own session and token: the role refuses the resolution.
+        seq = gateway.store.run(
+            lambda tx: tx.scalar(
+                "SELECT MIN(seq) FROM reconciliation_findings WHERE run_id = :r "
+                "AND status = 'open'",
+                {"r": run},
+            ),
+            write=False,
+        )
+        status = page.evaluate(
+            """async ([url, token]) => (await fetch(url, {method: 'POST',
+                 headers: {'Content-Type': 'application/x-www-form-urlencoded'},
+                 body: new URLSearchParams({csrf_token: token, action: 'confirmed',
+                                            reason: 'not mine to do'})})).status""",
+            [f"/console/findings/{run}/{seq}/resolve", token],
+        )
+        assert status == 403
+        # A form without the session's token is refused, whoever sends it.
+        status = page.evaluate(
+            """async (url) => (await fetch(url, {method: 'POST',
+                 headers: {'Content-Type': 'application/x-www-form-urlencoded'},
+                 body: new URLSearchParams({kind: 'notice', reason: 'forged'})})).status""",
+            f"/console/accounts/{DISCONNECTED}/notice",
+        )
+        assert status == 403
+    notices = gateway.store.run(
+        lambda tx: tx.scalar("SELECT COUNT(*) FROM dunning_notices"), write=False
+    )
+    open_findings = gateway.store.run(
+        lambda tx: tx.scalar(
+            "SELECT COUNT(*) FROM reconciliation_findings WHERE run_id = :r AND status = 'open'",
+            {"r": run},
+        ),
+        write=False,
+    )
+    assert notices == 0 and open_findings == 2

@@ -1,0 +1,74 @@
+"""``paygate staff``: the password from a prompt or stdin only, never echoed or stored plain."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from paygate.cli import app
+from paygate.console.staff import StaffRegistry
+from paygate.gateway import Gateway
+from tests.api.support import settings_for
+
+runner = CliRunner()
+SECRET = "a long staff password 42"
+
+
+def run(url: str, *args: str, stdin: str | None = None) -> tuple[int, str, str]:
+    result = runner.invoke(app, [*args, "--database-url", url], input=stdin)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_staff_are_added_listed_and_disabled(db_url: str) -> None:
+    code, out, err = run(
+        db_url, "staff", "add", "li.na", "--role", "clerk", "--name", "李娜",
+        "--password-stdin", stdin=SECRET + "\n",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "added li.na (clerk)" in out and SECRET not in out + err
+    # The prompt: typed twice, not echoed.
+    code, out, err = run(
+        db_url, "staff", "add", "wang.fang", "--role", "finance", stdin=f"{SECRET}\n{SECRET}\n"
+    )
+    assert code == 0, err
+    assert SECRET not in out + err
+    code, out, _ = run(db_url, "staff", "list", "--json")
+    items = json.loads(out)["items"]
+    assert [(i["username"], i["role"], i["status"]) for i in items] == [
+        ("li.na", "clerk", "active"),
+        ("wang.fang", "finance", "active"),
+    ]
+    assert SECRET not in out and "argon2" not in out
+    code, out, _ = run(db_url, "staff", "disable", "li.na")
+    assert code == 0 and "disabled li.na" in out
+    code, out, _ = run(db_url, "staff", "list", "--format", "csv")
+    assert out.splitlines()[1].startswith("li.na,李娜,clerk,disabled,")
+    with Gateway.open(settings=settings_for(db_url)) as gateway:
+        staff = StaffRegistry(gateway.store, gateway.clock)
+        assert staff.sign_in("wang.fang", SECRET).session.member.username == "wang.fang"
+
+
+def test_refusals_are_one_line_and_change_nothing(db_url: str) -> None:
+    code, _, err = run(
+        db_url, "staff", "add", "li.na", "--role", "clerk", "--password-stdin", stdin="short\n"
+    )
+    assert code == 2 and "at least 12 characters" in err and "short" not in err
+    assert len(err.strip().splitlines()) == 1
+    code, _, err = run(db_url, "staff", "add", "li.na", "--role", "clerk", "--password", SECRET)
+    assert code == 2 and "--password" in err  # no such flag: a password is never an argument
+    code, _, err = run(db_url, "staff", "add", "li.na", "--role", "cashier", "--password-stdin",
+                       stdin=SECRET + "\n")  # fmt: skip
+    assert code == 2
+    code, _, err = run(db_url, "staff", "add", "li.na", "--role", "clerk", "--password-stdin",
+                       stdin="\n")  # fmt: skip
+    assert code == 2 and "no password" in err
+    code, _, err = run(db_url, "staff", "disable", "nobody")
+    assert code == 2 and "no staff member nobody" in err
+    code, out, _ = run(db_url, "staff", "list", "--json")
+    assert json.loads(out)["items"] == []
+    run(db_url, "staff", "add", "li.na", "--role", "clerk", "--password-stdin", stdin=SECRET + "\n")
+    code, _, err = run(
+        db_url, "staff", "add", "li.na", "--role", "admin", "--password-stdin", stdin=SECRET + "\n"
+    )
+    assert code == 2 and "exists" in err
