@@ -82,6 +82,7 @@ CATALOGUE: Final[dict[str, tuple[str, str]]] = {
     "supply.disconnection_pending": ("待停电（已催费）", "disconnection pending"),
     "supply.disconnected": ("已停电", "disconnected"),
     "supply.reconnection_pending": ("待复电", "reconnection pending"),
+    "supply.closed": ("已销户", "closed (account closed)"),
     "bills.title": ("电费账单", "Bills"),
     "bills.no": ("账单号", "Bill"),
     "bills.period": ("电费年月", "Period"),

@@ -1,8 +1,8 @@
 """A real headless Chromium for the console's tests: Debian's ``chromium``, driven by Playwright.
 
-Playwright's own browser downloads are never used (``playwright install`` is not run): the
-browser is the system's ``/usr/bin/chromium`` (``make browser`` installs it), launched with a
-fresh profile directory each time, headless, with nothing that reaches the network on its own.
+The browser and its flags are those of :mod:`tests.browser` (Debian's ``/usr/bin/chromium``,
+which ``make browser`` installs; never a browser Playwright downloads), launched here with a
+fresh profile directory each time, against a running ``paygate serve``.
 """
 
 from __future__ import annotations
@@ -15,32 +15,23 @@ from pathlib import Path
 
 from playwright.sync_api import BrowserContext, Page, sync_playwright
 
-CHROMIUM = "/usr/bin/chromium"
-VIEWPORT = {"width": 1366, "height": 768}
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, WIDE
+
+VIEWPORT = {"width": WIDE[0], "height": WIDE[1]}
 
 
 @contextmanager
 def chromium(locale: str = "zh-CN") -> Iterator[BrowserContext]:
     """A Chromium browser context at 1366×768 with a fresh profile, closed on the way out."""
-    if shutil.which(CHROMIUM) is None:
+    if not CHROMIUM.is_file():
         raise RuntimeError(f"{CHROMIUM} is not installed: run `make browser`")
     profile = Path(tempfile.mkdtemp(prefix="paygate-chromium-"))
     try:
         with sync_playwright() as playwright:
             context = playwright.chromium.launch_persistent_context(
                 str(profile),
-                executable_path=CHROMIUM,
-                args=ARGS,
+                executable_path=str(CHROMIUM),
+                args=list(CHROMIUM_ARGS),
                 headless=True,
                 viewport=VIEWPORT,  # type: ignore[arg-type]
                 locale=locale,
