@@ -1,0 +1,136 @@
+"""Finance's morning: each statement channel's file for yesterday, carrying injected
+differences, reconciled with the ledger; then a clerk works through suspense.
+
+A statement lists what the channel really took (:attr:`Channels.settled`), which is not
+always what paygate heard: a notification that never arrived is a line only in the
+statement. On top of those, the profile's ``statement_difference`` share of lines carries a
+difference the simulation injects and remembers — a wrong amount, a line listed twice, money
+for an account number that does not exist — and every one must come back as a finding.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date
+
+from paygate.gateway import Gateway
+from paygate.models import StatementLine
+from paygate.money import Money
+from paygate.reconcile import FindingClass, assign_suspense, findings, suspense_items
+from paygate.simulation.faults import FaultProfile
+from paygate.simulation.traffic import STATEMENT_CHANNELS, Settled
+
+__all__ = ["Finance", "Injected"]
+
+UNKNOWN_ACCOUNT = "4199999999"
+"""The account number a customer mistyped: no such account."""
+
+
+@dataclass(frozen=True)
+class Injected:
+    """A difference the simulation put into a statement, and the finding it must produce."""
+
+    channel: str
+    business_date: date
+    finding_class: FindingClass
+    txn_id: str
+
+
+class Finance:
+    """Reconciles each statement channel's yesterday every morning; a clerk assigns suspense."""
+
+    def __init__(self, faults: FaultProfile, rng: random.Random) -> None:
+        self.faults = faults
+        self._rng = rng
+        self._cursor = 0
+        self._waiting: defaultdict[tuple[str, date], list[Settled]] = defaultdict(list)
+        self.injected: list[Injected] = []
+        self.missed: list[Injected] = []
+        self.runs = 0
+        self.findings_by_class: defaultdict[str, int] = defaultdict(int)
+        self.assigned = 0
+        self._intended: dict[str, str] = {}
+        """Statement transaction id → the account the customer meant (for the clerk)."""
+
+    def morning(self, gateway: Gateway, settled: list[Settled], today: date) -> list[Injected]:
+        """Reconcile every channel day before ``today`` not yet reconciled; return the
+        injected differences that no finding reported."""
+        for item in settled[self._cursor :]:
+            self._waiting[(item.channel, item.business_date)].append(item)
+        self._cursor = len(settled)
+        missed: list[Injected] = []
+        for channel in STATEMENT_CHANNELS:
+            for key in sorted(k for k in self._waiting if k[0] == channel and k[1] < today):
+                missed += self._reconcile(gateway, channel, key[1], self._waiting.pop(key))
+        self._clerk(gateway)
+        self.missed += missed
+        return missed
+
+    def _reconcile(
+        self, gateway: Gateway, channel: str, day: date, items: list[Settled]
+    ) -> list[Injected]:
+        lines: list[StatementLine] = []
+        injected: list[Injected] = []
+        for item in items:
+            line = _line(len(lines) + 1, item.txn_id, item.account_no, item.amount, item)
+            if item.txn_id.startswith("LOST"):
+                injected.append(Injected(channel, day, FindingClass.ONLY_IN_STATEMENT, item.txn_id))
+            roll = self._rng.random()
+            if roll >= self.faults.statement_difference:
+                lines.append(line)
+                continue
+            kind = self._rng.randrange(3)
+            if kind == 0 and not item.txn_id.startswith("LOST"):
+                wrong = item.amount + Money(self._rng.randrange(1, 500), item.amount.currency)
+                lines.append(_line(len(lines) + 1, item.txn_id, item.account_no, wrong, item))
+                injected.append(Injected(channel, day, FindingClass.AMOUNT_MISMATCH, item.txn_id))
+            elif kind == 1:
+                lines.append(line)
+                lines.append(line.model_copy(update={"line_no": len(lines) + 1}))
+                injected.append(
+                    Injected(channel, day, FindingClass.DUPLICATE_IN_STATEMENT, item.txn_id)
+                )
+            else:
+                lines.append(line)
+                txn = f"MISTYPED{len(self._intended) + 1:08d}"
+                self._intended[txn] = item.account_no
+                lines.append(_line(len(lines) + 1, txn, UNKNOWN_ACCOUNT, item.amount, item))
+                injected.append(Injected(channel, day, FindingClass.ONLY_IN_STATEMENT, txn))
+        digest = hashlib.sha256(
+            "\n".join(
+                f"{line.channel_txn_id}|{line.account_no}|{line.gross.minor}" for line in lines
+            ).encode()
+            + f"{channel}{day}".encode()
+        ).hexdigest()
+        run = gateway.reconcile(channel, day, lines, file_sha256=digest, source="simulation")
+        self.runs += 1
+        found = {(f.finding_class, f.channel_txn_id) for f in findings(gateway, run.id)}
+        for finding_class, _ in found:
+            self.findings_by_class[finding_class.value] += 1
+        self.injected += injected
+        return [i for i in injected if (i.finding_class, i.txn_id) not in found]
+
+    def _clerk(self, gateway: Gateway) -> None:
+        """Assign every suspense item whose customer the clerk can find (the one they meant)."""
+        for item in suspense_items(gateway):
+            account = self._intended.get(item.channel_txn_id or "")
+            if account is not None:
+                assign_suspense(gateway, item.id, account, actor="simulated clerk")
+                self.assigned += 1
+
+
+def _line(
+    line_no: int, txn_id: str, account_no: str, amount: Money, item: Settled
+) -> StatementLine:
+    return StatementLine(
+        line_no=line_no,
+        channel_txn_id=txn_id,
+        account_no=account_no,
+        gross=amount,
+        fee=Money.zero(amount.currency),
+        net=amount,
+        occurred_at=item.paid_at,
+    )
