@@ -47,6 +47,8 @@ class Finance:
         self._rng = rng
         self._cursor = 0
         self._waiting: defaultdict[tuple[str, date], list[Settled]] = defaultdict(list)
+        self._statements: defaultdict[tuple[str, date], list[StatementLine]] = defaultdict(list)
+        self._injected_by_day: defaultdict[tuple[str, date], list[Injected]] = defaultdict(list)
         self.injected: list[Injected] = []
         self.missed: list[Injected] = []
         self.runs = 0
@@ -56,49 +58,59 @@ class Finance:
         """Statement transaction id → the account the customer meant (for the clerk)."""
 
     def morning(self, gateway: Gateway, settled: list[Settled], today: date) -> list[Injected]:
-        """Reconcile every channel day before ``today`` not yet reconciled; return the
-        injected differences that no finding reported."""
+        """Reconcile every channel day before ``today`` with lines not yet reconciled (a day
+        that gained lines since, from a notification that came late, is reconciled again from
+        its whole, corrected statement); return the injected differences no finding reported."""
+        grown: set[tuple[str, date]] = set()
         for item in settled[self._cursor :]:
             self._waiting[(item.channel, item.business_date)].append(item)
         self._cursor = len(settled)
+        for key, items in list(self._waiting.items()):
+            if key[1] < today:
+                self._lines_of(key, items)
+                del self._waiting[key]
+                grown.add(key)
         missed: list[Injected] = []
-        for channel in STATEMENT_CHANNELS:
-            for key in sorted(k for k in self._waiting if k[0] == channel and k[1] < today):
-                missed += self._reconcile(gateway, channel, key[1], self._waiting.pop(key))
+        for key in sorted(grown):
+            missed += self._reconcile(gateway, *key)
         self._clerk(gateway)
         self.missed += missed
         return missed
 
-    def _reconcile(
-        self, gateway: Gateway, channel: str, day: date, items: list[Settled]
-    ) -> list[Injected]:
-        lines: list[StatementLine] = []
-        injected: list[Injected] = []
+    def _lines_of(self, key: tuple[str, date], items: list[Settled]) -> None:
+        """Append the statement lines of ``items`` to the day's statement, differences and all."""
+        lines = self._statements[key]
+        channel, day = key
         for item in items:
             line = _line(len(lines) + 1, item.txn_id, item.account_no, item.amount, item)
             if item.txn_id.startswith("LOST"):
-                injected.append(Injected(channel, day, FindingClass.ONLY_IN_STATEMENT, item.txn_id))
-            roll = self._rng.random()
-            if roll >= self.faults.statement_difference:
+                self._expect(key, FindingClass.ONLY_IN_STATEMENT, item.txn_id)
+            if self._rng.random() >= self.faults.statement_difference:
                 lines.append(line)
                 continue
             kind = self._rng.randrange(3)
             if kind == 0 and not item.txn_id.startswith("LOST"):
                 wrong = item.amount + Money(self._rng.randrange(1, 500), item.amount.currency)
                 lines.append(_line(len(lines) + 1, item.txn_id, item.account_no, wrong, item))
-                injected.append(Injected(channel, day, FindingClass.AMOUNT_MISMATCH, item.txn_id))
+                self._expect(key, FindingClass.AMOUNT_MISMATCH, item.txn_id)
             elif kind == 1:
                 lines.append(line)
                 lines.append(line.model_copy(update={"line_no": len(lines) + 1}))
-                injected.append(
-                    Injected(channel, day, FindingClass.DUPLICATE_IN_STATEMENT, item.txn_id)
-                )
+                self._expect(key, FindingClass.DUPLICATE_IN_STATEMENT, item.txn_id)
             else:
                 lines.append(line)
                 txn = f"MISTYPED{len(self._intended) + 1:08d}"
                 self._intended[txn] = item.account_no
                 lines.append(_line(len(lines) + 1, txn, UNKNOWN_ACCOUNT, item.amount, item))
-                injected.append(Injected(channel, day, FindingClass.ONLY_IN_STATEMENT, txn))
+                self._expect(key, FindingClass.ONLY_IN_STATEMENT, txn)
+
+    def _expect(self, key: tuple[str, date], finding_class: FindingClass, txn: str) -> None:
+        injected = Injected(key[0], key[1], finding_class, txn)
+        self._injected_by_day[key].append(injected)
+        self.injected.append(injected)
+
+    def _reconcile(self, gateway: Gateway, channel: str, day: date) -> list[Injected]:
+        lines = self._statements[(channel, day)]
         digest = hashlib.sha256(
             "\n".join(
                 f"{line.channel_txn_id}|{line.account_no}|{line.gross.minor}" for line in lines
@@ -110,8 +122,8 @@ class Finance:
         found = {(f.finding_class, f.channel_txn_id) for f in findings(gateway, run.id)}
         for finding_class, _ in found:
             self.findings_by_class[finding_class.value] += 1
-        self.injected += injected
-        return [i for i in injected if (i.finding_class, i.txn_id) not in found]
+        expected = self._injected_by_day[(channel, day)]
+        return [i for i in expected if (i.finding_class, i.txn_id) not in found]
 
     def _clerk(self, gateway: Gateway) -> None:
         """Assign every suspense item whose customer the clerk can find (the one they meant)."""

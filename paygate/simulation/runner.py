@@ -276,14 +276,18 @@ class _Simulation:
             self.channels.brute_force(rng.choice(self.people).account_no, faults.brute_force_per_day)
 
     def _dispatch(self) -> None:
-        try:
-            report = self.dispatcher.dispatch_once()
-        except SimulatedCrash as crash:
-            self.restarts["dispatcher"] += 1
-            self.log(f"crash {crash.where}")
-            self.dispatcher = self._dispatcher()
-            return
-        if report.orders_attempted:
+        """The dispatcher runs continuously: passes until one attempts nothing (an order a
+        pass raised, a reconnection after a completed cut, goes out in the same step)."""
+        for _ in range(4):
+            try:
+                report = self.dispatcher.dispatch_once()
+            except SimulatedCrash as crash:
+                self.restarts["dispatcher"] += 1
+                self.log(f"crash {crash.where}")
+                self.dispatcher = self._dispatcher()
+                return
+            if not report.orders_attempted:
+                return
             self.log(f"dispatch {report.orders_attempted}")
 
     def _callbacks(self) -> None:
