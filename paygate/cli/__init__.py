@@ -30,6 +30,7 @@ from paygate.cli.events import events_app
 from paygate.cli.reconcile import RECONCILE_SETTINGS, findings_app, reconcile, suspense_app
 from paygate.cli.reports import reports_app
 from paygate.cli.serve import serve
+from paygate.cli.simulate import simulate
 from paygate.cli.supply_orders import supply_orders_app
 from paygate.cli.vouchers import vouchers_app
 
@@ -85,6 +86,11 @@ app.command("dispatch", epilog="Example: paygate dispatch --config paygate.toml 
 app.command("demo", epilog="Example: paygate demo --database-url sqlite:///demo.db --accounts 300")(
     demo
 )
+app.command(
+    "simulate",
+    epilog="Example: paygate simulate --seed 7 --accounts 2000 --days 30 --faults harsh "
+    "--database-url sqlite:///sim.db",
+)(simulate)
 
 
 def _version(show: bool) -> None:
