@@ -10,6 +10,7 @@ starts a fresh one on the same database.
 
 from __future__ import annotations
 
+import hashlib
 import random
 from collections import defaultdict
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ class _Command:
     sent_at: datetime
     acknowledge_after: timedelta
     complete_after: timedelta
+    duplicate_callback: bool = False
     completed_seen: bool = False
 
 
@@ -57,22 +59,29 @@ class FaultyHeadEnd(HeadEnd):
         self,
         clock: FixedClock,
         faults: FaultProfile,
-        rng: random.Random,
-        crash_rng: random.Random,
+        seed: int,
         outages: list[tuple[datetime, datetime]],
     ) -> None:
         self.clock = clock
         self.faults = faults
-        self._rng = rng
-        self._crash_rng = crash_rng
+        self._seed = seed
         self.outages = outages
         self._commands: dict[int, _Command] = {}
         self._rejected: set[int] = set()
+        self._crashed: set[tuple[int, int]] = set()
         self.faults_of: defaultdict[int, set[str]] = defaultdict(set)
-        self.callbacks: list[tuple[int, datetime]] = []
+        self.callbacks: list[tuple[int, str, datetime]] = []
         """Completions to call back (again): (order id, when)."""
         self.refused = 0
         self.crashes = 0
+
+    def _draws(self, command: SupplyCommand, what: str) -> random.Random:
+        """The random source of one command's fate: keyed by the command itself (account,
+        kind, when it was issued), never by the order in which the dispatcher happens to
+        reach it, which the backoff's jitter decides."""
+        key = f"{self._seed}:{what}:{command.account_no}:{command.kind}:{command.issued_at}"
+        digest = hashlib.sha256(key.encode()).digest()
+        return random.Random(int.from_bytes(digest[:8], "big"))  # noqa: S311 - replayable
 
     def in_outage(self, at: datetime) -> bool:
         """Whether the head-end is unreachable at ``at``."""
@@ -90,21 +99,23 @@ class FaultyHeadEnd(HeadEnd):
         self._reachable(order_id)
         now = self.clock.now()
         if order_id not in self._commands and order_id not in self._rejected:
-            if self._rng.random() < self.faults.headend_reject:
+            rng = self._draws(command, "fate")
+            if rng.random() < self.faults.headend_reject:
                 self._rejected.add(order_id)
                 self.faults_of[order_id].add("headend_reject")
                 raise HeadEndRejected("meter not found in the head-end's archive")
-            slow = self._rng.random() < self.faults.headend_slow
+            slow = rng.random() < self.faults.headend_slow
             if slow:
                 self.faults_of[order_id].add("headend_slow")
             self._commands[order_id] = _Command(
                 sent_at=now,
-                acknowledge_after=timedelta(minutes=self._rng.randrange(1, 9)),
+                acknowledge_after=timedelta(minutes=rng.randrange(1, 9)),
                 complete_after=(
-                    timedelta(minutes=self._rng.randrange(180, 900))
+                    timedelta(minutes=rng.randrange(180, 900))
                     if slow
-                    else timedelta(minutes=self._rng.randrange(10, 41))
+                    else timedelta(minutes=rng.randrange(10, 41))
                 ),
+                duplicate_callback=rng.random() < self.faults.duplicate_callback,
             )
         elif order_id not in self._commands:
             # An operator put a refused order back after fixing the meter's record.
@@ -113,7 +124,12 @@ class FaultyHeadEnd(HeadEnd):
                 acknowledge_after=timedelta(minutes=2),
                 complete_after=timedelta(minutes=20),
             )
-        if self._crash_rng.random() < self.faults.dispatcher_crash:
+        crash = self._draws(command, f"crash:{command.attempt}")
+        # One crash per attempt: the restarted dispatcher's retry of the same attempt goes on.
+        if (order_id, command.attempt) not in self._crashed and (
+            crash.random() < self.faults.dispatcher_crash
+        ):
+            self._crashed.add((order_id, command.attempt))
             self.crashes += 1
             self.faults_of[order_id].add("dispatcher_crash")
             raise SimulatedCrash("dispatcher, after the head-end took the command")
@@ -131,8 +147,10 @@ class FaultyHeadEnd(HeadEnd):
         if age >= sent.complete_after:
             if not sent.completed_seen:
                 sent.completed_seen = True
-                if self._rng.random() < self.faults.duplicate_callback:
-                    self.callbacks.append((order_id, sent.sent_at + sent.complete_after))
+                if sent.duplicate_callback:
+                    self.callbacks.append(
+                        (order_id, command.account_no, sent.sent_at + sent.complete_after)
+                    )
             return HeadEndResult(outcome=HeadEndOutcome.COMPLETED, at=sent.sent_at + sent.complete_after)
         if age >= sent.acknowledge_after:
             return HeadEndResult(outcome=HeadEndOutcome.ACKNOWLEDGED, at=now)

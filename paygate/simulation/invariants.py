@@ -73,11 +73,12 @@ def acknowledged_posted_once(
 
 
 def no_protected_cut(gateway: Gateway) -> list[str]:
-    """No protected account is disconnected or on its way to it."""
+    """No protected account is cut off. (A notice may be served to one: its state shows the
+    notice, but only a negotiated, approved order ever cuts it.)"""
     rows = gateway.store.run(
         lambda tx: tx.all(
             "SELECT account_no, supply_state FROM accounts WHERE protected = :t "
-            "AND supply_state IN ('disconnected', 'disconnection_pending')",
+            "AND supply_state = 'disconnected'",
             {"t": True},
         ),
         write=False,

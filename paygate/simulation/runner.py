@@ -53,6 +53,7 @@ invariants catch them: a cached balance moved without a journal entry; a protect
 disconnected by a negotiated order no one negotiated."""
 
 STEP: Final = timedelta(minutes=10)
+LEASE: Final = timedelta(seconds=5)
 
 
 @dataclass(frozen=True)
@@ -123,8 +124,7 @@ class _Simulation:
         self.headend = FaultyHeadEnd(
             self.clock,
             faults,
-            self.randoms("headend"),
-            self.randoms("dispatcher-crash"),
+            config.seed,
             draw_outages(faults, self.randoms("headend-outages"), START, config.days),
         )
         self.total_days = total_days
@@ -152,6 +152,9 @@ class _Simulation:
             # No longer than a step: the backoff's jitter (the system's random source) then
             # never decides which pass retries an order, and a seed replays exactly.
             retry_cap=STEP,
+            # A crashed dispatcher's claims lapse after the lease; the runner lets that much
+            # time pass before the fresh one starts (see _dispatch).
+            lease=LEASE,
             max_attempts=10_000,
             alert_after=1_000,
             batch=500,
@@ -240,7 +243,7 @@ class _Simulation:
 
     def tick(self, day: int, step: int, *, paying: bool) -> None:
         channels = self.channels
-        local = self.clock.now().astimezone(ZONE).time()
+        local = self.clock.now().astimezone(ZONE).time().replace(second=0, microsecond=0)
         if paying:
             channels.deliver_due()
             channels.reverse_due()
@@ -277,27 +280,31 @@ class _Simulation:
 
     def _dispatch(self) -> None:
         """The dispatcher runs continuously: passes until one attempts nothing (an order a
-        pass raised, a reconnection after a completed cut, goes out in the same step)."""
-        for _ in range(4):
+        pass raised, a reconnection after a completed cut, goes out in the same step). A
+        crashed dispatcher is replaced once its claims have lapsed (the lease), so that every
+        order due is still attempted in this step, whichever order the crash interrupted."""
+        passes = 0
+        while passes < 50:
+            passes += 1
             try:
                 report = self.dispatcher.dispatch_once()
             except SimulatedCrash as crash:
                 self.restarts["dispatcher"] += 1
                 self.log(f"crash {crash.where}")
+                self.clock.advance(LEASE + timedelta(seconds=1))
                 self.dispatcher = self._dispatcher()
-                return
+                continue
             if not report.orders_attempted:
                 return
-            self.log(f"dispatch {report.orders_attempted}")
 
     def _callbacks(self) -> None:
         """The head-end calls back a completion a second time: nothing may change."""
         due, self.headend.callbacks = self.headend.callbacks, []
-        for order_id, at in due:
+        for order_id, account_no, at in due:
             status = self.gateway.record_order_progress(
                 order_id, HeadEndOutcome.COMPLETED, at=at, actor="headend callback"
             )
-            self.log(f"callback {order_id} {status.value}")
+            self.log(f"callback {account_no} {status.value}")
 
     def _operator(self) -> None:
         """An operator puts every order the head-end refused back in the queue."""
@@ -305,7 +312,7 @@ class _Simulation:
         for order in failed:
             self.gateway.retry_order(order.id)
             self.retried_orders.add(order.id)
-            self.log(f"retry {order.id}")
+            self.log(f"retry {order.kind} {order.account_no}")
 
     def _finance(self) -> None:
         missed = self.finance.morning(
@@ -323,7 +330,7 @@ class _Simulation:
                 )
             except InvalidStateError:
                 continue
-            self.log(f"disconnect {candidate.account_no} order {order}")
+            self.log(f"disconnect {candidate.account_no}")
 
     def _plant(self, bug: str) -> None:
         self.log(f"bug {bug}")

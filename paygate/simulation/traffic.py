@@ -370,7 +370,7 @@ class Channels:
         self.new_acknowledged.append((receipt.channel, receipt.channel_txn_id, receipt.payment_id))
         self.tally.payments[receipt.channel] += 1
         self.tally.amounts[receipt.channel] += receipt.amount.minor
-        self._log(f"posted {receipt.payment_id} {receipt.channel} {receipt.account_no} {receipt.amount.minor}")
+        self._log(f"posted {receipt.channel} {receipt.account_no} {receipt.amount.minor}")
         if receipt.reconnection_order_id is not None:
             self.reconnection_orders.setdefault(receipt.reconnection_order_id, self.clock.now())
         if receipt.channel in STATEMENT_CHANNELS:
@@ -462,7 +462,7 @@ class Channels:
         for _, receipt in due:
             self._gw().reverse(receipt.payment_id, "wallet reported the payment as fraudulent")
             self.tally.reversals += 1
-            self._log(f"reversed {receipt.payment_id}")
+            self._log(f"reversed {receipt.channel} {receipt.account_no}")
 
     def bank_file(self, day: date) -> None:
         """The agent bank's file of yesterday's direct debits; now and then with a wrong
