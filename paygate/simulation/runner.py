@@ -337,8 +337,9 @@ class _Simulation:
         if bug == "skew_balance":
             self.gateway.store.run(
                 lambda tx: tx.execute(
-                    "UPDATE ledger_balances SET balance = balance + 1 WHERE id = "
-                    "(SELECT MIN(id) FROM ledger_balances)"
+                    "UPDATE ledger_balances SET balance = balance + 1 WHERE (account_id, shard) = "
+                    "(SELECT account_id, shard FROM ledger_balances ORDER BY account_id, shard "
+                    "LIMIT 1)"
                 )
             )
         elif bug == "cut_protected":
