@@ -65,6 +65,7 @@ class SimulationResult:
     restarts: dict[str, int]
     stopped_at: int | None = None
     step_events: list[str] = field(default_factory=list)
+    """After ``--replay``: the events of the hour up to the step it stopped at."""
 
     @property
     def days_per_minute(self) -> float:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time as wallclock
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
@@ -49,8 +49,8 @@ __all__ = ["BUGS", "InvariantBroken", "SimulationConfig", "run_simulation"]
 
 BUGS: Final = ("skew_balance", "cut_protected")
 """Bugs the runner can plant on purpose (``SimulationConfig.bug``), to show that the
-invariants catch them: a cached balance moved without a journal entry; a protected account
-disconnected by a negotiated order no one negotiated."""
+invariants catch them: a cached balance moved without a journal entry; a protected account's
+supply state set to disconnected behind the dunning rules' back."""
 
 STEP: Final = timedelta(minutes=10)
 LEASE: Final = timedelta(seconds=5)
@@ -88,19 +88,25 @@ class InvariantBroken(Exception):
 
 
 class _Log:
-    """The event log: every line hashed into the digest; the current step's lines kept."""
+    """The event log: every line hashed into the digest; the last hour's lines kept (what a
+    replay shows)."""
 
     def __init__(self, clock: FixedClock) -> None:
         self._clock = clock
         self._hash = hashlib.sha256()
         self.lines = 0
-        self.step_lines: list[str] = []
+        self.step = 0
+        self.recent: deque[tuple[int, str]] = deque(maxlen=10_000)
 
     def __call__(self, line: str) -> None:
         text = f"{self._clock.now():%Y-%m-%dT%H:%M} {line}"
         self._hash.update(text.encode() + b"\n")
         self.lines += 1
-        self.step_lines.append(text)
+        self.recent.append((self.step, text))
+
+    def last_hour(self) -> list[str]:
+        """The lines of the last six steps."""
+        return [text for step, text in self.recent if step > self.step - 6]
 
     def digest(self) -> str:
         return self._hash.hexdigest()
@@ -227,7 +233,7 @@ class _Simulation:
         stop = self.config.stop_at
         for step in range(last):
             self.step = step
-            self.log.step_lines = []
+            self.log.step = step
             day, within = divmod(step, steps_per_day)
             if within == 0 and day < self.config.days and day % 30 == 0:
                 self.bill_month(day)
@@ -343,8 +349,13 @@ class _Simulation:
                 )
             )
         elif bug == "cut_protected":
-            victim = next(p for p in self.people if p.protected)
-            self.gateway.disconnect(victim.account_no, "planted bug", negotiated=True)
+            victim = next(p for p in self.people if p.protected).account_no
+            self.gateway.store.run(
+                lambda tx: tx.execute(
+                    "UPDATE accounts SET supply_state = 'disconnected' WHERE account_no = :a",
+                    {"a": victim},
+                )
+            )
         else:
             raise ValueError(f"no bug {bug!r}; the bugs are {', '.join(BUGS)}")
 
@@ -395,7 +406,7 @@ class _Simulation:
             checks=self.checks,
             elapsed=elapsed,
             stopped_at=self.step if stopped else None,
-            step_events=list(self.log.step_lines) if stopped else [],
+            step_events=self.log.last_hour() if stopped else [],
         )
 
 
