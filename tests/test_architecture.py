@@ -44,6 +44,7 @@ EDGES = (
     "paygate.cli",
     "paygate.demo",
     "paygate.reconcile",
+    "paygate.simulation",
     "paygate.sinks",
 )
 # The head-end contract is the core's own (supply orders are written in its terms); the

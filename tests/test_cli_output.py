@@ -57,7 +57,7 @@ LISTINGS: dict[str, list[str]] = {
     "clients list": ["clients", "list"],
 }
 # Commands whose --json is the summary of what they did (tested with them), not a listing.
-SUMMARIES = {"accounts import", "bills import", "db partitions"}
+SUMMARIES = {"accounts import", "bills import", "db partitions", "simulate"}
 # Retired group names list what their groups list.
 SAME_AS = {
     "orders list": "supply-orders list",

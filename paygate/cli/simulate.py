@@ -20,7 +20,9 @@ EXIT_INVARIANT = 1
 
 
 def simulate(
-    seed: Annotated[int, typer.Option(help="Seed of every random source: same seed, same run.")] = 1,
+    seed: Annotated[
+        int, typer.Option(help="Seed of every random source: same seed, same run.")
+    ] = 1,
     accounts: Annotated[int, typer.Option(min=10, max=1_000_000)] = 500,
     days: Annotated[int, typer.Option(min=1, max=366)] = 30,
     faults: Annotated[
@@ -32,7 +34,9 @@ def simulate(
     ] = None,
     bug: Annotated[
         str | None,
-        typer.Option(help="Plant a bug on purpose (skew_balance, cut_protected) to test the checks."),
+        typer.Option(
+            help="Plant a bug on purpose (ack_without_post) to test the checks."
+        ),
     ] = None,
     bug_step: Annotated[int, typer.Option(help="Step at which --bug is planted.")] = 200,
     html: Annotated[
@@ -130,7 +134,9 @@ def _html(url: str, path: Path) -> None:
     def write() -> None:
         with Gateway.open(settings=settings_for(url)) as gateway:
             today = local_day(gateway.clock.now())
-            report = service_report(gateway, start=local_day(START), end=max(today, local_day(START)))
+            report = service_report(
+                gateway, start=local_day(START), end=max(today, local_day(START))
+            )
         path.write_text(render_html(report), encoding="utf-8")
 
     guard(write)
@@ -184,4 +190,6 @@ def _table(result: object) -> None:
         + (", ".join(f"{k} {v}" for k, v in result.restarts.items()) or "none"),
         highlight=False,
     )
-    out.print(f"invariants checked {result.invariant_checks} times, all held; digest {result.digest}")
+    out.print(
+        f"invariants checked {result.invariant_checks} times, all held; digest {result.digest}"
+    )

@@ -21,7 +21,7 @@ from paygate.models import StatementLine
 from paygate.money import Money
 from paygate.reconcile import FindingClass, assign_suspense, findings, suspense_items
 from paygate.simulation.faults import FaultProfile
-from paygate.simulation.traffic import STATEMENT_CHANNELS, Settled
+from paygate.simulation.traffic import Settled
 
 __all__ = ["Finance", "Injected"]
 
@@ -80,7 +80,6 @@ class Finance:
     def _lines_of(self, key: tuple[str, date], items: list[Settled]) -> None:
         """Append the statement lines of ``items`` to the day's statement, differences and all."""
         lines = self._statements[key]
-        channel, day = key
         for item in items:
             line = _line(len(lines) + 1, item.txn_id, item.account_no, item.amount, item)
             if item.txn_id.startswith("LOST"):

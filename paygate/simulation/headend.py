@@ -30,7 +30,7 @@ from paygate.simulation.faults import FaultProfile
 __all__ = ["FaultyHeadEnd", "SimulatedCrash"]
 
 
-class SimulatedCrash(BaseException):  # noqa: N818 - a crash, not an error to handle
+class SimulatedCrash(BaseException):
     """A process dying at a hook point. A ``BaseException``, so that no ``except Exception``
     in paygate survives it: the process's state is lost, as in a real crash."""
 
@@ -151,7 +151,9 @@ class FaultyHeadEnd(HeadEnd):
                     self.callbacks.append(
                         (order_id, command.account_no, sent.sent_at + sent.complete_after)
                     )
-            return HeadEndResult(outcome=HeadEndOutcome.COMPLETED, at=sent.sent_at + sent.complete_after)
+            return HeadEndResult(
+                outcome=HeadEndOutcome.COMPLETED, at=sent.sent_at + sent.complete_after
+            )
         if age >= sent.acknowledge_after:
             return HeadEndResult(outcome=HeadEndOutcome.ACKNOWLEDGED, at=now)
         return None

@@ -42,6 +42,14 @@ def ledger_verifies(gateway: Gateway) -> list[str]:
     return [f"audit verify: {finding}" for finding in report.findings]
 
 
+_ACKNOWLEDGED = (
+    "SELECT p.id, p.channel, p.channel_txn_id, "
+    "(SELECT COUNT(*) FROM payments q WHERE q.channel = p.channel "
+    "AND q.channel_txn_id = p.channel_txn_id), e.id "
+    "FROM payments p LEFT JOIN journal_entries e ON e.id = p.entry_id"
+)
+
+
 def acknowledged_posted_once(
     gateway: Gateway, acknowledged: Sequence[tuple[str, str, int]]
 ) -> list[str]:
@@ -54,14 +62,9 @@ def acknowledged_posted_once(
             chunk = acknowledged[start : start + 500]
             ids = {payment_id: (channel, txn) for channel, txn, payment_id in chunk}
             params = {f"p{n}": payment_id for n, payment_id in enumerate(ids)}
-            rows = tx.all(
-                "SELECT p.id, p.channel, p.channel_txn_id, "
-                "(SELECT COUNT(*) FROM payments q WHERE q.channel = p.channel "
-                "AND q.channel_txn_id = p.channel_txn_id), e.id "
-                "FROM payments p LEFT JOIN journal_entries e ON e.id = p.entry_id "
-                f"WHERE p.id IN ({', '.join(':' + name for name in params)})",
-                params,
-            )
+            # Only generated parameter names are joined in; the ids are bound.
+            marks = ", ".join(":" + name for name in params)
+            rows = tx.all(f"{_ACKNOWLEDGED} WHERE p.id IN ({marks})", params)
             seen = {int(row[0]): row for row in rows}
             for payment_id, (channel, txn) in ids.items():
                 row = seen.get(payment_id)

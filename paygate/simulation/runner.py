@@ -27,7 +27,7 @@ from paygate.errors import InvalidStateError
 from paygate.gateway import Gateway
 from paygate.headend.base import HeadEndOutcome
 from paygate.outbox import Dispatcher
-from paygate.simulation import invariants
+from paygate.simulation import attacks, invariants
 from paygate.simulation.faults import FaultProfile
 from paygate.simulation.finance import Finance
 from paygate.simulation.headend import FaultyHeadEnd, SimulatedCrash, draw_outages
@@ -47,10 +47,11 @@ from paygate.supply import list_orders
 
 __all__ = ["BUGS", "InvariantBroken", "SimulationConfig", "run_simulation"]
 
-BUGS: Final = ("skew_balance", "cut_protected")
-"""Bugs the runner can plant on purpose (``SimulationConfig.bug``), to show that the
-invariants catch them: a cached balance moved without a journal entry; a protected account's
-supply state set to disconnected behind the dunning rules' back."""
+BUGS: Final = ("ack_without_post",)
+"""Bugs the CLI can plant on purpose (``--bug``), to show that the invariants catch them:
+``ack_without_post`` answers a channel with success for a payment that was never posted.
+A program (a test) can plant any bug: ``SimulationConfig.bug`` also takes a callable, given
+the Gateway at ``bug_step``."""
 
 STEP: Final = timedelta(minutes=10)
 LEASE: Final = timedelta(seconds=5)
@@ -66,8 +67,8 @@ class SimulationConfig:
     days: int = 30
     faults: FaultProfile = field(default_factory=FaultProfile)
     drain_days: int = 3
-    bug: str | None = None
-    """One of :data:`BUGS`, planted at ``bug_step``."""
+    bug: str | Callable[[Gateway], None] | None = None
+    """One of :data:`BUGS`, or a callable given the Gateway, planted at ``bug_step``."""
     bug_step: int = 200
     stop_at: int | None = None
     """Replay: stop after this step, with every invariant checked and the step's events."""
@@ -280,9 +281,11 @@ class _Simulation:
         rng = self.randoms("attacks")
         if faults.forged_per_day and rng.random() < faults.forged_per_day / 144:
             target = rng.choice(self.people).account_no
-            self.channels.forge(target)
+            attacks.forge(self.channels, target)
         if faults.brute_force_per_day and local == time(3, 0):
-            self.channels.brute_force(rng.choice(self.people).account_no, faults.brute_force_per_day)
+            attacks.brute_force(
+                self.channels, rng.choice(self.people).account_no, faults.brute_force_per_day
+            )
 
     def _dispatch(self) -> None:
         """The dispatcher runs continuously: passes until one attempts nothing (an order a
@@ -331,31 +334,20 @@ class _Simulation:
         """Every morning: the dunning policy's candidates are disconnected."""
         for candidate in self.gateway.disconnection_candidates():
             try:
-                order = self.gateway.order_disconnection(
+                self.gateway.order_disconnection(
                     candidate.account_no, approved_by="simulated billing clerk"
                 )
             except InvalidStateError:
                 continue
             self.log(f"disconnect {candidate.account_no}")
 
-    def _plant(self, bug: str) -> None:
-        self.log(f"bug {bug}")
-        if bug == "skew_balance":
-            self.gateway.store.run(
-                lambda tx: tx.execute(
-                    "UPDATE ledger_balances SET balance = balance + 1 WHERE (account_id, shard) = "
-                    "(SELECT account_id, shard FROM ledger_balances ORDER BY account_id, shard "
-                    "LIMIT 1)"
-                )
-            )
-        elif bug == "cut_protected":
-            victim = next(p for p in self.people if p.protected).account_no
-            self.gateway.store.run(
-                lambda tx: tx.execute(
-                    "UPDATE accounts SET supply_state = 'disconnected' WHERE account_no = :a",
-                    {"a": victim},
-                )
-            )
+    def _plant(self, bug: str | Callable[[Gateway], None]) -> None:
+        if callable(bug):
+            self.log("bug planted")
+            bug(self.gateway)
+        elif bug == "ack_without_post":
+            self.log(f"bug {bug}")
+            self.channels.new_acknowledged.append(("alipay", "BUG-NEVER-POSTED", -1))
         else:
             raise ValueError(f"no bug {bug!r}; the bugs are {', '.join(BUGS)}")
 
@@ -381,7 +373,9 @@ class _Simulation:
                 invariants.cleared_arrears_restored(gateway, local_day(self.clock.now())),
             )
             forged = self.channels.tally.forged_posted + self.channels.tally.guesses_posted
-            self._broken("forgeries_refused", [f"{forged} forged messages posted"] if forged else [])
+            self._broken(
+                "forgeries_refused", [f"{forged} forged messages posted"] if forged else []
+            )
 
     def _broken(self, name: str, problems: list[str]) -> None:
         if problems:

@@ -12,14 +12,19 @@ from __future__ import annotations
 import io
 import secrets
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, Final
 
 from pydantic import SecretBytes
 
-from paygate.channels.bank_agent import BankAgentAdapter, BankAgentConfig, SignMethod, post_batch_file
+from paygate.channels.bank_agent import (
+    BankAgentAdapter,
+    BankAgentConfig,
+    SignMethod,
+    post_batch_file,
+)
 from paygate.channels.base import AdapterContext, ChannelAdapter, NotifyResult
 from paygate.channels.kiosk import KioskAdapter, KioskConfig, KioskContext, KioskMethod
 from paygate.channels.mobile import AlipayAdapter, AlipayConfig, WechatPayAdapter, WechatPayConfig
@@ -39,9 +44,7 @@ from paygate.demo.peers import (
     Message,
     OnlineGateway,
     PosTerminal,
-    RechargeCard,
     WechatPayServer,
-    guessed_pin,
     new_rsa_key,
     redeem_request,
 )
@@ -51,8 +54,7 @@ from paygate.gateway import Gateway
 from paygate.models import PaymentIntent, PayOutcome, Receipt
 from paygate.money import Money
 from paygate.simulation.faults import FaultProfile
-from paygate.simulation.headend import SimulatedCrash
-from paygate.simulation.world import CURRENCY, ZONE, Randoms, local_day
+from paygate.simulation.world import CURRENCY, ZONE, Randoms
 from paygate.vouchers import VoucherService
 
 __all__ = ["CHANNELS", "Channels", "Settled"]
@@ -132,9 +134,9 @@ class Channels:
         self._crash = randoms("gateway-crash")
         self._kiosk_rng = randoms("kiosk-offline")
         self._bank_rng = randoms("bank-files")
-        self._forge_rng = randoms("forgery")
+        self.forge_rng = randoms("forgery")
         self._rev_rng = randoms("reversals")
-        self._log = log
+        self.log = log
         self._crash_hook = crash
         self.tally = Tally()
         self.alipay = AlipayServer("2021004100000001")
@@ -144,7 +146,7 @@ class Channels:
         self.pos_terminal = PosTerminal("HALL0001", "898510148990002", clock)
         self.bank = AgentBank("ICBC", "PWR0451000123")
         self.retailer = CardRetailer("Hualian Store 12")
-        self._impostor = new_rsa_key()
+        self.impostor = new_rsa_key()
         self._device_key = SecretBytes(secrets.token_bytes(32))
         self._pin_key = SecretBytes(secrets.token_bytes(32))
         self.pending: list[_Pending] = []
@@ -172,9 +174,7 @@ class Channels:
         devices = DeviceRegistry(store, clock, self._device_key)
         if first:
             devices.add(self.kiosk.device_id, "kiosk", public_key_pem=self.kiosk.public_key_pem)
-            devices.add(
-                self.pos_terminal.terminal_id, "pos", mac_key=self.pos_terminal.mac_key
-            )
+            devices.add(self.pos_terminal.terminal_id, "pos", mac_key=self.pos_terminal.mac_key)
         self.vouchers = VoucherService(gateway, self._pin_key)
         plain = AdapterContext(clock=clock, nonces=nonces)
         self.alipay_adapter = AlipayAdapter(
@@ -275,23 +275,32 @@ class Channels:
         if channel == "bank_agent" and self._rng.random() < 0.5:
             # A direct debit: it comes in the bank's file tomorrow morning.
             self.direct_debits.append(
-                BatchLine(account_no=account_no, amount=Money(amount, CURRENCY), paid_at=self.clock.now())
+                BatchLine(
+                    account_no=account_no, amount=Money(amount, CURRENCY), paid_at=self.clock.now()
+                )
             )
-            self._log(f"debit {account_no} {amount}")
+            self.log(f"debit {account_no} {amount}")
             return
         self._send_new(channel, account_no, Money(amount, CURRENCY))
 
     def _send_new(self, channel: str, account_no: str, amount: Money) -> None:
         now = self.clock.now()
         send, message, resend, answered = self._message(channel, account_no, amount)
-        self._log(f"pay {channel} {account_no} {amount.minor}")
-        if channel in ("alipay", "wechatpay", "online") and self._lost.random() < self.faults.lost_notify:
+        self.log(f"pay {channel} {account_no} {amount.minor}")
+        if (
+            channel in ("alipay", "wechatpay", "online")
+            and self._lost.random() < self.faults.lost_notify
+        ):
             # The channel took the money; its notification never reaches paygate.
             self.tally.faults["lost_notify"] += 1
             self._settle_only(channel, account_no, amount, now, "LOST")
             return
         pending = _Pending(now, 0, channel, account_no, send, message, resend, answered, "")
-        if channel == "kiosk" and self.kiosk_offline_until is not None and now < self.kiosk_offline_until:
+        if (
+            channel == "kiosk"
+            and self.kiosk_offline_until is not None
+            and now < self.kiosk_offline_until
+        ):
             self.tally.faults["kiosk_offline"] += 1
             self._hold(replace(pending, due=self.kiosk_offline_until, fault="kiosk_offline"))
             return
@@ -301,7 +310,11 @@ class Channels:
             self._hold(replace(pending, due=now + delay, fault="late_notify"))
             return
         result = self._deliver(pending, message)
-        if resend is not None and result is not None and self._dup.random() < self.faults.duplicate_notify:
+        if (
+            resend is not None
+            and result is not None
+            and self._dup.random() < self.faults.duplicate_notify
+        ):
             self.tally.faults["duplicate_notify"] += 1
             self._deliver(pending, resend(message))
 
@@ -346,15 +359,19 @@ class Channels:
 
     def _gateway_crashed(self, pending: _Pending, where: str) -> None:
         self.tally.faults["gateway_crash"] += 1
-        self._log(f"crash {where}")
+        self.log(f"crash {where}")
         self._crash_hook(where)
         if pending.resend is not None:
-            self._hold(replace(pending, due=self.clock.now() + timedelta(minutes=10), fault="gateway_crash"))
+            self._hold(
+                replace(
+                    pending, due=self.clock.now() + timedelta(minutes=10), fault="gateway_crash"
+                )
+            )
 
     def _record(self, channel: str, result: NotifyResult) -> None:
         if not result.ok:
             self.tally.refused_genuine[channel] += 1
-            self._log(f"refused {channel} {result.status_code} {result.error_code}")
+            self.log(f"refused {channel} {result.status_code} {result.error_code}")
             return
         receipt = result.receipt
         if receipt is None:
@@ -370,7 +387,7 @@ class Channels:
         self.new_acknowledged.append((receipt.channel, receipt.channel_txn_id, receipt.payment_id))
         self.tally.payments[receipt.channel] += 1
         self.tally.amounts[receipt.channel] += receipt.amount.minor
-        self._log(f"posted {receipt.channel} {receipt.account_no} {receipt.amount.minor}")
+        self.log(f"posted {receipt.channel} {receipt.account_no} {receipt.amount.minor}")
         if receipt.reconnection_order_id is not None:
             self.reconnection_orders.setdefault(receipt.reconnection_order_id, self.clock.now())
         if receipt.channel in STATEMENT_CHANNELS:
@@ -384,17 +401,29 @@ class Channels:
                     receipt.business_date,
                 )
             )
-            if receipt.channel in ("alipay", "wechatpay") and self._rev_rng.random() < self.faults.reversal:
-                self.to_reverse.append((self.clock.now() + timedelta(hours=self._rev_rng.randrange(1, 12)), receipt))
+            if (
+                receipt.channel in ("alipay", "wechatpay")
+                and self._rev_rng.random() < self.faults.reversal
+            ):
+                self.to_reverse.append(
+                    (self.clock.now() + timedelta(hours=self._rev_rng.randrange(1, 12)), receipt)
+                )
 
-    def _settle_only(self, channel: str, account_no: str, amount: Money, at: datetime, tag: str) -> None:
+    def _settle_only(
+        self, channel: str, account_no: str, amount: Money, at: datetime, tag: str
+    ) -> None:
         self._seq += 1
         day = business_date(at, str(ZONE), self._gw().settings.cutoff(channel))
         self.settled.append(Settled(channel, f"{tag}{self._seq:09d}", account_no, amount, at, day))
 
     def _message(
         self, channel: str, account_no: str, amount: Money
-    ) -> tuple[_Send, Message, Callable[[Message], Message] | None, Callable[[Message, NotifyResult], None] | None]:
+    ) -> tuple[
+        _Send,
+        Message,
+        Callable[[Message], Message] | None,
+        Callable[[Message, NotifyResult], None] | None,
+    ]:
         now = self.clock.now()
 
         def same(message: Message) -> Message:
@@ -430,7 +459,12 @@ class Channels:
             )
         if channel == "pos":
             message = self.pos_terminal.sale(account_no=account_no, amount=amount)
-            return self._sender("pos_adapter", "handle_pay"), message, None, self.pos_terminal.answered
+            return (
+                self._sender("pos_adapter", "handle_pay"),
+                message,
+                None,
+                self.pos_terminal.answered,
+            )
         if channel == "bank_agent":
             message = self.bank.counter_payment(account_no=account_no, amount=amount, paid_at=now)
             return self._sender("bank_adapter", "handle_notify"), message, same, None
@@ -462,7 +496,7 @@ class Channels:
         for _, receipt in due:
             self._gw().reverse(receipt.payment_id, "wallet reported the payment as fraudulent")
             self.tally.reversals += 1
-            self._log(f"reversed {receipt.channel} {receipt.account_no}")
+            self.log(f"reversed {receipt.channel} {receipt.account_no}")
 
     def bank_file(self, day: date) -> None:
         """The agent bank's file of yesterday's direct debits; now and then with a wrong
@@ -473,7 +507,9 @@ class Channels:
         data = self.bank.batch_file(day, lines)
         if self._bank_rng.random() < self.faults.bad_trailer:
             self.tally.faults["bad_trailer"] += 1
-            self.tally.bank_files_refused += self._post_file(_bad_trailer(data), expect_refusal=True)
+            self.tally.bank_files_refused += self._post_file(
+                _bad_trailer(data), expect_refusal=True
+            )
         self.tally.bank_files += 1
         self._post_file(data, expect_refusal=False)
 
@@ -482,7 +518,7 @@ class Channels:
         try:
             result = post_batch_file(self.bank_adapter, io.BytesIO(data), sink)
         except PaygateError as exc:
-            self._log(f"bank file refused: {exc.code}")
+            self.log(f"bank file refused: {exc.code}")
             if not expect_refusal:
                 self.tally.refused_genuine["bank_agent"] += 1
             return 1
@@ -498,9 +534,11 @@ class Channels:
         """Once a day, perhaps: the kiosk loses its link for a spell."""
         if self._kiosk_rng.random() < self.faults.kiosk_offline_per_day:
             start = self.clock.now() + timedelta(minutes=self._kiosk_rng.randrange(0, 20 * 60))
-            length = timedelta(minutes=self._kiosk_rng.randrange(10, self.faults.kiosk_offline_minutes + 1))
+            length = timedelta(
+                minutes=self._kiosk_rng.randrange(10, self.faults.kiosk_offline_minutes + 1)
+            )
             self.kiosk_offline_until = start + length
-            self._log(f"kiosk offline until {self.kiosk_offline_until.isoformat()}")
+            self.log(f"kiosk offline until {self.kiosk_offline_until.isoformat()}")
 
     def close_of_day(self, day: date) -> None:
         """23:00: the POS terminal settles its batch; the kiosk closes ``day``."""
@@ -510,71 +548,7 @@ class Channels:
         cash = self.kiosk.takings(day, CURRENCY).cash.amount
         close = self.kiosk.close(day, counted_cash=cash)
         answer = self.kiosk_adapter.handle_daily_close(close.body, close.headers, self._gw())
-        self._log(f"close {day} pos {result.status_code} kiosk {answer.status_code}")
-
-    # -- attackers -------------------------------------------------------------------------
-
-    def forge(self, account_no: str) -> bool:
-        """One message from an impostor, on a channel of the day: True if it was refused."""
-        now = self.clock.now()
-        amount = Money(50_000, CURRENCY)
-        kind = self._forge_rng.choice(("alipay", "wechatpay", "online", "kiosk", "pos", "bank_agent"))
-        message: Message
-        if kind == "alipay":
-            message = AlipayServer(self.alipay.app_id, key=self._impostor).trade_paid(
-                out_trade_no=new_order_id(now), account_no=account_no, amount=amount, paid_at=now
-            )
-            send = self._sender("alipay_adapter", "handle_notify")
-        elif kind == "wechatpay":
-            message = WechatPayServer(
-                self.wechatpay.mchid, self.wechatpay.appid, serial=self.wechatpay.serial, key=self._impostor
-            ).transaction_success(out_trade_no=new_order_id(now), account_no=account_no, amount=amount, paid_at=now)
-            send = self._sender("wechatpay_adapter", "handle_notify")
-        elif kind == "online":
-            order = self.online_adapter.create_order(account_no, amount, now=now)
-            message = OnlineGateway(self.online_gateway.merchant_id, key=self._impostor).consumption_completed(
-                order, paid_at=now
-            )
-            send = self._sender("online_adapter", "handle_notify")
-        elif kind == "kiosk":
-            message = Kiosk(self.kiosk.device_id, self.clock).pay(
-                account_no=account_no, amount=amount, method=KioskMethod.CASH
-            )
-            send = self._sender("kiosk_adapter", "handle_pay")
-        elif kind == "pos":
-            message = PosTerminal(self.pos_terminal.terminal_id, self.pos_terminal.merchant_id, self.clock).sale(
-                account_no=account_no, amount=amount
-            )
-            send = self._sender("pos_adapter", "handle_pay")
-        else:
-            message = AgentBank(self.bank.bank_code, self.bank.merchant_id).counter_payment(
-                account_no=account_no, amount=amount, paid_at=now
-            )
-            send = self._sender("bank_adapter", "handle_notify")
-        result = send(message)
-        self.tally.forged += 1
-        self.tally.faults["forged"] += 1
-        refused = not result.ok
-        self.tally.forged_posted += int(not refused)
-        self._log(f"forged {kind} {result.status_code}")
-        return refused
-
-    def brute_force(self, account_no: str, guesses: int) -> int:
-        """An attacker guesses PINs for a card taken off the shelf; how many were accepted."""
-        card = self.retailer.sell(Money(CARD_FACES[0], CURRENCY))
-        if card is None:
-            return 0
-        accepted = 0
-        for _ in range(guesses):
-            guess = RechargeCard(card.serial, guessed_pin(), card.face_value)
-            message = redeem_request(guess, account_no, source="app:power-service")
-            result = self.voucher_adapter.handle_redeem(message.body, message.headers, self._gw())
-            accepted += int(result.ok)
-        self.tally.guesses += guesses
-        self.tally.guesses_posted += accepted
-        self.tally.faults["brute_force"] += guesses
-        self._log(f"brute force {guesses} guesses {accepted} accepted")
-        return accepted
+        self.log(f"close {day} pos {result.status_code} kiosk {answer.status_code}")
 
 
 class _Recorder:
@@ -599,4 +573,3 @@ def _bad_trailer(data: bytes) -> bytes:
     trailer[column] = str(int(trailer[column]) + 1)
     lines[-2] = layout.delimiter.join(trailer)
     return "\r\n".join(lines).encode(layout.encoding)
-

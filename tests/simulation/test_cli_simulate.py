@@ -38,10 +38,10 @@ def test_json_has_the_promise_channels_and_digest(tmp_path: Path) -> None:
 
 
 def test_a_broken_invariant_names_seed_and_step_and_replays(tmp_path: Path) -> None:
-    planted = ("--seed", "9", "--bug", "skew_balance", "--bug-step", "100")
+    planted = ("--seed", "9", "--bug", "ack_without_post", "--bug-step", "100")
     code, stdout, stderr = _simulate(f"sqlite:///{tmp_path / 'a.db'}", *planted)
     assert code == 1, stdout
-    assert "invariant ledger_balances broken at step 102" in stderr
+    assert "invariant acknowledged_posted_once broken at step 102" in stderr
     assert "seed 9" in stderr and "--replay 102" in stderr
     code, stdout, stderr = _simulate(
         f"sqlite:///{tmp_path / 'b.db'}", *planted, "--replay", "99", "--json"

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from paygate.errors import ConfigurationError
+from paygate.gateway import Gateway
 from paygate.simulation import (
     PROFILES,
     InvariantBroken,
@@ -19,10 +20,14 @@ from paygate.simulation import (
 from tests.databases import fresh_sqlite_url
 
 
-def _run(url: str, seed: int, *, accounts: int = 500, days: int = 10, **options: object) -> SimulationResult:
+def _run(
+    url: str, seed: int, *, accounts: int = 500, days: int = 10, **options: object
+) -> SimulationResult:
     faults = options.pop("faults", PROFILES["default"])
     return run_simulation(
-        SimulationConfig(database_url=url, seed=seed, accounts=accounts, days=days, faults=faults, **options)  # type: ignore[arg-type]
+        SimulationConfig(
+            database_url=url, seed=seed, accounts=accounts, days=days, faults=faults, **options
+        )  # type: ignore[arg-type]
     )
 
 
@@ -69,12 +74,37 @@ def test_the_same_seed_gives_the_same_digest_and_another_seed_another(tmp_path: 
     assert other.digest != first.digest
 
 
+def _skew_a_balance(gateway: Gateway) -> None:
+    """A cached balance moved without a journal entry."""
+    gateway.store.run(
+        lambda tx: tx.execute(
+            "UPDATE ledger_balances SET balance = balance + 1 WHERE (account_id, shard) = "
+            "(SELECT account_id, shard FROM ledger_balances ORDER BY account_id, shard LIMIT 1)"
+        )
+    )
+
+
+def _cut_a_protected_account(gateway: Gateway) -> None:
+    """A protected account's supply state set to disconnected behind the dunning rules."""
+    gateway.store.run(
+        lambda tx: tx.execute(
+            "UPDATE accounts SET supply_state = 'disconnected' WHERE id = "
+            "(SELECT MIN(id) FROM accounts WHERE protected = :t)",
+            {"t": True},
+        )
+    )
+
+
 @pytest.mark.parametrize(
     ("bug", "invariant"),
-    [("skew_balance", "ledger_balances"), ("cut_protected", "no_protected_cut")],
+    [
+        ("ack_without_post", "acknowledged_posted_once"),
+        (_skew_a_balance, "ledger_balances"),
+        (_cut_a_protected_account, "no_protected_cut"),
+    ],
 )
 def test_a_planted_bug_is_caught_and_replays_from_its_seed(
-    tmp_path: Path, bug: str, invariant: str
+    tmp_path: Path, bug: object, invariant: str
 ) -> None:
     options = {"accounts": 300, "days": 4, "bug": bug, "bug_step": 150}
     with pytest.raises(InvariantBroken) as caught:
