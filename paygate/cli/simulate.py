@@ -34,11 +34,17 @@ def simulate(
     ] = None,
     bug: Annotated[
         str | None,
-        typer.Option(
-            help="Plant a bug on purpose (ack_without_post) to test the checks."
-        ),
+        typer.Option(help="Plant a bug on purpose (ack_without_post) to test the checks."),
     ] = None,
     bug_step: Annotated[int, typer.Option(help="Step at which --bug is planted.")] = 200,
+    http_share: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Share of wallet, online and bank notifications sent over real HTTP.",
+        ),
+    ] = 0.0,
     html: Annotated[
         Path | None, typer.Option(help="Also write the service report of the run to FILE (HTML).")
     ] = None,
@@ -82,6 +88,7 @@ def simulate(
                 bug=bug,
                 bug_step=bug_step,
                 stop_at=replay,
+                http_share=http_share,
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
             )
             try:

@@ -175,6 +175,7 @@ def summarise(
             "findings": dict(sorted(finance.findings_by_class.items())),
             "suspense_assigned": finance.assigned,
             "replays_answered": tally.replays,
+            "payments_over_http": tally.over_http,
             "forged_refused": tally.forged - tally.forged_posted,
             "pin_guesses_refused": tally.guesses - tally.guesses_posted,
             "bank_files": tally.bank_files,

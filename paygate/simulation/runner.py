@@ -31,6 +31,7 @@ from paygate.simulation import attacks, invariants
 from paygate.simulation.faults import FaultProfile
 from paygate.simulation.finance import Finance
 from paygate.simulation.headend import FaultyHeadEnd, SimulatedCrash, draw_outages
+from paygate.simulation.http import HttpGateway
 from paygate.simulation.report import SimulationResult, summarise
 from paygate.simulation.traffic import CHANNELS, Channels
 from paygate.simulation.world import (
@@ -72,6 +73,9 @@ class SimulationConfig:
     bug_step: int = 200
     stop_at: int | None = None
     """Replay: stop after this step, with every invariant checked and the step's events."""
+    http_share: float = 0.0
+    """Share of the notifying channels' messages (wallets, online, agent bank) sent over real
+    HTTP through the gateway app rather than to the adapters in process."""
     progress: Callable[[int, int], None] | None = None
     """Called after each simulated day with (days done, days in all)."""
 
@@ -181,6 +185,11 @@ class _Simulation:
         config = self.config
         gateway = self.gateway
         self.channels.attach(gateway, first=True)
+        if config.http_share > 0:
+            self.channels.http = HttpGateway(
+                self.settings, self.channels.http_configs, self.clock
+            ).start()
+            self.channels.http_share = config.http_share
         self.people = customers(config.accounts, self.randoms("customers"))
         gateway.open_accounts(new_accounts(self.people), keep_keys=False)
         prepaid = sum(person.prepaid for person in self.people)
@@ -420,6 +429,8 @@ def run_simulation(config: SimulationConfig) -> SimulationResult:
     try:
         return simulation.run()
     finally:
+        if simulation.channels.http is not None:
+            simulation.channels.http.stop()
         simulation.gateway.close()
 
 

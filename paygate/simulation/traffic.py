@@ -25,7 +25,7 @@ from paygate.channels.bank_agent import (
     SignMethod,
     post_batch_file,
 )
-from paygate.channels.base import AdapterContext, ChannelAdapter, NotifyResult
+from paygate.channels.base import AdapterContext, ChannelAdapter, ChannelConfig, NotifyResult
 from paygate.channels.kiosk import KioskAdapter, KioskConfig, KioskContext, KioskMethod
 from paygate.channels.mobile import AlipayAdapter, AlipayConfig, WechatPayAdapter, WechatPayConfig
 from paygate.channels.online import OnlineAdapter, OnlineConfig
@@ -50,10 +50,12 @@ from paygate.demo.peers import (
 )
 from paygate.devices import DeviceRegistry
 from paygate.errors import PaygateError
+from paygate.feeds import PaymentItem, PaymentItemKind
 from paygate.gateway import Gateway
 from paygate.models import PaymentIntent, PayOutcome, Receipt
 from paygate.money import Money
 from paygate.simulation.faults import FaultProfile
+from paygate.simulation.http import HttpGateway
 from paygate.simulation.world import CURRENCY, ZONE, Randoms
 from paygate.vouchers import VoucherService
 
@@ -112,6 +114,7 @@ class Tally:
     bank_files: int = 0
     bank_files_refused: int = 0
     reversals: int = 0
+    over_http: int = 0
 
 
 class Channels:
@@ -157,11 +160,15 @@ class Channels:
         self.new_acknowledged: list[tuple[str, str, int]] = []
         self.settled: list[Settled] = []
         """Every payment a statement channel took, in the order it took them."""
-        self.reconnection_orders: dict[int, datetime] = {}
         self.direct_debits: list[BatchLine] = []
         self.kiosk_offline_until: datetime | None = None
         self.gateway: Gateway | None = None
-        self.to_reverse: list[tuple[datetime, Receipt]] = []
+        self.to_reverse: list[tuple[datetime, Receipt | PaymentItem]] = []
+        self.http: HttpGateway | None = None
+        self.http_share = 0.0
+        self._http_rng = randoms("http")
+        self._feed_cursor: str | None = None
+        self._http_expected: list[tuple[str, str]] = []
 
     # -- wiring ----------------------------------------------------------------------------
 
@@ -381,15 +388,13 @@ class Channels:
             return
         self._posted(receipt)
 
-    def _posted(self, receipt: Receipt) -> None:
+    def _posted(self, receipt: Receipt | PaymentItem) -> None:
         key = (receipt.channel, receipt.channel_txn_id)
         self.acknowledged[key] = receipt.payment_id
         self.new_acknowledged.append((receipt.channel, receipt.channel_txn_id, receipt.payment_id))
         self.tally.payments[receipt.channel] += 1
         self.tally.amounts[receipt.channel] += receipt.amount.minor
         self.log(f"posted {receipt.channel} {receipt.account_no} {receipt.amount.minor}")
-        if receipt.reconnection_order_id is not None:
-            self.reconnection_orders.setdefault(receipt.reconnection_order_id, self.clock.now())
         if receipt.channel in STATEMENT_CHANNELS:
             self.settled.append(
                 Settled(
@@ -433,13 +438,16 @@ class Channels:
             message = self.alipay.trade_paid(
                 out_trade_no=new_order_id(now), account_no=account_no, amount=amount, paid_at=now
             )
-            return self._sender("alipay_adapter", "handle_notify"), message, same, None
+            send = self._sender("alipay_adapter", "handle_notify")
+            return self._over_http(channel, account_no, send), message, same, None
         if channel == "wechatpay":
             message = self.wechatpay.transaction_success(
                 out_trade_no=new_order_id(now), account_no=account_no, amount=amount, paid_at=now
             )
             return (
-                self._sender("wechatpay_adapter", "handle_notify"),
+                self._over_http(
+                    channel, account_no, self._sender("wechatpay_adapter", "handle_notify")
+                ),
                 message,
                 lambda m: self.wechatpay.signed(m.body, now=self.clock.now()),
                 None,
@@ -447,7 +455,8 @@ class Channels:
         if channel == "online":
             order = self.online_adapter.create_order(account_no, amount, now=now)
             message = self.online_gateway.consumption_completed(order, paid_at=now)
-            return self._sender("online_adapter", "handle_notify"), message, same, None
+            send = self._sender("online_adapter", "handle_notify")
+            return self._over_http(channel, account_no, send), message, same, None
         if channel == "kiosk":
             method = KioskMethod.CASH if self._rng.random() < 0.5 else KioskMethod.CARD
             message = self.kiosk.pay(account_no=account_no, amount=amount, method=method)
@@ -467,13 +476,63 @@ class Channels:
             )
         if channel == "bank_agent":
             message = self.bank.counter_payment(account_no=account_no, amount=amount, paid_at=now)
-            return self._sender("bank_adapter", "handle_notify"), message, same, None
+            send = self._sender("bank_adapter", "handle_notify")
+            return self._over_http(channel, account_no, send), message, same, None
         if channel == "voucher":
             card = self.retailer.sell(amount)
             assert card is not None, "the caller checked the retailer's stock"
             message = redeem_request(card, account_no, source="app:power-service")
             return self._sender("voucher_adapter", "handle_redeem"), message, same, None
         raise ValueError(f"no channel {channel!r}")
+
+    @property
+    def http_configs(self) -> dict[str, ChannelConfig]:
+        """The configurations of the channels the HTTP gateway serves: the same keys."""
+        return {
+            adapter.name: adapter.config
+            for adapter in (
+                self.alipay_adapter,
+                self.wechatpay_adapter,
+                self.online_adapter,
+                self.bank_adapter,
+            )
+        }
+
+    def _over_http(self, channel: str, account_no: str, in_process: _Send) -> _Send:
+        """The profile's HTTP share of a notifying channel's messages goes to the HTTP
+        gateway; the rest to the adapter in process."""
+        http = self.http
+        if http is None or self._http_rng.random() >= self.http_share:
+            return in_process
+
+        def send(message: Message) -> NotifyResult:
+            self._http_expected.append((channel, account_no))
+            result = http.notify(channel, message.body, message.headers)
+            if result.ok:
+                self._collect_feed()
+            return result
+
+        return send
+
+    def _collect_feed(self) -> None:
+        """Record the payments the HTTP gateway posted, read from the payment feed."""
+        gateway = self._gw()
+        while True:
+            page = gateway.payments_since(self._feed_cursor, limit=1000)
+            for item in page.items:
+                self._feed_cursor = item.cursor
+                key = (item.channel, item.account_no)
+                known = (item.channel, item.channel_txn_id) in self.acknowledged
+                if (
+                    item.kind is PaymentItemKind.PAYMENT
+                    and key in self._http_expected
+                    and not known
+                ):
+                    self._http_expected.remove(key)
+                    self.tally.over_http += 1
+                    self._posted(item)
+            if not page.items:
+                return
 
     def _sender(self, adapter: str, operation: str) -> _Send:
         """How a message reaches an adapter operation, as the HTTP layer hands it over: looked

@@ -135,3 +135,14 @@ def test_a_fault_profile_file_starts_from_a_named_profile(tmp_path: Path) -> Non
         load_profile(str(path))
     with pytest.raises(ConfigurationError, match="no fault profile"):
         load_profile("gentle")
+
+
+def test_a_share_of_notifications_over_real_http_posts_and_reconciles(db_url: str) -> None:
+    result = _run(db_url, 3, accounts=300, days=4, faults=PROFILES["harsh"], http_share=0.5)
+    over_http = result.finance["payments_over_http"]
+    notifying = sum(result.channels[c]["payments"] for c in ("alipay", "wechatpay", "online"))
+    # About half the notifications went over HTTP, and every one of them is in the ledger
+    # exactly once (the run's invariants) and matched on its channel's statement.
+    assert 0 < over_http < notifying + result.channels["bank_agent"]["payments"]
+    assert result.finance["found"] == result.finance["injected_differences"]
+    assert result.unattributed == []
