@@ -251,7 +251,9 @@ class _Simulation:
             if stop is not None and step >= stop:
                 self.check(everything=True)
                 return self.finish(started, stopped=True)
-            self.clock.advance(STEP)
+            # Steps stay on the ten-minute grid: a restart's few seconds inside a step do not
+            # carry over (the local-time duties below compare hours and minutes).
+            self.clock.set(START + (step + 1) * STEP)
             if within == steps_per_day - 1 and self.config.progress is not None:
                 self.config.progress(day + 1, self.total_days)
         self.check(everything=True, end=True)
