@@ -94,7 +94,12 @@ def simulate(
             try:
                 result = guard(lambda: run_simulation(config))
             except InvariantBroken as broken:
-                _broken(broken, accounts, days, faults, as_json)
+                again = f"--faults {faults}"
+                if http_share:
+                    again += f" --http-share {http_share}"
+                if bug is not None:
+                    again += f" --bug {bug} --bug-step {bug_step}"
+                _broken(broken, accounts, days, again, as_json)
                 raise typer.Exit(EXIT_INVARIANT) from None
     finally:
         logger.removeHandler(quiet)
@@ -107,13 +112,13 @@ def simulate(
     _table(result)
 
 
-def _broken(broken: object, accounts: int, days: int, faults: str, as_json: bool) -> None:
+def _broken(broken: object, accounts: int, days: int, again: str, as_json: bool) -> None:
     from paygate.simulation import InvariantBroken
 
     assert isinstance(broken, InvariantBroken)
     replay = (
         f"paygate simulate --seed {broken.seed} --accounts {accounts} --days {days} "
-        f"--faults {faults} --replay {broken.step} --database-url <fresh database>"
+        f"{again} --replay {broken.step} --database-url <fresh database>"
     )
     if as_json:
         document = {

@@ -42,7 +42,7 @@ def test_a_broken_invariant_names_seed_and_step_and_replays(tmp_path: Path) -> N
     code, stdout, stderr = _simulate(f"sqlite:///{tmp_path / 'a.db'}", *planted)
     assert code == 1, stdout
     assert "invariant acknowledged_posted_once broken at step 102" in stderr
-    assert "seed 9" in stderr and "--replay 102" in stderr
+    assert "seed 9" in stderr and "--bug ack_without_post --bug-step 100 --replay 102" in stderr
     code, stdout, stderr = _simulate(
         f"sqlite:///{tmp_path / 'b.db'}", *planted, "--replay", "99", "--json"
     )
