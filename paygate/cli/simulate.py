@@ -135,7 +135,7 @@ def _broken(broken: object, accounts: int, days: int, again: str, as_json: bool)
         f"invariant {broken.name} broken at step {broken.step} ({broken.at:%Y-%m-%d %H:%M} UTC),"
         f" seed {broken.seed}: {broken.problems[0]}"
     )
-    err.print(f"replay: {replay}", highlight=False, markup=False)
+    err.print(f"replay: {replay}", highlight=False, markup=False, soft_wrap=True)
 
 
 def _html(url: str, path: Path) -> None:

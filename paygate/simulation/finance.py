@@ -48,7 +48,10 @@ class Finance:
         self._cursor = 0
         self._waiting: defaultdict[tuple[str, date], list[Settled]] = defaultdict(list)
         self._statements: defaultdict[tuple[str, date], list[StatementLine]] = defaultdict(list)
-        self._injected_by_day: defaultdict[tuple[str, date], list[Injected]] = defaultdict(list)
+        self._unchecked: defaultdict[tuple[str, date], list[Injected]] = defaultdict(list)
+        """Differences not yet through a run. Each is checked against the first run of its
+        line: a day reconciled again (a late notification added a line) has its earlier
+        differences resolved by then (a late payment posted, suspense assigned)."""
         self.injected: list[Injected] = []
         self.missed: list[Injected] = []
         self.runs = 0
@@ -105,7 +108,7 @@ class Finance:
 
     def _expect(self, key: tuple[str, date], finding_class: FindingClass, txn: str) -> None:
         injected = Injected(key[0], key[1], finding_class, txn)
-        self._injected_by_day[key].append(injected)
+        self._unchecked[key].append(injected)
         self.injected.append(injected)
 
     def _reconcile(self, gateway: Gateway, channel: str, day: date) -> list[Injected]:
@@ -121,7 +124,7 @@ class Finance:
         found = {(f.finding_class, f.channel_txn_id) for f in findings(gateway, run.id)}
         for finding_class, _ in found:
             self.findings_by_class[finding_class.value] += 1
-        expected = self._injected_by_day[(channel, day)]
+        expected = self._unchecked.pop((channel, day), [])
         return [i for i in expected if (i.finding_class, i.txn_id) not in found]
 
     def _clerk(self, gateway: Gateway) -> None:

@@ -109,8 +109,13 @@ def summarise(
 
     def read(tx: Tx) -> tuple[list[Any], list[tuple[Any, ...]]]:
         orders = list_orders(tx, kind="reconnect")
+        # A reconnection raised when a cut completed after the arrears were paid (it has no
+        # payment of its own) is dated the cut's completion: whatever delayed the cut (its order, the latest disconnection
+        # of the account before it) delayed this order too.
         breaches = tx.all(
-            "SELECT b.order_id, b.severity FROM breaches b "
+            "SELECT b.order_id, b.severity, CASE WHEN o.payment_id IS NULL THEN "
+            "(SELECT MAX(d.id) FROM supply_orders d WHERE d.account_id = o.account_id "
+            "AND d.kind = 'disconnect' AND d.created_at <= o.created_at) END FROM breaches b "
             "JOIN supply_orders o ON o.id = b.order_id WHERE o.kind = 'reconnect' "
             "ORDER BY b.order_id, b.step"
         )
@@ -130,8 +135,11 @@ def summarise(
             promise.within_3d += order.completed_at <= deadlines.legal
     breaches: dict[str, dict[str, int]] = {severity.value: {} for severity in Severity}
     unattributed: list[int] = []
-    for order_id, severity in breach_rows:
-        causes = sorted(headend.faults_of.get(int(order_id), set()))
+    for order_id, severity, cut in breach_rows:
+        touched = set(headend.faults_of.get(int(order_id), set()))
+        if cut is not None:
+            touched |= {f"{fault} (cut)" for fault in headend.faults_of.get(int(cut), set())}
+        causes = sorted(touched)
         if int(order_id) in retried and not causes:
             causes = ["headend_reject"]
         if not causes:

@@ -31,11 +31,7 @@ def _run(
     )
 
 
-@pytest.mark.parametrize("seed", [11, 12, 13])
-def test_a_default_month_keeps_the_promise_with_every_invariant_holding(
-    db_url: str, seed: int
-) -> None:
-    result = _run(db_url, seed)
+def _keeps_the_promise(result: SimulationResult) -> None:
     promise = result.promise
     assert promise.orders > 0 and promise.completed == promise.orders
     # Every miss is attributed to a fault the run injected; the target share holds.
@@ -52,6 +48,17 @@ def test_a_default_month_keeps_the_promise_with_every_invariant_holding(
     assert finance["found"] == finance["injected_differences"]
     assert finance["forged_refused"] == result.faults_injected["forged"] > 0
     assert finance["pin_guesses_refused"] == result.faults_injected["brute_force"] > 0
+
+
+@pytest.mark.parametrize("seed", [11, 12, 13])
+def test_a_default_month_keeps_the_promise_with_every_invariant_holding(
+    sqlite_url: str, seed: int
+) -> None:
+    _keeps_the_promise(_run(sqlite_url, seed))
+
+
+def test_a_default_month_on_postgresql_keeps_the_promise(pg_url: str) -> None:
+    _keeps_the_promise(_run(pg_url, 14))
 
 
 def test_the_harsh_profile_breaks_promises_and_attributes_every_breach(sqlite_url: str) -> None:
