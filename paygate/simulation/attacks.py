@@ -1,5 +1,5 @@
 """Attackers: impostors who know a channel's format but hold none of its keys, and someone
-guessing recharge-card PINs. Every one of their messages must be refused and post nothing."""
+guessing recharge-voucher PINs. Every one of their messages must be refused and post nothing."""
 
 from __future__ import annotations
 
