@@ -110,8 +110,8 @@ def summarise(
     def read(tx: Tx) -> tuple[list[Any], list[tuple[Any, ...]]]:
         orders = list_orders(tx, kind="reconnect")
         # A reconnection raised when a cut completed after the arrears were paid (it has no
-        # payment of its own) is dated the cut's completion: whatever delayed the cut (its order, the latest disconnection
-        # of the account before it) delayed this order too.
+        # payment of its own) is dated the cut's completion: whatever delayed the cut (its
+        # order, the account's latest disconnection before it) delayed this order too.
         breaches = tx.all(
             "SELECT b.order_id, b.severity, CASE WHEN o.payment_id IS NULL THEN "
             "(SELECT MAX(d.id) FROM supply_orders d WHERE d.account_id = o.account_id "
