@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
 import time as wallclock
 from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, time, timedelta
+from datetime import datetime, time, timedelta
 from typing import Final
 
 from paygate.clock import FixedClock
@@ -211,9 +212,10 @@ class _Simulation:
         for index, person in enumerate(self.people):
             if person.in_arrears and rng.random() < 0.9:
                 # They pay once cut off: some within hours, most within days.
-                self._plan(index, rng.randrange(6, 6 * 144), rng)
+                self._plan(index, rng.randrange(6, 6 * 144))
 
-    def _plan(self, index: int, step: int, rng: object) -> None:
+    def _plan(self, index: int, step: int) -> None:
+        """Customer ``index`` pays at ``step``, through the channel they choose."""
         person = self.people[index]
         channel = _channel_of(person, self.randoms("channel-choice"))
         self.schedule[step].append((index, channel))
@@ -231,7 +233,7 @@ class _Simulation:
         first = day * 144
         for index, person in enumerate(self.people):
             if rng.random() < person.punctual:
-                self._plan(index, first + rng.randrange(6, 15 * 144), rng)
+                self._plan(index, first + rng.randrange(6, 15 * 144))
 
     # -- the steps -------------------------------------------------------------------------
 
@@ -415,10 +417,8 @@ class _Simulation:
         )
 
 
-def _channel_of(person: Customer, rng: object) -> str:
-    import random
-
-    assert isinstance(rng, random.Random)
+def _channel_of(person: Customer, rng: random.Random) -> str:
+    """A prepaid customer mostly redeems a recharge voucher; everyone else picks a channel."""
     if person.prepaid and rng.random() < 0.6:
         return "voucher"
     return rng.choice([c for c in CHANNELS if c != "voucher"])
@@ -434,7 +434,3 @@ def run_simulation(config: SimulationConfig) -> SimulationResult:
         if simulation.channels.http is not None:
             simulation.channels.http.stop()
         simulation.gateway.close()
-
-
-def _utc(instant: datetime) -> datetime:
-    return instant.astimezone(UTC)

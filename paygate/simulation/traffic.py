@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 import secrets
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Any, Final
@@ -617,8 +617,9 @@ class _Recorder:
         self._gateway = gateway
         self.outcomes: list[PayOutcome] = []
 
-    def pay_many(self, intents: Any) -> list[PayOutcome]:
-        outcomes = self._gateway.pay_many(list[PaymentIntent](intents))
+    def pay_many(self, intents: Iterable[PaymentIntent]) -> list[PayOutcome]:
+        """Post through the Gateway and keep the outcomes."""
+        outcomes = self._gateway.pay_many(intents)
         self.outcomes.extend(outcomes)
         return outcomes
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import random
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime
 from typing import Final
 from zoneinfo import ZoneInfo
 
@@ -123,13 +123,3 @@ def monthly_bills(
 def local_day(instant: datetime) -> date:
     """The calendar day of ``instant`` in the utility's zone."""
     return instant.astimezone(ZONE).date()
-
-
-def local_time(day: date, at: time) -> datetime:
-    """``at`` on ``day`` in the utility's zone, as UTC."""
-    return datetime.combine(day, at, ZONE).astimezone(UTC)
-
-
-def day_start(n: int) -> datetime:
-    """Midnight (utility's zone) of simulated day ``n`` (0-based)."""
-    return START + timedelta(days=n)
