@@ -2,10 +2,11 @@
 differences, reconciled with the ledger; then a clerk works through suspense.
 
 A statement lists what the channel really took (:attr:`Channels.settled`), which is not
-always what paygate heard: a notification that never arrived is a line only in the
-statement. On top of those, the profile's ``statement_difference`` share of lines carries a
-difference the simulation injects and remembers — a wrong amount, a line listed twice, money
-for an account number that does not exist — and every one must come back as a finding.
+always what paygate heard: a notification that never arrived, or that paygate refused (too
+late for its order), is a line only in the statement, which reconciliation posts. On top of
+those, the profile's ``statement_difference`` share of lines carries a difference the
+simulation injects and remembers — a wrong amount, a line listed twice, money for an account
+number that does not exist — and every one must come back as a finding.
 """
 
 from __future__ import annotations
@@ -85,13 +86,14 @@ class Finance:
         lines = self._statements[key]
         for item in items:
             line = _line(len(lines) + 1, item.txn_id, item.account_no, item.amount, item)
-            if item.txn_id.startswith("LOST"):
+            only_in_statement = item.txn_id.startswith(("LOST", "REFUSED"))
+            if only_in_statement:
                 self._expect(key, FindingClass.ONLY_IN_STATEMENT, item.txn_id)
             if self._rng.random() >= self.faults.statement_difference:
                 lines.append(line)
                 continue
             kind = self._rng.randrange(3)
-            if kind == 0 and not item.txn_id.startswith("LOST"):
+            if kind == 0 and not only_in_statement:
                 wrong = item.amount + Money(self._rng.randrange(1, 500), item.amount.currency)
                 lines.append(_line(len(lines) + 1, item.txn_id, item.account_no, wrong, item))
                 self._expect(key, FindingClass.AMOUNT_MISMATCH, item.txn_id)

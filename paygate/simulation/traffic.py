@@ -96,6 +96,8 @@ class _Pending:
     resend: Callable[[Message], Message] | None
     answered: Callable[[Message, NotifyResult], None] | None
     fault: str
+    amount: Money
+    paid_at: datetime
 
 
 @dataclass
@@ -169,6 +171,7 @@ class Channels:
         self._http_rng = randoms("http")
         self._feed_cursor: str | None = None
         self._http_expected: list[tuple[str, str]] = []
+        self._refused: set[tuple[str, str, datetime, int]] = set()
 
     # -- wiring ----------------------------------------------------------------------------
 
@@ -302,7 +305,9 @@ class Channels:
             self.tally.faults["lost_notify"] += 1
             self._settle_only(channel, account_no, amount, now, "LOST")
             return
-        pending = _Pending(now, 0, channel, account_no, send, message, resend, answered, "")
+        pending = _Pending(
+            now, 0, channel, account_no, send, message, resend, answered, "", amount, now
+        )
         if (
             channel == "kiosk"
             and self.kiosk_offline_until is not None
@@ -362,6 +367,14 @@ class Channels:
             self._gateway_crashed(pending, "gateway, after posting, before answering")
             return None
         self._record(pending.channel, result)
+        key = (pending.channel, pending.account_no, pending.paid_at, pending.amount.minor)
+        if not result.ok and pending.channel in STATEMENT_CHANNELS and key not in self._refused:
+            # The channel took the customer's money whatever paygate answered (a notification
+            # too late for its order, say): it is on the channel's statement all the same.
+            self._refused.add(key)
+            self._settle_only(
+                pending.channel, pending.account_no, pending.amount, pending.paid_at, "REFUSED"
+            )
         return result
 
     def _gateway_crashed(self, pending: _Pending, where: str) -> None:
