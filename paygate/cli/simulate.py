@@ -53,7 +53,17 @@ def simulate(
 ) -> None:
     """Simulate a utility's month: payments through every channel, faults, reconnections
     against the service promise, invariants checked as it runs."""
-    from paygate.simulation import InvariantBroken, SimulationConfig, load_profile, run_simulation
+    from paygate.simulation import (
+        BUGS,
+        InvariantBroken,
+        SimulationConfig,
+        load_profile,
+        run_simulation,
+    )
+
+    if bug is not None and bug not in BUGS:
+        say_error(f"--bug: no bug {bug!r}; the bugs are {', '.join(BUGS)}")
+        raise typer.Exit(2)
 
     settings = settings_for(database_url, database="any")
     url = settings.database_url

@@ -57,3 +57,9 @@ def test_an_unknown_profile_is_one_line(tmp_path: Path) -> None:
     code, _, stderr = _simulate(f"sqlite:///{tmp_path / 'x.db'}", "--faults", "gentle")
     assert code != 0 and "no fault profile 'gentle'" in stderr
     assert len(stderr.strip().splitlines()) == 1
+
+
+def test_an_unknown_bug_is_one_line(tmp_path: Path) -> None:
+    code, _, stderr = _simulate(f"sqlite:///{tmp_path / 'y.db'}", "--bug", "typo")
+    assert code == 2 and "--bug: no bug 'typo'" in stderr
+    assert not (tmp_path / "y.db").exists()
