@@ -34,7 +34,7 @@ from paygate.simulation.finance import Finance
 from paygate.simulation.headend import FaultyHeadEnd, SimulatedCrash, draw_outages
 from paygate.simulation.http import HttpGateway
 from paygate.simulation.report import SimulationResult, summarise
-from paygate.simulation.traffic import CHANNELS, Channels
+from paygate.simulation.traffic import CHANNELS, Channels, close_of_day, kiosk_day
 from paygate.simulation.world import (
     START,
     ZONE,
@@ -280,9 +280,9 @@ class _Simulation:
         if local == time(9, 0):
             channels.bank_file(local_day(self.clock.now()) - timedelta(days=1))
         if local == time(23, 0):
-            channels.close_of_day(local_day(self.clock.now()))
+            close_of_day(channels, local_day(self.clock.now()))
         if local == time(0, 0) and paying:
-            channels.kiosk_day()
+            kiosk_day(channels)
         if local.minute == 0:
             self._operator()
             self.check(everything=local == time(6, 30))

@@ -59,7 +59,7 @@ from paygate.simulation.http import HttpGateway
 from paygate.simulation.world import CURRENCY, ZONE, Randoms
 from paygate.vouchers import VoucherService
 
-__all__ = ["CHANNELS", "Channels", "Settled"]
+__all__ = ["CHANNELS", "Channels", "Settled", "close_of_day", "kiosk_day"]
 
 CHANNELS: Final = ("alipay", "wechatpay", "online", "kiosk", "pos", "bank_agent", "voucher")
 """Where customers pay: the six channels (the wallets are two adapters of one channel)."""
@@ -137,7 +137,7 @@ class Channels:
         self._dup = randoms("duplicate-notify")
         self._lost = randoms("lost-notify")
         self._crash = randoms("gateway-crash")
-        self._kiosk_rng = randoms("kiosk-offline")
+        self.kiosk_rng = randoms("kiosk-offline")
         self._bank_rng = randoms("bank-files")
         self.forge_rng = randoms("forgery")
         self._rev_rng = randoms("reversals")
@@ -602,26 +602,6 @@ class Channels:
         self.tally.refused_genuine["bank_agent"] += len(result.refused)
         return 0
 
-    def kiosk_day(self) -> None:
-        """Once a day, perhaps: the kiosk loses its link for a spell."""
-        if self._kiosk_rng.random() < self.faults.kiosk_offline_per_day:
-            start = self.clock.now() + timedelta(minutes=self._kiosk_rng.randrange(0, 20 * 60))
-            length = timedelta(
-                minutes=self._kiosk_rng.randrange(10, self.faults.kiosk_offline_minutes + 1)
-            )
-            self.kiosk_offline_until = start + length
-            self.log(f"kiosk offline until {self.kiosk_offline_until.isoformat()}")
-
-    def close_of_day(self, day: date) -> None:
-        """23:00: the POS terminal settles its batch; the kiosk closes ``day``."""
-        message = self.pos_terminal.settle()
-        result = self.pos_adapter.handle_daily_close(message.body, message.headers, self._gw())
-        self.pos_terminal.settled(result)
-        cash = self.kiosk.takings(day, CURRENCY).cash.amount
-        close = self.kiosk.close(day, counted_cash=cash)
-        answer = self.kiosk_adapter.handle_daily_close(close.body, close.headers, self._gw())
-        self.log(f"close {day} pos {result.status_code} kiosk {answer.status_code}")
-
 
 class _Recorder:
     """The Gateway as a batch sink, keeping every outcome."""
@@ -646,3 +626,28 @@ def _bad_trailer(data: bytes) -> bytes:
     trailer[column] = str(int(trailer[column]) + 1)
     lines[-2] = layout.delimiter.join(trailer)
     return "\r\n".join(lines).encode(layout.encoding)
+
+
+# -- the terminals' own days (functions: the Channels class holds the messages) --------------
+
+
+def kiosk_day(self: Channels) -> None:
+    """Once a day, perhaps: the kiosk loses its link for a spell."""
+    if self.kiosk_rng.random() < self.faults.kiosk_offline_per_day:
+        start = self.clock.now() + timedelta(minutes=self.kiosk_rng.randrange(0, 20 * 60))
+        length = timedelta(
+            minutes=self.kiosk_rng.randrange(10, self.faults.kiosk_offline_minutes + 1)
+        )
+        self.kiosk_offline_until = start + length
+        self.log(f"kiosk offline until {self.kiosk_offline_until.isoformat()}")
+
+
+def close_of_day(self: Channels, day: date) -> None:
+    """23:00: the POS terminal settles its batch; the kiosk closes ``day``."""
+    message = self.pos_terminal.settle()
+    result = self.pos_adapter.handle_daily_close(message.body, message.headers, self._gw())
+    self.pos_terminal.settled(result)
+    cash = self.kiosk.takings(day, CURRENCY).cash.amount
+    close = self.kiosk.close(day, counted_cash=cash)
+    answer = self.kiosk_adapter.handle_daily_close(close.body, close.headers, self._gw())
+    self.log(f"close {day} pos {result.status_code} kiosk {answer.status_code}")
