@@ -53,6 +53,7 @@ EDGES = (
     "paygate.console",
     "paygate.demo",
     "paygate.reconcile",
+    "paygate.simulation",
     "paygate.sinks",
     # The refund routes speak the providers' protocols; their [refunds] section
     # (paygate.refunds.routes.settings) is read by the core's configuration.

@@ -95,7 +95,7 @@ COMMANDS: dict[str, list[str]] = {
     "exceptions runs": ["exceptions", "runs"],
     "exceptions resolve": ["exceptions", "resolve", "1:1", "--confirm", "--reason", "checked"],
 }
-CREATE_DATABASES = {"db upgrade", "demo"}
+CREATE_DATABASES = {"db upgrade", "demo", "simulate"}
 # Retired command group -> its name now.
 RETIRED_GROUPS = {"orders": "supply-orders", "exceptions": "findings"}
 # `db current` reports the revision of any database that exists, an empty one included.

@@ -61,7 +61,7 @@ LISTINGS: dict[str, list[str]] = {
     "staff list": ["staff", "list"],
 }
 # Commands whose --json is the summary of what they did (tested with them), not a listing.
-SUMMARIES = {"accounts import", "bills import", "db partitions", "accounts close"}
+SUMMARIES = {"accounts import", "bills import", "db partitions", "accounts close", "simulate"}
 # Retired group names list what their groups list.
 SAME_AS = {
     "orders list": "supply-orders list",

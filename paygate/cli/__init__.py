@@ -31,6 +31,7 @@ from paygate.cli.reconcile import RECONCILE_SETTINGS, findings_app, reconcile, s
 from paygate.cli.refunds import refunds_app
 from paygate.cli.reports import reports_app
 from paygate.cli.serve import serve
+from paygate.cli.simulate import simulate
 from paygate.cli.staff import staff_app
 from paygate.cli.supply_orders import supply_orders_app
 from paygate.cli.vouchers import vouchers_app
@@ -89,6 +90,11 @@ app.command("dispatch", epilog="Example: paygate dispatch --config paygate.toml 
 app.command("demo", epilog="Example: paygate demo --database-url sqlite:///demo.db --accounts 300")(
     demo
 )
+app.command(
+    "simulate",
+    epilog="Example: paygate simulate --seed 7 --accounts 2000 --days 30 --faults harsh "
+    "--database-url sqlite:///sim.db",
+)(simulate)
 
 
 def _version(show: bool) -> None:

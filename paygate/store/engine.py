@@ -303,6 +303,11 @@ class Tx:
     def read_ts(value: Any) -> datetime:
         """A stored timestamp back as an aware UTC datetime."""
         if isinstance(value, str):
+            # The stored form ("YYYY-MM-DD HH:MM:SS.ffffff", 26 characters, no offset) parses
+            # with fromisoformat, about 80 times faster than strptime: a supply order's row
+            # alone holds eight timestamps. Any other text goes to strptime, which refuses it.
+            if len(value) == 26 and value[10] == " " and value[19] == ".":
+                return datetime.fromisoformat(value).replace(tzinfo=UTC)
             return datetime.strptime(value, SQLITE_TIMESTAMP_FORMAT).replace(tzinfo=UTC)
         assert isinstance(value, datetime)
         return value.astimezone(UTC)

@@ -1,0 +1,653 @@
+"""The channels' traffic: customers' payments as each channel's native signed message,
+through paygate's adapters, with the faults real channels produce.
+
+The peers are those of :mod:`paygate.demo.peers` (keys generated for the run); the adapters
+are paygate's own, rebuilt on the fresh Gateway after a crash. What each channel *really*
+took is kept here too, for the statements finance reconciles every morning
+(:mod:`paygate.simulation.finance`).
+"""
+
+from __future__ import annotations
+
+import io
+import secrets
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, timedelta
+from typing import Any, Final
+
+from pydantic import SecretBytes
+
+from paygate.channels.bank_agent import (
+    BankAgentAdapter,
+    BankAgentConfig,
+    SignMethod,
+    post_batch_file,
+)
+from paygate.channels.base import AdapterContext, ChannelAdapter, ChannelConfig, NotifyResult
+from paygate.channels.kiosk import KioskAdapter, KioskConfig, KioskContext, KioskMethod
+from paygate.channels.mobile import AlipayAdapter, AlipayConfig, WechatPayAdapter, WechatPayConfig
+from paygate.channels.online import OnlineAdapter, OnlineConfig
+from paygate.channels.orders import new_order_id
+from paygate.channels.pos import PosAdapter, PosConfig, PosContext
+from paygate.channels.stores import SqlKioskLedger, SqlNonceStore, SqlOrderStore, SqlPosLedger
+from paygate.channels.voucher import VoucherAdapter, VoucherConfig, VoucherContext
+from paygate.clock import FixedClock, business_date
+from paygate.demo.peers import (
+    AGENT_BANK_LAYOUT,
+    AgentBank,
+    AlipayServer,
+    BatchLine,
+    CardRetailer,
+    Kiosk,
+    Message,
+    OnlineGateway,
+    PosTerminal,
+    WechatPayServer,
+    new_rsa_key,
+    redeem_request,
+)
+from paygate.devices import DeviceRegistry
+from paygate.errors import PaygateError
+from paygate.feeds import PaymentItem, PaymentItemKind
+from paygate.gateway import Gateway
+from paygate.models import PaymentIntent, PayOutcome, Receipt
+from paygate.money import Money
+from paygate.simulation.faults import FaultProfile
+from paygate.simulation.http import HttpGateway
+from paygate.simulation.world import CURRENCY, ZONE, Randoms
+from paygate.vouchers import VoucherService
+
+__all__ = ["CHANNELS", "Channels", "Settled", "close_of_day", "kiosk_day"]
+
+CHANNELS: Final = ("alipay", "wechatpay", "online", "kiosk", "pos", "bank_agent", "voucher")
+"""Where customers pay: the six channels (the wallets are two adapters of one channel)."""
+STATEMENT_CHANNELS: Final = ("alipay", "wechatpay", "online", "bank_agent")
+"""Channels that send a settlement statement; the kiosk and POS close their day themselves."""
+CARD_FACES: Final = (5_000, 10_000, 20_000, 50_000)
+
+_Send = Callable[[Message], NotifyResult]
+
+
+@dataclass(frozen=True)
+class Settled:
+    """One payment a channel took from a customer: what its statement lists."""
+
+    channel: str
+    txn_id: str
+    account_no: str
+    amount: Money
+    paid_at: datetime
+    business_date: date
+
+
+@dataclass
+class _Pending:
+    """A message on its way: delivered at ``due`` (late, stored by an offline kiosk, or a
+    retry after the answer was lost)."""
+
+    due: datetime
+    seq: int
+    channel: str
+    account_no: str
+    send: _Send
+    message: Message
+    resend: Callable[[Message], Message] | None
+    answered: Callable[[Message, NotifyResult], None] | None
+    fault: str
+    amount: Money
+    paid_at: datetime
+
+
+@dataclass
+class Tally:
+    """What the channels did, for the report."""
+
+    payments: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
+    amounts: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
+    refused_genuine: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
+    replays: int = 0
+    forged: int = 0
+    forged_posted: int = 0
+    guesses: int = 0
+    guesses_posted: int = 0
+    faults: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
+    bank_files: int = 0
+    bank_files_refused: int = 0
+    reversals: int = 0
+    over_http: int = 0
+
+
+class Channels:
+    """The peers (created once, keys for the run) and paygate's adapters (per Gateway)."""
+
+    def __init__(
+        self,
+        clock: FixedClock,
+        randoms: Randoms,
+        faults: FaultProfile,
+        log: Callable[[str], None],
+        crash: Callable[[str], None],
+    ) -> None:
+        self.clock = clock
+        self.faults = faults
+        self._rng = randoms("payments")
+        self._late = randoms("late-notify")
+        self._dup = randoms("duplicate-notify")
+        self._lost = randoms("lost-notify")
+        self._crash = randoms("gateway-crash")
+        self.kiosk_rng = randoms("kiosk-offline")
+        self._bank_rng = randoms("bank-files")
+        self.forge_rng = randoms("forgery")
+        self._rev_rng = randoms("reversals")
+        self.log = log
+        self._crash_hook = crash
+        self.tally = Tally()
+        self.alipay = AlipayServer("2021004100000001")
+        self.wechatpay = WechatPayServer("1650000001", "wx5f2b1c4370ec43a9")
+        self.online_gateway = OnlineGateway("898510148990001")
+        self.kiosk = Kiosk("K0001", clock)
+        self.pos_terminal = PosTerminal("HALL0001", "898510148990002", clock)
+        self.bank = AgentBank("ICBC", "PWR0451000123")
+        self.retailer = CardRetailer("Hualian Store 12")
+        self.impostor = new_rsa_key()
+        self._device_key = SecretBytes(secrets.token_bytes(32))
+        self._pin_key = SecretBytes(secrets.token_bytes(32))
+        self.pending: list[_Pending] = []
+        self._seq = 0
+        self.acknowledged: dict[tuple[str, str], int] = {}
+        """(channel, channel transaction id) → payment id, for every payment paygate
+        acknowledged to its channel."""
+        self.new_acknowledged: list[tuple[str, str, int]] = []
+        self.settled: list[Settled] = []
+        """Every payment a statement channel took, in the order it took them."""
+        self.direct_debits: list[BatchLine] = []
+        self.kiosk_offline_until: datetime | None = None
+        self.gateway: Gateway | None = None
+        self.to_reverse: list[tuple[datetime, Receipt | PaymentItem]] = []
+        self.http: HttpGateway | None = None
+        self.http_share = 0.0
+        self._http_rng = randoms("http")
+        self._feed_cursor: str | None = None
+        self._http_expected: list[tuple[str, str]] = []
+        self._refused: set[tuple[str, str, datetime, int]] = set()
+
+    # -- wiring ----------------------------------------------------------------------------
+
+    def attach(self, gateway: Gateway, *, first: bool) -> None:
+        """Build paygate's adapters on ``gateway`` (a fresh one after a crash)."""
+        self.gateway = gateway
+        clock = self.clock
+        store = gateway.store
+        nonces = SqlNonceStore(store)
+        devices = DeviceRegistry(store, clock, self._device_key)
+        if first:
+            devices.add(self.kiosk.device_id, "kiosk", public_key_pem=self.kiosk.public_key_pem)
+            devices.add(self.pos_terminal.terminal_id, "pos", mac_key=self.pos_terminal.mac_key)
+        self.vouchers = VoucherService(gateway, self._pin_key)
+        plain = AdapterContext(clock=clock, nonces=nonces)
+        self.alipay_adapter = AlipayAdapter(
+            AlipayConfig(alipay_public_key=self.alipay.public_key_pem, app_id=self.alipay.app_id),
+            plain,
+        )
+        self.wechatpay_adapter = WechatPayAdapter(
+            WechatPayConfig(
+                api_v3_key=self.wechatpay.api_v3_key,
+                platform_keys=self.wechatpay.platform_keys,
+                mchid=self.wechatpay.mchid,
+            ),
+            plain,
+        )
+        self.online_adapter = OnlineAdapter(
+            OnlineConfig(
+                merchant_id=self.online_gateway.merchant_id,
+                gateway_public_keys=(self.online_gateway.public_key_pem,),
+            ),
+            AdapterContext(clock=clock, nonces=nonces, orders=SqlOrderStore(store)),
+        )
+        self.kiosk_adapter = KioskAdapter(
+            KioskConfig(),
+            KioskContext(clock=clock, nonces=nonces, devices=devices, ledger=SqlKioskLedger(store)),
+        )
+        self.pos_adapter = PosAdapter(
+            PosConfig(merchant_ids=(self.pos_terminal.merchant_id,)),
+            PosContext(
+                clock=clock,
+                nonces=nonces,
+                terminal_keys=devices,
+                ledger=SqlPosLedger(store, currency=CURRENCY),
+            ),
+        )
+        self.bank_adapter = BankAgentAdapter(
+            BankAgentConfig(
+                merchant_id=self.bank.merchant_id,
+                bank_code=self.bank.bank_code,
+                sign_method=SignMethod.HMAC,
+                shared_key=self.bank.shared_key,
+                batch_layout=AGENT_BANK_LAYOUT,
+            ),
+            plain,
+        )
+        self.voucher_adapter = VoucherAdapter(
+            VoucherConfig(), VoucherContext(clock=clock, nonces=nonces, vouchers=self.vouchers)
+        )
+        gateway.use_channels(self.adapters)
+
+    @property
+    def adapters(self) -> tuple[ChannelAdapter[Any], ...]:
+        """Every adapter the simulation's payments go through."""
+        return (
+            self.alipay_adapter,
+            self.wechatpay_adapter,
+            self.online_adapter,
+            self.kiosk_adapter,
+            self.pos_adapter,
+            self.bank_adapter,
+            self.voucher_adapter,
+        )
+
+    def _gw(self) -> Gateway:
+        assert self.gateway is not None, "attach() first"
+        return self.gateway
+
+    def issue_cards(self, per_face_value: int, batch_tag: str) -> None:
+        """Print a batch of recharge vouchers per face value and stock the retailer."""
+        for face in CARD_FACES:
+            batch_no = f"S-{batch_tag}-{face // 100:03d}"
+            printer_file = io.BytesIO()
+            self.vouchers.issue_batch(
+                batch_no, per_face_value, Money(face, CURRENCY), date(2027, 12, 31), printer_file
+            )
+            self.retailer.stock(printer_file.getvalue())
+            self.vouchers.activate(batch_no, retailer=self.retailer.name)
+
+    # -- payments --------------------------------------------------------------------------
+
+    def pay(self, account_no: str, channel: str, *, prepaid: bool) -> None:
+        """The holder of ``account_no`` pays through ``channel``: usually what is owed, now
+        and then part of it or a round sum above it."""
+        gateway = self._gw()
+        status = gateway.account_status(account_no)
+        owed = status.arrears.minor or status.outstanding.minor
+        if owed <= 0:
+            if not prepaid:
+                return
+            owed = 10_000
+        roll = self._rng.random()
+        amount = owed
+        if roll < 0.1:
+            amount = max(100, owed // 2)
+        elif roll < 0.25:
+            amount = (owed // 10_000 + 1) * 10_000
+        if channel == "voucher" and not self.retailer.in_stock:
+            channel = "kiosk"
+        if channel == "bank_agent" and self._rng.random() < 0.5:
+            # A direct debit: it comes in the bank's file tomorrow morning.
+            self.direct_debits.append(
+                BatchLine(
+                    account_no=account_no, amount=Money(amount, CURRENCY), paid_at=self.clock.now()
+                )
+            )
+            self.log(f"debit {account_no} {amount}")
+            return
+        self._send_new(channel, account_no, Money(amount, CURRENCY))
+
+    def _send_new(self, channel: str, account_no: str, amount: Money) -> None:
+        now = self.clock.now()
+        send, message, resend, answered = self._message(channel, account_no, amount)
+        self.log(f"pay {channel} {account_no} {amount.minor}")
+        if (
+            channel in ("alipay", "wechatpay", "online")
+            and self._lost.random() < self.faults.lost_notify
+        ):
+            # The channel took the money; its notification never reaches paygate.
+            self.tally.faults["lost_notify"] += 1
+            self._settle_only(channel, account_no, amount, now, "LOST")
+            return
+        pending = _Pending(
+            now, 0, channel, account_no, send, message, resend, answered, "", amount, now
+        )
+        if (
+            channel == "kiosk"
+            and self.kiosk_offline_until is not None
+            and now < self.kiosk_offline_until
+        ):
+            self.tally.faults["kiosk_offline"] += 1
+            self._hold(replace(pending, due=self.kiosk_offline_until, fault="kiosk_offline"))
+            return
+        if resend is not None and self._late.random() < self.faults.late_notify:
+            self.tally.faults["late_notify"] += 1
+            delay = timedelta(minutes=self._late.randrange(20, 6 * 60))
+            self._hold(replace(pending, due=now + delay, fault="late_notify"))
+            return
+        result = self._deliver(pending, message)
+        if (
+            resend is not None
+            and result is not None
+            and self._dup.random() < self.faults.duplicate_notify
+        ):
+            self.tally.faults["duplicate_notify"] += 1
+            self._deliver(pending, resend(message))
+
+    def _hold(self, pending: _Pending) -> None:
+        self._seq += 1
+        pending.seq = self._seq
+        self.pending.append(pending)
+
+    def deliver_due(self) -> None:
+        """Deliver held messages that are due: late notifies (some out of order) and what
+        an offline kiosk stored, forwarded once its link is back."""
+        now = self.clock.now()
+        due = [p for p in self.pending if p.due <= now]
+        if not due:
+            return
+        self.pending = [p for p in self.pending if p.due > now]
+        due.sort(key=lambda p: (p.due, p.seq))
+        if len(due) > 1 and self._late.random() < self.faults.out_of_order:
+            self.tally.faults["out_of_order"] += 1
+            self._late.shuffle(due)
+        for pending in due:
+            message = pending.message if pending.resend is None else pending.resend(pending.message)
+            self._deliver(pending, message)
+
+    def _deliver(self, pending: _Pending, message: Message) -> NotifyResult | None:
+        """Hand ``message`` to its adapter. With the profile's chance, the gateway dies while
+        handling it, before or after its transaction committed: the channel heard no answer
+        and sends the message again a step later, to the restarted gateway."""
+        crash = self._crash.random() < self.faults.gateway_crash
+        before = crash and self._crash.random() < 0.5
+        if before:
+            self._gateway_crashed(pending, "gateway, before posting")
+            return None
+        result = pending.send(message)
+        if pending.answered is not None and not crash:
+            pending.answered(message, result)
+        if crash:
+            self._gateway_crashed(pending, "gateway, after posting, before answering")
+            return None
+        self._record(pending.channel, result)
+        key = (pending.channel, pending.account_no, pending.paid_at, pending.amount.minor)
+        if not result.ok and pending.channel in STATEMENT_CHANNELS and key not in self._refused:
+            # The channel took the customer's money whatever paygate answered (a notification
+            # too late for its order, say): it is on the channel's statement all the same.
+            self._refused.add(key)
+            self._settle_only(
+                pending.channel, pending.account_no, pending.amount, pending.paid_at, "REFUSED"
+            )
+        return result
+
+    def _gateway_crashed(self, pending: _Pending, where: str) -> None:
+        self.tally.faults["gateway_crash"] += 1
+        self.log(f"crash {where}")
+        self._crash_hook(where)
+        if pending.resend is not None:
+            self._hold(
+                replace(
+                    pending, due=self.clock.now() + timedelta(minutes=10), fault="gateway_crash"
+                )
+            )
+
+    def _record(self, channel: str, result: NotifyResult) -> None:
+        if not result.ok:
+            self.tally.refused_genuine[channel] += 1
+            self.log(f"refused {channel} {result.status_code} {result.error_code}")
+            return
+        receipt = result.receipt
+        if receipt is None:
+            return
+        if receipt.replayed:
+            self.tally.replays += 1
+            return
+        self._posted(receipt)
+
+    def _posted(self, receipt: Receipt | PaymentItem) -> None:
+        key = (receipt.channel, receipt.channel_txn_id)
+        self.acknowledged[key] = receipt.payment_id
+        self.new_acknowledged.append((receipt.channel, receipt.channel_txn_id, receipt.payment_id))
+        self.tally.payments[receipt.channel] += 1
+        self.tally.amounts[receipt.channel] += receipt.amount.minor
+        self.log(f"posted {receipt.channel} {receipt.account_no} {receipt.amount.minor}")
+        if receipt.channel in STATEMENT_CHANNELS:
+            self.settled.append(
+                Settled(
+                    receipt.channel,
+                    receipt.channel_txn_id,
+                    receipt.account_no,
+                    receipt.amount,
+                    receipt.paid_at,
+                    receipt.business_date,
+                )
+            )
+            if (
+                receipt.channel in ("alipay", "wechatpay")
+                and self._rev_rng.random() < self.faults.reversal
+            ):
+                self.to_reverse.append(
+                    (self.clock.now() + timedelta(hours=self._rev_rng.randrange(1, 12)), receipt)
+                )
+
+    def _settle_only(
+        self, channel: str, account_no: str, amount: Money, at: datetime, tag: str
+    ) -> None:
+        self._seq += 1
+        day = business_date(at, str(ZONE), self._gw().settings.cutoff(channel))
+        self.settled.append(Settled(channel, f"{tag}{self._seq:09d}", account_no, amount, at, day))
+
+    def _message(
+        self, channel: str, account_no: str, amount: Money
+    ) -> tuple[
+        _Send,
+        Message,
+        Callable[[Message], Message] | None,
+        Callable[[Message, NotifyResult], None] | None,
+    ]:
+        now = self.clock.now()
+
+        def same(message: Message) -> Message:
+            return message
+
+        if channel == "alipay":
+            message = self.alipay.trade_paid(
+                out_trade_no=new_order_id(now), account_no=account_no, amount=amount, paid_at=now
+            )
+            send = self._sender("alipay_adapter", "handle_notify")
+            return self._over_http(channel, account_no, send), message, same, None
+        if channel == "wechatpay":
+            message = self.wechatpay.transaction_success(
+                out_trade_no=new_order_id(now), account_no=account_no, amount=amount, paid_at=now
+            )
+            return (
+                self._over_http(
+                    channel, account_no, self._sender("wechatpay_adapter", "handle_notify")
+                ),
+                message,
+                lambda m: self.wechatpay.signed(m.body, now=self.clock.now()),
+                None,
+            )
+        if channel == "online":
+            order = self.online_adapter.create_order(account_no, amount, now=now)
+            message = self.online_gateway.consumption_completed(order, paid_at=now)
+            send = self._sender("online_adapter", "handle_notify")
+            return self._over_http(channel, account_no, send), message, same, None
+        if channel == "kiosk":
+            method = KioskMethod.CASH if self._rng.random() < 0.5 else KioskMethod.CARD
+            message = self.kiosk.pay(account_no=account_no, amount=amount, method=method)
+            return (
+                self._sender("kiosk_adapter", "handle_pay"),
+                message,
+                self.kiosk.resend,
+                self.kiosk.answered,
+            )
+        if channel == "pos":
+            message = self.pos_terminal.sale(account_no=account_no, amount=amount)
+            return (
+                self._sender("pos_adapter", "handle_pay"),
+                message,
+                None,
+                self.pos_terminal.answered,
+            )
+        if channel == "bank_agent":
+            message = self.bank.counter_payment(account_no=account_no, amount=amount, paid_at=now)
+            send = self._sender("bank_adapter", "handle_notify")
+            return self._over_http(channel, account_no, send), message, same, None
+        if channel == "voucher":
+            card = self.retailer.sell(amount)
+            assert card is not None, "the caller checked the retailer's stock"
+            message = redeem_request(card, account_no, source="app:power-service")
+            return self._sender("voucher_adapter", "handle_redeem"), message, same, None
+        raise ValueError(f"no channel {channel!r}")
+
+    @property
+    def http_configs(self) -> dict[str, ChannelConfig]:
+        """The configurations of the channels the HTTP gateway serves: the same keys."""
+        return {
+            adapter.name: adapter.config
+            for adapter in (
+                self.alipay_adapter,
+                self.wechatpay_adapter,
+                self.online_adapter,
+                self.bank_adapter,
+            )
+        }
+
+    def _over_http(self, channel: str, account_no: str, in_process: _Send) -> _Send:
+        """The profile's HTTP share of a notifying channel's messages goes to the HTTP
+        gateway; the rest to the adapter in process."""
+        http = self.http
+        if http is None or self._http_rng.random() >= self.http_share:
+            return in_process
+
+        def send(message: Message) -> NotifyResult:
+            self._http_expected.append((channel, account_no))
+            result = http.notify(channel, message.body, message.headers)
+            if result.ok:
+                self._collect_feed()
+            return result
+
+        return send
+
+    def _collect_feed(self) -> None:
+        """Record the payments the HTTP gateway posted, read from the payment feed."""
+        gateway = self._gw()
+        while True:
+            page = gateway.payments_since(self._feed_cursor, limit=1000)
+            for item in page.items:
+                self._feed_cursor = item.cursor
+                key = (item.channel, item.account_no)
+                known = (item.channel, item.channel_txn_id) in self.acknowledged
+                if (
+                    item.kind is PaymentItemKind.PAYMENT
+                    and key in self._http_expected
+                    and not known
+                ):
+                    self._http_expected.remove(key)
+                    self.tally.over_http += 1
+                    self._posted(item)
+            if not page.items:
+                return
+
+    def _sender(self, adapter: str, operation: str) -> _Send:
+        """How a message reaches an adapter operation, as the HTTP layer hands it over: looked
+        up when it is sent, so that a message held over a crash reaches the restarted gateway."""
+
+        def send(message: Message) -> NotifyResult:
+            handle = getattr(getattr(self, adapter), operation)
+            result: NotifyResult = handle(message.body, message.headers, self._gw())
+            return result
+
+        return send
+
+    # -- the channels' own days ------------------------------------------------------------
+
+    def reverse_due(self) -> None:
+        """Reverse the wallet payments reported fraudulent by now."""
+        now = self.clock.now()
+        due = [item for item in self.to_reverse if item[0] <= now]
+        self.to_reverse = [item for item in self.to_reverse if item[0] > now]
+        for _, receipt in due:
+            self._gw().reverse(receipt.payment_id, "wallet reported the payment as fraudulent")
+            self.tally.reversals += 1
+            self.log(f"reversed {receipt.channel} {receipt.account_no}")
+
+    def bank_file(self, day: date) -> None:
+        """The agent bank's file of yesterday's direct debits; now and then with a wrong
+        trailer, which paygate must refuse whole, and the bank sends again corrected."""
+        lines, self.direct_debits = self.direct_debits, []
+        if not lines:
+            return
+        data = self.bank.batch_file(day, lines)
+        if self._bank_rng.random() < self.faults.bad_trailer:
+            self.tally.faults["bad_trailer"] += 1
+            self.tally.bank_files_refused += self._post_file(
+                _bad_trailer(data), expect_refusal=True
+            )
+        self.tally.bank_files += 1
+        self._post_file(data, expect_refusal=False)
+
+    def _post_file(self, data: bytes, *, expect_refusal: bool) -> int:
+        sink = _Recorder(self._gw())
+        try:
+            result = post_batch_file(self.bank_adapter, io.BytesIO(data), sink)
+        except PaygateError as exc:
+            self.log(f"bank file refused: {exc.code}")
+            if not expect_refusal:
+                self.tally.refused_genuine["bank_agent"] += 1
+            return 1
+        if expect_refusal:
+            raise AssertionError("a bank file with a wrong trailer was accepted")
+        for outcome in sink.outcomes:
+            if outcome.receipt is not None and not outcome.receipt.replayed:
+                self._posted(outcome.receipt)
+        self.tally.refused_genuine["bank_agent"] += len(result.refused)
+        return 0
+
+
+class _Recorder:
+    """The Gateway as a batch sink, keeping every outcome."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self._gateway = gateway
+        self.outcomes: list[PayOutcome] = []
+
+    def pay_many(self, intents: Iterable[PaymentIntent]) -> list[PayOutcome]:
+        """Post through the Gateway and keep the outcomes."""
+        outcomes = self._gateway.pay_many(intents)
+        self.outcomes.extend(outcomes)
+        return outcomes
+
+
+def _bad_trailer(data: bytes) -> bytes:
+    """The same file with its trailer's count one too high."""
+    layout = AGENT_BANK_LAYOUT
+    lines = data.decode(layout.encoding).split("\r\n")
+    trailer = lines[-2].split(layout.delimiter)
+    column = layout.trailer["count"] - 1
+    trailer[column] = str(int(trailer[column]) + 1)
+    lines[-2] = layout.delimiter.join(trailer)
+    return "\r\n".join(lines).encode(layout.encoding)
+
+
+# -- the terminals' own days (functions: the Channels class holds the messages) --------------
+
+
+def kiosk_day(self: Channels) -> None:
+    """Once a day, perhaps: the kiosk loses its link for a spell."""
+    if self.kiosk_rng.random() < self.faults.kiosk_offline_per_day:
+        start = self.clock.now() + timedelta(minutes=self.kiosk_rng.randrange(0, 20 * 60))
+        length = timedelta(
+            minutes=self.kiosk_rng.randrange(10, self.faults.kiosk_offline_minutes + 1)
+        )
+        self.kiosk_offline_until = start + length
+        self.log(f"kiosk offline until {self.kiosk_offline_until.isoformat()}")
+
+
+def close_of_day(self: Channels, day: date) -> None:
+    """23:00: the POS terminal settles its batch; the kiosk closes ``day``."""
+    message = self.pos_terminal.settle()
+    result = self.pos_adapter.handle_daily_close(message.body, message.headers, self._gw())
+    self.pos_terminal.settled(result)
+    cash = self.kiosk.takings(day, CURRENCY).cash.amount
+    close = self.kiosk.close(day, counted_cash=cash)
+    answer = self.kiosk_adapter.handle_daily_close(close.body, close.headers, self._gw())
+    self.log(f"close {day} pos {result.status_code} kiosk {answer.status_code}")
