@@ -40,34 +40,19 @@ from zoneinfo import ZoneInfo
 from pydantic import SecretBytes
 
 from paygate.channels.bank_agent import (
-    BankAgentAdapter,
-    BankAgentConfig,
     BatchResult,
-    SignMethod,
     post_batch_file,
 )
-from paygate.channels.base import AdapterContext, ChannelAdapter, NotifyResult
+from paygate.channels.base import ChannelAdapter, NotifyResult
 from paygate.channels.kiosk import (
-    KioskAdapter,
     KioskCloseResult,
-    KioskConfig,
-    KioskContext,
     KioskMethod,
 )
-from paygate.channels.mobile import AlipayAdapter, AlipayConfig, WechatPayAdapter, WechatPayConfig
-from paygate.channels.online import OnlineAdapter, OnlineConfig
 from paygate.channels.orders import new_order_id
-from paygate.channels.pos import PosAdapter, PosConfig, PosContext
-from paygate.channels.stores import SqlKioskLedger, SqlNonceStore, SqlOrderStore, SqlPosLedger
-from paygate.channels.voucher import (
-    VoucherAdapter,
-    VoucherConfig,
-    VoucherContext,
-)
 from paygate.clock import FixedClock
 from paygate.config import Settings
+from paygate.demo.adapters import peer_adapters
 from paygate.demo.peers import (
-    AGENT_BANK_LAYOUT,
     AgentBank,
     AlipayServer,
     BatchLine,
@@ -377,7 +362,6 @@ class _Channels:
         # paygate's side: the database's nonce and order stores, the device registry (the POS
         # terminal's MAC key sealed under a key-encryption key made for this run), the voucher
         # service (with its own PIN key), and the kiosk and POS ledgers.
-        nonces = SqlNonceStore(store)
         devices = DeviceRegistry(store, clock, SecretBytes(secrets.token_bytes(32)))
         devices.add(
             self.kiosk.device_id,
@@ -392,53 +376,25 @@ class _Channels:
             label="service hall POS",
         )
         self.vouchers = VoucherService(gateway, SecretBytes(secrets.token_bytes(32)))
-        plain = AdapterContext(clock=clock, nonces=nonces)
-        self.alipay_adapter = AlipayAdapter(
-            AlipayConfig(alipay_public_key=self.alipay.public_key_pem, app_id=self.alipay.app_id),
-            plain,
+        adapters = peer_adapters(
+            alipay=self.alipay,
+            wechatpay=self.wechatpay,
+            online_gateway=self.online_gateway,
+            pos_terminal=self.pos_terminal,
+            bank=self.bank,
+            store=store,
+            clock=clock,
+            devices=devices,
+            vouchers=self.vouchers,
+            currency=_CURRENCY,
         )
-        self.wechatpay_adapter = WechatPayAdapter(
-            WechatPayConfig(
-                api_v3_key=self.wechatpay.api_v3_key,
-                platform_keys=self.wechatpay.platform_keys,
-                mchid=self.wechatpay.mchid,
-            ),
-            plain,
-        )
-        self.online_adapter = OnlineAdapter(
-            OnlineConfig(
-                merchant_id=self.online_gateway.merchant_id,
-                gateway_public_keys=(self.online_gateway.public_key_pem,),
-            ),
-            AdapterContext(clock=clock, nonces=nonces, orders=SqlOrderStore(store)),
-        )
-        self.kiosk_adapter = KioskAdapter(
-            KioskConfig(),
-            KioskContext(clock=clock, nonces=nonces, devices=devices, ledger=SqlKioskLedger(store)),
-        )
-        self.pos_adapter = PosAdapter(
-            PosConfig(merchant_ids=(self.pos_terminal.merchant_id,)),
-            PosContext(
-                clock=clock,
-                nonces=nonces,
-                terminal_keys=devices,
-                ledger=SqlPosLedger(store, currency=_CURRENCY),
-            ),
-        )
-        self.bank_adapter = BankAgentAdapter(
-            BankAgentConfig(
-                merchant_id=self.bank.merchant_id,
-                bank_code=self.bank.bank_code,
-                sign_method=SignMethod.HMAC,
-                shared_key=self.bank.shared_key,
-                batch_layout=AGENT_BANK_LAYOUT,
-            ),
-            plain,
-        )
-        self.prepaid_adapter = VoucherAdapter(
-            VoucherConfig(),
-            VoucherContext(clock=clock, nonces=nonces, vouchers=self.vouchers),
-        )
+        self.alipay_adapter = adapters.alipay
+        self.wechatpay_adapter = adapters.wechatpay
+        self.online_adapter = adapters.online
+        self.kiosk_adapter = adapters.kiosk
+        self.pos_adapter = adapters.pos
+        self.bank_adapter = adapters.bank
+        self.prepaid_adapter = adapters.voucher
 
     @property
     def adapters(self) -> tuple[ChannelAdapter[Any], ...]:
