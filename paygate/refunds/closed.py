@@ -14,9 +14,9 @@ from the payment path.
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
-from zoneinfo import ZoneInfo
+from datetime import datetime
 
+from paygate.clock import business_date
 from paygate.ledger import AccountKind, EntryDraft, PostingDraft
 from paygate.models import PaymentIntent, Receipt
 from paygate.money import Money
@@ -45,11 +45,7 @@ def closed_account_payment(
     ``clearing`` (the channel's account), credited to suspense, with its finding written."""
     cur = acct.currency
     settings = core.settings
-    local = intent.paid_at.astimezone(ZoneInfo(settings.timezone))
-    settle_day = local.date()
-    cutoff = settings.cutoff(intent.channel)
-    if cutoff != time(0, 0) and local.time() >= cutoff:
-        settle_day += timedelta(days=1)  # after the channel's cut-off: its next day
+    settle_day = business_date(intent.paid_at, settings.timezone, settings.cutoff(intent.channel))
     suspense = core.ledger.ensure(tx, f"suspense:{cur}", AccountKind.SUSPENSE, cur)
     amount = intent.amount.minor
     writes.entries.append(
