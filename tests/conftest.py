@@ -40,6 +40,20 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
+@pytest.fixture(autouse=True)
+def _environment_restored() -> Iterator[None]:
+    """The process environment as it was before the test.
+
+    ``paygate serve`` hands its configuration to its workers as ``PAYGATE_*`` variables; a test
+    that runs it in-process would otherwise leave them to configure every later test.
+    """
+    before = os.environ.copy()
+    yield
+    if os.environ != before:
+        os.environ.clear()
+        os.environ.update(before)
+
+
 def _pg_url(database: str) -> str:
     base = PG_ADMIN_URL.rsplit("/", 1)[0]
     return f"{base}/{database}"
