@@ -96,7 +96,9 @@ def test_supply_back_before_the_promise_is_no_breach_though_reported_after_it(
     order_id = reconnection_id(gateway)
     _, _, promise = order_times(gateway, order_id)
     meter = ScriptedMeter(clock)
-    dispatcher = Dispatcher(gateway, headends={"scripted": meter}, poll_interval=timedelta(minutes=5))
+    dispatcher = Dispatcher(
+        gateway, headends={"scripted": meter}, poll_interval=timedelta(minutes=5)
+    )
     dispatcher.dispatch_once()  # sent at once: acknowledged, in time
     # The meter closes its relay a minute before the promise; the next pass comes after it.
     meter.done_at = promise - timedelta(minutes=1)
@@ -117,7 +119,9 @@ def test_a_step_still_unfinished_after_the_poll_is_a_breach(
     order_id = reconnection_id(gateway)
     _, _, promise = order_times(gateway, order_id)
     meter = ScriptedMeter(clock)
-    dispatcher = Dispatcher(gateway, headends={"scripted": meter}, poll_interval=timedelta(minutes=5))
+    dispatcher = Dispatcher(
+        gateway, headends={"scripted": meter}, poll_interval=timedelta(minutes=5)
+    )
     dispatcher.dispatch_once()
     meter.done_at = promise + timedelta(hours=1)  # the relay closes only after the promise
     clock.set(promise + timedelta(minutes=4))
@@ -125,6 +129,57 @@ def test_a_step_still_unfinished_after_the_poll_is_a_breach(
     assert [(o, s.value, v.value) for o, s, v in report.breaches] == [
         (order_id, "confirm", "major")
     ]
+    assert breaches(gateway) == [(order_id, "confirm", "major")]
+
+
+def test_a_meter_that_finished_between_two_polls_is_judged_by_the_next_poll(
+    gateway: Gateway, clock: FixedClock
+) -> None:
+    in_arrears(gateway)
+    gateway.disconnect(ACCOUNT, "arrears")
+    pay_off(gateway)
+    order_id = reconnection_id(gateway)
+    _, _, promise = order_times(gateway, order_id)
+    meter = ScriptedMeter(clock)
+    dispatcher = Dispatcher(
+        gateway, headends={"scripted": meter}, poll_interval=timedelta(minutes=5)
+    )
+    dispatcher.dispatch_once()
+    clock.set(promise - timedelta(minutes=3))
+    dispatcher.dispatch_once()  # a poll: not yet; the next one is due two minutes after the promise
+    meter.done_at = promise - timedelta(minutes=1)
+    clock.set(promise + timedelta(minutes=1))  # the deadline has passed, no poll is due yet
+    assert dispatcher.dispatch_once().breaches == []
+    assert breaches(gateway) == []
+    clock.set(promise + timedelta(minutes=2))
+    assert dispatcher.dispatch_once().breaches == []
+    assert meter.polls == [promise - timedelta(minutes=3), promise + timedelta(minutes=2)]
+    assert breaches(gateway) == []
+    assert gateway.account_status(ACCOUNT).supply_state is SupplyState.CONNECTED
+
+
+def test_a_step_a_poll_after_the_deadline_found_unfinished_is_a_breach(
+    gateway: Gateway, clock: FixedClock
+) -> None:
+    in_arrears(gateway)
+    gateway.disconnect(ACCOUNT, "arrears")
+    pay_off(gateway)
+    order_id = reconnection_id(gateway)
+    _, _, promise = order_times(gateway, order_id)
+    meter = ScriptedMeter(clock)
+    dispatcher = Dispatcher(
+        gateway, headends={"scripted": meter}, poll_interval=timedelta(minutes=5)
+    )
+    dispatcher.dispatch_once()
+    clock.set(promise - timedelta(minutes=3))
+    dispatcher.dispatch_once()
+    clock.set(promise + timedelta(minutes=2))
+    report = dispatcher.dispatch_once()  # asked after the deadline: not done
+    assert [(o, s.value, v.value) for o, s, v in report.breaches] == [
+        (order_id, "confirm", "major")
+    ]
+    # The facts decide, whoever asks: the gateway's own check records no second breach.
+    assert gateway.check_deadlines() == []
     assert breaches(gateway) == [(order_id, "confirm", "major")]
 
 
@@ -152,9 +207,7 @@ def test_a_reconnection_raised_by_a_late_cut_is_dated_when_paygate_learns_of_the
     assert breaches(gateway) == []
     # The cut itself keeps the meter's time: the account's history says when supply went.
     cut_row = gateway.store.run(
-        lambda tx: tx.one(
-            "SELECT completed_at FROM supply_orders WHERE id = :id", {"id": cut}
-        ),
+        lambda tx: tx.one("SELECT completed_at FROM supply_orders WHERE id = :id", {"id": cut}),
         write=False,
     )
     assert gateway.store.run(lambda tx: tx.read_ts(cut_row[0]), write=False) == cut_at
