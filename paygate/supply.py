@@ -633,15 +633,18 @@ class SupplyOrders:
         is passed over while its poll is due, and its step counts as missed only once a poll
         made after the deadline (the one that scheduled the next, ``poll_interval`` before
         it) found the step unfinished. A meter that finished just before its deadline,
-        between two polls, is then never taken for a missed step. Orders nobody polls (a
-        failed one, a head-end that reports by callback) are judged by the clock alone."""
+        between two polls, is then never taken for a missed step. An order a head-end has
+        taken is not judged while that head-end cannot be reached (the meter may be done; its
+        next answer says when), an order not yet sent is judged by the clock, and so are
+        orders nobody polls (a failed one, a head-end that reports by callback)."""
         at = self._core.clock.now() if now is None else require_aware(now, "now")
         if poll_interval is not None and poll_interval < timedelta(0):
             raise InvalidInputError("poll_interval cannot be negative", field="poll_interval")
 
         def work(tx: Tx) -> list[tuple[int, Step, Severity]]:
             rows = tx.all(
-                f"SELECT {ORDER_COLUMNS}, o.next_attempt_at FROM supply_orders o "  # noqa: S608
+                f"SELECT {ORDER_COLUMNS}, o.next_attempt_at, o.last_error "  # noqa: S608
+                "FROM supply_orders o "
                 "JOIN accounts a ON a.id = o.account_id WHERE o.status IN "
                 "('open', 'dispatched', 'acknowledged', 'failed') AND o.dispatch_due_at < :now "
                 "ORDER BY o.id",
@@ -650,14 +653,18 @@ class SupplyOrders:
             writes = Writes()
             found: list[tuple[int, Step, Severity]] = []
             for row in rows:
-                order = order_row(tx, row[:-1])
+                order, next_at, last_error = order_row(tx, row[:-2]), row[-2], row[-1]
                 known_by = at
-                if poll_interval is not None and order.status in ACTIVE and row[-1] is not None:
-                    if tx.read_ts(row[-1]) <= at:
+                if poll_interval is not None and order.status in ACTIVE and next_at is not None:
+                    next_attempt = tx.read_ts(next_at)
+                    if next_attempt <= at:
                         continue  # the head-end is to be asked first
-                    # Scheduled by the last poll: the head-end was asked a poll interval
-                    # before the next one, and had not done the step.
-                    known_by = min(at, tx.read_ts(row[-1]) - poll_interval)
+                    if order.status is not OrderStatus.OPEN:
+                        if last_error is not None:
+                            continue  # taken by a head-end that has not answered since
+                        # Scheduled by the last poll: the head-end was asked a poll interval
+                        # before the next one, and had not done the step.
+                        known_by = min(at, next_attempt - poll_interval)
                 found += self._breaches(tx, order, at, writes, at, known_by)
             flush(tx, writes)
             return found

@@ -10,7 +10,13 @@ from datetime import date, datetime, timedelta
 
 from paygate.clock import FixedClock
 from paygate.gateway import Gateway
-from paygate.headend.base import HeadEnd, HeadEndOutcome, HeadEndResult, SupplyCommand
+from paygate.headend.base import (
+    HeadEnd,
+    HeadEndOutcome,
+    HeadEndResult,
+    HeadEndUnavailable,
+    SupplyCommand,
+)
 from paygate.models import PaymentIntent, SupplyState
 from paygate.money import Money
 from paygate.outbox import Dispatcher
@@ -28,12 +34,15 @@ class ScriptedMeter(HeadEnd):
         self.clock = clock
         self.done_at: datetime | None = None
         self.polls: list[datetime] = []
+        self.down = False
 
     def send(self, command: SupplyCommand) -> HeadEndResult:
         return HeadEndResult(outcome=HeadEndOutcome.ACKNOWLEDGED, at=self.clock.now())
 
     def poll(self, command: SupplyCommand) -> HeadEndResult | None:
         self.polls.append(self.clock.now())
+        if self.down:
+            raise HeadEndUnavailable("connection refused")
         if self.done_at is None or self.clock.now() < self.done_at:
             return None
         return HeadEndResult(outcome=HeadEndOutcome.COMPLETED, at=self.done_at)
@@ -180,6 +189,48 @@ def test_a_step_a_poll_after_the_deadline_found_unfinished_is_a_breach(
     ]
     # The facts decide, whoever asks: the gateway's own check records no second breach.
     assert gateway.check_deadlines() == []
+    assert breaches(gateway) == [(order_id, "confirm", "major")]
+
+
+def outage_over_the_promise(gateway: Gateway, clock: FixedClock, done_at: timedelta) -> int:
+    """The head-end takes the order, then cannot be reached from two hours before the promise
+    until an hour after it; the meter finishes ``done_at`` after the promise."""
+    in_arrears(gateway)
+    gateway.disconnect(ACCOUNT, "arrears")
+    pay_off(gateway)
+    order_id = reconnection_id(gateway)
+    _, _, promise = order_times(gateway, order_id)
+    meter = ScriptedMeter(clock)
+    dispatcher = Dispatcher(
+        gateway, headends={"scripted": meter}, poll_interval=timedelta(minutes=5),
+        retry_base=timedelta(minutes=1), retry_cap=timedelta(minutes=10),
+    )  # fmt: skip
+    dispatcher.dispatch_once()
+    meter.done_at = promise + done_at
+    meter.down = True
+    clock.set(promise - timedelta(hours=2))
+    while clock.now() < promise + timedelta(hours=1):
+        assert dispatcher.dispatch_once().breaches == []
+        clock.advance(timedelta(minutes=1))
+    meter.down = False
+    clock.advance(timedelta(minutes=10))
+    dispatcher.dispatch_once()
+    assert meter.polls[-1] == clock.now()
+    return order_id
+
+
+def test_a_meter_done_in_time_during_an_outage_is_no_breach(
+    gateway: Gateway, clock: FixedClock
+) -> None:
+    outage_over_the_promise(gateway, clock, done_at=-timedelta(minutes=30))
+    assert breaches(gateway) == []
+    assert gateway.account_status(ACCOUNT).supply_state is SupplyState.CONNECTED
+
+
+def test_a_meter_not_done_when_the_outage_ends_is_a_breach(
+    gateway: Gateway, clock: FixedClock
+) -> None:
+    order_id = outage_over_the_promise(gateway, clock, done_at=timedelta(hours=3))
     assert breaches(gateway) == [(order_id, "confirm", "major")]
 
 
