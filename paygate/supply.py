@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, Final
 
 from paygate import billing
 from paygate.clock import require_aware
@@ -91,6 +91,11 @@ class OrderStatus(StrEnum):
 
 
 ACTIVE = (OrderStatus.OPEN, OrderStatus.DISPATCHED, OrderStatus.ACKNOWLEDGED)
+
+
+SETTLE_LIMIT: Final = timedelta(hours=1)
+"""The longest the dispatcher waits for a poll to settle a passed deadline (see
+:meth:`SupplyOrders.check_deadlines`)."""
 
 
 def backoff(attempt: int, *, base: timedelta, cap: timedelta) -> timedelta:
@@ -632,8 +637,9 @@ class SupplyOrders:
         said: an order whose head-end is still asked about it (under way, a poll scheduled)
         is passed over while its poll is due, and its step counts as missed only once a poll
         made after the deadline (the one that scheduled the next, ``poll_interval`` before
-        it) found the step unfinished. A meter that finished just before its deadline,
-        between two polls, is then never taken for a missed step. An order a head-end has
+        it) found the step unfinished, or the deadline is :data:`SETTLE_LIMIT` past. A meter
+        that finished just before its deadline, between two polls, is then never taken for a
+        missed step. An order a head-end has
         taken is not judged while that head-end cannot be reached (the meter may be done; its
         next answer says when), an order not yet sent is judged by the clock, and so are
         orders nobody polls (a failed one, a head-end that reports by callback)."""
@@ -664,7 +670,8 @@ class SupplyOrders:
                             continue  # taken by a head-end that has not answered since
                         # Scheduled by the last poll: the head-end was asked a poll interval
                         # before the next one, and had not done the step.
-                        known_by = min(at, next_attempt - poll_interval)
+                        # With a long poll interval callbacks carry the news: an hour at most.
+                        known_by = min(at, max(next_attempt - poll_interval, at - SETTLE_LIMIT))
                 found += self._breaches(tx, order, at, writes, at, known_by)
             flush(tx, writes)
             return found
