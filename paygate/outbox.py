@@ -325,15 +325,18 @@ class Dispatcher:
     def dispatch_once(
         self, limit: int | None = None, *, due_by: datetime | None = None
     ) -> DispatchReport:
-        """Check deadlines, attempt every due order, offer every due event once.
+        """Attempt every due order, check deadlines, offer every due event once.
 
-        Each order and each event is handled on its own: whatever one head-end or sink raises
-        is logged and recorded against that row alone (retried with backoff), and the pass
-        goes on with the next. With ``due_by``, only rows due by then are taken.
+        Orders are attempted before deadlines are checked, and a deadline is judged by what
+        the head-end last said (:meth:`~paygate.supply.SupplyOrders.check_deadlines` with
+        this dispatcher's poll interval): a meter that finished before its deadline is never
+        taken for a missed one. Each order and each event is handled on its own: whatever one
+        head-end or sink raises is logged and recorded against that row alone (retried with
+        backoff), and the pass goes on with the next. With ``due_by``, only rows due by then
+        are taken.
         """
         room = self.batch if limit is None else min(self.batch, limit)
         report = DispatchReport()
-        report.breaches = self.gateway.supply.check_deadlines()
         now = self.gateway.clock.now()
         token, order_ids = self.gateway.store.run(
             lambda tx: supply.claim_orders(tx, now, self.lease, room, due_by=due_by)
@@ -344,6 +347,7 @@ class Dispatcher:
             except Exception as exc:  # one order's fault must not stop the pass
                 log.exception("supply order %s: delivery raised unexpectedly", order_id)
                 self._order_crashed(order_id, token, exc, report)
+        report.breaches = self.gateway.supply.check_deadlines(poll_interval=self.poll_interval)
         room -= len(order_ids) if limit is not None else 0
         if self.refund_routes and room > 0:
             refunds = dispatch_refunds(

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, Final
 
 from paygate import billing
 from paygate.clock import require_aware
@@ -91,6 +91,11 @@ class OrderStatus(StrEnum):
 
 
 ACTIVE = (OrderStatus.OPEN, OrderStatus.DISPATCHED, OrderStatus.ACKNOWLEDGED)
+
+
+SETTLE_LIMIT: Final = timedelta(hours=1)
+"""The longest the dispatcher waits for a poll to settle a passed deadline (see
+:meth:`SupplyOrders.check_deadlines`)."""
 
 
 def backoff(attempt: int, *, base: timedelta, cap: timedelta) -> timedelta:
@@ -222,14 +227,21 @@ def holds_claim(tx: Tx, order_id: int, token: str) -> bool:
     return bool(current == token)
 
 
-def missed_steps(order: OrderRow, now: datetime) -> Iterator[tuple[Step, Severity]]:
-    """The steps whose deadlines have passed without the step being reached (or reached late)."""
+def missed_steps(
+    order: OrderRow, now: datetime, *, known_by: datetime | None = None
+) -> Iterator[tuple[Step, Severity]]:
+    """The steps whose deadlines have passed without the step being reached (or reached late).
+
+    A step reached is judged by when it was reached. A step not reached is missed once its
+    deadline is before ``known_by`` (``now`` unless given): the time up to which paygate
+    knows the head-end had not done it. Its severity is judged at ``now``."""
+    known = now if known_by is None else known_by
     for step in (Step.DISPATCH, Step.ACKNOWLEDGE, Step.CONFIRM, Step.LEGAL):
         deadline = order.deadlines.of(step)
         done = order.step_done_at(Step.CONFIRM if step is Step.LEGAL else step)
         reached_late = done is not None and done > deadline
         still_missing = (
-            done is None and now > deadline and order.status in (*ACTIVE, OrderStatus.FAILED)
+            done is None and known > deadline and order.status in (*ACTIVE, OrderStatus.FAILED)
         )
         if reached_late or still_missing:
             judged_at = done if done is not None else now
@@ -521,7 +533,7 @@ class SupplyOrders:
                 },
             )
             if status is OrderStatus.COMPLETED:
-                self._order_completed(tx, acct, order, actor, writes, when)
+                self._order_completed(tx, acct, order, actor, writes, when, now)
             self._breaches(tx, order, when, writes, now)
             flush(tx, writes)
             write_states(tx, [acct])
@@ -537,7 +549,9 @@ class SupplyOrders:
         actor: str,
         writes: Writes,
         when: datetime,
+        now: datetime,
     ) -> None:
+        """The account's supply state once ``order`` completed at ``when`` (recorded ``now``)."""
         if order.kind == "reconnect":
             if acct.supply_state is SupplyState.RECONNECTION_PENDING:
                 transition(
@@ -562,12 +576,21 @@ class SupplyOrders:
             acct.bills, acct.category, self._core.local_date(when), self._core.settings.late_fee
         )
         if self.owes_nothing(acct, owed):
-            self.reconnection_order(tx, acct, "arrears cleared before the cut", None, writes, when)
+            # The promise's clock starts when paygate learns a reconnection is owed: now, as
+            # the cut is recorded, not when the meter cut (an order dated then could miss its
+            # dispatch step before any dispatcher saw it).
+            self.reconnection_order(tx, acct, "arrears cleared before the cut", None, writes, now)
 
     def _breaches(
-        self, tx: Tx, order: OrderRow, at: datetime, writes: Writes, now: datetime
+        self,
+        tx: Tx,
+        order: OrderRow,
+        at: datetime,
+        writes: Writes,
+        now: datetime,
+        known_by: datetime | None = None,
     ) -> list[tuple[int, Step, Severity]]:
-        missed = list(missed_steps(order, at))
+        missed = list(missed_steps(order, at, known_by=known_by))
         if not missed:
             return []
         known = {
@@ -605,13 +628,29 @@ class SupplyOrders:
             )
         return [(order.id, step, sev) for step, sev in new]
 
-    def check_deadlines(self, now: datetime | None = None) -> list[tuple[int, Step, Severity]]:
-        """Record a breach for every step of an open order whose deadline has passed."""
+    def check_deadlines(
+        self, now: datetime | None = None, *, poll_interval: timedelta | None = None
+    ) -> list[tuple[int, Step, Severity]]:
+        """Record a breach for every step of an open order whose deadline has passed.
+
+        With ``poll_interval`` (the dispatcher's), a step is judged by what the head-end last
+        said: an order whose head-end is still asked about it (under way, a poll scheduled)
+        is passed over while its poll is due, and its step counts as missed only once a poll
+        made after the deadline (the one that scheduled the next, ``poll_interval`` before
+        it) found the step unfinished, or the deadline is :data:`SETTLE_LIMIT` past. A meter
+        that finished just before its deadline, between two polls, is then never taken for a
+        missed step. An order a head-end has
+        taken is not judged while that head-end cannot be reached (the meter may be done; its
+        next answer says when), an order not yet sent is judged by the clock, and so are
+        orders nobody polls (a failed one, a head-end that reports by callback)."""
         at = self._core.clock.now() if now is None else require_aware(now, "now")
+        if poll_interval is not None and poll_interval < timedelta(0):
+            raise InvalidInputError("poll_interval cannot be negative", field="poll_interval")
 
         def work(tx: Tx) -> list[tuple[int, Step, Severity]]:
             rows = tx.all(
-                f"SELECT {ORDER_COLUMNS} FROM supply_orders o "  # noqa: S608
+                f"SELECT {ORDER_COLUMNS}, o.next_attempt_at, o.last_error "  # noqa: S608
+                "FROM supply_orders o "
                 "JOIN accounts a ON a.id = o.account_id WHERE o.status IN "
                 "('open', 'dispatched', 'acknowledged', 'failed') AND o.dispatch_due_at < :now "
                 "ORDER BY o.id",
@@ -620,7 +659,20 @@ class SupplyOrders:
             writes = Writes()
             found: list[tuple[int, Step, Severity]] = []
             for row in rows:
-                found += self._breaches(tx, order_row(tx, row), at, writes, at)
+                order, next_at, last_error = order_row(tx, row[:-2]), row[-2], row[-1]
+                known_by = at
+                if poll_interval is not None and order.status in ACTIVE and next_at is not None:
+                    next_attempt = tx.read_ts(next_at)
+                    if next_attempt <= at:
+                        continue  # the head-end is to be asked first
+                    if order.status is not OrderStatus.OPEN:
+                        if last_error is not None:
+                            continue  # taken by a head-end that has not answered since
+                        # Scheduled by the last poll: the head-end was asked a poll interval
+                        # before the next one, and had not done the step.
+                        # With a long poll interval callbacks carry the news: an hour at most.
+                        known_by = min(at, max(next_attempt - poll_interval, at - SETTLE_LIMIT))
+                found += self._breaches(tx, order, at, writes, at, known_by)
             flush(tx, writes)
             return found
 
