@@ -9,12 +9,15 @@ closed account, one by one or in bulk.
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from paygate.clock import FixedClock
 from paygate.config import Settings
@@ -32,10 +35,12 @@ from paygate.feeds import (
 from paygate.gateway import Gateway
 from paygate.models import NewBill, PaymentIntent
 from paygate.money import Money
+from paygate.refunds.route import Payee
 from tests.refund_fakes import ScriptedRoute
 from tests.test_feeds import drain
 
 ACCT = "3100000001"
+PAYEE = Payee("Zhang San", "6222020200112233", "102100099996")
 PAID_AT = datetime(2026, 11, 25, 1, 0, tzinfo=UTC)
 
 
@@ -94,7 +99,9 @@ def feed_credit(items: Sequence[PaymentFeedItem]) -> int:
 
 @pytest.fixture
 def refunding(gateway: Gateway) -> Gateway:
-    gateway.use_refund_routes({"alipay": ScriptedRoute("alipay", "mobile")})
+    gateway.use_refund_routes(
+        {"alipay": ScriptedRoute("alipay", "mobile"), "transfer": ScriptedRoute("transfer", None)}
+    )
     gateway.open_account(ACCT)
     issue(gateway, bill("B-1"))
     return gateway
@@ -186,6 +193,59 @@ def test_a_payment_to_a_closed_account_is_fed_as_suspense_and_the_closure_refund
     assert last.amount == yuan("80.00")
     status = gateway.account_status(ACCT)
     assert status.balance.minor == 10_000 - feed_credit(items) == 0
+
+
+_accounts = itertools.count()
+_step = st.one_of(
+    st.tuples(st.just("pay"), st.integers(1, 50_000)),
+    st.tuples(st.just("refund"), st.integers(1, 50_000)),
+    st.tuples(st.sampled_from(["complete", "fail"]), st.integers(0, 20)),
+)
+
+
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(steps=st.lists(_step, max_size=12))
+def test_the_feed_keeps_the_balance_after_any_payments_and_refunds(
+    refunding: Gateway, steps: list[tuple[str, int]]
+) -> None:
+    gateway = refunding
+    account_no = f"H{next(_accounts)}"
+    gateway.open_account(account_no)
+    issue(gateway, bill(f"B-{account_no}", account_no=account_no))
+    refunds: list[str] = []
+    movements = 0
+    for n, (what, value) in enumerate(steps):
+        if what == "pay":
+            pay(gateway, f"{account_no}-{n}", f"{value / 100:.2f}", account_no=account_no)
+            movements += 1
+        elif what == "refund":
+            held = gateway.account_status(account_no).credit.minor
+            if held == 0:
+                continue
+            refund_id = f"R-{account_no}-{n}"
+            amount = Money(min(value, held), "CNY")
+            gateway.refund(account_no, amount, refund_id=refund_id, route="transfer", payee=PAYEE)
+            refunds.append(refund_id)
+            movements += 1
+        elif refunds:
+            refund_id = refunds[value % len(refunds)]
+            if gateway.refund_order(refund_id).state.final:
+                continue
+            if what == "complete":
+                gateway.complete_refund(refund_id, "PR")
+            else:
+                gateway.fail_refund(refund_id, "NOPE", "refused")
+            movements += 1
+    items, _ = drain(
+        lambda c, n: gateway.account_payments_since(account_no, c, n),
+        None,
+        limit=3,
+        expect=movements,
+    )
+    assert len(items) == movements and len({key(i) for i in items}) == movements
+    assert gateway.account_status(account_no).balance.minor == 10_000 - feed_credit(items)
 
 
 # ── concurrent writers ─────────────────────────────────────────────────────────────────────
