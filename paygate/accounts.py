@@ -12,6 +12,7 @@ from paygate import billing
 from paygate.billing import OpenBill
 from paygate.clock import require_aware
 from paygate.errors import (
+    AccountClosedError,
     BillConflictError,
     CurrencyMismatchError,
     DuplicateAccountError,
@@ -20,7 +21,7 @@ from paygate.errors import (
     UnknownAccountError,
 )
 from paygate.ledger import AccountKind, EntryDraft, PostingDraft
-from paygate.models import AccountStatus, BillIssued, BillStatus, Category
+from paygate.models import AccountStatus, BillIssued, BillStatus, Category, SupplyState
 from paygate.money import Money
 from paygate.payments import Payments
 from paygate.records import (
@@ -168,6 +169,10 @@ class Accounts:
             found = existing(tx)
             if found is not None:
                 return found
+            if acct.supply_state is SupplyState.CLOSED:
+                raise AccountClosedError(
+                    f"account {account_no} is closed; it takes no new bill", field="account_no"
+                )
             if amount.currency != acct.currency:
                 raise CurrencyMismatchError(
                     f"account {account_no} is in {acct.currency}", field="amount"

@@ -30,6 +30,7 @@ from typing import Any, NamedTuple, TypeVar
 from paygate import ledger, records
 from paygate.accounts import Accounts
 from paygate.errors import (
+    AccountClosedError,
     BillConflictError,
     ConflictError,
     CurrencyMismatchError,
@@ -39,7 +40,7 @@ from paygate.errors import (
     UnknownAccountError,
 )
 from paygate.ledger import AccountKind, EntryDraft, PostingDraft
-from paygate.models import BulkIssue, BulkResult, NewAccount, NewBill
+from paygate.models import BulkIssue, BulkResult, NewAccount, NewBill, SupplyState
 from paygate.payments import Payments
 from paygate.records import Core, lock_account
 from paygate.store.engine import Tx, UniqueViolation
@@ -99,6 +100,7 @@ class _Payee(NamedTuple):
     id: int
     currency: str
     receivable_id: int
+    closed: bool
 
 
 class _Raced(Exception):
@@ -489,10 +491,14 @@ class BillingRun:
         """Lock the staged bills' accounts in id order, as every decision does."""
         lock = " FOR UPDATE" if tx.dialect == "postgresql" else ""
         rows = tx.all(
-            "SELECT a.id, a.account_no, a.currency, a.receivable_account_id FROM accounts a "  # noqa: S608
-            f"WHERE a.account_no IN (SELECT account_no FROM {_BILL_STAGE}) ORDER BY a.id{lock}"
+            "SELECT a.id, a.account_no, a.currency, a.receivable_account_id, a.supply_state "  # noqa: S608
+            f"FROM accounts a WHERE a.account_no IN (SELECT account_no FROM {_BILL_STAGE}) "
+            f"ORDER BY a.id{lock}"
         )
-        return {str(r[1]): _Payee(int(r[0]), str(r[2]), int(r[3])) for r in rows}
+        return {
+            str(r[1]): _Payee(int(r[0]), str(r[2]), int(r[3]), r[4] == SupplyState.CLOSED)
+            for r in rows
+        }
 
     @staticmethod
     def _decide_bill(
@@ -523,6 +529,15 @@ class BillingRun:
                         f"bill {b.bill_no} was issued before with other data", field="bill_no"
                     ),
                 )
+            return None
+        if acct.closed:
+            out.issue(
+                index,
+                b.bill_no,
+                AccountClosedError(
+                    f"account {b.account_no} is closed; it takes no new bill", field="account_no"
+                ),
+            )
             return None
         if b.amount.currency != acct.currency:
             out.issue(

@@ -35,6 +35,7 @@ change behind: the transaction that raised it is rolled back.
 from __future__ import annotations
 
 __all__ = [
+    "AccountClosedError",
     "AuthenticationError",
     "BillConflictError",
     "ConfigurationError",
@@ -127,6 +128,12 @@ class ParseError(InvalidInputError):
             where = f"{where}:{self.line}" if where else f"line {self.line}"
         text = super().__str__()
         return f"{where}: {text}" if where else text
+
+
+class AccountClosedError(InvalidInputError):
+    """The account is closed (销户): it takes no new bill, and never will again."""
+
+    code = "account_closed"
 
 
 class NotFoundError(PaygateError):

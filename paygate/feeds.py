@@ -28,10 +28,21 @@ back, the feed resumes exactly after the last item the consumer saw. Invariants:
   feed; one feed's cursor given to another is refused, as is anything not made here.
 * **Reads only.** This module writes nothing; every page is one read transaction.
 
-A payment feed item is a money movement of a payment, by ``kind``: the payment itself, or its
-reversal (a later, separate item, at the position of the reversing transaction). The kinds
-are an enumeration so that refunds join as one more member; a consumer must skip kinds it does
-not know.
+A payment feed item is one money movement on a customer's account, by ``kind``, each at the
+position of the transaction that moved it:
+
+* ``payment`` (:class:`PaymentItem`): a payment taken. Its ``status`` is ``posted`` (credited
+  to the account) or ``suspense``: the account was closed, the money is held in suspense with
+  a finding, and the account is **not** credited;
+* ``reversal``: a posted payment taken back, all of it;
+* ``refund_requested`` (:class:`RefundItem`): credit taken off the account to be paid back;
+* ``refund_succeeded``: that money left through the refund's route (the account's balance
+  does not change again);
+* ``refund_failed``: the refund failed and the money came back to the account as credit.
+
+A billing system keeps an account's balance from the feed alone: add a posted payment and a
+failed refund, subtract a reversal and a requested refund; a suspense payment and a
+succeeded refund change nothing. A consumer must skip kinds it does not know.
 """
 
 from __future__ import annotations
@@ -44,7 +55,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from enum import StrEnum
-from typing import Any, Final, TypeVar
+from typing import Annotated, Any, Final, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -62,9 +73,12 @@ __all__ = [
     "FeedName",
     "Feeds",
     "InvalidCursorError",
+    "PaymentFeedItem",
     "PaymentItem",
     "PaymentItemKind",
     "PaymentPage",
+    "PaymentStatus",
+    "RefundItem",
     "SupplyOrder",
     "SupplyOrderItem",
     "SupplyOrderPage",
@@ -162,17 +176,33 @@ class _Frozen(BaseModel):
 
 
 class PaymentItemKind(StrEnum):
-    """What moved the money: the payment, or its reversal (refunds will be one more kind)."""
+    """What moved the money on the account (see the module's notes for each one's effect)."""
 
     PAYMENT = "payment"
     REVERSAL = "reversal"
+    REFUND_REQUESTED = "refund_requested"
+    REFUND_SUCCEEDED = "refund_succeeded"
+    REFUND_FAILED = "refund_failed"
+
+
+class PaymentStatus(StrEnum):
+    """How a payment was taken: credited to the account, or held for a closed one."""
+
+    POSTED = "posted"
+    SUSPENSE = "suspense"
 
 
 class PaymentItem(_Frozen):
-    """One money movement of a payment, in commit order."""
+    """One money movement of a payment, in commit order: the payment, or its reversal."""
 
     cursor: str = Field(description="resume after this item by giving it back as `after`")
-    kind: PaymentItemKind = Field(description="skip kinds you do not know; more will come")
+    kind: Literal[PaymentItemKind.PAYMENT, PaymentItemKind.REVERSAL] = Field(
+        description="skip kinds you do not know; more will come"
+    )
+    status: PaymentStatus = Field(
+        description="`posted`: credited to the account; `suspense`: the account is closed, "
+        "the money is held in suspense and the account must not be credited"
+    )
     payment_id: int
     entry_id: int = Field(description="the journal entry that moved the money")
     account_no: str
@@ -184,6 +214,43 @@ class PaymentItem(_Frozen):
     posted_at: Instant = Field(description="when this movement was posted")
     terminal_id: str | None = None
     reason: str | None = Field(default=None, description="a reversal's reason")
+
+
+class RefundItem(_Frozen):
+    """One money movement of a refund order, in commit order.
+
+    ``refund_requested`` takes ``amount`` off the account's credit; ``refund_succeeded`` pays
+    it out (the account's balance does not change); ``refund_failed`` gives it back as credit.
+    """
+
+    cursor: str = Field(description="resume after this item by giving it back as `after`")
+    kind: Literal[
+        PaymentItemKind.REFUND_REQUESTED,
+        PaymentItemKind.REFUND_SUCCEEDED,
+        PaymentItemKind.REFUND_FAILED,
+    ] = Field(description="skip kinds you do not know; more will come")
+    refund_id: str = Field(description="the refund's id, the same in all its movements")
+    entry_id: int = Field(description="the journal entry that moved the money")
+    account_no: str
+    amount: Money = Field(description="the refund's amount")
+    route: str = Field(description="how the money is paid back")
+    channel: str | None = Field(description="the channel of the payment refunded against")
+    payment_id: int | None = Field(description="the payment refunded against")
+    original_channel_txn_id: str | None = Field(
+        description="the payment refunded against, by its channel transaction id"
+    )
+    reason: str
+    business_date: date = Field(description="the business date of this movement's entry")
+    posted_at: Instant = Field(description="when this movement was posted")
+    provider_reference: str | None = Field(
+        default=None, description="the provider's reference of a succeeded refund"
+    )
+    failure_code: str | None = Field(default=None, description="why a failed refund failed")
+    failure_message: str | None = None
+
+
+PaymentFeedItem = Annotated[PaymentItem | RefundItem, Field(discriminator="kind")]
+"""An item of the payment feed: a payment's movement or a refund's, told apart by ``kind``."""
 
 
 class SupplyOrder(_Frozen):
@@ -230,7 +297,7 @@ class _Page(_Frozen):
 class PaymentPage(_Page):
     """A page of the payment feed."""
 
-    items: tuple[PaymentItem, ...]
+    items: tuple[PaymentFeedItem, ...]
 
 
 class SupplyOrderPage(_Page):
@@ -267,47 +334,88 @@ def _frame(dialect: str, source: str, table: str, alias: str) -> tuple[str, str,
     )
 
 
-_PAYMENT_COLUMNS: Final = (
-    "p.id, e.id, a.account_no, p.channel, p.channel_txn_id, p.amount, p.currency, p.paid_at, "
-    "p.business_date, e.posted_at, p.terminal_id"
-)
-
 _ORDER_COLUMNS: Final = (
     "o.id, a.account_no, o.kind, o.status, o.action, o.reason, o.payment_id, o.created_at, "
     "o.due_at, o.dispatched_at, o.acknowledged_at, o.completed_at, o.closed_at, o.attempts"
 )
 
 
+# The columns of a payment feed row after its position, the same for every kind:
+# kind, payment_id, entry_id, account_no, channel, channel_txn_id, amount, currency, paid_at,
+# payment's business_date, posted_at, terminal_id, reason, status, refund_id, route,
+# failure_code, failure_message, provider_reference, entry's business_date.
+_PAYMENT_KIND: Final = "CASE WHEN e.id = p.entry_id THEN 'payment' ELSE 'reversal' END"
+_PAYMENT_STATUS: Final = "CASE WHEN p.status = 'suspense' THEN 'suspense' ELSE 'posted' END"
+_PAYMENT_REST: Final = (
+    "p.id, e.id, a.account_no, p.channel, p.channel_txn_id, p.amount, p.currency, p.paid_at, "
+    "p.business_date, e.posted_at, p.terminal_id, "
+    "CASE WHEN e.id = p.entry_id THEN NULL ELSE p.reversal_reason END, "
+    f"{_PAYMENT_STATUS}, NULL, NULL, NULL, NULL, NULL, e.business_date"
+)
+# A refund order's entries: the request's (entry_id), then the settling one (final_entry_id),
+# whose kind is the order's final state (a final state never changes).
+_REFUND_KIND: Final = (
+    "CASE WHEN e.id = r.entry_id THEN 'refund_requested' ELSE 'refund_' || r.state END"
+)
+_REFUND_FINAL: Final = "CASE WHEN e.id = r.entry_id THEN NULL ELSE {} END"
+_REFUND_REST: Final = (
+    "r.payment_id, e.id, a.account_no, r.channel, rp.channel_txn_id, r.amount, r.currency, "
+    "NULL, NULL, e.posted_at, NULL, r.reason, NULL, r.refund_id, r.route, "
+    f"{_REFUND_FINAL.format('r.failure_code')}, {_REFUND_FINAL.format('r.failure_message')}, "
+    f"{_REFUND_FINAL.format('r.provider_reference')}, e.business_date"
+)
+
+# The whole feed's entries each belong to a payment (p) or to a refund order (r), never both.
+_FEED_COLUMNS: Final = (
+    f"CASE WHEN p.id IS NOT NULL THEN {_PAYMENT_KIND} ELSE {_REFUND_KIND} END, "
+    "COALESCE(p.id, r.payment_id), e.id, a.account_no, COALESCE(p.channel, r.channel), "
+    "COALESCE(p.channel_txn_id, rp.channel_txn_id), COALESCE(p.amount, r.amount), "
+    "COALESCE(p.currency, r.currency), p.paid_at, p.business_date, e.posted_at, "
+    "p.terminal_id, CASE WHEN p.id IS NULL THEN r.reason "
+    "WHEN e.id = p.entry_id THEN NULL ELSE p.reversal_reason END, "
+    f"CASE WHEN p.id IS NULL THEN NULL ELSE {_PAYMENT_STATUS} END, r.refund_id, r.route, "
+    f"{_REFUND_FINAL.format('r.failure_code')}, {_REFUND_FINAL.format('r.failure_message')}, "
+    f"{_REFUND_FINAL.format('r.provider_reference')}, e.business_date"
+)
+
+
 def _payments_sql(dialect: str, *, by_account: bool) -> str:
     """The page query of the payment feed: journal entries in position order, each the entry
-    of a payment (``payment``) or of its reversal (``reversal``).
+    of a payment, of its reversal, or of a refund order's request or settlement.
 
     The whole feed walks the journal from the cursor and stops at the page's end; one
-    account's part starts from that account's payments (few), and sorts them.
+    account's part starts from that account's payments and refund orders (few), and sorts
+    them.
     """
-    kind = "CASE WHEN e.id = p.entry_id THEN 'payment' ELSE 'reversal' END"
-    reason = "CASE WHEN e.id = p.entry_id THEN NULL ELSE p.reversal_reason END"
+    position, source, where, order = _frame(dialect, "journal", "journal_entries", "e")
     if by_account:
         logged = (
             " JOIN feed_log f ON f.source = 'journal' AND f.row_id = e.id"
             if dialect == "sqlite"
             else ""
         )
-        position, _, where, order = _frame(dialect, "journal", "journal_entries", "e")
         return (
-            f"SELECT {position}, {kind}, {_PAYMENT_COLUMNS}, {reason} "  # noqa: S608
-            f"FROM payments p JOIN accounts a ON a.id = p.account_id "
+            f"SELECT * FROM (SELECT {position}, {_PAYMENT_KIND}, {_PAYMENT_REST} "  # noqa: S608
+            "FROM payments p JOIN accounts a ON a.id = p.account_id "
             f"JOIN journal_entries e ON e.id IN (p.entry_id, p.reversal_entry_id){logged} "
-            f"WHERE p.account_id = :account_id AND {where} {order} LIMIT :n"
+            f"WHERE p.account_id = :account_id AND {where} "
+            f"UNION ALL SELECT {position}, {_REFUND_KIND}, {_REFUND_REST} "
+            "FROM refund_orders r JOIN accounts a ON a.id = r.account_id "
+            "LEFT JOIN payments rp ON rp.id = r.payment_id "
+            f"JOIN journal_entries e ON e.id IN (r.entry_id, r.final_entry_id){logged} "
+            f"WHERE r.account_id = :account_id AND {where}) u ORDER BY 1, 2 LIMIT :n"
         )
-    position, source, where, order = _frame(dialect, "journal", "journal_entries", "e")
     return (
-        f"SELECT {position}, {kind}, {_PAYMENT_COLUMNS}, {reason} "  # noqa: S608
-        f"FROM {source} "
+        f"SELECT {position}, {_FEED_COLUMNS} FROM {source} "  # noqa: S608
         "LEFT JOIN payments pp ON pp.entry_id = e.id "
         "LEFT JOIN payments pr ON pr.reversal_entry_id = e.id "
-        "JOIN payments p ON p.id = COALESCE(pp.id, pr.id) "
-        f"JOIN accounts a ON a.id = p.account_id WHERE {where} {order} LIMIT :n"
+        "LEFT JOIN refund_orders ro ON ro.entry_id = e.id "
+        "LEFT JOIN refund_orders rf ON rf.final_entry_id = e.id "
+        "LEFT JOIN payments p ON p.id = COALESCE(pp.id, pr.id) "
+        "LEFT JOIN refund_orders r ON r.id = COALESCE(ro.id, rf.id) "
+        "LEFT JOIN payments rp ON rp.id = r.payment_id "
+        "JOIN accounts a ON a.id = COALESCE(p.account_id, r.account_id) "
+        f"WHERE {where} {order} LIMIT :n"
     )
 
 
@@ -340,7 +448,8 @@ class Feeds:
     def payments_since(
         self, cursor: str | None, limit: int = DEFAULT_PAGE, *, account_no: str | None = None
     ) -> PaymentPage:
-        """Payments and reversals after ``cursor`` (None: from the start), oldest commit first.
+        """Payments, reversals and refunds after ``cursor`` (None: from the start), oldest
+        commit first.
 
         With ``account_no``, only that account's; the positions (and so the cursors) are the
         same as the whole feed's.
@@ -437,14 +546,36 @@ def _page(
     )
 
 
-def _payment_item(cursor: str, row: tuple[Any, ...]) -> PaymentItem:
+def _payment_item(cursor: str, row: tuple[Any, ...]) -> PaymentItem | RefundItem:
     (kind, payment_id, entry_id, account_no, channel, txn_id, amount, currency, paid_at, day) = row[
         :10
     ]
-    posted_at, terminal_id, reason = row[10:13]
+    posted_at, terminal_id, reason, status, refund_id, route, code, message, ref, entry_day = row[
+        10:20
+    ]
+    if kind not in (PaymentItemKind.PAYMENT, PaymentItemKind.REVERSAL):
+        return RefundItem(
+            cursor=cursor,
+            kind=PaymentItemKind(kind),
+            refund_id=refund_id,
+            entry_id=int(entry_id),
+            account_no=account_no,
+            amount=Money(int(amount), currency),
+            route=route,
+            channel=channel,
+            payment_id=None if payment_id is None else int(payment_id),
+            original_channel_txn_id=txn_id,
+            reason=reason,
+            business_date=Tx.read_day(entry_day),
+            posted_at=_ts(posted_at),
+            provider_reference=ref,
+            failure_code=code,
+            failure_message=message,
+        )
     return PaymentItem(
         cursor=cursor,
         kind=PaymentItemKind(kind),
+        status=PaymentStatus(status),
         payment_id=int(payment_id),
         entry_id=int(entry_id),
         account_no=account_no,

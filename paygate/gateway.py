@@ -259,9 +259,9 @@ class Gateway(RefundDoor):
 
         Each bill has every effect :meth:`issue_bill` would give it, decided in input order:
         created, replayed (same data), a conflict (same bill number, other data: listed, not
-        written) or refused (unknown account, other currency). A crash loses at most the chunk
-        under way; running the same input again completes it exactly once. Options as for
-        :meth:`open_accounts`.
+        written) or refused (unknown account, closed account, other currency). A crash loses
+        at most the chunk under way; running the same input again completes it exactly once.
+        Options as for :meth:`open_accounts`.
         """
         return self.billing_run.issue_bills(
             bills, chunk_size=chunk_size, keep_keys=keep_keys, progress=progress

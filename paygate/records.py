@@ -540,10 +540,11 @@ def insert_bills_from_staging(
     tx: Tx, staging: str, *, only_new: bool, only_without_credit: bool, now: datetime
 ) -> int:
     """Write the bills of the billing run's staging table ``staging`` (columns ``bill_id,
-    entry_id, account_no, bill_no, period, amount, currency, due_date``) to the accounts of
-    that number and currency, nothing paid on them yet; return how many were written.
-    ``only_new`` filters out bill numbers already stored, ``only_without_credit`` the accounts
-    holding credit (each a probe per row, so only where the run found such rows)."""
+    entry_id, account_no, bill_no, period, amount, currency, due_date``) to the open (not
+    closed) accounts of that number and currency, nothing paid on them yet; return how many
+    were written. ``only_new`` filters out bill numbers already stored,
+    ``only_without_credit`` the accounts holding credit (each a probe per row, so only where
+    the run found such rows)."""
     known = (
         " AND NOT EXISTS (SELECT 1 FROM bills x WHERE x.bill_no = s.bill_no)" if only_new else ""
     )
@@ -559,7 +560,8 @@ def insert_bills_from_staging(
         "entry_id, issued_at) SELECT s.bill_id, a.id, s.bill_no, s.period, s.amount, "
         f"s.currency, s.due_date, 0, 0, 0, NULL, s.entry_id, :now FROM {staging} s "
         "JOIN accounts a ON a.account_no = s.account_no AND a.currency = s.currency "
-        f"WHERE true{known}{credit} ON CONFLICT (bill_no) DO NOTHING",
+        f"AND a.supply_state <> 'closed' WHERE true{known}{credit} "
+        "ON CONFLICT (bill_no) DO NOTHING",
         {"now": tx.ts(now)},
     )
     return int(cur.rowcount)

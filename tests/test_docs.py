@@ -125,12 +125,22 @@ def test_the_billing_systems_feed_example_runs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    [example] = [b for b in python_blocks("billing-systems.md") if "payments_since" in b]
+    [example] = [b for b in python_blocks("billing-systems.md") if "payments_since(cursor" in b]
     namespace: dict[str, object] = {}
     exec(compile(example, "docs/billing-systems.md", "exec"), namespace)
     receipt = namespace["receipt"]
     paid = receipt.payment_id  # type: ignore[attr-defined]
     assert namespace["seen"] == [("payment", paid, "50.00"), ("reversal", paid, "50.00")]
+
+
+def test_the_billing_systems_refund_feed_example_keeps_the_balance(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    [example] = [b for b in python_blocks("billing-systems.md") if "refund_failed" in b]
+    namespace: dict[str, object] = {}
+    exec(compile(example, "docs/billing-systems.md", "exec"), namespace)
+    assert namespace["credit"] == 8000
 
 
 def test_the_billing_systems_http_example_reads_the_feed(tmp_path: Path) -> None:

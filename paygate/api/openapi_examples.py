@@ -190,10 +190,52 @@ _PAYMENT_ITEM: Final = {
     "business_date": "2026-11-25",
     "posted_at": "2026-11-25T01:30:01Z",
     "terminal_id": DEVICE,
+    "status": "posted",
 }
 _PAYMENTS: Final = _dump(
     PaymentPage,
     {"items": [_PAYMENT_ITEM], "next_cursor": _PAYMENT_ITEM["cursor"], "has_more": False},
+)
+_REFUND_ITEM: Final = {
+    "kind": "refund_requested",
+    "refund_id": "RF-20261125-0001",
+    "entry_id": 9002,
+    "account_no": ACCOUNT,
+    "amount": _money(2000),
+    "route": "alipay",
+    "channel": "mobile",
+    "payment_id": 4720,
+    "original_channel_txn_id": "2026112522001400001",
+    "reason": "paid twice",
+    "business_date": "2026-11-25",
+    "posted_at": "2026-11-25T03:00:00Z",
+}
+_REFUNDS: Final = _dump(
+    PaymentPage,
+    {
+        "items": [
+            {**_REFUND_ITEM, "cursor": _cursor(FeedName.PAYMENTS, 2)},
+            {
+                **_REFUND_ITEM,
+                "cursor": _cursor(FeedName.PAYMENTS, 3),
+                "kind": "refund_failed",
+                "entry_id": 9003,
+                "posted_at": "2026-11-25T03:05:00Z",
+                "failure_code": "ACQ.TRADE_HAS_CLOSE",
+                "failure_message": "the trade is closed",
+            },
+            {
+                **_PAYMENT_ITEM,
+                "cursor": _cursor(FeedName.PAYMENTS, 4),
+                "payment_id": 4731,
+                "entry_id": 9010,
+                "channel_txn_id": f"{DEVICE}:00000123",
+                "status": "suspense",
+            },
+        ],
+        "next_cursor": _cursor(FeedName.PAYMENTS, 4),
+        "has_more": False,
+    },
 )
 _ORDER: Final = {
     "order_id": 88,
@@ -399,6 +441,17 @@ def _one(summary: str, value: Any) -> dict[str, _Example]:
     return {"example": {"summary": summary, "value": value}}
 
 
+def _payment_pages(summary: str) -> dict[str, _Example]:
+    return {
+        "example": {"summary": summary, "value": _PAYMENTS},
+        "refunds": {
+            "summary": "a refund requested and failed (the money back as credit), then a "
+            "payment held in suspense for a closed account",
+            "value": _REFUNDS,
+        },
+    }
+
+
 def request_examples() -> dict[tuple[str, str], dict[str, dict[str, _Example]]]:
     """The request bodies' examples: (method, path) -> media type -> name -> Example Object."""
     pay = {
@@ -538,9 +591,9 @@ def _answers() -> dict[tuple[str, str], dict[str, dict[str, dict[str, _Example]]
             "400": {js: oauth_error("invalid_scope", "scope 'bills:write' is not granted")},
             "401": {js: oauth_error("invalid_client", "unknown client or wrong secret")},
         },
-        ("get", "/v1/payments"): {"200": {js: _one("one payment", _PAYMENTS)}},
+        ("get", "/v1/payments"): {"200": {js: _payment_pages("one payment")}},
         ("get", "/v1/accounts/{account_no}/payments"): {
-            "200": {js: _one("the account's payment", _PAYMENTS)}
+            "200": {js: _payment_pages("the account's payment")}
         },
         ("get", "/v1/supply-orders"): {"200": {js: _one("one reconnection", _ORDERS)}},
         ("get", "/v1/supply-orders/{order_id}"): {

@@ -424,6 +424,9 @@ refund_orders = Table(
     CheckConstraint("amount > 0", name="amount_positive"),
     CheckConstraint("state IN ('pending', 'submitted', 'succeeded', 'failed')", name="state"),
     Index("ix_refund_orders_due", "state", "next_attempt_at"),
+    # The payment feed finds a journal entry's refund order by either entry (0015).
+    Index("ix_refund_orders_entry_id", "entry_id"),
+    Index("ix_refund_orders_final_entry_id", "final_entry_id"),
     info={"owner": "paygate.refunds.orders"},
 )
 

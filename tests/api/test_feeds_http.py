@@ -31,6 +31,7 @@ from paygate.money import Money
 from paygate.service_clients import ServiceClientRegistry
 from paygate.tokens import TokenSettings
 from tests.api.support import LiveServer, World, open_world, settings_for
+from tests.refund_fakes import ScriptedRoute
 
 NOW = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
 ALL = "payments:read events:read supply-orders:read"
@@ -420,6 +421,37 @@ def test_the_feeds_page_to_the_end_over_http(
 
     events = page_all(http, "/v1/events", auth, limit=3, expect=8)
     assert "payment.reversed" in {e["event_type"] for e in events}
+
+
+def test_refunds_and_suspense_payments_are_fed_over_http(
+    http: httpx.Client, registry: ServiceClientRegistry, feed_world: World
+) -> None:
+    gateway = feed_world.gateway
+    gateway.use_refund_routes({"online": ScriptedRoute("online", "online")})
+    _, secret = registry.add("billing-east", ["payments:read"])
+    auth = bearer(token(http, "billing-east", secret))
+    gateway.open_account("R1")
+    paid = gateway.pay(intent("R1", "t0", 5000)).payment_id
+    gateway.refund("R1", Money(2000, "CNY"), refund_id="RF-1", route="online", reason="twice")
+    gateway.fail_refund("RF-1", "TRADE_CLOSED", "the trade is closed")
+    gateway.refund("R1", Money(5000, "CNY"), refund_id="RF-2", route="online")
+    gateway.complete_refund("RF-2", "PR-2")
+    gateway.close_account("R1", closure_id="CL-R1", reason="moved away")
+    late = gateway.pay(intent("R1", "t1", 700)).payment_id
+    items = page_all(http, "/v1/accounts/R1/payments", auth, limit=2, expect=6)
+    assert [(i["kind"], i.get("refund_id") or i["payment_id"]) for i in items] == [
+        ("payment", paid),
+        ("refund_requested", "RF-1"),
+        ("refund_failed", "RF-1"),
+        ("refund_requested", "RF-2"),
+        ("refund_succeeded", "RF-2"),
+        ("payment", late),
+    ]
+    assert [i.get("status") for i in items] == ["posted", None, None, None, None, "suspense"]
+    assert items[2]["amount"] == {"minor": 2000, "currency": "CNY"}
+    assert items[2]["failure_code"] == "TRADE_CLOSED" and items[4]["provider_reference"] == "PR-2"
+    whole = page_all(http, "/v1/payments", auth, limit=4, expect=6)
+    assert [i["cursor"] for i in whole] == [i["cursor"] for i in items]
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,6 @@
-"""``GET /v1/payments`` and ``GET /v1/accounts/{account_no}/payments``: what was paid, in
-commit order, for a billing system holding the ``payments:read`` scope (paygate.feeds)."""
+"""``GET /v1/payments`` and ``GET /v1/accounts/{account_no}/payments``: what was paid (and
+refunded), in commit order, for a billing system holding the ``payments:read`` scope
+(paygate.feeds)."""
 
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ Reader = Annotated[Principal, Depends(scoped(SCOPE))]
 
 @router.get("/v1/payments", operation_id="listPayments", tags=["feeds"])
 async def list_payments(request: Request, runtime: RuntimeDep, _reader: Reader) -> Response:
-    """Payments and reversals committed after ``after``, oldest first."""
+    """Payments, reversals and refund movements committed after ``after``, oldest first;
+    ``kind`` tells them apart, a consumer skips kinds it does not know."""
     after, limit = page_request(request)
 
     def work() -> PaymentPage:
@@ -43,7 +45,8 @@ async def list_payments(request: Request, runtime: RuntimeDep, _reader: Reader) 
 async def list_account_payments(
     request: Request, account_no: str, runtime: RuntimeDep, _reader: Reader
 ) -> Response:
-    """One account's payments and reversals after ``after``, in the payment feed's order."""
+    """One account's payments, reversals and refund movements after ``after``, in the
+    payment feed's order."""
     after, limit = page_request(request)
     matching(account_no, _ACCOUNT_NO, "account_no", "1-64 printable ASCII characters")
 
