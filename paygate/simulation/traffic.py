@@ -499,13 +499,11 @@ class Channels:
             page = gateway.payments_since(self._feed_cursor, limit=1000)
             for item in page.items:
                 self._feed_cursor = item.cursor
+                if not isinstance(item, PaymentItem) or item.kind is not PaymentItemKind.PAYMENT:
+                    continue  # reversals and refunds: the simulation counts them elsewhere
                 key = (item.channel, item.account_no)
                 known = (item.channel, item.channel_txn_id) in self.acknowledged
-                if (
-                    item.kind is PaymentItemKind.PAYMENT
-                    and key in self._http_expected
-                    and not known
-                ):
+                if key in self._http_expected and not known:
                     self._http_expected.remove(key)
                     self.tally.over_http += 1
                     self._posted(item)
