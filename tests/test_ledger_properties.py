@@ -33,6 +33,7 @@ from paygate.billing import OpenBill
 from paygate.clock import FixedClock
 from paygate.config import Settings
 from paygate.errors import (
+    AccountClosedError,
     IdempotencyConflictError,
     InvalidAmountError,
     InvalidInputError,
@@ -119,15 +120,24 @@ class LedgerMachine(RuleBasedStateMachine):
     )
     def issue_bill(self, account: str, amount: int, due_in: int) -> None:
         self.bills += 1
-        self.bill_accounts[f"B{self.bills}"] = account
         today = self.clock.now().date()
-        self.gateway.issue_bill(
-            account,
-            bill_no=f"B{self.bills}",
-            amount=Money(amount, "CNY"),
-            period="2026-11",
-            due_date=today + timedelta(days=due_in),
-        )
+
+        def issue() -> None:
+            self.gateway.issue_bill(
+                account,
+                bill_no=f"B{self.bills}",
+                amount=Money(amount, "CNY"),
+                period="2026-11",
+                due_date=today + timedelta(days=due_in),
+            )
+
+        if account in self.closed:  # a closed account takes no new bill, and nothing changes
+            with pytest.raises(AccountClosedError):
+                issue()
+            self.bills -= 1  # the number was not used: the bills stay B1 … Bn
+            return
+        issue()
+        self.bill_accounts[f"B{self.bills}"] = account
 
     @rule(
         target=posted,
