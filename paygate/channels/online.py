@@ -376,7 +376,9 @@ def read_online_statement(source: StatementSource, *, currency: str) -> Iterator
 def online_settlement() -> SettlementRules:
     """The gateway's clearing day closes at 23:00 Beijing time; T+1; 0.5 % by default.
 
-    The rate is a placeholder default for a debit-card mix; configure the contracted one.
+    0.5 % is a debit-card mix; the contracted rate goes in
+    ``[reconcile.channels.online.settlement]``. Reconciliation books the fee each statement
+    line carries, so the rate describes the channel and never decides a posting.
     """
     return SettlementRules(
         cutoff=time(23, 0), lag_days=1, grace_days=2, fee=FeeSchedule(rate_ppm=5000)

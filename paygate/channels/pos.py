@@ -455,9 +455,10 @@ def _statement_line(
 def pos_settlement() -> SettlementRules:
     """The acquirer closes the day at 23:00 Beijing time and settles T+1.
 
-    The fee has the shape of a bank-card merchant discount rate — a rate with a floor and a
-    cap (0.5 %, at least 0.01, at most 20.00 yuan) — as placeholders: configure the figures
-    of the acquiring contract.
+    The fee has the shape of a bank-card merchant discount rate: a rate with a floor and a cap,
+    by default 0.5 %, at least 0.01, at most 20.00 yuan. The acquiring contract's figures go in
+    ``[reconcile.channels.pos.settlement]``; reconciliation books the fee each statement line
+    carries, so these figures describe the channel and never decide a posting.
     """
     return SettlementRules(
         cutoff=time(23, 0),

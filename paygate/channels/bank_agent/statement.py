@@ -133,7 +133,8 @@ def _bank_statement_line(
 def bank_agent_settlement() -> SettlementRules:
     """The bank's day ends at midnight Beijing time; T+1; a fixed fee per item (0.50 yuan).
 
-    The fee is a placeholder; configure the agreement's. Banks settle on banking days while
+    The agreement's fee goes in ``[reconcile.channels.bank_agent.settlement]``; reconciliation
+    books the fee each statement line carries. Banks settle on banking days while
     these rules count calendar days, so reconciliation waits three days (a weekend) for a
     late line instead of two.
     """
