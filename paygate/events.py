@@ -256,6 +256,17 @@ class ServiceBreach(_Data):
     deadline: AwareDatetime
 
 
+class ServiceBreachWithdrawn(_Data):
+    """A recorded breach was disproved: the head-end reported the step done by its deadline."""
+
+    order_id: StrictInt
+    kind: Literal["reconnect", "disconnect"]
+    step: Literal["dispatch", "acknowledge", "confirm", "legal"]
+    severity: Literal["minor", "major", "critical"]
+    deadline: AwareDatetime
+    done_at: AwareDatetime
+
+
 class OrderAlert(_Data):
     """A supply order keeps failing (``final``: refused for good, a person acts)."""
 
@@ -299,6 +310,7 @@ EVENT_DATA: Mapping[str, type[BaseModel]] = {
     "reconnection.acknowledged": OrderProgress,
     "reconnection.completed": OrderProgress,
     "service.breach": ServiceBreach,
+    "service.breach_withdrawn": ServiceBreachWithdrawn,
     "order.alert": OrderAlert,
     "outbox.dead_lettered": OutboxDeadLettered,
 }

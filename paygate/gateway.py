@@ -387,7 +387,8 @@ class Gateway(RefundDoor):
 
         Idempotent: an order never moves backwards, and a completed or cancelled order stays as
         it is, so duplicate callbacks change nothing. Completion changes the account's supply
-        state in the same transaction; a step reached after its deadline is recorded as a breach.
+        state in the same transaction; a step reached after its deadline is recorded as a breach,
+        and a breach recorded earlier for a step now reported done by its deadline is withdrawn.
         """
         return self.supply.record_order_progress(
             order_id,

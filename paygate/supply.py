@@ -534,7 +534,8 @@ class SupplyOrders:
             )
             if status is OrderStatus.COMPLETED:
                 self._order_completed(tx, acct, order, actor, writes, when, now)
-            self._breaches(tx, order, when, writes, now)
+            _withdraw_disproved(tx, order, writes, now)
+            _record_breaches(tx, order, when, writes, now)
             flush(tx, writes)
             write_states(tx, [acct])
             return status
@@ -581,53 +582,6 @@ class SupplyOrders:
             # dispatch step before any dispatcher saw it).
             self.reconnection_order(tx, acct, "arrears cleared before the cut", None, writes, now)
 
-    def _breaches(
-        self,
-        tx: Tx,
-        order: OrderRow,
-        at: datetime,
-        writes: Writes,
-        now: datetime,
-        known_by: datetime | None = None,
-    ) -> list[tuple[int, Step, Severity]]:
-        missed = list(missed_steps(order, at, known_by=known_by))
-        if not missed:
-            return []
-        known = {
-            str(r[0])
-            for r in tx.all("SELECT step FROM breaches WHERE order_id = :o", {"o": order.id})
-        }
-        new = [(step, sev) for step, sev in missed if step.value not in known]
-        for step, sev in new:
-            tx.execute(
-                "INSERT INTO breaches (id, order_id, step, severity, deadline, detected_at) "
-                "VALUES (:id, :o, :step, :sev, :deadline, :at) ON CONFLICT (order_id, step) "
-                "DO NOTHING",
-                {
-                    "id": tx.ids.one(),
-                    "o": order.id,
-                    "step": step.value,
-                    "sev": sev.value,
-                    "deadline": tx.ts(order.deadlines.of(step)),
-                    "at": tx.ts(now),
-                },
-            )
-            event(
-                tx,
-                writes,
-                "service.breach",
-                order.account_no,
-                now,
-                {
-                    "order_id": order.id,
-                    "kind": order.kind,
-                    "step": step.value,
-                    "severity": sev.value,
-                    "deadline": order.deadlines.of(step).isoformat(),
-                },
-            )
-        return [(order.id, step, sev) for step, sev in new]
-
     def check_deadlines(
         self, now: datetime | None = None, *, poll_interval: timedelta | None = None
     ) -> list[tuple[int, Step, Severity]]:
@@ -672,7 +626,7 @@ class SupplyOrders:
                         # before the next one, and had not done the step.
                         # With a long poll interval callbacks carry the news: an hour at most.
                         known_by = min(at, max(next_attempt - poll_interval, at - SETTLE_LIMIT))
-                found += self._breaches(tx, order, at, writes, at, known_by)
+                found += _record_breaches(tx, order, at, writes, at, known_by)
             flush(tx, writes)
             return found
 
@@ -844,11 +798,98 @@ def list_orders(
     ]
 
 
+def _record_breaches(
+    tx: Tx,
+    order: OrderRow,
+    at: datetime,
+    writes: Writes,
+    now: datetime,
+    known_by: datetime | None = None,
+) -> list[tuple[int, Step, Severity]]:
+    missed = list(missed_steps(order, at, known_by=known_by))
+    if not missed:
+        return []
+    known = {
+        str(r[0]) for r in tx.all("SELECT step FROM breaches WHERE order_id = :o", {"o": order.id})
+    }
+    new = [(step, sev) for step, sev in missed if step.value not in known]
+    for step, sev in new:
+        tx.execute(
+            "INSERT INTO breaches (id, order_id, step, severity, deadline, detected_at) "
+            "VALUES (:id, :o, :step, :sev, :deadline, :at) ON CONFLICT (order_id, step) "
+            "DO NOTHING",
+            {
+                "id": tx.ids.one(),
+                "o": order.id,
+                "step": step.value,
+                "sev": sev.value,
+                "deadline": tx.ts(order.deadlines.of(step)),
+                "at": tx.ts(now),
+            },
+        )
+        event(
+            tx,
+            writes,
+            "service.breach",
+            order.account_no,
+            now,
+            {
+                "order_id": order.id,
+                "kind": order.kind,
+                "step": step.value,
+                "severity": sev.value,
+                "deadline": order.deadlines.of(step).isoformat(),
+            },
+        )
+    return [(order.id, step, sev) for step, sev in new]
+
+
+def _withdraw_disproved(tx: Tx, order: OrderRow, writes: Writes, now: datetime) -> None:
+    """Withdraw the recorded breaches of steps now known done by their deadlines.
+
+    The clock records a breach when paygate last knew a step undone past its deadline (a
+    head-end that reports by callback, or answered an hour late); the step's completion
+    time the head-end reports afterwards is the fact, and a step done in time is no
+    breach. The row stays, marked withdrawn, and ``service.breach_withdrawn`` says so."""
+    recorded = tx.all(
+        "SELECT step, severity FROM breaches WHERE order_id = :o AND withdrawn_at IS NULL",
+        {"o": order.id},
+    )
+    for step_value, severity_value in recorded:
+        step = Step(str(step_value))
+        done = order.step_done_at(Step.CONFIRM if step is Step.LEGAL else step)
+        deadline = order.deadlines.of(step)
+        if done is None or done > deadline:
+            continue
+        reason = f"{step.value} done at {done.isoformat()}, by its deadline"
+        tx.execute(
+            "UPDATE breaches SET withdrawn_at = :now, withdrawn_reason = :reason "
+            "WHERE order_id = :o AND step = :step AND withdrawn_at IS NULL",
+            {"now": tx.ts(now), "reason": reason, "o": order.id, "step": step.value},
+        )
+        event(
+            tx,
+            writes,
+            "service.breach_withdrawn",
+            order.account_no,
+            now,
+            {
+                "order_id": order.id,
+                "kind": order.kind,
+                "step": step.value,
+                "severity": str(severity_value),
+                "deadline": deadline.isoformat(),
+                "done_at": done.isoformat(),
+            },
+        )
+
+
 def breach_counts(tx: Tx) -> dict[Severity, int]:
     """Every recorded breach of the service promise, counted by severity."""
     return {
         Severity(severity): int(count)
         for severity, count in tx.all(
-            "SELECT severity, COUNT(*) FROM breaches GROUP BY severity ORDER BY severity"
+            "SELECT severity, COUNT(*) FROM breaches WHERE withdrawn_at IS NULL "
+            "GROUP BY severity ORDER BY severity"
         )
     }

@@ -6,6 +6,7 @@ paygate learns of the cut."""
 
 from __future__ import annotations
 
+import json
 from datetime import date, datetime, timedelta
 
 from paygate.clock import FixedClock
@@ -20,6 +21,8 @@ from paygate.headend.base import (
 from paygate.models import PaymentIntent, SupplyState
 from paygate.money import Money
 from paygate.outbox import Dispatcher
+from paygate.promise import Severity
+from paygate.supply import breach_counts
 
 ACCOUNT = "3100000001"
 
@@ -262,3 +265,81 @@ def test_a_reconnection_raised_by_a_late_cut_is_dated_when_paygate_learns_of_the
         write=False,
     )
     assert gateway.store.run(lambda tx: tx.read_ts(cut_row[0]), write=False) == cut_at
+
+
+def standing_breaches(gateway: Gateway) -> list[tuple[str, str]]:
+    rows = gateway.store.run(
+        lambda tx: tx.all(
+            "SELECT step, severity FROM breaches WHERE withdrawn_at IS NULL ORDER BY id"
+        ),
+        write=False,
+    )
+    return [(str(s), str(v)) for s, v in rows]
+
+
+def withdrawn_events(gateway: Gateway) -> list[dict[str, object]]:
+    rows = gateway.store.run(
+        lambda tx: tx.all(
+            "SELECT payload FROM outbox WHERE event_type = 'service.breach_withdrawn' ORDER BY id"
+        ),
+        write=False,
+    )
+    return [json.loads(r[0]) for r in rows]
+
+
+def callback_order_judged_by_the_clock(gateway: Gateway, clock: FixedClock) -> tuple[int, datetime]:
+    """A reconnection taken by a head-end that reports by callback only, judged by the clock
+    two hours past its promise: its confirmation is a major breach."""
+    in_arrears(gateway)
+    gateway.disconnect(ACCOUNT, "arrears")
+    pay_off(gateway)
+    order_id = reconnection_id(gateway)
+    _, _, promise = order_times(gateway, order_id)
+    gateway.record_order_progress(order_id, HeadEndOutcome.ACKNOWLEDGED, at=clock.now())
+    clock.set(promise + timedelta(hours=2))
+    judged = gateway.check_deadlines()
+    assert [(o, s.value, v.value) for o, s, v in judged] == [(order_id, "confirm", "major")]
+    return order_id, promise
+
+
+def test_a_clock_judged_breach_is_withdrawn_when_the_head_end_reports_the_step_in_time(
+    gateway: Gateway, clock: FixedClock
+) -> None:
+    order_id, promise = callback_order_judged_by_the_clock(gateway, clock)
+    done = promise - timedelta(minutes=10)
+    gateway.record_order_progress(order_id, HeadEndOutcome.COMPLETED, at=done)
+    assert standing_breaches(gateway) == []
+    assert breaches(gateway) == [(order_id, "confirm", "major")]  # the record stays
+    reason = gateway.store.run(
+        lambda tx: tx.scalar(
+            "SELECT withdrawn_reason FROM breaches WHERE order_id = :o", {"o": order_id}
+        ),
+        write=False,
+    )
+    assert reason == f"confirm done at {done.isoformat()}, by its deadline"
+    assert gateway.store.run(breach_counts, write=False) == {}
+    [withdrawn] = withdrawn_events(gateway)
+    assert withdrawn["data"] == {
+        "order_id": order_id,
+        "kind": "reconnect",
+        "step": "confirm",
+        "severity": "major",
+        "deadline": promise.isoformat(),
+        "done_at": done.isoformat(),
+    }
+    # A duplicate callback withdraws nothing twice.
+    gateway.record_order_progress(order_id, HeadEndOutcome.COMPLETED, at=done)
+    assert len(withdrawn_events(gateway)) == 1
+    assert gateway.account_status(ACCOUNT).supply_state is SupplyState.CONNECTED
+
+
+def test_a_step_reported_done_after_its_deadline_keeps_its_breach(
+    gateway: Gateway, clock: FixedClock
+) -> None:
+    order_id, promise = callback_order_judged_by_the_clock(gateway, clock)
+    gateway.record_order_progress(
+        order_id, HeadEndOutcome.COMPLETED, at=promise + timedelta(minutes=1)
+    )
+    assert standing_breaches(gateway) == [("confirm", "major")]
+    assert gateway.store.run(breach_counts, write=False) == {Severity.MAJOR: 1}
+    assert withdrawn_events(gateway) == []

@@ -104,6 +104,20 @@ def every_kind_of_event(gateway: Gateway, clock: FixedClock) -> list[dict[str, A
     pay(gateway, clock, "A04", "P4")
     clock.advance(timedelta(hours=1))
     Dispatcher(gateway, headends={}).dispatch_once()  # its head-end is not configured
+    # ... which a crew had in fact carried out at once: the breach is withdrawn
+    reconnection, raised = gateway.store.run(
+        lambda tx: tx.one(
+            "SELECT o.id, o.created_at FROM supply_orders o JOIN accounts a "
+            "ON a.id = o.account_id WHERE a.account_no = 'A04' AND o.kind = 'reconnect'"
+        ),
+        write=False,
+    )
+    gateway.record_order_progress(
+        int(reconnection),
+        HeadEndOutcome.COMPLETED,
+        at=gateway.store.run(lambda tx: tx.read_ts(raised), write=False),
+        actor="crew-7",
+    )
     # bills corrected: one adjusted, one cancelled (its account's last arrears, so cleared)
     overdue(gateway, "A05")
     gateway.adjust_bill(

@@ -225,7 +225,8 @@ def _orders(tx: Tx, account_id: int, account_no: str, now: datetime) -> tuple[Or
     recorded: dict[tuple[int, str], Severity] = {}
     for order_id, step, sev in tx.all(
         "SELECT b.order_id, b.step, b.severity FROM breaches b JOIN supply_orders o "
-        "ON o.id = b.order_id WHERE o.account_id = :a AND o.id >= :low",
+        "ON o.id = b.order_id WHERE o.account_id = :a AND o.id >= :low "
+        "AND b.withdrawn_at IS NULL",
         {"a": account_id, "low": min(ids)},
     ):
         recorded[(int(order_id), str(step))] = Severity(sev)
@@ -456,7 +457,7 @@ def dashboard(gateway: Gateway, *, within: timedelta = timedelta(hours=1)) -> Da
         for step, sev, count in tx.all(
             "SELECT b.step, b.severity, COUNT(*) FROM breaches b "
             "JOIN supply_orders o ON o.id = b.order_id WHERE o.created_at >= :since "
-            "GROUP BY b.step, b.severity",
+            "AND b.withdrawn_at IS NULL GROUP BY b.step, b.severity",
             {"since": tx.ts(month_start)},
         ):
             board.breaches.setdefault(str(sev), {})[str(step)] = int(count)

@@ -39,6 +39,7 @@ def database_figures(tx: Tx) -> DatabaseFigures:
         for severity, count in tx.all(
             "SELECT b.severity, COUNT(*) FROM breaches b JOIN supply_orders o "
             "ON o.id = b.order_id WHERE o.status NOT IN ('completed', 'cancelled') "
+            "AND b.withdrawn_at IS NULL "
             "GROUP BY b.severity ORDER BY b.severity"
         )
     )

@@ -250,7 +250,8 @@ _BREACHES = (
     "SELECT CASE WHEN o.kind = 'reconnect' THEN p.channel END, b.severity, COUNT(*) "
     "FROM breaches b JOIN supply_orders o ON o.id = b.order_id "
     "LEFT JOIN payments p ON p.id = o.payment_id "
-    "WHERE o.created_at >= :low AND o.created_at < :high GROUP BY 1, 2"
+    "WHERE o.created_at >= :low AND o.created_at < :high AND b.withdrawn_at IS NULL "
+    "GROUP BY 1, 2"
 )
 
 

@@ -117,6 +117,7 @@ def summarise(
             "(SELECT MAX(d.id) FROM supply_orders d WHERE d.account_id = o.account_id "
             "AND d.kind = 'disconnect' AND d.created_at <= o.created_at) END FROM breaches b "
             "JOIN supply_orders o ON o.id = b.order_id WHERE o.kind = 'reconnect' "
+            "AND b.withdrawn_at IS NULL "
             "ORDER BY b.order_id, b.step"
         )
         return orders, [tuple(row) for row in breaches]

@@ -350,6 +350,10 @@ breaches = Table(
     Column("severity", String(16), nullable=False),
     Column("deadline", UTCDateTime, nullable=False),
     Column("detected_at", UTCDateTime, nullable=False),
+    # A breach the clock recorded and a later fact disproved (the head-end reported the step
+    # done before its deadline) is withdrawn, never deleted: the record says both.
+    Column("withdrawn_at", UTCDateTime),
+    Column("withdrawn_reason", Text),
     UniqueConstraint("order_id", "step"),
     info={"owner": "paygate.supply"},
 )
