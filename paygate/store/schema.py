@@ -462,6 +462,35 @@ payment_findings = Table(
     info={"owner": "paygate.refunds.closed"},
 )
 
+# What finance did about a payment finding (paygate.refunds.findings): the money moved out of
+# suspense to another account (``assigned``: the payment posted there, ``payment_id``) or
+# back to the payer (``refunded``: the refund order ``refund_id``). ``resolution_id`` is the
+# caller's, once. ``settles_finding_id`` is the finding while the resolution holds, unique:
+# the database refuses a second resolution of a finding; a refund that fails sets it to
+# NULL (``reopened_at``), and the finding, its money back in suspense, is open again.
+payment_finding_resolutions = Table(
+    "payment_finding_resolutions",
+    metadata,
+    _id(),
+    Column("resolution_id", String(64), nullable=False, unique=True),
+    Column("finding_id", BigInteger, ForeignKey("payment_findings.id"), nullable=False, index=True),
+    Column("settles_finding_id", BigInteger, unique=True),
+    Column("action", String(16), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("account_id", BigInteger, ForeignKey("accounts.id")),
+    Column("payment_id", BigInteger),
+    Column("refund_id", String(64), index=True),
+    Column("entry_id", BigInteger),
+    Column("reason", Text, nullable=False),
+    Column("actor", String(64), nullable=False),
+    Column("resolved_at", UTCDateTime, nullable=False),
+    Column("reopened_at", UTCDateTime),
+    CheckConstraint("action IN ('assigned', 'refunded')", name="action"),
+    CheckConstraint("amount > 0", name="amount_positive"),
+    info={"owner": "paygate.refunds.findings"},
+)
+
 supply_transitions = Table(
     "supply_transitions",
     metadata,
