@@ -11,9 +11,10 @@ resolves each one, with a reason and the name of the person who decided, in one 
   follows as after any payment, and ``payment.posted`` (and ``arrears.cleared`` when it
   clears them) is queued;
 * **refunded** to the payer: a refund order through a refund route
-  (:meth:`~paygate.refunds.service.Refunds.refund_suspense_within`), the money from suspense
-  to refunds payable; it is dispatched and settled like any refund, and if it fails the money
-  goes back to suspense and the finding is open again (:func:`reopen`).
+  (:func:`~paygate.refunds.service.refund_from_suspense`), the money from suspense to refunds
+  payable; it is dispatched and settled like any refund, and if it fails the money goes back
+  to suspense and the finding is open again
+  (:func:`~paygate.refunds.finding_resolutions.reopen`).
 
 There is no write-off. The payer is known (the channel holds the original transaction), so
 the money can always go back to them; writing customers' money off to revenue is a decision
@@ -33,7 +34,8 @@ Invariants:
 * Each resolution is one transaction, under the row locks of the closed account (and of the
   account assigned to, taken in id order).
 
-This module owns ``payment_finding_resolutions``.
+The rows of ``payment_finding_resolutions`` are written by
+:mod:`paygate.refunds.finding_resolutions`, which owns the table.
 """
 
 from __future__ import annotations
@@ -70,13 +72,14 @@ from paygate.records import (
     write_bills,
     write_states,
 )
+from paygate.refunds.finding_resolutions import NewFindingResolution, insert_resolution
 from paygate.refunds.model import RefundOrderState, check_payee, check_refund_id
 from paygate.refunds.route import Payee
+from paygate.refunds.service import Refunds, refund_from_suspense
 from paygate.store.engine import Tx, UniqueViolation
 
 if TYPE_CHECKING:
     from paygate.payments import Payments
-    from paygate.refunds.service import Refunds
     from paygate.supply import SupplyOrders
 
 __all__ = [
@@ -88,7 +91,6 @@ __all__ = [
     "PaymentFindingState",
     "PaymentFindings",
     "UnknownPaymentFindingError",
-    "reopen",
 ]
 
 SUSPENSE_CHANNEL = "suspense"
@@ -165,16 +167,6 @@ class PaymentFinding(_Frozen):
     state: PaymentFindingState
     resolution: PaymentFindingResolution | None = Field(
         default=None, description="the resolution that holds, if any"
-    )
-
-
-def reopen(tx: Tx, refund_id: str, now: datetime) -> None:
-    """The refund ``refund_id`` failed: if it resolved a payment finding, that finding is open
-    again (its money is back in suspense, posted by the caller in ``tx``)."""
-    tx.execute(
-        "UPDATE payment_finding_resolutions SET settles_finding_id = NULL, reopened_at = :now "
-        "WHERE refund_id = :r AND settles_finding_id IS NOT NULL",
-        {"r": refund_id, "now": tx.ts(now)},
     )
 
 
@@ -363,18 +355,21 @@ class PaymentFindings:
                 )
             now = self._core.clock.now()
             payment_id, entry_id = self._post_assignment(tx, target, finding_id, amount, actor, now)
-            self._record(
+            insert_resolution(
                 tx,
-                resolution_id,
-                finding_id,
-                PaymentFindingAction.ASSIGNED,
-                amount,
-                reason,
-                actor,
-                now,
-                account_id=target.id,
-                payment_id=payment_id,
-                entry_id=entry_id,
+                NewFindingResolution(
+                    resolution_id=resolution_id,
+                    finding_id=finding_id,
+                    action=PaymentFindingAction.ASSIGNED.value,
+                    amount=amount.minor,
+                    currency=amount.currency,
+                    reason=reason,
+                    actor=actor,
+                    at=now,
+                    account_id=target.id,
+                    payment_id=payment_id,
+                    entry_id=entry_id,
+                ),
             )
             return self._load(tx, resolution_id)
 
@@ -418,27 +413,32 @@ class PaymentFindings:
                 )
             load_bills(tx, [acct])
             now = self._core.clock.now()
-            order = self._refunds.refund_suspense_within(
+            order = refund_from_suspense(
+                self._core,
+                self._payments,
+                self._refunds.route(route),
                 tx,
                 acct,
                 payment_id=int(row[3]),
                 refund_id=resolution_id,
-                route=route,
                 reason=f"payment finding {finding_id}: {reason}",
                 payee=payee,
                 now=now,
             )
-            self._record(
+            insert_resolution(
                 tx,
-                resolution_id,
-                finding_id,
-                PaymentFindingAction.REFUNDED,
-                Money(order.amount, order.currency),
-                reason,
-                actor,
-                now,
-                refund_id=order.refund_id,
-                entry_id=order.entry_id,
+                NewFindingResolution(
+                    resolution_id=resolution_id,
+                    finding_id=finding_id,
+                    action=PaymentFindingAction.REFUNDED.value,
+                    amount=order.amount,
+                    currency=order.currency,
+                    reason=reason,
+                    actor=actor,
+                    at=now,
+                    refund_id=order.refund_id,
+                    entry_id=order.entry_id,
+                ),
             )
             return self._load(tx, resolution_id)
 
@@ -519,44 +519,6 @@ class PaymentFindings:
         )
         assert row is not None
         return _resolution(tx, row)
-
-    @staticmethod
-    def _record(
-        tx: Tx,
-        resolution_id: str,
-        finding_id: int,
-        action: PaymentFindingAction,
-        amount: Money,
-        reason: str,
-        actor: str,
-        now: datetime,
-        *,
-        account_id: int | None = None,
-        payment_id: int | None = None,
-        refund_id: str | None = None,
-        entry_id: int | None = None,
-    ) -> None:
-        tx.execute(
-            "INSERT INTO payment_finding_resolutions (id, resolution_id, finding_id, "
-            "settles_finding_id, action, amount, currency, account_id, payment_id, refund_id, "
-            "entry_id, reason, actor, resolved_at) VALUES (:id, :rid, :f, :f, :action, :amount, "
-            ":cur, :account, :payment, :refund, :entry, :reason, :actor, :now)",
-            {
-                "id": tx.ids.one(),
-                "rid": resolution_id,
-                "f": finding_id,
-                "action": action.value,
-                "amount": amount.minor,
-                "cur": amount.currency,
-                "account": account_id,
-                "payment": payment_id,
-                "refund": refund_id,
-                "entry": entry_id,
-                "reason": reason,
-                "actor": actor,
-                "now": tx.ts(now),
-            },
-        )
 
     def _post_assignment(
         self, tx: Tx, target: Any, finding_id: int, amount: Money, actor: str, now: datetime

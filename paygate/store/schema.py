@@ -462,12 +462,9 @@ payment_findings = Table(
     info={"owner": "paygate.refunds.closed"},
 )
 
-# What finance did about a payment finding (paygate.refunds.findings): the money moved out of
-# suspense to another account (``assigned``: the payment posted there, ``payment_id``) or
-# back to the payer (``refunded``: the refund order ``refund_id``). ``resolution_id`` is the
-# caller's, once. ``settles_finding_id`` is the finding while the resolution holds, unique:
-# the database refuses a second resolution of a finding; a refund that fails sets it to
-# NULL (``reopened_at``), and the finding, its money back in suspense, is open again.
+# What finance did about a payment finding (paygate.refunds.findings): ``assigned`` to another
+# account (``payment_id``) or ``refunded`` (``refund_id``). ``settles_finding_id`` is the
+# finding while the resolution holds, unique; a failed refund sets it NULL (``reopened_at``).
 payment_finding_resolutions = Table(
     "payment_finding_resolutions",
     metadata,
@@ -488,7 +485,7 @@ payment_finding_resolutions = Table(
     Column("reopened_at", UTCDateTime),
     CheckConstraint("action IN ('assigned', 'refunded')", name="action"),
     CheckConstraint("amount > 0", name="amount_positive"),
-    info={"owner": "paygate.refunds.findings"},
+    info={"owner": "paygate.refunds.finding_resolutions"},
 )
 
 supply_transitions = Table(

@@ -123,7 +123,11 @@ def test_finance_refunds_a_payment_held_for_a_closed_account_to_the_payer(
     }
     refused = finance.post(path, ask)  # a transfer needs the payee
     assert refused.status_code == 422 and world.gateway.refund_orders() == []
-    payee = {"payee_name": "王五", "payee_account": "6222020200115566", "payee_bank": "102100099996"}
+    payee = {
+        "payee_name": "王五",
+        "payee_account": "6222020200115566",
+        "payee_bank": "102100099996",
+    }
     assert finance.post(path, {**ask, **payee}).status_code == 303
     [(_, order)] = world.gateway.refund_orders()
     assert order.refund_id == ask["resolution_id"] and order.amount == Money(8_800, "CNY")

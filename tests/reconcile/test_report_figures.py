@@ -32,6 +32,7 @@ from paygate.reconcile.report import (
     summary_table,
 )
 from paygate.reports.i18n import format_money
+from paygate.store import migrate
 from tests.conftest import PG_ADMIN_URL, SHARED_DATA
 from tests.databases import empty_postgres, fresh_sqlite_url
 from tests.reconcile.support import AT, line, numbered, pay, run_lines
@@ -222,3 +223,25 @@ def test_no_open_finding_is_never_shown_in_red(accounts: Gateway, lang: str) -> 
     cells = list(runs.iter("td"))
     assert any(td.text == "0" and td.get("class") == "good" for td in cells)
     assert not any(td.text == "0" and "bad" in (td.get("class") or "") for td in cells)
+
+
+def test_migration_0018_signs_the_totals_stored_before_it(accounts: Gateway) -> None:
+    refunded = pay(accounts, "P1", "A1", 4000)
+    accounts.reverse(refunded.payment_id, "refunded")
+    run = run_lines(
+        accounts,
+        [
+            line(2, "P1", "A1", 4000),
+            line(3, "R1", "A1", 4000, kind=REFUND, original="P1"),
+            line(4, "U1", "NOBODY", 900),
+        ],
+    )
+    signed = run.totals
+    assert signed[FindingClass.REVERSAL_MATCHED].amount.minor == -4000
+    # Before 0018 the stored totals counted the refund's size ...
+    migrate.downgrade(accounts.store.url, "-1")
+    before = load_run(accounts, run.id, as_of=run.as_of).totals
+    assert before[FindingClass.REVERSAL_MATCHED].amount.minor == 4000
+    # ... and 0018 computes them again, signed, as a run made now stores them.
+    migrate.upgrade(accounts.store.url)
+    assert load_run(accounts, run.id, as_of=run.as_of).totals == signed
