@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import threading
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -369,3 +370,37 @@ def test_postgresql_suspense_is_always_the_open_findings(
     empty_postgres(url)
     with _gateway(url) as gateway:
         _story(gateway, steps)
+
+
+def test_two_people_resolving_one_finding_at_once_resolve_it_once(held: Gateway) -> None:
+    finding = only_finding(held)
+    held.open_account("3100000003")
+    start = threading.Barrier(2)
+    outcomes: list[object] = []
+
+    def resolve(account_no: str, resolution_id: str) -> None:
+        start.wait()
+        try:
+            outcomes.append(
+                held.payment_findings.assign(
+                    finding, account_no, resolution_id=resolution_id, reason="mine", actor="x"
+                )
+            )
+        except PaymentFindingResolvedError as exc:
+            outcomes.append(exc)
+
+    threads = [
+        threading.Thread(target=resolve, args=(OTHER, "PF-A")),
+        threading.Thread(target=resolve, args=("3100000003", "PF-B")),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(type(o).__name__ for o in outcomes) == [
+        "PaymentFindingResolution",
+        "PaymentFindingResolvedError",
+    ]
+    credited = [held.account_status(a).credit.minor for a in (OTHER, "3100000003")]
+    assert sorted(credited) == [0, 15000]
+    balanced(held)
