@@ -41,7 +41,7 @@ The rows of ``payment_finding_resolutions`` are written by
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -447,7 +447,10 @@ class PaymentFindings:
     # -- the parts of a resolution ------------------------------------------------------
 
     def _run(
-        self, work: Any, resolution_id: str, asked: tuple[Any, ...]
+        self,
+        work: Callable[[Tx], PaymentFindingResolution],
+        resolution_id: str,
+        asked: tuple[Any, ...],
     ) -> PaymentFindingResolution:
         try:
             result: PaymentFindingResolution = self._core.store.run(work)
