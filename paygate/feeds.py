@@ -41,8 +41,10 @@ position of the transaction that moved it:
 * ``refund_failed``: the refund failed and the money came back to the account as credit.
 
 A billing system keeps an account's balance from the feed alone: add a posted payment and a
-failed refund, subtract a reversal and a requested refund; a suspense payment and a
-succeeded refund change nothing. A consumer must skip kinds it does not know.
+failed refund, subtract a reversal and a requested refund; a suspense payment, a succeeded
+refund and every movement of a refund whose ``status`` is ``suspense`` (a payment held for a
+closed account, refunded to the payer) change nothing. A consumer must skip kinds it does not
+know.
 """
 
 from __future__ import annotations
@@ -229,6 +231,12 @@ class RefundItem(_Frozen):
         PaymentItemKind.REFUND_SUCCEEDED,
         PaymentItemKind.REFUND_FAILED,
     ] = Field(description="skip kinds you do not know; more will come")
+    status: PaymentStatus = Field(
+        default=PaymentStatus.POSTED,
+        description="`posted`: the account's credit is refunded; `suspense`: a payment held in "
+        "suspense for a closed account is refunded to the payer, and the account's balance "
+        "does not change in any of the refund's movements",
+    )
     refund_id: str = Field(description="the refund's id, the same in all its movements")
     entry_id: int = Field(description="the journal entry that moved the money")
     account_no: str
@@ -358,9 +366,12 @@ _REFUND_KIND: Final = (
     "CASE WHEN e.id = r.entry_id THEN 'refund_requested' ELSE 'refund_' || r.state END"
 )
 _REFUND_FINAL: Final = "CASE WHEN e.id = r.entry_id THEN NULL ELSE {} END"
+# A refund of a payment held in suspense (a closed account's) is money out of suspense: its
+# movements have the payment's status, ``suspense``, and never touch the account's balance.
+_REFUND_STATUS: Final = "CASE WHEN rp.status = 'suspense' THEN 'suspense' ELSE 'posted' END"
 _REFUND_REST: Final = (
     "r.payment_id, e.id, a.account_no, r.channel, rp.channel_txn_id, r.amount, r.currency, "
-    "NULL, NULL, e.posted_at, NULL, r.reason, NULL, r.refund_id, r.route, "
+    f"NULL, NULL, e.posted_at, NULL, r.reason, {_REFUND_STATUS}, r.refund_id, r.route, "
     f"{_REFUND_FINAL.format('r.failure_code')}, {_REFUND_FINAL.format('r.failure_message')}, "
     f"{_REFUND_FINAL.format('r.provider_reference')}, e.business_date"
 )
@@ -373,7 +384,8 @@ _FEED_COLUMNS: Final = (
     "COALESCE(p.currency, r.currency), p.paid_at, p.business_date, e.posted_at, "
     "p.terminal_id, CASE WHEN p.id IS NULL THEN r.reason "
     "WHEN e.id = p.entry_id THEN NULL ELSE p.reversal_reason END, "
-    f"CASE WHEN p.id IS NULL THEN NULL ELSE {_PAYMENT_STATUS} END, r.refund_id, r.route, "
+    f"CASE WHEN p.id IS NULL THEN {_REFUND_STATUS} ELSE {_PAYMENT_STATUS} END, r.refund_id, "
+    "r.route, "
     f"{_REFUND_FINAL.format('r.failure_code')}, {_REFUND_FINAL.format('r.failure_message')}, "
     f"{_REFUND_FINAL.format('r.provider_reference')}, e.business_date"
 )
@@ -557,6 +569,7 @@ def _payment_item(cursor: str, row: tuple[Any, ...]) -> PaymentItem | RefundItem
         return RefundItem(
             cursor=cursor,
             kind=PaymentItemKind(kind),
+            status=PaymentStatus(status),
             refund_id=refund_id,
             entry_id=int(entry_id),
             account_no=account_no,

@@ -48,6 +48,7 @@ from paygate.payments import Payments
 from paygate.records import Core
 from paygate.refunds.closure import Closures
 from paygate.refunds.door import RefundDoor
+from paygate.refunds.findings import PaymentFindings
 from paygate.refunds.service import Refunds
 from paygate.store import migrate
 from paygate.store.engine import Store, Tx
@@ -95,6 +96,9 @@ class Gateway(RefundDoor):
         self.refunds = Refunds(self._core, self.payments, self.supply)
         self.closures = Closures(
             self._core, self.accounts, self.payments, self.supply, self.refunds
+        )
+        self.payment_findings = PaymentFindings(
+            self._core, self.payments, self.supply, self.refunds
         )
 
     @property

@@ -44,6 +44,7 @@ LISTINGS: dict[str, list[str]] = {
     "supply-orders list": ["supply-orders", "list"],
     "orders list": ["orders", "list"],
     "suspense list": ["suspense", "list"],
+    "payments findings list": ["payments", "findings", "list"],
     "findings list": ["findings", "list"],
     "exceptions list": ["exceptions", "list"],
     "findings runs": ["findings", "runs"],
@@ -61,7 +62,15 @@ LISTINGS: dict[str, list[str]] = {
     "staff list": ["staff", "list"],
 }
 # Commands whose --json is the summary of what they did (tested with them), not a listing.
-SUMMARIES = {"accounts import", "bills import", "db partitions", "accounts close", "simulate"}
+SUMMARIES = {
+    "accounts import",
+    "bills import",
+    "db partitions",
+    "accounts close",
+    "simulate",
+    "payments findings assign",
+    "payments findings refund",
+}
 # Retired group names list what their groups list.
 SAME_AS = {
     "orders list": "supply-orders list",
@@ -158,6 +167,19 @@ def populated(tmp_path_factory: pytest.TempPathFactory) -> str:
                 "3100000009", Money(100 * n, "CNY"), refund_id=f"RF-{n}", route="kiosk-cash"
             )
         gateway.complete_refund("RF-1", "KC-77")
+        # Two payments to a closed account: held in suspense, payment findings.
+        gateway.open_account("3100000099")
+        gateway.close_account("3100000099", closure_id="CL-99", reason="moved away")
+        for n in (1, 2):
+            gateway.pay(
+                PaymentIntent(
+                    channel="kiosk",
+                    channel_txn_id=f"K0001:cash-990{n}",
+                    account_no="3100000099",
+                    amount=Money(500 * n, "CNY"),
+                    paid_at=PAID,
+                )
+            )
     statement = where / "kiosk.csv"
     statement.write_bytes(kiosk_statement([("K0001", "cash-9001", "3100999999", "50.00", PAID)]))
     done = runner.invoke(
@@ -225,7 +247,8 @@ def _check_values(items: list[dict[str, object]]) -> None:
 def test_populated_listings_are_not_empty(populated: str) -> None:
     """The checks above looked at rows, not at empty lists."""
     for name in ("supply-orders list", "suspense list", "findings list", "vouchers report",
-                 "devices list", "events dead", "accounts status", "findings runs"):  # fmt: skip
+                 "devices list", "events dead", "accounts status", "findings runs",
+                 "payments findings list"):  # fmt: skip
         code, stdout, _ = _run(LISTINGS[name], populated, "--json")
         assert code == 0, name
         assert json.loads(stdout)["items"], name

@@ -33,6 +33,7 @@ resource, and what they are given is :mod:`paygate.api.deps`.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -88,6 +89,7 @@ from paygate.clock import Clock
 from paygate.config import PaygateConfig, Settings
 from paygate.console import mount as mount_console
 from paygate.errors import ConfigurationError, InvalidInputError, PaygateError
+from paygate.refunds.routes.settings import build_routes
 from paygate.tokens import TokenSettings
 
 __all__ = ["app_from_env", "check_startup", "create_app"]
@@ -410,4 +412,6 @@ def app_from_env() -> FastAPI:
     (``uvicorn --factory paygate.api:app_from_env``).
     """
     config = PaygateConfig.load()
-    return create_app(config.settings, config=api_config(config), tokens=TokenSettings.from_env())
+    # The console's finance pages refund money held in suspense through the [refunds] routes.
+    served = dataclasses.replace(api_config(config), refund_routes=build_routes(config.refunds))
+    return create_app(config.settings, config=served, tokens=TokenSettings.from_env())

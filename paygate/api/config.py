@@ -63,6 +63,7 @@ from paygate.config import API_CONFIG_ENV, PaygateConfig, secret_from_env
 from paygate.config.sections import DEFAULT_IMPORT_MAX_BYTES
 from paygate.devices import HEADER_DEVICE
 from paygate.headend.webhook import MIN_SECRET_BYTES
+from paygate.refunds.route import RefundRoute
 from paygate.renames import RETIRED_CHANNELS, current_channel
 from paygate.vouchers import PIN_KEY_ENV, load_pin_key
 
@@ -103,6 +104,8 @@ class ApiConfig:
     source: str | None = None
     import_max_bytes: int = DEFAULT_IMPORT_MAX_BYTES
     """The largest CSV body the import routes read; a larger one is refused (413)."""
+    refund_routes: Mapping[str, RefundRoute] = field(default_factory=dict)
+    """The refund routes (``[refunds]``) the console's finance pages may refund through."""
 
     def __post_init__(self) -> None:
         # A retired channel name (paygate.renames) is the channel's name now.

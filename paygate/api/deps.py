@@ -123,6 +123,7 @@ def start(
     ``tokens``, the service clients' token service)."""
     gateway = Gateway.open(settings=settings, clock=clock)
     try:
+        gateway.use_refund_routes(config.refund_routes)
         store = gateway.store
         nonces = SqlNonceStore(store)
         # The API verifies Ed25519 signatures only: it never needs a MAC key, so no

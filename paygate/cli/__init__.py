@@ -27,6 +27,7 @@ from paygate.cli.devices import devices_app
 from paygate.cli.dispatch import dispatch
 from paygate.cli.dunning import dunning_app
 from paygate.cli.events import events_app
+from paygate.cli.payments import payments_app
 from paygate.cli.reconcile import RECONCILE_SETTINGS, findings_app, reconcile, suspense_app
 from paygate.cli.refunds import refunds_app
 from paygate.cli.reports import reports_app
@@ -63,6 +64,7 @@ app.add_typer(accounts_app, name="accounts")
 app.add_typer(bills_app, name="bills")
 app.add_typer(supply_orders_app, name="supply-orders")
 app.add_typer(refunds_app, name="refunds")
+app.add_typer(payments_app, name="payments")
 app.add_typer(dunning_app, name="dunning")
 app.add_typer(events_app, name="events")
 app.add_typer(reports_app, name="report", help="Reports: the service promise.")

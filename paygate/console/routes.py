@@ -40,6 +40,7 @@ from paygate.console.negotiations import Negotiations
 from paygate.console.staff import Session, SignInRefusedError, StaffRegistry, same_token
 from paygate.errors import InvalidInputError, NotFoundError, PaygateError, UnknownAccountError
 from paygate.reconcile import assign_suspense, release_suspense, resolve_finding
+from paygate.refunds.route import Payee
 
 __all__ = ["ROUTES", "mount"]
 
@@ -472,9 +473,12 @@ async def retry(page: Page, form: dict[str, str]) -> Response:
 
 @_route("GET", "/finance", Permission.VIEW_FINANCE)
 async def finance(page: Page, form: dict[str, str]) -> Response:
-    """Runs by channel and day, open findings, suspense and its ageing, voucher liability."""
+    """Runs by channel and day, open findings, suspense and its ageing, voucher liability,
+    payment findings."""
     view = await page.run(lambda: views.finance_view(page.gateway))
-    return page.render("finance.html", view=view, done=page.request.query_params.get("done") == "1")
+    # Each resolution form carries a fresh resolution id: a form sent twice takes effect once.
+    return page.render("finance.html", view=view, done=page.request.query_params.get("done") == "1",
+                       fresh=secrets.token_hex(6))  # fmt: skip
 
 
 @_route("POST", "/findings/{run_id}/{seq}/resolve", Permission.WORK_FINDINGS)
@@ -515,6 +519,43 @@ async def release(page: Page, form: dict[str, str]) -> Response:
     return await _act(page, "release_suspense", f"suspense:{raw}", form,
                       lambda: release_suspense(page.gateway, int(raw), actor=actor,
                                                reason=reason),
+                      "/console/finance")  # fmt: skip
+
+
+@_route("POST", "/payment-findings/{finding_id}/assign", Permission.WORK_FINDINGS)
+async def assign_payment_finding(page: Page, form: dict[str, str]) -> Response:
+    """Assign a payment finding's money (held for a closed account) to an open account."""
+    raw = page.request.path_params["finding_id"]
+    if not raw.isdigit():
+        return page.refuse("refused.not_found", 404)
+    account_no = form.get("account_no", "").strip()
+    actor, reason = page.actor, form.get("reason", "")
+    resolution_id = form.get("resolution_id", "")
+    return await _act(page, "assign_payment_finding",
+                      f"payment_finding:{raw}->{account_no}"[:160], form,
+                      lambda: page.gateway.payment_findings.assign(
+                          int(raw), account_no, resolution_id=resolution_id, reason=reason,
+                          actor=actor).resolution_id,
+                      "/console/finance")  # fmt: skip
+
+
+@_route("POST", "/payment-findings/{finding_id}/refund", Permission.WORK_FINDINGS)
+async def refund_payment_finding(page: Page, form: dict[str, str]) -> Response:
+    """Refund a payment finding's money to the payer through a refund route (a provider
+    route of the payment's own channel; a transfer route needs the payee)."""
+    raw = page.request.path_params["finding_id"]
+    if not raw.isdigit():
+        return page.refuse("refused.not_found", 404)
+    actor, reason = page.actor, form.get("reason", "")
+    route = form.get("route", "")
+    resolution_id = form.get("resolution_id", "")
+    given = [form.get(k, "").strip() for k in ("payee_name", "payee_account", "payee_bank")]
+    payee = Payee(*given) if any(given) else None
+    return await _act(page, "refund_payment_finding",
+                      f"payment_finding:{raw}->{route[:32]}", form,
+                      lambda: page.gateway.payment_findings.refund(
+                          int(raw), resolution_id=resolution_id, route=route, reason=reason,
+                          actor=actor, payee=payee).resolution_id,
                       "/console/finance")  # fmt: skip
 
 

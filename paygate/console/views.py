@@ -24,6 +24,7 @@ from paygate.promise import Deadlines, Severity, Step, severity
 from paygate.reconcile import ReconciliationRun, SuspenseItem, list_runs, suspense_items
 from paygate.reconcile.model import Finding
 from paygate.reconcile.runs import findings as run_findings
+from paygate.refunds.findings import PaymentFinding
 from paygate.store.engine import Tx
 
 __all__ = [
@@ -346,7 +347,8 @@ class AgeBand:
 
 @dataclass(frozen=True, slots=True)
 class FinanceView:
-    """Runs by channel and day, open findings, suspense ageing, voucher liability."""
+    """Runs by channel and day, open findings, suspense ageing, voucher liability, and the
+    payment findings (money held in suspense for closed accounts)."""
 
     runs: tuple[ReconciliationRun, ...]
     open_findings: tuple[Finding, ...]
@@ -354,6 +356,10 @@ class FinanceView:
     ageing: tuple[AgeBand, ...]
     voucher_liability: dict[str, Money]
     today: date
+    payment_findings: tuple[PaymentFinding, ...] = ()
+    """Open payment findings: payments held in suspense for closed accounts."""
+    refund_routes: tuple[str, ...] = ()
+    """The refund routes a payment finding can be refunded through."""
 
 
 AGE_BANDS = ((0, 1, "0-1"), (2, 7, "2-7"), (8, 30, "8-30"), (31, None, "31+"))
@@ -400,6 +406,8 @@ def finance_view(gateway: Gateway, *, runs: int = 60, findings: int = 200) -> Fi
         ageing=tuple(bands),
         voucher_liability=liability,
         today=today,
+        payment_findings=tuple(gateway.payment_findings.list(limit=findings)),
+        refund_routes=tuple(sorted(gateway.refunds.routes)),
     )
 
 

@@ -52,7 +52,13 @@ from paygate.reconcile.bank import (
 )
 from paygate.reconcile.books import Books
 from paygate.reconcile.config import reference_pattern
-from paygate.reconcile.engine import HashingReader, checked_sha256, record_bank_run, set_summary
+from paygate.reconcile.engine import (
+    HashingReader,
+    checked_sha256,
+    class_totals,
+    record_bank_run,
+    set_summary,
+)
 from paygate.reconcile.matching import (
     annotate_finding,
     insert_bank_findings,
@@ -348,11 +354,12 @@ def _record_statements(
         currency=currency,
         line_count=entries,
         credits=credits,
-        summary=_summary(rows),
+        summary={},
         actor=actor,
         now=now,
     )
     insert_bank_findings(tx, run_id, rows)
+    set_summary(tx, run_id, class_totals(tx, run_id))
     return run_id
 
 
@@ -379,19 +386,6 @@ def _entry_row(
         ),
         "note": note,
     }
-
-
-def _summary(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[int]]:
-    summary: dict[str, list[int]] = {}
-    for row in rows:
-        total = summary.setdefault(str(row["class"]), [0, 0])
-        total[0] += 1
-        amount = int(row["amount"])
-        # Each unbalanced statement is its own finding with its own difference; their sizes
-        # add up, so that two statements off in opposite directions do not show as 0.00.
-        unbalanced = row["class"] == FindingClass.BANK_UNBALANCED.value
-        total[1] += abs(amount) if unbalanced else amount
-    return summary
 
 
 @dataclass(frozen=True, slots=True)
@@ -603,12 +597,4 @@ def _annotate(gateway: Books, credit: _Credit, note: str) -> None:
 
 def _recount(tx: Tx, run_id: int) -> None:
     """A bank run's class totals follow its credits as they get matched."""
-    summary = {
-        str(klass): [int(count), int(amount)]
-        for klass, count, amount in tx.all(
-            "SELECT finding_class, COUNT(*), SUM(amount) FROM reconciliation_findings "
-            "WHERE run_id = :run GROUP BY finding_class",
-            {"run": run_id},
-        )
-    }
-    set_summary(tx, run_id, summary)
+    set_summary(tx, run_id, class_totals(tx, run_id))

@@ -88,6 +88,7 @@ from paygate.store.engine import Tx, UniqueViolation
 __all__ = [
     "PreparedRun",
     "Progress",
+    "class_totals",
     "day_bounds",
     "prepare_file",
     "reconcile",
@@ -770,23 +771,53 @@ def _classify(
 
 
 def _summary(tx: Tx, run_id: int, staged: _Staged) -> dict[str, list[int]]:
-    """Count and amount per class; the plain id matches are the id lines without a finding."""
-    summary: dict[str, list[int]] = {c.value: [0, 0] for c in FindingClass}
+    """The run's class totals (:func:`class_totals`); the plain id matches are the payment
+    lines with an id and without a finding."""
+    return class_totals(tx, run_id, plain=(staged.id_payments, staged.id_payments_gross))
+
+
+# A finding's amount as it counts in its class's total: a refund, void or reversal line, and a
+# reversal only the ledger has, negative (as the statement's gross counts them); the
+# difference of a bank statement that does not balance by its size, so that two statements
+# off in opposite directions do not add up to nothing; everything else as it is (a bank
+# debit is already negative).
+_SIGNED_AMOUNT = (
+    "CASE WHEN f.finding_class = 'bank_unbalanced' THEN ABS(f.amount) "
+    "WHEN l.kind IS NOT NULL AND l.kind <> 'payment' THEN -f.amount "
+    "WHEN f.line_seq IS NULL AND f.line_key LIKE 'reversal:%' THEN -f.amount "
+    "ELSE f.amount END"
+)
+
+
+def class_totals(tx: Tx, run_id: int, *, plain: tuple[int, int] = (0, 0)) -> dict[str, list[int]]:
+    """Run ``run_id``'s count and signed amount per finding class: the one computation of the
+    totals every output shows (stored with the run, the JSON report, the terminal summary,
+    the HTML page, the console).
+
+    Signed as the statement's gross counts them, so that the classes of the statement's lines
+    add up to the run's gross exactly; ``only_in_ledger`` is no line of the statement and no
+    part of the gross. ``plain`` is (count, gross) of the payment lines with a channel
+    transaction id, of which those without a finding are the plain matches (they have no
+    row of their own). Read in ``tx``; findings are few, lines are not read.
+    """
+    totals: dict[str, list[int]] = {c.value: [0, 0] for c in FindingClass}
     with_findings, with_findings_gross = 0, 0
     for klass, count, amount, by_id, by_id_gross in tx.all(
-        "SELECT finding_class, COUNT(*), COALESCE(SUM(amount), 0), "
-        "SUM(CASE WHEN line_key LIKE 'txn:%' THEN 1 ELSE 0 END), "
-        "SUM(CASE WHEN line_key LIKE 'txn:%' THEN amount ELSE 0 END) "
-        "FROM reconciliation_findings WHERE run_id = :run GROUP BY finding_class",
+        f"SELECT f.finding_class, COUNT(*), COALESCE(SUM({_SIGNED_AMOUNT}), 0), "  # noqa: S608
+        "SUM(CASE WHEN f.line_key LIKE 'txn:%' THEN 1 ELSE 0 END), "
+        "SUM(CASE WHEN f.line_key LIKE 'txn:%' THEN f.amount ELSE 0 END) "
+        "FROM reconciliation_findings f LEFT JOIN reconciliation_lines l "
+        "ON l.run_id = f.run_id AND l.seq = f.line_seq "
+        "WHERE f.run_id = :run GROUP BY f.finding_class",
         {"run": run_id},
     ):
-        summary[str(klass)] = [int(count), int(amount)]
+        totals[str(klass)] = [int(count), int(amount)]
         with_findings += int(by_id or 0)
         with_findings_gross += int(by_id_gross or 0)
-    plain = summary[FindingClass.MATCHED.value]
-    plain[0] += staged.id_payments - with_findings
-    plain[1] += staged.id_payments_gross - with_findings_gross
-    return {k: v for k, v in summary.items() if v[0]}
+    matched = totals[FindingClass.MATCHED.value]
+    matched[0] += plain[0] - with_findings
+    matched[1] += plain[1] - with_findings_gross
+    return {k: v for k, v in totals.items() if v[0]}
 
 
 def set_summary(tx: Tx, run_id: int, summary: dict[str, list[int]]) -> None:

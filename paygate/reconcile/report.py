@@ -41,7 +41,6 @@ from paygate.reports.i18n import DEFAULT_LANG, Words, format_amount
 from paygate.reports.page import CSS, axis_marks, e, svg_open, td, thead
 from paygate.reports.page import row as html_row
 from paygate.reports.page import table as html_table
-from paygate.store.engine import Tx
 
 __all__ = [
     "CSV_COLUMNS",
@@ -340,61 +339,35 @@ def _runs_table(runs: Sequence[ReconciliationRun], w: Words) -> str:
     return html_table(head, rows)
 
 
-_CREDIT_CLASSES = frozenset(
-    {FindingClass.SETTLEMENT_MATCHED, FindingClass.SETTLEMENT_MISMATCH, FindingClass.BANK_UNMATCHED}
+_APART_FROM_GROSS = frozenset(
+    {FindingClass.ONLY_IN_LEDGER, FindingClass.BANK_DEBIT, FindingClass.BANK_UNBALANCED}
 )
+"""Classes that are no line (or credit) of the statement, and so no part of its gross."""
 
 
-def statement_totals(gateway: Books, run: ReconciliationRun) -> dict[FindingClass, ClassTotal]:
+def statement_totals(run: ReconciliationRun) -> dict[FindingClass, ClassTotal]:
     """The count and signed amount of each class over what makes the run's gross.
 
     For a channel statement, its lines: a payment counts positive, a refund, void or reversal
     negative, as in the gross; so the classes add up to :attr:`ReconciliationRun.gross` exactly
-    (a line has one class; a line with no finding is a plain match). For a bank statement, its
-    credits (the gross of a bank run). What is no part of the gross is in
+    (a line has one class). For a bank statement, its credits (the gross of a bank run). The
+    amounts are the run's own :attr:`~ReconciliationRun.totals`
+    (:func:`paygate.reconcile.engine.class_totals`); what is no part of the gross is in
     :func:`apart_totals`.
     """
-    if run.kind is RunKind.BANK:
-        return {c: t for c, t in run.totals.items() if c in _CREDIT_CLASSES}
-
-    def read(tx: Tx) -> list[tuple[Any, ...]]:
-        return tx.all(
-            "SELECT COALESCE(f.finding_class, :matched), COUNT(*), "
-            "COALESCE(SUM(CASE WHEN l.kind = :payment THEN l.gross ELSE -l.gross END), 0) "
-            "FROM reconciliation_lines l LEFT JOIN reconciliation_findings f "
-            "ON f.run_id = l.run_id AND f.line_seq = l.seq WHERE l.run_id = :run GROUP BY 1",
-            {"run": run.id, "matched": FindingClass.MATCHED.value, "payment": "payment"},
-        )
-
-    return {
-        FindingClass(klass): ClassTotal(count=int(count), amount=Money(int(amount), run.currency))
-        for klass, count, amount in gateway.store.run(read, write=False)
-    }
+    return {c: t for c, t in run.totals.items() if c not in _APART_FROM_GROSS}
 
 
-def apart_totals(gateway: Books, run: ReconciliationRun) -> dict[FindingClass, ClassTotal]:
+def apart_totals(run: ReconciliationRun) -> dict[FindingClass, ClassTotal]:
     """The count and amount of each class that is no part of the run's gross: for a channel
-    statement, the findings about no line of it (payments, reversals and money in suspense only
-    the ledger has, at their ledger amounts); for a bank statement, its debits and the
-    differences of statements that do not balance."""
-    if run.kind is RunKind.BANK:
-        return {c: t for c, t in run.totals.items() if c not in _CREDIT_CLASSES}
-
-    def read(tx: Tx) -> list[tuple[Any, ...]]:
-        return tx.all(
-            "SELECT finding_class, COUNT(*), COALESCE(SUM(amount), 0) "
-            "FROM reconciliation_findings WHERE run_id = :run AND line_seq IS NULL GROUP BY 1",
-            {"run": run.id},
-        )
-
-    return {
-        FindingClass(klass): ClassTotal(count=int(count), amount=Money(int(amount), run.currency))
-        for klass, count, amount in gateway.store.run(read, write=False)
-    }
+    statement, the findings about no line of it (payments, reversals (negative) and money in
+    suspense only the ledger has, at their ledger amounts); for a bank statement, its debits
+    (negative) and the differences of statements that do not balance (their sizes)."""
+    return {c: t for c, t in run.totals.items() if c in _APART_FROM_GROSS}
 
 
-def _totals_table(gateway: Books, runs: Sequence[ReconciliationRun], w: Words) -> str:
-    sides = [(run, statement_totals(gateway, run), apart_totals(gateway, run)) for run in runs]
+def _totals_table(runs: Sequence[ReconciliationRun], w: Words) -> str:
+    sides = [(run, statement_totals(run), apart_totals(run)) for run in runs]
     shown = [c for c in FindingClass if any(c in own for _, own, _ in sides)]
     apart = [c for c in FindingClass if any(c in other for _, _, other in sides)]
     head = thead(
@@ -424,7 +397,8 @@ def _totals_table(gateway: Books, runs: Sequence[ReconciliationRun], w: Words) -
 
 
 def _split(run: ReconciliationRun) -> tuple[int, int]:
-    matched = sum(t.amount.minor for c, t in run.totals.items() if c in MATCHED_CLASSES)
+    # Bars are sizes: each class's signed total without its sign.
+    matched = sum(abs(t.amount.minor) for c, t in run.totals.items() if c in MATCHED_CLASSES)
     unmatched = sum(abs(t.amount.minor) for c, t in run.totals.items() if c not in MATCHED_CLASSES)
     return matched, unmatched
 
@@ -639,7 +613,7 @@ def render_html(
                 f"<h2>{e(w('Runs'))}</h2>",
                 _runs_table(runs, w),
                 f"<h2>{e(w('Totals per class'))}</h2>",
-                _totals_table(gateway, runs, w),
+                _totals_table(runs, w),
                 f"<h2>{e(w('Matched and unmatched amounts by channel'))}</h2>",
                 _chart(runs, w),
                 f"<h2>{e(w('Open findings'))}</h2>",

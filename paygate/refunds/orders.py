@@ -32,6 +32,7 @@ __all__ = [
     "record_final",
     "record_submitted",
     "refundable_payment",
+    "refunds_against",
 ]
 
 _COLUMNS = (
@@ -220,6 +221,18 @@ def refundable_payment(
         {"a": account_id, "c": channel, "amt": amount},
     )
     return None if row is None else (int(row[0]), str(row[1]), int(row[2]))
+
+
+def refunds_against(tx: Tx, payment_id: int) -> list[str]:
+    """The refunds against payment ``payment_id`` that have not failed (their refund ids)."""
+    return [
+        str(r[0])
+        for r in tx.all(
+            "SELECT refund_id FROM refund_orders WHERE payment_id = :p AND state <> 'failed' "
+            "ORDER BY id",
+            {"p": payment_id},
+        )
+    ]
 
 
 def credit_held(tx: Tx, account_id: int, payment_id: int) -> list[str]:

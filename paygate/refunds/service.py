@@ -57,6 +57,7 @@ from paygate.records import (
     write_states,
 )
 from paygate.refunds import orders
+from paygate.refunds.finding_resolutions import reopen
 from paygate.refunds.model import (
     Refund,
     RefundOrderState,
@@ -68,7 +69,13 @@ from paygate.refunds.route import Payee, RefundRoute
 from paygate.store.engine import Store, Tx, UniqueViolation
 from paygate.supply import SupplyOrders
 
-__all__ = ["RefundRequestError", "Refunds", "UnknownRefundError", "refunds_payable"]
+__all__ = [
+    "RefundRequestError",
+    "Refunds",
+    "UnknownRefundError",
+    "refund_from_suspense",
+    "refunds_payable",
+]
 
 
 class UnknownRefundError(NotFoundError):
@@ -404,6 +411,11 @@ class Refunds:
             now = self._core.clock.now()
             if state is RefundOrderState.SUCCEEDED:
                 self._paid(tx, acct, order, provider_reference, now)
+            elif _from_suspense(tx, order):
+                _returned_to_suspense(
+                    self._core, self._payments, tx, acct, order, code or "failed", message or "",
+                    now,
+                )  # fmt: skip
             else:
                 self._returned(tx, acct, order, code or "failed", message or "", now)
             settled = orders.load_order(tx, refund_id)
@@ -537,6 +549,207 @@ class Refunds:
         flush(tx, writes)
         write_bills(tx, [acct])
         write_states(tx, [acct])
+
+
+def refund_from_suspense(
+    core: Core,
+    payments: Payments,
+    chosen: RefundRoute,
+    tx: Tx,
+    acct: Account,
+    *,
+    payment_id: int,
+    refund_id: str,
+    reason: str,
+    payee: Payee | None,
+    now: datetime,
+) -> OrderRow:
+    """Write in ``tx`` the refund order that pays a payment held in suspense back to the
+    payer: all of payment ``payment_id`` (of the locked account ``acct``, status
+    ``suspense``) through the route ``chosen``, once per ``refund_id`` (new).
+
+    The money comes from ``suspense:<CUR>``, not from the account's credit (the account
+    is not credited, so its balance does not change). A provider route must be the
+    payment's own channel, which refunds that payment; a transfer route needs a payee.
+    The order is dispatched and settled like any refund, except that a failure puts the
+    money back in suspense (:meth:`Refunds.settle`) rather than on the account.
+    """
+    check_refund_id(refund_id)
+    checked_payee = check_payee(payee)
+    row = tx.one(
+        "SELECT channel, channel_txn_id, amount, currency, status, account_id "
+        "FROM payments WHERE id = :p",
+        {"p": payment_id},
+    )
+    if row is None or int(row[5]) != acct.id or str(row[4]) != "suspense":
+        raise UnknownPaymentError(
+            f"account {acct.account_no} holds no payment {payment_id} in suspense",
+            field="payment_id",
+        )
+    channel, txn_id, amount, cur = str(row[0]), str(row[1]), int(row[2]), str(row[3])
+    if chosen.channel is not None:
+        if checked_payee is not None:
+            raise InvalidInputError(
+                f"route {chosen.name} pays back the original payment: no payee",
+                field="payee",
+            )
+        if chosen.channel != channel:
+            raise InvalidInputError(
+                f"route {chosen.name} refunds {chosen.channel} payments; payment "
+                f"{payment_id} came through {channel}",
+                field="route",
+            )
+    elif checked_payee is None:
+        raise InvalidInputError(
+            f"route {chosen.name} pays by bank transfer: a payee is required", field="payee"
+        )
+    if orders.refunds_against(tx, payment_id):
+        raise RefundRequestError(
+            f"payment {payment_id} has a refund that has not failed", field="payment_id"
+        )
+    suspense = payments.ledger_account(tx, f"suspense:{cur}", AccountKind.SUSPENSE, cur)
+    entry_id = tx.ids.one()
+    payments.post(
+        tx,
+        [
+            EntryDraft(
+                kind="refund",
+                reference=f"refund:{refund_id}",
+                memo=f"refund {refund_id} of payment {payment_id} held in suspense for "
+                f"{acct.account_no} via {chosen.name}: {reason}"[:2000],
+                business_date=core.local_date(now),
+                posted_at=now,
+                postings=(
+                    PostingDraft(suspense, amount, cur),
+                    PostingDraft(refunds_payable(core, tx, cur), -amount, cur),
+                ),
+                shard_key=acct.id,
+                entry_id=entry_id,
+            )
+        ],
+    )
+    orders.insert_order(
+        tx,
+        NewRefundRow(
+            id=tx.ids.one(),
+            refund_id=refund_id,
+            account_id=acct.id,
+            route=chosen.name,
+            channel=chosen.channel,
+            payment_id=payment_id,
+            amount=amount,
+            currency=cur,
+            reason=reason,
+            payee=orders.payee_json(checked_payee),
+            credit_taken="{}",
+            state=RefundOrderState.PENDING.value,
+            attempts=0,
+            next_attempt_at=tx.ts(now),
+            entry_id=entry_id,
+            requested_at=tx.ts(now),
+            updated_at=tx.ts(now),
+        ),
+    )
+    writes = Writes()
+    event(
+        tx,
+        writes,
+        "refund.requested",
+        acct.account_no,
+        now,
+        {
+            "refund_id": refund_id,
+            "amount": amount,
+            "currency": cur,
+            "route": chosen.name,
+            "channel": chosen.channel,
+            "original_channel_txn_id": txn_id,
+            "reason": reason,
+            "balance_after": acct.balance,
+        },
+    )
+    flush(tx, writes)
+    stored = orders.load_order(tx, refund_id)
+    assert stored is not None
+    return stored
+
+
+def _returned_to_suspense(
+    core: Core,
+    payments: Payments,
+    tx: Tx,
+    acct: Account,
+    order: OrderRow,
+    code: str,
+    message: str,
+    now: datetime,
+) -> None:
+    """A refund of money held in suspense failed: the money goes back to suspense and the
+    payment finding it resolved is open again
+    (:func:`paygate.refunds.finding_resolutions.reopen`)."""
+    cur = order.currency
+    today = core.local_date(now)
+    suspense = payments.ledger_account(tx, f"suspense:{cur}", AccountKind.SUSPENSE, cur)
+    entry_id = tx.ids.one()
+    payments.post(
+        tx,
+        [
+            EntryDraft(
+                kind="refund",
+                reference=f"refund-failed:{order.refund_id}",
+                memo=f"refund {order.refund_id} failed ({code}): back to suspense"[:2000],
+                business_date=today,
+                posted_at=now,
+                postings=(
+                    PostingDraft(refunds_payable(core, tx, cur), order.amount, cur),
+                    PostingDraft(suspense, -order.amount, cur),
+                ),
+                shard_key=acct.id,
+                entry_id=entry_id,
+            )
+        ],
+    )
+    orders.record_final(
+        tx,
+        order.id,
+        state=RefundOrderState.FAILED,
+        provider_reference=None,
+        failure_code=code,
+        failure_message=message,
+        entry_id=entry_id,
+        now=now,
+    )
+    reopen(tx, order.refund_id, now)
+    load_bills(tx, [acct])
+    arrears, _ = billing.arrears(acct.bills, acct.category, today, core.settings.late_fee)
+    writes = Writes()
+    event(
+        tx,
+        writes,
+        "refund.failed",
+        acct.account_no,
+        now,
+        {
+            "refund_id": order.refund_id,
+            "amount": order.amount,
+            "currency": cur,
+            "route": order.route,
+            "failure_code": code,
+            "failure_message": message,
+            "credit_applied": 0,
+            "balance_after": acct.balance,
+            "arrears_after": arrears,
+        },
+    )
+    flush(tx, writes)
+
+
+def _from_suspense(tx: Tx, order: OrderRow) -> bool:
+    """Whether ``order`` pays back a payment held in suspense (not the account's credit)."""
+    if order.payment_id is None:
+        return False
+    status = tx.scalar("SELECT status FROM payments WHERE id = :p", {"p": order.payment_id})
+    return str(status) == "suspense"
 
 
 def _posted(tx: Tx, payment_ids: list[int]) -> set[int]:

@@ -466,6 +466,32 @@ payment_findings = Table(
     info={"owner": "paygate.refunds.closed"},
 )
 
+# What finance did about a payment finding (paygate.refunds.findings): ``assigned`` to another
+# account (``payment_id``) or ``refunded`` (``refund_id``). ``settles_finding_id`` is the
+# finding while the resolution holds, unique; a failed refund sets it NULL (``reopened_at``).
+payment_finding_resolutions = Table(
+    "payment_finding_resolutions",
+    metadata,
+    _id(),
+    Column("resolution_id", String(64), nullable=False, unique=True),
+    Column("finding_id", BigInteger, ForeignKey("payment_findings.id"), nullable=False, index=True),
+    Column("settles_finding_id", BigInteger, unique=True),
+    Column("action", String(16), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("account_id", BigInteger, ForeignKey("accounts.id")),
+    Column("payment_id", BigInteger),
+    Column("refund_id", String(64), index=True),
+    Column("entry_id", BigInteger),
+    Column("reason", Text, nullable=False),
+    Column("actor", String(64), nullable=False),
+    Column("resolved_at", UTCDateTime, nullable=False),
+    Column("reopened_at", UTCDateTime),
+    CheckConstraint("action IN ('assigned', 'refunded')", name="action"),
+    CheckConstraint("amount > 0", name="amount_positive"),
+    info={"owner": "paygate.refunds.finding_resolutions"},
+)
+
 supply_transitions = Table(
     "supply_transitions",
     metadata,

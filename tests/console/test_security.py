@@ -145,6 +145,7 @@ def _concrete(path: str, world: ConsoleWorld) -> str:
         "run_id": str(world.story.kiosk_run),
         "seq": "1",
         "item_id": str(world.story.suspense_item),
+        "finding_id": "1",
         "name": "htmx.min.js",
         "code": "en",
     }

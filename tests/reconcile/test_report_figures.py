@@ -5,6 +5,7 @@ it colours (no open finding is never red)."""
 from __future__ import annotations
 
 import io
+import json
 import re
 import tempfile
 import xml.etree.ElementTree as ET
@@ -14,16 +15,24 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from rich.console import Console
 
 from paygate.clock import FixedClock
 from paygate.config import Settings
 from paygate.gateway import Gateway
 from paygate.models import StatementLine, StatementLineKind
 from paygate.money import Money
-from paygate.reconcile import FindingClass, ReconciliationRun, reconcile_bank_file
+from paygate.reconcile import FindingClass, ReconciliationRun, load_run, reconcile_bank_file
 from paygate.reconcile.bank import read_bank_statement
-from paygate.reconcile.report import apart_totals, render_html, statement_totals
+from paygate.reconcile.report import (
+    apart_totals,
+    render_html,
+    render_json,
+    statement_totals,
+    summary_table,
+)
 from paygate.reports.i18n import format_money
+from paygate.store import migrate
 from tests.conftest import PG_ADMIN_URL, SHARED_DATA
 from tests.databases import empty_postgres, fresh_sqlite_url
 from tests.reconcile.support import AT, line, numbered, pay, run_lines
@@ -41,14 +50,24 @@ def accounts(gateway: Gateway) -> Gateway:
 
 
 def _adds_up(gateway: Gateway, run: ReconciliationRun) -> None:
-    own = statement_totals(gateway, run)
+    own = statement_totals(run)
     assert sum((t.amount for t in own.values()), Money(0, run.currency)) == run.gross
+    assert sum((t.amount for t in own.values()), Money(0, run.currency)) - run.fees == run.net
     assert sum(t.count for t in own.values()) == run.line_count
     # what only the ledger has is no line of the statement, and is shown apart
-    apart = apart_totals(gateway, run)
+    apart = apart_totals(run)
     assert set(apart) <= {FindingClass.ONLY_IN_LEDGER}
-    assert sum(t.count for t in apart.values()) == run.total(FindingClass.ONLY_IN_LEDGER).count
-    assert set(own) | set(apart) == set(run.totals) | ({FindingClass.MATCHED} & set(own))
+    assert set(own) | set(apart) == set(run.totals) and not set(own) & set(apart)
+    # The stored totals, as read back, and the JSON report carry the same signed figures.
+    again = load_run(gateway, run.id, as_of=run.as_of)
+    assert again.totals == run.totals
+    out = io.StringIO()
+    render_json(gateway, [run], out)
+    [data] = json.loads(out.getvalue())["runs"]
+    stored = {k: (v["count"], v["amount"]["minor"]) for k, v in data["totals"].items()}
+    assert stored == {k.value: (t.count, t.amount.minor) for k, t in run.totals.items()}
+    in_gross = sum(m for k, (_, m) in stored.items() if k != FindingClass.ONLY_IN_LEDGER.value)
+    assert in_gross == run.gross.minor
 
 
 def test_refunds_count_negative_so_the_classes_add_up_to_the_gross(accounts: Gateway) -> None:
@@ -70,15 +89,19 @@ def test_refunds_count_negative_so_the_classes_add_up_to_the_gross(accounts: Gat
         ],
     )
     assert run.gross.minor == 4000 - 4000 + 3000 - 3000 + 2000 - 500 + 900
-    own = statement_totals(accounts, run)
+    own = statement_totals(run)
     assert own[FindingClass.REVERSAL_MATCHED].amount.minor == -4000
     assert own[FindingClass.MATCHED].amount.minor == 4000 + 3000 + 2000
     assert own[FindingClass.ONLY_IN_STATEMENT].amount.minor == -3000 + 900
     assert own[FindingClass.AMOUNT_MISMATCH].amount.minor == -500
     _adds_up(accounts, run)
-    # The run's own totals count the refund's size (what the complaint saw): they do not add up.
-    unsigned = sum(t.amount.minor for c, t in run.totals.items() if c in own)
-    assert unsigned != run.gross.minor
+    # The run's own totals are the same signed figures: the terminal summary shows them so.
+    assert run.total(FindingClass.REVERSAL_MATCHED).amount.minor == -4000
+    assert run.total(FindingClass.AMOUNT_MISMATCH).amount.minor == -500
+    terminal = Console(width=80, record=True)
+    terminal.print(summary_table([run]))
+    text = terminal.export_text()
+    assert "-40.00" in text and "-5.00" in text and "-21.00" in text
     # The page's sum column shows the gross, beside the classes that make it.
     out = io.StringIO()
     render_html(accounts, [run], out, lang="en")
@@ -171,10 +194,14 @@ ONE_ACCOUNT = {
 @pytest.mark.parametrize("sample", sorted(ONE_ACCOUNT))
 def test_a_bank_statements_credits_add_up_to_its_gross(gateway: Gateway, sample: str) -> None:
     bank = reconcile_bank_file(gateway, SHARED_DATA / sample, currency=ONE_ACCOUNT[sample])
-    own, apart = statement_totals(gateway, bank), apart_totals(gateway, bank)
+    own, apart = statement_totals(bank), apart_totals(bank)
     assert sum((t.amount for t in own.values()), Money(0, bank.currency)) == bank.gross
     assert set(own) | set(apart) == set(bank.totals) and not set(own) & set(apart)
     assert set(apart) <= {FindingClass.BANK_DEBIT, FindingClass.BANK_UNBALANCED}
+    # money out is negative; a statement that does not balance counts by the size of its gap
+    assert all(t.amount.minor < 0 for c, t in apart.items() if c is FindingClass.BANK_DEBIT)
+    assert all(t.amount.minor > 0 for c, t in apart.items() if c is FindingClass.BANK_UNBALANCED)
+    assert load_run(gateway, bank.id).totals == bank.totals
     out = io.StringIO()
     render_html(gateway, [bank], out, lang="zh-CN")
     assert format_money(bank.gross, "zh-CN") in out.getvalue()
@@ -196,3 +223,25 @@ def test_no_open_finding_is_never_shown_in_red(accounts: Gateway, lang: str) -> 
     cells = list(runs.iter("td"))
     assert any(td.text == "0" and td.get("class") == "good" for td in cells)
     assert not any(td.text == "0" and "bad" in (td.get("class") or "") for td in cells)
+
+
+def test_migration_0018_signs_the_totals_stored_before_it(accounts: Gateway) -> None:
+    refunded = pay(accounts, "P1", "A1", 4000)
+    accounts.reverse(refunded.payment_id, "refunded")
+    run = run_lines(
+        accounts,
+        [
+            line(2, "P1", "A1", 4000),
+            line(3, "R1", "A1", 4000, kind=REFUND, original="P1"),
+            line(4, "U1", "NOBODY", 900),
+        ],
+    )
+    signed = run.totals
+    assert signed[FindingClass.REVERSAL_MATCHED].amount.minor == -4000
+    # Before 0018 the stored totals counted the refund's size ...
+    migrate.downgrade(accounts.store.url, "-1")
+    before = load_run(accounts, run.id, as_of=run.as_of).totals
+    assert before[FindingClass.REVERSAL_MATCHED].amount.minor == 4000
+    # ... and 0018 computes them again, signed, as a run made now stores them.
+    migrate.upgrade(accounts.store.url)
+    assert load_run(accounts, run.id, as_of=run.as_of).totals == signed
