@@ -63,6 +63,9 @@ ingest = importlib.util.module_from_spec(_spec)
 sys.modules["ingest"] = ingest
 _spec.loader.exec_module(ingest)
 
+PEER_LABEL = "django-hordak transfer_to, atomic()"
+FLOOR_LABEL = "floor: one 1-row INSERT + COMMIT, nothing else"
+
 HORDAK_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.auth",
@@ -300,10 +303,72 @@ def _run_pg_one(job: ingest.Job, barrier: Barrier) -> ingest.Result:
         raw.close()
 
 
+# --- the floor: one durable commit and nothing else ------------------------------------------
+
+FLOOR_TABLE = "bench_commit_floor"
+
+
+def _run_floor(job: ingest.Job, barrier: Barrier) -> ingest.Result:
+    """One transaction per payment holding one one-row INSERT, then COMMIT: what a durable
+    commit costs on this machine, with no ledger at all. No writer that commits each payment
+    can beat it; its ratio to the peer bounds every ledger's ratio to the peer."""
+    sqlite = job.url.startswith("sqlite")
+    conn: Any
+    if sqlite:
+        import sqlite3
+
+        conn = sqlite3.connect(job.url.removeprefix("sqlite:///"), isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={job.synchronous}")
+        conn.execute(f"CREATE TABLE IF NOT EXISTS {FLOOR_TABLE} (id INTEGER PRIMARY KEY, txn TEXT)")
+        insert = f"INSERT INTO {FLOOR_TABLE} (txn) VALUES (?)"
+
+        def pay(items: Sequence[ingest.Payment]) -> None:
+            for p in items:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute(insert, (p.txn_id,))
+                conn.execute("COMMIT")
+
+    else:
+        conn = psycopg.connect(job.url)
+        conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {FLOOR_TABLE} (id bigserial PRIMARY KEY, txn text)"
+        )
+        conn.commit()
+        insert = f"INSERT INTO {FLOOR_TABLE} (txn) VALUES (%s)"
+
+        def pay(items: Sequence[ingest.Payment]) -> None:
+            for p in items:
+                conn.execute(insert, (p.txn_id,))
+                conn.commit()
+
+    try:
+        pay(job.warmup)
+        return ingest._timed(job, barrier, lambda: pay(job.payments))
+    finally:
+        conn.close()
+
+
+def floor_rows(url: str) -> int:
+    """Rows the floor writer committed."""
+    if url.startswith("sqlite"):
+        import sqlite3
+
+        lite = sqlite3.connect(url.removeprefix("sqlite:///"))
+        try:
+            return int(lite.execute(f"SELECT count(*) FROM {FLOOR_TABLE}").fetchone()[0])
+        finally:
+            lite.close()
+    with psycopg.connect(url) as conn:
+        row = conn.execute(f"SELECT count(*) FROM {FLOOR_TABLE}").fetchone()
+        return int(row[0]) if row else 0
+
+
 # Registered at import, so that the spawned writer processes (which import this module as
 # their main module) know them too.
 ingest._RUNNERS["hordak"] = _run_hordak
 ingest._RUNNERS["pg-one"] = _run_pg_one
+ingest._RUNNERS["floor"] = _run_floor
 
 
 # --- databases -------------------------------------------------------------------------------
@@ -400,7 +465,7 @@ def paired(
             {"synchronous": "FULL"},
         ),
         (
-            Row("django-hordak transfer_to, atomic()"),
+            Row(PEER_LABEL),
             dbs.hordak_sqlite_copy if sqlite else dbs.hordak_pg_copy,
             dbs.sqlite_drop if sqlite else dbs.pg_drop,
             "hordak",
@@ -416,6 +481,13 @@ def paired(
             dbs.sqlite_drop if sqlite else dbs.pg_drop,
             "sqlite" if sqlite else "pg-one",
             {"synchronous": "FULL", "chunk": 1} if sqlite else {},
+        ),
+        (
+            Row(FLOOR_LABEL),
+            dbs.sqlite_copy if sqlite else dbs.pg_copy,
+            dbs.sqlite_drop if sqlite else dbs.pg_drop,
+            "floor",
+            {"synchronous": "FULL"},
         ),
     ]
     for row, *_ in sides:
@@ -444,6 +516,9 @@ def rows_of(sides: Sequence[tuple[Row, Any, Any, Any, Any]]) -> list[Row]:
 
 def _check(kind: str, url: str, n: int) -> str | None:
     expected = n + ingest.WARMUP
+    if kind == "floor":
+        rows = floor_rows(url)
+        return None if rows == expected else f"{rows} rows, expected {expected}"
     if kind == "hordak":
         legs = hordak_legs(url)
         return None if legs == 2 * expected else f"{legs} legs, expected {2 * expected}"
@@ -517,7 +592,21 @@ def report(title: str, rows: Sequence[Row], targets: dict[str, float]) -> None:
                 else ""
             )
             print(f"  paygate / {other.label}: {ratio:.2f}  {verdict}")
+    floor = next((r for r in rows if r.label == FLOOR_LABEL), None)
+    peer = next((r for r in rows if r.label == PEER_LABEL), None)
+    if floor is not None and peer is not None and floor.rate and peer.rate:
+        # No writer that commits each payment outruns one durable commit of one row: the
+        # floor over the peer is the most any ledger's ratio to the peer can be here.
+        print(
+            f"  ceiling: the floor / {PEER_LABEL}: {floor.rate / peer.rate:.2f} "
+            "(no payment per commit can be faster than the floor)"
+        )
+    print(f"  load average: {_load()}")
     sys.stdout.flush()
+
+
+def _load() -> str:
+    return ", ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def report_growth(title: str, lines: Sequence[tuple[str, list[float]]], n: int) -> None:
@@ -560,7 +649,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="paygate-peers-"))
     workdir.mkdir(parents=True, exist_ok=True)
     dbs = PeerDatabases(workdir, None if args.sqlite_only else args.pg_url)
-    print(f"{n:,} payments per run, best of {rounds}; {os.cpu_count()} cores")
+    print(
+        f"{n:,} payments per run, best of {rounds}; {os.cpu_count()} cores, load average {_load()}"
+    )
     try:
         if not args.sqlite_only:
             started = time.perf_counter()
@@ -570,7 +661,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             report(
                 "PostgreSQL, one payment per commit, 1 client",
                 paired(dbs, ctx, "pg", book, n, rounds),
-                {"django-hordak transfer_to, atomic()": 2.0},
+                {PEER_LABEL: 2.0},
             )
             if batches:
                 report_growth("PostgreSQL growth", growth(dbs, ctx, "pg", book, n, batches), n)
@@ -581,7 +672,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         report(
             "SQLite WAL, synchronous=FULL, one payment per commit",
             paired(dbs, ctx, "sqlite", book, n, rounds),
-            {"django-hordak transfer_to, atomic()": 1.5},
+            {PEER_LABEL: 1.5},
         )
         if batches:
             report_growth("SQLite growth", growth(dbs, ctx, "sqlite", book, n, batches), n)

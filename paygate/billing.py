@@ -26,7 +26,6 @@ from fractions import Fraction
 from typing import Protocol
 
 from paygate.models import Category
-from paygate.money import round_half_up
 
 __all__ = [
     "AllocationPart",
@@ -36,6 +35,7 @@ __all__ = [
     "OldestFirst",
     "OpenBill",
     "accrue_late_fees",
+    "half_up",
     "late_fee_on",
 ]
 
@@ -149,7 +149,17 @@ def late_fee_on(
         return 0
     virtual = OpenBill(bill_id=0, bill_no="", due_date=due_date, amount=principal)
     scaled = _bill_accrual(virtual, category, through, policy, policy.scale)
-    return round_half_up(Fraction(scaled, policy.scale))
+    return half_up(scaled, policy.scale)
+
+
+def half_up(numerator: int, denominator: int) -> int:
+    """``numerator / denominator`` rounded to a whole number, halves away from zero: the same
+    as :func:`paygate.money.round_half_up` of the fraction, in integers alone (no
+    ``Fraction`` and its gcd on a payment's path). ``denominator`` is positive."""
+    whole, rest = divmod(abs(numerator), denominator)
+    if rest * 2 >= denominator:
+        whole += 1
+    return -whole if numerator < 0 else whole
 
 
 def accrue_late_fees(
@@ -169,9 +179,9 @@ def accrue_late_fees(
     }
     if not scaled:
         return LateFeeAccrual(through, 0, {}, Fraction(0))
-    exact = Fraction(sum(scaled.values()), scale)
-    total = max(round_half_up(exact), policy.minimum_charge)
-    return LateFeeAccrual(through, total, _share(total, scaled), exact)
+    summed = sum(scaled.values())
+    total = max(half_up(summed, scale), policy.minimum_charge)
+    return LateFeeAccrual(through, total, _share(total, scaled), Fraction(summed, scale))
 
 
 def _share(total: int, weights: dict[int, int]) -> dict[int, int]:

@@ -20,8 +20,10 @@ from paygate.billing import (
     apply_parts,
     arrears,
     charge_late_fees,
+    half_up,
 )
 from paygate.models import Category
+from paygate.money import round_half_up
 from tests.oracles import late_fee_oracle as oracle
 from tests.strategies import days, open_bills, positive_minor
 
@@ -73,6 +75,24 @@ def test_rounding_is_half_up_on_the_sum_over_bills() -> None:
     assert accrual.exact == Fraction(301)
     assert accrual.total == 301
     assert sum(accrual.per_bill.values()) == 301
+
+
+@given(
+    st.integers(min_value=-(10**30), max_value=10**30),
+    st.integers(min_value=1, max_value=10**18),
+)
+def test_integer_half_up_is_the_fraction_rounding(numerator: int, denominator: int) -> None:
+    # The late fee's rounding runs in integers on a payment's path; it must be exactly the
+    # half-up rounding of the exact fraction, halves included, for any sign and scale.
+    assert half_up(numerator, denominator) == round_half_up(Fraction(numerator, denominator))
+
+
+@given(st.integers(min_value=-(10**12), max_value=10**12), st.integers(1, 10**6))
+def test_integer_half_up_on_exact_halves(whole: int, denominator: int) -> None:
+    doubled = 2 * denominator
+    numerator = whole * doubled + (denominator if whole >= 0 else -denominator)  # x.5 exactly
+    assert half_up(numerator, doubled) == round_half_up(Fraction(numerator, doubled))
+    assert abs(half_up(numerator, doubled)) == abs(whole) + 1
 
 
 def test_days_already_charged_are_never_charged_again() -> None:

@@ -11,9 +11,10 @@ import pytest
 
 from paygate.gateway import Gateway
 from paygate.ledger import AccountKind, EntryDraft, PostingDraft
+from paygate.models import PaymentIntent
 from paygate.reconcile import assign_suspense, reconcile_bank_file, suspense_items
 from paygate.store.engine import Store, Tx
-from tests.reconcile.support import cny, journal_entries, line, pay, run_lines, scalar
+from tests.reconcile.support import AT, cny, journal_entries, line, pay, run_lines, scalar
 from tests.reconcile.test_bank_leg import REFERENCES, SETTLED_ON, mt940
 
 
@@ -141,3 +142,33 @@ def test_a_failing_callback_never_runs_the_committed_work_again(sqlite_url: str)
 
 def _fail() -> None:
     raise RuntimeError("the decision fails")
+
+
+def test_every_entry_of_one_write_is_queued_for_sealing_once(gateway: Gateway) -> None:
+    # A chunk of pay_many writes all its entries in one statement; the journal's trigger
+    # (once per statement on PostgreSQL, per row on SQLite) queues each of them exactly once.
+    gateway.settings = gateway.settings.model_copy(update={"seal_every": 0, "pay_many_chunk": 50})
+    for n in range(5):
+        gateway.open_account(f"Q{n}")
+    intents = [
+        PaymentIntent(
+            channel="bank_transfer",
+            channel_txn_id=f"SQ{i}",
+            account_no=f"Q{i % 5}",
+            amount=cny(100 + i),
+            paid_at=AT,
+        )
+        for i in range(120)
+    ]
+    outcomes = gateway.pay_many(intents)
+    assert [o.status for o in outcomes] == ["posted"] * 120
+    entries = gateway.store.run(
+        lambda tx: [int(r[0]) for r in tx.all("SELECT id FROM journal_entries ORDER BY id")]
+    )
+    queued = gateway.store.run(
+        lambda tx: [int(r[0]) for r in tx.all("SELECT entry_id FROM seal_queue ORDER BY entry_id")]
+    )
+    assert len(entries) >= 120
+    assert queued == entries
+    assert gateway.seal() == len(entries)
+    assert _unsealed(gateway) == 0
