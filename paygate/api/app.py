@@ -86,6 +86,7 @@ from paygate.channels.base import ChannelRegistry, Operation
 from paygate.channels.pos import PosAdapter
 from paygate.clock import Clock
 from paygate.config import PaygateConfig, Settings
+from paygate.console import ConsoleSettings
 from paygate.console import mount as mount_console
 from paygate.errors import ConfigurationError, InvalidInputError, PaygateError
 from paygate.tokens import TokenSettings
@@ -300,6 +301,7 @@ def create_app(
     clock: Clock | None = None,
     max_concurrency: int = 16,
     tokens: TokenSettings | None = None,
+    console: ConsoleSettings | None = None,
 ) -> FastAPI:
     """The HTTP gateway for ``settings``'s database, serving what ``config`` configures.
 
@@ -307,7 +309,8 @@ def create_app(
     installed entry points); ``clock`` the Gateway's (default: the system clock). Nothing is
     opened here: the Gateway opens when the app starts (its lifespan) and closes when it
     stops. With ``tokens`` (how bearer tokens are signed) the service-client routes are
-    served: the token endpoint, the feeds and the imports.
+    served: the token endpoint, the feeds and the imports. ``console`` is the console's
+    sign-in (default: :meth:`ConsoleSettings.from_env`, password sign-in only).
     """
     config = config or ApiConfig()
     registry = channels or ChannelRegistry.discover()
@@ -375,7 +378,7 @@ def create_app(
     app.include_router(operations.router)
     app.include_router(reference.router)
     # The service centre's console (HTML pages for staff, not in the OpenAPI document).
-    mount_console(app)
+    mount_console(app, console)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -410,4 +413,9 @@ def app_from_env() -> FastAPI:
     (``uvicorn --factory paygate.api:app_from_env``).
     """
     config = PaygateConfig.load()
-    return create_app(config.settings, config=api_config(config), tokens=TokenSettings.from_env())
+    return create_app(
+        config.settings,
+        config=api_config(config),
+        tokens=TokenSettings.from_env(),
+        console=ConsoleSettings.from_config(config),
+    )
