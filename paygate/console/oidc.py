@@ -42,7 +42,8 @@ import httpx
 from pydantic import SecretStr
 
 from paygate.clock import Clock
-from paygate.errors import AuthenticationError, ConfigurationError
+from paygate.console.staff import check_identity
+from paygate.errors import AuthenticationError, ConfigurationError, InvalidInputError
 from paygate.store.engine import Store, Tx
 
 __all__ = [
@@ -417,7 +418,10 @@ class OidcClient:
             raise OidcRefusedError("token", f"id_token: no {name} claim names the staff member")
         if name == "email" and claims.get("email_verified") is False:
             raise OidcRefusedError("token", "id_token: the e-mail address is not verified")
-        return value.strip()
+        try:
+            return check_identity(value)
+        except InvalidInputError:
+            raise OidcRefusedError("token", f"id_token: the {name} claim is not a name") from None
 
     def sign_in(self, code: str, flow: Flow) -> tuple[str, dict[str, Any]]:
         """The identity and claims the provider vouches for, from the callback's ``code``."""

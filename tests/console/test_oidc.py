@@ -237,6 +237,7 @@ def test_password_sign_in_can_be_kept_for_the_admin_alone(
         ("expired", "expired"),
         ("nonce", "'nonce'"),
         ("unverified_email", "not verified"),
+        ("not_a_name", "email claim is not a name"),
     ],
 )
 def test_a_token_that_fails_a_check_signs_nobody_in(
@@ -254,6 +255,7 @@ def test_a_token_that_fails_a_check_signs_nobody_in(
             "expired": {"iat": now - 900, "exp": now - 120},  # past the 60 s leeway
             "nonce": {"nonce": "a-nonce-of-another-request"},
             "unverified_email": {"email_verified": False},
+            "not_a_name": {"email": "li.clerk@grid.example\r\nX-Injected: 1"},
         }[knob]
     before = sessions(world)
     answer = sign_in(browser)
