@@ -125,7 +125,7 @@ def staff_add(
 
 @staff_app.command(
     "link",
-    epilog="Example: paygate staff link li.na li.na@grid.example   (--unlink to remove it)",
+    epilog="Example: paygate staff link li.na li.na@grid.example",
 )
 def staff_link(
     username: Annotated[str, typer.Argument(help="The staff member to link.")],
