@@ -5,6 +5,8 @@ Run from the repository root::
     .venv/bin/python bench/console.py                    # 1 M accounts, about 10 M postings
     .venv/bin/python bench/console.py --quick            # 20 k accounts: does the script work?
     .venv/bin/python bench/console.py --accounts 200000 --postings 2000000
+    .venv/bin/python bench/console.py --keep                 # keep the grown database, then
+    .venv/bin/python bench/console.py --grown-url postgresql://…/paygate_console_<pid>_grown
 
 Two databases beside ``--pg-url``: a grown one (``--accounts`` customers whose history of
 monthly bills and payments, through every channel, reaches ``--postings`` postings, loaded
@@ -18,12 +20,14 @@ p50/p95/max beside the small one's, measured alternately in the same minutes; co
 ratio, which a shared machine disturbs less than the absolute figures.
 
 The databases are ``paygate_console_<pid>_*`` and are dropped at the end (``--keep`` keeps
-them). See bench/README.md.
+the grown one, and ``--grown-url`` measures one kept before, upgraded to the code's schema,
+without building it again). See bench/README.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import random
 import statistics
 import sys
@@ -40,6 +44,7 @@ sys.path.insert(0, str(BENCH.parent))
 
 from bench import growth  # noqa: E402
 from paygate import Settings  # noqa: E402
+from paygate.console.staff import StaffExistsError  # noqa: E402
 from paygate.store import migrate  # noqa: E402
 from tests.api.support import live_server  # noqa: E402
 from tests.console.support import PASSWORD, StaffClient, add_staff  # noqa: E402
@@ -71,6 +76,21 @@ def build(
         flush=True,
     )
     return url, [c.account_no for c in history.customers]
+
+
+def reuse(url: str) -> tuple[str, list[str]]:
+    """A grown database kept by an earlier run: upgraded, its staff there, its customers."""
+    migrate.upgrade(url)
+    with growth.Gateway.open(settings=Settings(database_url=url)) as gateway:
+        with contextlib.suppress(StaffExistsError):  # staff from an earlier run
+            add_staff(gateway)
+        rows = gateway.store.run(
+            lambda tx: tx.all("SELECT account_no FROM accounts WHERE account_no LIKE '31%'"),
+            write=False,
+        )
+    growth._admin(url, "ANALYZE")
+    print(f"grown: {len(rows):,} customers of {url.rsplit('/', 1)[-1]}", flush=True)
+    return url, [str(r[0]) for r in rows]
 
 
 def timed(client: StaffClient, paths: Sequence[str]) -> list[float]:
@@ -106,13 +126,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=300, help="account pages per database")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--grown-url", help="measure this kept grown database (no build)")
     args = parser.parse_args(argv)
     if args.quick:
         args.accounts, args.postings, args.n = 20_000, 100_000, 60
     dbs = growth.Databases(args.pg_url, args.keep)
     dbs.prefix = dbs.prefix.replace("growth", "console")
     try:
-        grown_url, grown_accounts = build(dbs, "grown", args.accounts, args.postings)
+        if args.grown_url:
+            grown_url, grown_accounts = reuse(args.grown_url)
+        else:
+            grown_url, grown_accounts = build(dbs, "grown", args.accounts, args.postings)
         small_url, small_accounts = build(dbs, "small", 1_000, 1_000 * PER_CUSTOMER_MONTH)
         rng = random.Random(7)
         figures: dict[str, dict[str, list[float]]] = {}

@@ -77,6 +77,7 @@ COMMANDS: dict[str, list[str]] = {
     "staff add": ["staff", "add", "li.na", "--role", "clerk", "--password-stdin"],
     "staff list": ["staff", "list", "--json"],
     "staff disable": ["staff", "disable", "li.na"],
+    "staff link": ["staff", "link", "li.na", "li.na@grid.example"],
     "reconcile": [
         "reconcile",
         "alipay",

@@ -87,6 +87,7 @@ from paygate.channels.base import ChannelRegistry, Operation
 from paygate.channels.pos import PosAdapter
 from paygate.clock import Clock
 from paygate.config import PaygateConfig, Settings
+from paygate.console import ConsoleSettings
 from paygate.console import mount as mount_console
 from paygate.errors import ConfigurationError, InvalidInputError, PaygateError
 from paygate.refunds.routes.settings import build_routes
@@ -302,6 +303,7 @@ def create_app(
     clock: Clock | None = None,
     max_concurrency: int = 16,
     tokens: TokenSettings | None = None,
+    console: ConsoleSettings | None = None,
 ) -> FastAPI:
     """The HTTP gateway for ``settings``'s database, serving what ``config`` configures.
 
@@ -309,7 +311,8 @@ def create_app(
     installed entry points); ``clock`` the Gateway's (default: the system clock). Nothing is
     opened here: the Gateway opens when the app starts (its lifespan) and closes when it
     stops. With ``tokens`` (how bearer tokens are signed) the service-client routes are
-    served: the token endpoint, the feeds and the imports.
+    served: the token endpoint, the feeds and the imports. ``console`` is the console's
+    sign-in (default: :meth:`ConsoleSettings.from_env`, password sign-in only).
     """
     config = config or ApiConfig()
     registry = channels or ChannelRegistry.discover()
@@ -377,7 +380,7 @@ def create_app(
     app.include_router(operations.router)
     app.include_router(reference.router)
     # The service centre's console (HTML pages for staff, not in the OpenAPI document).
-    mount_console(app)
+    mount_console(app, console)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -414,4 +417,9 @@ def app_from_env() -> FastAPI:
     config = PaygateConfig.load()
     # The console's finance pages refund money held in suspense through the [refunds] routes.
     served = dataclasses.replace(api_config(config), refund_routes=build_routes(config.refunds))
-    return create_app(config.settings, config=served, tokens=TokenSettings.from_env())
+    return create_app(
+        config.settings,
+        config=served,
+        tokens=TokenSettings.from_env(),
+        console=ConsoleSettings.from_config(config),
+    )

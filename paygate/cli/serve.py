@@ -117,8 +117,11 @@ def serve(
         # that cannot be built, a secret not set are one line here rather than a failing
         # lifespan in each worker.
         from paygate.api.app import check_startup
+        from paygate.console import ConsoleSettings
 
         check_startup(settings, api_config(config_in_effect))
+        # The console's identity provider: the oidc extra installed, its secret's variable set.
+        ConsoleSettings.from_config(config_in_effect)
         check_address(host, port)
 
     guard(check)

@@ -2,8 +2,10 @@
 
 A password is read from a prompt (typed twice, not echoed) or, with ``--password-stdin``, as
 the first line of standard input; never from a flag, which the shell's history and the
-process list would keep. It is hashed with argon2 and never printed or logged. Errors are one
-line naming the problem, exit code 2.
+process list would keep. It is hashed with argon2 and never printed or logged. A staff member
+who signs in through the identity provider is linked to the provider's name for them
+(``--oidc-identity``, ``paygate staff link``); their role stays the one given here. Errors are
+one line naming the problem, exit code 2.
 """
 
 from __future__ import annotations
@@ -45,6 +47,16 @@ staff_app = typer.Typer(
     help="Staff of the service centre who sign in to the console (/console).",
     no_args_is_help=True,
 )
+
+
+OidcIdentity = Annotated[
+    str | None,
+    typer.Option(
+        "--oidc-identity",
+        help="Let them sign in through the identity provider ([console.oidc]) as this: the "
+        "value of its staff_claim (their e-mail address by default).",
+    ),
+]
 
 
 def _with_registry(
@@ -91,6 +103,7 @@ def staff_add(
             "--password-stdin", help="Read the password from the first line of standard input."
         ),
     ] = False,
+    oidc_identity: OidcIdentity = None,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Register a staff member; the password is prompted (or read from stdin), never a flag."""
@@ -99,10 +112,50 @@ def staff_add(
     password = guard(lambda: _read_password(password_stdin))
     member = _with_registry(
         database_url,
-        lambda registry: registry.add(username, role, password, display_name=name),
+        lambda registry: registry.add(
+            username, role, password, display_name=name, oidc_identity=oidc_identity
+        ),
         settings,
     )
-    out.print(f"added {member.username} ({member.role.value})", highlight=False, soft_wrap=True)
+    linked = f", signs in through the provider as {member.oidc_identity}" if oidc_identity else ""
+    out.print(
+        f"added {member.username} ({member.role.value}){linked}", highlight=False, soft_wrap=True
+    )
+
+
+@staff_app.command(
+    "link",
+    epilog="Example: paygate staff link li.na li.na@grid.example",
+)
+def staff_link(
+    username: Annotated[str, typer.Argument(help="The staff member to link.")],
+    identity: Annotated[
+        str | None,
+        typer.Argument(
+            help="The identity provider's name for them: the value of [console.oidc] "
+            "staff_claim (their e-mail address by default).",
+            show_default=False,
+        ),
+    ] = None,
+    unlink: Annotated[
+        bool, typer.Option("--unlink", help="Remove the link: no sign-in through the provider.")
+    ] = False,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Link a staff member to the identity provider's name for them (one staff member each)."""
+    if (identity is None) != unlink:
+        guard(lambda: _refuse_link())
+    member = _with_registry(database_url, lambda registry: registry.link(username, identity))
+    if member.oidc_identity is None:
+        out.print(f"unlinked {member.username}", highlight=False, soft_wrap=True)
+    else:
+        out.print(
+            f"linked {member.username} to {member.oidc_identity}", highlight=False, soft_wrap=True
+        )
+
+
+def _refuse_link() -> None:
+    raise InvalidInputError("give an identity, or --unlink (not both)", field="identity")
 
 
 @staff_app.command("disable", epilog="Example: paygate staff disable li.na")
@@ -124,6 +177,7 @@ STAFF_COLUMNS = (
     Column("last_signin_at", "last sign-in"),
     Column("locked_until", "locked until"),
     Column("disabled_at", "disabled"),
+    Column("oidc_identity", "provider identity"),
 )
 
 
@@ -153,6 +207,7 @@ def staff_list(
             "last_signin_at": m.last_signin_at,
             "locked_until": m.locked_until,
             "disabled_at": m.disabled_at,
+            "oidc_identity": m.oidc_identity,
         }
         for m in shown
     ]

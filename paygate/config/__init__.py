@@ -14,7 +14,8 @@ The top level holds the core settings (:class:`Settings`, what a Gateway needs);
 its table: ``[api]`` (what ``paygate serve`` answers for), ``[dispatch]`` (head-ends, event
 sinks, dispatcher timings), ``[reconcile]`` (statement files, bank leg, policy) and ``[log]``
 (the level and format of ``serve``'s and ``dispatch``'s logs), ``[reports]`` (the language
-of the HTML reports) and ``[refunds]`` (the refund routes, docs/refund-routes.md)::
+of the HTML reports), ``[refunds]`` (the refund routes, docs/refund-routes.md) and ``[console]``
+(the console's sign-in through an identity provider, docs/console.md)::
 
     database_url = "postgresql+psycopg://paygate@db.internal/paygate"
     reconnection_promise = 24
@@ -112,6 +113,7 @@ from paygate.clock import DEFAULT_TIMEZONE
 from paygate.config.sections import (
     RETIRED_CALLBACK_TABLE,
     ApiSection,
+    ConsoleSection,
     DispatcherSection,
     DispatchSection,
     HeadEndSection,
@@ -138,6 +140,7 @@ __all__ = [
     "CONFIG_ENV",
     "RETIRED_CALLBACK_TABLE",
     "ApiSection",
+    "ConsoleSection",
     "DispatchSection",
     "DispatcherSection",
     "HeadEndSection",
@@ -164,7 +167,7 @@ _log = logging.getLogger("paygate.config")
 
 # An older variable or key -> the key it sets now.
 _PROMISE_ALIAS: Final = "reconnection_promise"
-_SECTIONS: Final = ("api", "dispatch", "reconcile", "log", "reports", "refunds")
+_SECTIONS: Final = ("api", "dispatch", "reconcile", "log", "reports", "refunds", "console")
 # The older per-command files: their top-level keys -> where they belong in the one file.
 _DISPATCH_LAYOUT: Final = {
     "headends": "dispatch.headends",
@@ -550,6 +553,10 @@ class PaygateConfig(BaseSettings, Settings):
     refunds: RefundsSection = Field(
         default_factory=RefundsSection,
         description="the refund routes (paygate.refunds.routes.build_routes builds them)",
+    )
+    console: ConsoleSection = Field(
+        default_factory=ConsoleSection,
+        description="the console's sign-in (paygate.console.auth.ConsoleSettings builds it)",
     )
 
     _origins: dict[str, Origin] = PrivateAttr(default_factory=dict)

@@ -29,14 +29,17 @@ from paygate.logs import LogFormat, LogLevel
 
 __all__ = [
     "DEFAULT_IMPORT_MAX_BYTES",
+    "OIDC_ALGORITHMS",
     "RETIRED_CALLBACK_TABLE",
     "ApiSection",
+    "ConsoleSection",
     "Count",
     "DispatchSection",
     "DispatcherSection",
     "HeadEndSection",
     "LogSection",
     "NatsSinkSection",
+    "OidcSection",
     "RabbitMQSinkSection",
     "ReportLang",
     "ReportsSection",
@@ -295,3 +298,84 @@ class ReportsSection(_Section):
     html``, ``paygate reconcile --report PATH.html``); their ``--lang`` wins over it."""
 
     lang: ReportLang = "zh-CN"
+
+
+OIDC_ALGORITHMS: Final = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+)
+"""The id_token signing algorithms the console may accept: asymmetric only (never ``none``,
+never an HMAC keyed with the client secret)."""
+
+_LOOPBACK: Final = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+def _provider_url(value: str) -> str:
+    # TLS to the identity provider, but on the loopback (a provider on this host).
+    parts = urlsplit(value)
+    if not parts.hostname or parts.query or parts.fragment:
+        raise ValueError("an https URL with a host, without query or fragment")
+    if parts.scheme != "https" and not (parts.scheme == "http" and parts.hostname in _LOOPBACK):
+        raise ValueError("must be https (http only on the loopback)")
+    return value
+
+
+class OidcSection(_Section):
+    """``[console.oidc]``: sign-in through the utility's identity provider (OpenID Connect,
+    authorization code flow with PKCE); docs/console.md, *OIDC sign-in*.
+
+    The client secret is never a value here: ``client_secret_env`` names the variable that
+    holds it (none: a public client, PKCE alone).
+    """
+
+    provider_name: str = Field(min_length=1, max_length=64)
+    issuer: Annotated[str, AfterValidator(_provider_url)]
+    client_id: str = Field(min_length=1, max_length=255)
+    client_secret_env: _EnvName | None = None
+    redirect_url: Annotated[str, AfterValidator(_provider_url)]
+    scopes: list[str] = Field(default_factory=lambda: ["openid", "email", "profile"])
+    staff_claim: str = Field(default="email", min_length=1, max_length=64)
+    algorithms: list[str] = Field(default_factory=lambda: ["RS256"], min_length=1)
+    timeout_seconds: Annotated[Seconds, Field(gt=0, le=60)] = 10.0
+    leeway_seconds: Annotated[Seconds, Field(ge=0, le=300)] = 60.0
+
+    @field_validator("redirect_url")
+    @classmethod
+    def _callback(cls, value: str) -> str:
+        if urlsplit(value).path != "/console/oidc/callback":
+            raise ValueError("must end in /console/oidc/callback (the console's callback)")
+        return value
+
+    @field_validator("scopes")
+    @classmethod
+    def _openid(cls, value: list[str]) -> list[str]:
+        if "openid" not in value:
+            raise ValueError("must include openid")
+        if any(not s or any(ch.isspace() for ch in s) for s in value):
+            raise ValueError("each scope is one word")
+        return value
+
+    @field_validator("algorithms")
+    @classmethod
+    def _algorithms(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - OIDC_ALGORITHMS)
+        if unknown:
+            raise ValueError(
+                f"{', '.join(unknown)}: not allowed (one of {', '.join(sorted(OIDC_ALGORITHMS))})"
+            )
+        return value
+
+
+class ConsoleSection(_Section):
+    """``[console]``: the service centre's console's sign-in: an identity provider
+    (``[console.oidc]``), and who may still sign in with a local password when there is one
+    (``password_sign_in``: ``everyone``, or ``admin`` alone, the way in when the provider is
+    down)."""
+
+    oidc: OidcSection | None = None
+    password_sign_in: Literal["everyone", "admin"] = "everyone"  # noqa: S105 - who, not a secret
+
+    @model_validator(mode="after")
+    def _provider_first(self) -> ConsoleSection:
+        if self.password_sign_in == "admin" and self.oidc is None:  # noqa: S105 - a role
+            raise ValueError("password_sign_in = admin needs [console.oidc]")
+        return self

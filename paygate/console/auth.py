@@ -15,26 +15,37 @@ Invariants:
   short-lived pre-session cookie (double submit), with the same origin check.
 * **Cookies**: ``HttpOnly``, ``SameSite=Strict``, path ``/console``; ``Secure`` when the
   request came over TLS (``auto``, the default), always (``true``) or never (``false``: plain
-  HTTP on localhost only).
+  HTTP on localhost only). The one exception is the cookie binding a sign-in through the
+  identity provider to the browser that began it: ``SameSite=Lax``, path
+  ``/console/oidc``, since it must come back with the provider's redirect (a cross-site
+  navigation), and it signs nobody in by itself.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
-from typing import Final
+from typing import TYPE_CHECKING, Final, Literal
 from urllib.parse import urlsplit
 
+from pydantic import SecretStr
 from starlette.requests import Request
 from starlette.responses import Response
 
+from paygate.config.sections import secret_from_env
+from paygate.console.oidc import OidcSettings, require_extra
 from paygate.console.staff import Role, StaffPolicy
 from paygate.errors import ConfigurationError
 
+if TYPE_CHECKING:
+    from paygate.config import PaygateConfig
+
 __all__ = [
     "LANGUAGE_COOKIE",
+    "OIDC_COOKIE",
     "PERMISSIONS",
     "PRESESSION_COOKIE",
     "SESSION_COOKIE",
@@ -49,7 +60,9 @@ __all__ = [
 SESSION_COOKIE: Final = "paygate_console"
 PRESESSION_COOKIE: Final = "paygate_console_pre"
 LANGUAGE_COOKIE: Final = "paygate_console_lang"
+OIDC_COOKIE: Final = "paygate_console_oidc"
 COOKIE_PATH: Final = "/console"
+OIDC_COOKIE_PATH: Final = "/console/oidc"
 
 
 class Permission(StrEnum):
@@ -90,19 +103,67 @@ class CookieSecurity(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class ConsoleSettings:
-    """The console's settings: cookie security, sign-in policy, origins besides its own."""
+    """The console's settings: cookie security, sign-in policy, origins besides its own; the
+    identity provider staff may sign in through (``oidc``), and the roles that may still sign
+    in with a password (``password_roles``: every role, or the admin alone)."""
 
     secure_cookies: CookieSecurity = CookieSecurity.AUTO
     policy: StaffPolicy = field(default_factory=StaffPolicy)
     extra_origins: frozenset[str] = frozenset()
+    oidc: OidcSettings | None = None
+    password_roles: frozenset[Role] = frozenset(Role)
 
     @classmethod
-    def from_env(cls) -> ConsoleSettings:
+    def from_config(
+        cls, config: PaygateConfig, environ: Mapping[str, str] | None = None
+    ) -> ConsoleSettings:
+        """The ``PAYGATE_CONSOLE_*`` variables' settings (:meth:`from_env`) with the sign-in
+        of ``config``'s ``[console]`` section; the client secret from the variable
+        ``client_secret_env`` names. Refused (naming the extra) when a provider is configured
+        but the ``oidc`` extra is not installed."""
+        env = os.environ if environ is None else environ
+        base = cls.from_env(env)
+        section = config.console
+        oidc = None
+        if section.oidc is not None:
+            require_extra()
+            given = section.oidc
+            secret = None
+            if given.client_secret_env is not None:
+                secret = SecretStr(
+                    secret_from_env(
+                        config.place("console.oidc.client_secret_env"),
+                        given.client_secret_env,
+                        env,
+                    )
+                )
+            oidc = OidcSettings(
+                provider_name=given.provider_name,
+                issuer=given.issuer,
+                client_id=given.client_id,
+                redirect_url=given.redirect_url,
+                client_secret=secret,
+                scopes=tuple(given.scopes),
+                staff_claim=given.staff_claim,
+                algorithms=tuple(given.algorithms),
+                timeout=given.timeout_seconds,
+                leeway=given.leeway_seconds,
+            )
+        return cls(
+            secure_cookies=base.secure_cookies,
+            policy=base.policy,
+            extra_origins=base.extra_origins,
+            oidc=oidc,
+            password_roles=_password_roles(section.password_sign_in),
+        )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ConsoleSettings:
         """From ``PAYGATE_CONSOLE_SECURE_COOKIES`` (auto, true, false),
         ``PAYGATE_CONSOLE_MAX_FAILURES``, ``PAYGATE_CONSOLE_LOCKOUT_MINUTES``,
         ``PAYGATE_CONSOLE_IDLE_MINUTES``, ``PAYGATE_CONSOLE_ABSOLUTE_HOURS`` and
         ``PAYGATE_CONSOLE_ORIGINS`` (space-separated origins a proxy serves the console at)."""
-        env = os.environ
+        env = os.environ if environ is None else environ
         raw = env.get("PAYGATE_CONSOLE_SECURE_COOKIES", "auto").strip().lower()
         try:
             secure = CookieSecurity(raw)
@@ -150,6 +211,10 @@ class ConsoleSettings:
         return self.secure_cookies is CookieSecurity.ALWAYS
 
 
+def _password_roles(who: Literal["everyone", "admin"]) -> frozenset[Role]:
+    return frozenset(Role) if who == "everyone" else frozenset({Role.ADMIN})
+
+
 def set_cookie(
     response: Response,
     request: Request,
@@ -160,13 +225,14 @@ def set_cookie(
     max_age: int | None = None,
 ) -> None:
     """Set one of the console's cookies with its attributes."""
+    oidc = name == OIDC_COOKIE
     response.set_cookie(
         name,
         value,
         max_age=max_age,
-        path=COOKIE_PATH,
+        path=OIDC_COOKIE_PATH if oidc else COOKIE_PATH,
         httponly=True,
-        samesite="strict",
+        samesite="lax" if oidc else "strict",
         secure=settings.secure(request),
     )
 
@@ -175,11 +241,12 @@ def clear_cookie(
     response: Response, request: Request, settings: ConsoleSettings, name: str
 ) -> None:
     """Remove one of the console's cookies (same attributes as when it was set)."""
+    oidc = name == OIDC_COOKIE
     response.delete_cookie(
         name,
-        path=COOKIE_PATH,
+        path=OIDC_COOKIE_PATH if oidc else COOKIE_PATH,
         httponly=True,
-        samesite="strict",
+        samesite="lax" if oidc else "strict",
         secure=settings.secure(request),
     )
 

@@ -43,6 +43,47 @@ CATALOGUE: Final[dict[str, tuple[str, str]]] = {
         "lock the account for a while.",
     ),
     "signin.ended": ("您已退出。", "You are signed out."),
+    "signin.with_provider": ("使用{provider}登录", "Sign in with {provider}"),
+    "signin.or_password": ("或使用本地账号密码登录", "or with a local user name and password"),
+    "signin.use_provider": (
+        "您的岗位须通过统一身份认证登录，请使用上方按钮。",
+        "Your role signs in through the identity provider: use the button above.",
+    ),
+    "signin.done": ("登录成功", "Signed in"),
+    "signin.continue": ("继续", "Continue"),
+    # sign-in through the identity provider: why it was refused
+    "oidc.flow": (
+        "登录请求已失效、已使用或并非由本浏览器发起，请重新登录。",
+        "This sign-in request has expired, was already used, or was not started in this "
+        "browser; please sign in again.",
+    ),
+    "oidc.denied": (
+        "统一身份认证未同意此次登录。",
+        "The identity provider did not grant this sign-in.",
+    ),
+    "oidc.provider": (
+        "统一身份认证的应答无法使用，请稍后重试或联系系统管理员。",
+        "The identity provider's answer could not be used; try again later or ask the "
+        "administrator.",
+    ),
+    "oidc.unreachable": (
+        "暂时无法连接统一身份认证，请稍后重试或使用本地账号登录。",
+        "The identity provider cannot be reached now; try again later or sign in with a local "
+        "account.",
+    ),
+    "oidc.token": (
+        "统一身份认证的身份凭据未通过校验，未登录。",
+        "The identity provider's token did not pass its checks; nobody is signed in.",
+    ),
+    "oidc.unknown_staff": (
+        "此身份未登记为营业厅员工，请联系系统管理员开通。",
+        "This identity is not registered as service-centre staff; ask the administrator to "
+        "link it.",
+    ),
+    "oidc.disabled": (
+        "此员工账号已停用。",
+        "This staff account is disabled.",
+    ),
     "signin.expired": ("会话已过期，请重新登录。", "Your session ended; please sign in again."),
     # refusals
     "refused.title": ("无法完成", "Not done"),

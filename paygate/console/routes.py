@@ -26,6 +26,7 @@ from paygate.console import views
 from paygate.console.audit import AuditTrail
 from paygate.console.auth import (
     LANGUAGE_COOKIE,
+    OIDC_COOKIE,
     PERMISSIONS,
     PRESESSION_COOKIE,
     SESSION_COOKIE,
@@ -37,7 +38,16 @@ from paygate.console.auth import (
 )
 from paygate.console.i18n import LANGUAGES, Translator
 from paygate.console.negotiations import Negotiations
-from paygate.console.staff import Session, SignInRefusedError, StaffRegistry, same_token
+from paygate.console.oidc import FLOW_LIFETIME, OidcClient, OidcFlows, OidcRefusedError
+from paygate.console.staff import (
+    PasswordSignInClosedError,
+    Session,
+    SignedIn,
+    SignInRefusedError,
+    StaffRegistry,
+    UnknownIdentityError,
+    same_token,
+)
 from paygate.errors import InvalidInputError, NotFoundError, PaygateError, UnknownAccountError
 from paygate.reconcile import assign_suspense, release_suspense, resolve_finding
 from paygate.refunds.route import Payee
@@ -81,6 +91,10 @@ class _Console:
         self.staff = StaffRegistry(gateway.store, gateway.clock, settings.policy)
         self.audit = AuditTrail(gateway.store, gateway.clock)
         self.negotiations = Negotiations(gateway)
+        self.oidc: OidcClient | None = None
+        self.flows = OidcFlows(gateway.store, gateway.clock)
+        if settings.oidc is not None:
+            self.oidc = OidcClient(settings.oidc, gateway.clock)
 
 
 def _console(request: Request) -> _Console:
@@ -250,7 +264,9 @@ async def sign_in_page(page: Page, form: dict[str, str]) -> Response:
 def _sign_in_form(page: Page, message: str | None, status: int) -> Response:
     pre = secrets.token_urlsafe(32)
     target = _safe_next(page.request.query_params.get("next"))
-    response = page.render("signin.html", status, pre=pre, message=message, next=target)
+    oidc = page.console.settings.oidc
+    response = page.render("signin.html", status, pre=pre, message=message, next=target,
+                           provider=None if oidc is None else oidc.provider_name)  # fmt: skip
     set_cookie(response, page.request, page.console.settings, PRESESSION_COOKIE, pre, max_age=900)
     return response
 
@@ -261,25 +277,117 @@ async def sign_in(page: Page, form: dict[str, str]) -> Response:
     username = form.get("username", "")[:64]
     password = form.get("password", "")[:1024]
     console = page.console
+    roles = console.settings.password_roles
     try:
-        signed = await page.run(lambda: console.staff.sign_in(username, password))
-    except SignInRefusedError:
+        signed = await page.run(lambda: console.staff.sign_in(username, password, roles=roles))
+    except SignInRefusedError as exc:
+        closed = isinstance(exc, PasswordSignInClosedError)
         await page.run(
             lambda: console.audit.record(
-                username.strip().lower()[:64] or "-", None, "sign_in", "refused"
+                username.strip().lower()[:64] or "-", None, "sign_in", "refused",
+                detail="password: signs in through the provider" if closed else "password",
             )
-        )
-        return _sign_in_form(page, page.t("signin.refused"), 401)
+        )  # fmt: skip
+        return _sign_in_form(page, page.t("signin.use_provider" if closed else "signin.refused"),
+                             401)  # fmt: skip
+    response = RedirectResponse(_safe_next(form.get("next")), 303)
+    return await _signed_in(page, signed, "password", response)
+
+
+async def _signed_in(page: Page, signed: SignedIn, method: str, response: Response) -> Response:
+    """The new session's cookie on ``response``; the browser's earlier session ended; the
+    sign-in on the trail with its method."""
+    console = page.console
     member = signed.session.member
     previous = page.request.cookies.get(SESSION_COOKIE)
     if previous:  # the browser's earlier session ends with the new one's start
         await page.run(lambda: console.staff.sign_out(previous))
     await page.run(lambda: console.audit.record(member.username, member.role.value, "sign_in",
-                                                "done"))  # fmt: skip
-    response = RedirectResponse(_safe_next(form.get("next")), 303)
+                                                "done", detail=method))  # fmt: skip
     set_cookie(response, page.request, console.settings, SESSION_COOKIE, signed.token)
     clear_cookie(response, page.request, console.settings, PRESESSION_COOKIE)
     return response
+
+
+# -- sign-in through the identity provider (OpenID Connect) ------------------------------------
+
+
+@_route("GET", "/oidc/start", None)
+async def oidc_start(page: Page, form: dict[str, str]) -> Response:
+    """Begin a sign-in through the identity provider: a new flow bound to this browser, and
+    the way to the provider's sign-in page."""
+    console = page.console
+    client = console.oidc
+    if client is None:
+        return page.refuse("refused.not_found", 404)
+    target = _safe_next(page.request.query_params.get("next"))
+    try:
+        await page.run(client.metadata)  # the provider answers before a flow is kept
+        binding, flow = await page.run(lambda: console.flows.begin(target))
+        url = await page.run(lambda: client.authorization_url(flow))
+    except OidcRefusedError as exc:
+        refusal = exc
+        await page.run(lambda: console.audit.record("-", None, "sign_in", "refused",
+                                                    detail=f"oidc: {refusal}"))  # fmt: skip
+        return _oidc_refusal(page, refusal)
+    response = RedirectResponse(url, 303)
+    set_cookie(response, page.request, console.settings, OIDC_COOKIE, binding,
+               max_age=int(FLOW_LIFETIME.total_seconds()))  # fmt: skip
+    return response
+
+
+@_route("GET", "/oidc/callback", None)
+async def oidc_callback(page: Page, form: dict[str, str]) -> Response:
+    """The provider's answer: the flow taken (once), the code exchanged, the id_token
+    verified, and its staff member signed in; or a refusal that signs nobody in."""
+    console = page.console
+    client = console.oidc
+    if client is None:
+        return page.refuse("refused.not_found", 404)
+    query = page.request.query_params
+    binding = page.request.cookies.get(OIDC_COOKIE)
+    identity = "-"
+    try:
+        flow = await page.run(lambda: console.flows.take(binding, query.get("state")))
+        error = query.get("error")
+        if error is not None:
+            shown = error if error.replace("_", "").isalnum() else "?"
+            raise OidcRefusedError("denied", f"the provider answered {shown[:64]}")
+        code = query.get("code")
+        if not code or len(code) > 2048:
+            raise OidcRefusedError("provider", "the callback has no code")
+        identity, _claims = await page.run(lambda: client.sign_in(code, flow))
+        signed = await page.run(lambda: console.staff.sign_in_identity(identity))
+    except (OidcRefusedError, SignInRefusedError) as exc:
+        if isinstance(exc, OidcRefusedError):
+            refusal = exc
+        elif isinstance(exc, UnknownIdentityError):
+            refusal = OidcRefusedError("unknown_staff", str(exc))
+        else:
+            refusal = OidcRefusedError("disabled", str(exc))
+        shown_identity = identity
+        await page.run(lambda: console.audit.record(shown_identity[:64], None, "sign_in",
+                                                    "refused",
+                                                    detail=f"oidc: {refusal}"))  # fmt: skip
+        response = _oidc_refusal(page, refusal)
+        clear_cookie(response, page.request, console.settings, OIDC_COOKIE)
+        return response
+    # A page, not a redirect: the navigation began at the provider (another site), and the
+    # session cookie (SameSite=Strict) is sent only on a navigation this console begins.
+    target = _safe_next(flow.next_path)
+    response = page.render("signed_in.html", 200, target=target)
+    clear_cookie(response, page.request, console.settings, OIDC_COOKIE)
+    return await _signed_in(page, signed, f"oidc: {client.settings.provider_name}", response)
+
+
+_OIDC_STATUS: Final = {"unreachable": 502, "provider": 502}
+
+
+def _oidc_refusal(page: Page, exc: OidcRefusedError) -> HTMLResponse:
+    """The page of a refused sign-in through the provider: why, in words, and the way back."""
+    return page.render("message.html", _OIDC_STATUS.get(exc.reason, 403),
+                       title=page.t("refused.title"), message=page.t(f"oidc.{exc.reason}"),
+                       detail=None, back="/console/sign-in")  # fmt: skip
 
 
 @_route("POST", "/sign-out", None)

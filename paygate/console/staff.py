@@ -16,6 +16,10 @@ Invariants:
   same answer as a wrong one. The count is per staff member (not per address, which a
   service centre's shared NAT would make meaningless) and starts again after a success or a
   lockout. An unknown user name costs the same argon2 work as a known one.
+* **An identity provider vouches for a person, never for a role.** A sign-in through the
+  provider (:meth:`StaffRegistry.sign_in_identity`) opens a session only for the active staff
+  member linked to that identity (``paygate staff add --oidc-identity``, unique); the role is
+  the one registered here. It opens the same kind of session as a password does.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from paygate.store.engine import Store, Tx, UniqueViolation
 
 __all__ = [
     "MIN_PASSWORD_LENGTH",
+    "PasswordSignInClosedError",
     "Role",
     "Session",
     "SignInRefusedError",
@@ -46,6 +51,7 @@ __all__ = [
     "StaffMember",
     "StaffPolicy",
     "StaffRegistry",
+    "UnknownIdentityError",
     "UnknownStaffError",
 ]
 
@@ -69,6 +75,19 @@ class SignInRefusedError(AuthenticationError):
     """A sign-in refused: wrong name or password, locked out, or disabled (one answer for all)."""
 
     code = "sign_in_refused"
+
+
+class PasswordSignInClosedError(SignInRefusedError):
+    """The right password of a staff member whose role signs in through the identity
+    provider only (``[console] password_sign_in = "admin"``)."""
+
+    code = "password_sign_in_closed"
+
+
+class UnknownIdentityError(SignInRefusedError):
+    """A sign-in through the identity provider for an identity no active staff member has."""
+
+    code = "unknown_identity"
 
 
 class StaffExistsError(ConflictError):
@@ -114,6 +133,7 @@ class StaffMember:
     disabled_at: datetime | None
     last_signin_at: datetime | None
     locked_until: datetime | None
+    oidc_identity: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +155,7 @@ class SignedIn:
 
 _STAFF_COLUMNS = (
     "id, username, display_name, role, status, created_at, disabled_at, last_signin_at, "
-    "locked_until"
+    "locked_until, oidc_identity"
 )
 
 
@@ -153,6 +173,7 @@ def _member(tx: Tx, row: tuple[Any, ...]) -> StaffMember:
         disabled_at=ts(row[6]),
         last_signin_at=ts(row[7]),
         locked_until=ts(row[8]),
+        oidc_identity=None if row[9] is None else str(row[9]),
     )
 
 
@@ -166,6 +187,15 @@ def check_username(username: str) -> str:
     if not 1 <= len(name) <= 64 or not set(name) <= _USERNAME_CHARS:
         raise InvalidInputError("1 to 64 of a-z, 0-9, '.', '_' and '-'", field="username")
     return name
+
+
+def check_identity(identity: str) -> str:
+    """An identity provider's name for a staff member as stored (the value of the configured
+    claim: an e-mail address, a user name or a subject), or the refusal naming the field."""
+    value = identity.strip()
+    if not 1 <= len(value) <= 255 or any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise InvalidInputError("1 to 255 printable characters", field="oidc_identity")
+    return value
 
 
 def check_password(password: str) -> None:
@@ -197,10 +227,18 @@ class StaffRegistry:
     # -- staff ---------------------------------------------------------------------------------
 
     def add(
-        self, username: str, role: Role | str, password: str, *, display_name: str | None = None
+        self,
+        username: str,
+        role: Role | str,
+        password: str,
+        *,
+        display_name: str | None = None,
+        oidc_identity: str | None = None,
     ) -> StaffMember:
-        """Register a staff member with ``role``; ``password`` is hashed, never stored."""
+        """Register a staff member with ``role``; ``password`` is hashed, never stored.
+        ``oidc_identity`` links them to the identity provider's name for them (unique)."""
         name = check_username(username)
+        identity = None if oidc_identity is None else check_identity(oidc_identity)
         try:
             chosen = Role(role)
         except ValueError:
@@ -214,8 +252,8 @@ class StaffRegistry:
         def work(tx: Tx) -> StaffMember:
             tx.execute(
                 "INSERT INTO console_staff (id, username, display_name, role, password_hash, "
-                "status, failed_signins, created_at) VALUES (:id, :u, :d, :r, :h, 'active', 0, "
-                ":now)",
+                "status, failed_signins, created_at, oidc_identity) VALUES (:id, :u, :d, :r, "
+                ":h, 'active', 0, :now, :i)",
                 {
                     "id": tx.ids.one(),
                     "u": name,
@@ -223,6 +261,7 @@ class StaffRegistry:
                     "r": chosen.value,
                     "h": digest,
                     "now": tx.ts(now),
+                    "i": identity,
                 },
             )
             return self._read(tx, name)
@@ -230,7 +269,42 @@ class StaffRegistry:
         try:
             return self._store.run(work)
         except UniqueViolation:
+            if identity is not None and self._identity_taken(identity):
+                raise StaffExistsError(
+                    "another staff member is linked to that identity", field="oidc_identity"
+                ) from None
             raise StaffExistsError(f"staff member {name} exists", field="username") from None
+
+    def link(self, username: str, oidc_identity: str | None) -> StaffMember:
+        """Link a staff member to the identity provider's name for them (None: unlink)."""
+        name = check_username(username)
+        identity = None if oidc_identity is None else check_identity(oidc_identity)
+
+        def work(tx: Tx) -> StaffMember:
+            member = self._read(tx, name)
+            tx.execute(
+                "UPDATE console_staff SET oidc_identity = :i WHERE id = :id",
+                {"i": identity, "id": member.id},
+            )
+            return self._read(tx, name)
+
+        try:
+            return self._store.run(work)
+        except UniqueViolation:
+            raise StaffExistsError(
+                "another staff member is linked to that identity", field="oidc_identity"
+            ) from None
+
+    def _identity_taken(self, identity: str) -> bool:
+        return (
+            self._store.run(
+                lambda tx: tx.one(
+                    "SELECT 1 FROM console_staff WHERE oidc_identity = :i", {"i": identity}
+                ),
+                write=False,
+            )
+            is not None
+        )
 
     def disable(self, username: str) -> StaffMember:
         """Disable a staff member: every session of theirs ends, and no sign-in succeeds."""
@@ -284,11 +358,15 @@ class StaffRegistry:
 
     # -- sign-in -------------------------------------------------------------------------------
 
-    def sign_in(self, username: str, password: str) -> SignedIn:
+    def sign_in(
+        self, username: str, password: str, *, roles: frozenset[Role] | None = None
+    ) -> SignedIn:
         """A new session for ``username`` if ``password`` is theirs and they may sign in.
 
         Every refusal is the same :class:`SignInRefusedError`; the failure counts toward the
-        lockout of a known, active staff member.
+        lockout of a known, active staff member. With ``roles``, a staff member of another role
+        is refused even with the right password (:class:`PasswordSignInClosedError`: they sign
+        in through the identity provider).
         """
         refused = SignInRefusedError("the user name or password is not right, or locked")
         try:
@@ -308,7 +386,7 @@ class StaffRegistry:
         if row is None:
             self._waste(password)
             raise refused
-        staff_id, status, locked_until, digest = int(row[0]), row[4], row[8], str(row[9])
+        staff_id, status, locked_until, digest = int(row[0]), row[4], row[8], str(row[10])
         locked = locked_until is not None and Tx.read_ts(locked_until) > now
         if status != "active" or locked:
             self._waste(password)
@@ -318,17 +396,50 @@ class StaffRegistry:
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             self._store.run(lambda tx: self._count_failure(tx, staff_id, now))
             raise refused from None
+        if roles is not None and Role(row[3]) not in roles:
+            raise PasswordSignInClosedError("this staff member signs in through the provider")
         rehash = self._hasher.hash(password) if self._hasher.check_needs_rehash(digest) else None
+        return self._open_session(staff_id, name, now, rehash=rehash, clear_failures=True)
+
+    def sign_in_identity(self, identity: str) -> SignedIn:
+        """A new session for the active staff member linked to ``identity``, the identity
+        provider having vouched for it (the caller checked the provider's id_token).
+
+        A password lockout does not stop it (the lockout guards the password, which this
+        sign-in does not use) and is left as it is. Refused with
+        :class:`UnknownIdentityError` for an identity no staff member is linked to and
+        :class:`SignInRefusedError` for a disabled one.
+        """
+        value = check_identity(identity)
+        now = self._clock.now()
+        row = self._store.run(
+            lambda tx: tx.one(
+                "SELECT id, username, status FROM console_staff WHERE oidc_identity = :i",
+                {"i": value},
+            ),
+            write=False,
+        )
+        if row is None:
+            raise UnknownIdentityError("no staff member is linked to this identity")
+        if row[2] != "active":
+            raise SignInRefusedError(f"staff member {row[1]} is disabled")
+        return self._open_session(int(row[0]), str(row[1]), now, rehash=None, clear_failures=False)
+
+    def _open_session(
+        self, staff_id: int, name: str, now: datetime, *, rehash: str | None, clear_failures: bool
+    ) -> SignedIn:
         token = secrets.token_urlsafe(32)
         csrf = secrets.token_urlsafe(32)
 
         def work(tx: Tx) -> Session:
-            tx.execute(
-                "UPDATE console_staff SET failed_signins = 0, locked_until = NULL, "
-                "last_signin_at = :now, password_hash = COALESCE(:h, password_hash) "
-                "WHERE id = :id AND status = 'active'",
+            reset = "failed_signins = 0, locked_until = NULL, " if clear_failures else ""
+            opened = tx.execute(
+                f"UPDATE console_staff SET {reset}last_signin_at = :now, "  # noqa: S608
+                "password_hash = COALESCE(:h, password_hash) WHERE id = :id AND status = 'active'",
                 {"now": tx.ts(now), "id": staff_id, "h": rehash},
             )
+            if not opened.rowcount:  # disabled since it was read
+                raise SignInRefusedError("the staff member is disabled")
             # Sessions past their absolute limit can never be used again: none is kept longer.
             tx.execute(
                 "DELETE FROM console_sessions WHERE staff_id = :s AND created_at < :old",

@@ -844,6 +844,9 @@ console_staff = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("disabled_at", UTCDateTime),
     Column("last_signin_at", UTCDateTime),
+    # The identity provider's name for the staff member (the configured claim's value), when
+    # they may sign in through it: one staff member per identity.
+    Column("oidc_identity", String(255), unique=True),
     CheckConstraint("role IN ('clerk', 'finance', 'supervisor', 'admin')", name="role"),
     CheckConstraint("status IN ('active', 'disabled')", name="status"),
     info={"owner": "paygate.console.staff"},
@@ -862,6 +865,22 @@ console_sessions = Table(
     Column("ended_at", UTCDateTime),
     Column("ended_why", String(16)),
     info={"owner": "paygate.console.staff"},
+)
+
+# Sign-ins through the identity provider under way: the state, nonce and PKCE verifier of one
+# authorization request, under the SHA-256 of the browser's binding cookie (never the cookie),
+# taken (deleted) by the callback, so that each is used once.
+console_oidc_flows = Table(
+    "console_oidc_flows",
+    metadata,
+    Column("binding_hash", String(64), primary_key=True),
+    Column("state", String(64), nullable=False),
+    Column("nonce", String(64), nullable=False),
+    Column("code_verifier", String(128), nullable=False),
+    Column("next_path", String(200), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index("ix_console_oidc_flows_created_at", "created_at"),
+    info={"owner": "paygate.console.oidc"},
 )
 
 # The console's audit trail: one row when a staff action is asked for (``requested``) and one

@@ -41,10 +41,11 @@ def serving(
     stderr: Path,
     stdout: Path | None = None,
     env: Mapping[str, str] | None = None,
+    port: int | None = None,
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """``paygate serve ARGS --port P``; its base URL and process once it answers, stopped
-    (SIGINT) and waited for on the way out."""
-    port = free_port()
+    """``paygate serve ARGS --port P`` (``port``, else a free one); its base URL and process
+    once it answers, stopped (SIGINT) and waited for on the way out."""
+    port = port or free_port()
     out = (stdout or stderr.with_suffix(".out")).open("wb")
     err = stderr.open("wb")
     process = subprocess.Popen(

@@ -1,6 +1,7 @@
 """The console in a real headless Chromium against ``paygate serve``: sign-in and lockout, an
 account's story to restored supply, a supervisor's approval and a finance resolution, CSRF and
-role refusals, both languages, and 1366×768 pages with nothing overflowing."""
+role refusals, both languages, 1366×768 pages with nothing overflowing, and a sign-in through
+the identity provider."""
 
 from __future__ import annotations
 
@@ -11,12 +12,14 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page
 
+from paygate.clock import SystemClock
 from paygate.gateway import Gateway
 from paygate.headend.base import HeadEndOutcome
 from paygate.models import PaymentIntent
-from tests.api.processes import serving
+from tests.api.processes import free_port, serving
 from tests.api.support import settings_for
 from tests.console.browser import chromium, overflow, sign_in
+from tests.console.oidc_provider import CLIENT_ID, CLIENT_SECRET, FakeProvider, serve
 from tests.console.screenshots import take
 from tests.console.support import (
     DISCONNECTED,
@@ -203,3 +206,46 @@ def test_a_supervisor_approves_finance_resolves_and_a_clerk_is_refused(served: S
         write=False,
     )
     assert notices == 0 and open_findings == 2
+
+
+def test_sign_in_through_the_identity_provider(db_url: str, tmp_path: Path) -> None:
+    """``paygate serve`` configured with ``[console.oidc]`` (its secret from a variable): a
+    clerk clicks the provider's button in Chromium, comes back signed in with the local role on
+    the page they asked for; an identity no staff member has gets the refusal page."""
+    port = free_port()
+    with Gateway.open(settings=settings_for(db_url)) as gateway:
+        add_staff(gateway).link("li.clerk", "li.clerk@grid.example")
+        with serve(FakeProvider(SystemClock())) as provider:
+            config = tmp_path / "paygate.toml"
+            config.write_text(
+                "[console.oidc]\n"
+                'provider_name = "统一身份认证"\n'
+                f'issuer = "{provider.issuer}"\n'
+                f'client_id = "{CLIENT_ID}"\n'
+                'client_secret_env = "PAYGATE_TEST_OIDC_SECRET"\n'
+                f'redirect_url = "http://127.0.0.1:{port}/console/oidc/callback"\n',
+                encoding="utf-8",
+            )
+            env = {"PAYGATE_CONFIG": str(config), "PAYGATE_TEST_OIDC_SECRET": CLIENT_SECRET}
+            args = ["--database-url", db_url, "--log-level", "warning"]
+            with (
+                serving(args, stderr=tmp_path / "serve.log", env=env, port=port) as (url, _),
+                chromium() as browser,
+            ):
+                page = browser.new_page()
+                provider.signs_in("li.clerk@grid.example")
+                page.goto(f"{url}/console/promise")  # signed out: to the sign-in, then back
+                page.click("text=使用统一身份认证登录")
+                page.wait_for_url(f"{url}/console/promise")
+                assert "营业员" in page.inner_text("header")
+                fits(page)
+                page.click("button:has-text('退出')")
+                page.wait_for_load_state()
+                provider.signs_in("stranger@grid.example")
+                page.goto(f"{url}/console/sign-in")
+                page.click("text=使用统一身份认证登录")
+                page.wait_for_load_state()
+                assert "未登记为营业厅员工" in page.inner_text("main")
+                page.goto(f"{url}/console/search")
+                assert page.url.startswith(f"{url}/console/sign-in")
+            assert "s3cret" not in (tmp_path / "serve.log").read_text()

@@ -72,3 +72,46 @@ def test_refusals_are_one_line_and_change_nothing(db_url: str) -> None:
         db_url, "staff", "add", "li.na", "--role", "admin", "--password-stdin", stdin=SECRET + "\n"
     )
     assert code == 2 and "exists" in err
+
+
+def test_staff_are_linked_to_the_identity_provider(db_url: str) -> None:
+    """``--oidc-identity`` at ``add``, ``link`` and ``--unlink`` later; one staff member per
+    identity; the link is listed; the registry signs in by it."""
+    code, out, err = run(
+        db_url, "staff", "add", "li.na", "--role", "clerk", "--oidc-identity",
+        "li.na@grid.example", "--password-stdin", stdin=SECRET + "\n",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "signs in through the provider as li.na@grid.example" in out
+    run(db_url, "staff", "add", "wang.fang", "--role", "finance", "--password-stdin",
+        stdin=SECRET + "\n")  # fmt: skip
+    # The same identity for a second staff member: refused, naming the field, nothing added.
+    code, _, err = run(
+        db_url, "staff", "add", "zhao.lei", "--role", "clerk", "--oidc-identity",
+        "li.na@grid.example", "--password-stdin", stdin=SECRET + "\n",
+    )  # fmt: skip
+    assert code == 2 and "--oidc-identity" in err and "another staff member" in err
+    code, _, err = run(db_url, "staff", "link", "wang.fang", "li.na@grid.example")
+    assert code == 2 and "another staff member" in err
+    code, out, err = run(db_url, "staff", "link", "wang.fang", "wang.fang@grid.example")
+    assert code == 0 and "linked wang.fang to wang.fang@grid.example" in out, err
+    code, out, _ = run(db_url, "staff", "list", "--json")
+    items = json.loads(out)["items"]
+    assert [(i["username"], i["oidc_identity"]) for i in items] == [
+        ("li.na", "li.na@grid.example"),
+        ("wang.fang", "wang.fang@grid.example"),
+    ]
+    with Gateway.open(settings=settings_for(db_url)) as gateway:
+        staff = StaffRegistry(gateway.store, gateway.clock)
+        signed = staff.sign_in_identity("wang.fang@grid.example")
+        assert signed.session.member.username == "wang.fang"
+    code, out, _ = run(db_url, "staff", "link", "wang.fang", "--unlink")
+    assert code == 0 and "unlinked wang.fang" in out
+    code, _, err = run(db_url, "staff", "link", "wang.fang")
+    assert code == 2 and "--unlink" in err
+    code, _, err = run(db_url, "staff", "link", "wang.fang", "x\u0007y")
+    assert code == 2 and "oidc_identity" in err and "printable" in err
+    code, _, err = run(db_url, "staff", "link", "nobody", "n@grid.example")
+    assert code == 2 and "no staff member nobody" in err
+    code, out, _ = run(db_url, "staff", "list", "--json")
+    assert [i["oidc_identity"] for i in json.loads(out)["items"]] == ["li.na@grid.example", None]

@@ -17,8 +17,10 @@ from paygate.console.audit import AuditTrail
 from paygate.console.i18n import CATALOGUE, LANGUAGES, Translator
 from paygate.console.negotiations import Negotiations, order_reason
 from paygate.console.staff import Role, SignInRefusedError, StaffPolicy, StaffRegistry
+from paygate.console.views import search_accounts
 from paygate.errors import InvalidStateError
-from paygate.models import SupplyState
+from paygate.gateway import Gateway
+from paygate.models import PaymentIntent, SupplyState
 from paygate.money import Money
 from paygate.promise import Severity, Step
 from paygate.supply import OrderStatus
@@ -171,3 +173,23 @@ def test_the_guard_refuses_what_it_cannot_read(
         )
         == 0
     )
+
+
+def test_search_reads_the_channels_that_took_money_from_the_payments(gateway: Gateway) -> None:
+    """Before any payment, a search finds accounts and no reference; afterwards the payment is
+    found by its reference, and nothing else is (an exact reference, not a prefix of one)."""
+    gateway.open_account("3200000001", name="王五")
+    assert [h.account_no for h in search_accounts(gateway, "32000")] == ["3200000001"]
+    assert search_accounts(gateway, "K0001:cash-7") == []
+    gateway.pay(
+        PaymentIntent(
+            channel="kiosk",
+            channel_txn_id="K0001:cash-7",
+            account_no="3200000001",
+            amount=Money(1_000, "CNY"),
+            paid_at=gateway.clock.now(),
+        )
+    )
+    found = search_accounts(gateway, "K0001:cash-7")
+    assert [(h.account_no, h.matched) for h in found] == [("3200000001", "payment_reference")]
+    assert search_accounts(gateway, "K0001:cash-") == []

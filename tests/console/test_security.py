@@ -163,6 +163,9 @@ def test_every_action_and_page_is_declared_with_a_permission() -> None:
         ("POST", "/console/sign-out"),
         ("GET", "/console/language/{code}"),
         ("GET", "/console/static/{name}"),
+        # the way in through the identity provider (404 when none is configured)
+        ("GET", "/console/oidc/start"),
+        ("GET", "/console/oidc/callback"),
     }
     assert {perm for _, _, perm in GUARDED} == set(Permission)
 
