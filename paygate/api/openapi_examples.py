@@ -148,6 +148,10 @@ def _close(*, replayed: bool) -> Any:
             "counted_cash": _money(12050),
             "reported": totals,
             "ledger": totals,
+            "ledger_suspense": {
+                "cash": {"count": 0, "amount": _money(0)},
+                "card": {"count": 0, "amount": _money(0)},
+            },
             "cash_difference": _money(0),
             "outcome": "balanced",
             "reported_matches_ledger": True,

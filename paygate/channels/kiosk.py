@@ -110,6 +110,7 @@ __all__ = [
     "KioskMethod",
     "KioskPayRequest",
     "KioskReceipt",
+    "KioskTakings",
     "KioskTotals",
     "MethodTotal",
     "authenticate_kiosk",
@@ -509,6 +510,24 @@ class KioskTotals(BaseModel):
         return self.cash if method is KioskMethod.CASH else self.card
 
 
+class KioskTakings(BaseModel):
+    """What the ledger holds of a terminal's day: every payment the kiosk took, and those of
+    them held in suspense (the account was closed: :mod:`paygate.refunds.closed`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    taken: KioskTotals = Field(
+        description="every payment the terminal took that day, posted or held in suspense "
+        "(reversed ones excluded): what its cash box and card slips hold"
+    )
+    suspense: KioskTotals = Field(description="of those, the payments held in suspense")
+
+    @classmethod
+    def zero(cls, currency: str) -> KioskTakings:
+        """Nothing taken."""
+        return cls(taken=KioskTotals.zero(currency), suspense=KioskTotals.zero(currency))
+
+
 class KioskCloseRecord(BaseModel):
     """A close as stored: the figures the kiosk reported and the ledger's totals at the time."""
 
@@ -537,8 +556,9 @@ class KioskCloseRecord(BaseModel):
 class KioskLedger(Protocol):
     """The ledger side of the daily close; the core implements it on its database."""
 
-    def terminal_totals(self, terminal_id: str, business_date: date, currency: str) -> KioskTotals:
-        """The posted (not reversed) payments of ``terminal_id`` on ``business_date``."""
+    def terminal_totals(self, terminal_id: str, business_date: date, currency: str) -> KioskTakings:
+        """The payments ``terminal_id`` took on ``business_date`` (not reversed), posted or
+        held in suspense, and of them those in suspense; one reading."""
         ...
 
     def record_close(self, record: KioskCloseRecord) -> tuple[KioskCloseRecord, bool]:
@@ -563,7 +583,13 @@ class KioskCloseResult(BaseModel):
     business_date: date
     counted_cash: Money
     reported: KioskTotals
-    ledger: KioskTotals
+    ledger: KioskTotals = Field(
+        description="every payment the ledger holds of the terminal's day, posted or held in "
+        "suspense: the cash the kiosk took for a closed account is in its cash box too"
+    )
+    ledger_suspense: KioskTotals = Field(
+        description="of the ledger's totals, the payments held in suspense (a closed account)"
+    )
     cash_difference: Money = Field(
         description="counted cash − the ledger's cash: negative is a shortage"
     )
@@ -578,12 +604,13 @@ class KioskCloseResult(BaseModel):
 def close_result(
     terminal_id: str,
     request: KioskCloseRequest,
-    ledger: KioskTotals,
+    takings: KioskTakings,
     *,
     closed_at: datetime,
     replayed: bool,
 ) -> KioskCloseResult:
-    """Compare a close request with the ledger's totals."""
+    """Compare a close request with the ledger's totals (posted and suspense payments)."""
+    ledger = takings.taken
     currency = request.currency
     cash, card = request.by_method.cash, request.by_method.card
     reported = KioskTotals(
@@ -604,6 +631,7 @@ def close_result(
         counted_cash=counted,
         reported=reported,
         ledger=ledger,
+        ledger_suspense=takings.suspense,
         cash_difference=difference,
         outcome=outcome,
         reported_matches_ledger=reported == ledger,
@@ -837,7 +865,8 @@ class KioskAdapter(ChannelAdapter[KioskConfig]):
                 field="business_date",
             )
         terminal = device.device_id
-        ledger = self._ledger.terminal_totals(terminal, request.business_date, currency)
+        takings = self._ledger.terminal_totals(terminal, request.business_date, currency)
+        ledger = takings.taken
         record = KioskCloseRecord(
             terminal_id=terminal,
             business_date=request.business_date,
@@ -860,7 +889,7 @@ class KioskAdapter(ChannelAdapter[KioskConfig]):
                 field="business_date",
             )
         result = close_result(
-            terminal, request, ledger, closed_at=stored.closed_at, replayed=not created
+            terminal, request, takings, closed_at=stored.closed_at, replayed=not created
         )
         if result.outcome is not CloseOutcome.BALANCED or not result.reported_matches_ledger:
             _log.warning(

@@ -23,6 +23,7 @@ from paygate.channels.kiosk import (
     KioskCloseRecord,
     KioskConfig,
     KioskContext,
+    KioskTakings,
     KioskTotals,
     MethodTotal,
 )
@@ -123,8 +124,9 @@ class FakeKioskLedger:
             card=MethodTotal(count=card[0], amount=Money(card[1], self.currency)),
         )
 
-    def terminal_totals(self, terminal_id: str, business_date: date, currency: str) -> KioskTotals:
-        return self.totals.get((terminal_id, business_date), KioskTotals.zero(currency))
+    def terminal_totals(self, terminal_id: str, business_date: date, currency: str) -> KioskTakings:
+        taken = self.totals.get((terminal_id, business_date), KioskTotals.zero(currency))
+        return KioskTakings(taken=taken, suspense=KioskTotals.zero(currency))
 
     def record_close(self, record: KioskCloseRecord) -> tuple[KioskCloseRecord, bool]:
         key = (record.terminal_id, record.business_date)
