@@ -45,6 +45,7 @@ from paygate.models import Category, PaymentIntent, Receipt, SupplyState
 from paygate.money import Money
 from paygate.refunds.dispatch import dispatch_refunds
 from paygate.refunds.route import Payee
+from paygate.refunds.split import RefundShortfallError
 from paygate.store.engine import Tx
 from tests.databases import empty_postgres, fresh_sqlite_url
 from tests.oracles import late_fee_oracle
@@ -376,7 +377,10 @@ class LedgerMachine(RuleBasedStateMachine):
             return
         assert done.replayed == order.state.final
 
-    @rule(account=st.sampled_from(sorted(ACCOUNTS)), route=st.sampled_from([None, "transfer"]))
+    @rule(
+        account=st.sampled_from(sorted(ACCOUNTS)),
+        route=st.sampled_from([None, "transfer", "wallet"]),
+    )
     def close_account(self, account: str, route: str | None) -> None:
         status = self.gateway.account_status(account)
         try:
@@ -384,9 +388,14 @@ class LedgerMachine(RuleBasedStateMachine):
                 account,
                 closure_id=f"CL-{account}",
                 refund_route=route,
-                payee=PAYEE if route else None,
+                payee=PAYEE if route == "transfer" else None,
                 reason="moved away",
             )
+        except RefundShortfallError as exc:  # the wallet's payments cannot cover the credit
+            short = exc.uncovered.minor
+            assert route == "wallet" and short > 0
+            assert self.gateway.account_status(account).supply_state == status.supply_state
+            return
         except InvalidStateError:
             assert account in self.closed or status.bills
             return
@@ -398,6 +407,8 @@ class LedgerMachine(RuleBasedStateMachine):
             return
         if closed.replayed:
             assert account in self.closed
+        assert sum(r.amount.minor for r in closed.refunds) == closed.refund_amount.minor
+        assert closed.refund_amount.minor <= status.credit.minor
         self.closed.add(account)
         assert self.gateway.account_status(account).supply_state is SupplyState.CLOSED
 
