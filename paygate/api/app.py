@@ -387,7 +387,11 @@ def create_app(
 
 
 def check_startup(
-    settings: Settings, config: ApiConfig, *, channels: ChannelRegistry | None = None
+    settings: Settings,
+    config: ApiConfig,
+    *,
+    channels: ChannelRegistry | None = None,
+    tokens: TokenSettings | None = None,
 ) -> None:
     """Open what a worker opens at start — the database, every adapter — and close it again.
 
@@ -397,8 +401,7 @@ def check_startup(
     """
     registry = channels or ChannelRegistry.discover()
     _check_config(config, registry)
-    # The token section comes from the environment, as each worker reads it.
-    start(settings, config, registry, None, 1, TokenSettings.from_env()).close()
+    start(settings, config, registry, None, 1, tokens).close()
 
 
 def app_from_env() -> FastAPI:
@@ -410,4 +413,6 @@ def app_from_env() -> FastAPI:
     (``uvicorn --factory paygate.api:app_from_env``).
     """
     config = PaygateConfig.load()
-    return create_app(config.settings, config=api_config(config), tokens=TokenSettings.from_env())
+    return create_app(
+        config.settings, config=api_config(config), tokens=TokenSettings.from_config(config)
+    )

@@ -117,8 +117,13 @@ def serve(
         # that cannot be built, a secret not set are one line here rather than a failing
         # lifespan in each worker.
         from paygate.api.app import check_startup
+        from paygate.tokens import TokenSettings
 
-        check_startup(settings, api_config(config_in_effect))
+        check_startup(
+            settings,
+            api_config(config_in_effect),
+            tokens=TokenSettings.from_config(config_in_effect),
+        )
         check_address(host, port)
 
     guard(check)

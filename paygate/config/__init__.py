@@ -14,7 +14,8 @@ The top level holds the core settings (:class:`Settings`, what a Gateway needs);
 its table: ``[api]`` (what ``paygate serve`` answers for), ``[dispatch]`` (head-ends, event
 sinks, dispatcher timings), ``[reconcile]`` (statement files, bank leg, policy) and ``[log]``
 (the level and format of ``serve``'s and ``dispatch``'s logs), ``[reports]`` (the language
-of the HTML reports) and ``[refunds]`` (the refund routes, docs/refund-routes.md)::
+of the HTML reports), ``[refunds]`` (the refund routes, docs/refund-routes.md) and
+``[tokens]`` (service clients' bearer tokens and the token endpoint's throttle)::
 
     database_url = "postgresql+psycopg://paygate@db.internal/paygate"
     reconnection_promise = 24
@@ -122,6 +123,7 @@ from paygate.config.sections import (
     SinkSection,
     SupplyOrdersSection,
     Table,
+    TokensSection,
     WebhookSinkSection,
     secret_from_env,
 )
@@ -150,6 +152,7 @@ __all__ = [
     "Settings",
     "SinkSection",
     "SupplyOrdersSection",
+    "TokensSection",
     "WebhookSinkSection",
     "secret_from_env",
 ]
@@ -164,7 +167,7 @@ _log = logging.getLogger("paygate.config")
 
 # An older variable or key -> the key it sets now.
 _PROMISE_ALIAS: Final = "reconnection_promise"
-_SECTIONS: Final = ("api", "dispatch", "reconcile", "log", "reports", "refunds")
+_SECTIONS: Final = ("api", "dispatch", "reconcile", "log", "reports", "refunds", "tokens")
 # The older per-command files: their top-level keys -> where they belong in the one file.
 _DISPATCH_LAYOUT: Final = {
     "headends": "dispatch.headends",
@@ -550,6 +553,11 @@ class PaygateConfig(BaseSettings, Settings):
     refunds: RefundsSection = Field(
         default_factory=RefundsSection,
         description="the refund routes (paygate.refunds.routes.build_routes builds them)",
+    )
+    tokens: TokensSection = Field(
+        default_factory=TokensSection,
+        description="service clients' bearer tokens and the token endpoint's throttle "
+        "(paygate.tokens.TokenSettings.from_config builds them)",
     )
 
     _origins: dict[str, Origin] = PrivateAttr(default_factory=dict)
