@@ -22,7 +22,6 @@ from paygate.channels.errors import BatchSettledError
 from paygate.channels.kiosk import (
     KioskCloseRecord,
     KioskMethod,
-    KioskTakings,
     KioskTotals,
     MethodTotal,
     split_channel_txn_id,
@@ -249,7 +248,9 @@ class SqlKioskLedger:
         self._store = store
         self._channel = channel
 
-    def terminal_totals(self, terminal_id: str, business_date: date, currency: str) -> KioskTakings:
+    def terminal_totals(
+        self, terminal_id: str, business_date: date, currency: str
+    ) -> tuple[KioskTotals, KioskTotals]:
         """The payments ``terminal_id`` took on ``business_date``, by method: all of them
         (posted or in suspense), and those in suspense; one reading."""
 
@@ -281,7 +282,7 @@ class SqlKioskLedger:
             taken.add(method, int(amount))
             if status == "suspense":
                 held.add(method, int(amount))
-        return KioskTakings(taken=taken.totals(currency), suspense=held.totals(currency))
+        return taken.totals(currency), held.totals(currency)
 
     def record_close(self, record: KioskCloseRecord) -> tuple[KioskCloseRecord, bool]:
         """Store ``record`` unless the day is closed already; the stored close, and if new."""

@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from paygate.channels.base import AdapterContext
-from paygate.channels.kiosk import KioskCloseRecord, KioskTakings, KioskTotals, MethodTotal
+from paygate.channels.kiosk import KioskCloseRecord, KioskTotals, MethodTotal
 from paygate.channels.online import OnlineAdapter, OnlineConfig
 from paygate.channels.orders import Order
 from paygate.channels.stores import SqlKioskLedger, SqlNonceStore, SqlOrderStore
@@ -225,16 +225,15 @@ def test_terminal_totals_count_posted_payments_of_the_day_by_method(gateway: Gat
             terminal_id="K0001",
         )
     )
-    takings = SqlKioskLedger(gateway.store).terminal_totals("K0001", date(2026, 11, 25), "CNY")
-    assert takings.suspense == KioskTotals.zero("CNY")
-    totals = takings.taken
+    totals, held = SqlKioskLedger(gateway.store).terminal_totals("K0001", date(2026, 11, 25), "CNY")
+    assert held == KioskTotals.zero("CNY")
     assert totals == KioskTotals(
         cash=MethodTotal(count=2, amount=Money(15050, "CNY")),
         card=MethodTotal(count=1, amount=Money(20000, "CNY")),
     )
     assert totals.count == 3 and totals.amount == Money(35050, "CNY")
     empty = SqlKioskLedger(gateway.store).terminal_totals("K0009", date(2026, 11, 25), "CNY")
-    assert empty == KioskTakings.zero("CNY")
+    assert empty == (KioskTotals.zero("CNY"), KioskTotals.zero("CNY"))
 
 
 def test_terminal_totals_count_cash_taken_for_a_closed_account_and_show_it_apart(
@@ -247,12 +246,12 @@ def test_terminal_totals_count_cash_taken_for_a_closed_account_and_show_it_apart
     gateway.pay(kiosk_payment("cash-2", 3000, account="A2"))  # held in suspense
     gateway.pay(kiosk_payment("card-3", 2000, account="A2"))  # held in suspense
     gateway.pay(kiosk_payment("card-4", 500))
-    takings = SqlKioskLedger(gateway.store).terminal_totals("K0001", date(2026, 11, 25), "CNY")
-    assert takings.taken == KioskTotals(
+    taken, held = SqlKioskLedger(gateway.store).terminal_totals("K0001", date(2026, 11, 25), "CNY")
+    assert taken == KioskTotals(
         cash=MethodTotal(count=2, amount=Money(13000, "CNY")),
         card=MethodTotal(count=2, amount=Money(2500, "CNY")),
     )
-    assert takings.suspense == KioskTotals(
+    assert held == KioskTotals(
         cash=MethodTotal(count=1, amount=Money(3000, "CNY")),
         card=MethodTotal(count=1, amount=Money(2000, "CNY")),
     )
