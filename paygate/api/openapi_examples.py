@@ -594,6 +594,13 @@ def _answers() -> dict[tuple[str, str], dict[str, dict[str, dict[str, _Example]]
             "200": {js: _one("a token", token)},
             "400": {js: oauth_error("invalid_scope", "scope 'bills:write' is not granted")},
             "401": {js: oauth_error("invalid_client", "unknown client or wrong secret")},
+            "429": {
+                js: oauth_error(
+                    "temporarily_unavailable",
+                    "too many failed authentications for this client id: 5 within 900 s; "
+                    "retry after 2026-11-25T02:15:00+00:00",
+                )
+            },
         },
         ("get", "/v1/payments"): {"200": {js: _payment_pages("one payment")}},
         ("get", "/v1/accounts/{account_no}/payments"): {

@@ -223,6 +223,7 @@ def test_serve_refuses_the_old_variables_and_its_workers_read_the_section(
     monkeypatch.setenv("PAYGATE_TOKENS__KEY_FILE", str(key))
     started = runner.invoke(app, serve)
     assert started.exit_code == 0, started.output
-    assert "/v1/oauth/token" in app_from_env().openapi()["paths"]
+    token_route = app_from_env().openapi()["paths"]["/v1/oauth/token"]["post"]
+    assert "Retry-After" in token_route["responses"]["429"]["headers"]
     monkeypatch.delenv("PAYGATE_TOKENS__KEY_FILE")
     assert "/v1/oauth/token" not in app_from_env().openapi()["paths"]
