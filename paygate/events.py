@@ -197,8 +197,9 @@ class AccountClosed(_Data):
     reason: StrictStr
     final_bill_no: StrictStr | None
     credit_applied: StrictInt
-    refund_id: StrictStr | None
-    refund_amount: StrictInt
+    refund_id: StrictStr | None  # the first of refund_ids, for consumers before splits
+    refund_ids: list[StrictStr]  # one refund order per payment refunded against
+    refund_amount: StrictInt  # what the refund orders pay back, together
     currency: StrictStr
 
 

@@ -232,6 +232,11 @@ class ServiceClientRegistry:
         self._store = store
         self._clock = clock
 
+    @property
+    def store(self) -> Store:
+        """The database the registry is kept in."""
+        return self._store
+
     def add(
         self, client_id: str, scopes: Iterable[str] | str, *, label: str | None = None
     ) -> tuple[ServiceClient, str]:

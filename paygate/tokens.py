@@ -12,7 +12,12 @@ Invariants:
 * **A token grants no more than its client holds.** The scopes asked for must be among the
   client's; none asked means all of them.
 
-:class:`TokenSettings` is the configuration section of token signing (``PAYGATE_TOKEN_*``).
+* **Guessing is bounded.** Every authentication at the token endpoint is recorded in the
+  database (:mod:`paygate.token_attempts`), so that every worker sees it: a client id or a
+  source address with too many failures in the window is answered 429 until they leave it.
+
+:class:`TokenSettings` is built from the configuration's ``[tokens]`` section
+(:class:`~paygate.config.TokensSection`; ``PAYGATE_TOKENS__*`` like every other section).
 """
 
 from __future__ import annotations
@@ -22,8 +27,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Final
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -34,13 +38,18 @@ from paygate.clock import Clock
 from paygate.errors import ConfigurationError, InvalidInputError
 from paygate.service_clients import (
     InsufficientScopeError,
+    InvalidClientError,
     InvalidTokenError,
     ServiceClientRegistry,
     parse_scopes,
 )
+from paygate.token_attempts import AttemptOutcome, TokenAttempts
+
+if TYPE_CHECKING:
+    from paygate.config import PaygateConfig
 
 __all__ = [
-    "TOKEN_ENV",
+    "RETIRED_TOKEN_ENV",
     "AccessToken",
     "InvalidScopeError",
     "Principal",
@@ -50,13 +59,17 @@ __all__ = [
 
 _ALGORITHM: Final = "EdDSA"
 
-TOKEN_ENV: Final = {
-    "PAYGATE_TOKEN_KEY_FILE": "path of the Ed25519 private key (PEM) that signs tokens",
-    "PAYGATE_TOKEN_ISSUER": "the tokens' iss (default: paygate)",
-    "PAYGATE_TOKEN_AUDIENCE": "the tokens' aud (default: paygate-api)",
-    "PAYGATE_TOKEN_TTL": "seconds a token lives (default: 300)",
+RETIRED_TOKEN_ENV: Final = {
+    "PAYGATE_TOKEN_KEY_FILE": "PAYGATE_TOKENS__KEY_FILE",
+    "PAYGATE_TOKEN_ISSUER": "PAYGATE_TOKENS__ISSUER",
+    "PAYGATE_TOKEN_AUDIENCE": "PAYGATE_TOKENS__AUDIENCE",
+    "PAYGATE_TOKEN_TTL": "PAYGATE_TOKENS__TTL",
 }
-"""The environment variables of :meth:`TokenSettings.from_env`, and what they mean."""
+"""Variables that configured tokens before the ``[tokens]`` section, and the ones that do now.
+
+The configuration's naming rule (``PAYGATE_`` + the dotted key, ``__`` for each dot) does not
+produce them, so they are not read; one still set is refused, so that token signing never
+goes off silently."""
 
 
 class InvalidScopeError(InvalidInputError):
@@ -77,6 +90,11 @@ class TokenSettings(BaseModel):
     leeway: timedelta = Field(
         default=timedelta(seconds=30), description="clock skew allowed on exp, nbf and iat"
     )
+    client_failures: int = Field(default=5, ge=1, le=10_000)
+    """Failed authentications of one client id within ``failure_window`` before 429."""
+    source_failures: int = Field(default=20, ge=1, le=100_000)
+    """Failed authentications from one source address within ``failure_window`` before 429."""
+    failure_window: timedelta = Field(default=timedelta(minutes=15))
 
     @field_validator("signing_key")
     @classmethod
@@ -98,43 +116,59 @@ class TokenSettings(BaseModel):
             raise ValueError("leeway must be between 0 and 5 minutes")
         return value
 
+    @field_validator("failure_window")
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> TokenSettings | None:
-        """The settings from ``PAYGATE_TOKEN_*`` (:data:`TOKEN_ENV`); None without a key file."""
+    def _window(cls, value: timedelta) -> timedelta:
+        if not timedelta(seconds=1) <= value <= timedelta(days=1):
+            raise ValueError("failure_window must be between 1 second and one day")
+        return value
+
+    @classmethod
+    def from_config(
+        cls, config: PaygateConfig, environ: Mapping[str, str] | None = None
+    ) -> TokenSettings | None:
+        """The settings of the configuration's ``[tokens]`` section; None when it names no
+        ``key_file`` (no tokens are signed, and the token endpoint is not served).
+
+        A variable of :data:`RETIRED_TOKEN_ENV` still set in ``environ`` (default
+        ``os.environ``) is refused, naming the variable to set instead.
+        """
         env = os.environ if environ is None else environ
-        path = env.get("PAYGATE_TOKEN_KEY_FILE", "").strip()
-        if not path:
-            return None
-        try:
-            key = Path(path).read_bytes()
-        except OSError as exc:
-            raise ConfigurationError(
-                f"PAYGATE_TOKEN_KEY_FILE: cannot read {path}: {exc.strerror or exc}",
-                field="PAYGATE_TOKEN_KEY_FILE",
-            ) from None
-        values: dict[str, Any] = {"signing_key": key}
-        for var, name in (
-            ("PAYGATE_TOKEN_ISSUER", "issuer"),
-            ("PAYGATE_TOKEN_AUDIENCE", "audience"),
-        ):
-            if env.get(var):
-                values[name] = env[var]
-        if env.get("PAYGATE_TOKEN_TTL"):
-            text = env["PAYGATE_TOKEN_TTL"].strip()
-            if not text.isdigit():
+        for old, new in RETIRED_TOKEN_ENV.items():
+            if env.get(old, "").strip():
                 raise ConfigurationError(
-                    "PAYGATE_TOKEN_TTL must be a whole number of seconds", field="PAYGATE_TOKEN_TTL"
+                    f"${old} is no longer read: token settings are the [tokens] section of the "
+                    f"configuration (or ${new}); set that and unset ${old}",
+                    field=old,
                 )
-            values["ttl"] = timedelta(seconds=int(text))
+        section = config.tokens
+        if section.key_file is None:
+            return None
+        path = section.key_file
+        if not path.is_absolute():
+            path = config.base_dir("tokens") / path
         try:
-            return cls.model_validate(values)
+            key = path.read_bytes()
+        except OSError as exc:
+            raise config.problem(
+                "tokens.key_file", f"cannot read {path}: {exc.strerror or exc}"
+            ) from None
+        try:
+            return cls(
+                signing_key=SecretBytes(key),
+                issuer=section.issuer,
+                audience=section.audience,
+                ttl=timedelta(seconds=section.ttl),
+                leeway=timedelta(seconds=section.leeway),
+                client_failures=section.client_failures,
+                source_failures=section.source_failures,
+                failure_window=timedelta(seconds=section.failure_window),
+            )
         except ValidationError as exc:
             first = exc.errors()[0]
-            name = str(first["loc"][0]) if first["loc"] else "token settings"
-            var = {"signing_key": "PAYGATE_TOKEN_KEY_FILE", "ttl": "PAYGATE_TOKEN_TTL"}.get(
-                name, f"PAYGATE_TOKEN_{name.upper()}"
-            )
-            raise ConfigurationError(f"{var}: {first['msg']}", field=var) from None
+            name = str(first["loc"][0]) if first["loc"] else "key_file"
+            key_name = "key_file" if name == "signing_key" else name
+            raise config.problem(f"tokens.{key_name}", str(first["msg"])) from None
 
 
 def _private_key(value: SecretBytes) -> Ed25519PrivateKey:
@@ -176,16 +210,39 @@ class TokenService:
         self._clock = clock
         self._key = _private_key(settings.signing_key)
         self._public = self._key.public_key()
+        self._attempts = TokenAttempts(
+            registry.store,
+            clock,
+            client_failures=settings.client_failures,
+            source_failures=settings.source_failures,
+            window=settings.failure_window,
+        )
 
     @property
     def registry(self) -> ServiceClientRegistry:
         """The service clients the tokens are issued to."""
         return self._registry
 
-    def issue(self, client_id: str, secret: str, scope: str | None = None) -> AccessToken:
+    def issue(
+        self, client_id: str, secret: str, scope: str | None = None, *, source: str | None = None
+    ) -> AccessToken:
         """A token for the client these credentials authenticate, with ``scope`` (space-
-        separated; None or empty: every scope the client holds)."""
-        client = self._registry.authenticate(client_id, secret)
+        separated; None or empty: every scope the client holds).
+
+        ``source`` is the address the request came from. A client id, or a source, with too
+        many failed authentications in the window is refused before its secret is looked at
+        (:class:`~paygate.token_attempts.TokenThrottledError`); every attempt is recorded.
+        """
+        attempt = self._attempts.begin(client_id, source)
+        outcome = AttemptOutcome.ERROR
+        try:
+            client = self._registry.authenticate(client_id, secret)
+            outcome = AttemptOutcome.AUTHENTICATED
+        except InvalidClientError:
+            outcome = AttemptOutcome.REFUSED
+            raise
+        finally:
+            self._attempts.finish(attempt, outcome)
         try:
             asked = parse_scopes(scope or "")
         except InvalidInputError as exc:

@@ -70,11 +70,12 @@ def account(gateway: Gateway) -> Gateway:
 def test_an_account_owing_nothing_closes_without_a_refund(account: Gateway) -> None:
     pay(account, "K-1", "100.00")
     closed = account.close_account(ACCT, closure_id="CL-1", reason="moved away")
-    assert closed.supply_state is SupplyState.CLOSED and closed.refund is None
+    assert closed.supply_state is SupplyState.CLOSED and closed.refunds == ()
     status = account.account_status(ACCT)
     assert status.supply_state is SupplyState.CLOSED and status.balance.minor == 0
     [data] = events(account, "account.closed")
     assert data["closure_id"] == "CL-1" and data["refund_id"] is None
+    assert data["refund_ids"] == [] and data["refund_amount"] == 0
     again = account.close_account(ACCT, closure_id="CL-1", reason="moved away")
     assert again.replayed and again.closed_at == closed.closed_at
     with pytest.raises(IdempotencyConflictError) as caught:
@@ -96,9 +97,10 @@ def test_the_final_bill_takes_the_credit_and_the_rest_is_refunded(account: Gatew
         reason="moved away",
     )
     assert closed.credit_applied == yuan("40.00")
-    assert closed.refund is not None and closed.refund.amount == yuan("110.00")
-    assert closed.refund.refund_id == "close-CL-1"
-    assert closed.refund.state is RefundOrderState.PENDING
+    [refund] = closed.refunds
+    assert refund.amount == yuan("110.00") and closed.refund_amount == yuan("110.00")
+    assert refund.refund_id == "close-CL-1"
+    assert refund.state is RefundOrderState.PENDING
     status = account.account_status(ACCT)
     assert status.balance.minor == 0 and status.credit.minor == 0
     assert account.ledger_balances()["refunds_payable:CNY"] == yuan("-110.00")

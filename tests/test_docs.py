@@ -238,8 +238,9 @@ def test_the_refunds_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert namespace["paid"].state == "succeeded"  # type: ignore[attr-defined]
     closure = namespace["closure"]
     assert closure.credit_applied.format() == "40.00"  # type: ignore[attr-defined]
-    assert closure.refund.amount.format() == "160.00"  # type: ignore[attr-defined]
-    assert closure.refund.refund_id == "close-CL-20261125-1"  # type: ignore[attr-defined]
+    [refund] = closure.refunds  # type: ignore[attr-defined]
+    assert refund.amount.format() == "160.00"
+    assert refund.refund_id == "close-CL-20261125-1"
 
 
 REPO = DOCS.parent

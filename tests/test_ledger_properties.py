@@ -45,6 +45,7 @@ from paygate.models import Category, PaymentIntent, Receipt, SupplyState
 from paygate.money import Money
 from paygate.refunds.dispatch import dispatch_refunds
 from paygate.refunds.route import Payee
+from paygate.refunds.split import RefundShortfallError
 from paygate.store.engine import Tx
 from tests.databases import empty_postgres, fresh_sqlite_url
 from tests.oracles import late_fee_oracle
@@ -329,7 +330,7 @@ class LedgerMachine(RuleBasedStateMachine):
             "payee": PAYEE if route == "transfer" else None,
         }
         try:
-            refund = self.gateway.refund(account, Money(amount, "CNY"), **ask)  # type: ignore[arg-type]
+            refunds = self.gateway.refund(account, Money(amount, "CNY"), **ask)  # type: ignore[arg-type]
         except InvalidAmountError:
             assert amount > credit
             return
@@ -339,7 +340,9 @@ class LedgerMachine(RuleBasedStateMachine):
         assert amount <= credit
         assert self.gateway.account_status(account).credit.minor == credit - amount
         again = self.gateway.refund(account, Money(amount, "CNY"), **ask)  # type: ignore[arg-type]
-        assert again.replayed and again.entry_id == refund.entry_id
+        assert sum(r.amount.minor for r in refunds) == amount
+        assert all(r.replayed for r in again)
+        assert [r.entry_id for r in again] == [r.entry_id for r in refunds]
         if then is not None:  # the provider answers at once
             self.routes[route].settle_as = ANSWERS[then]
             dispatch_refunds(self.gateway, self.routes, self.clock.now() + timedelta(days=1))
@@ -374,7 +377,10 @@ class LedgerMachine(RuleBasedStateMachine):
             return
         assert done.replayed == order.state.final
 
-    @rule(account=st.sampled_from(sorted(ACCOUNTS)), route=st.sampled_from([None, "transfer"]))
+    @rule(
+        account=st.sampled_from(sorted(ACCOUNTS)),
+        route=st.sampled_from([None, "transfer", "wallet"]),
+    )
     def close_account(self, account: str, route: str | None) -> None:
         status = self.gateway.account_status(account)
         try:
@@ -382,9 +388,14 @@ class LedgerMachine(RuleBasedStateMachine):
                 account,
                 closure_id=f"CL-{account}",
                 refund_route=route,
-                payee=PAYEE if route else None,
+                payee=PAYEE if route == "transfer" else None,
                 reason="moved away",
             )
+        except RefundShortfallError as exc:  # the wallet's payments cannot cover the credit
+            short = exc.uncovered.minor
+            assert route == "wallet" and short > 0
+            assert self.gateway.account_status(account).supply_state == status.supply_state
+            return
         except InvalidStateError:
             assert account in self.closed or status.bills
             return
@@ -394,8 +405,11 @@ class LedgerMachine(RuleBasedStateMachine):
         except InvalidInputError:
             assert route is None and status.credit.minor > 0
             return
-        if closed.replayed:
+        assert sum(r.amount.minor for r in closed.refunds) == closed.refund_amount.minor
+        if closed.replayed:  # answered as it was then: the credit is gone since
             assert account in self.closed
+        else:
+            assert closed.refund_amount.minor <= status.credit.minor
         self.closed.add(account)
         assert self.gateway.account_status(account).supply_state is SupplyState.CLOSED
 

@@ -98,7 +98,9 @@ def test_a_refund_moves_credit_to_refunds_payable_and_is_paid_out_through_the_ch
     funded: Gateway, routes: dict[str, ScriptedRoute]
 ) -> None:
     before = balances(funded)
-    refund = funded.refund(ACCT, yuan("50.00"), refund_id="R-1", route="alipay", reason="overpaid")
+    [refund] = funded.refund(
+        ACCT, yuan("50.00"), refund_id="R-1", route="alipay", reason="overpaid"
+    )
     assert refund.state is RefundOrderState.PENDING
     assert refund.original_channel_txn_id == "T-1" and refund.channel == "mobile"
     after = balances(funded)
@@ -139,14 +141,10 @@ def test_the_payment_refunded_against_is_the_newest_with_enough_left(
     pay(funded, "T-2", "30.00")
     pay(funded, "T-3", "20.00", channel="kiosk")
     # T-2 (newest mobile) cannot cover 40.00; T-1 can
-    assert (
-        funded.refund(ACCT, yuan("40.00"), refund_id="R-a", route="alipay").original_channel_txn_id
-        == "T-1"
-    )
-    assert (
-        funded.refund(ACCT, yuan("30.00"), refund_id="R-b", route="alipay").original_channel_txn_id
-        == "T-2"
-    )
+    [first] = funded.refund(ACCT, yuan("40.00"), refund_id="R-a", route="alipay")
+    assert first.original_channel_txn_id == "T-1"
+    [second] = funded.refund(ACCT, yuan("30.00"), refund_id="R-b", route="alipay")
+    assert second.original_channel_txn_id == "T-2"
     # T-1 has 260.00 left to refund, T-2 none; the account's credit is what limits now
     with pytest.raises(InvalidAmountError):
         funded.refund(ACCT, yuan("260.00"), refund_id="R-c", route="alipay")
@@ -196,8 +194,8 @@ def test_a_provider_route_without_a_payment_on_its_channel_is_refused(funded: Ga
 def test_the_same_refund_again_is_replayed_and_other_content_is_a_conflict(
     funded: Gateway,
 ) -> None:
-    first = funded.refund(ACCT, yuan("50.00"), refund_id="R-1", route="alipay", reason="r")
-    again = funded.refund(ACCT, yuan("50.00"), refund_id="R-1", route="alipay", reason="r")
+    [first] = funded.refund(ACCT, yuan("50.00"), refund_id="R-1", route="alipay", reason="r")
+    [again] = funded.refund(ACCT, yuan("50.00"), refund_id="R-1", route="alipay", reason="r")
     assert again.replayed and again.entry_id == first.entry_id
     assert credit(funded) == 15000
     for kwargs, field in [
@@ -328,13 +326,14 @@ def test_asynchronous_confirmations_settle_once(
 
 
 def test_concurrent_copies_of_one_refund_take_effect_once(funded: Gateway) -> None:
-    results: list[Any] = []
+    results: list[Any] = []  # each a list of refund orders, or an error
     barrier = threading.Barrier(2)
 
     def run() -> None:
         barrier.wait()
         try:
-            results.append(funded.refund(ACCT, yuan("80.00"), refund_id="R-1", route="alipay"))
+            [order] = funded.refund(ACCT, yuan("80.00"), refund_id="R-1", route="alipay")
+            results.append(order)
         except PaygateError as exc:  # pragma: no cover - shown in the assertion
             results.append(exc)
 
@@ -383,7 +382,7 @@ def test_the_route_answer_is_the_providers_state(
 def test_a_payment_whose_credit_is_being_refunded_is_not_reversed(
     funded: Gateway, routes: dict[str, ScriptedRoute]
 ) -> None:
-    refund = funded.refund(ACCT, yuan("50.00"), refund_id="R-1", route="alipay")
+    [refund] = funded.refund(ACCT, yuan("50.00"), refund_id="R-1", route="alipay")
     with pytest.raises(InvalidStateError, match="R-1") as caught:
         funded.reverse_by_channel_txn("mobile", "T-1", "chargeback")
     assert caught.value.field == "payment_id"

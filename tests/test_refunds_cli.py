@@ -126,3 +126,47 @@ def test_a_route_that_is_not_configured_is_refused_in_one_line(
     assert code == 2
     assert len(out.strip().splitlines()) == 1 and "alipay" in out
     assert refunds(db_url) == []
+
+
+def test_a_closure_split_across_payments_lists_every_order(
+    db_url: str, configured: Path, tmp_path: Path
+) -> None:
+    from tests.refunds_routes.conftest import write_keys
+    from tests.refunds_routes.fakes import ONLINE_CERT_ID
+
+    files = write_keys(tmp_path / "keys")
+    with configured.open("a", encoding="utf-8") as config:
+        config.write(
+            "\n[refunds.online]\n"
+            'base_url = "https://gateway.test.example"\n'
+            'merchant_id = "777290058110048"\n'
+            f'cert_id = "{ONLINE_CERT_ID}"\n'
+            f'signing_key_file = "{files["online_merchant"]}"\n'
+            f'gateway_certificate_files = ["{files["online_gateway"]}"]\n'
+            'back_url = "https://pay.utility.example/notify/online"\n'
+        )
+    with Gateway.open(settings=Settings(database_url=db_url, seal_every=0)) as gateway:
+        gateway.open_account("3100000078")
+        for txn, minor in (("O-1", 12000), ("O-2", 8000)):
+            gateway.pay(
+                PaymentIntent(
+                    channel="online", channel_txn_id=txn, account_no="3100000078",
+                    amount=Money(minor, "CNY"), paid_at=gateway.clock.now(),
+                )
+            )  # fmt: skip
+    close = ("accounts", "close", "3100000078", "--closure-id", "CL-9", "--reason", "moved")
+    code, out = paygate(*close, "--refund-route", "online")
+    assert code == 0, out
+    lines = out.strip().splitlines()
+    assert "200.00 CNY refunded in 2 refund orders" in lines[0], out
+    assert re.search(r"close-CL-9\*2\s+120\.00 CNY\s+online\s+against online payment O-1", out)
+    assert lines[1].split()[0] == "close-CL-9" and lines[2].split()[0] == "close-CL-9*2"
+    assert "against online payment O-2" in lines[1] and "80.00 CNY" in lines[1]
+    code, out = paygate(*close, "--refund-route", "online", "--json")
+    assert code == 0, out
+    closure = json.loads(out)
+    assert closure["replayed"] is True
+    assert [(r["refund_id"], r["amount"]["minor"]) for r in closure["refunds"]] == [
+        ("close-CL-9", 8000),
+        ("close-CL-9*2", 12000),
+    ]

@@ -392,7 +392,11 @@ def create_app(
 
 
 def check_startup(
-    settings: Settings, config: ApiConfig, *, channels: ChannelRegistry | None = None
+    settings: Settings,
+    config: ApiConfig,
+    *,
+    channels: ChannelRegistry | None = None,
+    tokens: TokenSettings | None = None,
 ) -> None:
     """Open what a worker opens at start — the database, every adapter — and close it again.
 
@@ -402,8 +406,7 @@ def check_startup(
     """
     registry = channels or ChannelRegistry.discover()
     _check_config(config, registry)
-    # The token section comes from the environment, as each worker reads it.
-    start(settings, config, registry, None, 1, TokenSettings.from_env()).close()
+    start(settings, config, registry, None, 1, tokens).close()
 
 
 def app_from_env() -> FastAPI:
@@ -420,6 +423,6 @@ def app_from_env() -> FastAPI:
     return create_app(
         config.settings,
         config=served,
-        tokens=TokenSettings.from_env(),
+        tokens=TokenSettings.from_config(config),
         console=ConsoleSettings.from_config(config),
     )

@@ -148,6 +148,10 @@ def _close(*, replayed: bool) -> Any:
             "counted_cash": _money(12050),
             "reported": totals,
             "ledger": totals,
+            "ledger_suspense": {
+                "cash": {"count": 0, "amount": _money(0)},
+                "card": {"count": 0, "amount": _money(0)},
+            },
             "cash_difference": _money(0),
             "outcome": "balanced",
             "reported_matches_ledger": True,
@@ -590,6 +594,13 @@ def _answers() -> dict[tuple[str, str], dict[str, dict[str, dict[str, _Example]]
             "200": {js: _one("a token", token)},
             "400": {js: oauth_error("invalid_scope", "scope 'bills:write' is not granted")},
             "401": {js: oauth_error("invalid_client", "unknown client or wrong secret")},
+            "429": {
+                js: oauth_error(
+                    "temporarily_unavailable",
+                    "too many failed authentications for this client id: 5 within 900 s; "
+                    "retry after 2026-11-25T02:15:00+00:00",
+                )
+            },
         },
         ("get", "/v1/payments"): {"200": {js: _payment_pages("one payment")}},
         ("get", "/v1/accounts/{account_no}/payments"): {

@@ -139,6 +139,7 @@ _OAUTH_ERROR: Final = {
                 "invalid_client",
                 "unsupported_grant_type",
                 "invalid_scope",
+                "temporarily_unavailable",
             ],
         },
         "error_description": {"type": "string"},
@@ -249,6 +250,18 @@ def _token_operation(operation: dict[str, Any], problem: dict[str, Any]) -> None
             "content": json_answer,
         },
         "401": {"description": "`invalid_client`", "headers": _REQUEST_ID, "content": json_answer},
+        "429": {
+            "description": "`temporarily_unavailable`: too many failed authentications of the "
+            "client id or from the source address within the window; retry after Retry-After",
+            "headers": {
+                **_REQUEST_ID,
+                "Retry-After": {
+                    "description": "seconds until enough failures have left the window",
+                    "schema": {"type": "string"},
+                },
+            },
+            "content": json_answer,
+        },
         "413": {
             "description": "the body is over 4096 bytes",
             "headers": _REQUEST_ID,

@@ -389,6 +389,7 @@ _SUPPLY_LABELS: Final[Mapping[SupplyState, str]] = {
     SupplyState.DISCONNECTION_PENDING: "待停电 Disconnection pending",
     SupplyState.DISCONNECTED: "已停电 Disconnected",
     SupplyState.RECONNECTION_PENDING: "复电处理中 Reconnection in progress",
+    SupplyState.CLOSED: "已销户 Account closed",
 }
 
 
@@ -504,10 +505,6 @@ class KioskTotals(BaseModel):
         """The amount of every method."""
         return self.cash.amount + self.card.amount
 
-    def of(self, method: KioskMethod) -> MethodTotal:
-        """The total of one method."""
-        return self.cash if method is KioskMethod.CASH else self.card
-
 
 class KioskCloseRecord(BaseModel):
     """A close as stored: the figures the kiosk reported and the ledger's totals at the time."""
@@ -537,8 +534,10 @@ class KioskCloseRecord(BaseModel):
 class KioskLedger(Protocol):
     """The ledger side of the daily close; the core implements it on its database."""
 
-    def terminal_totals(self, terminal_id: str, business_date: date, currency: str) -> KioskTotals:
-        """The posted (not reversed) payments of ``terminal_id`` on ``business_date``."""
+    def terminal_totals(
+        self, terminal_id: str, business_date: date, currency: str
+    ) -> tuple[KioskTotals, KioskTotals]:
+        """Its payments that day (posted or in suspense, not reversed), and the suspense ones."""
         ...
 
     def record_close(self, record: KioskCloseRecord) -> tuple[KioskCloseRecord, bool]:
@@ -563,7 +562,8 @@ class KioskCloseResult(BaseModel):
     business_date: date
     counted_cash: Money
     reported: KioskTotals
-    ledger: KioskTotals
+    ledger: KioskTotals = Field(description="the ledger's: posted and suspense payments")
+    ledger_suspense: KioskTotals = Field(description="of those, held in suspense (closed account)")
     cash_difference: Money = Field(
         description="counted cash − the ledger's cash: negative is a shortage"
     )
@@ -579,11 +579,12 @@ def close_result(
     terminal_id: str,
     request: KioskCloseRequest,
     ledger: KioskTotals,
+    suspense: KioskTotals,
     *,
     closed_at: datetime,
     replayed: bool,
 ) -> KioskCloseResult:
-    """Compare a close request with the ledger's totals."""
+    """Compare a close request with the ledger's totals (posted and suspense payments)."""
     currency = request.currency
     cash, card = request.by_method.cash, request.by_method.card
     reported = KioskTotals(
@@ -592,18 +593,16 @@ def close_result(
     )
     counted = Money(request.counted_cash, currency)
     difference = counted - ledger.cash.amount
-    if difference.minor < 0:
-        outcome = CloseOutcome.SHORTAGE
-    elif difference.minor > 0:
-        outcome = CloseOutcome.OVERAGE
-    else:
-        outcome = CloseOutcome.BALANCED
+    outcome = CloseOutcome.BALANCED
+    if difference.minor:
+        outcome = CloseOutcome.SHORTAGE if difference.minor < 0 else CloseOutcome.OVERAGE
     return KioskCloseResult(
         terminal_id=terminal_id,
         business_date=request.business_date,
         counted_cash=counted,
         reported=reported,
         ledger=ledger,
+        ledger_suspense=suspense,
         cash_difference=difference,
         outcome=outcome,
         reported_matches_ledger=reported == ledger,
@@ -837,7 +836,7 @@ class KioskAdapter(ChannelAdapter[KioskConfig]):
                 field="business_date",
             )
         terminal = device.device_id
-        ledger = self._ledger.terminal_totals(terminal, request.business_date, currency)
+        ledger, suspense = self._ledger.terminal_totals(terminal, request.business_date, currency)
         record = KioskCloseRecord(
             terminal_id=terminal,
             business_date=request.business_date,
@@ -860,7 +859,7 @@ class KioskAdapter(ChannelAdapter[KioskConfig]):
                 field="business_date",
             )
         result = close_result(
-            terminal, request, ledger, closed_at=stored.closed_at, replayed=not created
+            terminal, request, ledger, suspense, closed_at=stored.closed_at, replayed=not created
         )
         if result.outcome is not CloseOutcome.BALANCED or not result.reported_matches_ledger:
             _log.warning(

@@ -213,27 +213,52 @@ def _read_order(tx: Tx, order_id: str) -> Order | None:
     )
 
 
+class _Tally:
+    """Counts and amounts of kiosk payments by method."""
+
+    def __init__(self) -> None:
+        self.counts = {KioskMethod.CASH: 0, KioskMethod.CARD: 0}
+        self.amounts = {KioskMethod.CASH: 0, KioskMethod.CARD: 0}
+
+    def add(self, method: KioskMethod, amount: int) -> None:
+        self.counts[method] += 1
+        self.amounts[method] += amount
+
+    def totals(self, currency: str) -> KioskTotals:
+        def of(method: KioskMethod) -> MethodTotal:
+            return MethodTotal(
+                count=self.counts[method], amount=Money(self.amounts[method], currency)
+            )
+
+        return KioskTotals(cash=of(KioskMethod.CASH), card=of(KioskMethod.CARD))
+
+
 class SqlKioskLedger:
     """A :class:`~paygate.channels.kiosk.KioskLedger` on ``payments`` and ``kiosk_closes``.
 
-    A terminal's totals are its posted payments (reversed ones excluded) of the kiosk
-    ``channel`` on the business date the core gave them, split by the method prefix of the
-    transaction id. Configure the core's cut-off for the channel
-    (``Settings.channel_cutoffs``) equal to the adapter's, or the dates will not agree.
+    A terminal's totals are the payments of the kiosk ``channel`` it took on the business date
+    the core gave them, split by the method prefix of the transaction id: posted ones and those
+    held in suspense (the account was closed, :mod:`paygate.refunds.closed`: the cash is in
+    the box all the same), reversed ones excluded; the suspense ones are also counted apart.
+    Configure the core's cut-off for the channel (``Settings.channel_cutoffs``) equal to the
+    adapter's, or the dates will not agree.
     """
 
     def __init__(self, store: Store, *, channel: str = "kiosk") -> None:
         self._store = store
         self._channel = channel
 
-    def terminal_totals(self, terminal_id: str, business_date: date, currency: str) -> KioskTotals:
-        """The posted payments of ``terminal_id`` on ``business_date``, by method."""
+    def terminal_totals(
+        self, terminal_id: str, business_date: date, currency: str
+    ) -> tuple[KioskTotals, KioskTotals]:
+        """The payments ``terminal_id`` took on ``business_date``, by method: all of them
+        (posted or in suspense), and those in suspense; one reading."""
 
         def work(tx: Tx) -> list[tuple[Any, ...]]:
             return tx.all(
-                "SELECT channel_txn_id, amount FROM payments WHERE channel = :channel "
+                "SELECT channel_txn_id, amount, status FROM payments WHERE channel = :channel "
                 "AND business_date = :day AND terminal_id = :terminal AND currency = :currency "
-                "AND status = 'posted'",
+                "AND status IN ('posted', 'suspense')",
                 {
                     "channel": self._channel,
                     "day": tx.day(business_date),
@@ -242,9 +267,9 @@ class SqlKioskLedger:
                 },
             )
 
-        counts = {KioskMethod.CASH: 0, KioskMethod.CARD: 0}
-        amounts = {KioskMethod.CASH: 0, KioskMethod.CARD: 0}
-        for txn, amount in self._store.run(work, write=False):
+        taken = _Tally()
+        held = _Tally()
+        for txn, amount, status in self._store.run(work, write=False):
             parts = split_channel_txn_id(str(txn))
             if parts is None or parts[0] != terminal_id:
                 # Only the kiosk adapter writes kiosk payments; anything else was posted past
@@ -254,16 +279,10 @@ class SqlKioskLedger:
                     "kiosk transaction id",
                 )
             method = KioskMethod(parts[1].split("-", 1)[0])
-            counts[method] += 1
-            amounts[method] += int(amount)
-        return KioskTotals(
-            cash=MethodTotal(
-                count=counts[KioskMethod.CASH], amount=Money(amounts[KioskMethod.CASH], currency)
-            ),
-            card=MethodTotal(
-                count=counts[KioskMethod.CARD], amount=Money(amounts[KioskMethod.CARD], currency)
-            ),
-        )
+            taken.add(method, int(amount))
+            if status == "suspense":
+                held.add(method, int(amount))
+        return taken.totals(currency), held.totals(currency)
 
     def record_close(self, record: KioskCloseRecord) -> tuple[KioskCloseRecord, bool]:
         """Store ``record`` unless the day is closed already; the stored close, and if new."""

@@ -146,7 +146,8 @@ def accounts_close(
     as_json: Annotated[bool, typer.Option("--json", help="Print the closure as JSON.")] = False,
 ) -> None:
     """Close an account (销户): the final bill, credit applied, refused while anything is
-    owed (each bill listed), credit left refunded through --refund-route, supply closed."""
+    owed (each bill listed), credit left refunded through --refund-route (one refund order per
+    payment refunded against, each listed), supply closed."""
 
     def run() -> None:
         configured = config_for(database_url)
@@ -188,9 +189,23 @@ def accounts_close(
         if as_json:
             out.print_json(closed.model_dump_json())
             return
-        refund = closed.refund
-        tail = "" if refund is None else f"; refund {refund.refund_id} of {refund.amount}"
         again = " (replayed)" if closed.replayed else ""
+        orders = closed.refunds
+        tail = ""
+        if orders:
+            counted = "1 refund order" if len(orders) == 1 else f"{len(orders)} refund orders"
+            tail = f"; {closed.refund_amount} refunded in {counted}:"
         out.print(f"account {closed.account_no} closed{again}{tail}", markup=False)
+        for order in orders:
+            against = (
+                f"against {order.channel} payment {order.original_channel_txn_id}"
+                if order.original_channel_txn_id is not None
+                else f"to {order.payee_account_number}"
+            )
+            out.print(
+                f"  {order.refund_id}  {order.amount}  {order.route}  {against}  "
+                f"{order.state.value}",
+                markup=False,
+            )
 
     guard(run)

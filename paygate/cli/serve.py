@@ -118,8 +118,13 @@ def serve(
         # lifespan in each worker.
         from paygate.api.app import check_startup
         from paygate.console import ConsoleSettings
+        from paygate.tokens import TokenSettings
 
-        check_startup(settings, api_config(config_in_effect))
+        check_startup(
+            settings,
+            api_config(config_in_effect),
+            tokens=TokenSettings.from_config(config_in_effect),
+        )
         # The console's identity provider: the oidc extra installed, its secret's variable set.
         ConsoleSettings.from_config(config_in_effect)
         check_address(host, port)

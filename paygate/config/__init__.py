@@ -14,8 +14,9 @@ The top level holds the core settings (:class:`Settings`, what a Gateway needs);
 its table: ``[api]`` (what ``paygate serve`` answers for), ``[dispatch]`` (head-ends, event
 sinks, dispatcher timings), ``[reconcile]`` (statement files, bank leg, policy) and ``[log]``
 (the level and format of ``serve``'s and ``dispatch``'s logs), ``[reports]`` (the language
-of the HTML reports), ``[refunds]`` (the refund routes, docs/refund-routes.md) and ``[console]``
-(the console's sign-in through an identity provider, docs/console.md)::
+of the HTML reports), ``[refunds]`` (the refund routes, docs/refund-routes.md), ``[console]``
+(the console's sign-in through an identity provider, docs/console.md) and ``[tokens]``
+(service clients' bearer tokens and the token endpoint's throttle)::
 
     database_url = "postgresql+psycopg://paygate@db.internal/paygate"
     reconnection_promise = 24
@@ -124,6 +125,7 @@ from paygate.config.sections import (
     SinkSection,
     SupplyOrdersSection,
     Table,
+    TokensSection,
     WebhookSinkSection,
     secret_from_env,
 )
@@ -153,6 +155,7 @@ __all__ = [
     "Settings",
     "SinkSection",
     "SupplyOrdersSection",
+    "TokensSection",
     "WebhookSinkSection",
     "secret_from_env",
 ]
@@ -167,7 +170,16 @@ _log = logging.getLogger("paygate.config")
 
 # An older variable or key -> the key it sets now.
 _PROMISE_ALIAS: Final = "reconnection_promise"
-_SECTIONS: Final = ("api", "dispatch", "reconcile", "log", "reports", "refunds", "console")
+_SECTIONS: Final = (
+    "api",
+    "dispatch",
+    "reconcile",
+    "log",
+    "reports",
+    "refunds",
+    "console",
+    "tokens",
+)
 # The older per-command files: their top-level keys -> where they belong in the one file.
 _DISPATCH_LAYOUT: Final = {
     "headends": "dispatch.headends",
@@ -557,6 +569,11 @@ class PaygateConfig(BaseSettings, Settings):
     console: ConsoleSection = Field(
         default_factory=ConsoleSection,
         description="the console's sign-in (paygate.console.auth.ConsoleSettings builds it)",
+    )
+    tokens: TokensSection = Field(
+        default_factory=TokensSection,
+        description="service clients' bearer tokens and the token endpoint's throttle "
+        "(paygate.tokens.TokenSettings.from_config builds them)",
     )
 
     _origins: dict[str, Origin] = PrivateAttr(default_factory=dict)

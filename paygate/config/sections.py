@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 from urllib.parse import urlsplit
 
@@ -47,6 +48,7 @@ __all__ = [
     "SinkSection",
     "SupplyOrdersSection",
     "Table",
+    "TokensSection",
     "WebhookSinkSection",
     "secret_from_env",
 ]
@@ -379,3 +381,42 @@ class ConsoleSection(_Section):
         if self.password_sign_in == "admin" and self.oidc is None:  # noqa: S105 - a role
             raise ValueError("password_sign_in = admin needs [console.oidc]")
         return self
+
+
+class TokensSection(_Section):
+    """``[tokens]``: the service clients' bearer tokens (signed when ``key_file`` is set, and
+    only then is the token endpoint served) and the token endpoint's throttle
+    (:mod:`paygate.tokens`, :mod:`paygate.token_attempts`; docs/http-api.md)."""
+
+    key_file: Path | None = Field(
+        default=None,
+        description="the Ed25519 private key (PEM, PKCS#8) that signs tokens, the same on "
+        "every worker; relative to the configuration file",
+    )
+    issuer: str = Field(default="paygate", min_length=1, max_length=200)
+    audience: str = Field(default="paygate-api", min_length=1, max_length=200)
+    ttl: Count = Field(default=300, ge=10, le=3600, description="seconds a token lives")
+    leeway: Count = Field(
+        default=30, ge=0, le=300, description="seconds of clock skew allowed on exp, nbf, iat"
+    )
+    client_failures: Count = Field(
+        default=5,
+        ge=1,
+        le=10_000,
+        description="failed authentications of one client id within failure_window before "
+        "its attempts are refused (429)",
+    )
+    source_failures: Count = Field(
+        default=20,
+        ge=1,
+        le=100_000,
+        description="failed authentications from one source address within failure_window "
+        "before its attempts are refused (429)",
+    )
+    failure_window: Count = Field(
+        default=900,
+        ge=1,
+        le=86_400,
+        description="seconds over which failures are counted; an attempt refused for them "
+        "may be made again once enough of them have left the window",
+    )

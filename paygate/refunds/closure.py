@@ -6,8 +6,11 @@ One transaction under the account's row lock, once per ``closure_id``:
    the account's credit spent on it);
 2. the closure is refused while anything is owed — an open bill, due or not, or a late fee —
    and the error lists each bill; nothing is written then, the final bill included;
-3. credit that remains is refunded through ``refund_route`` (required then) as one refund
-   order, with the refund id ``close-<closure_id>`` (:mod:`paygate.refunds.service`);
+3. credit that remains is refunded through ``refund_route`` (required then) under the refund
+   id ``close-<closure_id>``: one refund order per payment the route refunds against, newest
+   first, each up to what that payment has left to refund (the others' ids end ``*2``, ``*3``…,
+   :mod:`paygate.refunds.split`); a route whose payments cannot cover the credit refuses the
+   closure, naming the shortfall, and nothing is written;
 4. supply moves to ``closed`` and the account's supply orders still under way are cancelled
    (:meth:`~paygate.supply.SupplyOrders.close`);
 5. ``account_closures`` records the closure and ``account.closed`` goes to the outbox.
@@ -44,7 +47,7 @@ from paygate.records import (
     write_bills,
     write_states,
 )
-from paygate.refunds.model import AccountClosure, check_payee, check_refund_id
+from paygate.refunds.model import AccountClosure, Refund, check_payee, check_refund_id
 from paygate.refunds.route import Payee
 from paygate.refunds.service import Refunds
 from paygate.store.engine import Tx, UniqueViolation
@@ -91,7 +94,7 @@ class Closures:
         reason: str,
     ) -> AccountClosure:
         """Close the account (销户); see the module's docstring for the steps."""
-        check_refund_id(closure_id, "closure_id", longest=58)
+        check_refund_id(closure_id, "closure_id", longest=58, new=True)
         if not isinstance(account_no, str) or not account_no:
             raise InvalidInputError("an account number", field="account_no")
         if not isinstance(reason, str) or not reason.strip():
@@ -178,7 +181,7 @@ class Closures:
                 {"a": acct.id},
             )
         )
-        refund = None
+        refunds: tuple[Refund, ...] = ()
         if credit > 0:
             if ask.refund_route is None:
                 raise InvalidInputError(
@@ -193,8 +196,11 @@ class Closures:
                 route=ask.refund_route,
                 reason=f"account closure {ask.closure_id}",
                 payee=ask.payee,
+                id_field="closure_id",
             )
-            refund = self._refunds.request_within(tx, acct, refund_ask, now).refund()
+            refunds = tuple(
+                o.refund() for o in self._refunds.request_within(tx, acct, refund_ask, now)
+            )
         writes = Writes()
         self._supply.close(tx, acct, f"account closed: {ask.reason}", "billing", writes, now)
         event(
@@ -208,8 +214,9 @@ class Closures:
                 "reason": ask.reason,
                 "final_bill_no": None if bill is None else bill.bill_no,
                 "credit_applied": applied,
-                "refund_id": None if refund is None else refund.refund_id,
-                "refund_amount": 0 if refund is None else refund.amount.minor,
+                "refund_id": refunds[0].refund_id if refunds else None,
+                "refund_ids": [r.refund_id for r in refunds],
+                "refund_amount": sum(r.amount.minor for r in refunds),
                 "currency": cur,
             },
         )
@@ -221,7 +228,7 @@ class Closures:
             reason=ask.reason,
             final_bill_no=None if bill is None else bill.bill_no,
             credit_applied=Money(applied, cur),
-            refund=refund,
+            refunds=refunds,
             supply_state=acct.supply_state,
             closed_at=now,
         )

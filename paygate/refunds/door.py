@@ -39,10 +39,11 @@ class RefundDoor:
         route: str,
         reason: str = "",
         payee: Payee | None = None,
-    ) -> Refund:
+    ) -> list[Refund]:
         """Refund ``amount`` of the account's credit through ``route``, once per
-        ``refund_id``: the money moves to refunds payable and a ``pending`` refund order is
-        raised (docs/refunds.md; :mod:`paygate.refunds.service`)."""
+        ``refund_id``: the money moves to refunds payable and ``pending`` refund orders are
+        raised, one per payment refunded against — the first keeps ``refund_id``, the others
+        are ``<refund_id>*2``… (docs/refunds.md; :mod:`paygate.refunds.split`)."""
         return self.refunds.refund(
             account_no, amount, refund_id=refund_id, route=route, reason=reason, payee=payee
         )

@@ -388,7 +388,7 @@ class PaymentFindings:
         """Refund the finding's money to the payer through ``route`` (a provider route of the
         payment's own channel, or a transfer route with ``payee``); the refund order's id is
         ``resolution_id``, taken once."""
-        check_refund_id(resolution_id, "resolution_id")
+        check_refund_id(resolution_id, "resolution_id", new=True)
         reason = _check_text(reason, "reason", 500)
         actor = _check_text(actor, "actor", 64)
         self._refunds.route(route)

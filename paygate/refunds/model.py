@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from paygate.errors import InvalidInputError
 from paygate.models import SupplyState
@@ -31,6 +31,8 @@ __all__ = [
 # The characters both wallets take in a refund request number (WeChat Pay's out_refund_no is
 # the stricter: letters, digits and _-|*@), so that the id goes to every provider unchanged.
 _ID = re.compile(r"^[0-9A-Za-z_\-|*@]+$")
+# The orders of a refund split across payments are ``<id>*2``, ``<id>*3``… (paygate.refunds.split).
+_PART = re.compile(r"\*[0-9]+$")
 
 
 class RefundOrderState(StrEnum):
@@ -100,11 +102,31 @@ class AccountClosure(BaseModel):
     replayed: bool = False
     final_bill_no: str | None = None
     credit_applied: Money = Field(description="credit spent on the final bill")
-    refund: Refund | None = Field(
-        default=None, description="the refund of the credit that remained, as it stood then"
+    refunds: tuple[Refund, ...] = Field(
+        default=(),
+        description="the refund orders of the credit that remained (one per payment refunded "
+        "against, paygate.refunds.split), as they stood then; none when no credit remained",
     )
     supply_state: SupplyState
     closed_at: datetime
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_refund(cls, data: object) -> object:
+        # A closure stored before refunds were split holds its one order as ``refund``.
+        if isinstance(data, dict) and "refund" in data and "refunds" not in data:
+            data = dict(data)
+            one = data.pop("refund")
+            data["refunds"] = () if one is None else (one,)
+        return data
+
+    @property
+    def refund_amount(self) -> Money:
+        """What the closure's refund orders pay back, together."""
+        total = Money.zero(self.credit_applied.currency)
+        for refund in self.refunds:
+            total = total + refund.amount
+        return total
 
 
 @dataclass(slots=True)
@@ -128,13 +150,20 @@ class RefundPass:
         return self.submitted + self.succeeded + self.failed + self.unavailable + len(self.errors)
 
 
-def check_refund_id(value: object, name: str = "refund_id", *, longest: int = 64) -> str:
+def check_refund_id(
+    value: object, name: str = "refund_id", *, longest: int = 64, new: bool = False
+) -> str:
     """``value`` if it is a usable refund (or closure) id, else InvalidInputError naming
-    ``name``."""
+    ``name``; a ``new`` one (a caller's, for a request) may not end in ``*`` and digits, which
+    name the orders of a split refund (:mod:`paygate.refunds.split`)."""
     if not isinstance(value, str) or not 0 < len(value) <= longest:
         raise InvalidInputError(f"1-{longest} characters", field=name)
     if not _ID.match(value):
         raise InvalidInputError("letters, digits and _-|*@ only", field=name)
+    if new and _PART.search(value):
+        raise InvalidInputError(
+            "may not end in * and digits: those name the orders of a split refund", field=name
+        )
     return value
 
 

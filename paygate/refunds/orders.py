@@ -31,7 +31,6 @@ __all__ = [
     "record_error",
     "record_final",
     "record_submitted",
-    "refundable_payment",
     "refunds_against",
 ]
 
@@ -203,24 +202,6 @@ def load_order(tx: Tx, refund_id: str, *, lock: bool = False) -> OrderRow | None
         {"id": refund_id},
     )
     return None if row is None else _row(tx, row)
-
-
-def refundable_payment(
-    tx: Tx, account_id: int, channel: str, amount: int
-) -> tuple[int, str, int] | None:
-    """The payment a refund of ``amount`` through ``channel`` goes against: the account's
-    newest posted (not reversed) payment on that channel whose amount, less the refunds
-    against it that have not failed, covers ``amount``; (payment id, channel transaction id,
-    payment amount), or None."""
-    row = tx.one(
-        "SELECT p.id, p.channel_txn_id, p.amount FROM payments p "
-        "WHERE p.account_id = :a AND p.channel = :c AND p.status = 'posted' "
-        "AND p.amount - COALESCE((SELECT SUM(r.amount) FROM refund_orders r "
-        "WHERE r.payment_id = p.id AND r.state <> 'failed'), 0) >= :amt "
-        "ORDER BY p.paid_at DESC, p.id DESC LIMIT 1",
-        {"a": account_id, "c": channel, "amt": amount},
-    )
-    return None if row is None else (int(row[0]), str(row[1]), int(row[2]))
 
 
 def refunds_against(tx: Tx, payment_id: int) -> list[str]:

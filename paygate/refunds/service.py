@@ -2,11 +2,12 @@
 
 Each decision is one transaction under the account's row lock, like a payment:
 
-* **requested** (:meth:`Refunds.refund`): the customer's credit (what its payments hold
-  unallocated) is taken — from the payment refunded against first, then the newest payments —
-  and the journal gets a ``refund`` entry from the customer's receivable to
-  ``refunds_payable:<CUR>``; the ``refund_orders`` row is written ``pending`` and
-  ``refund.requested`` goes to the outbox;
+* **requested** (:meth:`Refunds.refund`): the refund is split into one order per payment its
+  route refunds against (:mod:`paygate.refunds.split`; a transfer is one order). For each
+  order the customer's credit (what its payments hold unallocated) is taken — from the
+  payment refunded against first, then the newest payments — and the journal gets a
+  ``refund`` entry from the customer's receivable to ``refunds_payable:<CUR>``; the
+  ``refund_orders`` row is written ``pending`` and ``refund.requested`` goes to the outbox;
 * **succeeded**: the money leaves through the route's channel — an entry from refunds payable
   to the channel's clearing account (a transfer route without a channel: ``bank:<CUR>``) —
   and ``refund.succeeded`` is queued;
@@ -16,7 +17,8 @@ Each decision is one transaction under the account's row lock, like a payment:
   (:meth:`~paygate.payments.Payments.apply_credit`), supply follows as after a payment, and
   ``refund.failed`` is queued.
 
-Exactly-once effect rests on the unique ``refund_orders.refund_id``: a concurrent duplicate
+Exactly-once effect rests on the unique ``refund_orders.refund_id`` (the first order of a split
+keeps the caller's id, so a split is written whole or not at all): a concurrent duplicate
 fails at the insert, is rolled back, and is answered from the stored order (the same content:
 replayed; other content: :class:`~paygate.errors.IdempotencyConflictError` naming the field).
 A settled order never changes again: settling it twice the same way answers it as it is.
@@ -56,7 +58,7 @@ from paygate.records import (
     write_bills,
     write_states,
 )
-from paygate.refunds import orders
+from paygate.refunds import orders, split
 from paygate.refunds.finding_resolutions import reopen
 from paygate.refunds.model import (
     Refund,
@@ -105,6 +107,8 @@ class _Ask:
     route: str
     reason: str
     payee: Payee | None
+    id_field: str = "refund_id"
+    """The caller's field the orders' ids are made from (named when a part's id is too long)."""
 
 
 class Refunds:
@@ -163,9 +167,10 @@ class Refunds:
         route: str,
         reason: str = "",
         payee: Payee | None = None,
-    ) -> Refund:
+    ) -> list[Refund]:
         """Move ``amount`` of the account's credit to refunds payable and raise the refund
-        order that pays it out through ``route``; once per ``refund_id``."""
+        orders that pay it out through ``route`` — one per payment refunded against
+        (:mod:`paygate.refunds.split`) — once per ``refund_id``."""
         ask = self.check(account_no, amount, refund_id=refund_id, route=route, reason=reason,
                          payee=payee)  # fmt: skip
         for _attempt in range(3):
@@ -187,13 +192,15 @@ class Refunds:
         route: object,
         reason: object,
         payee: object,
+        id_field: str = "refund_id",
     ) -> _Ask:
-        """Refuse what no account could take, naming the field; the checked request."""
+        """Refuse what no account could take, naming the field; the checked request
+        (``id_field``: the caller's name of what ``refund_id`` is made from)."""
         if not isinstance(amount, Money):
             raise TypeError("amount must be Money")
         if amount.minor <= 0:
             raise InvalidAmountError("a refund amount must be positive", field="amount")
-        check_refund_id(refund_id)
+        check_refund_id(refund_id, id_field, new=True)
         if not isinstance(account_no, str) or not account_no:
             raise InvalidInputError("an account number", field="account_no")
         if not isinstance(reason, str) or len(reason) > 500:
@@ -201,9 +208,9 @@ class Refunds:
         self.route(route)
         assert isinstance(refund_id, str)
         assert isinstance(route, str)
-        return _Ask(account_no, amount, refund_id, route, reason, check_payee(payee))
+        return _Ask(account_no, amount, refund_id, route, reason, check_payee(payee), id_field)
 
-    def _decide(self, tx: Tx, ask: _Ask) -> Refund:
+    def _decide(self, tx: Tx, ask: _Ask) -> list[Refund]:
         stored = _stored(tx, ask)
         if stored is not None:
             return stored
@@ -211,10 +218,14 @@ class Refunds:
         stored = _stored(tx, ask)  # a concurrent one may have committed while we waited
         if stored is not None:
             return stored
-        return self.request_within(tx, acct, ask, self._core.clock.now()).refund()
+        load_bills(tx, [acct])  # its balance: the events' balance_after starts from it
+        return [o.refund() for o in self.request_within(tx, acct, ask, self._core.clock.now())]
 
-    def request_within(self, tx: Tx, acct: Account, ask: _Ask, now: datetime) -> OrderRow:
-        """Write the refund in ``tx`` for the locked account ``acct`` (its refund id is new)."""
+    def request_within(self, tx: Tx, acct: Account, ask: _Ask, now: datetime) -> list[OrderRow]:
+        """Write the refund's orders in ``tx`` for the locked account ``acct`` (its refund id
+        is new): one per payment refunded against, or one transfer; refused whole, nothing
+        written, when the route's payments cannot cover it
+        (:class:`~paygate.refunds.split.RefundShortfallError`)."""
         route = self.route(ask.route)
         cur = acct.currency
         if ask.amount.currency != cur:
@@ -237,69 +248,92 @@ class Refunds:
                 "takes at most that",
                 field="amount",
             )
-        original: tuple[int, str, int] | None = None
         if route.channel is not None:
             if ask.payee is not None:
                 raise InvalidInputError(
                     f"route {route.name} pays back the original payment: no payee",
                     field="payee",
                 )
-            original = orders.refundable_payment(tx, acct.id, route.channel, ask.amount.minor)
-            if original is None:
-                raise UnknownPaymentError(
-                    f"account {acct.account_no} has no {route.channel} payment, not reversed, "
-                    f"with {ask.amount} left to refund against",
-                    field="route",
-                )
+            payments = split.refundable_payments(tx, acct.id, route.channel)
+            pieces = split.plan(payments, ask.amount.minor)
+            if pieces is None:
+                raise split.shortfall(acct.account_no, route.channel, payments, ask.amount, "route")
         elif ask.payee is None:
             raise InvalidInputError(
                 f"route {route.name} pays by bank transfer: a payee is required", field="payee"
             )
-        # The payment refunded against gives its credit first, then the newest payments.
-        first = None if original is None else original[0]
-        credits.sort(key=lambda c: c[0] != first)
+        else:
+            pieces = [split.Piece(None, ask.amount.minor)]
+        ids = [split.part_id(ask.refund_id, k, ask.id_field) for k in range(1, len(pieces) + 1)]
+        left = dict(credits)  # payment id -> credit it still holds, newest payment first
         writes = Writes()
-        taken: dict[int, int] = {}
-        left = ask.amount.minor
-        for payment_id, credit in credits:
-            take = min(left, credit)
-            taken[payment_id] = take
-            writes.payment_credit[payment_id] = credit - take
-            left -= take
-            if left == 0:
-                break
+        for refund_id, piece in zip(ids, pieces, strict=True):
+            # The payment refunded against gives its credit first, then the newest payments.
+            first = None if piece.payment is None else piece.payment.payment_id
+            taken: dict[int, int] = {}
+            need = piece.amount
+            for payment_id in sorted(left, key=lambda pid: pid != first):
+                take = min(need, left[payment_id])
+                if take == 0:
+                    continue
+                taken[payment_id] = take
+                left[payment_id] -= take
+                writes.payment_credit[payment_id] = left[payment_id]
+                need -= take
+                if need == 0:
+                    break
+            self._write_order(tx, acct, route, refund_id, piece, taken, ask, writes, now)
+        flush(tx, writes)
+        written = [orders.load_order(tx, refund_id) for refund_id in ids]
+        return [order for order in written if order is not None]
+
+    def _write_order(
+        self,
+        tx: Tx,
+        acct: Account,
+        route: RefundRoute,
+        refund_id: str,
+        piece: split.Piece,
+        taken: Mapping[int, int],
+        ask: _Ask,
+        writes: Writes,
+        now: datetime,
+    ) -> None:
+        cur = acct.currency
+        amount = piece.amount
+        original = piece.payment
         entry_id = tx.ids.one()
         self._payments.post(
             tx,
             [
                 EntryDraft(
                     kind="refund",
-                    reference=f"refund:{ask.refund_id}",
-                    memo=f"refund {ask.refund_id} for {acct.account_no} via {route.name}: "
-                    f"{ask.reason}"[:2000],
+                    reference=f"refund:{refund_id}",
+                    memo=f"refund {refund_id} for {acct.account_no} via {route.name}: {ask.reason}"[
+                        :2000
+                    ],
                     business_date=self._core.local_date(now),
                     posted_at=now,
                     postings=(
-                        PostingDraft(acct.receivable_id, ask.amount.minor, cur),
-                        PostingDraft(refunds_payable(self._core, tx, cur), -ask.amount.minor, cur),
+                        PostingDraft(acct.receivable_id, amount, cur),
+                        PostingDraft(refunds_payable(self._core, tx, cur), -amount, cur),
                     ),
                     shard_key=acct.id,
                     entry_id=entry_id,
                 )
             ],
         )
-        acct.balance += ask.amount.minor
-        order_id = tx.ids.one()
+        acct.balance += amount
         orders.insert_order(
             tx,
             NewRefundRow(
-                id=order_id,
-                refund_id=ask.refund_id,
+                id=tx.ids.one(),
+                refund_id=refund_id,
                 account_id=acct.id,
                 route=route.name,
                 channel=route.channel,
-                payment_id=first,
-                amount=ask.amount.minor,
+                payment_id=None if original is None else original.payment_id,
+                amount=amount,
                 currency=cur,
                 reason=ask.reason,
                 payee=orders.payee_json(ask.payee),
@@ -319,20 +353,16 @@ class Refunds:
             acct.account_no,
             now,
             {
-                "refund_id": ask.refund_id,
-                "amount": ask.amount.minor,
+                "refund_id": refund_id,
+                "amount": amount,
                 "currency": cur,
                 "route": route.name,
                 "channel": route.channel,
-                "original_channel_txn_id": None if original is None else original[1],
+                "original_channel_txn_id": None if original is None else original.channel_txn_id,
                 "reason": ask.reason,
                 "balance_after": acct.balance,
             },
         )
-        flush(tx, writes)
-        stored = orders.load_order(tx, ask.refund_id)
-        assert stored is not None
-        return stored
 
     # -- reading ------------------------------------------------------------------------
 
@@ -574,7 +604,7 @@ def refund_from_suspense(
     The order is dispatched and settled like any refund, except that a failure puts the
     money back in suspense (:meth:`Refunds.settle`) rather than on the account.
     """
-    check_refund_id(refund_id)
+    check_refund_id(refund_id, new=True)
     checked_payee = check_payee(payee)
     row = tx.one(
         "SELECT channel, channel_txn_id, amount, currency, status, account_id "
@@ -766,16 +796,25 @@ def _posted(tx: Tx, payment_ids: list[int]) -> set[int]:
     }
 
 
-def _stored(tx: Tx, ask: _Ask) -> Refund | None:
-    """The refund already stored under the request's id, replayed; a conflict if its content
-    differs, naming the first field that does."""
+def _stored(tx: Tx, ask: _Ask) -> list[Refund] | None:
+    """The orders already stored under the request's id (a split's parts included), replayed;
+    a conflict if their content differs, naming the first field that does."""
     order = orders.load_order(tx, ask.refund_id)
     if order is None:
         return None
+    found = [order]
+    part = 2
+    while len(f"{ask.refund_id}*{part}") <= split.LONGEST_ID:
+        more = orders.load_order(tx, split.part_id(ask.refund_id, part))
+        if more is None:
+            break
+        found.append(more)
+        part += 1
+    total = sum(o.amount for o in found)
     differs = None
     if order.account_no != ask.account_no:
         differs = "account_no"
-    elif (order.amount, order.currency) != (ask.amount.minor, ask.amount.currency):
+    elif (total, order.currency) != (ask.amount.minor, ask.amount.currency):
         differs = "amount"
     elif order.route != ask.route:
         differs = "route"
@@ -787,4 +826,4 @@ def _stored(tx: Tx, ask: _Ask) -> Refund | None:
         raise IdempotencyConflictError(
             f"refund {ask.refund_id} was requested before with another {differs}", field=differs
         )
-    return order.refund(replayed=True)
+    return [o.refund(replayed=True) for o in found]

@@ -824,6 +824,21 @@ service_clients = Table(
     info={"owner": "paygate.service_clients"},
 )
 
+# Attempts at the token endpoint (paygate.token_attempts): one row each, refusals included, so
+# that every worker counts the same failures of a client id and of a source address (0019).
+token_attempts = Table(
+    "token_attempts",
+    metadata,
+    _id(),
+    Column("client_id", String(200), nullable=False),
+    Column("source", String(64)),
+    Column("outcome", String(16), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Index("ix_token_attempts_client_id_at", "client_id", "at"),
+    Index("ix_token_attempts_source_at", "source", "at"),
+    info={"owner": "paygate.token_attempts"},
+)
+
 
 # --- the service centre's console (paygate.console) -----------------------------------------
 

@@ -176,6 +176,7 @@ def test_every_mutating_call_is_signed_and_carries_an_idempotency_key() -> None:
         "counted_cash": {"minor": 50000, "currency": "CNY"},
         "reported": json.loads(TOTALS.model_dump_json()),
         "ledger": json.loads(TOTALS.model_dump_json()),
+        "ledger_suspense": json.loads(KioskTotals.zero("CNY").model_dump_json()),
         "cash_difference": {"minor": 0, "currency": "CNY"},
         "outcome": "balanced",
         "reported_matches_ledger": True,

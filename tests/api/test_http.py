@@ -323,6 +323,29 @@ def test_a_kiosk_closes_its_day_once(world: World, server: LiveServer) -> None:
     assert_problem(other, 403, "device_mismatch")
 
 
+def test_cash_a_kiosk_took_for_a_closed_account_is_in_its_close_shown_apart(
+    world: World, server: LiveServer
+) -> None:
+    world.customer()
+    world.gateway.open_account(OTHER_ACCOUNT)
+    world.gateway.close_account(OTHER_ACCOUNT, closure_id="CL-1", reason="moved away")
+    key = world.register("K0001")
+    with client(server, "K0001", key) as kiosk:
+        kiosk.pay(ACCOUNT, Money(60000, "CNY"))
+        held = kiosk.pay(OTHER_ACCOUNT, Money(3000, "CNY"))  # into suspense: account closed
+        assert held.allocations == ()
+        today = business_date(now(), "Asia/Shanghai")
+        reported = KioskTotals(
+            cash=MethodTotal(count=2, amount=Money(63000, "CNY")),
+            card=MethodTotal(count=0, amount=Money(0, "CNY")),
+        )
+        closed = kiosk.close_kiosk_day(today, counted_cash=Money(63000, "CNY"), reported=reported)
+    assert (closed.outcome.value, closed.cash_difference.minor) == ("balanced", 0)
+    assert closed.reported_matches_ledger and closed.ledger == reported
+    assert closed.ledger_suspense.cash == MethodTotal(count=1, amount=Money(3000, "CNY"))
+    assert closed.ledger_suspense.card.count == 0
+
+
 # ── recharge vouchers ───────────────────────────────────────────────────────────────────────
 
 PIN_KEY = bytes(range(40, 72))

@@ -123,8 +123,11 @@ class FakeKioskLedger:
             card=MethodTotal(count=card[0], amount=Money(card[1], self.currency)),
         )
 
-    def terminal_totals(self, terminal_id: str, business_date: date, currency: str) -> KioskTotals:
-        return self.totals.get((terminal_id, business_date), KioskTotals.zero(currency))
+    def terminal_totals(
+        self, terminal_id: str, business_date: date, currency: str
+    ) -> tuple[KioskTotals, KioskTotals]:
+        taken = self.totals.get((terminal_id, business_date), KioskTotals.zero(currency))
+        return taken, KioskTotals.zero(currency)
 
     def record_close(self, record: KioskCloseRecord) -> tuple[KioskCloseRecord, bool]:
         key = (record.terminal_id, record.business_date)

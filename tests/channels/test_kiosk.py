@@ -35,7 +35,7 @@ from paygate.clock import FixedClock
 from paygate.devices import DeviceRegistry, DeviceStatus
 from paygate.errors import ConfigurationError, ParseError, UnknownAccountError
 from paygate.gateway import Gateway
-from paygate.models import StatementLineKind, SupplyState
+from paygate.models import AccountStatus, Category, StatementLineKind, SupplyState
 from paygate.money import Money
 from tests.channels.kiosk_support import (
     CLOSE_PATH,
@@ -359,6 +359,19 @@ def test_receipt_lines_carry_the_amounts_and_labels() -> None:
     assert all("\n" not in line for line in lines)
     replay = receipt.model_copy(update={"replayed": True})
     assert "DUPLICATE" in "\n".join(receipt_lines(replay))
+
+
+def test_receipt_lines_name_a_closed_accounts_supply_state() -> None:
+    result = pay(build_adapter(), RecordingSink())
+    receipt = KioskReceipt.model_validate(answer(result)["receipt"])
+    nothing = Money(0, "CNY")
+    status = AccountStatus(
+        account_no=receipt.account_no, name=None, category=Category.RESIDENTIAL, prepaid=False,
+        protected=False, currency="CNY", as_of=date(2026, 11, 25), balance=nothing,
+        outstanding=nothing, arrears=nothing, late_fee=nothing, credit=nothing,
+        supply_state=SupplyState.CLOSED, bills=(),
+    )  # fmt: skip
+    assert "供电状态 Supply: 已销户 Account closed" in "\n".join(receipt_lines(receipt, status))
 
 
 def test_receipt_lines_of_a_core_receipt() -> None:

@@ -225,14 +225,36 @@ def test_terminal_totals_count_posted_payments_of_the_day_by_method(gateway: Gat
             terminal_id="K0001",
         )
     )
-    totals = SqlKioskLedger(gateway.store).terminal_totals("K0001", date(2026, 11, 25), "CNY")
+    totals, held = SqlKioskLedger(gateway.store).terminal_totals("K0001", date(2026, 11, 25), "CNY")
+    assert held == KioskTotals.zero("CNY")
     assert totals == KioskTotals(
         cash=MethodTotal(count=2, amount=Money(15050, "CNY")),
         card=MethodTotal(count=1, amount=Money(20000, "CNY")),
     )
     assert totals.count == 3 and totals.amount == Money(35050, "CNY")
     empty = SqlKioskLedger(gateway.store).terminal_totals("K0009", date(2026, 11, 25), "CNY")
-    assert empty == KioskTotals.zero("CNY")
+    assert empty == (KioskTotals.zero("CNY"), KioskTotals.zero("CNY"))
+
+
+def test_terminal_totals_count_cash_taken_for_a_closed_account_and_show_it_apart(
+    gateway: Gateway,
+) -> None:
+    gateway.open_account("A1")
+    gateway.pay(kiosk_payment("cash-1", 10000))
+    gateway.open_account("A2")
+    gateway.close_account("A2", closure_id="CL-A2", reason="moved away")
+    gateway.pay(kiosk_payment("cash-2", 3000, account="A2"))  # held in suspense
+    gateway.pay(kiosk_payment("card-3", 2000, account="A2"))  # held in suspense
+    gateway.pay(kiosk_payment("card-4", 500))
+    taken, held = SqlKioskLedger(gateway.store).terminal_totals("K0001", date(2026, 11, 25), "CNY")
+    assert taken == KioskTotals(
+        cash=MethodTotal(count=2, amount=Money(13000, "CNY")),
+        card=MethodTotal(count=2, amount=Money(2500, "CNY")),
+    )
+    assert held == KioskTotals(
+        cash=MethodTotal(count=1, amount=Money(3000, "CNY")),
+        card=MethodTotal(count=1, amount=Money(2000, "CNY")),
+    )
 
 
 def test_a_kiosk_payment_without_a_method_prefix_is_an_integrity_error(gateway: Gateway) -> None:

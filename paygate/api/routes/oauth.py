@@ -6,11 +6,17 @@ HTTP Basic or with ``client_id`` and ``client_secret`` in the body, never both. 
 every refusal, is in the form RFC 6749 §5 prescribes (``{"error": …}``, which OAuth client
 libraries read), not a problem: ``invalid_client`` is 401 with a Basic challenge, the others
 400. Neither the secret nor the token is logged.
+
+Guessing is bounded (:mod:`paygate.token_attempts`): a client id, or a source address (the
+peer, or what a trusted proxy forwarded: ``paygate serve --forwarded-allow-ips``), with too
+many failed authentications in the window is answered 429, ``temporarily_unavailable``, with
+``Retry-After``, before its secret is looked at.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from typing import Final
 from urllib.parse import parse_qsl
 
@@ -21,6 +27,7 @@ from paygate.api.bearer import basic_credentials, tokens_of
 from paygate.api.deps import RuntimeDep, read_body
 from paygate.errors import InvalidInputError
 from paygate.service_clients import REALM, InvalidClientError
+from paygate.token_attempts import TokenThrottledError
 from paygate.tokens import AccessToken, InvalidScopeError
 
 __all__ = ["TOKEN_PATH", "router"]
@@ -34,14 +41,19 @@ _NO_STORE: Final = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
 class _OAuthError(Exception):
-    def __init__(self, error: str, description: str, status: int = 400) -> None:
+    def __init__(
+        self, error: str, description: str, status: int = 400, retry_after: int | None = None
+    ) -> None:
         super().__init__(description)
         self.error, self.description, self.status = error, description, status
+        self.retry_after = retry_after
 
     def response(self) -> Response:
         headers = dict(_NO_STORE)
         if self.status == 401:
             headers["WWW-Authenticate"] = f'Basic realm="{REALM}"'
+        if self.retry_after is not None:
+            headers["Retry-After"] = str(self.retry_after)
         body = {"error": self.error, "error_description": self.description}
         return Response(
             json.dumps(body).encode("utf-8"),
@@ -92,6 +104,8 @@ async def issue_token(request: Request, runtime: RuntimeDep) -> Response:
     body = await read_body(request, _MAX_BODY)
     content_type = request.headers.get("content-type")
     authorization = request.headers.getlist("authorization")
+    source = request.client.host if request.client is not None else None
+    clock = runtime.gateway.clock
 
     def work() -> AccessToken:
         form = _form(content_type, body)
@@ -102,7 +116,12 @@ async def issue_token(request: Request, runtime: RuntimeDep) -> Response:
         if grant != "client_credentials":
             raise _OAuthError("unsupported_grant_type", "only client_credentials is granted")
         try:
-            return tokens.issue(client_id, secret, form.get("scope"))
+            return tokens.issue(client_id, secret, form.get("scope"), source=source)
+        except TokenThrottledError as exc:
+            wait = math.ceil((exc.retry_at - clock.now()).total_seconds())
+            raise _OAuthError(
+                "temporarily_unavailable", str(exc.message), 429, retry_after=max(1, wait)
+            ) from None
         except InvalidClientError as exc:
             raise _OAuthError("invalid_client", str(exc.message), 401) from None
         except InvalidScopeError as exc:
