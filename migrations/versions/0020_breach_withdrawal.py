@@ -6,7 +6,7 @@ kept (who detected what, when) and marked ``withdrawn_at`` with the reason; ever
 breaches leaves withdrawn ones out. Frozen: imports nothing from paygate.
 
 Revision ID: 0020
-Revises: 0015
+Revises: 0019
 Create Date: 2026-12-05
 """
 
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0020"
-down_revision: str | None = "0015"
+down_revision: str | None = "0019"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

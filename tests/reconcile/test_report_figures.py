@@ -239,7 +239,7 @@ def test_migration_0018_signs_the_totals_stored_before_it(accounts: Gateway) -> 
     signed = run.totals
     assert signed[FindingClass.REVERSAL_MATCHED].amount.minor == -4000
     # Before 0018 the stored totals counted the refund's size ...
-    migrate.downgrade(accounts.store.url, "-1")
+    migrate.downgrade(accounts.store.url, "0017")
     before = load_run(accounts, run.id, as_of=run.as_of).totals
     assert before[FindingClass.REVERSAL_MATCHED].amount.minor == 4000
     # ... and 0018 computes them again, signed, as a run made now stores them.
