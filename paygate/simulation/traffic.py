@@ -419,7 +419,10 @@ class Channels:
             return
         if receipt.replayed:
             self.tally.replays += 1
-            return
+            if (receipt.channel, receipt.channel_txn_id) in self.acknowledged:
+                return
+            # Posted before the gateway died unanswered: this replay is the first answer the
+            # channel hears, its acknowledgement (checked posted once, on its statement).
         self._posted(receipt)
 
     def _posted(self, receipt: Receipt | PaymentItem) -> None:
