@@ -6,6 +6,7 @@ posting path); any credit the account holds is applied to the new bill in the sa
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, datetime
 
 from paygate import billing
@@ -35,11 +36,16 @@ from paygate.records import (
     insert_bill,
     load_bills,
     lock_account,
+    marks,
     write_bills,
 )
 from paygate.store.engine import Tx, UniqueViolation
 
 __all__ = ["Accounts"]
+
+_STATUS_CHUNK = 500
+"""Accounts read per query by ``account_statuses`` (bound parameters stay well within every
+database's limit)."""
 
 
 class Accounts:
@@ -290,6 +296,53 @@ class Accounts:
             )
             return self._status(acct, day, credit)
 
+        return self._core.store.run(work, write=False)
+
+    def account_statuses(
+        self, account_nos: Sequence[str], as_of: date | None = None
+    ) -> dict[str, AccountStatus]:
+        """:meth:`account_status` of each of ``account_nos``, read in one transaction (a
+        billing run's or a simulation's many accounts); an unknown one raises
+        :class:`UnknownAccountError` naming it."""
+        if isinstance(as_of, datetime):
+            as_of = self._core.local_date(require_aware(as_of, "as_of"))
+        day = as_of if as_of is not None else self._core.local_date(self._core.clock.now())
+        wanted = sorted(set(account_nos))
+
+        def work(tx: Tx) -> dict[str, AccountStatus]:
+            accts: list[Account] = []
+            credits: dict[int, int] = {}
+            for start in range(0, len(wanted), _STATUS_CHUNK):
+                chunk = wanted[start : start + _STATUS_CHUNK]
+                placeholders, params = marks("n", chunk)
+                rows = tx.all(
+                    f"SELECT {ACCOUNT_COLUMNS} FROM accounts a "  # noqa: S608
+                    f"WHERE a.account_no IN ({placeholders})",
+                    params,
+                )
+                found = [account_from_row(row) for row in rows]
+                known = {acct.account_no for acct in found}
+                for no in chunk:
+                    if no not in known:
+                        raise UnknownAccountError(f"no account {no}", field="account_no")
+                id_marks, ids = marks("a", [acct.id for acct in found])
+                credits.update(
+                    (int(account_id), int(total))
+                    for account_id, total in tx.all(
+                        "SELECT account_id, COALESCE(SUM(unallocated), 0) FROM payments "  # noqa: S608
+                        f"WHERE account_id IN ({id_marks}) AND status = 'posted' "
+                        "GROUP BY account_id",
+                        ids,
+                    )
+                )
+                load_bills(tx, found)
+                accts += found
+            return {
+                acct.account_no: self._status(acct, day, credits.get(acct.id, 0)) for acct in accts
+            }
+
+        if not wanted:
+            return {}
         return self._core.store.run(work, write=False)
 
     def _status(self, acct: Account, day: date, credit: int) -> AccountStatus:

@@ -514,6 +514,13 @@ class Gateway(RefundDoor):
         datetime means its date in the utility's zone."""
         return self.accounts.account_status(account_no, as_of)
 
+    def account_statuses(
+        self, account_nos: Sequence[str], as_of: date | None = None
+    ) -> dict[str, AccountStatus]:
+        """:meth:`account_status` of many accounts at once, read in one transaction; keyed by
+        account number. An unknown number raises ``UnknownAccountError`` naming it."""
+        return self.accounts.account_statuses(account_nos, as_of)
+
     def ledger_balances(self) -> dict[str, Money]:
         """Every ledger account's cached balance, by account code."""
         return self.payments.ledger_balances()

@@ -264,6 +264,35 @@ class TestPayments:
         assert second.late_fee == yuan("2.55")
         assert second.balance_after == yuan("0") and second.arrears_cleared
 
+    def test_statuses_of_many_accounts_are_each_what_account_status_says(
+        self, billed: Gateway
+    ) -> None:
+        billed.open_account("3100000002", category="non_residential", name="Li Si")
+        billed.open_account("3100000003", category="residential", name="Wang Wu")
+        billed.issue_bill(
+            "3100000002",
+            bill_no="B-2026-10-2",
+            amount=yuan("5000.00"),
+            period="2026-10",
+            due_date=date(2026, 12, 15),
+        )
+        billed.pay(intent("K-1", "300.00"))
+        billed.pay(intent("K-2", "20.00", account="3100000003"))  # credit: no bill to pay
+        numbers = ["3100000003", "3100000001", "3100000002", "3100000001"]
+        day = date(2026, 11, 25)
+        statuses = billed.account_statuses(numbers, day)
+        assert sorted(statuses) == ["3100000001", "3100000002", "3100000003"]
+        for number, status in statuses.items():
+            assert status == billed.account_status(number, day)
+        assert statuses["3100000001"].arrears == yuan("710.00")  # 1000 + 10 late - 300
+        assert statuses["3100000003"].credit == yuan("20.00")
+        assert billed.account_statuses([]) == {}
+
+    def test_statuses_refuse_an_unknown_account_by_name(self, billed: Gateway) -> None:
+        with pytest.raises(UnknownAccountError, match="nope") as caught:
+            billed.account_statuses(["3100000001", "nope"])
+        assert caught.value.field == "account_no"
+
     def test_overpayment_becomes_credit_that_the_next_bill_consumes(self, billed: Gateway) -> None:
         receipt = billed.pay(intent("K-1", "1100.00"))
         assert receipt.credit == yuan("90.00") and receipt.balance_after == yuan("-90.00")

@@ -22,7 +22,7 @@ from pydantic import SecretBytes
 from paygate.channels.bank_agent import (
     post_batch_file,
 )
-from paygate.channels.base import ChannelAdapter, ChannelConfig, NotifyResult
+from paygate.channels.base import ChannelAdapter, ChannelConfig, NotifyResult, PaymentSink
 from paygate.channels.kiosk import KioskMethod
 from paygate.channels.orders import new_order_id
 from paygate.clock import FixedClock, business_date
@@ -45,9 +45,10 @@ from paygate.devices import DeviceRegistry
 from paygate.errors import PaygateError
 from paygate.feeds import PaymentItem, PaymentItemKind
 from paygate.gateway import Gateway
-from paygate.models import PaymentIntent, PayOutcome, Receipt
+from paygate.models import AccountStatus, PaymentIntent, PayOutcome, Receipt
 from paygate.money import Money
 from paygate.simulation.faults import FaultProfile
+from paygate.simulation.group import Crash, post_together
 from paygate.simulation.http import HttpGateway
 from paygate.simulation.world import CURRENCY, ZONE, Randoms
 from paygate.vouchers import VoucherService
@@ -58,6 +59,11 @@ CHANNELS: Final = ("alipay", "wechatpay", "online", "kiosk", "pos", "bank_agent"
 """Where customers pay: the six channels (the wallets are two adapters of one channel)."""
 STATEMENT_CHANNELS: Final = ("alipay", "wechatpay", "online", "bank_agent")
 """Channels that send a settlement statement; the kiosk and POS close their day themselves."""
+GROUPED: Final = ("alipay", "wechatpay", "online", "bank_agent")
+"""Channels whose notifications are HTTP requests to ``paygate serve``: those arriving in the
+same step are group-committed (:mod:`paygate.simulation.group`). The kiosk and the POS
+terminal are one device each and send one request at a time; a voucher redemption is a
+transaction of its own."""
 CARD_FACES: Final = (5_000, 10_000, 20_000, 50_000)
 
 _Send = Callable[[Message], NotifyResult]
@@ -165,6 +171,9 @@ class Channels:
         self._feed_cursor: str | None = None
         self._http_expected: list[tuple[str, str]] = []
         self._refused: set[tuple[str, str, datetime, int]] = set()
+        self.arriving: list[tuple[_Pending, Message]] = []
+        """Notifications arrived in this step, waiting to be handled together
+        (:meth:`deliver_arrived`)."""
 
     # -- wiring ----------------------------------------------------------------------------
 
@@ -229,11 +238,14 @@ class Channels:
 
     # -- payments --------------------------------------------------------------------------
 
-    def pay(self, account_no: str, channel: str, *, prepaid: bool) -> None:
-        """The holder of ``account_no`` pays through ``channel``: usually what is owed, now
-        and then part of it or a round sum above it."""
-        gateway = self._gw()
-        status = gateway.account_status(account_no)
+    def pay(
+        self, account_no: str, channel: str, *, prepaid: bool, status: AccountStatus | None = None
+    ) -> None:
+        """The holder of ``account_no`` pays through ``channel``: usually what is owed (as
+        ``status`` says, read now if not given), now and then part of it or a round sum
+        above it."""
+        if status is None:
+            status = self._gw().account_status(account_no)
         owed = status.arrears.minor or status.outstanding.minor
         if owed <= 0:
             if not prepaid:
@@ -286,6 +298,9 @@ class Channels:
             delay = timedelta(minutes=self._late.randrange(20, 6 * 60))
             self._hold(replace(pending, due=now + delay, fault="late_notify"))
             return
+        if _grouped(pending):
+            self.arriving.append((pending, message))
+            return
         result = self._deliver(pending, message)
         if (
             resend is not None
@@ -314,7 +329,44 @@ class Channels:
             self._late.shuffle(due)
         for pending in due:
             message = pending.message if pending.resend is None else pending.resend(pending.message)
-            self._deliver(pending, message)
+            if _grouped(pending):
+                self.arriving.append((pending, message))
+            else:
+                self._deliver(pending, message)
+
+    def deliver_arrived(self) -> None:
+        """Handle the notifications that arrived in this step together, their payments
+        group-committed as ``paygate serve`` commits concurrent requests. A channel that heard
+        its answer lost sends the message again; the copies arrive together after the answers.
+        With the profile's chance per message, the gateway dies with the group in flight,
+        before or after its commit: every message without an answer is sent again a step
+        later, to the restarted gateway."""
+        while self.arriving:
+            group, self.arriving = self.arriving, []
+            crash: Crash | None = None
+            for _ in group:
+                if self._crash.random() < self.faults.gateway_crash and crash is None:
+                    before = self._crash.random() < 0.5
+                    crash = Crash.BEFORE_COMMIT if before else Crash.AFTER_COMMIT
+            results = post_together(self._gw(), [_job(p, m) for p, m in group], crash)
+            if crash is not None:
+                self.tally.faults["gateway_crash"] += 1
+                self.log(f"crash {crash.value}")
+                self._crash_hook(crash.value)
+            for (pending, message), result in zip(group, results, strict=True):
+                if result is None:
+                    self._hold(
+                        replace(
+                            pending,
+                            due=self.clock.now() + timedelta(minutes=10),
+                            fault="gateway_crash",
+                        )
+                    )
+                    continue
+                self._answered(pending, result)
+                if pending.resend is not None and self._dup.random() < self.faults.duplicate_notify:
+                    self.tally.faults["duplicate_notify"] += 1
+                    self.arriving.append((pending, pending.resend(message)))
 
     def _deliver(self, pending: _Pending, message: Message) -> NotifyResult | None:
         """Hand ``message`` to its adapter. With the profile's chance, the gateway dies while
@@ -331,6 +383,11 @@ class Channels:
         if crash:
             self._gateway_crashed(pending, "gateway, after posting, before answering")
             return None
+        self._answered(pending, result)
+        return result
+
+    def _answered(self, pending: _Pending, result: NotifyResult) -> None:
+        """Paygate answered ``pending``'s channel with ``result``."""
         self._record(pending.channel, result)
         key = (pending.channel, pending.account_no, pending.paid_at, pending.amount.minor)
         if not result.ok and pending.channel in STATEMENT_CHANNELS and key not in self._refused:
@@ -340,7 +397,6 @@ class Channels:
             self._settle_only(
                 pending.channel, pending.account_no, pending.amount, pending.paid_at, "REFUSED"
             )
-        return result
 
     def _gateway_crashed(self, pending: _Pending, where: str) -> None:
         self.tally.faults["gateway_crash"] += 1
@@ -363,7 +419,10 @@ class Channels:
             return
         if receipt.replayed:
             self.tally.replays += 1
-            return
+            if (receipt.channel, receipt.channel_txn_id) in self.acknowledged:
+                return
+            # Posted before the gateway died unanswered: this replay is the first answer the
+            # channel hears, its acknowledgement (checked posted once, on its statement).
         self._posted(receipt)
 
     def _posted(self, receipt: Receipt | PaymentItem) -> None:
@@ -510,16 +569,9 @@ class Channels:
             if not page.items:
                 return
 
-    def _sender(self, adapter: str, operation: str) -> _Send:
-        """How a message reaches an adapter operation, as the HTTP layer hands it over: looked
-        up when it is sent, so that a message held over a crash reaches the restarted gateway."""
-
-        def send(message: Message) -> NotifyResult:
-            handle = getattr(getattr(self, adapter), operation)
-            result: NotifyResult = handle(message.body, message.headers, self._gw())
-            return result
-
-        return send
+    def _sender(self, adapter: str, operation: str) -> _ToAdapter:
+        """How a message reaches an adapter operation, as the HTTP layer hands it over."""
+        return _ToAdapter(self, adapter, operation)
 
     # -- the channels' own days ------------------------------------------------------------
 
@@ -564,6 +616,39 @@ class Channels:
                 self._posted(outcome.receipt)
         self.tally.refused_genuine["bank_agent"] += len(result.refused)
         return 0
+
+
+@dataclass(frozen=True)
+class _ToAdapter:
+    """A message handed to an adapter operation, as the HTTP layer hands it over: the adapter
+    is looked up when the message is sent, so that a message held over a crash reaches the
+    restarted gateway. ``sink`` is where the adapter posts (the Gateway, or a group)."""
+
+    channels: Channels
+    adapter: str
+    operation: str
+
+    def __call__(self, message: Message, sink: PaymentSink | None = None) -> NotifyResult:
+        handle = getattr(getattr(self.channels, self.adapter), self.operation)
+        target = sink if sink is not None else self.channels._gw()
+        result: NotifyResult = handle(message.body, message.headers, target)
+        return result
+
+
+def _grouped(pending: _Pending) -> bool:
+    """Whether ``pending`` is a notification to an adapter in process that ``paygate serve``
+    would group-commit (not one sent over real HTTP, which the HTTP gateway answers)."""
+    return pending.channel in GROUPED and isinstance(pending.send, _ToAdapter)
+
+
+def _job(pending: _Pending, message: Message) -> Callable[[PaymentSink], NotifyResult]:
+    send = pending.send
+    assert isinstance(send, _ToAdapter)
+
+    def job(sink: PaymentSink) -> NotifyResult:
+        return send(message, sink)
+
+    return job
 
 
 class _Recorder:
