@@ -5,9 +5,10 @@ Run from the repository root::
     .venv/bin/python bench/growth.py             # stages 0, 1 M, 3 M, 10 M postings
     .venv/bin/python bench/growth.py --quick     # stages 0, 50 k, 200 k: does the script work?
     .venv/bin/python bench/growth.py --explain plans.txt   # also write the plan of every
-                                       # statement one pay() runs per stage (auto_explain,
-                                       # foreign-key checks and triggers too) and print its
-                                       # buffers and server time
+                                       # statement one pay() and one pay_many() of 500 run
+                                       # per stage, grown and empty (auto_explain, foreign-key
+                                       # checks and triggers too); print buffers, server time
+                                       # and pay_many()'s costliest statements
 
 One database grows in stages. Before any stage is measured, history is loaded set-based with
 COPY: customers, their monthly bills, each bill's journal entry, the payment that paid it (its
@@ -16,8 +17,10 @@ and the cached balances, month after month back from the current month, as ``ope
 ``issue_bill`` and ``pay`` would have written them; a share of the payments are late and carry a
 late fee (four postings instead of two). Channel transaction ids look random, as a bank's
 references do, so the idempotency index is probed at random like in production. The history is
-then sealed through the Gateway and the database vacuumed and analyzed, as autovacuum would
-have by then.
+then sealed (set-based, into exactly the blocks ``Gateway.seal()`` would make; ``--check-seal``
+compares the two) and the database vacuumed and analyzed, as autovacuum would have by then.
+The load phases run at a lower priority (``--nice``, default 10), the measured ones at normal
+priority.
 
 At each stage customers with history (fresh ones on the empty ledger) get one open bill ten
 days overdue (as in bench/ingest.py) and pay it in full: first ``--n`` payments through
@@ -33,7 +36,7 @@ On a partitioned database (PostgreSQL at revision 0009) each month of history ge
 partitions and ids from its month's range, as if it had been written then.
 
 The databases are ``paygate_growth_<pid>_*`` beside ``--pg-url`` and are dropped at the end
-(``--keep`` keeps the grown one). A 10 M ledger takes about 7 GB of disk. See bench/README.md.
+(``--keep`` keeps the grown one). A 10 M ledger takes about 8 GB of disk. See bench/README.md.
 """
 
 from __future__ import annotations
@@ -803,9 +806,15 @@ def measure(
 # --- plans of what pay() runs --------------------------------------------------------------
 
 
-def explain(url: str, owed: Sequence[tuple[Customer, int]], out: Any, stage: int) -> None:
-    """Pay a few bills with auto_explain on: every statement's plan, ANALYZE and BUFFERS,
-    including those run inside triggers and foreign-key checks."""
+EXPLAIN_BATCH = 500  # payments of the pay_many() whose plans --explain captures
+
+
+def explain(
+    url: str, owed: Sequence[tuple[Customer, int]], out: Any, stage: int, side: str
+) -> None:
+    """Pay bills with auto_explain on: every statement's plan, ANALYZE and BUFFERS, including
+    those run inside triggers and foreign-key checks; of one ``pay()`` (the third of ``owed``),
+    then of one ``pay_many()`` of the rest."""
     notices: list[str] = []
 
     def on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -824,22 +833,51 @@ def explain(url: str, owed: Sequence[tuple[Customer, int]], out: Any, stage: int
 
     event.listen(Engine, "connect", on_connect)
     try:
-        intents = _intents(owed, f"X{stage}")
+        intents = _intents(owed, f"X{stage}{side[0]}")
         with Gateway.open(settings=Settings(database_url=url, seal_every=0)) as gateway:
-            for intent in intents[:-1]:
+            for intent in intents[:2]:
                 gateway.pay(intent)
             notices.clear()
-            gateway.pay(intents[-1])
+            gateway.pay(intents[2])
+            single = list(notices)
+            notices.clear()
+            _all_posted(gateway.pay_many(intents[3:]))
+            many = list(notices)
     finally:
         event.remove(Engine, "connect", on_connect)
+    for title, captured in (("one pay()", single), (f"pay_many() of {len(intents) - 3}", many)):
+        out.write(f"---- {side}: {title} ----\n")
+        for text in captured:
+            out.write(text + "\n\n")
+        statements, hit, read, server_ms = plan_totals(captured)
+        print(
+            f"  {side} {title}: {statements} statements, {hit} buffers hit + {read} read, "
+            f"{server_ms:.2f} ms of execution in the server (sealing left out)",
+            flush=True,
+        )
+        if captured is many:
+            for sql, ms, b_hit, b_read in _top_statements(captured):
+                print(f"    {ms:8.1f} ms {b_hit:7d} hit {b_read:6d} read  {sql}", flush=True)
+
+
+def _top_statements(notices: Sequence[str], top: int = 6) -> list[tuple[str, float, int, int]]:
+    """The statements that spent the most server time, by their first words, with buffers."""
+    totals: dict[str, list[float]] = {}
     for text in notices:
-        out.write(text + "\n\n")
-    statements, hit, read, server_ms = plan_totals(notices)
-    print(
-        f"  one pay(): {statements} statements, {hit} buffers hit + {read} read, "
-        f"{server_ms:.2f} ms of execution in the server (sealing left out)",
-        flush=True,
-    )
+        duration = re.search(r"duration: ([\d.]+) ms", text)
+        query = re.search(r"Query Text: (.*)", text)
+        if duration is None or query is None:
+            continue
+        key = " ".join(query.group(1).split())[:70]
+        buffers = re.search(r"Buffers: shared([^\n]*)", text)
+        hits = re.search(r"hit=(\d+)", buffers.group(1)) if buffers else None
+        reads = re.search(r"read=(\d+)", buffers.group(1)) if buffers else None
+        row = totals.setdefault(key, [0.0, 0, 0])
+        row[0] += float(duration.group(1))
+        row[1] += int(hits.group(1)) if hits else 0
+        row[2] += int(reads.group(1)) if reads else 0
+    ranked = sorted(totals.items(), key=lambda item: -item[1][0])[:top]
+    return [(sql, ms, int(h), int(r)) for sql, (ms, h, r) in ranked]
 
 
 _SEALING = ("advisory", "seal_blocks", "journal_seals", "FROM seal_queue", "WHERE id IN (")
@@ -1044,7 +1082,8 @@ def run(admin: str, plan: Plan, *, keep: bool, verify: bool, explain_to: Any) ->
                     load_history(url, history, months, plan.customers)
                 loaded = time.perf_counter() - started
                 load_seconds += loaded
-                want = per_round * plan.rounds + (3 if explain_to is not None else 0)
+                extra = 3 + EXPLAIN_BATCH if explain_to is not None else 0
+                want = per_round * plan.rounds + extra
                 if used + want <= len(history.customers):
                     payers = history.customers[used : used + want]  # customers with history
                     used += want
@@ -1073,8 +1112,11 @@ def run(admin: str, plan: Plan, *, keep: bool, verify: bool, explain_to: Any) ->
             )
             if explain_to is not None:
                 explain_to.write(f"==== stage {stage}: {postings:,} postings ====\n")
-                explain(url, owed[-3:], explain_to, stage)
-                owed = owed[:-3]
+                explain(url, owed[-extra:], explain_to, stage, "grown")
+                owed = owed[:-extra]
+                copy_url = dbs.create("copy", template="empty")
+                explain(copy_url, empty_owed[-extra:], explain_to, stage, "empty")
+                dbs.drop("copy")
             grown: list[tuple[float, float]] = []
             empty: list[tuple[float, float]] = []
             for r in range(plan.rounds):
