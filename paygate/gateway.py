@@ -300,11 +300,9 @@ class Gateway(RefundDoor):
         return self.payment_group.pay(intent)
 
     def pay_many(self, intents: Iterable[PaymentIntent]) -> list[PayOutcome]:
-        """Post a batch (a bank's daily file): chunked transactions, one outcome per item.
-
-        A refused item is reported and never costs the others their posting; each chunk
-        commits on its own, so a failure later in the batch loses nothing already posted.
-        """
+        """Post a batch (a bank's daily file): chunked transactions, one outcome per item. A
+        refused item is reported and never costs the others their posting; each chunk commits
+        on its own, so a failure later in the batch loses nothing already posted."""
         return self.payments.pay_many(intents)
 
     def post_within(self, tx: Tx, intents: Sequence[PaymentIntent]) -> list[Receipt | PaygateError]:
@@ -318,10 +316,8 @@ class Gateway(RefundDoor):
         return self.payments.post_within(tx, intents)
 
     def debit_account(self, tx: Tx, channel: str, currency: str) -> int:
-        """The account a channel's payments are debited to (its clearing account by default).
-
-        Reconciliation and settlement use the same rule for suspense and bank postings.
-        """
+        """The account a channel's payments are debited to (its clearing account by default);
+        reconciliation and settlement use the same rule for suspense and bank postings."""
         return self.payments.debit_account(tx, channel, currency)
 
     def reverse(self, payment_id: int, reason: str) -> Reversal:

@@ -19,8 +19,6 @@ that one payment's rows can be written without waiting for the database to hand 
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
-from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -28,12 +26,9 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     Date,
-    DateTime,
-    Dialect,
     ForeignKey,
     Index,
     Integer,
-    MetaData,
     PrimaryKeyConstraint,
     SmallInteger,
     String,
@@ -41,7 +36,15 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.types import TypeDecorator
+
+from paygate.store import operator_tables  # noqa: F401 - its tables belong to metadata
+from paygate.store.columns import (
+    SQLITE_TIMESTAMP_FORMAT,
+    UTCDateTime,
+    id_column,
+    metadata,
+    writer_xid_column,
+)
 
 __all__ = [
     "PARTITIONED_TABLES",
@@ -53,66 +56,12 @@ __all__ = [
     "metadata",
 ]
 
-NAMING_CONVENTION = {
-    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
-    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
-
-metadata = MetaData(naming_convention=NAMING_CONVENTION)
-
-# SQLite has no timestamp type: times are stored as UTC text in this exact form, which sorts
-# chronologically and is what SQLAlchemy's own SQLite DATETIME writes.
-SQLITE_TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """An aware datetime stored in UTC (``timestamptz`` on PostgreSQL, UTC text on SQLite)."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("refusing to store a naive datetime")
-        value = value.astimezone(UTC)
-        if dialect.name == "sqlite":
-            return value.replace(tzinfo=None)
-        return value
-
-    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if isinstance(value, str):
-            value = datetime.strptime(value, SQLITE_TIMESTAMP_FORMAT).replace(tzinfo=UTC)
-        assert isinstance(value, datetime)
-        if value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
-
-
-def _id() -> Column[int]:
-    return Column("id", BigInteger, primary_key=True, autoincrement=False)
-
-
-def _writer_xid() -> Column[int]:
-    # The feeds' commit order on PostgreSQL (paygate.feeds): the id of the transaction that
-    # wrote the row, given by the column's default (pg_current_xact_id(), set by migration
-    # 0010), so that no writer names it. Rows older than the column, and every row on SQLite
-    # (whose feeds are ordered by feed_log instead), hold 0.
-    return Column("writer_xid", BigInteger, nullable=False, server_default="0")
-
-
 # --- ledger ---------------------------------------------------------------------------------
 
 ledger_accounts = Table(
     "ledger_accounts",
     metadata,
-    _id(),
+    id_column(),
     Column("code", String(100), nullable=False, unique=True),
     Column("kind", String(32), nullable=False),
     Column("currency", String(3), nullable=False),
@@ -135,13 +84,13 @@ ledger_balances = Table(
 journal_entries = Table(
     "journal_entries",
     metadata,
-    _id(),
+    id_column(),
     Column("kind", String(32), nullable=False),
     Column("reference", String(100), nullable=False),
     Column("memo", Text, nullable=False),
     Column("business_date", Date, nullable=False),
     Column("posted_at", UTCDateTime, nullable=False),
-    _writer_xid(),
+    writer_xid_column(),
     Index("ix_journal_entries_writer_xid", "writer_xid", "id"),
     info={"owner": "paygate.ledger"},
     postgresql_partition_by="RANGE (id)",
@@ -206,7 +155,7 @@ id_blocks = Table(
 accounts = Table(
     "accounts",
     metadata,
-    _id(),
+    id_column(),
     Column("account_no", String(64), nullable=False, unique=True),
     Column("name", String(200)),
     Column("category", String(32), nullable=False),
@@ -227,7 +176,7 @@ accounts = Table(
 bills = Table(
     "bills",
     metadata,
-    _id(),
+    id_column(),
     Column("account_id", BigInteger, ForeignKey("accounts.id"), nullable=False),
     Column("bill_no", String(64), nullable=False, unique=True),
     Column("period", String(16), nullable=False),
@@ -254,7 +203,7 @@ bills = Table(
 payments = Table(
     "payments",
     metadata,
-    _id(),
+    id_column(),
     Column("channel", String(64), nullable=False),
     Column("channel_txn_id", String(64), nullable=False),
     Column("account_id", BigInteger, ForeignKey("accounts.id"), nullable=False, index=True),
@@ -288,7 +237,7 @@ payments = Table(
 allocations = Table(
     "allocations",
     metadata,
-    _id(),
+    id_column(),
     # No foreign key to payments: an allocation is written by the statement that writes its
     # payment, or under the lock of the payment's account, and a payment is never deleted (a
     # trigger refuses it). See migration 0007.
@@ -312,7 +261,7 @@ allocations = Table(
 supply_orders = Table(
     "supply_orders",
     metadata,
-    _id(),
+    id_column(),
     Column("account_id", BigInteger, ForeignKey("accounts.id"), nullable=False, index=True),
     Column("kind", String(16), nullable=False),
     Column("status", String(16), nullable=False),
@@ -335,7 +284,7 @@ supply_orders = Table(
     Column("claimed_until", UTCDateTime),
     Column("claim_token", String(32)),
     Column("last_error", Text),
-    _writer_xid(),
+    writer_xid_column(),
     Index("ix_supply_orders_due", "status", "next_attempt_at"),
     Index("ix_supply_orders_writer_xid", "writer_xid", "id"),
     info={"owner": "paygate.records"},
@@ -344,7 +293,7 @@ supply_orders = Table(
 breaches = Table(
     "breaches",
     metadata,
-    _id(),
+    id_column(),
     Column("order_id", BigInteger, ForeignKey("supply_orders.id"), nullable=False, index=True),
     Column("step", String(16), nullable=False),
     Column("severity", String(16), nullable=False),
@@ -362,7 +311,7 @@ breaches = Table(
 dunning_notices = Table(
     "dunning_notices",
     metadata,
-    _id(),
+    id_column(),
     Column("account_id", BigInteger, ForeignKey("accounts.id"), nullable=False, index=True),
     Column("kind", String(16), nullable=False),
     Column("served_at", UTCDateTime, nullable=False),
@@ -377,7 +326,7 @@ dunning_notices = Table(
 bill_corrections = Table(
     "bill_corrections",
     metadata,
-    _id(),
+    id_column(),
     Column("correction_id", String(64), nullable=False, unique=True),
     Column("kind", String(8), nullable=False),
     Column("account_id", BigInteger, ForeignKey("accounts.id"), nullable=False),
@@ -401,7 +350,7 @@ bill_corrections = Table(
 refund_orders = Table(
     "refund_orders",
     metadata,
-    _id(),
+    id_column(),
     Column("refund_id", String(64), nullable=False, unique=True),
     Column("account_id", BigInteger, ForeignKey("accounts.id"), nullable=False, index=True),
     Column("route", String(32), nullable=False),
@@ -438,7 +387,7 @@ refund_orders = Table(
 account_closures = Table(
     "account_closures",
     metadata,
-    _id(),
+    id_column(),
     Column("closure_id", String(64), nullable=False, unique=True),
     Column("account_id", BigInteger, ForeignKey("accounts.id"), nullable=False, unique=True),
     Column("final_bill_no", String(64)),
@@ -455,7 +404,7 @@ account_closures = Table(
 payment_findings = Table(
     "payment_findings",
     metadata,
-    _id(),
+    id_column(),
     Column("payment_id", BigInteger, nullable=False, unique=True),
     Column("account_id", BigInteger, ForeignKey("accounts.id"), nullable=False, index=True),
     Column("reason", String(32), nullable=False),
@@ -472,7 +421,7 @@ payment_findings = Table(
 payment_finding_resolutions = Table(
     "payment_finding_resolutions",
     metadata,
-    _id(),
+    id_column(),
     Column("resolution_id", String(64), nullable=False, unique=True),
     Column("finding_id", BigInteger, ForeignKey("payment_findings.id"), nullable=False, index=True),
     Column("settles_finding_id", BigInteger, unique=True),
@@ -495,7 +444,7 @@ payment_finding_resolutions = Table(
 supply_transitions = Table(
     "supply_transitions",
     metadata,
-    _id(),
+    id_column(),
     Column("account_id", BigInteger, ForeignKey("accounts.id"), nullable=False, index=True),
     Column("from_state", String(32), nullable=False),
     Column("to_state", String(32), nullable=False),
@@ -509,7 +458,7 @@ supply_transitions = Table(
 outbox = Table(
     "outbox",
     metadata,
-    _id(),
+    id_column(),
     Column("event_type", String(64), nullable=False),
     Column("account_no", String(64)),
     Column("payload", Text, nullable=False),
@@ -521,7 +470,7 @@ outbox = Table(
     Column("dead_at", UTCDateTime),
     Column("claimed_until", UTCDateTime),
     Column("claim_token", String(32)),
-    _writer_xid(),
+    writer_xid_column(),
     Index("ix_outbox_pending", "delivered_at", "available_at"),
     Index("ix_outbox_account", "account_no", "id"),  # per-account order of delivery
     Index("ix_outbox_writer_xid", "writer_xid", "id"),
@@ -536,7 +485,7 @@ outbox = Table(
 devices = Table(
     "devices",
     metadata,
-    _id(),
+    id_column(),
     Column("device_id", String(64), nullable=False, unique=True),
     Column("channel", String(32), nullable=False),
     Column("key_kind", String(16), nullable=False),
@@ -576,7 +525,7 @@ payment_orders = Table(
 kiosk_closes = Table(
     "kiosk_closes",
     metadata,
-    _id(),
+    id_column(),
     Column("terminal_id", String(64), nullable=False),
     Column("business_date", Date, nullable=False),
     Column("counted_cash", BigInteger, nullable=False),
@@ -593,7 +542,7 @@ kiosk_closes = Table(
 voucher_batches = Table(
     "voucher_batches",
     metadata,
-    _id(),
+    id_column(),
     Column("batch_no", String(64), nullable=False, unique=True),
     Column("face_value", BigInteger, nullable=False),
     Column("currency", String(3), nullable=False),
@@ -611,7 +560,7 @@ voucher_batches = Table(
 vouchers = Table(
     "vouchers",
     metadata,
-    _id(),
+    id_column(),
     Column("serial", String(32), nullable=False, unique=True),
     Column("batch_id", BigInteger, ForeignKey("voucher_batches.id"), nullable=False, index=True),
     Column("pin_hash", String(128), nullable=False),
@@ -626,7 +575,7 @@ vouchers = Table(
 voucher_attempts = Table(
     "voucher_attempts",
     metadata,
-    _id(),
+    id_column(),
     Column("serial", String(32), nullable=False, index=True),
     Column("account_no", String(64), nullable=False, index=True),
     Column("source", String(200), nullable=False),
@@ -645,7 +594,7 @@ voucher_attempts = Table(
 reconciliation_runs = Table(
     "reconciliation_runs",
     metadata,
-    _id(),
+    id_column(),
     Column("kind", String(16), nullable=False),
     Column("channel", String(64), nullable=False),
     Column("business_date", Date, nullable=False),
@@ -730,7 +679,7 @@ reconciliation_findings = Table(
 reconciliation_resolutions = Table(
     "reconciliation_resolutions",
     metadata,
-    _id(),
+    id_column(),
     Column("run_id", BigInteger, ForeignKey("reconciliation_runs.id"), nullable=False),
     Column("finding_seq", Integer, nullable=False),
     Column("channel", String(64), nullable=False),
@@ -785,152 +734,3 @@ def alembic_include_object(
         return True
     referred = getattr(obj, "referred_table", None)
     return not (referred is not None and is_partition(str(referred.name)))
-
-
-# --- feeds and service clients --------------------------------------------------------------
-
-# The feeds' commit order on SQLite (paygate.feeds): a row per journal entry, outbox event and
-# supply order, appended by an AFTER INSERT trigger inside the writing transaction (migration
-# 0010). SQLite has one writer at a time, so ``seq`` (the rowid, max + 1, never reused: rows
-# are never deleted) grows in commit order. On PostgreSQL the table stays empty: there the
-# writer's transaction id (``writer_xid``) orders the feeds.
-feed_log = Table(
-    "feed_log",
-    metadata,
-    Column("seq", Integer, primary_key=True, autoincrement=True),
-    Column("source", String(16), nullable=False),
-    Column("row_id", BigInteger, nullable=False),
-    Index("ix_feed_log_source_seq", "source", "seq"),
-    Index("ix_feed_log_source_row", "source", "row_id", unique=True),
-    info={"owner": "paygate.feeds"},
-)
-
-# Programs (billing systems) that read the feeds over HTTP: a client id, its scopes, and its
-# secret only as a scrypt hash. ``generation`` counts rotations: a token names the generation
-# it was issued under, and one of an earlier generation is refused.
-service_clients = Table(
-    "service_clients",
-    metadata,
-    _id(),
-    Column("client_id", String(64), nullable=False, unique=True),
-    Column("label", String(200)),
-    Column("scopes", Text, nullable=False),
-    Column("secret_hash", String(255), nullable=False),
-    Column("generation", Integer, nullable=False),
-    Column("status", String(16), nullable=False),
-    Column("created_at", UTCDateTime, nullable=False),
-    Column("rotated_at", UTCDateTime),
-    Column("revoked_at", UTCDateTime),
-    info={"owner": "paygate.service_clients"},
-)
-
-# Attempts at the token endpoint (paygate.token_attempts): one row each, refusals included, so
-# that every worker counts the same failures of a client id and of a source address (0019).
-token_attempts = Table(
-    "token_attempts",
-    metadata,
-    _id(),
-    Column("client_id", String(200), nullable=False),
-    Column("source", String(64)),
-    Column("outcome", String(16), nullable=False),
-    Column("at", UTCDateTime, nullable=False),
-    Index("ix_token_attempts_client_id_at", "client_id", "at"),
-    Index("ix_token_attempts_source_at", "source", "at"),
-    info={"owner": "paygate.token_attempts"},
-)
-
-
-# --- the service centre's console (paygate.console) -----------------------------------------
-
-# Staff who sign in to the console: a role, an argon2 hash of the password (never the password),
-# and the lockout counter: ``failed_signins`` since the last success or lockout, and
-# ``locked_until`` while a lockout lasts.
-console_staff = Table(
-    "console_staff",
-    metadata,
-    _id(),
-    Column("username", String(64), nullable=False, unique=True),
-    Column("display_name", String(200)),
-    Column("role", String(16), nullable=False),
-    Column("password_hash", String(255), nullable=False),
-    Column("status", String(16), nullable=False),
-    Column("failed_signins", Integer, nullable=False),
-    Column("locked_until", UTCDateTime),
-    Column("created_at", UTCDateTime, nullable=False),
-    Column("disabled_at", UTCDateTime),
-    Column("last_signin_at", UTCDateTime),
-    # The identity provider's name for the staff member (the configured claim's value), when
-    # they may sign in through it: one staff member per identity.
-    Column("oidc_identity", String(255), unique=True),
-    CheckConstraint("role IN ('clerk', 'finance', 'supervisor', 'admin')", name="role"),
-    CheckConstraint("status IN ('active', 'disabled')", name="status"),
-    info={"owner": "paygate.console.staff"},
-)
-
-# Signed-in sessions: only the SHA-256 of the cookie's random token is stored, so that a copy
-# of the table signs nobody in. ``csrf_token`` is the session's synchronizer token.
-console_sessions = Table(
-    "console_sessions",
-    metadata,
-    Column("token_hash", String(64), primary_key=True),
-    Column("staff_id", BigInteger, ForeignKey("console_staff.id"), nullable=False, index=True),
-    Column("csrf_token", String(64), nullable=False),
-    Column("created_at", UTCDateTime, nullable=False),
-    Column("last_seen_at", UTCDateTime, nullable=False),
-    Column("ended_at", UTCDateTime),
-    Column("ended_why", String(16)),
-    info={"owner": "paygate.console.staff"},
-)
-
-# Sign-ins through the identity provider under way: the state, nonce and PKCE verifier of one
-# authorization request, under the SHA-256 of the browser's binding cookie (never the cookie),
-# taken (deleted) by the callback, so that each is used once.
-console_oidc_flows = Table(
-    "console_oidc_flows",
-    metadata,
-    Column("binding_hash", String(64), primary_key=True),
-    Column("state", String(64), nullable=False),
-    Column("nonce", String(64), nullable=False),
-    Column("code_verifier", String(128), nullable=False),
-    Column("next_path", String(200), nullable=False),
-    Column("created_at", UTCDateTime, nullable=False),
-    Index("ix_console_oidc_flows_created_at", "created_at"),
-    info={"owner": "paygate.console.oidc"},
-)
-
-# The console's audit trail: one row when a staff action is asked for (``requested``) and one
-# with its outcome (``done`` or ``refused``), each naming the person, their role and the
-# reason they gave. Append-only: nothing updates or deletes a row.
-console_audit = Table(
-    "console_audit",
-    metadata,
-    _id(),
-    Column("at", UTCDateTime, nullable=False),
-    Column("username", String(64), nullable=False),
-    Column("role", String(16)),
-    Column("action", String(48), nullable=False),
-    Column("subject", String(160)),
-    Column("outcome", String(16), nullable=False),
-    Column("reason", Text),
-    Column("detail", Text),
-    Index("ix_console_audit_at", "at"),
-    info={"owner": "paygate.console.audit"},
-)
-
-# 大客户停电协商: a supervisor's record of the negotiation with a protected account before
-# its disconnection, and the approval that created the disconnection order.
-console_negotiations = Table(
-    "console_negotiations",
-    metadata,
-    _id(),
-    Column("account_id", BigInteger, ForeignKey("accounts.id"), nullable=False, index=True),
-    Column("counterpart", String(200), nullable=False),
-    Column("agreed_on", Date, nullable=False),
-    Column("terms", Text, nullable=False),
-    Column("recorded_by", String(64), nullable=False),
-    Column("recorded_at", UTCDateTime, nullable=False),
-    Column("approved_by", String(64)),
-    Column("approved_at", UTCDateTime),
-    Column("order_id", BigInteger, ForeignKey("supply_orders.id")),
-    info={"owner": "paygate.console.negotiations"},
-)
