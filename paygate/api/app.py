@@ -312,7 +312,7 @@ def create_app(
     opened here: the Gateway opens when the app starts (its lifespan) and closes when it
     stops. With ``tokens`` (how bearer tokens are signed) the service-client routes are
     served: the token endpoint, the feeds and the imports. ``console`` is the console's
-    sign-in (default: :meth:`ConsoleSettings.from_env`, password sign-in only).
+    settings (default: the ``[console]`` section of the configuration in effect).
     """
     config = config or ApiConfig()
     registry = channels or ChannelRegistry.discover()

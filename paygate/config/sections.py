@@ -367,12 +367,44 @@ class OidcSection(_Section):
         return value
 
 
-class ConsoleSection(_Section):
-    """``[console]``: the service centre's console's sign-in: an identity provider
-    (``[console.oidc]``), and who may still sign in with a local password when there is one
-    (``password_sign_in``: ``everyone``, or ``admin`` alone, the way in when the provider is
-    down)."""
+def _console_origin(value: str) -> str:
+    # An origin a browser sends: scheme and host (and port), nothing after.
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{value!r}: an origin is http(s)://host[:port]")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError(f"{value!r}: an origin has no path, query or fragment")
+    return value.rstrip("/")
 
+
+class ConsoleSection(_Section):
+    """``[console]``: the service centre's console: cookies, lockout and session lengths, the
+    origins a proxy serves it at besides its own; an identity provider (``[console.oidc]``),
+    and who may still sign in with a local password when there is one (``password_sign_in``:
+    ``everyone``, or ``admin`` alone, the way in when the provider is down)."""
+
+    secure_cookies: Literal["auto", "true", "false"] = Field(
+        default="auto",
+        description="auto: cookies marked Secure when the request came over TLS; true: always; "
+        "false: never (plain HTTP on localhost only)",
+    )
+    max_failures: Count = Field(
+        default=5, ge=1, le=100, description="wrong passwords in a row before a lockout"
+    )
+    lockout_minutes: Annotated[float, Field(gt=0, le=24 * 60)] = Field(
+        default=15, description="how long a lockout lasts"
+    )
+    idle_minutes: Annotated[float, Field(gt=0, le=24 * 60)] = Field(
+        default=30, description="a session ends after this long without a request"
+    )
+    absolute_hours: Annotated[float, Field(gt=0, le=7 * 24)] = Field(
+        default=10, description="a session ends this long after its sign-in"
+    )
+    origins: list[Annotated[str, AfterValidator(_console_origin)]] = Field(
+        default_factory=list,
+        description="origins a proxy serves the console at, besides its own "
+        "(https://host[:port]); a POST from any other origin is refused",
+    )
     oidc: OidcSection | None = None
     password_sign_in: Literal["everyone", "admin"] = "everyone"  # noqa: S105 - who, not a secret
 

@@ -101,6 +101,18 @@ class CookieSecurity(StrEnum):
     NEVER = "false"
 
 
+RETIRED_CONSOLE_ENV: Final = {
+    "PAYGATE_CONSOLE_SECURE_COOKIES": "PAYGATE_CONSOLE__SECURE_COOKIES",
+    "PAYGATE_CONSOLE_MAX_FAILURES": "PAYGATE_CONSOLE__MAX_FAILURES",
+    "PAYGATE_CONSOLE_LOCKOUT_MINUTES": "PAYGATE_CONSOLE__LOCKOUT_MINUTES",
+    "PAYGATE_CONSOLE_IDLE_MINUTES": "PAYGATE_CONSOLE__IDLE_MINUTES",
+    "PAYGATE_CONSOLE_ABSOLUTE_HOURS": "PAYGATE_CONSOLE__ABSOLUTE_HOURS",
+    "PAYGATE_CONSOLE_ORIGINS": "PAYGATE_CONSOLE__ORIGINS",
+}
+"""Variables the console no longer reads, each with the one that replaced it (the ``[console]``
+section's own, ``PAYGATE_CONSOLE__<KEY>``)."""
+
+
 @dataclass(frozen=True, slots=True)
 class ConsoleSettings:
     """The console's settings: cookie security, sign-in policy, origins besides its own; the
@@ -117,12 +129,19 @@ class ConsoleSettings:
     def from_config(
         cls, config: PaygateConfig, environ: Mapping[str, str] | None = None
     ) -> ConsoleSettings:
-        """The ``PAYGATE_CONSOLE_*`` variables' settings (:meth:`from_env`) with the sign-in
-        of ``config``'s ``[console]`` section; the client secret from the variable
-        ``client_secret_env`` names. Refused (naming the extra) when a provider is configured
-        but the ``oidc`` extra is not installed."""
+        """The settings of ``config``'s ``[console]`` section; the client secret from the
+        variable ``client_secret_env`` names. Refused (naming the extra) when a provider is
+        configured but the ``oidc`` extra is not installed, and (naming what to set instead)
+        while a variable of :data:`RETIRED_CONSOLE_ENV` is set in ``environ`` (default
+        ``os.environ``)."""
         env = os.environ if environ is None else environ
-        base = cls.from_env(env)
+        for old, new in RETIRED_CONSOLE_ENV.items():
+            if env.get(old, "").strip():
+                raise ConfigurationError(
+                    f"${old} is no longer read: console settings are the [console] section of "
+                    f"the configuration (or ${new}); set that and unset ${old}",
+                    field=old,
+                )
         section = config.console
         oidc = None
         if section.oidc is not None:
@@ -150,59 +169,17 @@ class ConsoleSettings:
                 leeway=given.leeway_seconds,
             )
         return cls(
-            secure_cookies=base.secure_cookies,
-            policy=base.policy,
-            extra_origins=base.extra_origins,
+            secure_cookies=CookieSecurity(section.secure_cookies),
+            policy=StaffPolicy(
+                max_failures=section.max_failures,
+                lockout=timedelta(minutes=section.lockout_minutes),
+                idle=timedelta(minutes=section.idle_minutes),
+                absolute=timedelta(hours=section.absolute_hours),
+            ),
+            extra_origins=frozenset(section.origins),
             oidc=oidc,
             password_roles=_password_roles(section.password_sign_in),
         )
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> ConsoleSettings:
-        """From ``PAYGATE_CONSOLE_SECURE_COOKIES`` (auto, true, false),
-        ``PAYGATE_CONSOLE_MAX_FAILURES``, ``PAYGATE_CONSOLE_LOCKOUT_MINUTES``,
-        ``PAYGATE_CONSOLE_IDLE_MINUTES``, ``PAYGATE_CONSOLE_ABSOLUTE_HOURS`` and
-        ``PAYGATE_CONSOLE_ORIGINS`` (space-separated origins a proxy serves the console at)."""
-        env = os.environ if environ is None else environ
-        raw = env.get("PAYGATE_CONSOLE_SECURE_COOKIES", "auto").strip().lower()
-        try:
-            secure = CookieSecurity(raw)
-        except ValueError:
-            raise ConfigurationError(
-                "auto, true or false", field="PAYGATE_CONSOLE_SECURE_COOKIES"
-            ) from None
-        defaults = StaffPolicy()
-
-        def number(name: str, default: float) -> float:
-            text = env.get(name)
-            if text is None or not text.strip():
-                return default
-            try:
-                value = float(text)
-            except ValueError:
-                raise ConfigurationError("a number", field=name) from None
-            if value <= 0:
-                raise ConfigurationError("a positive number", field=name)
-            return value
-
-        policy = StaffPolicy(
-            max_failures=int(number("PAYGATE_CONSOLE_MAX_FAILURES", defaults.max_failures)),
-            lockout=timedelta(
-                minutes=number(
-                    "PAYGATE_CONSOLE_LOCKOUT_MINUTES", defaults.lockout.total_seconds() / 60
-                )
-            ),
-            idle=timedelta(
-                minutes=number("PAYGATE_CONSOLE_IDLE_MINUTES", defaults.idle.total_seconds() / 60)
-            ),
-            absolute=timedelta(
-                hours=number(
-                    "PAYGATE_CONSOLE_ABSOLUTE_HOURS", defaults.absolute.total_seconds() / 3600
-                )
-            ),
-        )
-        origins = frozenset(o.rstrip("/") for o in env.get("PAYGATE_CONSOLE_ORIGINS", "").split())
-        return cls(secure_cookies=secure, policy=policy, extra_origins=origins)
 
     def secure(self, request: Request) -> bool:
         """Whether this request's cookies are marked ``Secure``."""

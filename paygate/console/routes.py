@@ -687,7 +687,12 @@ async def audit(page: Page, form: dict[str, str]) -> Response:
 
 
 def mount(app: FastAPI, settings: ConsoleSettings | None = None) -> None:
-    """Serve the console at ``/console`` in ``app`` (settings: from the environment)."""
-    app.state.console_settings = settings or ConsoleSettings.from_env()
+    """Serve the console at ``/console`` in ``app`` (settings: the ``[console]`` section of the
+    configuration in effect, :meth:`PaygateConfig.load <paygate.config.PaygateConfig.load>`)."""
+    if settings is None:
+        from paygate.config import PaygateConfig
+
+        settings = ConsoleSettings.from_config(PaygateConfig.load())
+    app.state.console_settings = settings
     app.state.console = None
     app.include_router(router)

@@ -53,8 +53,8 @@ def server(
 ) -> Iterator[LiveServer]:
     """The gateway with its console over ``world``'s database, on a loopback port; a lockout
     after three failures."""
-    monkeypatch.setenv("PAYGATE_CONSOLE_MAX_FAILURES", str(MAX_FAILURES))
-    monkeypatch.setenv("PAYGATE_CONSOLE_SECURE_COOKIES", "auto")
+    monkeypatch.setenv("PAYGATE_CONSOLE__MAX_FAILURES", str(MAX_FAILURES))
+    monkeypatch.setenv("PAYGATE_CONSOLE__SECURE_COOKIES", "auto")
     with live_server(db_url, clock=world.clock) as running:
         yield running
 

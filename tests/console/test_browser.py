@@ -47,7 +47,7 @@ def served(db_url: str, tmp_path: Path) -> Iterator[Served]:
         add_staff(gateway)
         story = build_story(gateway, tmp_path)
         args = ["--database-url", db_url, "--log-level", "warning"]
-        env = {"PAYGATE_CONSOLE_MAX_FAILURES": "3"}
+        env = {"PAYGATE_CONSOLE__MAX_FAILURES": "3"}
         with serving(args, stderr=tmp_path / "serve.log", env=env) as (url, _):
             yield Served(url, gateway, story)
 
