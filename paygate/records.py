@@ -23,7 +23,7 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 from zoneinfo import ZoneInfo
 
 from paygate.billing import AllocationPolicy, OpenBill
@@ -35,6 +35,7 @@ from paygate.models import Category, SupplyState
 from paygate.store.engine import RowSet, Store, Tx
 
 __all__ = [
+    "OPEN_BILL",
     "Account",
     "AllocationRow",
     "Core",
@@ -72,7 +73,9 @@ _BILL_COLUMNS = (
     "b.id, b.account_id, b.bill_no, b.due_date, b.amount, b.principal_paid, "
     "b.late_fee_charged, b.late_fee_paid, b.late_fee_through"
 )
-_OPEN = "(b.principal_paid < b.amount OR b.late_fee_paid < b.late_fee_charged)"
+OPEN_BILL: Final = "(b.principal_paid < b.amount OR b.late_fee_paid < b.late_fee_charged)"
+"""A bill still owed (of alias ``b``): the predicate of the partial index ``ix_bills_open``,
+which a read must state word for word for the index to serve it."""
 
 
 @dataclass(slots=True)
@@ -263,16 +266,21 @@ def load_bills(
     ):
         by_recv[int(recv)].balance = int(balance)
     placeholders, params = marks("a", list(by_id))
-    extra = ""
-    if include_bills_of_payment is not None:
-        extra = " OR b.id IN (SELECT bill_id FROM allocations WHERE payment_id = :pid)"
-        params["pid"] = include_bills_of_payment
-    rows = tx.all(
+    # The open bills by the partial index on them (its predicate word for word); a payment's
+    # bills, paid or not, by their ids, in a statement of their own (an OR of the two would
+    # leave the index unusable and read every bill).
+    sql = (
         f"SELECT {_BILL_COLUMNS}, b.period FROM bills b "  # noqa: S608
-        f"WHERE b.account_id IN ({placeholders}) AND ({_OPEN}{extra}) "
-        "ORDER BY b.due_date, b.bill_no",
-        params,
+        f"WHERE b.account_id IN ({placeholders}) AND {OPEN_BILL}"
     )
+    if include_bills_of_payment is not None:
+        sql += (
+            f" UNION SELECT {_BILL_COLUMNS}, b.period FROM bills b "  # noqa: S608
+            f"WHERE b.account_id IN ({placeholders}) AND b.id IN "
+            "(SELECT bill_id FROM allocations WHERE payment_id = :pid)"
+        )
+        params["pid"] = include_bills_of_payment
+    rows = tx.all(f"{sql} ORDER BY 4, 3", params)
     for acct in accts:
         acct.bills = []
         acct.original_bills = {}

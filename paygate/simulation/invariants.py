@@ -113,7 +113,7 @@ def cleared_arrears_restored(gateway: Gateway, today: date) -> list[str]:
             "SELECT a.account_no, a.supply_state FROM accounts a "
             "WHERE a.prepaid = :f AND a.supply_state <> 'connected' AND NOT EXISTS ("
             "SELECT 1 FROM bills b WHERE b.account_id = a.id AND b.due_date < :today AND "
-            "b.amount - b.principal_paid + b.late_fee_charged - b.late_fee_paid > 0)",
+            "(b.principal_paid < b.amount OR b.late_fee_paid < b.late_fee_charged))",
             {"f": False, "today": today},
         ),
         write=False,

@@ -35,6 +35,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 from paygate.store import operator_tables  # noqa: F401 - its tables belong to metadata
@@ -173,6 +174,8 @@ accounts = Table(
     info={"owner": "paygate.records"},
 )
 
+_OWED = "principal_paid < amount OR late_fee_paid < late_fee_charged"
+
 bills = Table(
     "bills",
     metadata,
@@ -196,7 +199,15 @@ bills = Table(
     CheckConstraint(
         "late_fee_paid >= 0 AND late_fee_paid <= late_fee_charged", name="late_fee_paid"
     ),
-    Index("ix_bills_open", "account_id", "due_date"),
+    # Bills still owed only (migration 0021): an account's read never walks its history. The
+    # reads state this predicate word for word (paygate.records.OPEN_BILL).
+    Index(
+        "ix_bills_open",
+        "account_id",
+        "due_date",
+        postgresql_where=text(_OWED),
+        sqlite_where=text(_OWED),
+    ),
     info={"owner": "paygate.records"},
 )
 
