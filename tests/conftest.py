@@ -8,6 +8,7 @@ session, emptied before each test, so tests never see each other's rows.
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections.abc import Iterator
@@ -40,18 +41,29 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
+_SERVED_LOGGERS = ("", "paygate", "uvicorn", "uvicorn.error", "uvicorn.access")
+
+
 @pytest.fixture(autouse=True)
 def _environment_restored() -> Iterator[None]:
-    """The process environment as it was before the test.
+    """The process environment and logging as they were before the test.
 
-    ``paygate serve`` hands its configuration to its workers as ``PAYGATE_*`` variables; a test
-    that runs it in-process would otherwise leave them to configure every later test.
+    ``paygate serve`` hands its configuration to its workers as ``PAYGATE_*`` variables and
+    sends the process's logs to stderr; a test that runs it in-process would otherwise leave
+    them to configure every later test (and every later request's access line in its output).
     """
     before = os.environ.copy()
+    loggers = [logging.getLogger(name) for name in _SERVED_LOGGERS]
+    logged = [(lg.level, lg.propagate, list(lg.handlers), lg.disabled) for lg in loggers]
     yield
     if os.environ != before:
         os.environ.clear()
         os.environ.update(before)
+    for lg, (level, propagate, handlers, disabled) in zip(loggers, logged, strict=True):
+        lg.setLevel(level)
+        lg.propagate = propagate
+        lg.handlers[:] = handlers
+        lg.disabled = disabled
 
 
 def _pg_url(database: str) -> str:

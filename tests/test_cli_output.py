@@ -369,6 +369,25 @@ def test_reconcile_help_names_no_subcommands() -> None:
     assert "[reconcile]" in result.output  # the section name, not eaten as markup
 
 
+def test_no_help_text_loses_a_bracketed_word() -> None:
+    """A configuration section named in help ("[refunds]", "[log] level") is printed as
+    written, in every command's help: never taken for markup and dropped."""
+    checked = 0
+    for path, command in _commands():
+        written = [getattr(command, "help", None) or ""] + [
+            getattr(param, "help", None) or "" for param in getattr(command, "params", [])
+        ]
+        bracketed = {m for text in written for m in re.findall(r"\[[a-z][a-z_.]*\]", text)}
+        if not bracketed:
+            continue
+        result = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "200"})
+        assert result.exit_code == 0, path
+        for word in bracketed:
+            assert word in result.output, (path, word)
+        checked += 1
+    assert checked >= 5  # dispatch, serve, reconcile, reports, payments findings refund, ...
+
+
 def _closed_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

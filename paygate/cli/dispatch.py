@@ -26,7 +26,7 @@ def dispatch(
     config: Annotated[
         Path | None,
         typer.Option(
-            help="The configuration file whose [dispatch] names head-ends and event sinks "
+            help="The configuration file whose \\[dispatch] names head-ends and event sinks "
             "(default: paygate --config, else $PAYGATE_CONFIG)."
         ),
     ] = None,
@@ -41,14 +41,14 @@ def dispatch(
     log_level: Annotated[
         str | None,
         typer.Option(
-            help="debug, info (a line per delivery), warning or error; default: [log] level.",
+            help="debug, info (a line per delivery), warning or error; default: \\[log] level.",
             show_default=False,
         ),
     ] = None,
     log_format: Annotated[
         str | None,
         typer.Option(
-            help="text or json (one JSON object per line); default: [log] format.",
+            help="text or json (one JSON object per line); default: \\[log] format.",
             show_default=False,
         ),
     ] = None,

@@ -175,7 +175,7 @@ def findings_assign(
 )
 def findings_refund(
     finding: Annotated[int, typer.Argument(help="FINDING as listed.")],
-    route: Annotated[str, typer.Option(help="The refund route (the [refunds] tables).")],
+    route: Annotated[str, typer.Option(help="The refund route (the \\[refunds] tables).")],
     resolution_id: ResolutionId,
     reason: Reason,
     payee_name: Annotated[str | None, typer.Option(help="A transfer's payee name.")] = None,

@@ -325,7 +325,7 @@ def reconcile(
         str | None,
         typer.Option(
             "--lang",
-            help="Language of the HTML report: zh-CN or en (default: [reports] lang).",
+            help="Language of the HTML report: zh-CN or en (default: \\[reports] lang).",
             show_default=False,
         ),
     ] = None,

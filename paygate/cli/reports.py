@@ -111,7 +111,7 @@ def service(
         str | None,
         typer.Option(
             "--lang",
-            help=f"Language of the HTML page: {', '.join(LANGS)} (default: [reports] lang).",
+            help=f"Language of the HTML page: {', '.join(LANGS)} (default: \\[reports] lang).",
             show_default=False,
         ),
     ] = None,

@@ -73,7 +73,7 @@ def serve(
         Path | None,
         typer.Option(
             "--config",
-            help="The configuration file whose [api] names the channels served and their "
+            help="The configuration file whose \\[api] names the channels served and their "
             "secrets' variables (docs/http-api.md); default: paygate --config, else "
             "$PAYGATE_CONFIG, else the kiosk channel only.",
             show_default=False,
@@ -83,14 +83,14 @@ def serve(
     log_level: Annotated[
         str | None,
         typer.Option(
-            help="debug, info (a line per request), warning or error; default: [log] level.",
+            help="debug, info (a line per request), warning or error; default: \\[log] level.",
             show_default=False,
         ),
     ] = None,
     log_format: Annotated[
         str | None,
         typer.Option(
-            help="text or json (one JSON object per line); default: [log] format.",
+            help="text or json (one JSON object per line); default: \\[log] format.",
             show_default=False,
         ),
     ] = None,

@@ -53,7 +53,7 @@ OidcIdentity = Annotated[
     str | None,
     typer.Option(
         "--oidc-identity",
-        help="Let them sign in through the identity provider ([console.oidc]) as this: the "
+        help="Let them sign in through the identity provider (\\[console.oidc]) as this: the "
         "value of its staff_claim (their e-mail address by default).",
     ),
 ]
@@ -132,7 +132,7 @@ def staff_link(
     identity: Annotated[
         str | None,
         typer.Argument(
-            help="The identity provider's name for them: the value of [console.oidc] "
+            help="The identity provider's name for them: the value of \\[console.oidc] "
             "staff_claim (their e-mail address by default).",
             show_default=False,
         ),
