@@ -43,9 +43,11 @@ docs-check: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 # The wheel check is a test of its own (tests/test_packaging.py, marker `wheel`): `pytest`
-# leaves it to `wheel-check`, so that `make test` runs it once.
+# leaves it to `wheel-check`, so that `make test` runs it once. The suite runs in one process
+# per core (pytest-xdist), a test file to a process: each process has its own PostgreSQL
+# database, SQLite files and broker names, so no test sees another's rows.
 pytest: $(STAMP) browser
-	$(BIN)/pytest -q -m 'not wheel'
+	$(BIN)/pytest -q -m 'not wheel' -n auto --dist loadfile
 
 wheel-check: $(STAMP)
 	$(BIN)/pytest -q -m wheel tests/test_packaging.py

@@ -3,7 +3,8 @@
 PostgreSQL tests run against the server named by ``PAYGATE_TEST_PG_URL`` (default
 ``postgresql://postgres@127.0.0.1:5432/test``). If it cannot be reached the tests fail: a
 missing server must never pass silently. Tests share one migrated database per
-session, emptied before each test, so tests never see each other's rows.
+session (per process, when pytest-xdist runs the suite in several), emptied before each test,
+so tests never see each other's rows.
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ def pg_template() -> Iterator[str]:
 def pg_url(pg_template: str) -> str:
     """A migrated PostgreSQL database, emptied for this test.
 
-    One database serves the session; every table the schema defines is truncated before each
+    One database serves the session; every table the schema defines is emptied before each
     test (in replica mode, so the journal's append-only triggers stand aside for the reset).
     """
     url = _pg_url(pg_template)

@@ -612,7 +612,7 @@ paygate.add_typer(reports_app, name="report")
 
 
 def report_cli(*args: str) -> tuple[int, str]:
-    result = runner.invoke(paygate, ["report", "service", *args], env={"COLUMNS": "220"})
+    result = runner.invoke(paygate, ["report", "service", *args])  # piped: no terminal width
     return result.exit_code, result.output
 
 

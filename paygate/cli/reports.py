@@ -46,7 +46,8 @@ reports_app = typer.Typer(
 
 # Declared here rather than imported from paygate.cli: that module mounts this one.
 
-# A table written to a file is not wrapped to a terminal: wide enough for every column.
+# A table written to a file or a pipe is not wrapped to a terminal: wide enough for every
+# column.
 FILE_TABLE_WIDTH = 200
 
 
@@ -139,9 +140,9 @@ def service(
     if as_json:
         fmt = ReportFormat.JSON
     if output is None:
-        if fmt is ReportFormat.TABLE:
+        if fmt is ReportFormat.TABLE and out.is_terminal:
             out.print(render_table(report))
-        else:
+        else:  # piped, a table too is written whole, as to a file: never cut to 80 columns
             typer.echo(_render(report, fmt, chosen), nl=False)
         return
     text = _render(report, fmt, chosen)

@@ -1,7 +1,12 @@
 """The console in a real headless Chromium against ``paygate serve``: sign-in and lockout, an
 account's story to restored supply, a supervisor's approval and a finance resolution, CSRF and
 role refusals, both languages, 1366×768 pages with nothing overflowing, and a sign-in through
-the identity provider."""
+the identity provider.
+
+A walk in a browser costs tens of seconds and shows what the browser shows, which is the same
+whatever the database behind the server: each walk runs on one of them, two on each, and the
+console's reads and writes are tested on both, without a browser, in the other console tests.
+"""
 
 from __future__ import annotations
 
@@ -32,6 +37,10 @@ from tests.console.support import (
 )
 
 
+ON_SQLITE = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+ON_POSTGRESQL = pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+
+
 @dataclass
 class Served:
     """``paygate serve`` over the story's database, and the database's side."""
@@ -58,6 +67,7 @@ def fits(page: Page) -> None:
     assert overflow(page) <= 0, page.url
 
 
+@ON_SQLITE
 def test_sign_in_lockout_and_sign_out(served: Served) -> None:
     with chromium() as browser:
         page = browser.new_page()
@@ -78,6 +88,7 @@ def test_sign_in_lockout_and_sign_out(served: Served) -> None:
         assert "/console/sign-in" in page.url and "张三" not in page.content()
 
 
+@ON_SQLITE
 def test_an_accounts_story_from_search_to_restored_supply(served: Served, tmp_path: Path) -> None:
     gateway = served.gateway
     with chromium() as browser:
@@ -127,6 +138,7 @@ def test_an_accounts_story_from_search_to_restored_supply(served: Served, tmp_pa
     assert len(shots) == 8 and all(p.stat().st_size > 10_000 for p in shots)
 
 
+@ON_POSTGRESQL
 def test_a_supervisor_approves_finance_resolves_and_a_clerk_is_refused(served: Served) -> None:
     gateway = served.gateway
     with chromium() as browser:
@@ -208,6 +220,7 @@ def test_a_supervisor_approves_finance_resolves_and_a_clerk_is_refused(served: S
     assert notices == 0 and open_findings == 2
 
 
+@ON_POSTGRESQL
 def test_sign_in_through_the_identity_provider(db_url: str, tmp_path: Path) -> None:
     """``paygate serve`` configured with ``[console.oidc]`` (its secret from a variable): a
     clerk clicks the provider's button in Chromium, comes back signed in with the local role on
