@@ -988,6 +988,8 @@ class Result:
     count: int = 0
     error: str | None = None
     profile: str | None = None
+    client_cpu: float = 0.0  # this process's CPU seconds over the timed part
+    server_cpu: float | None = None  # the database's backends' (PostgreSQL on this host)
 
 
 def _intents(job: Job, items: Sequence[Payment]) -> list[PaymentIntent]:
@@ -1009,17 +1011,48 @@ def _all_posted(outcomes: Sequence[PayOutcome]) -> None:
             raise RuntimeError(f"item {outcome.index} {outcome.status}: {outcome.error}")
 
 
+def _backends(url: str) -> list[int]:
+    """The process ids of the server backends connected to ``url``'s database (the writer's
+    own connections, opened by its warm-up), not counting the connection that asks."""
+    if url.startswith("sqlite"):
+        return []
+    with psycopg.connect(url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchall()
+    return [int(r[0]) for r in rows]
+
+
+def _cpu_seconds(pids: Sequence[int]) -> float | None:
+    """User + system CPU of ``pids`` from /proc: None when the server is not on this host."""
+    total = 0.0
+    try:
+        for pid in pids:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    except (OSError, IndexError, ValueError):
+        return None
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def _timed(job: Job, barrier: Barrier, body: Callable[[], None]) -> Result:
+    pids = _backends(job.url)
     barrier.wait(timeout=900)
     profiler = cProfile.Profile() if job.profile else None
+    server_before = _cpu_seconds(pids) if pids else None
+    client_before = time.process_time()
     start = time.perf_counter()
     if profiler is None:
         body()
     else:
         profiler.runcall(body)
     end = time.perf_counter()
+    client = time.process_time() - client_before
+    server_after = _cpu_seconds(pids) if pids else None
+    server = None if server_before is None or server_after is None else server_after - server_before
     text = None if profiler is None else _profile_text(profiler)
-    return Result(start, end, len(job.payments), profile=text)
+    return Result(start, end, len(job.payments), profile=text, client_cpu=client, server_cpu=server)
 
 
 def _profile_text(profiler: cProfile.Profile) -> str:
@@ -1115,6 +1148,9 @@ class Measurement:
     rate: float = 0.0
     error: str | None = None
     profile: str | None = None
+    # CPU per payment in seconds, (client, server), for a run of one writer: the machine's
+    # load moves it much less than the rate. Server is None off this host or on SQLite.
+    cpu: tuple[float, float | None] | None = None
 
 
 def measure(ctx: SpawnContext, jobs: Sequence[Job]) -> Measurement:
@@ -1138,7 +1174,12 @@ def measure(ctx: SpawnContext, jobs: Sequence[Job]) -> Measurement:
     if errors:
         return Measurement(error=errors[0])
     elapsed = max(r.end for r in got) - min(r.start for r in got)
-    return Measurement(sum(r.count for r in got) / elapsed, profile=got[0].profile)
+    cpu = None
+    if len(got) == 1 and got[0].count:
+        one = got[0]
+        server = None if one.server_cpu is None else one.server_cpu / one.count
+        cpu = (one.client_cpu / one.count, server)
+    return Measurement(sum(r.count for r in got) / elapsed, profile=got[0].profile, cpu=cpu)
 
 
 # --- databases for the runs -------------------------------------------------------------------

@@ -23,6 +23,10 @@ copy of its own prepared database, alternating which goes first, best of the rou
   On SQLite, where there are no round trips, the limit is ``bench/ingest.py``'s sqlite3
   writer of the same rows, statement by statement.
 
+Beside each rate, the CPU each payment took in the writer's process (client) and, when the
+PostgreSQL server runs on this host, in its backends (server, from /proc): the machine's load
+moves these much less than the rate, so they compare runs made at different hours.
+
 After the paired runs, ``--growth K`` runs K consecutive batches of ``--n`` payments into ONE
 database for paygate and for the peer and prints each batch's rate: how cost grows with data.
 Absolute figures depend on the machine; compare the ratios, measured in the same invocation.
@@ -40,7 +44,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.context import SpawnContext
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
@@ -232,6 +236,16 @@ class RawPgOne:
 
     def __init__(self, url: str) -> None:
         self.conn = psycopg.connect(url)
+        # The limit is the best way to write these rows, so each statement is planned once per
+        # connection and on its indexes, as paygate's are. psycopg prepares a statement from
+        # its sixth run; PostgreSQL then planned the read and the write afresh on every call
+        # (the arrays' lengths make a custom plan look cheaper: 250 µs of server CPU a
+        # payment), and the generic plan it kept for the idempotency count, made while
+        # ``payments`` held a few dozen rows, was a sequential scan: one heap read per
+        # payment stored before (801 a payment over a run of 1,500). Every statement here is a
+        # key lookup or an insert: no plan of it wants a sequential scan.
+        self.conn.execute("SET plan_cache_mode = force_generic_plan")
+        self.conn.execute("SET enable_seqscan = off")
         self.zone = ZoneInfo(Settings().timezone)
         self.ids = ingest._PgIds(self.conn)
         self.ledger = ingest._LedgerIds(
@@ -430,6 +444,7 @@ class Row:
     error: str | None = None
     check: str | None = None
     rounds: list[float] | None = None
+    cpus: list[tuple[float, float | None]] = field(default_factory=list)
 
 
 def _measure(
@@ -500,6 +515,8 @@ def paired(
                 result = _measure(ctx, kind, url, book, n, 0, **extra)
                 assert row.rounds is not None
                 row.rounds.append(result.rate)
+                if result.cpu is not None:
+                    row.cpus.append(result.cpu)
                 row.rate = max(row.rate, result.rate)
                 row.error = row.error or result.error
                 if result.error is None:
@@ -577,6 +594,8 @@ def report(title: str, rows: Sequence[Row], targets: dict[str, float]) -> None:
         figure = f"{row.rate:>10,.0f}" if row.rate else f"{'failed':>10}"
         each = ", ".join(f"{r:,.0f}" for r in row.rounds or [])
         print(f"{row.label:<58} {figure}   {each}")
+        if row.cpus:
+            print(f"    CPU per payment, each round: {_cpu_text(row.cpus)}")
         if row.error:
             print(f"    failed: {row.error}")
         if row.check:
@@ -603,6 +622,15 @@ def report(title: str, rows: Sequence[Row], targets: dict[str, float]) -> None:
         )
     print(f"  load average: {_load()}")
     sys.stdout.flush()
+
+
+def _cpu_text(cpus: Sequence[tuple[float, float | None]]) -> str:
+    client = ", ".join(f"{c * 1e6:,.0f}" for c, _ in cpus)
+    text = f"client {client} µs"
+    if all(server is not None for _, server in cpus):
+        server = ", ".join(f"{(s or 0.0) * 1e6:,.0f}" for _, s in cpus)
+        text += f"; server {server} µs"
+    return text
 
 
 def _load() -> str:
@@ -634,6 +662,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small counts, one round")
     parser.add_argument("--pg-url", default=ingest.DEFAULT_PG_URL, help="PostgreSQL admin URL")
     parser.add_argument("--sqlite-only", action="store_true", help="skip PostgreSQL")
+    parser.add_argument("--pg-only", action="store_true", help="skip SQLite")
     parser.add_argument("--workdir", type=Path, default=None, help="where SQLite files go")
     args = parser.parse_args(argv)
     try:
@@ -665,6 +694,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             if batches:
                 report_growth("PostgreSQL growth", growth(dbs, ctx, "pg", book, n, batches), n)
+        if args.pg_only:
+            return 0
         started = time.perf_counter()
         ingest.prepare_sqlite(dbs.sqlite_template, book)
         _in_process(ctx, prepare_hordak, f"sqlite:///{dbs.hordak_sqlite}")

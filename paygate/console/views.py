@@ -42,8 +42,8 @@ __all__ = [
 SEARCH_LIMIT = 20
 
 
-# The channels that have taken money, read as a skip scan of the (channel, business_date)
-# index: one probe per channel, whatever the number of payments.
+# The channels that have taken money, read as a skip scan of the unique (channel,
+# channel_txn_id) key: one probe per channel, whatever the number of payments.
 _PAID_CHANNELS = (
     "WITH RECURSIVE paid(channel) AS ("
     "SELECT MIN(channel) FROM payments "

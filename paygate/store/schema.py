@@ -6,6 +6,10 @@ Invariants the database keeps on its own, whatever the code does:
   to zero per currency (a deferred constraint trigger on PostgreSQL; on SQLite the ledger checks
   before it writes, since SQLite cannot defer a check to commit);
 * journal entries and postings are append-only (UPDATE and DELETE are refused by triggers);
+* every posting names an existing journal entry and ledger account: declared foreign keys on
+  SQLite; on PostgreSQL the statement-level check of the postings probes both (one query per
+  statement instead of two locking lookups per row, migration 0022), and a ledger account is
+  never deleted nor renumbered (a trigger), so what was found stays found;
 * a payment is unique by (channel, channel_txn_id), a bill by bill_no, an account by account_no;
 * bill payments never exceed the bill (CHECK constraints).
 
@@ -50,6 +54,7 @@ from paygate.store.columns import (
 __all__ = [
     "PARTITIONED_TABLES",
     "SQLITE_TIMESTAMP_FORMAT",
+    "STATEMENT_CHECKED_FOREIGN_KEYS",
     "UTCDateTime",
     "alembic_include_name",
     "alembic_include_object",
@@ -98,6 +103,8 @@ journal_entries = Table(
 )
 
 # On PostgreSQL a posting lives in its entry's monthly partition (by entry_id), hence the key.
+# Its two foreign keys are declared here and on SQLite; on PostgreSQL the postings' statement
+# trigger checks them instead (STATEMENT_CHECKED_FOREIGN_KEYS).
 postings = Table(
     "postings",
     metadata,
@@ -237,11 +244,20 @@ payments = Table(
     UniqueConstraint("channel", "channel_txn_id"),
     CheckConstraint("amount > 0", name="amount_positive"),
     CheckConstraint("unallocated >= 0 AND unallocated <= amount", name="unallocated"),
-    Index("ix_payments_channel_day", "channel", "business_date"),
+    # A day's payments of a channel (reconciliation, a terminal's close). Not led by channel:
+    # the unique key must be the only index a lookup by (channel, channel_txn_id) can take,
+    # whatever the statistics say (migration 0022).
+    Index("ix_payments_day_channel", "business_date", "channel"),
     Index("ix_payments_terminal", "terminal_id", "business_date"),
-    # The payment feed finds a journal entry's payment (or the payment it reversed) by these.
+    # The payment feed finds a journal entry's payment (or the payment it reversed) by these;
+    # only reversed payments have a reversal entry.
     Index("ix_payments_entry_id", "entry_id"),
-    Index("ix_payments_reversal_entry_id", "reversal_entry_id"),
+    Index(
+        "ix_payments_reversal_entry_id",
+        "reversal_entry_id",
+        postgresql_where=text("reversal_entry_id IS NOT NULL"),
+        sqlite_where=text("reversal_entry_id IS NOT NULL"),
+    ),
     info={"owner": "paygate.records"},
 )
 
@@ -736,12 +752,23 @@ def alembic_include_name(name: str | None, type_: str, parent_names: object) -> 
     return not (type_ == "table" and name is not None and is_partition(name))
 
 
+# The foreign keys PostgreSQL enforces by the postings' statement-level check (migration 0022)
+# rather than as constraints; SQLite keeps them as declared.
+STATEMENT_CHECKED_FOREIGN_KEYS = frozenset(
+    {"fk_postings_entry_id_journal_entries", "fk_postings_account_id_ledger_accounts"}
+)
+
+
 def alembic_include_object(
     obj: object, name: str | None, type_: str, reflected: bool, compare_to: object
 ) -> bool:
     """Alembic's ``include_object``: leave out the foreign keys PostgreSQL keeps for each
-    partition of a referenced partitioned table (the one declared on the table is compared)."""
-    if type_ != "foreign_key_constraint" or not reflected:
+    partition of a referenced partitioned table (the one declared on the table is compared),
+    and a declared key the database enforces by a statement-level check instead
+    (:data:`STATEMENT_CHECKED_FOREIGN_KEYS`, absent on PostgreSQL)."""
+    if type_ != "foreign_key_constraint":
         return True
+    if not reflected:
+        return not (compare_to is None and name in STATEMENT_CHECKED_FOREIGN_KEYS)
     referred = getattr(obj, "referred_table", None)
     return not (referred is not None and is_partition(str(referred.name)))
