@@ -36,7 +36,6 @@ from tests.console.support import (
     build_story,
 )
 
-
 ON_SQLITE = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 ON_POSTGRESQL = pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 
