@@ -362,7 +362,7 @@ def test_a_card_is_redeemed_from_a_terminal_which_is_the_attempts_source(
     key = world.register("K0001")
     service = VoucherService(world.gateway, SecretBytes(PIN_KEY))
     printed = BytesIO()
-    issued = service.issue_batch("B1", 2, Money(5000, "CNY"), date(2030, 1, 31), printed)
+    issued = service.issue_batch("B1", 2, Money(5000, "CNY"), world.days_ahead(365), printed)
     service.activate("B1", retailer="Shop 1")
     pins = dict(line.split(",")[1:3] for line in printed.getvalue().decode().splitlines()[1:])
     serial = issued.first_serial
