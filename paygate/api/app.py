@@ -224,8 +224,12 @@ class _RequestContext:
 def _answer(
     request: Request, exc: PaygateError, headers: Mapping[str, str] | None = None
 ) -> Response:
+    runtime = request.app.state.runtime
     problem, extra = problem_for(
-        exc, request_id=_request_id(request.scope), instance=request.url.path
+        exc,
+        request_id=_request_id(request.scope),
+        instance=request.url.path,
+        now=None if runtime is None else runtime.gateway.clock.now(),
     )
     metrics: Metrics = request.app.state.metrics
     metrics.count_refusal(_route_of(request.scope), problem.code)

@@ -202,12 +202,19 @@ _GENERIC_DETAIL: Final = {
 
 
 def problem_for(
-    exc: PaygateError, *, request_id: str, instance: str | None = None, log: bool = True
+    exc: PaygateError,
+    *,
+    request_id: str,
+    instance: str | None = None,
+    log: bool = True,
+    now: datetime | None = None,
 ) -> tuple[Problem, dict[str, str]]:
     """The problem answering ``exc``, and any headers it needs (Retry-After, WWW-Authenticate).
 
     A 5xx is logged with its message (which the problem does not repeat) unless ``log`` is
     false: the OpenAPI document's examples are built here too, and are nobody's failure.
+    ``now`` is the instant by the Gateway's clock, which set any ``retry_at``: a Retry-After
+    counts from it (default: the machine's clock).
     """
     status = status_for(exc)
     headers: dict[str, str] = {}
@@ -237,7 +244,8 @@ def problem_for(
     if isinstance(exc, RedemptionThrottledError):
         retry_at = exc.retry_at.astimezone(UTC)
         extras["retry_at"] = retry_at
-        wait = max(1, int((retry_at - datetime.now(UTC)).total_seconds()) + 1)
+        since = datetime.now(UTC) if now is None else now
+        wait = max(1, int((retry_at - since).total_seconds()) + 1)
         headers["Retry-After"] = str(wait)
     if isinstance(exc, ParseError) and exc.line is not None:
         extras["line"] = exc.line

@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from types import TracebackType
 from typing import Any, Self
 
@@ -22,7 +22,7 @@ from fastapi import FastAPI
 
 from paygate.api import ApiConfig, create_app
 from paygate.client import PaygateClient
-from paygate.clock import Clock, SystemClock
+from paygate.clock import DEFAULT_TIMEZONE, Clock, SystemClock, business_date
 from paygate.config import Settings
 from paygate.devices import DeviceRegistry
 from paygate.gateway import Gateway
@@ -129,6 +129,12 @@ class World:
         self.devices.add(device_id, channel, public_key_pem=public_pem(key))
         return key
 
+    def days_ahead(self, days: int) -> date:
+        """The business date ``days`` after the gateway's clock: a due date or a card's expiry
+        that stays as far from the clock the gateway runs with, the real one included, on
+        whatever day the test runs."""
+        return business_date(self.gateway.clock.now(), DEFAULT_TIMEZONE) + timedelta(days=days)
+
     def customer(
         self, account_no: str = ACCOUNT, *, owes: Money = BILL, name: str = "张三"
     ) -> None:
@@ -138,7 +144,9 @@ class World:
             bill_no=f"B-{account_no}",
             amount=owes,
             period="2026-10",
-            due_date=date(2026, 12, 15),
+            # Due in 20 days (2026-12-15 by the fixed clock): never overdue, so paying what
+            # the bill says clears it, on any day the real clock shows.
+            due_date=self.days_ahead(20),
         )
 
     def balance(self, account_no: str) -> int:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date
 from io import BytesIO
 from typing import Any
 
@@ -60,13 +59,13 @@ class Everything:
 def everything(db_url: str, world: World) -> Iterator[Everything]:
     order_id = reconnection_order(world.gateway)  # ACCOUNT, disconnected, then paid
     world.gateway.issue_bill(
-        ACCOUNT, bill_no="B-2", amount=BILL, period="2026-10", due_date=date(2026, 12, 15)
+        ACCOUNT, bill_no="B-2", amount=BILL, period="2026-10", due_date=world.days_ahead(20)
     )
     world.register("K0001")
     world.register("K0002")
     service = VoucherService(world.gateway, PIN_KEY)
     printed = BytesIO()
-    issued = service.issue_batch("B1", 1, Money(5000, "CNY"), date(2030, 1, 31), printed)
+    issued = service.issue_batch("B1", 1, Money(5000, "CNY"), world.days_ahead(365), printed)
     service.activate("B1", retailer="Shop 1")
     pins = dict(line.split(",")[1:3] for line in printed.getvalue().decode().splitlines()[1:])
     config = ApiConfig(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Iterator
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from io import BytesIO
 from pathlib import Path
 from typing import Any
@@ -86,7 +86,7 @@ def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
         world.customer()
         world.register("K0001")
         cards = VoucherService(world.gateway, PIN_KEY)
-        cards.issue_batch("B1", 3, Money(5000, "CNY"), date(2030, 1, 31), BytesIO())
+        cards.issue_batch("B1", 3, Money(5000, "CNY"), world.days_ahead(365), BytesIO())
         cards.activate("B1", retailer="Shop 1")
         config = ApiConfig(
             channels={

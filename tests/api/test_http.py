@@ -362,7 +362,7 @@ def test_a_card_is_redeemed_from_a_terminal_which_is_the_attempts_source(
     key = world.register("K0001")
     service = VoucherService(world.gateway, SecretBytes(PIN_KEY))
     printed = BytesIO()
-    issued = service.issue_batch("B1", 2, Money(5000, "CNY"), date(2030, 1, 31), printed)
+    issued = service.issue_batch("B1", 2, Money(5000, "CNY"), world.days_ahead(365), printed)
     service.activate("B1", retailer="Shop 1")
     pins = dict(line.split(",")[1:3] for line in printed.getvalue().decode().splitlines()[1:])
     serial = issued.first_serial
@@ -386,6 +386,40 @@ def test_a_card_is_redeemed_from_a_terminal_which_is_the_attempts_source(
     )
     assert [tuple(row) for row in sources] == [("K0001",)]
     assert pins[serial] not in caplog.text
+
+
+def test_a_throttled_redemption_says_when_to_retry_by_the_gateways_clock(
+    db_url: str, world: World
+) -> None:
+    """Retry-After counts from the clock the gateway runs with (a fixed one, in the past),
+    not the machine's: ten failures at one instant close the account's hour until 3,601 s on."""
+    from io import BytesIO
+
+    from pydantic import SecretBytes
+
+    clock = FixedClock(datetime(2026, 11, 25, 2, 0, tzinfo=UTC))
+    world.customer()
+    service = VoucherService(world.gateway, SecretBytes(PIN_KEY))
+    printed = BytesIO()
+    service.issue_batch("B1", 3, Money(5000, "CNY"), world.days_ahead(365), printed)
+    service.activate("B1", retailer="Shop 1")
+    serials = [line.split(",")[1] for line in printed.getvalue().decode().splitlines()[1:]]
+    config = ApiConfig(channels={"voucher": VoucherConfig()}, voucher_pin_key=SecretBytes(PIN_KEY))
+    key = world.register("K0001")
+    with (
+        live_server(db_url, config, clock=clock) as server,
+        client(server, "K0001", key, clock=clock) as kiosk,
+    ):
+        for serial in [*[serials[0]] * 4, *[serials[1]] * 4, *[serials[2]] * 2]:
+            with pytest.raises(PaygateClientError) as wrong:
+                kiosk.redeem_voucher(ACCOUNT, serial, "0" * 16)
+            assert wrong.value.code == "wrong_pin"
+        with pytest.raises(PaygateClientError) as throttled:
+            kiosk.redeem_voucher(ACCOUNT, serials[2], "0" * 16)
+    assert (throttled.value.status, throttled.value.code) == (429, "redemption_throttled")
+    retry_at = datetime.fromisoformat(throttled.value.problem["retry_at"])
+    assert retry_at == clock.now() + timedelta(hours=1)
+    assert throttled.value.retry_after == 3601
 
 
 # ── the head-end's reports ───────────────────────────────────────────────────────────────

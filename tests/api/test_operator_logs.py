@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from io import BytesIO
 from pathlib import Path
 from typing import Any
@@ -97,7 +97,7 @@ def test_serve_and_dispatch_log_every_request_and_delivery_and_no_secret(
         key = world.register("K0001")
         printed = BytesIO()
         service = VoucherService(world.gateway, SecretBytes(PIN_KEY))
-        issued = service.issue_batch("B1", 1, Money(5000, "CNY"), date(2030, 1, 31), printed)
+        issued = service.issue_batch("B1", 1, Money(5000, "CNY"), world.days_ahead(365), printed)
         service.activate("B1", retailer="Shop 1")
         pins = dict(line.split(",")[1:3] for line in printed.getvalue().decode().splitlines()[1:])
         pin = pins[issued.first_serial]

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
-from datetime import date
 from io import BytesIO
 from pathlib import Path
 
@@ -33,7 +32,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[World, Li
         world.customer()
         world.register("K0001")
         cards = VoucherService(world.gateway, PIN_KEY)
-        cards.issue_batch("B1", 3, Money(5000, "CNY"), date(2030, 1, 31), BytesIO())
+        cards.issue_batch("B1", 3, Money(5000, "CNY"), world.days_ahead(365), BytesIO())
         cards.activate("B1", retailer="Shop 1")
         config = ApiConfig(
             channels={"kiosk": KioskConfig(), "voucher": VoucherConfig()},

@@ -144,9 +144,11 @@ def certificate_pem(
     serial: int,
     *,
     not_before: datetime = datetime(2020, 1, 1, tzinfo=UTC),
-    not_after: datetime = datetime(2035, 1, 1, tzinfo=UTC),
+    not_after: datetime = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC),
 ) -> str:
-    """A self-signed certificate for ``key`` with ``serial``."""
+    """A self-signed certificate for ``key`` with ``serial``; unless told otherwise, valid
+    from 2020 with no end (RFC 5280's 99991231235959Z), so a test verifying with the real
+    clock finds it valid on any day."""
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Tenpay.com Root CA test")])
     cert = (
         x509.CertificateBuilder()
