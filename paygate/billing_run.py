@@ -353,7 +353,7 @@ class BillingRun:
         # Rows already stored are filtered out; when there are none, the filter would only
         # cost a probe per row (the unique constraints still guard against a racing writer).
         # First, as ledger.ensure does, a receivable account (one balance shard) per customer.
-        ledger.open_receivables(tx, _ACCOUNT_STAGE, only_new_accounts=bool(stored))
+        ledger.open_receivables(tx, _ACCOUNT_STAGE, only_new_accounts=bool(stored), now=now)
         written = records.insert_accounts_from_staging(
             tx, _ACCOUNT_STAGE, only_new=bool(stored), now=now
         )

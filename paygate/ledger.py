@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from enum import StrEnum
@@ -108,9 +108,14 @@ def check_entry(entry: EntryDraft) -> None:
 
 
 class LedgerAccounts:
-    """Finds or creates ledger accounts by code, remembering their ids and shard counts."""
+    """Finds or creates ledger accounts by code, remembering their ids and shard counts.
 
-    def __init__(self) -> None:
+    ``now`` dates the accounts it creates: the Gateway's clock, so that an account opened by
+    a decision carries the decision's time (the machine's clock if not given).
+    """
+
+    def __init__(self, now: Callable[[], datetime] | None = None) -> None:
+        self._now = now or _utcnow
         self._ids: dict[str, int] = {}
         self._shards: dict[int, int] = {}
 
@@ -143,7 +148,7 @@ class LedgerAccounts:
                     "code": code,
                     "kind": kind.value,
                     "currency": currency,
-                    "now": tx.ts(_utcnow()),
+                    "now": tx.ts(self._now()),
                 },
             )
             row = tx.one("SELECT id, kind FROM ledger_accounts WHERE code = :code", {"code": code})
@@ -171,12 +176,12 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def open_receivables(tx: Tx, staging: str, *, only_new_accounts: bool) -> None:
+def open_receivables(tx: Tx, staging: str, *, only_new_accounts: bool, now: datetime) -> None:
     """Create a customer receivable account, with its one balance shard, for each row of the
     billing run's staging table ``staging`` (columns ``ledger_id, code, currency,
     account_no``), as :meth:`LedgerAccounts.ensure` would one by one; codes already stored are
     left as they are. ``only_new_accounts`` filters out rows whose customer account is already
-    stored (a probe per row, so only where the run found some)."""
+    stored (a probe per row, so only where the run found some). ``now`` dates the accounts."""
     known = (
         " AND NOT EXISTS (SELECT 1 FROM accounts x WHERE x.account_no = s.account_no)"
         if only_new_accounts
@@ -187,7 +192,7 @@ def open_receivables(tx: Tx, staging: str, *, only_new_accounts: bool) -> None:
         f"SELECT s.ledger_id, s.code, :kind, s.currency, :at FROM {staging} s "
         f"WHERE true{known} ON CONFLICT (code) DO NOTHING"
     )
-    params = {"kind": AccountKind.CUSTOMER_RECEIVABLE.value, "at": tx.ts(datetime.now(UTC))}
+    params = {"kind": AccountKind.CUSTOMER_RECEIVABLE.value, "at": tx.ts(now)}
     if tx.dialect == "postgresql":
         tx.execute(
             f"WITH new AS ({ledger_rows} RETURNING id) INSERT INTO ledger_balances "  # noqa: S608

@@ -88,7 +88,11 @@ class Core:
     settings: Settings
     clock: Clock
     allocation: AllocationPolicy
-    ledger: LedgerAccounts = field(default_factory=LedgerAccounts)
+    ledger: LedgerAccounts = field(init=False)
+
+    def __post_init__(self) -> None:
+        # The accounts it creates are dated by this core's clock, whichever it is by then.
+        self.ledger = LedgerAccounts(lambda: self.clock.now())
 
     def local_date(self, instant: datetime) -> date:
         """The date of ``instant`` in the utility's zone."""

@@ -39,8 +39,6 @@ _SKIPPED_TABLES = {
 }
 # The writing transaction's id (PostgreSQL's feed order) differs between any two databases.
 _WRITER = "writer_xid"
-# ledger.ensure dates a new ledger account by the wall clock, whichever path opens it.
-_WALL_CLOCK = {("ledger_accounts", "created_at")}
 
 _JOINED = {
     "postings": "SELECT j.reference, j.kind, l.code, p.amount, p.currency FROM postings p "
@@ -91,7 +89,6 @@ def dump(gateway: Gateway) -> dict[str, list[str]]:
                 if c.name != "id"
                 and not c.name.endswith("_id")
                 and c.name != _WRITER
-                and (table.name, c.name) not in _WALL_CLOCK
             ]
             if not cols:
                 continue

@@ -4,7 +4,7 @@ write, and audit verification finds what someone changed behind its back."""
 from __future__ import annotations
 
 import sqlite3
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import psycopg
 import pytest
@@ -275,3 +275,42 @@ def test_sealing_happens_after_commit_in_batches(db_url: str, clock: FixedClock)
     with Gateway.open(db_url, clock=clock) as gw:
         report = gw.verify()  # close() sealed the rest
         assert report.ok and report.unsealed_entries == 0 and report.sealed_entries == 7
+
+
+def test_ledger_accounts_are_dated_by_the_gateways_clock(
+    gateway: Gateway, clock: FixedClock
+) -> None:
+    """A receivable opened one by one or by a billing run, and a channel's clearing account
+    made by its first payment, carry the Gateway's time, as the decision that made them does
+    (the fixture's clock is a year before the machine's, at least)."""
+    from paygate.models import NewAccount
+
+    gateway.open_account("3100000001")
+    gateway.open_accounts([NewAccount(account_no="3100000002")])
+    clock.advance(timedelta(hours=3))
+    gateway.pay(
+        PaymentIntent(
+            channel="kiosk",
+            channel_txn_id="K-1",
+            account_no="3100000001",
+            amount=Money(500, "CNY"),
+            paid_at=clock.now(),
+        )
+    )
+    rows = gateway.store.run(
+        lambda tx: tx.all("SELECT code, created_at FROM ledger_accounts ORDER BY code"),
+        write=False,
+    )
+    dated = {str(code): _aware(at) for code, at in rows}
+    start = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
+    assert dated["receivable:3100000001"] == start
+    assert dated["receivable:3100000002"] == start
+    assert dated["clearing:kiosk:CNY"] == start + timedelta(hours=3)
+    assert all(at <= start + timedelta(hours=3) for at in dated.values()), dated
+
+
+def _aware(value: object) -> datetime:
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    assert isinstance(value, datetime)
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
