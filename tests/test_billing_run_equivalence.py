@@ -86,9 +86,7 @@ def dump(gateway: Gateway) -> dict[str, list[str]]:
             cols = [
                 c.name
                 for c in table.columns
-                if c.name != "id"
-                and not c.name.endswith("_id")
-                and c.name != _WRITER
+                if c.name != "id" and not c.name.endswith("_id") and c.name != _WRITER
             ]
             if not cols:
                 continue
