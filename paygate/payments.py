@@ -489,7 +489,12 @@ class Payments:
     # -- credit -------------------------------------------------------------------------
 
     def apply_credit(self, tx: Tx, acct: Account, writes: Writes, now: datetime) -> int:
-        """Spend the account's unallocated payments on its open bills, oldest payment first."""
+        """Spend the account's unallocated payments on its open bills, oldest payment first.
+
+        The credit meets the bills today: the late fees its overdue bills have accrued through
+        today are charged first (:meth:`charge_accrued`), as a payment arriving today charges
+        them, and the allocation policy spends the credit on them as on principal.
+        """
         if not any(b.is_open for b in acct.bills):
             return 0
         credits = [
@@ -500,6 +505,9 @@ class Payments:
                 {"a": acct.id},
             )
         ]
+        if not credits:
+            return 0
+        self.charge_accrued(tx, acct, now)
         applied = 0
         for payment_id, left in credits:
             parts = self._core.allocation.allocate(left, [b for b in acct.bills if b.is_open])
@@ -522,6 +530,42 @@ class Payments:
                     )
                 )
         return applied
+
+    def charge_accrued(self, tx: Tx, acct: Account, now: datetime) -> int:
+        """Charge the late fees ``acct``'s overdue bills have accrued through ``now``'s local
+        date: one journal entry (kind ``late_fee``: receivable debited, late-fee revenue
+        credited) and the bills charged through that day; the amount charged (0: nothing)."""
+        cur = acct.currency
+        today = self._core.local_date(now)
+        accrual = billing.accrue_late_fees(
+            acct.bills, acct.category, today, self._core.settings.late_fee
+        )
+        if not accrual.total:
+            return 0
+        acct.bills = billing.charge_late_fees(acct.bills, accrual)
+        revenue = self._core.ledger.ensure(
+            tx, f"revenue:late_fee:{cur}", AccountKind.LATE_FEE_REVENUE, cur
+        )
+        self.post(
+            tx,
+            [
+                EntryDraft(
+                    kind="late_fee",
+                    reference=f"late_fee:{acct.account_no}:{today.isoformat()}",
+                    memo=f"late fees through {today.isoformat()} on {acct.account_no}, charged "
+                    "as its credit meets its overdue bills",
+                    business_date=today,
+                    posted_at=now,
+                    postings=(
+                        PostingDraft(acct.receivable_id, accrual.total, cur),
+                        PostingDraft(revenue, -accrual.total, cur),
+                    ),
+                    shard_key=acct.id,
+                )
+            ],
+        )
+        acct.balance += accrual.total
+        return accrual.total
 
 
 class _Reversal:

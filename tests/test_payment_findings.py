@@ -135,6 +135,11 @@ def test_assigned_money_leaves_suspense_and_pays_the_oldest_bill_first(held: Gat
         OTHER, bill_no="B-old", amount=yuan("100.00"), period="2026-10", due_date=date(2026, 11, 20)
     )
     finding = only_finding(held)
+    # B-old is five days overdue: the money meets it today, so the late fee it has accrued
+    # (the minimum charge) is charged first, as a payment arriving today would charge it.
+    fee = held.account_status(OTHER).late_fee
+    assert fee == yuan("1.00")
+    revenue = held.ledger_balances().get("revenue:late_fee:CNY", yuan("0.00"))
     done = held.payment_findings.assign(
         finding, OTHER, resolution_id="PF-1", reason="the customer's new flat", actor="li.na"
     )
@@ -142,8 +147,9 @@ def test_assigned_money_leaves_suspense_and_pays_the_oldest_bill_first(held: Gat
     assert (done.account_no, done.amount, done.actor) == (OTHER, yuan("150.00"), "li.na")
     status = held.account_status(OTHER)
     owed = {b.bill_no: b.principal_due for b in status.bills}
-    assert owed.get("B-old", yuan("0.00")) == yuan("0.00") and owed["B-new"] == yuan("50.00")
-    assert status.balance == yuan("50.00")
+    assert owed.get("B-old", yuan("0.00")) == yuan("0.00") and owed["B-new"] == yuan("50.00") + fee
+    assert status.balance == yuan("50.00") + fee and status.late_fee == yuan("0.00")
+    assert held.ledger_balances()["revenue:late_fee:CNY"] == revenue - fee
     [posted] = events(held, "payment.posted")[-1:]
     assert posted["channel"] == SUSPENSE_CHANNEL and posted["amount"] == 15000
     assert held.payment_findings.list() == []

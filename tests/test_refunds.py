@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import threading
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -270,6 +270,31 @@ def test_a_failed_refund_returns_the_credit_which_pays_open_bills_oldest_first(
     [data] = events(gateway, "refund.failed")
     assert data["credit_applied"] == 15000 and data["balance_after"] == -5000
     assert balances(gateway)["refunds_payable:CNY"] == 0
+    assert gateway.verify().ok
+
+
+def test_credit_a_failed_refund_returns_pays_the_late_fee_its_overdue_bill_accrued_first(
+    gateway: Gateway, routes: dict[str, ScriptedRoute], clock: FixedClock
+) -> None:
+    """The credit meets the bill the day the refund fails: the fee accrued by then is charged
+    first, as a payment arriving that day would charge it."""
+    gateway.use_refund_routes(routes)
+    gateway.open_account(ACCT)
+    pay(gateway, "T-1", "300.00")
+    gateway.refund(ACCT, yuan("200.00"), refund_id="R-1", route="alipay")
+    gateway.issue_bill(
+        ACCT, bill_no="B-1", amount=yuan("250.00"), period="2026-10", due_date=date(2026, 12, 10)
+    )
+    clock.set(datetime(2026, 12, 20, 2, 0, tzinfo=UTC))  # ten days past due, 150.00 owed
+    fee = gateway.account_status(ACCT).late_fee
+    assert fee == yuan("1.50")
+    revenue = balances(gateway).get("revenue:late_fee:CNY", 0)
+    routes["alipay"].settle_as = failed("PAYER_CLOSED", "the payer's account is closed")
+    assert gateway.dispatch_refunds().failed == 1
+    status = gateway.account_status(ACCT)
+    assert status.late_fee == yuan("0.00") and status.arrears == yuan("0.00")
+    assert status.balance == yuan("-50.00") + fee and status.credit == yuan("50.00") - fee
+    assert balances(gateway)["revenue:late_fee:CNY"] == revenue - fee.minor
     assert gateway.verify().ok
 
 
