@@ -279,7 +279,7 @@ class PosLedger(Protocol):
     """
 
     def batch_totals(self, terminal_id: str, batch_no: str) -> tuple[int, Money]:
-        """Count and sum of the batch's sales that are posted and not reversed."""
+        """Count and sum of the batch's sales, posted or held in suspense, not reversed."""
         ...
 
     def batch_closed(self, terminal_id: str, batch_no: str) -> bool:

@@ -349,8 +349,10 @@ def _read_close(tx: Tx, terminal_id: str, business_date: date) -> KioskCloseReco
 class SqlPosLedger:
     """A :class:`~paygate.channels.pos.PosLedger` on ``payments`` and ``pos_batches``.
 
-    A batch's sales are the posted (not reversed) payments of the POS ``channel`` taken by the
-    terminal whose transaction ids carry the ``terminal-batch-`` prefix; a settled batch is a
+    A batch's sales are the payments of the POS ``channel`` taken by the terminal whose
+    transaction ids carry the ``terminal-batch-`` prefix, posted or held in suspense (the
+    account was closed, :mod:`paygate.refunds.closed`: the card was charged all the same, and
+    the acquirer settles it with the batch), reversed ones excluded; a settled batch is a
     row of ``pos_batches``, written once (closing it again changes nothing), so a void that
     arrives after settlement is refused by every process alike.
     """
@@ -361,7 +363,7 @@ class SqlPosLedger:
         self._currency = currency
 
     def batch_totals(self, terminal_id: str, batch_no: str) -> tuple[int, Money]:
-        """Count and sum of the batch's sales that are posted and not reversed."""
+        """Count and sum of the batch's sales, posted or in suspense, not reversed."""
         return self._store.run(lambda tx: self._totals(tx, terminal_id, batch_no), write=False)
 
     def _totals(self, tx: Tx, terminal_id: str, batch_no: str) -> tuple[int, Money]:
@@ -370,7 +372,7 @@ class SqlPosLedger:
         row = tx.one(
             "SELECT COUNT(*), COALESCE(SUM(amount), 0) FROM payments "
             "WHERE channel = :channel AND terminal_id = :terminal AND currency = :cur "
-            "AND status = 'posted' AND substr(channel_txn_id, 1, :n) = :prefix",
+            "AND status IN ('posted', 'suspense') AND substr(channel_txn_id, 1, :n) = :prefix",
             {
                 "channel": self._channel,
                 "terminal": terminal_id,

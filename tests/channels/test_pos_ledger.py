@@ -86,3 +86,29 @@ def test_a_sale_and_its_void_each_count_once_toward_the_next_seal(db_url: str) -
         assert adapter.handle_void(signed(void("000102", "000101")), {}, gateway).ok
         assert gateway.payments.pending_seal == 2
         assert gateway.seal() == 2
+
+
+def test_a_sale_held_in_suspense_for_a_closed_account_counts_in_its_batch(db_url: str) -> None:
+    """The card was charged all the same: the acquirer settles it with the batch, so the
+    batch's totals (and the settlement the terminal reports) include it."""
+    clock = FixedClock(NOW)
+    with Gateway.open(db_url, clock=clock) as gateway:
+        gateway.open_account(ACCOUNT)
+        gateway.open_account("0109999999")
+        gateway.close_account("0109999999", closure_id="CL-1", reason="moved away")
+        ledger = SqlPosLedger(gateway.store)
+        adapter = pos_adapter(ledger, clock)  # type: ignore[arg-type]
+        assert adapter.handle_pay(signed(sale("000101")), {}, gateway).ok
+        held = adapter.handle_pay(
+            signed(sale("000102", amount="3000", account_no="0109999999")), {}, gateway
+        )
+        assert held.ok
+        statuses = gateway.store.run(
+            lambda tx: sorted(str(s) for (s,) in tx.all("SELECT status FROM payments")),
+            write=False,
+        )
+        assert statuses == ["posted", "suspense"]
+        assert ledger.batch_totals("HALL0001", "000001") == (2, Money(15050, "CNY"))
+        settled = adapter.handle_daily_close(signed(settle("000103", 2, 15050, 0, 0)), {}, gateway)
+        assert answer(settled)["settle_result"] == "match"
+        assert gateway.verify().ok
