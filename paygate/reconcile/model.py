@@ -188,8 +188,9 @@ class Settlement(_Frozen):
     reference: str | None
 
 
-PaymentState = Literal["posted", "reversed"]
-"""Where a ledger payment stands now: posted, or reversed (its money given back)."""
+PaymentState = Literal["posted", "suspense", "reversed"]
+"""Where a ledger payment stands now: posted, held in suspense (its account was closed), or
+reversed (its money given back)."""
 
 LEDGER_REVERSAL_KEY = "reversal:"
 """How the line key of a reversal only the ledger has begins (``reversal:<payment id>``)."""
@@ -235,8 +236,9 @@ def signed_amounts(
     * A payment line: the statement ``+amount``; the ledger ``+ledger_amount`` (its payment).
     * A refund, void or reversal line: the statement ``-amount``; the ledger has given the
       original back (``-ledger_amount``) when the original payment is ``reversed``, and nothing
-      (``0``) while it is still ``posted``: then the whole refund is the difference. Without an
-      original in the ledger, the ledger side is ``None``.
+      (``0``) while it is not (``posted``, or held in ``suspense`` for a closed account): then
+      the whole refund is the difference. Without an original in the ledger, the ledger side
+      is ``None``.
     * Only in the ledger: no statement side; the ledger ``+amount`` (a payment, money in
       suspense) or ``-amount`` (a reversal).
     * A bank entry: the statement is the amount as the bank states it (a debit negative).
@@ -312,7 +314,7 @@ class Finding(_Frozen):
     )
     payment_id: int | None = None
     payment_status: PaymentState | None = Field(
-        default=None, description="the status of that payment now: posted or reversed"
+        default=None, description="the status of that payment now: posted, suspense, reversed"
     )
     line_no: int | None = None
     kind: StatementLineKind | None = None
