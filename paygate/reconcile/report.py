@@ -512,11 +512,17 @@ def _findings_table(
             rows.append(
                 html_row(
                     [
-                        td(f"{run.channel} {run.business_date}"),
+                        td(f"{run.channel} {run.business_date}", "text"),
                         td(_finding_id(run, f, w)),
                         td(w(CLASS_TITLES[f.finding_class][0]), "text"),
-                        td("" if f.line_no is None else w.number(f.line_no)),
-                        td(subject, "text"),
+                        td(
+                            subject
+                            if f.line_no is None
+                            else w(
+                                "{subject} (line {line})", subject=subject, line=w.number(f.line_no)
+                            ),
+                            "text",
+                        ),
                         td(f.account_no or ""),
                         td("" if signed.statement is None else w.money(signed.statement)),
                         td("" if signed.ledger is None else w.money(signed.ledger)),
@@ -541,12 +547,11 @@ def _findings_table(
         w("channel day"),
         w("finding"),
         w("class"),
-        w("line"),
         w("transaction / reference"),
         w("account"),
         w("statement"),
         w("ledger"),
-        w("difference (statement - ledger)"),
+        w("difference"),
         w("due / state"),
         w("note"),
     )
