@@ -59,7 +59,6 @@ from paygate.cli._common import (
 from paygate.config import Settings
 from paygate.errors import InvalidInputError, ParseError
 from paygate.gateway import Gateway
-from paygate.money import Money
 from paygate.reconcile.bank import BankFormat
 from paygate.reconcile.bank_leg import (
     BankFile,
@@ -593,19 +592,6 @@ def suspense_release(
 # -- findings -------------------------------------------------------------------------------
 
 
-def _amounts(f: Finding) -> tuple[Money | None, Money | None, Money]:
-    """The ledger's amount, the statement's (or bank's), and statement - ledger; None where a
-    side has none, which counts as zero in the difference."""
-    ledger: Money | None
-    statement: Money | None
-    if f.finding_class is FindingClass.ONLY_IN_LEDGER:
-        ledger, statement = f.amount, None
-    else:
-        ledger, statement = f.ledger_amount, f.amount
-    zero = Money(0, f.amount.currency)
-    return ledger, statement, (statement or zero) - (ledger or zero)
-
-
 FINDING_COLUMNS = (
     Column("finding", "FINDING"),
     Column("channel", "channel"),
@@ -633,7 +619,8 @@ def findings_list(
     after: After = None,
 ) -> None:
     """Open findings of the current runs: FINDING (run:number), what, the ledger's amount,
-    the statement's, the difference (statement - ledger), note."""
+    the statement's, the difference (statement - ledger), note; signed: a refund is negative,
+    and its ledger side is the original's reversal, or 0 while the original is still posted."""
 
     def run() -> Listing:
         day = parse_day(business_date, "--date") if business_date else None
@@ -676,7 +663,7 @@ def _finding_cursor(after: str | None) -> tuple[int | None, int]:
 
 
 def _finding_row(current: ReconciliationRun, f: Finding) -> dict[str, Cell]:
-    ledger, statement, difference = _amounts(f)
+    signed = f.signed
     return {
         "finding": f"{current.id}:{f.seq}",
         "channel": current.channel,
@@ -684,9 +671,9 @@ def _finding_row(current: ReconciliationRun, f: Finding) -> dict[str, Cell]:
         "class": f.finding_class.value,
         "line_no": f.line_no,
         "subject": f.channel_txn_id or f.reference or f.line_key,
-        "ledger": ledger,
-        "statement": statement,
-        "difference": difference,
+        "ledger": signed.ledger,
+        "statement": signed.statement,
+        "difference": signed.difference,
         "note": f.note,
     }
 

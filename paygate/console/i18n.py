@@ -222,6 +222,9 @@ CATALOGUE: Final[dict[str, tuple[str, str]]] = {
     "finance.findings": ("待处理对账差异", "Open findings"),
     "finance.class": ("差异类型", "Class"),
     "finance.amount": ("金额", "Amount"),
+    "finance.statement": ("对账单", "Statement"),
+    "finance.ledger": ("账务", "Ledger"),
+    "finance.difference": ("差额", "Difference"),
     "finance.subject": ("对象", "Subject"),
     "finance.resolve": ("处理", "Resolve"),
     "finance.confirm": ("确认账务无误", "Confirm the ledger"),
@@ -300,9 +303,10 @@ class Translator:
         return value if entry is None else entry[self._index]
 
     def money(self, amount: Money) -> str:
-        """``¥1,010.00`` for CNY, ``1,010.00 USD`` otherwise."""
-        text = f"{amount.to_decimal():,.{minor_units_exponent(amount.currency)}f}"
-        return f"¥{text}" if amount.currency == "CNY" else f"{text} {amount.currency}"
+        """``¥1,010.00`` for CNY, ``1,010.00 USD`` otherwise; money back ``-¥30.00``."""
+        sign = "-" if amount.minor < 0 else ""
+        text = f"{abs(amount).to_decimal():,.{minor_units_exponent(amount.currency)}f}"
+        return f"{sign}¥{text}" if amount.currency == "CNY" else f"{sign}{text} {amount.currency}"
 
     def when(self, instant: datetime | None) -> str:
         """A time in the utility's zone: ``2026-11-25 18:00``."""

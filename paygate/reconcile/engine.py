@@ -76,11 +76,14 @@ from paygate.reconcile.matching import (
     suspense_not_on_statement,
 )
 from paygate.reconcile.model import (
+    LEDGER_REVERSAL_KEY,
     FindingClass,
     ReconcilePolicy,
     ReconciliationRun,
     RunKind,
     RunStatus,
+    class_amount,
+    direction,
 )
 from paygate.reconcile.runs import load_run
 from paygate.store.engine import Tx, UniqueViolation
@@ -382,7 +385,7 @@ class _Staged:
             account = account[:_MAX_ID]  # longer than any account number: unknown either way
         kind = line.kind
         self.count += 1
-        sign = 1 if kind is _PAYMENT else -1
+        sign = direction(kind, "")
         self.gross += sign * gross.minor
         self.fees += sign * fee.minor
         key = None
@@ -776,42 +779,40 @@ def _summary(tx: Tx, run_id: int, staged: _Staged) -> dict[str, list[int]]:
     return class_totals(tx, run_id, plain=(staged.id_payments, staged.id_payments_gross))
 
 
-# A finding's amount as it counts in its class's total: a refund, void or reversal line, and a
-# reversal only the ledger has, negative (as the statement's gross counts them); the
-# difference of a bank statement that does not balance by its size, so that two statements
-# off in opposite directions do not add up to nothing; everything else as it is (a bank
-# debit is already negative).
-_SIGNED_AMOUNT = (
-    "CASE WHEN f.finding_class = 'bank_unbalanced' THEN ABS(f.amount) "
-    "WHEN l.kind IS NOT NULL AND l.kind <> 'payment' THEN -f.amount "
-    "WHEN f.line_seq IS NULL AND f.line_key LIKE 'reversal:%' THEN -f.amount "
-    "ELSE f.amount END"
-)
-
-
 def class_totals(tx: Tx, run_id: int, *, plain: tuple[int, int] = (0, 0)) -> dict[str, list[int]]:
     """Run ``run_id``'s count and signed amount per finding class: the one computation of the
     totals every output shows (stored with the run, the JSON report, the terminal summary,
     the HTML page, the console).
 
-    Signed as the statement's gross counts them, so that the classes of the statement's lines
-    add up to the run's gross exactly; ``only_in_ledger`` is no line of the statement and no
-    part of the gross. ``plain`` is (count, gross) of the payment lines with a channel
-    transaction id, of which those without a finding are the plain matches (they have no
-    row of their own). Read in ``tx``; findings are few, lines are not read.
+    Each finding counts as :func:`~paygate.reconcile.model.class_amount` says (the one sign
+    rule, :func:`~paygate.reconcile.model.direction`): as the statement's gross counts it, so
+    that the classes of the statement's lines add up to the run's gross exactly;
+    ``only_in_ledger`` is no line of the statement and no part of the gross. ``plain`` is
+    (count, gross) of the payment lines with a channel transaction id, of which those without
+    a finding are the plain matches (they have no row of their own). Read in ``tx``, summed
+    in the database by what the rule looks at (class, line kind, a ledger reversal's key, the
+    amount's sign); lines are not read.
     """
     totals: dict[str, list[int]] = {c.value: [0, 0] for c in FindingClass}
     with_findings, with_findings_gross = 0, 0
-    for klass, count, amount, by_id, by_id_gross in tx.all(
-        f"SELECT f.finding_class, COUNT(*), COALESCE(SUM({_SIGNED_AMOUNT}), 0), "  # noqa: S608
+    for klass, kind, key, count, amount, by_id, by_id_gross in tx.all(
+        "SELECT f.finding_class, l.kind, "  # noqa: S608 - the key is ours
+        f"CASE WHEN f.line_key LIKE '{LEDGER_REVERSAL_KEY}%' THEN '{LEDGER_REVERSAL_KEY}' "
+        "ELSE '' END AS subject, "
+        "COUNT(*), COALESCE(SUM(f.amount), 0), "
         "SUM(CASE WHEN f.line_key LIKE 'txn:%' THEN 1 ELSE 0 END), "
         "SUM(CASE WHEN f.line_key LIKE 'txn:%' THEN f.amount ELSE 0 END) "
         "FROM reconciliation_findings f LEFT JOIN reconciliation_lines l "
         "ON l.run_id = f.run_id AND l.seq = f.line_seq "
-        "WHERE f.run_id = :run GROUP BY f.finding_class",
+        "WHERE f.run_id = :run "
+        "GROUP BY f.finding_class, l.kind, subject, CASE WHEN f.amount < 0 THEN 1 ELSE 0 END",
         {"run": run_id},
     ):
-        totals[str(klass)] = [int(count), int(amount)]
+        finding_class = FindingClass(klass)
+        line_kind = None if kind is None else StatementLineKind(kind)
+        total = totals[finding_class.value]
+        total[0] += int(count)
+        total[1] += class_amount(finding_class, line_kind, str(key), int(amount))
         with_findings += int(by_id or 0)
         with_findings_gross += int(by_id_gross or 0)
     matched = totals[FindingClass.MATCHED.value]

@@ -11,17 +11,20 @@ from __future__ import annotations
 import warnings
 from datetime import date, datetime, timedelta
 from enum import StrEnum
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
 
 from paygate.models import StatementLineKind
 from paygate.money import Money
 
 __all__ = [
+    "LEDGER_REVERSAL_KEY",
     "ClassTotal",
     "Finding",
     "FindingClass",
     "FindingStatus",
+    "PaymentState",
     "ReconcilePolicy",
     "ReconciliationRun",
     "Resolution",
@@ -29,7 +32,11 @@ __all__ = [
     "RunKind",
     "RunStatus",
     "Settlement",
+    "SignedAmounts",
     "SuspenseItem",
+    "class_amount",
+    "direction",
+    "signed_amounts",
 ]
 
 
@@ -181,6 +188,92 @@ class Settlement(_Frozen):
     reference: str | None
 
 
+PaymentState = Literal["posted", "suspense", "reversed"]
+"""Where a ledger payment stands now: posted, held in suspense (its account was closed), or
+reversed (its money given back)."""
+
+LEDGER_REVERSAL_KEY = "reversal:"
+"""How the line key of a reversal only the ledger has begins (``reversal:<payment id>``)."""
+
+
+def direction(kind: StatementLineKind | None, line_key: str) -> Literal[1, -1]:
+    """Which way a finding's money goes: 1 in (a payment), -1 back to the customer.
+
+    A statement line goes the way its ``kind`` says: a payment in, a refund, void or reversal
+    back. What only the ledger has goes in, except a reversal (``reversal:`` key), which goes
+    back. A bank entry (no kind, no ledger key of that form) is 1: its amount carries its own
+    sign (a debit is negative). The one sign rule of reconciliation: the statement's gross,
+    the class totals and every finding's signed amounts and difference follow it.
+    """
+    if kind is not None:
+        return 1 if kind is StatementLineKind.PAYMENT else -1
+    return -1 if line_key.startswith(LEDGER_REVERSAL_KEY) else 1
+
+
+class SignedAmounts(_Frozen):
+    """A finding's money with its direction: what the statement shows, what the ledger has for
+    the same subject, and ``statement - ledger``.
+
+    ``None`` where a side has nothing about the subject (counted as zero in the difference).
+    A refund's difference is negative when money left that the ledger has not given back.
+    """
+
+    statement: Money | None
+    ledger: Money | None
+    difference: Money
+
+
+def signed_amounts(
+    finding_class: FindingClass,
+    kind: StatementLineKind | None,
+    line_key: str,
+    amount: Money,
+    ledger_amount: Money | None,
+    payment_status: PaymentState | None,
+) -> SignedAmounts:
+    """A finding's :class:`SignedAmounts`, by :func:`direction` and the payment's status now.
+
+    * A payment line: the statement ``+amount``; the ledger ``+ledger_amount`` (its payment).
+    * A refund, void or reversal line: the statement ``-amount``; the ledger has given the
+      original back (``-ledger_amount``) when the original payment is ``reversed``, and nothing
+      (``0``) while it is not (``posted``, or held in ``suspense`` for a closed account): then
+      the whole refund is the difference. Without an original in the ledger, the ledger side
+      is ``None``.
+    * Only in the ledger: no statement side; the ledger ``+amount`` (a payment, money in
+      suspense) or ``-amount`` (a reversal).
+    * A bank entry: the statement is the amount as the bank states it (a debit negative).
+    """
+    sign = direction(kind, line_key)
+    zero = Money(0, amount.currency)
+    statement: Money | None
+    ledger: Money | None
+    if finding_class is FindingClass.ONLY_IN_LEDGER:
+        statement, ledger = None, amount * sign
+    elif sign > 0 or ledger_amount is None:
+        statement = amount * sign
+        ledger = None if ledger_amount is None else ledger_amount * sign
+    else:
+        statement = amount * sign
+        ledger = ledger_amount * sign if payment_status == "reversed" else zero
+    difference = (statement or zero) - (ledger or zero)
+    return SignedAmounts(statement=statement, ledger=ledger, difference=difference)
+
+
+def class_amount(
+    finding_class: FindingClass, kind: StatementLineKind | None, line_key: str, amount: int
+) -> int:
+    """How ``amount`` minor units of a finding count in its class's total.
+
+    The statement's side (or the ledger's, for what only the ledger has) by :func:`direction`,
+    as the statement's gross counts it, so that a statement's classes add up to its gross;
+    except the difference of a bank statement that does not balance, counted by its size so
+    that two statements off in opposite directions do not add up to nothing.
+    """
+    if finding_class is FindingClass.BANK_UNBALANCED:
+        return abs(amount)
+    return direction(kind, line_key) * amount
+
+
 class Resolution(_Frozen):
     """One resolution: what was done about a finding, by whom, when, and what it posted."""
 
@@ -212,9 +305,17 @@ class Finding(_Frozen):
     status: FindingStatus
     open_finding: bool
     line_key: str
-    amount: Money
-    ledger_amount: Money | None = None
+    amount: Money = Field(
+        description="the line's amount as the statement gives it (a refund's too: positive; "
+        "``kind`` says the direction), or the ledger's for what only the ledger has"
+    )
+    ledger_amount: Money | None = Field(
+        default=None, description="the amount of the ledger payment the line names"
+    )
     payment_id: int | None = None
+    payment_status: PaymentState | None = Field(
+        default=None, description="the status of that payment now: posted, suspense, reversed"
+    )
     line_no: int | None = None
     kind: StatementLineKind | None = None
     channel_txn_id: str | None = None
@@ -230,6 +331,20 @@ class Finding(_Frozen):
         default=None,
         description="the suspense item the finding is about: what `paygate suspense` takes",
     )
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def signed(self) -> SignedAmounts:
+        """The statement's and the ledger's amounts with their direction, and the difference
+        (:func:`signed_amounts`): what every listing of findings shows."""
+        return signed_amounts(
+            self.finding_class,
+            self.kind,
+            self.line_key,
+            self.amount,
+            self.ledger_amount,
+            self.payment_status,
+        )
 
     @property
     def exception(self) -> bool:

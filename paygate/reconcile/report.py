@@ -83,6 +83,9 @@ CSV_COLUMNS = (
     "resolved_by",
     "resolved_at",
     "suspense_item",
+    "signed_statement",
+    "signed_ledger",
+    "difference",
 )
 
 MATCHED_CLASSES = frozenset(
@@ -177,7 +180,7 @@ def _amount(money: Money | None) -> str:
 
 
 def _csv_row(run: ReconciliationRun, f: Finding) -> list[str]:
-    resolution = f.resolution
+    resolution, signed = f.resolution, f.signed
     return [
         str(run.id),
         run.channel,
@@ -204,6 +207,9 @@ def _csv_row(run: ReconciliationRun, f: Finding) -> list[str]:
         "" if resolution is None else _text(resolution.actor),
         "" if resolution is None else resolution.at.isoformat(),
         "" if f.suspense_item is None else str(f.suspense_item),
+        _amount(signed.statement),
+        _amount(signed.ledger),
+        _amount(signed.difference),
     ]
 
 
@@ -502,17 +508,25 @@ def _findings_table(
                 if f.status is FindingStatus.SUSPENSE
                 else ("" if f.due_on is None else str(f.due_on))
             )
+            signed = f.signed
             rows.append(
                 html_row(
                     [
-                        td(f"{run.channel} {run.business_date}"),
+                        td(f"{run.channel} {run.business_date}", "text"),
                         td(_finding_id(run, f, w)),
                         td(w(CLASS_TITLES[f.finding_class][0]), "text"),
-                        td("" if f.line_no is None else w.number(f.line_no)),
-                        td(subject, "text"),
+                        td(
+                            subject
+                            if f.line_no is None
+                            else w(
+                                "{subject} (line {line})", subject=subject, line=w.number(f.line_no)
+                            ),
+                            "text",
+                        ),
                         td(f.account_no or ""),
-                        td(w.money(f.amount)),
-                        td("" if f.ledger_amount is None else w.money(f.ledger_amount)),
+                        td("" if signed.statement is None else w.money(signed.statement)),
+                        td("" if signed.ledger is None else w.money(signed.ledger)),
+                        td(w.money(signed.difference)),
                         td(state),
                         td(f.note or "", "text"),
                     ]
@@ -533,11 +547,11 @@ def _findings_table(
         w("channel day"),
         w("finding"),
         w("class"),
-        w("line"),
         w("transaction / reference"),
         w("account"),
-        w("amount"),
+        w("statement"),
         w("ledger"),
+        w("difference"),
         w("due / state"),
         w("note"),
     )
@@ -556,6 +570,13 @@ def _definitions(w: Words) -> str:
             "negative, so the statement's classes add up to the gross; what only the ledger "
             "has, bank debits and the differences of bank statements that do not balance are "
             "no part of it, and are shown apart.",
+        ),
+        (
+            "Statement, ledger, difference",
+            "A finding's money with its direction: a payment positive, a refund, void or "
+            "reversal negative (money back to the customer). For a refund the ledger shows the "
+            "original payment's reversal, or 0.00 while the original is still posted, so the "
+            "difference shows the money that left and the ledger has not given back.",
         ),
         ("Fees", "What the channel keeps: the statement's fees, refunds' fees less."),
         ("Net", "What the channel settles to the utility's bank account: gross less fees."),

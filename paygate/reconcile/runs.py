@@ -53,17 +53,19 @@ RUN_COLUMNS = (
 )
 
 # A finding about a ledger payment has no line: the payment says what the line would have.
+# The payment's status is read as it is now (a refund's original may be reversed since).
 _FINDING_QUERY = (
     "SELECT f.seq, f.finding_class, f.status, f.line_key, f.amount, f.ledger_amount, f.currency, "
     "f.payment_id, f.due_on, f.value_date, f.reference, f.note, l.line_no, l.kind, "
-    "COALESCE(l.channel_txn_id, p.channel_txn_id), l.original_txn_id, "
-    "COALESCE(l.account_no, a.account_no), COALESCE(l.occurred_at, p.paid_at), r.id, r.run_id, "
+    "CASE WHEN f.line_seq IS NULL THEN p.channel_txn_id ELSE l.channel_txn_id END, "
+    "l.original_txn_id, COALESCE(l.account_no, a.account_no), "
+    "CASE WHEN f.line_seq IS NULL THEN p.paid_at ELSE l.occurred_at END, r.id, r.run_id, "
     "r.finding_seq, r.channel, r.line_key, r.action, r.actor, r.at, r.account_no, r.payment_id, "
-    "r.entry_id, r.amount, r.currency, r.note "
+    "r.entry_id, r.amount, r.currency, r.note, p.status "
     "FROM reconciliation_findings f "
     "LEFT JOIN reconciliation_lines l ON l.run_id = f.run_id AND l.seq = f.line_seq "
-    "LEFT JOIN payments p ON p.id = f.payment_id AND f.line_seq IS NULL "
-    "LEFT JOIN accounts a ON a.id = p.account_id "
+    "LEFT JOIN payments p ON p.id = f.payment_id "
+    "LEFT JOIN accounts a ON a.id = p.account_id AND f.line_seq IS NULL "
     "LEFT JOIN reconciliation_resolutions r ON r.id = f.resolution_id "
     "WHERE f.run_id = :run AND f.seq > :after"
 )
@@ -356,6 +358,7 @@ def finding_from_row(tx: Tx, run_id: int, row: Sequence[Any], as_of: date) -> Fi
         amount=Money(int(row[4]), currency),
         ledger_amount=None if row[5] is None else Money(int(row[5]), currency),
         payment_id=None if row[7] is None else int(row[7]),
+        payment_status=None if row[32] is None else row[32],
         due_on=due_on,
         value_date=None if row[9] is None else tx.read_day(row[9]),
         reference=row[10],

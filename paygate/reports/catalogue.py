@@ -177,11 +177,13 @@ _RECONCILE: Final[dict[str, str]] = {
     "channel day": "渠道业务日",
     "finding": "差异编号",
     "class": "类别",
-    "line": "行号",
+    "{subject} (line {line})": "{subject}（第 {line} 行）",
     "transaction / reference": "交易号 / 参考号",
     "account": "户号",
     "amount": "金额",
+    "statement": "对账单金额",
     "ledger": "账务金额",
+    "difference": "差额",
     "due / state": "处理期限 / 状态",
     "note": "备注",
     "in suspense": "挂账中",
@@ -192,6 +194,13 @@ _RECONCILE: Final[dict[str, str]] = {
     "见 CSV 或 JSON 报告。",
     "What each figure and class means": "各数字与类别的含义",
     "Gross": "交易总额",
+    "Statement, ledger, difference": "对账单金额、账务金额、差额",
+    "A finding's money with its direction: a payment positive, a refund, void or reversal "
+    "negative (money back to the customer). For a refund the ledger shows the original "
+    "payment's reversal, or 0.00 while the original is still posted, so the difference shows "
+    "the money that left and the ledger has not given back.": "差异金额带方向：缴费为正，退款、"
+    "撤销和冲正为负（退回客户的钱）。退款的账务金额为原缴费的冲正；原缴费仍未冲正时为 0.00，"
+    "因此差额即已退出而账务尚未退回的金额。",
     "Payments less refunds, voids and reversals on the statement (for a bank statement, its "
     "credits). The totals per class count a refund, void or reversal as negative, so the "
     "statement's classes add up to the gross; what only the ledger has, bank debits and the "

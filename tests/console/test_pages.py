@@ -3,13 +3,15 @@ with their audit rows, finance and the service-promise dashboard, in both langua
 
 from __future__ import annotations
 
-from datetime import timedelta
+import re
+from datetime import datetime, timedelta
 
 from paygate.headend.base import HeadEndOutcome
-from paygate.models import PaymentIntent
+from paygate.models import PaymentIntent, StatementLineKind
 from paygate.money import Money
 from tests.console.conftest import Clients, ConsoleWorld
-from tests.console.support import DISCONNECTED, FAILED, HOSPITAL, METER
+from tests.console.support import DISCONNECTED, FAILED, HOSPITAL, METER, ZONE
+from tests.reconcile.support import line, run_lines
 
 
 def audit_rows(world: ConsoleWorld, action: str) -> list[tuple[object, ...]]:
@@ -271,6 +273,57 @@ def test_finance_resolves_a_finding_assigns_and_releases_suspense(
     assert [r[3] for r in audit_rows(world, "release_suspense")] == ["requested", "refused"]
     trail = clients.signed_in("chen.admin").http.get("/console/audit").text
     assert "客户来电提供缴费凭证" in trail and "wang.finance" in trail
+
+
+def test_finance_sees_a_refund_the_ledger_has_not_given_back_as_money_out(
+    world: ConsoleWorld, clients: Clients
+) -> None:
+    gateway = world.gateway
+    day = world.story.today - timedelta(days=6)
+    paid = datetime.combine(day, datetime.min.time(), ZONE) + timedelta(hours=10)
+    receipt = gateway.pay(
+        PaymentIntent(
+            channel="kiosk",
+            channel_txn_id="K0002:card-2001",
+            account_no="3100000101",
+            amount=Money(3_000, "CNY"),
+            paid_at=paid,
+        )
+    )
+    run = run_lines(
+        gateway,
+        [
+            line(2, "K0002:card-2001", "3100000101", 3_000, at=paid),
+            line(
+                3,
+                "K0002:refund-2001",
+                "3100000101",
+                3_000,
+                at=paid,
+                kind=StatementLineKind.REFUND,
+                original="K0002:card-2001",
+            ),
+        ],
+        day=day,
+    )
+    finance = clients.signed_in("wang.finance")
+    for lang, statement, ledger, difference in (
+        ("zh-CN", "对账单", "账务", "差额"),
+        ("en", "Statement", "Ledger", "Difference"),
+    ):
+        finance.http.get(f"/console/language/{lang}", params={"next": "/console/finance"})
+        page = finance.http.get("/console/finance").text
+        article = rf'<article class="finding" id="finding-{run.id}-\d+">(.*?)</article>'
+        found = re.search(article, page, re.S)
+        assert found is not None and "K0002:refund-2001" in found.group(1)
+        text = " ".join(re.sub(r"<[^>]+>", " ", found.group(1)).split())
+        assert f"{statement} -¥30.00" in text and f"{ledger} ¥0.00" in text
+        assert f"{difference} -¥30.00" in text
+    # Once the original is reversed the two sides agree, whatever the finding's class says.
+    gateway.reverse(receipt.payment_id, "refunded by the kiosk operator")
+    page = finance.http.get("/console/finance").text
+    text = " ".join(re.sub(r"<[^>]+>", " ", page).split())
+    assert "Ledger -¥30.00 · Difference ¥0.00" in text
 
 
 def test_finance_releases_money_from_suspense(world: ConsoleWorld, clients: Clients) -> None:

@@ -9,6 +9,7 @@ import json
 import re
 import tempfile
 import xml.etree.ElementTree as ET
+from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 
@@ -22,8 +23,15 @@ from paygate.config import Settings
 from paygate.gateway import Gateway
 from paygate.models import StatementLine, StatementLineKind
 from paygate.money import Money
-from paygate.reconcile import FindingClass, ReconciliationRun, load_run, reconcile_bank_file
+from paygate.reconcile import (
+    FindingClass,
+    ReconciliationRun,
+    findings,
+    load_run,
+    reconcile_bank_file,
+)
 from paygate.reconcile.bank import read_bank_statement
+from paygate.reconcile.model import class_amount
 from paygate.reconcile.report import (
     apart_totals,
     render_html,
@@ -35,7 +43,7 @@ from paygate.reports.i18n import format_money
 from paygate.store import migrate
 from tests.conftest import PG_ADMIN_URL, SHARED_DATA
 from tests.databases import empty_postgres, fresh_sqlite_url
-from tests.reconcile.support import AT, line, numbered, pay, run_lines
+from tests.reconcile.support import AT, line, numbered, pay, run_lines, scalar
 from tests.reconcile.test_bank_leg import SAMPLES
 
 REFUND = StatementLineKind.REFUND
@@ -68,6 +76,27 @@ def _adds_up(gateway: Gateway, run: ReconciliationRun) -> None:
     assert stored == {k.value: (t.count, t.amount.minor) for k, t in run.totals.items()}
     in_gross = sum(m for k, (_, m) in stored.items() if k != FindingClass.ONLY_IN_LEDGER.value)
     assert in_gross == run.gross.minor
+    # The one sign rule, finding by finding: each class's findings make its stored total (the
+    # plain matches, which have no finding, aside), and the lines' signed statement amounts
+    # with the plain matches make the gross.
+    found = list(findings(gateway, run.id, as_of=run.as_of))
+    by_rule: Counter[FindingClass] = Counter()
+    for f in found:
+        by_rule[f.finding_class] += class_amount(
+            f.finding_class, f.kind, f.line_key, f.amount.minor
+        )
+    for klass, total in run.totals.items():
+        if klass is not FindingClass.MATCHED:
+            assert by_rule[klass] == total.amount.minor
+    plain = scalar(
+        gateway,
+        "SELECT COALESCE(SUM(l.gross), 0) FROM reconciliation_lines l WHERE l.run_id = :r "
+        "AND NOT EXISTS (SELECT 1 FROM reconciliation_findings f "
+        "WHERE f.run_id = l.run_id AND f.line_seq = l.seq)",
+        {"r": run.id},
+    )
+    statement = [f.signed.statement for f in found if f.line_no is not None]
+    assert sum(s.minor for s in statement if s is not None) + plain == run.gross.minor
 
 
 def test_refunds_count_negative_so_the_classes_add_up_to_the_gross(accounts: Gateway) -> None:
@@ -154,7 +183,11 @@ def _reconcile(gateway: Gateway, day: list[tuple[str, int, str]]) -> Reconciliat
         if fate in ("refunded", "refund_unreversed", "partial"):
             back = amount // 3 if fate == "partial" else amount
             lines.append(line(0, f"R{n}", account, back, at=at, kind=REFUND, original=txn))
-    return run_lines(gateway, numbered(lines))
+    run = run_lines(gateway, numbered(lines))
+    # what the statement says, counted here by hand: payments in, refunds back
+    paid_in = sum(ln.gross.minor for ln in lines if ln.kind is StatementLineKind.PAYMENT)
+    assert run.gross.minor == paid_in - sum(ln.gross.minor for ln in lines if ln.kind is REFUND)
+    return run
 
 
 def _gateway(url: str) -> Gateway:
