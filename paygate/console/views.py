@@ -383,6 +383,7 @@ class FinanceView:
     suspense: tuple[SuspenseItem, ...]
     ageing: tuple[AgeBand, ...]
     voucher_liability: dict[str, Money]
+    """What the cards sold and not yet redeemed are owed, by currency (positive: owed)."""
     today: date
     payment_findings: tuple[PaymentFinding, ...] = ()
     """Open payment findings: payments held in suspense for closed accounts."""
@@ -422,10 +423,11 @@ def finance_view(gateway: Gateway, *, runs: int = 60, findings: int = 200) -> Fi
         total = sum(s.amount.minor for s in chosen)
         cur = chosen[0].amount.currency if chosen else currency
         bands.append(AgeBand(label, len(chosen), Money(total, cur)))
+    # The liability account holds a credit balance (negative): shown as the amount owed.
     liability = {
-        code: balance
-        for code, balance in gateway.ledger_balances().items()
-        if code.startswith("voucher_liability")
+        code.split(":", 1)[1]: Money(-balance.minor, balance.currency)
+        for code, balance in sorted(gateway.ledger_balances().items())
+        if code.startswith("voucher_liability:")
     }
     return FinanceView(
         runs=tuple(recent),
