@@ -46,6 +46,7 @@ from paygate.console.staff import (
     SignInRefusedError,
     StaffRegistry,
     UnknownIdentityError,
+    UnknownStaffError,
     same_token,
 )
 from paygate.errors import InvalidInputError, NotFoundError, PaygateError, UnknownAccountError
@@ -282,16 +283,28 @@ async def sign_in(page: Page, form: dict[str, str]) -> Response:
         signed = await page.run(lambda: console.staff.sign_in(username, password, roles=roles))
     except SignInRefusedError as exc:
         closed = isinstance(exc, PasswordSignInClosedError)
+        # A name no staff member has is not written down: it is often the password, typed
+        # into the wrong field.
+        known = await page.run(lambda: _staff_name(console.staff, username))
         await page.run(
             lambda: console.audit.record(
-                username.strip().lower()[:64] or "-", None, "sign_in", "refused",
-                detail="password: signs in through the provider" if closed else "password",
+                known or "-", None, "sign_in", "refused",
+                detail="password: signs in through the provider" if closed
+                else "password" if known else "password: not a staff member's name",
             )
         )  # fmt: skip
         return _sign_in_form(page, page.t("signin.use_provider" if closed else "signin.refused"),
                              401)  # fmt: skip
     response = RedirectResponse(_safe_next(form.get("next")), 303)
     return await _signed_in(page, signed, "password", response)
+
+
+def _staff_name(staff: StaffRegistry, typed: str) -> str | None:
+    """The user name of the staff member ``typed`` names, or None when it names none."""
+    try:
+        return staff.get(typed).username
+    except (UnknownStaffError, InvalidInputError):
+        return None
 
 
 async def _signed_in(page: Page, signed: SignedIn, method: str, response: Response) -> Response:
