@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from datetime import date
 from importlib import resources
 from typing import Any, Final
-from urllib.parse import parse_qs, quote
+from urllib.parse import parse_qs, quote, urlencode
 
 from fastapi import APIRouter, FastAPI
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
@@ -136,6 +136,13 @@ class Page:
         """Whether the signed-in staff member holds ``permission``."""
         return self.session is not None and self.session.member.role in PERMISSIONS[permission]
 
+    @property
+    def here(self) -> str:
+        """This page's path with its query (a search's words, a sign-in's ``next``), for the
+        language link to come back to; not the one-time ``done`` banner."""
+        kept = [(k, v) for k, v in self.request.query_params.multi_items() if k != "done"]
+        return self.request.url.path + (f"?{urlencode(kept)}" if kept else "")
+
     def render(self, template: str, status: int = 200, **values: Any) -> HTMLResponse:
         """The template in this request's language."""
         html = _templates.get_template(template).render(
@@ -145,6 +152,7 @@ class Page:
             csrf=self.session.csrf_token if self.session else "",
             lang=self.t.language,
             path=self.request.url.path,
+            here=self.here,
             Permission=Permission,
             **values,
         )

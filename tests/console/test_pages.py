@@ -3,7 +3,9 @@ with their audit rows, finance and the service-promise dashboard, in both langua
 
 from __future__ import annotations
 
+import html
 import io
+import re
 from datetime import date, timedelta
 
 from pydantic import SecretBytes
@@ -43,6 +45,13 @@ def test_search_finds_by_account_number_meter_address_and_payment_reference(
     assert one.status_code == 303 and one.headers["location"] == f"/console/accounts/{DISCONNECTED}"
     partial = clerk.get("/console/search", params={"q": METER}, headers={"HX-Request": "true"})
     assert DISCONNECTED in partial.text and "<html" not in partial.text
+    # The language link comes back to the same search, its words kept.
+    link = re.search(r'class="lang" href="([^"]+)"', by_meter.text)
+    assert link is not None
+    switched = clerk.get(html.unescape(link.group(1)))
+    assert switched.headers["location"] == f"/console/search?q={METER}"
+    assert "meter address" in clerk.get(switched.headers["location"]).text
+    clerk.get("/console/language/zh-CN")
     nothing = clerk.get("/console/search", params={"q": "no-such-thing"})
     assert "没有找到匹配的用户" in nothing.text
     wildcard = clerk.get("/console/search", params={"q": "%"})
