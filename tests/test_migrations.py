@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import psycopg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -14,7 +15,12 @@ from paygate.errors import SchemaNotReadyError
 from paygate.gateway import Gateway
 from paygate.store import migrate
 from paygate.store.engine import normalize_url
-from paygate.store.schema import alembic_include_name, alembic_include_object, metadata
+from paygate.store.schema import (
+    POSTGRESQL_COLLATED_INDEXES,
+    alembic_include_name,
+    alembic_include_object,
+    metadata,
+)
 
 
 def diff(url: str) -> list[object]:
@@ -44,6 +50,24 @@ def test_postgresql_migrations_match_the_models(empty_pg_url: str) -> None:
     migrate.upgrade(empty_pg_url)
     assert diff(empty_pg_url) == []
     assert migrate.current_revision(empty_pg_url) == migrate.head_revision()
+    # Indexes Alembic cannot compare (a collated column reflects as the bare column).
+    assert collated_indexes(empty_pg_url) == {
+        "ix_accounts_account_no_c": (
+            "CREATE INDEX ix_accounts_account_no_c ON public.accounts USING btree "
+            '(account_no COLLATE "C")'
+        )
+    }
+    migrate.downgrade(empty_pg_url, "0022")
+    assert collated_indexes(empty_pg_url) == {}
+
+
+def collated_indexes(url: str) -> dict[str, str]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE indexname = ANY(%s)",
+            (sorted(POSTGRESQL_COLLATED_INDEXES),),
+        ).fetchall()
+    return {str(name): str(definition) for name, definition in rows}
 
 
 @pytest.mark.postgres

@@ -4,8 +4,10 @@ A password is read from a prompt (typed twice, not echoed) or, with ``--password
 the first line of standard input; never from a flag, which the shell's history and the
 process list would keep. It is hashed with argon2 and never printed or logged. A staff member
 who signs in through the identity provider is linked to the provider's name for them
-(``--oidc-identity``, ``paygate staff link``); their role stays the one given here. Errors are
-one line naming the problem, exit code 2.
+(``--oidc-identity``, ``paygate staff link``); their role stays the one given here. Adding,
+linking and disabling a staff member are written to the console's audit trail (``/console/audit``)
+with the person who did it (``--actor``, by default the operating-system user) and their
+``--reason``, which is required. Errors are one line naming the problem, exit code 2.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Annotated, TypeVar
 import typer
 
 from paygate.cli._common import (
+    Actor,
     After,
     AsJson,
     Cell,
@@ -26,6 +29,7 @@ from paygate.cli._common import (
     Limit,
     Listing,
     OutputFormat,
+    actor_name,
     chosen_format,
     emit,
     guard,
@@ -35,7 +39,8 @@ from paygate.cli._common import (
     settings_for,
 )
 from paygate.config import Settings
-from paygate.console.staff import MIN_PASSWORD_LENGTH, Role, StaffRegistry
+from paygate.console.audit import AuditTrail
+from paygate.console.staff import MIN_PASSWORD_LENGTH, Role, StaffMember, StaffRegistry
 from paygate.errors import InvalidInputError
 from paygate.gateway import Gateway
 
@@ -59,6 +64,16 @@ OidcIdentity = Annotated[
 ]
 
 
+Reason = Annotated[
+    str,
+    typer.Option(
+        "--reason",
+        help="Why, for the audit trail (required).",
+        show_default=False,
+    ),
+]
+
+
 def _with_registry(
     database_url: str | None, work: Callable[[StaffRegistry], T], settings: Settings | None = None
 ) -> T:
@@ -66,6 +81,31 @@ def _with_registry(
         chosen = settings if settings is not None else settings_for(database_url)
         with Gateway.open(settings=chosen) as gateway:
             return work(StaffRegistry(gateway.store, gateway.clock))
+
+    return guard(run)
+
+
+def _audited(
+    database_url: str | None,
+    action: str,
+    subject: str,
+    actor: str | None,
+    reason: str,
+    work: Callable[[StaffRegistry], StaffMember],
+    settings: Settings | None = None,
+) -> StaffMember:
+    """``work`` on the registry under the console's audit trail: requested, then done or
+    refused with the refusal's words, by ``actor`` (default: the operating-system user)."""
+
+    def run() -> StaffMember:
+        chosen = settings if settings is not None else settings_for(database_url)
+        with Gateway.open(settings=chosen) as gateway:
+            registry = StaffRegistry(gateway.store, gateway.clock)
+            trail = AuditTrail(gateway.store, gateway.clock)
+            return trail.act(
+                actor_name(actor), None, action, subject[:160], reason,
+                lambda: work(registry), describe=lambda member: member.username,
+            )  # fmt: skip
 
     return guard(run)
 
@@ -86,7 +126,7 @@ def _read_password(from_stdin: bool) -> str:
 
 @staff_app.command(
     "add",
-    epilog="Example: paygate staff add li.na --role clerk --name 李娜",
+    epilog="Example: paygate staff add li.na --role clerk --name 李娜 --reason 'new clerk, desk 3'",
 )
 def staff_add(
     username: Annotated[str, typer.Argument(help="The user name to sign in with, e.g. li.na.")],
@@ -104,19 +144,23 @@ def staff_add(
         ),
     ] = False,
     oidc_identity: OidcIdentity = None,
+    reason: Reason = "",
+    actor: Actor = None,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Register a staff member; the password is prompted (or read from stdin), never a flag."""
-    # The database is checked before anyone types a password for it.
+    # The database and the reason are checked before anyone types a password.
     settings = settings_for(database_url)
+    guard(lambda: _require_reason(reason))
     password = guard(lambda: _read_password(password_stdin))
-    member = _with_registry(
-        database_url,
+    member = _audited(
+        database_url, "staff_add", f"staff:{username.strip().lower()}:{role.value}", actor,
+        reason,
         lambda registry: registry.add(
             username, role, password, display_name=name, oidc_identity=oidc_identity
         ),
         settings,
-    )
+    )  # fmt: skip
     linked = f", signs in through the provider as {member.oidc_identity}" if oidc_identity else ""
     out.print(
         f"added {member.username} ({member.role.value}){linked}", highlight=False, soft_wrap=True
@@ -125,7 +169,7 @@ def staff_add(
 
 @staff_app.command(
     "link",
-    epilog="Example: paygate staff link li.na li.na@grid.example",
+    epilog="Example: paygate staff link li.na li.na@grid.example --reason 'identity provider'",
 )
 def staff_link(
     username: Annotated[str, typer.Argument(help="The staff member to link.")],
@@ -140,12 +184,19 @@ def staff_link(
     unlink: Annotated[
         bool, typer.Option("--unlink", help="Remove the link: no sign-in through the provider.")
     ] = False,
+    reason: Reason = "",
+    actor: Actor = None,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Link a staff member to the identity provider's name for them (one staff member each)."""
     if (identity is None) != unlink:
         guard(lambda: _refuse_link())
-    member = _with_registry(database_url, lambda registry: registry.link(username, identity))
+    guard(lambda: _require_reason(reason))
+    subject = f"staff:{username.strip().lower()}->{identity if identity is not None else '-'}"
+    member = _audited(
+        database_url, "staff_link", subject, actor, reason,
+        lambda registry: registry.link(username, identity),
+    )  # fmt: skip
     if member.oidc_identity is None:
         out.print(f"unlinked {member.username}", highlight=False, soft_wrap=True)
     else:
@@ -158,13 +209,26 @@ def _refuse_link() -> None:
     raise InvalidInputError("give an identity, or --unlink (not both)", field="identity")
 
 
-@staff_app.command("disable", epilog="Example: paygate staff disable li.na")
+def _require_reason(reason: str) -> None:
+    if not reason.strip():
+        raise InvalidInputError("a reason is required, for the audit trail", field="--reason")
+
+
+@staff_app.command(
+    "disable", epilog="Example: paygate staff disable li.na --reason 'left the service centre'"
+)
 def staff_disable(
     username: Annotated[str, typer.Argument(help="The staff member to refuse from now on.")],
+    reason: Reason = "",
+    actor: Actor = None,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Disable a staff member: their sessions end now and no sign-in succeeds."""
-    member = _with_registry(database_url, lambda registry: registry.disable(username))
+    guard(lambda: _require_reason(reason))
+    member = _audited(
+        database_url, "staff_disable", f"staff:{username.strip().lower()}", actor, reason,
+        lambda registry: registry.disable(username),
+    )  # fmt: skip
     out.print(f"disabled {member.username}", highlight=False, soft_wrap=True)
 
 

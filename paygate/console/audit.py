@@ -82,7 +82,7 @@ class AuditTrail:
     def act(
         self,
         username: str,
-        role: str,
+        role: str | None,
         action: str,
         subject: str,
         reason: str,

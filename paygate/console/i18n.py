@@ -234,6 +234,10 @@ CATALOGUE: Final[dict[str, tuple[str, str]]] = {
     "finance.assign": ("转入户号", "Assign to account"),
     "finance.release": ("退出挂账", "Release"),
     "finance.vouchers": ("充值卡负债", "Voucher liability"),
+    "finance.vouchers_owed": (
+        "已售出、未充值的充值卡（{currency}）",
+        "Cards sold and not yet redeemed ({currency})",
+    ),
     "finance.none": ("没有。", "None."),
     "finance.since": ("挂账时间", "Since"),
     "finance.payment_findings": ("销户后来款（挂账）", "Payments held for closed accounts"),
@@ -280,6 +284,38 @@ CATALOGUE: Final[dict[str, tuple[str, str]]] = {
     "audit.subject": ("对象", "Subject"),
     "audit.outcome": ("结果", "Outcome"),
     "audit.reason": ("原因", "Reason"),
+    # the trail's actions and outcomes (audit.action.<action>, audit.outcome.<outcome>)
+    "audit.action.sign_in": ("登录", "sign-in"),
+    "audit.action.sign_out": ("退出", "sign-out"),
+    "audit.action.serve_notice": ("送达催费通知", "serve a dunning notice"),
+    "audit.action.record_negotiation": ("登记大客户停电协商", "record a negotiation"),
+    "audit.action.approve_disconnection": ("批准停电", "approve a disconnection"),
+    "audit.action.retry_order": ("重新派单", "retry an order"),
+    "audit.action.resolve_finding": ("处理对账差异", "resolve a finding"),
+    "audit.action.assign_suspense": ("挂账转入户号", "assign suspense to an account"),
+    "audit.action.release_suspense": ("退出挂账", "release suspense"),
+    "audit.action.assign_payment_finding": (
+        "销户后来款转入户号",
+        "assign a payment held for a closed account",
+    ),
+    "audit.action.refund_payment_finding": (
+        "销户后来款退回付款人",
+        "refund a payment held for a closed account",
+    ),
+    "audit.action.staff_add": ("登记员工", "register a staff member"),
+    "audit.action.staff_link": ("关联统一身份认证", "link to the identity provider"),
+    "audit.action.staff_disable": ("停用员工账号", "disable a staff member"),
+    "audit.outcome.requested": ("已申请", "requested"),
+    "audit.outcome.done": ("已完成", "done"),
+    "audit.outcome.refused": ("未完成", "refused"),
+    # why a supply order was raised (order.reason.<reason>; a negotiation's own words as they are)
+    "order.reason.arrears cleared": ("欠费已结清", "arrears cleared"),
+    "order.reason.balance settled": ("账户余额已结清", "balance settled"),
+    "order.reason.arrears cleared before the cut": (
+        "停电前已结清欠费",
+        "arrears cleared before the cut",
+    ),
+    "order.reason.arrears": ("欠费停电", "arrears"),
 }
 
 

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from datetime import date
 from importlib import resources
 from typing import Any, Final
-from urllib.parse import parse_qs, quote
+from urllib.parse import parse_qs, quote, urlencode
 
 from fastapi import APIRouter, FastAPI
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
@@ -46,6 +46,7 @@ from paygate.console.staff import (
     SignInRefusedError,
     StaffRegistry,
     UnknownIdentityError,
+    UnknownStaffError,
     same_token,
 )
 from paygate.errors import InvalidInputError, NotFoundError, PaygateError, UnknownAccountError
@@ -135,6 +136,13 @@ class Page:
         """Whether the signed-in staff member holds ``permission``."""
         return self.session is not None and self.session.member.role in PERMISSIONS[permission]
 
+    @property
+    def here(self) -> str:
+        """This page's path with its query (a search's words, a sign-in's ``next``), for the
+        language link to come back to; not the one-time ``done`` banner."""
+        kept = [(k, v) for k, v in self.request.query_params.multi_items() if k != "done"]
+        return self.request.url.path + (f"?{urlencode(kept)}" if kept else "")
+
     def render(self, template: str, status: int = 200, **values: Any) -> HTMLResponse:
         """The template in this request's language."""
         html = _templates.get_template(template).render(
@@ -144,6 +152,7 @@ class Page:
             csrf=self.session.csrf_token if self.session else "",
             lang=self.t.language,
             path=self.request.url.path,
+            here=self.here,
             Permission=Permission,
             **values,
         )
@@ -282,16 +291,28 @@ async def sign_in(page: Page, form: dict[str, str]) -> Response:
         signed = await page.run(lambda: console.staff.sign_in(username, password, roles=roles))
     except SignInRefusedError as exc:
         closed = isinstance(exc, PasswordSignInClosedError)
+        # A name no staff member has is not written down: it is often the password, typed
+        # into the wrong field.
+        known = await page.run(lambda: _staff_name(console.staff, username))
         await page.run(
             lambda: console.audit.record(
-                username.strip().lower()[:64] or "-", None, "sign_in", "refused",
-                detail="password: signs in through the provider" if closed else "password",
+                known or "-", None, "sign_in", "refused",
+                detail="password: signs in through the provider" if closed
+                else "password" if known else "password: not a staff member's name",
             )
         )  # fmt: skip
         return _sign_in_form(page, page.t("signin.use_provider" if closed else "signin.refused"),
                              401)  # fmt: skip
     response = RedirectResponse(_safe_next(form.get("next")), 303)
     return await _signed_in(page, signed, "password", response)
+
+
+def _staff_name(staff: StaffRegistry, typed: str) -> str | None:
+    """The user name of the staff member ``typed`` names, or None when it names none."""
+    try:
+        return staff.get(typed).username
+    except (UnknownStaffError, InvalidInputError):
+        return None
 
 
 async def _signed_in(page: Page, signed: SignedIn, method: str, response: Response) -> Response:

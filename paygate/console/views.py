@@ -36,6 +36,8 @@ __all__ = [
     "account_story",
     "dashboard",
     "finance_view",
+    "prefix_end",
+    "prefix_sql",
     "search_accounts",
 ]
 
@@ -64,22 +66,57 @@ class AccountHit:
     matched: str  # account_no, meter_address or payment_reference
 
 
+def prefix_end(prefix: str) -> str | None:
+    """The least string after every string that starts with ``prefix``, in code point order
+    (None when there is none: ``prefix`` is all U+10FFFF). A string ``s`` starts with
+    ``prefix`` exactly when ``prefix <= s < prefix_end(prefix)``, compared code point by code
+    point, as PostgreSQL's "C" collation and SQLite's BINARY compare UTF-8 text."""
+    kept = prefix.rstrip(chr(0x10FFFF))
+    if not kept:
+        return None
+    last = ord(kept[-1]) + 1
+    if 0xD800 <= last <= 0xDFFF:  # surrogates are not characters: the next one is U+E000
+        last = 0xE000
+    return kept[:-1] + chr(last)
+
+
+_HIT_COLUMNS = "a.account_no, a.name, a.meter_address, a.supply_state"
+
+
+def prefix_sql(dialect: str, *, bounded: bool) -> str:
+    """The statement that reads the accounts whose number starts with ``:q``: the range from
+    ``:q`` to ``:end`` (``bounded``; else from ``:q`` on), in code point order, the first
+    ``:n``. On PostgreSQL it compares under the "C" collation, an ordered range of
+    ``ix_accounts_account_no_c`` (migration 0023), whatever the database's own collation."""
+    number = 'a.account_no COLLATE "C"' if dialect == "postgresql" else "a.account_no"
+    below = f" AND {number} < :end" if bounded else ""
+    return (
+        f"SELECT {_HIT_COLUMNS} FROM accounts a WHERE {number} >= :q{below} "  # noqa: S608
+        f"ORDER BY {number} LIMIT :n"
+    )
+
+
 def search_accounts(gateway: Gateway, query: str) -> list[AccountHit]:
-    """Accounts whose number starts with ``query``, whose meter address is ``query``, or that
-    paid with ``query`` as the channel's transaction id (the payment reference)."""
+    """Accounts whose number starts with ``query`` (every character literal, ``%``, ``_`` and
+    ``\\`` too), whose meter address is ``query``, or that paid with ``query`` as the channel's
+    transaction id (the payment reference)."""
     text = query.strip()
-    if not text or len(text) > 64 or any(ord(ch) < 32 for ch in text):
+    if (
+        not text
+        or len(text) > 64
+        or any(ord(ch) < 32 or 0xD800 <= ord(ch) <= 0xDFFF for ch in text)
+    ):
         return []
+    end = prefix_end(text)
 
     def work(tx: Tx) -> list[AccountHit]:
         hits: dict[str, AccountHit] = {}
-        columns = "a.account_no, a.name, a.meter_address, a.supply_state"
         # Each lookup is an index range or probe, whatever the number of accounts: the
-        # account number's prefix as a range of the unique index (LIKE alone would scan under
-        # most collations), the meter address by its index, and the payment reference through
-        # the (channel, channel_txn_id) index, one probe per channel that has taken money.
-        upper = text[:-1] + chr(min(ord(text[-1]) + 1, 0x10FFFF))
-        pattern = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        # account number's prefix as a range in code point order, the meter address by its
+        # index, and the payment reference through the (channel, channel_txn_id) index, one
+        # probe per channel that has taken money. (Under a database's linguistic collation,
+        # zh_CN or ICU, '3190000001' sorts after '31:': a range of the unique index missed
+        # accounts the prefix names, and a LIKE reads the whole table.)
         # The channels that have taken money come from the payments themselves (a skip scan),
         # not from the installed adapters: discovering those scans every installed package's
         # entry points, which made a worker's first search cost more than a hundred
@@ -87,26 +124,21 @@ def search_accounts(gateway: Gateway, query: str) -> list[AccountHit]:
         channels = sorted(str(row[0]) for row in tx.all(_PAID_CHANNELS))
         names = {f"c{i}": channel for i, channel in enumerate(channels)}
         queries = (
-            (
-                "account_no",
-                f"SELECT {columns} FROM accounts a WHERE a.account_no >= :q "  # noqa: S608
-                "AND a.account_no < :upper AND a.account_no LIKE :p ESCAPE '\\' "
-                "ORDER BY a.account_no LIMIT :n",
-            ),
+            ("account_no", prefix_sql(tx.dialect, bounded=end is not None)),
             (
                 "meter_address",
-                f"SELECT {columns} FROM accounts a WHERE a.meter_address = :q "  # noqa: S608
+                f"SELECT {_HIT_COLUMNS} FROM accounts a WHERE a.meter_address = :q "  # noqa: S608
                 "ORDER BY a.account_no LIMIT :n",
             ),
             (
                 "payment_reference",
-                f"SELECT {columns} FROM payments p "  # noqa: S608
+                f"SELECT {_HIT_COLUMNS} FROM payments p "  # noqa: S608
                 "JOIN accounts a ON a.id = p.account_id WHERE p.channel IN ("
                 + ", ".join(f":{name}" for name in names)
                 + ") AND p.channel_txn_id = :q ORDER BY a.account_no LIMIT :n",
             ),
         )
-        params = {"q": text, "upper": upper, "p": pattern, "n": SEARCH_LIMIT, **names}
+        params = {"q": text, "end": end, "n": SEARCH_LIMIT, **names}
         for matched, sql in queries if names else queries[:2]:  # no payment taken: no reference
             for row in tx.all(sql, params):
                 hits.setdefault(
@@ -351,6 +383,7 @@ class FinanceView:
     suspense: tuple[SuspenseItem, ...]
     ageing: tuple[AgeBand, ...]
     voucher_liability: dict[str, Money]
+    """What the cards sold and not yet redeemed are owed, by currency (positive: owed)."""
     today: date
     payment_findings: tuple[PaymentFinding, ...] = ()
     """Open payment findings: payments held in suspense for closed accounts."""
@@ -390,10 +423,11 @@ def finance_view(gateway: Gateway, *, runs: int = 60, findings: int = 200) -> Fi
         total = sum(s.amount.minor for s in chosen)
         cur = chosen[0].amount.currency if chosen else currency
         bands.append(AgeBand(label, len(chosen), Money(total, cur)))
+    # The liability account holds a credit balance (negative): shown as the amount owed.
     liability = {
-        code: balance
-        for code, balance in gateway.ledger_balances().items()
-        if code.startswith("voucher_liability")
+        code.split(":", 1)[1]: Money(-balance.minor, balance.currency)
+        for code, balance in sorted(gateway.ledger_balances().items())
+        if code.startswith("voucher_liability:")
     }
     return FinanceView(
         runs=tuple(recent),

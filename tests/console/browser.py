@@ -44,13 +44,25 @@ def chromium(locale: str = "zh-CN") -> Iterator[BrowserContext]:
         shutil.rmtree(profile, ignore_errors=True)
 
 
+_OVERFLOW = """() => {
+  const doc = document.documentElement;
+  let worst = doc.scrollWidth - doc.clientWidth;
+  for (const el of document.querySelectorAll("body *")) {
+    if (["INPUT", "SELECT", "TEXTAREA"].includes(el.tagName)) continue;  // text scrolls in them
+    const box = el.getBoundingClientRect();
+    if (box.width > 0) worst = Math.max(worst, Math.ceil(box.right) - doc.clientWidth);
+    const clips = getComputedStyle(el).overflowX !== "visible";
+    if (clips && el.clientWidth > 0) worst = Math.max(worst, el.scrollWidth - el.clientWidth);
+  }
+  return worst;
+}"""
+
+
 def overflow(page: Page) -> int:
-    """How many pixels the page is wider than the window (0: nothing overflows)."""
-    return int(
-        page.evaluate(
-            "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
-        )
-    )
+    """How many pixels the widest thing on the page reaches past what shows it (0: nothing
+    overflows): the page past the window, an element past the window's right edge, or the
+    content of a box that scrolls or clips (a wide table in its scrolling box) past the box."""
+    return int(page.evaluate(_OVERFLOW))
 
 
 def sign_in(page: Page, base_url: str, username: str, password: str) -> None:

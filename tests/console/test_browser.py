@@ -18,6 +18,8 @@ import pytest
 from playwright.sync_api import Page
 
 from paygate.clock import SystemClock
+from paygate.console.audit import AuditTrail
+from paygate.console.i18n import LANGUAGES
 from paygate.gateway import Gateway
 from paygate.headend.base import HeadEndOutcome
 from paygate.models import PaymentIntent
@@ -28,6 +30,7 @@ from tests.console.oidc_provider import CLIENT_ID, CLIENT_SECRET, FakeProvider, 
 from tests.console.screenshots import take
 from tests.console.support import (
     DISCONNECTED,
+    FAILED,
     HOSPITAL,
     METER,
     PASSWORD,
@@ -135,6 +138,49 @@ def test_an_accounts_story_from_search_to_restored_supply(served: Served, tmp_pa
     # Every page of the docs' screenshots, taken and checked for overflow.
     shots = take(served.url, tmp_path / "shots")
     assert len(shots) == 8 and all(p.stat().st_size > 10_000 for p in shots)
+
+
+# Every page each role reads, with its forms: what must fit 1366×768 in both languages.
+PAGES_BY_ROLE = {
+    "zhao.supervisor": [
+        "/console/search?q=3100",
+        f"/console/accounts/{DISCONNECTED}",
+        f"/console/accounts/{FAILED}",
+        f"/console/accounts/{HOSPITAL}",
+        "/console/promise",
+        "/console/audit",
+    ],
+    "li.clerk": [f"/console/accounts/{DISCONNECTED}", "/console/promise"],
+    "wang.finance": ["/console/finance"],
+    "chen.admin": ["/console/finance", "/console/audit"],
+}
+
+
+@ON_SQLITE
+def test_every_page_fits_the_window_in_both_languages(served: Served) -> None:
+    """Every page of every role, and the sign-in, in zh-CN and in English: nothing reaches past
+    the 1366-pixel window, and no table past its box, with a long row on the trail."""
+    AuditTrail(served.gateway.store, served.gateway.clock).record(
+        "zhao.supervisor", "supervisor", "retry_order", "refused", subject="order:99999",
+        reason="客户来电：" + "备用电源切换后仍未送电，" * 8,
+        detail="head-end refused: " + "4200002026120500001" * 4,
+    )  # fmt: skip
+    for language in LANGUAGES:
+        with chromium() as browser:
+            page = browser.new_page()
+            page.goto(f"{served.url}/console/language/{language}?next=/console/sign-in")
+            assert page.get_attribute("html", "lang") == language
+            fits(page)
+        for username, paths in PAGES_BY_ROLE.items():
+            with chromium() as browser:
+                page = browser.new_page()
+                sign_in(page, served.url, username, PASSWORD)
+                page.goto(f"{served.url}/console/language/{language}?next=/console/search")
+                for path in paths:
+                    page.goto(f"{served.url}{path}")
+                    assert page.get_attribute("html", "lang") == language, path
+                    assert "/console/sign-in" not in page.url, path
+                    fits(page)
 
 
 @ON_POSTGRESQL

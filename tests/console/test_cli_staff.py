@@ -7,6 +7,7 @@ import json
 from typer.testing import CliRunner
 
 from paygate.cli import app
+from paygate.cli._common import actor_name
 from paygate.console.staff import StaffRegistry
 from paygate.gateway import Gateway
 from tests.api.support import settings_for
@@ -15,9 +16,27 @@ runner = CliRunner()
 SECRET = "a long staff password 42"
 
 
-def run(url: str, *args: str, stdin: str | None = None) -> tuple[int, str, str]:
-    result = runner.invoke(app, [*args, "--database-url", url], input=stdin)
+AUDITED = {("staff", "add"), ("staff", "disable"), ("staff", "link")}
+
+
+def run(
+    url: str, *args: str, stdin: str | None = None, reason: str | None = "on the rota"
+) -> tuple[int, str, str]:
+    """``paygate *args``; a command the trail records gets ``--reason`` (unless None)."""
+    given = [*args, "--reason", reason] if args[:2] in AUDITED and reason is not None else args
+    result = runner.invoke(app, [*given, "--database-url", url], input=stdin)
     return result.exit_code, result.stdout, result.stderr
+
+
+def trail(url: str) -> list[tuple[object, ...]]:
+    with Gateway.open(settings=settings_for(url)) as gateway:
+        return gateway.store.run(
+            lambda tx: tx.all(
+                "SELECT username, role, action, subject, outcome, reason FROM console_audit "
+                "ORDER BY at, id"
+            ),
+            write=False,
+        )
 
 
 def test_staff_are_added_listed_and_disabled(db_url: str) -> None:
@@ -115,3 +134,40 @@ def test_staff_are_linked_to_the_identity_provider(db_url: str) -> None:
     assert code == 2 and "no staff member nobody" in err
     code, out, _ = run(db_url, "staff", "list", "--json")
     assert [i["oidc_identity"] for i in json.loads(out)["items"]] == ["li.na@grid.example", None]
+
+
+def test_adding_linking_and_disabling_staff_is_on_the_audit_trail(db_url: str) -> None:
+    """Each change to the staff is recorded with the person (``--actor``, else the operating
+    system's user) and the reason, requested then done or refused; without a reason nothing
+    is asked for a password, done or recorded."""
+    code, _, err = run(
+        db_url, "staff", "add", "li.na", "--role", "clerk", "--password-stdin",
+        stdin=SECRET + "\n", reason=None,
+    )  # fmt: skip
+    assert code == 2 and "--reason" in err and len(err.strip().splitlines()) == 1
+    code, _, err = run(db_url, "staff", "disable", "li.na", reason="  ")
+    assert code == 2 and "--reason" in err
+    assert trail(db_url) == []
+    code, out, _ = run(db_url, "staff", "list", "--json")
+    assert json.loads(out)["items"] == []
+    run(
+        db_url, "staff", "add", "li.na", "--role", "supervisor", "--password-stdin",
+        "--actor", "chen.admin", stdin=SECRET + "\n", reason="班长轮岗",
+    )  # fmt: skip
+    run(db_url, "staff", "link", "li.na", "li.na@grid.example", "--actor", "chen.admin")
+    run(db_url, "staff", "disable", "nobody", "--actor", "chen.admin", reason="typo")
+    run(db_url, "staff", "disable", "li.na", reason="调离营业厅")
+    operator = actor_name(None)
+    assert trail(db_url) == [
+        ("chen.admin", None, "staff_add", "staff:li.na:supervisor", "requested", "班长轮岗"),
+        ("chen.admin", None, "staff_add", "staff:li.na:supervisor", "done", "班长轮岗"),
+        ("chen.admin", None, "staff_link", "staff:li.na->li.na@grid.example", "requested",
+         "on the rota"),
+        ("chen.admin", None, "staff_link", "staff:li.na->li.na@grid.example", "done",
+         "on the rota"),
+        ("chen.admin", None, "staff_disable", "staff:nobody", "requested", "typo"),
+        ("chen.admin", None, "staff_disable", "staff:nobody", "refused", "typo"),
+        (operator, None, "staff_disable", "staff:li.na", "requested", "调离营业厅"),
+        (operator, None, "staff_disable", "staff:li.na", "done", "调离营业厅"),
+    ]  # fmt: skip
+    assert SECRET not in str(trail(db_url))

@@ -32,6 +32,19 @@ TEMPLATES = Path(__file__).resolve().parents[2] / "paygate" / "console" / "templ
 SOURCES = [*TEMPLATES.glob("*.html"), TEMPLATES.parent / "routes.py"]
 
 
+def test_every_action_on_the_trail_has_its_words_in_the_catalogue() -> None:
+    routes = (TEMPLATES.parent / "routes.py").read_text()
+    actions = set(re.findall(r'_act\(\s*page,\s*"([a-z_]+)"', routes))
+    actions |= set(re.findall(r'\.record\([^)]*?"(sign_in|sign_out)"', routes, re.S))
+    staff = (TEMPLATES.parents[1] / "cli" / "staff.py").read_text()
+    actions |= set(re.findall(r'_audited\(\s*database_url,\s*"([a-z_]+)"', staff))
+    assert len(actions) >= 14, actions
+    missing = {a for a in actions if f"audit.action.{a}" not in CATALOGUE}
+    assert not missing, missing
+    for outcome in ("requested", "done", "refused"):
+        assert f"audit.outcome.{outcome}" in CATALOGUE
+
+
 def test_every_word_a_page_uses_is_in_the_catalogue_in_both_languages() -> None:
     used: set[str] = set()
     for source in SOURCES:

@@ -3,12 +3,17 @@ with their audit rows, finance and the service-promise dashboard, in both langua
 
 from __future__ import annotations
 
+import html
+import io
 import re
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
+
+from pydantic import SecretBytes
 
 from paygate.headend.base import HeadEndOutcome
 from paygate.models import PaymentIntent, StatementLineKind
 from paygate.money import Money
+from paygate.vouchers import VoucherService
 from tests.console.conftest import Clients, ConsoleWorld
 from tests.console.support import DISCONNECTED, FAILED, HOSPITAL, METER, ZONE
 from tests.reconcile.support import line, run_lines
@@ -41,6 +46,13 @@ def test_search_finds_by_account_number_meter_address_and_payment_reference(
     assert one.status_code == 303 and one.headers["location"] == f"/console/accounts/{DISCONNECTED}"
     partial = clerk.get("/console/search", params={"q": METER}, headers={"HX-Request": "true"})
     assert DISCONNECTED in partial.text and "<html" not in partial.text
+    # The language link comes back to the same search, its words kept.
+    link = re.search(r'class="lang" href="([^"]+)"', by_meter.text)
+    assert link is not None
+    switched = clerk.get(html.unescape(link.group(1)))
+    assert switched.headers["location"] == f"/console/search?q={METER}"
+    assert "meter address" in clerk.get(switched.headers["location"]).text
+    clerk.get("/console/language/zh-CN")
     nothing = clerk.get("/console/search", params={"q": "no-such-thing"})
     assert "没有找到匹配的用户" in nothing.text
     wildcard = clerk.get("/console/search", params={"q": "%"})
@@ -76,6 +88,7 @@ def test_an_accounts_story_from_arrears_to_restored_supply(
     assert f"复电预计 {local_due} 前完成" in page
     assert "支付宝" in page and "2026112522001" in page and f"#{receipt.payment_id}" in page
     assert "待复电" in page
+    assert "欠费已结清" in page and "arrears cleared" not in page  # why the order was raised
     for outcome in (HeadEndOutcome.DISPATCHED, HeadEndOutcome.ACKNOWLEDGED):
         world.clock.advance(timedelta(minutes=5))
         world.gateway.record_order_progress(order, outcome)
@@ -273,6 +286,26 @@ def test_finance_resolves_a_finding_assigns_and_releases_suspense(
     assert [r[3] for r in audit_rows(world, "release_suspense")] == ["requested", "refused"]
     trail = clients.signed_in("chen.admin").http.get("/console/audit").text
     assert "客户来电提供缴费凭证" in trail and "wang.finance" in trail
+    # The trail in the service centre's words: the action and its outcome, not their codes.
+    assert "挂账转入户号" in trail and "已完成" in trail and "未完成" in trail
+    assert "assign_suspense" not in trail and ">done" not in trail
+
+
+def test_the_finance_page_shows_what_the_cards_sold_are_owed(
+    world: ConsoleWorld, clients: Clients
+) -> None:
+    """Voucher liability as the amount owed for cards activated and not redeemed, in the
+    page's words, not the ledger's code and credit sign."""
+    service = VoucherService(world.gateway, SecretBytes(bytes(range(7, 39))))
+    service.issue_batch("B-2026-11", 5, Money(20_000, "CNY"), date(2027, 6, 30), io.BytesIO())
+    service.activate("B-2026-11", retailer="Hualian Store 12")
+    finance = clients.signed_in("wang.finance").http
+    page = finance.get("/console/finance").text
+    assert "已售出、未充值的充值卡（CNY）" in page and "¥1,000.00" in page
+    assert "voucher_liability" not in page and "-1,000.00" not in page
+    english = finance.get("/console/language/en", params={"next": "/console/finance"})
+    assert english.status_code == 303
+    assert "Cards sold and not yet redeemed (CNY)" in finance.get("/console/finance").text
 
 
 def test_finance_sees_a_refund_the_ledger_has_not_given_back_as_money_out(
