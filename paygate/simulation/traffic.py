@@ -543,10 +543,16 @@ class Channels:
             return in_process
 
         def send(message: Message) -> NotifyResult:
-            self._http_expected.append((channel, account_no))
             result = http.notify(channel, message.body, message.headers)
             if result.ok:
+                # Only a message answered as posted is looked for in the feed, and only now:
+                # one refused, or a replay of one recorded before, must not take a payment
+                # posted later for the same account (by reconciliation, say) for its own.
+                key = (channel, account_no)
+                self._http_expected.append(key)
                 self._collect_feed()
+                if key in self._http_expected:
+                    self._http_expected.remove(key)
             return result
 
         return send
