@@ -264,8 +264,10 @@ class _Simulation:
     def tick(self, day: int, step: int, *, paying: bool) -> None:
         channels = self.channels
         local = self.clock.now().astimezone(ZONE).time().replace(second=0, microsecond=0)
+        # Held messages (late, stored by an offline kiosk, resent after a crash) still arrive
+        # in the days without new payments.
+        channels.deliver_due()
         if paying:
-            channels.deliver_due()
             channels.reverse_due()
             due = self.schedule.pop(step, [])
             # What each payer owes, read at once: the customers look at their bills together.
@@ -274,7 +276,8 @@ class _Simulation:
                 person = self.people[index]
                 status = owed[person.account_no]
                 channels.pay(person.account_no, channel, prepaid=person.prepaid, status=status)
-            channels.deliver_arrived()
+        channels.deliver_arrived()
+        if paying:
             self._attacks(local)
         self._dispatch()
         self._callbacks()
