@@ -11,11 +11,13 @@ from collections.abc import Sequence
 from datetime import date
 
 from paygate.gateway import Gateway
+from paygate.simulation.http_kiosk import HttpKiosk
 from paygate.store.engine import Tx
 
 __all__ = [
     "acknowledged_posted_once",
     "cleared_arrears_restored",
+    "kiosk_forwarded",
     "ledger_balances",
     "ledger_verifies",
     "no_protected_cut",
@@ -119,3 +121,19 @@ def cleared_arrears_restored(gateway: Gateway, today: date) -> list[str]:
         write=False,
     )
     return [f"account {no} cleared its arrears and is still {state}" for no, state in rows]
+
+
+def kiosk_forwarded(kiosk: HttpKiosk) -> list[str]:
+    """Store and forward delivered: the kiosk that reaches paygate over HTTP has nothing left
+    pending, none of its payments was refused, and every day it closed was answered. (That
+    each payment it was told was posted is in the ledger once is
+    :func:`acknowledged_posted_once`.)"""
+    problems: list[str] = []
+    if kiosk.pending:
+        problems.append(f"kiosk {kiosk.device_id}: {kiosk.pending} payments still pending")
+    problems += [
+        f"kiosk {kiosk.device_id}: payment {p.txn_id} refused: {p.refusal_code}"
+        for p in kiosk.kiosk.refused()
+    ]
+    problems += [f"kiosk {kiosk.device_id}: close of {day} unanswered" for day in kiosk.closes_due]
+    return problems

@@ -155,6 +155,7 @@ def summarise(
             "payments": tally.payments[channel],
             "amount": tally.amounts[channel],
             "refused_genuine": tally.refused_genuine[channel],
+            "over_http": tally.over_http[channel],
         }
     return SimulationResult(
         seed=config_seed,
@@ -184,7 +185,9 @@ def summarise(
             "findings": dict(sorted(finance.findings_by_class.items())),
             "suspense_assigned": finance.assigned,
             "replays_answered": tally.replays,
-            "payments_over_http": tally.over_http,
+            "payments_over_http": sum(tally.over_http.values()),
+            "kiosk_stored_and_forwarded": tally.kiosk_stored,
+            "kiosk_confirmed_by_replay": tally.kiosk_replayed,
             "forged_refused": tally.forged - tally.forged_posted,
             "pin_guesses_refused": tally.guesses - tally.guesses_posted,
             "bank_files": tally.bank_files,

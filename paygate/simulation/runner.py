@@ -15,11 +15,14 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import shutil
+import tempfile
 import time as wallclock
 from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
+from pathlib import Path
 from typing import Final
 
 from paygate.clock import FixedClock
@@ -75,8 +78,9 @@ class SimulationConfig:
     stop_at: int | None = None
     """Replay: stop after this step, with every invariant checked and the step's events."""
     http_share: float = 0.0
-    """Share of the notifying channels' messages (wallets, online, agent bank) sent over real
-    HTTP through the gateway app rather than to the adapters in process."""
+    """Share of the notifying channels' messages (wallets, online, agent bank) and of the kiosk
+    payments sent over real HTTP through the gateway app rather than to the adapters in
+    process (the kiosk payments through paygate's own kiosk client)."""
     progress: Callable[[int, int], None] | None = None
     """Called after each simulated day with (days done, days in all)."""
 
@@ -151,6 +155,7 @@ class _Simulation:
         self.checks = 0
         self.step = 0
         self._checked_ack = 0
+        self.workdir: Path | None = None
 
     # -- processes -------------------------------------------------------------------------
 
@@ -187,10 +192,9 @@ class _Simulation:
         gateway = self.gateway
         self.channels.attach(gateway, first=True)
         if config.http_share > 0:
-            self.channels.http = HttpGateway(
-                self.settings, self.channels.http_configs, self.clock
-            ).start()
-            self.channels.http_share = config.http_share
+            http = HttpGateway(self.settings, self.channels.http_configs, self.clock).start()
+            self.workdir = Path(tempfile.mkdtemp(prefix="paygate-simulation-"))
+            self.channels.use_http(http, config.http_share, self.workdir)
         self.people = customers(config.accounts, self.randoms("customers"))
         gateway.open_accounts(new_accounts(self.people), keep_keys=False)
         prepaid = sum(person.prepaid for person in self.people)
@@ -258,12 +262,14 @@ class _Simulation:
             self.clock.set(START + (step + 1) * STEP)
             if within == steps_per_day - 1 and self.config.progress is not None:
                 self.config.progress(day + 1, self.total_days)
+        self._last_passes()
         self.check(everything=True, end=True)
         return self.finish(started, stopped=False)
 
     def tick(self, day: int, step: int, *, paying: bool) -> None:
         channels = self.channels
         local = self.clock.now().astimezone(ZONE).time().replace(second=0, microsecond=0)
+        channels.forward_http_kiosk()
         # Held messages (late, stored by an offline kiosk, resent after a crash) still arrive
         # in the days without new payments.
         channels.deliver_due()
@@ -326,6 +332,15 @@ class _Simulation:
                 continue
             if not report.orders_attempted:
                 return
+
+    def _last_passes(self) -> None:
+        """The HTTP kiosk's forwarder passes until it has sent everything (the gateway may
+        have died on the last step's pass, or die again on these)."""
+        kiosk = self.channels.http_kiosk
+        for _ in range(10):
+            if kiosk is None or not (kiosk.pending or kiosk.closes_due):
+                return
+            self.channels.forward_http_kiosk()
 
     def _callbacks(self) -> None:
         """The head-end calls back a completion a second time: nothing may change."""
@@ -404,6 +419,9 @@ class _Simulation:
             self._broken(
                 "forgeries_refused", [f"{forged} forged messages posted"] if forged else []
             )
+            kiosk = self.channels.http_kiosk
+            if kiosk is not None:
+                self._broken("kiosk_payments_forwarded", invariants.kiosk_forwarded(kiosk))
 
     def _broken(self, name: str, problems: list[str]) -> None:
         if problems:
@@ -420,7 +438,10 @@ class _Simulation:
             headend=self.headend,
             channels=self.channels,
             finance=self.finance,
-            restarts=dict(self.restarts),
+            restarts={
+                **self.restarts,
+                **({"http gateway": http.restarts} if (http := self.channels.http) else {}),
+            },
             retried=self.retried_orders,
             digest=self.log.digest(),
             events=self.log.lines,
@@ -446,6 +467,11 @@ def run_simulation(config: SimulationConfig) -> SimulationResult:
     try:
         return simulation.run()
     finally:
-        if simulation.channels.http is not None:
-            simulation.channels.http.stop()
+        channels = simulation.channels
+        if channels.http_kiosk is not None:
+            channels.http_kiosk.shut()
+        if channels.http is not None:
+            channels.http.stop()
+        if simulation.workdir is not None:
+            shutil.rmtree(simulation.workdir, ignore_errors=True)
         simulation.gateway.close()

@@ -15,6 +15,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
+from pathlib import Path
 from typing import Any, Final
 
 from pydantic import SecretBytes
@@ -50,6 +51,7 @@ from paygate.money import Money
 from paygate.simulation.faults import FaultProfile
 from paygate.simulation.group import Crash, post_together
 from paygate.simulation.http import HttpGateway
+from paygate.simulation.http_kiosk import HttpKiosk, KioskOutcomes
 from paygate.simulation.world import CURRENCY, ZONE, Randoms
 from paygate.vouchers import VoucherService
 
@@ -115,7 +117,12 @@ class Tally:
     bank_files: int = 0
     bank_files_refused: int = 0
     reversals: int = 0
-    over_http: int = 0
+    over_http: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
+    """Payments that reached paygate over real HTTP, per channel."""
+    kiosk_stored: int = 0
+    """Payments the HTTP kiosk took without a confirmation: stored, forwarded later."""
+    kiosk_replayed: int = 0
+    """Of those, confirmed by a replay (the gateway had posted it and died unanswered)."""
 
 
 class Channels:
@@ -167,6 +174,7 @@ class Channels:
         self.to_reverse: list[tuple[datetime, Receipt | PaymentItem]] = []
         self.http: HttpGateway | None = None
         self.http_share = 0.0
+        self.http_kiosk: HttpKiosk | None = None
         self._http_rng = randoms("http")
         self._feed_cursor: str | None = None
         self._http_expected: list[tuple[str, str]] = []
@@ -236,6 +244,43 @@ class Channels:
             self.retailer.stock(printer_file.getvalue())
             self.vouchers.activate(batch_no, retailer=self.retailer.name)
 
+    def use_http(self, http: HttpGateway, share: float, workdir: Path) -> None:
+        """Send ``share`` of the notifications and of the kiosk payments over real HTTP: the
+        notifications to ``http``'s notify routes, the kiosk payments through kiosk K0002,
+        paygate's own kiosk client (its store in ``workdir``), registered here."""
+        self.http = http
+        self.http_share = share
+        kiosk = HttpKiosk(
+            http,
+            self.clock,
+            workdir,
+            currency=CURRENCY,
+            timezone=str(ZONE),
+            offline=self.kiosk_offline,
+            crash=self._http_crash,
+            died=self._http_died,
+        )
+        devices = DeviceRegistry(self._gw().store, self.clock, self._device_key)
+        devices.add(kiosk.device_id, "kiosk", public_key_pem=kiosk.public_key_pem)
+        self.http_kiosk = kiosk
+
+    def kiosk_offline(self) -> bool:
+        """Whether the kiosks' link is down now (an offline spell)."""
+        until = self.kiosk_offline_until
+        return until is not None and self.clock.now() < until
+
+    def _http_crash(self) -> Crash | None:
+        """Whether the HTTP gateway dies with the request it is sent now, and when."""
+        if self._crash.random() >= self.faults.gateway_crash:
+            return None
+        return Crash.BEFORE_COMMIT if self._crash.random() < 0.5 else Crash.AFTER_COMMIT
+
+    def _http_died(self, crash: Crash) -> None:
+        assert self.http is not None, "use_http() first"
+        self.tally.faults["gateway_crash"] += 1
+        self.log(f"crash http {crash.value}")
+        self.http.restart()
+
     # -- payments --------------------------------------------------------------------------
 
     def pay(
@@ -272,6 +317,13 @@ class Channels:
 
     def _send_new(self, channel: str, account_no: str, amount: Money) -> None:
         now = self.clock.now()
+        if (
+            channel == "kiosk"
+            and self.http_kiosk is not None
+            and self._http_rng.random() < self.http_share
+        ):
+            self._pay_at_http_kiosk(self.http_kiosk, account_no, amount)
+            return
         send, message, resend, answered = self._message(channel, account_no, amount)
         self.log(f"pay {channel} {account_no} {amount.minor}")
         if (
@@ -309,6 +361,53 @@ class Channels:
         ):
             self.tally.faults["duplicate_notify"] += 1
             self._deliver(pending, resend(message))
+
+    def _pay_at_http_kiosk(self, kiosk: HttpKiosk, account_no: str, amount: Money) -> None:
+        """A payment at kiosk K0002, which reaches paygate over HTTP: stored on the kiosk,
+        then sent (or only stored, in an offline spell: forwarded when the link is back)."""
+        method = KioskMethod.CASH if self._rng.random() < 0.5 else KioskMethod.CARD
+        self.log(f"pay kiosk over http {account_no} {amount.minor}")
+        if self.kiosk_offline():
+            self.tally.faults["kiosk_offline"] += 1
+        day = self.clock.now().astimezone(ZONE).date()
+        settled = kiosk.pay(account_no, amount, method, day)
+        if kiosk.pending:
+            self.tally.kiosk_stored += 1
+            self.log(f"stored kiosk over http {account_no}, {kiosk.pending} pending")
+        self._kiosk_settled(settled)
+
+    def forward_http_kiosk(self) -> None:
+        """Kiosk K0002's forwarder: while its link is up, a pass over what it stored, then
+        the day closes it still owes."""
+        kiosk = self.http_kiosk
+        if kiosk is None or self.kiosk_offline():
+            return
+        self._kiosk_settled(kiosk.forward())
+        for day in sorted(kiosk.closes_due):
+            self._close_http_kiosk(kiosk, day)
+
+    def _kiosk_settled(self, settled: KioskOutcomes) -> None:
+        for stored in settled.confirmed:
+            receipt = stored.receipt
+            assert receipt is not None, "a confirmed payment has its receipt"
+            # A replay is the first answer the kiosk heard: the gateway died after posting.
+            self.tally.replays += receipt.replayed
+            self.tally.kiosk_replayed += receipt.replayed
+            self.tally.over_http["kiosk"] += 1
+            self._acknowledge(
+                "kiosk", receipt.channel_txn_id, receipt.payment_id, receipt.account_no,
+                receipt.amount,
+            )  # fmt: skip
+        for stored in settled.refused:
+            self.tally.refused_genuine["kiosk"] += 1
+            self.log(f"refused kiosk over http {stored.refusal_status} {stored.refusal_code}")
+
+    def _close_http_kiosk(self, kiosk: HttpKiosk, day: date) -> None:
+        answer = kiosk.close(day)
+        if isinstance(answer, PaygateError):
+            self.log(f"close {day} kiosk over http: {answer.code}")
+        else:
+            self.log(f"close {day} kiosk over http {answer.outcome} {answer.cash_difference.minor}")
 
     def _hold(self, pending: _Pending) -> None:
         self._seq += 1
@@ -425,13 +524,24 @@ class Channels:
             # channel hears, its acknowledgement (checked posted once, on its statement).
         self._posted(receipt)
 
+    def _acknowledge(
+        self, channel: str, channel_txn_id: str, payment_id: int, account_no: str, amount: Money
+    ) -> None:
+        """Paygate acknowledged payment ``payment_id`` to its channel."""
+        self.acknowledged[(channel, channel_txn_id)] = payment_id
+        self.new_acknowledged.append((channel, channel_txn_id, payment_id))
+        self.tally.payments[channel] += 1
+        self.tally.amounts[channel] += amount.minor
+        self.log(f"posted {channel} {account_no} {amount.minor}")
+
     def _posted(self, receipt: Receipt | PaymentItem) -> None:
-        key = (receipt.channel, receipt.channel_txn_id)
-        self.acknowledged[key] = receipt.payment_id
-        self.new_acknowledged.append((receipt.channel, receipt.channel_txn_id, receipt.payment_id))
-        self.tally.payments[receipt.channel] += 1
-        self.tally.amounts[receipt.channel] += receipt.amount.minor
-        self.log(f"posted {receipt.channel} {receipt.account_no} {receipt.amount.minor}")
+        self._acknowledge(
+            receipt.channel,
+            receipt.channel_txn_id,
+            receipt.payment_id,
+            receipt.account_no,
+            receipt.amount,
+        )
         if receipt.channel in STATEMENT_CHANNELS:
             self.settled.append(
                 Settled(
@@ -570,7 +680,7 @@ class Channels:
                 known = (item.channel, item.channel_txn_id) in self.acknowledged
                 if key in self._http_expected and not known:
                     self._http_expected.remove(key)
-                    self.tally.over_http += 1
+                    self.tally.over_http[item.channel] += 1
                     self._posted(item)
             if not page.items:
                 return
@@ -705,3 +815,5 @@ def close_of_day(self: Channels, day: date) -> None:
     close = self.kiosk.close(day, counted_cash=cash)
     answer = self.kiosk_adapter.handle_daily_close(close.body, close.headers, self._gw())
     self.log(f"close {day} pos {result.status_code} kiosk {answer.status_code}")
+    if self.http_kiosk is not None:
+        self._close_http_kiosk(self.http_kiosk, day)

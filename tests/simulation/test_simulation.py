@@ -151,5 +151,7 @@ def test_a_share_of_notifications_over_real_http_posts_and_reconciles(db_url: st
     # About half the notifications went over HTTP, and every one of them is in the ledger
     # exactly once (the run's invariants) and matched on its channel's statement.
     assert 0 < over_http < notifying + result.channels["bank_agent"]["payments"]
+    # The kiosk's share went through paygate's own kiosk client, each payment posted once.
+    assert 0 < result.channels["kiosk"]["over_http"] < result.channels["kiosk"]["payments"]
     assert result.finance["found"] == result.finance["injected_differences"]
     assert result.unattributed == []
