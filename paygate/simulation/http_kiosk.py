@@ -32,6 +32,7 @@ import httpx
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from paygate.api.schemas import VoucherRedemption
 from paygate.channels.kiosk import KioskCloseResult, KioskMethod, KioskTotals, MethodTotal
 from paygate.client import KioskClient, PaygateClient
 from paygate.client.errors import (
@@ -42,11 +43,12 @@ from paygate.client.errors import (
 )
 from paygate.client.kiosk import PaymentState, StoredPayment
 from paygate.clock import Clock
+from paygate.demo.peers import RechargeCard
 from paygate.money import Money
 from paygate.simulation.group import Crash
 from paygate.simulation.http import HttpGateway
 
-__all__ = ["HttpKiosk", "KioskOutcomes", "Link"]
+__all__ = ["HttpKiosk", "KioskOutcomes", "Link", "refused_for_good"]
 
 DEVICE_ID: Final = "K0002"
 """The HTTP kiosk's device id (the in-process kiosk is K0001)."""
@@ -54,6 +56,12 @@ _NEVER: Final = 10.0**6
 """The background forwarder's interval, in the machine's seconds: longer than any run."""
 _TIMEOUT: Final = 120.0
 _REFUSED: Final = (InvalidRequestError, NotFoundError, ConflictError)
+"""The client's errors for a request refused for good (not a gateway that did not answer)."""
+
+
+def refused_for_good(error: PaygateClientError) -> bool:
+    """Whether ``error`` is a refusal of the request itself (sending it again cannot help)."""
+    return isinstance(error, _REFUSED)
 
 
 class Link(httpx.BaseTransport):
@@ -252,6 +260,19 @@ class HttpKiosk:
             card=MethodTotal(count=card[0], amount=Money(card[1], currency)),
         )
         return Money(counted, currency), reported
+
+    def redeem(
+        self, account_no: str, card: RechargeCard, key: str
+    ) -> VoucherRedemption | PaygateClientError:
+        """Redeem a recharge card for ``account_no`` at the kiosk (``POST /v1/vouchers/redeem``,
+        under idempotency key ``key``): the redemption, or the client's error (no answer, or
+        a refusal)."""
+        try:
+            return self._client.redeem_voucher(
+                account_no, card.serial, card.pin, idempotency_key=key
+            )
+        except PaygateClientError as exc:
+            return exc
 
     def shut(self) -> None:
         """Switch the kiosk off: its store and its connections closed."""

@@ -123,12 +123,14 @@ def cleared_arrears_restored(gateway: Gateway, today: date) -> list[str]:
     return [f"account {no} cleared its arrears and is still {state}" for no, state in rows]
 
 
-def kiosk_forwarded(kiosk: HttpKiosk) -> list[str]:
+def kiosk_forwarded(kiosk: HttpKiosk, redemptions: int) -> list[str]:
     """Store and forward delivered: the kiosk that reaches paygate over HTTP has nothing left
-    pending, none of its payments was refused, and every day it closed was answered. (That
-    each payment it was told was posted is in the ledger once is
-    :func:`acknowledged_posted_once`.)"""
+    pending, none of its payments was refused, every day it closed was answered, and none of
+    the ``redemptions`` of cards at it is still unanswered. (That each payment it was told
+    was posted is in the ledger once is :func:`acknowledged_posted_once`.)"""
     problems: list[str] = []
+    if redemptions:
+        problems.append(f"kiosk {kiosk.device_id}: {redemptions} card redemptions unanswered")
     if kiosk.pending:
         problems.append(f"kiosk {kiosk.device_id}: {kiosk.pending} payments still pending")
     problems += [

@@ -188,6 +188,8 @@ def summarise(
             "payments_over_http": sum(tally.over_http.values()),
             "kiosk_stored_and_forwarded": tally.kiosk_stored,
             "kiosk_confirmed_by_replay": tally.kiosk_replayed,
+            "voucher_redemptions_over_http": tally.redemptions,
+            "voucher_redemptions_unanswered": tally.redemptions_unanswered,
             "forged_refused": tally.forged - tally.forged_posted,
             "pin_guesses_refused": tally.guesses - tally.guesses_posted,
             "bank_files": tally.bank_files,

@@ -192,7 +192,12 @@ class _Simulation:
         gateway = self.gateway
         self.channels.attach(gateway, first=True)
         if config.http_share > 0:
-            http = HttpGateway(self.settings, self.channels.http_configs, self.clock).start()
+            http = HttpGateway(
+                self.settings,
+                self.channels.http_configs,
+                self.clock,
+                voucher_pin_key=self.channels.pin_key,
+            ).start()
             self.workdir = Path(tempfile.mkdtemp(prefix="paygate-simulation-"))
             self.channels.use_http(http, config.http_share, self.workdir)
         self.people = customers(config.accounts, self.randoms("customers"))
@@ -334,11 +339,13 @@ class _Simulation:
                 return
 
     def _last_passes(self) -> None:
-        """The HTTP kiosk's forwarder passes until it has sent everything (the gateway may
-        have died on the last step's pass, or die again on these)."""
-        kiosk = self.channels.http_kiosk
+        """The HTTP kiosk's forwarder passes until it has sent everything, and its customers
+        redeem their cards (the gateway may have died on the last step's pass, or die again
+        on these)."""
+        channels = self.channels
+        kiosk = channels.http_kiosk
         for _ in range(10):
-            if kiosk is None or not (kiosk.pending or kiosk.closes_due):
+            if kiosk is None or not (kiosk.pending or kiosk.closes_due or channels.redemptions):
                 return
             self.channels.forward_http_kiosk()
 
@@ -421,7 +428,10 @@ class _Simulation:
             )
             kiosk = self.channels.http_kiosk
             if kiosk is not None:
-                self._broken("kiosk_payments_forwarded", invariants.kiosk_forwarded(kiosk))
+                self._broken(
+                    "kiosk_payments_forwarded",
+                    invariants.kiosk_forwarded(kiosk, len(self.channels.redemptions)),
+                )
 
     def _broken(self, name: str, problems: list[str]) -> None:
         if problems:

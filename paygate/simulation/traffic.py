@@ -38,6 +38,7 @@ from paygate.demo.peers import (
     Message,
     OnlineGateway,
     PosTerminal,
+    RechargeCard,
     WechatPayServer,
     new_rsa_key,
     redeem_request,
@@ -51,7 +52,7 @@ from paygate.money import Money
 from paygate.simulation.faults import FaultProfile
 from paygate.simulation.group import Crash, post_together
 from paygate.simulation.http import HttpGateway
-from paygate.simulation.http_kiosk import HttpKiosk, KioskOutcomes
+from paygate.simulation.http_kiosk import HttpKiosk, KioskOutcomes, refused_for_good
 from paygate.simulation.world import CURRENCY, ZONE, Randoms
 from paygate.vouchers import VoucherService
 
@@ -123,6 +124,10 @@ class Tally:
     """Payments the HTTP kiosk took without a confirmation: stored, forwarded later."""
     kiosk_replayed: int = 0
     """Of those, confirmed by a replay (the gateway had posted it and died unanswered)."""
+    redemptions: int = 0
+    """Cards customers redeemed at the HTTP kiosk."""
+    redemptions_unanswered: int = 0
+    """Card redemptions at the HTTP kiosk that got no answer (the customer tried again)."""
 
 
 class Channels:
@@ -175,6 +180,9 @@ class Channels:
         self.http: HttpGateway | None = None
         self.http_share = 0.0
         self.http_kiosk: HttpKiosk | None = None
+        self.redemptions: list[tuple[str, RechargeCard, str]] = []
+        """Cards being redeemed at the HTTP kiosk and not yet answered, oldest first:
+        (account, card, idempotency key)."""
         self._http_rng = randoms("http")
         self._feed_cursor: str | None = None
         self._http_expected: list[tuple[str, str]] = []
@@ -215,6 +223,11 @@ class Channels:
         self.bank_adapter = adapters.bank
         self.voucher_adapter = adapters.voucher
         gateway.use_channels(self.adapters)
+
+    @property
+    def pin_key(self) -> SecretBytes:
+        """The key the recharge cards' PINs are checked with."""
+        return self._pin_key
 
     @property
     def adapters(self) -> tuple[ChannelAdapter[Any], ...]:
@@ -318,11 +331,14 @@ class Channels:
     def _send_new(self, channel: str, account_no: str, amount: Money) -> None:
         now = self.clock.now()
         if (
-            channel == "kiosk"
+            channel in ("kiosk", "voucher")
             and self.http_kiosk is not None
             and self._http_rng.random() < self.http_share
         ):
-            self._pay_at_http_kiosk(self.http_kiosk, account_no, amount)
+            if channel == "kiosk":
+                self._pay_at_http_kiosk(self.http_kiosk, account_no, amount)
+            else:
+                self._redeem_at_http_kiosk(self.http_kiosk, account_no, amount)
             return
         send, message, resend, answered = self._message(channel, account_no, amount)
         self.log(f"pay {channel} {account_no} {amount.minor}")
@@ -376,15 +392,48 @@ class Channels:
             self.log(f"stored kiosk over http {account_no}, {kiosk.pending} pending")
         self._kiosk_settled(settled)
 
+    def _redeem_at_http_kiosk(self, kiosk: HttpKiosk, account_no: str, amount: Money) -> None:
+        """A recharge card redeemed at kiosk K0002, over HTTP. The kiosk keeps no store of
+        redemptions: one it got no answer for, the customer redeems again, under the same key,
+        when the kiosk is back (a step later at the soonest)."""
+        card = self.retailer.sell(amount)
+        assert card is not None, "the caller checked the retailer's stock"
+        self._seq += 1
+        self.log(f"pay voucher over http {account_no} {amount.minor}")
+        self.redemptions.append((account_no, card, f"redeem-{self._seq:09d}"))
+        self.tally.redemptions += 1
+        self._redeem(kiosk)
+
+    def _redeem(self, kiosk: HttpKiosk) -> None:
+        """The redemptions waiting at the kiosk, oldest first, until one gets no answer."""
+        while self.redemptions and not self.kiosk_offline():
+            account_no, card, key = self.redemptions[0]
+            answer = kiosk.redeem(account_no, card, key)
+            if isinstance(answer, PaygateError):
+                if not refused_for_good(answer):
+                    self.tally.redemptions_unanswered += 1
+                    self.log(f"voucher over http {account_no}: no answer")
+                    return
+                self.tally.refused_genuine["voucher"] += 1
+                self.log(f"refused voucher over http {answer.code}")
+            else:
+                receipt = answer.receipt
+                self.tally.replays += receipt.replayed
+                self.tally.over_http["voucher"] += 1
+                self._posted(receipt)
+            self.redemptions.pop(0)
+
     def forward_http_kiosk(self) -> None:
         """Kiosk K0002's forwarder: while its link is up, a pass over what it stored, then
-        the day closes it still owes."""
+        the day closes it still owes; and the customers whose card it did not redeem try
+        again."""
         kiosk = self.http_kiosk
         if kiosk is None or self.kiosk_offline():
             return
         self._kiosk_settled(kiosk.forward())
         for day in sorted(kiosk.closes_due):
             self._close_http_kiosk(kiosk, day)
+        self._redeem(kiosk)
 
     def _kiosk_settled(self, settled: KioskOutcomes) -> None:
         for stored in settled.confirmed:
@@ -642,6 +691,7 @@ class Channels:
                 self.wechatpay_adapter,
                 self.online_adapter,
                 self.bank_adapter,
+                self.voucher_adapter,
             )
         }
 

@@ -1,6 +1,7 @@
 """The kiosk that reaches paygate over HTTP, through paygate's own kiosk client: what it
 stores through an offline spell is forwarded and posted once, across gateway crashes before
-and after the commit, and the run replays from its seed to the same digest."""
+and after the commit, the cards redeemed at it are posted once, and the run replays from its
+seed to the same digest."""
 
 from __future__ import annotations
 
@@ -26,17 +27,17 @@ FAULTS = PROFILES["harsh"].model_copy(
 def _run(url: str) -> SimulationResult:
     return run_simulation(
         SimulationConfig(
-            database_url=url, seed=8, accounts=200, days=3, faults=FAULTS, http_share=1.0
+            database_url=url, seed=10, accounts=200, days=3, faults=FAULTS, http_share=1.0
         )
     )
 
 
-def _kiosk_payments(path: Path) -> list[tuple[str, int]]:
+def _payments(path: Path, channel: str, txn_prefix: str = "") -> list[tuple[str, int]]:
     with sqlite3.connect(path) as db:
         rows = db.execute(
-            "SELECT channel_txn_id, amount FROM payments WHERE channel = 'kiosk' "
+            "SELECT channel_txn_id, amount FROM payments WHERE channel = ? "
             "AND channel_txn_id LIKE ?",
-            (f"{DEVICE_ID}%",),
+            (channel, f"{txn_prefix}%"),
         ).fetchall()
     return [(str(txn), int(amount)) for txn, amount in rows]
 
@@ -49,9 +50,16 @@ def test_the_http_kiosk_posts_each_payment_once_across_offline_spells_and_crashe
     finance = first.finance
     # The ledger holds each of the kiosk's payments exactly once, and nothing more: a retry
     # that posted again, or a payment posted and never confirmed, would differ here.
-    posted = _kiosk_payments(tmp_path / "a.db")
+    posted = _payments(tmp_path / "a.db", "kiosk", DEVICE_ID)
     assert len(posted) == len({txn for txn, _ in posted}) == kiosk["over_http"]
     assert sum(amount for _, amount in posted) == kiosk["amount"]
+    # Every card sold was redeemed at the kiosk over HTTP, some only at a second attempt
+    # (the gateway died with the first), each posted once.
+    voucher = first.channels["voucher"]
+    redeemed = _payments(tmp_path / "a.db", "voucher")
+    assert len(redeemed) == voucher["over_http"] == voucher["payments"] > 0
+    assert voucher["payments"] == finance["voucher_redemptions_over_http"]
+    assert finance["voucher_redemptions_unanswered"] > 0
     # Every kiosk payment went through the HTTP kiosk; some were stored while its link was
     # down or the gateway gone, and some of those were confirmed by a replay: the gateway
     # had posted them and died before answering.
