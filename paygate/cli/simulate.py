@@ -42,8 +42,8 @@ def simulate(
         typer.Option(
             min=0.0,
             max=1.0,
-            help="Share of wallet, online and bank notifications, kiosk payments and voucher "
-            "redemptions sent over real HTTP.",
+            help="Share of wallet, online and bank notifications, kiosk payments, POS sales "
+            "and voucher redemptions sent over real HTTP.",
         ),
     ] = 0.0,
     html: Annotated[

@@ -466,8 +466,12 @@ class PosTerminal:
     def answered(self, message: Message, result: NotifyResult) -> None:
         """Count an approved sale into the open batch's totals."""
         if result.ok and result.receipt is not None and not result.receipt.replayed:
-            self._sales += 1
-            self._sale_amount += result.receipt.amount.minor
+            self.approved(result.receipt.amount)
+
+    def approved(self, amount: Money) -> None:
+        """Count a sale of ``amount`` approved (and not a replay) into the open batch's totals."""
+        self._sales += 1
+        self._sale_amount += amount.minor
 
     def settle(self) -> Message:
         """The batch settlement (批结算) of the open batch: the terminal's own totals."""

@@ -35,7 +35,6 @@ from paygate.simulation import attacks, invariants
 from paygate.simulation.faults import FaultProfile
 from paygate.simulation.finance import Finance
 from paygate.simulation.headend import FaultyHeadEnd, SimulatedCrash, draw_outages
-from paygate.simulation.http import HttpGateway
 from paygate.simulation.report import SimulationResult, summarise
 from paygate.simulation.traffic import CHANNELS, Channels, close_of_day, kiosk_day
 from paygate.simulation.world import (
@@ -78,9 +77,10 @@ class SimulationConfig:
     stop_at: int | None = None
     """Replay: stop after this step, with every invariant checked and the step's events."""
     http_share: float = 0.0
-    """Share of the notifying channels' messages (wallets, online, agent bank) and of the kiosk
-    payments sent over real HTTP through the gateway app rather than to the adapters in
-    process (the kiosk payments through paygate's own kiosk client)."""
+    """Share of the notifying channels' messages (wallets, online, agent bank), of the kiosk
+    payments, the POS sales and the recharge-card redemptions sent over real HTTP through the
+    gateway app rather than to the adapters in process (the kiosk payments and redemptions
+    through paygate's own kiosk client)."""
     progress: Callable[[int, int], None] | None = None
     """Called after each simulated day with (days done, days in all)."""
 
@@ -192,14 +192,8 @@ class _Simulation:
         gateway = self.gateway
         self.channels.attach(gateway, first=True)
         if config.http_share > 0:
-            http = HttpGateway(
-                self.settings,
-                self.channels.http_configs,
-                self.clock,
-                voucher_pin_key=self.channels.pin_key,
-            ).start()
             self.workdir = Path(tempfile.mkdtemp(prefix="paygate-simulation-"))
-            self.channels.use_http(http, config.http_share, self.workdir)
+            self.channels.use_http(self.settings, config.http_share, self.workdir)
         self.people = customers(config.accounts, self.randoms("customers"))
         gateway.open_accounts(new_accounts(self.people), keep_keys=False)
         prepaid = sum(person.prepaid for person in self.people)
@@ -274,7 +268,8 @@ class _Simulation:
     def tick(self, day: int, step: int, *, paying: bool) -> None:
         channels = self.channels
         local = self.clock.now().astimezone(ZONE).time().replace(second=0, microsecond=0)
-        channels.forward_http_kiosk()
+        if channels.over_http is not None:
+            channels.over_http.forward()
         # Held messages (late, stored by an offline kiosk, resent after a crash) still arrive
         # in the days without new payments.
         channels.deliver_due()
@@ -342,12 +337,11 @@ class _Simulation:
         """The HTTP kiosk's forwarder passes until it has sent everything, and its customers
         redeem their cards (the gateway may have died on the last step's pass, or die again
         on these)."""
-        channels = self.channels
-        kiosk = channels.http_kiosk
+        over_http = self.channels.over_http
         for _ in range(10):
-            if kiosk is None or not (kiosk.pending or kiosk.closes_due or channels.redemptions):
+            if over_http is None or not over_http.unsent:
                 return
-            self.channels.forward_http_kiosk()
+            over_http.forward()
 
     def _callbacks(self) -> None:
         """The head-end calls back a completion a second time: nothing may change."""
@@ -426,11 +420,11 @@ class _Simulation:
             self._broken(
                 "forgeries_refused", [f"{forged} forged messages posted"] if forged else []
             )
-            kiosk = self.channels.http_kiosk
-            if kiosk is not None:
+            over_http = self.channels.over_http
+            if over_http is not None:
                 self._broken(
                     "kiosk_payments_forwarded",
-                    invariants.kiosk_forwarded(kiosk, len(self.channels.redemptions)),
+                    invariants.kiosk_forwarded(over_http.kiosk, len(over_http.redemptions)),
                 )
 
     def _broken(self, name: str, problems: list[str]) -> None:
@@ -450,7 +444,11 @@ class _Simulation:
             finance=self.finance,
             restarts={
                 **self.restarts,
-                **({"http gateway": http.restarts} if (http := self.channels.http) else {}),
+                **(
+                    {"http gateway": http.gateway.restarts}
+                    if (http := self.channels.over_http)
+                    else {}
+                ),
             },
             retried=self.retried_orders,
             digest=self.log.digest(),
@@ -477,11 +475,8 @@ def run_simulation(config: SimulationConfig) -> SimulationResult:
     try:
         return simulation.run()
     finally:
-        channels = simulation.channels
-        if channels.http_kiosk is not None:
-            channels.http_kiosk.shut()
-        if channels.http is not None:
-            channels.http.stop()
+        if simulation.channels.over_http is not None:
+            simulation.channels.over_http.stop()
         if simulation.workdir is not None:
             shutil.rmtree(simulation.workdir, ignore_errors=True)
         simulation.gateway.close()

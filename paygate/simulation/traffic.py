@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import io
 import secrets
-from collections import defaultdict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
@@ -23,10 +22,11 @@ from pydantic import SecretBytes
 from paygate.channels.bank_agent import (
     post_batch_file,
 )
-from paygate.channels.base import ChannelAdapter, ChannelConfig, NotifyResult, PaymentSink
+from paygate.channels.base import ChannelAdapter, NotifyResult, PaymentSink
 from paygate.channels.kiosk import KioskMethod
 from paygate.channels.orders import new_order_id
 from paygate.clock import FixedClock, business_date
+from paygate.config import Settings
 from paygate.demo.adapters import peer_adapters
 from paygate.demo.peers import (
     AGENT_BANK_LAYOUT,
@@ -38,21 +38,20 @@ from paygate.demo.peers import (
     Message,
     OnlineGateway,
     PosTerminal,
-    RechargeCard,
     WechatPayServer,
     new_rsa_key,
     redeem_request,
 )
 from paygate.devices import DeviceRegistry
 from paygate.errors import PaygateError
-from paygate.feeds import PaymentItem, PaymentItemKind
+from paygate.feeds import PaymentItem
 from paygate.gateway import Gateway
 from paygate.models import AccountStatus, PaymentIntent, PayOutcome, Receipt
 from paygate.money import Money
 from paygate.simulation.faults import FaultProfile
 from paygate.simulation.group import Crash, post_together
-from paygate.simulation.http import HttpGateway
-from paygate.simulation.http_kiosk import HttpKiosk, KioskOutcomes, refused_for_good
+from paygate.simulation.http_share import HttpShare
+from paygate.simulation.tally import Tally
 from paygate.simulation.world import CURRENCY, ZONE, Randoms
 from paygate.vouchers import VoucherService
 
@@ -102,34 +101,6 @@ class _Pending:
     paid_at: datetime
 
 
-@dataclass
-class Tally:
-    """What the channels did, for the report."""
-
-    payments: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
-    amounts: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
-    refused_genuine: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
-    replays: int = 0
-    forged: int = 0
-    forged_posted: int = 0
-    guesses: int = 0
-    guesses_posted: int = 0
-    faults: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
-    bank_files: int = 0
-    bank_files_refused: int = 0
-    reversals: int = 0
-    over_http: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
-    """Payments that reached paygate over real HTTP, per channel."""
-    kiosk_stored: int = 0
-    """Payments the HTTP kiosk took without a confirmation: stored, forwarded later."""
-    kiosk_replayed: int = 0
-    """Of those, confirmed by a replay (the gateway had posted it and died unanswered)."""
-    redemptions: int = 0
-    """Cards customers redeemed at the HTTP kiosk."""
-    redemptions_unanswered: int = 0
-    """Card redemptions at the HTTP kiosk that got no answer (the customer tried again)."""
-
-
 class Channels:
     """The peers (created once, keys for the run) and paygate's adapters (per Gateway)."""
 
@@ -177,15 +148,9 @@ class Channels:
         self.kiosk_offline_until: datetime | None = None
         self.gateway: Gateway | None = None
         self.to_reverse: list[tuple[datetime, Receipt | PaymentItem]] = []
-        self.http: HttpGateway | None = None
-        self.http_share = 0.0
-        self.http_kiosk: HttpKiosk | None = None
-        self.redemptions: list[tuple[str, RechargeCard, str]] = []
-        """Cards being redeemed at the HTTP kiosk and not yet answered, oldest first:
-        (account, card, idempotency key)."""
+        self.over_http: HttpShare | None = None
+        """The share of the traffic sent over real HTTP (``use_http``)."""
         self._http_rng = randoms("http")
-        self._feed_cursor: str | None = None
-        self._http_expected: list[tuple[str, str]] = []
         self._refused: set[tuple[str, str, datetime, int]] = set()
         self.arriving: list[tuple[_Pending, Message]] = []
         """Notifications arrived in this step, waiting to be handled together
@@ -225,11 +190,6 @@ class Channels:
         gateway.use_channels(self.adapters)
 
     @property
-    def pin_key(self) -> SecretBytes:
-        """The key the recharge cards' PINs are checked with."""
-        return self._pin_key
-
-    @property
     def adapters(self) -> tuple[ChannelAdapter[Any], ...]:
         """Every adapter the simulation's payments go through."""
         return (
@@ -257,42 +217,18 @@ class Channels:
             self.retailer.stock(printer_file.getvalue())
             self.vouchers.activate(batch_no, retailer=self.retailer.name)
 
-    def use_http(self, http: HttpGateway, share: float, workdir: Path) -> None:
-        """Send ``share`` of the notifications and of the kiosk payments over real HTTP: the
-        notifications to ``http``'s notify routes, the kiosk payments through kiosk K0002,
-        paygate's own kiosk client (its store in ``workdir``), registered here."""
-        self.http = http
-        self.http_share = share
-        kiosk = HttpKiosk(
-            http,
-            self.clock,
-            workdir,
-            currency=CURRENCY,
-            timezone=str(ZONE),
-            offline=self.kiosk_offline,
-            crash=self._http_crash,
-            died=self._http_died,
+    def use_http(self, settings: Settings, share: float, workdir: Path) -> None:
+        """Send ``share`` of the traffic over real HTTP, through an HTTP gateway on
+        ``settings``'s database and kiosk K0002 (its store in ``workdir``):
+        :mod:`paygate.simulation.http_share`."""
+        self.over_http = HttpShare.start(
+            self, settings, share, workdir, rng=self._http_rng, crash_rng=self._crash
         )
-        devices = DeviceRegistry(self._gw().store, self.clock, self._device_key)
-        devices.add(kiosk.device_id, "kiosk", public_key_pem=kiosk.public_key_pem)
-        self.http_kiosk = kiosk
 
     def kiosk_offline(self) -> bool:
         """Whether the kiosks' link is down now (an offline spell)."""
         until = self.kiosk_offline_until
         return until is not None and self.clock.now() < until
-
-    def _http_crash(self) -> Crash | None:
-        """Whether the HTTP gateway dies with the request it is sent now, and when."""
-        if self._crash.random() >= self.faults.gateway_crash:
-            return None
-        return Crash.BEFORE_COMMIT if self._crash.random() < 0.5 else Crash.AFTER_COMMIT
-
-    def _http_died(self, crash: Crash) -> None:
-        assert self.http is not None, "use_http() first"
-        self.tally.faults["gateway_crash"] += 1
-        self.log(f"crash http {crash.value}")
-        self.http.restart()
 
     # -- payments --------------------------------------------------------------------------
 
@@ -330,15 +266,14 @@ class Channels:
 
     def _send_new(self, channel: str, account_no: str, amount: Money) -> None:
         now = self.clock.now()
-        if (
-            channel in ("kiosk", "voucher")
-            and self.http_kiosk is not None
-            and self._http_rng.random() < self.http_share
-        ):
+        over_http = self.over_http
+        if channel in ("kiosk", "voucher") and over_http is not None and over_http.chosen():
             if channel == "kiosk":
-                self._pay_at_http_kiosk(self.http_kiosk, account_no, amount)
+                method = KioskMethod.CASH if self._rng.random() < 0.5 else KioskMethod.CARD
+                over_http.pay_at_kiosk(account_no, amount, method)
             else:
-                self._redeem_at_http_kiosk(self.http_kiosk, account_no, amount)
+                self._seq += 1
+                over_http.redeem_at_kiosk(account_no, amount, f"redeem-{self._seq:09d}")
             return
         send, message, resend, answered = self._message(channel, account_no, amount)
         self.log(f"pay {channel} {account_no} {amount.minor}")
@@ -377,86 +312,6 @@ class Channels:
         ):
             self.tally.faults["duplicate_notify"] += 1
             self._deliver(pending, resend(message))
-
-    def _pay_at_http_kiosk(self, kiosk: HttpKiosk, account_no: str, amount: Money) -> None:
-        """A payment at kiosk K0002, which reaches paygate over HTTP: stored on the kiosk,
-        then sent (or only stored, in an offline spell: forwarded when the link is back)."""
-        method = KioskMethod.CASH if self._rng.random() < 0.5 else KioskMethod.CARD
-        self.log(f"pay kiosk over http {account_no} {amount.minor}")
-        if self.kiosk_offline():
-            self.tally.faults["kiosk_offline"] += 1
-        day = self.clock.now().astimezone(ZONE).date()
-        settled = kiosk.pay(account_no, amount, method, day)
-        if kiosk.pending:
-            self.tally.kiosk_stored += 1
-            self.log(f"stored kiosk over http {account_no}, {kiosk.pending} pending")
-        self._kiosk_settled(settled)
-
-    def _redeem_at_http_kiosk(self, kiosk: HttpKiosk, account_no: str, amount: Money) -> None:
-        """A recharge card redeemed at kiosk K0002, over HTTP. The kiosk keeps no store of
-        redemptions: one it got no answer for, the customer redeems again, under the same key,
-        when the kiosk is back (a step later at the soonest)."""
-        card = self.retailer.sell(amount)
-        assert card is not None, "the caller checked the retailer's stock"
-        self._seq += 1
-        self.log(f"pay voucher over http {account_no} {amount.minor}")
-        self.redemptions.append((account_no, card, f"redeem-{self._seq:09d}"))
-        self.tally.redemptions += 1
-        self._redeem(kiosk)
-
-    def _redeem(self, kiosk: HttpKiosk) -> None:
-        """The redemptions waiting at the kiosk, oldest first, until one gets no answer."""
-        while self.redemptions and not self.kiosk_offline():
-            account_no, card, key = self.redemptions[0]
-            answer = kiosk.redeem(account_no, card, key)
-            if isinstance(answer, PaygateError):
-                if not refused_for_good(answer):
-                    self.tally.redemptions_unanswered += 1
-                    self.log(f"voucher over http {account_no}: no answer")
-                    return
-                self.tally.refused_genuine["voucher"] += 1
-                self.log(f"refused voucher over http {answer.code}")
-            else:
-                receipt = answer.receipt
-                self.tally.replays += receipt.replayed
-                self.tally.over_http["voucher"] += 1
-                self._posted(receipt)
-            self.redemptions.pop(0)
-
-    def forward_http_kiosk(self) -> None:
-        """Kiosk K0002's forwarder: while its link is up, a pass over what it stored, then
-        the day closes it still owes; and the customers whose card it did not redeem try
-        again."""
-        kiosk = self.http_kiosk
-        if kiosk is None or self.kiosk_offline():
-            return
-        self._kiosk_settled(kiosk.forward())
-        for day in sorted(kiosk.closes_due):
-            self._close_http_kiosk(kiosk, day)
-        self._redeem(kiosk)
-
-    def _kiosk_settled(self, settled: KioskOutcomes) -> None:
-        for stored in settled.confirmed:
-            receipt = stored.receipt
-            assert receipt is not None, "a confirmed payment has its receipt"
-            # A replay is the first answer the kiosk heard: the gateway died after posting.
-            self.tally.replays += receipt.replayed
-            self.tally.kiosk_replayed += receipt.replayed
-            self.tally.over_http["kiosk"] += 1
-            self._acknowledge(
-                "kiosk", receipt.channel_txn_id, receipt.payment_id, receipt.account_no,
-                receipt.amount,
-            )  # fmt: skip
-        for stored in settled.refused:
-            self.tally.refused_genuine["kiosk"] += 1
-            self.log(f"refused kiosk over http {stored.refusal_status} {stored.refusal_code}")
-
-    def _close_http_kiosk(self, kiosk: HttpKiosk, day: date) -> None:
-        answer = kiosk.close(day)
-        if isinstance(answer, PaygateError):
-            self.log(f"close {day} kiosk over http: {answer.code}")
-        else:
-            self.log(f"close {day} kiosk over http {answer.outcome} {answer.cash_difference.minor}")
 
     def _hold(self, pending: _Pending) -> None:
         self._seq += 1
@@ -664,6 +519,9 @@ class Channels:
             )
         if channel == "pos":
             message = self.pos_terminal.sale(account_no=account_no, amount=amount)
+            over_http = self.over_http
+            if over_http is not None and over_http.chosen():
+                return over_http.pos_sender(), message, None, over_http.pos_answered
             return (
                 self._sender("pos_adapter", "handle_pay"),
                 message,
@@ -681,59 +539,13 @@ class Channels:
             return self._sender("voucher_adapter", "handle_redeem"), message, same, None
         raise ValueError(f"no channel {channel!r}")
 
-    @property
-    def http_configs(self) -> dict[str, ChannelConfig]:
-        """The configurations of the channels the HTTP gateway serves: the same keys."""
-        return {
-            adapter.name: adapter.config
-            for adapter in (
-                self.alipay_adapter,
-                self.wechatpay_adapter,
-                self.online_adapter,
-                self.bank_adapter,
-                self.voucher_adapter,
-            )
-        }
-
     def _over_http(self, channel: str, account_no: str, in_process: _Send) -> _Send:
-        """The profile's HTTP share of a notifying channel's messages goes to the HTTP
-        gateway; the rest to the adapter in process."""
-        http = self.http
-        if http is None or self._http_rng.random() >= self.http_share:
+        """The HTTP share of a notifying channel's messages goes to the HTTP gateway; the
+        rest to the adapter in process."""
+        over_http = self.over_http
+        if over_http is None or not over_http.chosen():
             return in_process
-
-        def send(message: Message) -> NotifyResult:
-            result = http.notify(channel, message.body, message.headers)
-            if result.ok:
-                # Only a message answered as posted is looked for in the feed, and only now:
-                # one refused, or a replay of one recorded before, must not take a payment
-                # posted later for the same account (by reconciliation, say) for its own.
-                key = (channel, account_no)
-                self._http_expected.append(key)
-                self._collect_feed()
-                if key in self._http_expected:
-                    self._http_expected.remove(key)
-            return result
-
-        return send
-
-    def _collect_feed(self) -> None:
-        """Record the payments the HTTP gateway posted, read from the payment feed."""
-        gateway = self._gw()
-        while True:
-            page = gateway.payments_since(self._feed_cursor, limit=1000)
-            for item in page.items:
-                self._feed_cursor = item.cursor
-                if not isinstance(item, PaymentItem) or item.kind is not PaymentItemKind.PAYMENT:
-                    continue  # reversals and refunds: the simulation counts them elsewhere
-                key = (item.channel, item.account_no)
-                known = (item.channel, item.channel_txn_id) in self.acknowledged
-                if key in self._http_expected and not known:
-                    self._http_expected.remove(key)
-                    self.tally.over_http[item.channel] += 1
-                    self._posted(item)
-            if not page.items:
-                return
+        return over_http.notify_sender(channel, account_no)
 
     def _sender(self, adapter: str, operation: str) -> _ToAdapter:
         """How a message reaches an adapter operation, as the HTTP layer hands it over."""
@@ -865,5 +677,5 @@ def close_of_day(self: Channels, day: date) -> None:
     close = self.kiosk.close(day, counted_cash=cash)
     answer = self.kiosk_adapter.handle_daily_close(close.body, close.headers, self._gw())
     self.log(f"close {day} pos {result.status_code} kiosk {answer.status_code}")
-    if self.http_kiosk is not None:
-        self._close_http_kiosk(self.http_kiosk, day)
+    if self.over_http is not None:
+        self.over_http.close(day)

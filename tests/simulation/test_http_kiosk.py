@@ -68,6 +68,8 @@ def test_the_http_kiosk_posts_each_payment_once_across_offline_spells_and_crashe
     assert finance["kiosk_confirmed_by_replay"] > 0
     assert first.restarts["http gateway"] > 0
     assert first.faults_injected["kiosk_offline"] > 0
+    # The POS terminal's sales went over HTTP too, read from its answers.
+    assert first.channels["pos"]["over_http"] == first.channels["pos"]["payments"] > 0
     # Every notification went over HTTP too, and the statements still reconciled.
     assert finance["found"] == finance["injected_differences"]
     assert first.unattributed == []
