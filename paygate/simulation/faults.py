@@ -46,6 +46,9 @@ class FaultProfile(BaseModel):
     """Chance that the agent bank's daily file has a wrong trailer (sent again corrected)."""
     reversal: float = _Rate
     """Share of wallet payments later reported fraudulent and reversed."""
+    pos_void: float = _Rate
+    """Share of POS sales the cashier voids at once (keyed to the wrong amount) and keys
+    again."""
     brute_force_per_day: int = Field(default=0, ge=0, le=10_000)
     """Voucher PIN guesses a day from an attacker."""
     statement_difference: float = _Rate
@@ -81,6 +84,7 @@ PROFILES: Final[dict[str, FaultProfile]] = {
         kiosk_offline_minutes=180,
         bad_trailer=0.1,
         reversal=0.002,
+        pos_void=0.01,
         brute_force_per_day=20,
         statement_difference=0.002,
         headend_outage_per_day=0.3,
@@ -102,6 +106,7 @@ PROFILES: Final[dict[str, FaultProfile]] = {
         kiosk_offline_minutes=600,
         bad_trailer=0.4,
         reversal=0.01,
+        pos_void=0.05,
         brute_force_per_day=200,
         statement_difference=0.01,
         headend_outage_per_day=1.5,

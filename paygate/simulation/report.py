@@ -195,6 +195,7 @@ def summarise(
             "bank_files": tally.bank_files,
             "bank_files_refused": tally.bank_files_refused,
             "reversals": tally.reversals,
+            "pos_voided": tally.pos_voided,
         },
         restarts=restarts,
         stopped_at=stopped_at,

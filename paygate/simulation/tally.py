@@ -24,6 +24,8 @@ class Tally:
     bank_files: int = 0
     bank_files_refused: int = 0
     reversals: int = 0
+    pos_voided: int = 0
+    """POS sales voided in their open batch."""
     over_http: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
     """Payments that reached paygate over real HTTP, per channel."""
     kiosk_stored: int = 0

@@ -123,6 +123,7 @@ class Channels:
         self._bank_rng = randoms("bank-files")
         self.forge_rng = randoms("forgery")
         self._rev_rng = randoms("reversals")
+        self._void_rng = randoms("pos-voids")
         self.log = log
         self._crash_hook = crash
         self.tally = Tally()
@@ -312,6 +313,13 @@ class Channels:
         ):
             self.tally.faults["duplicate_notify"] += 1
             self._deliver(pending, resend(message))
+        if (
+            channel == "pos"
+            and result is not None
+            and result.ok
+            and self._void_rng.random() < self.faults.pos_void
+        ):
+            _void_sale(self, pending, message)
 
     def _hold(self, pending: _Pending) -> None:
         self._seq += 1
@@ -490,14 +498,14 @@ class Channels:
                 out_trade_no=new_order_id(now), account_no=account_no, amount=amount, paid_at=now
             )
             send = self._sender("alipay_adapter", "handle_notify")
-            return self._over_http(channel, account_no, send), message, same, None
+            return _over_http(self, channel, account_no, send), message, same, None
         if channel == "wechatpay":
             message = self.wechatpay.transaction_success(
                 out_trade_no=new_order_id(now), account_no=account_no, amount=amount, paid_at=now
             )
             return (
-                self._over_http(
-                    channel, account_no, self._sender("wechatpay_adapter", "handle_notify")
+                _over_http(
+                    self, channel, account_no, self._sender("wechatpay_adapter", "handle_notify")
                 ),
                 message,
                 lambda m: self.wechatpay.signed(m.body, now=self.clock.now()),
@@ -507,7 +515,7 @@ class Channels:
             order = self.online_adapter.create_order(account_no, amount, now=now)
             message = self.online_gateway.consumption_completed(order, paid_at=now)
             send = self._sender("online_adapter", "handle_notify")
-            return self._over_http(channel, account_no, send), message, same, None
+            return _over_http(self, channel, account_no, send), message, same, None
         if channel == "kiosk":
             method = KioskMethod.CASH if self._rng.random() < 0.5 else KioskMethod.CARD
             message = self.kiosk.pay(account_no=account_no, amount=amount, method=method)
@@ -531,21 +539,13 @@ class Channels:
         if channel == "bank_agent":
             message = self.bank.counter_payment(account_no=account_no, amount=amount, paid_at=now)
             send = self._sender("bank_adapter", "handle_notify")
-            return self._over_http(channel, account_no, send), message, same, None
+            return _over_http(self, channel, account_no, send), message, same, None
         if channel == "voucher":
             card = self.retailer.sell(amount)
             assert card is not None, "the caller checked the retailer's stock"
             message = redeem_request(card, account_no, source="app:power-service")
             return self._sender("voucher_adapter", "handle_redeem"), message, same, None
         raise ValueError(f"no channel {channel!r}")
-
-    def _over_http(self, channel: str, account_no: str, in_process: _Send) -> _Send:
-        """The HTTP share of a notifying channel's messages goes to the HTTP gateway; the
-        rest to the adapter in process."""
-        over_http = self.over_http
-        if over_http is None or not over_http.chosen():
-            return in_process
-        return over_http.notify_sender(channel, account_no)
 
     def _sender(self, adapter: str, operation: str) -> _ToAdapter:
         """How a message reaches an adapter operation, as the HTTP layer hands it over."""
@@ -611,6 +611,31 @@ class _ToAdapter:
         target = sink if sink is not None else self.channels._gw()
         result: NotifyResult = handle(message.body, message.headers, target)
         return result
+
+
+def _void_sale(self: Channels, pending: _Pending, sale: Message) -> None:
+    """The cashier voids the sale just approved (the customer asks to pay with another
+    card) through the same way the sale went, and keys it again."""
+    void = self.pos_terminal.void(sale)
+    over_http = self.over_http
+    if over_http is not None and not isinstance(pending.send, _ToAdapter):
+        result = over_http.gateway.post("/v1/pos/void", void.body, void.headers)
+    else:
+        result = self.pos_adapter.handle_void(void.body, void.headers, self._gw())
+    voided = self.pos_terminal.voided(void, result)
+    self.tally.faults["pos_void"] += 1
+    self.tally.pos_voided += voided
+    self.log(f"void pos {pending.account_no} {pending.amount.minor} {result.status_code}")
+    self._send_new("pos", pending.account_no, pending.amount)
+
+
+def _over_http(self: Channels, channel: str, account_no: str, in_process: _Send) -> _Send:
+    """The HTTP share of a notifying channel's messages goes to the HTTP gateway; the
+    rest to the adapter in process."""
+    over_http = self.over_http
+    if over_http is None or not over_http.chosen():
+        return in_process
+    return over_http.notify_sender(channel, account_no)
 
 
 def _grouped(pending: _Pending) -> bool:
