@@ -109,13 +109,17 @@ def no_protected_cut(gateway: Gateway) -> list[str]:
 
 
 def cleared_arrears_restored(gateway: Gateway, today: date) -> list[str]:
-    """Every (postpaid) account that owes nothing overdue has its supply: connected."""
+    """Every account whose supply is due back has it: connected. A postpaid account's is due
+    back once it owes nothing overdue; a prepaid account's once it also owes nothing at all
+    (its balance zero or in credit: consumption billed and not yet due counts against it)."""
     rows = gateway.store.run(
         lambda tx: tx.all(
             "SELECT a.account_no, a.supply_state FROM accounts a "
-            "WHERE a.prepaid = :f AND a.supply_state <> 'connected' AND NOT EXISTS ("
+            "WHERE a.supply_state <> 'connected' AND NOT EXISTS ("
             "SELECT 1 FROM bills b WHERE b.account_id = a.id AND b.due_date < :today AND "
-            "(b.principal_paid < b.amount OR b.late_fee_paid < b.late_fee_charged))",
+            "(b.principal_paid < b.amount OR b.late_fee_paid < b.late_fee_charged)) AND ("
+            "a.prepaid = :f OR (SELECT COALESCE(SUM(l.balance), 0) FROM ledger_balances l "
+            "WHERE l.account_id = a.receivable_account_id) <= 0) ORDER BY a.account_no",
             {"f": False, "today": today},
         ),
         write=False,

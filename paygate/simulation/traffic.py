@@ -241,7 +241,10 @@ class Channels:
         above it."""
         if status is None:
             status = self._gw().account_status(account_no)
-        owed = status.arrears.minor or status.outstanding.minor
+        # A prepaid customer tops up what the meter asks for, the whole balance: supply comes
+        # back only once the account owes nothing at all.
+        owed = max(status.balance.minor, 0) if prepaid else 0
+        owed = owed or status.arrears.minor or status.outstanding.minor
         if owed <= 0:
             if not prepaid:
                 return
