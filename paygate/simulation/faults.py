@@ -54,6 +54,9 @@ class FaultProfile(BaseModel):
     statement_difference: float = _Rate
     """Share of statement lines carrying an injected difference (amount, duplicate line,
     unknown account)."""
+    negotiated_cut: float = _Rate
+    """Chance a morning that a supervisor negotiates the disconnection of a protected account
+    in arrears (大客户停电协商) and approves it."""
     # head-end and dispatcher
     headend_outage_per_day: float = Field(default=0.0, ge=0.0, le=24.0)
     """Head-end outages starting per day (expected)."""
@@ -87,6 +90,7 @@ PROFILES: Final[dict[str, FaultProfile]] = {
         pos_void=0.01,
         brute_force_per_day=20,
         statement_difference=0.002,
+        negotiated_cut=0.3,
         headend_outage_per_day=0.3,
         headend_outage_minutes=180,
         headend_slow=0.02,
@@ -109,6 +113,7 @@ PROFILES: Final[dict[str, FaultProfile]] = {
         pos_void=0.05,
         brute_force_per_day=200,
         statement_difference=0.01,
+        negotiated_cut=0.8,
         headend_outage_per_day=1.5,
         headend_outage_minutes=16 * 60,
         headend_slow=0.1,

@@ -95,17 +95,21 @@ def acknowledged_posted_once(
 
 
 def no_protected_cut(gateway: Gateway) -> list[str]:
-    """No protected account is cut off. (A notice may be served to one: its state shows the
-    notice, but only a negotiated, approved order ever cuts it.)"""
+    """No protected account is cut off but by a negotiated, approved order: its latest
+    disconnection order is the order of an approved negotiation (大客户停电协商). (A notice
+    may be served to one: its state shows the notice, but the dunning policy never cuts it.)"""
     rows = gateway.store.run(
         lambda tx: tx.all(
-            "SELECT account_no, supply_state FROM accounts WHERE protected = :t "
-            "AND supply_state = 'disconnected'",
+            "SELECT a.account_no, a.supply_state FROM accounts a WHERE a.protected = :t "
+            "AND a.supply_state = 'disconnected' AND NOT EXISTS ("
+            "SELECT 1 FROM console_negotiations n WHERE n.account_id = a.id "
+            "AND n.approved_by IS NOT NULL AND n.order_id = (SELECT MAX(o.id) "
+            "FROM supply_orders o WHERE o.account_id = a.id AND o.kind = 'disconnect'))",
             {"t": True},
         ),
         write=False,
     )
-    return [f"protected account {no} is {state}" for no, state in rows]
+    return [f"protected account {no} is {state} without a negotiated order" for no, state in rows]
 
 
 def cleared_arrears_restored(gateway: Gateway, today: date) -> list[str]:

@@ -27,9 +27,11 @@ from typing import Final
 
 from paygate.clock import FixedClock
 from paygate.config import Settings
+from paygate.console.negotiations import Negotiations
 from paygate.errors import InvalidStateError
 from paygate.gateway import Gateway
 from paygate.headend.base import HeadEndOutcome
+from paygate.models import SupplyState
 from paygate.outbox import Dispatcher
 from paygate.simulation import attacks, invariants
 from paygate.simulation.faults import FaultProfile
@@ -156,6 +158,7 @@ class _Simulation:
         self.step = 0
         self._checked_ack = 0
         self.workdir: Path | None = None
+        self.negotiated = 0
 
     # -- processes -------------------------------------------------------------------------
 
@@ -291,6 +294,7 @@ class _Simulation:
             self._finance()
         if local == time(8, 0) and paying:
             self._dunning()
+            self._negotiate()
         if local == time(9, 0):
             channels.bank_file(local_day(self.clock.now()) - timedelta(days=1))
         if local == time(23, 0):
@@ -378,6 +382,38 @@ class _Simulation:
                 continue
             self.log(f"disconnect {candidate.account_no}")
 
+    def _negotiate(self) -> None:
+        """Now and then, a supervisor negotiates with a protected account in arrears and
+        approves its disconnection (the console's 大客户停电协商), which orders it."""
+        rng = self.randoms("negotiations")
+        if rng.random() >= self.config.faults.negotiated_cut:
+            return
+        behind = [p.account_no for p in self.people if p.protected and p.in_arrears]
+        statuses = self.gateway.account_statuses(behind)
+        cuttable = (SupplyState.CONNECTED, SupplyState.DISCONNECTION_PENDING)
+        owing = [
+            no for no in behind if statuses[no].arrears.minor > 0
+            and statuses[no].supply_state in cuttable
+        ]  # fmt: skip
+        if not owing:
+            return
+        account_no = rng.choice(owing)
+        negotiations = Negotiations(self.gateway)
+        negotiation = negotiations.record(
+            account_no,
+            counterpart="the customer's facilities manager",
+            agreed_on=local_day(self.clock.now()),
+            terms="supply cut at the meter; the customer's own generator carries the wards",
+            recorded_by="simulated supervisor",
+        )
+        try:
+            negotiations.approve(negotiation, approved_by="simulated supervisor")
+        except InvalidStateError as exc:
+            self.log(f"negotiated disconnect {account_no} refused: {exc.code}")
+            return
+        self.negotiated += 1
+        self.log(f"negotiated disconnect {account_no}")
+
     def _plant(self, bug: str | Callable[[Gateway], None]) -> None:
         if callable(bug):
             self.log("bug planted")
@@ -442,6 +478,7 @@ class _Simulation:
             headend=self.headend,
             channels=self.channels,
             finance=self.finance,
+            negotiated=self.negotiated,
             restarts={
                 **self.restarts,
                 **(

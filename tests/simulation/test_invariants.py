@@ -1,15 +1,16 @@
-"""The end invariant *cleared arrears restored* on a hand-made ledger: a prepaid account's
-supply is due back only once it owes nothing at all, a postpaid one's once nothing is
-overdue."""
+"""Invariants on a hand-made ledger: a prepaid account's supply is due back only once it owes
+nothing at all, a postpaid one's once nothing is overdue; a protected account may be cut only
+by the order of an approved negotiation."""
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
+from paygate.console.negotiations import Negotiations
 from paygate.gateway import Gateway
 from paygate.models import PaymentIntent
 from paygate.money import Money
-from paygate.simulation.invariants import cleared_arrears_restored
+from paygate.simulation.invariants import cleared_arrears_restored, no_protected_cut
 
 PREPAID_PAID, PREPAID_OWING, POSTPAID_OWING = "3100000001", "3100000002", "3100000003"
 
@@ -42,4 +43,31 @@ def test_an_account_whose_supply_is_due_back_must_be_connected(gateway: Gateway)
     assert cleared_arrears_restored(gateway, today) == [
         f"account {PREPAID_PAID} cleared its arrears and is still disconnected",
         f"account {POSTPAID_OWING} cleared its arrears and is still disconnected",
+    ]
+
+
+def test_a_protected_account_is_cut_only_by_a_negotiated_order(gateway: Gateway) -> None:
+    negotiated, unilateral = "3100000011", "3100000012"
+    for number in (negotiated, unilateral):
+        gateway.open_account(number, protected=True, name=f"Hospital {number}")
+        gateway.issue_bill(
+            number,
+            bill_no=f"B-{number}",
+            amount=Money(500_000, "CNY"),
+            period="2026-09",
+            due_date=date(2026, 10, 15),
+        )
+    negotiations = Negotiations(gateway)
+    agreed = negotiations.record(
+        negotiated,
+        counterpart="the facilities manager",
+        agreed_on=date(2026, 11, 25),
+        terms="cut at the meter; the generator carries the wards",
+        recorded_by="supervisor",
+    )
+    negotiations.approve(agreed, approved_by="supervisor")
+    # Both cut at the meter: the negotiated one by its order, the other behind the rules.
+    gateway.store.run(lambda tx: tx.execute("UPDATE accounts SET supply_state = 'disconnected'"))
+    assert no_protected_cut(gateway) == [
+        f"protected account {unilateral} is disconnected without a negotiated order"
     ]

@@ -68,8 +68,10 @@ def test_the_harsh_profile_breaks_promises_and_attributes_every_breach(sqlite_ur
     assert "unattributed" not in {cause for c in result.breaches.values() for cause in c}
     assert result.restarts.get("dispatcher", 0) > 0
     assert result.faults_injected["headend_outages"] > 0
-    # Cashiers voided POS sales in their open batch, and every invariant still held.
+    # Cashiers voided POS sales in their open batch, supervisors had protected accounts cut
+    # by negotiated orders, and every invariant still held.
     assert result.finance["pos_voided"] == result.faults_injected["pos_void"] > 0
+    assert result.finance["negotiated_disconnections"] > 0
 
 
 def test_the_same_seed_gives_the_same_digest_and_another_seed_another(tmp_path: Path) -> None:
