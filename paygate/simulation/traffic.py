@@ -389,13 +389,13 @@ class Channels:
         crash = self._crash.random() < self.faults.gateway_crash
         before = crash and self._crash.random() < 0.5
         if before:
-            self._gateway_crashed(pending, "gateway, before posting")
+            _gateway_crashed(self, pending, "gateway, before posting")
             return None
         result = pending.send(message)
         if pending.answered is not None and not crash:
             pending.answered(message, result)
         if crash:
-            self._gateway_crashed(pending, "gateway, after posting, before answering")
+            _gateway_crashed(self, pending, "gateway, after posting, before answering")
             return None
         self._answered(pending, result)
         return result
@@ -410,17 +410,6 @@ class Channels:
             self._refused.add(key)
             self._settle_only(
                 pending.channel, pending.account_no, pending.amount, pending.paid_at, "REFUSED"
-            )
-
-    def _gateway_crashed(self, pending: _Pending, where: str) -> None:
-        self.tally.faults["gateway_crash"] += 1
-        self.log(f"crash {where}")
-        self._crash_hook(where)
-        if pending.resend is not None:
-            self._hold(
-                replace(
-                    pending, due=self.clock.now() + timedelta(minutes=10), fault="gateway_crash"
-                )
             )
 
     def _record(self, channel: str, result: NotifyResult) -> None:
@@ -639,6 +628,22 @@ def _over_http(self: Channels, channel: str, account_no: str, in_process: _Send)
     if over_http is None or not over_http.chosen():
         return in_process
     return over_http.notify_sender(channel, account_no)
+
+
+def _gateway_crashed(self: Channels, pending: _Pending, where: str) -> None:
+    """The gateway died handling ``pending``: restarted, and the channel sends it again."""
+    self.tally.faults["gateway_crash"] += 1
+    if self.over_http is not None and not isinstance(pending.send, _ToAdapter):
+        # The message went over HTTP: the HTTP gateway is the process that died.
+        self.log(f"crash http {where}")
+        self.over_http.gateway.restart()
+    else:
+        self.log(f"crash {where}")
+        self._crash_hook(where)
+    if pending.resend is not None:
+        self._hold(
+            replace(pending, due=self.clock.now() + timedelta(minutes=10), fault="gateway_crash")
+        )
 
 
 def _grouped(pending: _Pending) -> bool:
