@@ -21,7 +21,7 @@ import time as wallclock
 from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Final
 
@@ -31,7 +31,7 @@ from paygate.console.negotiations import Negotiations
 from paygate.errors import InvalidStateError
 from paygate.gateway import Gateway
 from paygate.headend.base import HeadEndOutcome
-from paygate.models import SupplyState
+from paygate.models import Category, SupplyState
 from paygate.outbox import Dispatcher
 from paygate.simulation import attacks, invariants
 from paygate.simulation.faults import FaultProfile
@@ -159,6 +159,9 @@ class _Simulation:
         self._checked_ack = 0
         self.workdir: Path | None = None
         self.negotiated = 0
+        self.dues: list[date] = []
+        """The due dates of the bills the run issued, month by month."""
+        self.notices = 0
 
     # -- processes -------------------------------------------------------------------------
 
@@ -231,6 +234,7 @@ class _Simulation:
         local = local_day(START + timedelta(days=day))
         period = f"{local:%Y-%m}"
         due = local + timedelta(days=15)
+        self.dues.append(due)
         self.gateway.issue_bills(
             monthly_bills(self.people, period, due, self.randoms("bills")), keep_keys=False
         )
@@ -293,6 +297,7 @@ class _Simulation:
         if local == time(6, 0):
             self._finance()
         if local == time(8, 0) and paying:
+            self._notices(local_day(self.clock.now()))
             self._dunning()
             self._negotiate()
         if local == time(9, 0):
@@ -381,6 +386,37 @@ class _Simulation:
             except InvalidStateError:
                 continue
             self.log(f"disconnect {candidate.account_no}")
+
+    def _notices(self, today: date) -> None:
+        """Billing serves the written notice, then the final reminder, to every account still
+        behind on a month's bills, timed so that the dunning policy allows its disconnection
+        on the day the bills are ``overdue_days`` past due (the accounts behind when the run
+        began were served theirs before day 0)."""
+        policy = self.gateway.settings.dunning
+        for due in self.dues:
+            for kind, before in (
+                ("notice", policy.notice_days),
+                ("final_reminder", policy.final_reminder_days),
+            ):
+                if kind == "final_reminder" and not policy.final_reminder:
+                    continue
+                # The categories whose bills reach the policy's days past due ``before`` days
+                # from today (each category may have its own).
+                due_now = {
+                    c for c in Category
+                    if (today - due).days == policy.overdue_threshold(c.value) - before
+                }  # fmt: skip
+                people = [p for p in self.people if p.category in due_now] if due_now else []
+                if not people:
+                    continue
+                statuses = self.gateway.account_statuses([p.account_no for p in people])
+                for person in people:
+                    status = statuses[person.account_no]
+                    if status.arrears.minor <= 0 or status.supply_state is SupplyState.DISCONNECTED:
+                        continue
+                    self.gateway.serve_notice(person.account_no, kind)
+                    self.notices += 1
+                    self.log(f"{kind} {person.account_no}")
 
     def _negotiate(self) -> None:
         """Now and then, a supervisor negotiates with a protected account in arrears and
@@ -479,6 +515,7 @@ class _Simulation:
             channels=self.channels,
             finance=self.finance,
             negotiated=self.negotiated,
+            notices=self.notices,
             restarts={
                 **self.restarts,
                 **(
