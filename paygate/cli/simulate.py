@@ -42,7 +42,8 @@ def simulate(
         typer.Option(
             min=0.0,
             max=1.0,
-            help="Share of wallet, online and bank notifications sent over real HTTP.",
+            help="Share of wallet, online and bank notifications, kiosk payments, POS sales "
+            "and voucher redemptions sent over real HTTP.",
         ),
     ] = 0.0,
     html: Annotated[
@@ -193,13 +194,16 @@ def _table(result: object) -> None:
         for cause, count in sorted(causes.items()):
             breaches.add_row(severity, cause, str(count))
     out.print(breaches)
-    channels = Table("channel", "payments", "amount", "genuine refused", title="Channels (CNY)")
+    channels = Table(
+        "channel", "payments", "amount", "genuine refused", "over HTTP", title="Channels (CNY)"
+    )
     for channel, figures in result.channels.items():
         channels.add_row(
             channel,
             str(figures["payments"]),
             Money(figures["amount"], "CNY").format(),
             str(figures["refused_genuine"]),
+            str(figures["over_http"]),
         )
     out.print(channels)
     faults = ", ".join(f"{k} {v}" for k, v in result.faults_injected.items())

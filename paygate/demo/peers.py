@@ -34,7 +34,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Final
-from urllib.parse import quote, urlencode
+from urllib.parse import parse_qsl, quote, urlencode
 from zoneinfo import ZoneInfo
 
 from cryptography.hazmat.primitives import hashes, serialization
@@ -443,6 +443,8 @@ class PosTerminal:
         self._trace = 0
         self._sales = 0
         self._sale_amount = 0
+        self._voids = 0
+        self._void_amount = 0
 
     def __repr__(self) -> str:
         return f"<PosTerminal {self.terminal_id} batch={self.batch_no}>"
@@ -466,8 +468,28 @@ class PosTerminal:
     def answered(self, message: Message, result: NotifyResult) -> None:
         """Count an approved sale into the open batch's totals."""
         if result.ok and result.receipt is not None and not result.receipt.replayed:
-            self._sales += 1
-            self._sale_amount += result.receipt.amount.minor
+            self.approved(result.receipt.amount)
+
+    def approved(self, amount: Money) -> None:
+        """Count a sale of ``amount`` approved (and not a replay) into the open batch's totals."""
+        self._sales += 1
+        self._sale_amount += amount.minor
+
+    def void(self, sale: Message) -> Message:
+        """The void (撤销) of ``sale``, a sale of the open batch, under the next trace number."""
+        sold = dict(parse_qsl(sale.body.decode("utf-8")))
+        fields = self._fields("void", self._next_trace())
+        fields.update({"orig_trace_no": sold["trace_no"], "amount": sold["amount"]})
+        return self._maced(fields)
+
+    def voided(self, void: Message, result: NotifyResult) -> bool:
+        """Count a void paygate carried out into the open batch's totals; whether it did."""
+        answer = dict(parse_qsl(result.body.decode("utf-8"))) if result.ok else {}
+        if answer.get("result") != "voided":
+            return False
+        self._voids += 1
+        self._void_amount += int(dict(parse_qsl(void.body.decode("utf-8")))["amount"])
+        return True
 
     def settle(self) -> Message:
         """The batch settlement (批结算) of the open batch: the terminal's own totals."""
@@ -476,8 +498,8 @@ class PosTerminal:
             {
                 "sale_count": str(self._sales),
                 "sale_amount": str(self._sale_amount),
-                "void_count": "0",
-                "void_amount": "0",
+                "void_count": str(self._voids),
+                "void_amount": str(self._void_amount),
             }
         )
         return self._maced(fields)
@@ -486,7 +508,7 @@ class PosTerminal:
         """Open the next batch once paygate answered the settlement."""
         if result.ok:
             self._batch = self._batch % 999_999 + 1
-            self._sales = self._sale_amount = 0
+            self._sales = self._sale_amount = self._voids = self._void_amount = 0
 
     def _next_trace(self) -> str:
         # Trace numbers (凭证号) run 000001-999999 and wrap.

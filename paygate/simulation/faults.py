@@ -46,11 +46,17 @@ class FaultProfile(BaseModel):
     """Chance that the agent bank's daily file has a wrong trailer (sent again corrected)."""
     reversal: float = _Rate
     """Share of wallet payments later reported fraudulent and reversed."""
+    pos_void: float = _Rate
+    """Share of POS sales the cashier voids at once (keyed to the wrong amount) and keys
+    again."""
     brute_force_per_day: int = Field(default=0, ge=0, le=10_000)
     """Voucher PIN guesses a day from an attacker."""
     statement_difference: float = _Rate
     """Share of statement lines carrying an injected difference (amount, duplicate line,
     unknown account)."""
+    negotiated_cut: float = _Rate
+    """Chance a morning that a supervisor negotiates the disconnection of a protected account
+    in arrears (大客户停电协商) and approves it."""
     # head-end and dispatcher
     headend_outage_per_day: float = Field(default=0.0, ge=0.0, le=24.0)
     """Head-end outages starting per day (expected)."""
@@ -81,8 +87,10 @@ PROFILES: Final[dict[str, FaultProfile]] = {
         kiosk_offline_minutes=180,
         bad_trailer=0.1,
         reversal=0.002,
+        pos_void=0.01,
         brute_force_per_day=20,
         statement_difference=0.002,
+        negotiated_cut=0.3,
         headend_outage_per_day=0.3,
         headend_outage_minutes=180,
         headend_slow=0.02,
@@ -102,8 +110,10 @@ PROFILES: Final[dict[str, FaultProfile]] = {
         kiosk_offline_minutes=600,
         bad_trailer=0.4,
         reversal=0.01,
+        pos_void=0.05,
         brute_force_per_day=200,
         statement_difference=0.01,
+        negotiated_cut=0.8,
         headend_outage_per_day=1.5,
         headend_outage_minutes=16 * 60,
         headend_slow=0.1,

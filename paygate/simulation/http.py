@@ -2,49 +2,85 @@
 that way: a uvicorn server on a loopback port in a thread, serving paygate's app on the
 simulation's database with the simulation's clock and the same channel configurations as the
 in-process adapters. It is a second process's Gateway on the same database, as in production.
+It can die and be started again (:meth:`HttpGateway.restart`): a fresh app, a fresh Gateway,
+on the same port.
+
+``paygate serve`` reads the POS terminals' key-encryption key from its environment
+(``PAYGATE_KEY_ENCRYPTION_KEY``) when it starts; so does this server, in this process: the
+variable is set to the simulation's key while the server starts, and put back as it was.
 """
 
 from __future__ import annotations
 
+import base64
+import os
 import socket
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from types import TracebackType
 from typing import Self
 
 import httpx
 import uvicorn
+from pydantic import SecretBytes
 
 from paygate.api import ApiConfig, create_app
 from paygate.channels.base import ChannelConfig, NotifyResult
 from paygate.clock import Clock
 from paygate.config import Settings
+from paygate.devices import KEY_ENCRYPTION_KEY_ENV
 
 __all__ = ["HttpGateway"]
+
+_TIMEOUT = 120.0
+"""Seconds an answer may take: long, so that a slow machine never turns an answer into a
+timeout (which would change what the run does, and so its digest)."""
 
 
 class HttpGateway:
     """paygate's HTTP gateway on 127.0.0.1, started and stopped by the simulation."""
 
     def __init__(
-        self, settings: Settings, channels: Mapping[str, ChannelConfig], clock: Clock
+        self,
+        settings: Settings,
+        channels: Mapping[str, ChannelConfig],
+        clock: Clock,
+        *,
+        voucher_pin_key: SecretBytes | None = None,
+        key_encryption_key: SecretBytes | None = None,
     ) -> None:
-        self._app = create_app(settings, config=ApiConfig(channels=dict(channels)), clock=clock)
+        # The voucher route is served when its channel is configured, with the PIN key of
+        # the in-process vouchers.
+        self._config = ApiConfig(channels=dict(channels), voucher_pin_key=voucher_pin_key)
+        self._settings = settings
+        self._kek = key_encryption_key
+        self._clock = clock
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._socket: socket.socket | None = None
         self._client: httpx.Client | None = None
+        self._port = 0
         self.requests = 0
+        self.restarts = 0
+
+    @property
+    def base_url(self) -> str:
+        """Where the gateway serves (the same across restarts)."""
+        assert self._port, "start() first"
+        return f"http://127.0.0.1:{self._port}"
 
     def start(self) -> Self:
-        """Bind a loopback port, start the server and wait until it serves."""
+        """Bind a loopback port (the one served before, after a restart), start the server
+        and wait until it serves."""
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
+        sock.bind(("127.0.0.1", self._port))
         port = sock.getsockname()[1]
+        app = create_app(self._settings, config=self._config, clock=self._clock)
         config = uvicorn.Config(
-            self._app,
+            app,
             lifespan="on",
             log_level="warning",
             access_log=False,
@@ -53,25 +89,39 @@ class HttpGateway:
         )
         server = uvicorn.Server(config)
         thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 30
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                server.should_exit = True
-                thread.join(10)
-                sock.close()
-                raise RuntimeError("the simulation's HTTP gateway did not start")
-            time.sleep(0.01)
-        self._server, self._thread, self._socket = server, thread, sock
-        self._client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30.0)
+        with _key_encryption_key(self._kek):
+            # The app's runtime (its POS adapter's registry) is built while the server starts.
+            thread.start()
+            deadline = time.monotonic() + 30
+            while not server.started:
+                if not thread.is_alive() or time.monotonic() > deadline:
+                    server.should_exit = True
+                    thread.join(10)
+                    sock.close()
+                    raise RuntimeError("the simulation's HTTP gateway did not start")
+                time.sleep(0.01)
+        self._server, self._thread, self._socket, self._port = server, thread, sock, port
+        self._client = httpx.Client(base_url=self.base_url, timeout=_TIMEOUT)
         return self
+
+    def restart(self) -> None:
+        """The gateway process died: stop it and start a fresh one on the same port. What it
+        had not committed is lost; what it had is in the database."""
+        self.restarts += 1
+        self.stop()
+        self.start()
 
     def notify(self, channel: str, body: bytes, headers: Mapping[str, str]) -> NotifyResult:
         """POST a channel's notification as the channel would; the answer as a NotifyResult
         (without a receipt: the caller reads what was posted from the payment feed)."""
+        return self.post(f"/v1/channels/{channel}/notify", body, headers)
+
+    def post(self, path: str, body: bytes, headers: Mapping[str, str]) -> NotifyResult:
+        """POST a peer's message to ``path`` as the peer would; the answer as a NotifyResult
+        (without a receipt: the caller reads the answer's body, or the payment feed)."""
         assert self._client is not None, "start() first"
         self.requests += 1
-        answer = self._client.post(f"/v1/channels/{channel}/notify", content=body, headers=headers)
+        answer = self._client.post(path, content=body, headers=headers)
         ok = answer.status_code < 300
         return NotifyResult(
             status_code=answer.status_code,
@@ -102,3 +152,20 @@ class HttpGateway:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+@contextmanager
+def _key_encryption_key(key: SecretBytes | None) -> Iterator[None]:
+    """``PAYGATE_KEY_ENCRYPTION_KEY`` set to ``key`` (base64) for the block, then as it was."""
+    if key is None:
+        yield
+        return
+    before = os.environ.get(KEY_ENCRYPTION_KEY_ENV)
+    os.environ[KEY_ENCRYPTION_KEY_ENV] = base64.b64encode(key.get_secret_value()).decode("ascii")
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ[KEY_ENCRYPTION_KEY_ENV]
+        else:
+            os.environ[KEY_ENCRYPTION_KEY_ENV] = before

@@ -11,11 +11,13 @@ from collections.abc import Sequence
 from datetime import date
 
 from paygate.gateway import Gateway
+from paygate.simulation.http_kiosk import HttpKiosk
 from paygate.store.engine import Tx
 
 __all__ = [
     "acknowledged_posted_once",
     "cleared_arrears_restored",
+    "kiosk_forwarded",
     "ledger_balances",
     "ledger_verifies",
     "no_protected_cut",
@@ -93,29 +95,55 @@ def acknowledged_posted_once(
 
 
 def no_protected_cut(gateway: Gateway) -> list[str]:
-    """No protected account is cut off. (A notice may be served to one: its state shows the
-    notice, but only a negotiated, approved order ever cuts it.)"""
+    """No protected account is cut off but by a negotiated, approved order: its latest
+    disconnection order is the order of an approved negotiation (大客户停电协商). (A notice
+    may be served to one: its state shows the notice, but the dunning policy never cuts it.)"""
     rows = gateway.store.run(
         lambda tx: tx.all(
-            "SELECT account_no, supply_state FROM accounts WHERE protected = :t "
-            "AND supply_state = 'disconnected'",
+            "SELECT a.account_no, a.supply_state FROM accounts a WHERE a.protected = :t "
+            "AND a.supply_state = 'disconnected' AND NOT EXISTS ("
+            "SELECT 1 FROM console_negotiations n WHERE n.account_id = a.id "
+            "AND n.approved_by IS NOT NULL AND n.order_id = (SELECT MAX(o.id) "
+            "FROM supply_orders o WHERE o.account_id = a.id AND o.kind = 'disconnect'))",
             {"t": True},
         ),
         write=False,
     )
-    return [f"protected account {no} is {state}" for no, state in rows]
+    return [f"protected account {no} is {state} without a negotiated order" for no, state in rows]
 
 
 def cleared_arrears_restored(gateway: Gateway, today: date) -> list[str]:
-    """Every (postpaid) account that owes nothing overdue has its supply: connected."""
+    """Every account whose supply is due back has it: connected. A postpaid account's is due
+    back once it owes nothing overdue; a prepaid account's once it also owes nothing at all
+    (its balance zero or in credit: consumption billed and not yet due counts against it)."""
     rows = gateway.store.run(
         lambda tx: tx.all(
             "SELECT a.account_no, a.supply_state FROM accounts a "
-            "WHERE a.prepaid = :f AND a.supply_state <> 'connected' AND NOT EXISTS ("
+            "WHERE a.supply_state <> 'connected' AND NOT EXISTS ("
             "SELECT 1 FROM bills b WHERE b.account_id = a.id AND b.due_date < :today AND "
-            "(b.principal_paid < b.amount OR b.late_fee_paid < b.late_fee_charged))",
+            "(b.principal_paid < b.amount OR b.late_fee_paid < b.late_fee_charged)) AND ("
+            "a.prepaid = :f OR (SELECT COALESCE(SUM(l.balance), 0) FROM ledger_balances l "
+            "WHERE l.account_id = a.receivable_account_id) <= 0) ORDER BY a.account_no",
             {"f": False, "today": today},
         ),
         write=False,
     )
     return [f"account {no} cleared its arrears and is still {state}" for no, state in rows]
+
+
+def kiosk_forwarded(kiosk: HttpKiosk, redemptions: int) -> list[str]:
+    """Store and forward delivered: the kiosk that reaches paygate over HTTP has nothing left
+    pending, none of its payments was refused, every day it closed was answered, and none of
+    the ``redemptions`` of cards at it is still unanswered. (That each payment it was told
+    was posted is in the ledger once is :func:`acknowledged_posted_once`.)"""
+    problems: list[str] = []
+    if redemptions:
+        problems.append(f"kiosk {kiosk.device_id}: {redemptions} card redemptions unanswered")
+    if kiosk.pending:
+        problems.append(f"kiosk {kiosk.device_id}: {kiosk.pending} payments still pending")
+    problems += [
+        f"kiosk {kiosk.device_id}: payment {p.txn_id} refused: {p.refusal_code}"
+        for p in kiosk.kiosk.refused()
+    ]
+    problems += [f"kiosk {kiosk.device_id}: close of {day} unanswered" for day in kiosk.closes_due]
+    return problems

@@ -15,24 +15,28 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import shutil
+import tempfile
 import time as wallclock
 from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
 from typing import Final
 
 from paygate.clock import FixedClock
 from paygate.config import Settings
+from paygate.console.negotiations import Negotiations
 from paygate.errors import InvalidStateError
 from paygate.gateway import Gateway
 from paygate.headend.base import HeadEndOutcome
+from paygate.models import Category, SupplyState
 from paygate.outbox import Dispatcher
 from paygate.simulation import attacks, invariants
 from paygate.simulation.faults import FaultProfile
 from paygate.simulation.finance import Finance
 from paygate.simulation.headend import FaultyHeadEnd, SimulatedCrash, draw_outages
-from paygate.simulation.http import HttpGateway
 from paygate.simulation.report import SimulationResult, summarise
 from paygate.simulation.traffic import CHANNELS, Channels, close_of_day, kiosk_day
 from paygate.simulation.world import (
@@ -75,8 +79,10 @@ class SimulationConfig:
     stop_at: int | None = None
     """Replay: stop after this step, with every invariant checked and the step's events."""
     http_share: float = 0.0
-    """Share of the notifying channels' messages (wallets, online, agent bank) sent over real
-    HTTP through the gateway app rather than to the adapters in process."""
+    """Share of the notifying channels' messages (wallets, online, agent bank), of the kiosk
+    payments, the POS sales and the recharge-card redemptions sent over real HTTP through the
+    gateway app rather than to the adapters in process (the kiosk payments and redemptions
+    through paygate's own kiosk client)."""
     progress: Callable[[int, int], None] | None = None
     """Called after each simulated day with (days done, days in all)."""
 
@@ -151,6 +157,11 @@ class _Simulation:
         self.checks = 0
         self.step = 0
         self._checked_ack = 0
+        self.workdir: Path | None = None
+        self.negotiated = 0
+        self.dues: list[date] = []
+        """The due dates of the bills the run issued, month by month."""
+        self.notices = 0
 
     # -- processes -------------------------------------------------------------------------
 
@@ -187,10 +198,8 @@ class _Simulation:
         gateway = self.gateway
         self.channels.attach(gateway, first=True)
         if config.http_share > 0:
-            self.channels.http = HttpGateway(
-                self.settings, self.channels.http_configs, self.clock
-            ).start()
-            self.channels.http_share = config.http_share
+            self.workdir = Path(tempfile.mkdtemp(prefix="paygate-simulation-"))
+            self.channels.use_http(self.settings, config.http_share, self.workdir)
         self.people = customers(config.accounts, self.randoms("customers"))
         gateway.open_accounts(new_accounts(self.people), keep_keys=False)
         prepaid = sum(person.prepaid for person in self.people)
@@ -225,6 +234,7 @@ class _Simulation:
         local = local_day(START + timedelta(days=day))
         period = f"{local:%Y-%m}"
         due = local + timedelta(days=15)
+        self.dues.append(due)
         self.gateway.issue_bills(
             monthly_bills(self.people, period, due, self.randoms("bills")), keep_keys=False
         )
@@ -258,14 +268,19 @@ class _Simulation:
             self.clock.set(START + (step + 1) * STEP)
             if within == steps_per_day - 1 and self.config.progress is not None:
                 self.config.progress(day + 1, self.total_days)
+        self._last_passes()
         self.check(everything=True, end=True)
         return self.finish(started, stopped=False)
 
     def tick(self, day: int, step: int, *, paying: bool) -> None:
         channels = self.channels
         local = self.clock.now().astimezone(ZONE).time().replace(second=0, microsecond=0)
+        if channels.over_http is not None:
+            channels.over_http.forward()
+        # Held messages (late, stored by an offline kiosk, resent after a crash) still arrive
+        # in the days without new payments.
+        channels.deliver_due()
         if paying:
-            channels.deliver_due()
             channels.reverse_due()
             due = self.schedule.pop(step, [])
             # What each payer owes, read at once: the customers look at their bills together.
@@ -274,14 +289,17 @@ class _Simulation:
                 person = self.people[index]
                 status = owed[person.account_no]
                 channels.pay(person.account_no, channel, prepaid=person.prepaid, status=status)
-            channels.deliver_arrived()
+        channels.deliver_arrived()
+        if paying:
             self._attacks(local)
         self._dispatch()
         self._callbacks()
         if local == time(6, 0):
             self._finance()
         if local == time(8, 0) and paying:
+            self._notices(local_day(self.clock.now()))
             self._dunning()
+            self._negotiate()
         if local == time(9, 0):
             channels.bank_file(local_day(self.clock.now()) - timedelta(days=1))
         if local == time(23, 0):
@@ -324,6 +342,16 @@ class _Simulation:
             if not report.orders_attempted:
                 return
 
+    def _last_passes(self) -> None:
+        """The HTTP kiosk's forwarder passes until it has sent everything, and its customers
+        redeem their cards (the gateway may have died on the last step's pass, or die again
+        on these)."""
+        over_http = self.channels.over_http
+        for _ in range(10):
+            if over_http is None or not over_http.unsent:
+                return
+            over_http.forward()
+
     def _callbacks(self) -> None:
         """The head-end calls back a completion a second time: nothing may change."""
         due, self.headend.callbacks = self.headend.callbacks, []
@@ -358,6 +386,69 @@ class _Simulation:
             except InvalidStateError:
                 continue
             self.log(f"disconnect {candidate.account_no}")
+
+    def _notices(self, today: date) -> None:
+        """Billing serves the written notice, then the final reminder, to every account still
+        behind on a month's bills, timed so that the dunning policy allows its disconnection
+        on the day the bills are ``overdue_days`` past due (the accounts behind when the run
+        began were served theirs before day 0)."""
+        policy = self.gateway.settings.dunning
+        for due in self.dues:
+            for kind, before in (
+                ("notice", policy.notice_days),
+                ("final_reminder", policy.final_reminder_days),
+            ):
+                if kind == "final_reminder" and not policy.final_reminder:
+                    continue
+                # The categories whose bills reach the policy's days past due ``before`` days
+                # from today (each category may have its own).
+                due_now = {
+                    c for c in Category
+                    if (today - due).days == policy.overdue_threshold(c.value) - before
+                }  # fmt: skip
+                people = [p for p in self.people if p.category in due_now] if due_now else []
+                if not people:
+                    continue
+                statuses = self.gateway.account_statuses([p.account_no for p in people])
+                for person in people:
+                    status = statuses[person.account_no]
+                    if status.arrears.minor <= 0 or status.supply_state is SupplyState.DISCONNECTED:
+                        continue
+                    self.gateway.serve_notice(person.account_no, kind)
+                    self.notices += 1
+                    self.log(f"{kind} {person.account_no}")
+
+    def _negotiate(self) -> None:
+        """Now and then, a supervisor negotiates with a protected account in arrears and
+        approves its disconnection (the console's 大客户停电协商), which orders it."""
+        rng = self.randoms("negotiations")
+        if rng.random() >= self.config.faults.negotiated_cut:
+            return
+        behind = [p.account_no for p in self.people if p.protected and p.in_arrears]
+        statuses = self.gateway.account_statuses(behind)
+        cuttable = (SupplyState.CONNECTED, SupplyState.DISCONNECTION_PENDING)
+        owing = [
+            no for no in behind if statuses[no].arrears.minor > 0
+            and statuses[no].supply_state in cuttable
+        ]  # fmt: skip
+        if not owing:
+            return
+        account_no = rng.choice(owing)
+        negotiations = Negotiations(self.gateway)
+        negotiation = negotiations.record(
+            account_no,
+            counterpart="the customer's facilities manager",
+            agreed_on=local_day(self.clock.now()),
+            terms="supply cut at the meter; the customer's own generator carries the wards",
+            recorded_by="simulated supervisor",
+        )
+        try:
+            negotiations.approve(negotiation, approved_by="simulated supervisor")
+        except InvalidStateError as exc:
+            self.log(f"negotiated disconnect {account_no} refused: {exc.code}")
+            return
+        self.negotiated += 1
+        self.log(f"negotiated disconnect {account_no}")
 
     def _plant(self, bug: str | Callable[[Gateway], None]) -> None:
         if callable(bug):
@@ -401,6 +492,12 @@ class _Simulation:
             self._broken(
                 "forgeries_refused", [f"{forged} forged messages posted"] if forged else []
             )
+            over_http = self.channels.over_http
+            if over_http is not None:
+                self._broken(
+                    "kiosk_payments_forwarded",
+                    invariants.kiosk_forwarded(over_http.kiosk, len(over_http.redemptions)),
+                )
 
     def _broken(self, name: str, problems: list[str]) -> None:
         if problems:
@@ -417,7 +514,16 @@ class _Simulation:
             headend=self.headend,
             channels=self.channels,
             finance=self.finance,
-            restarts=dict(self.restarts),
+            negotiated=self.negotiated,
+            notices=self.notices,
+            restarts={
+                **self.restarts,
+                **(
+                    {"http gateway": http.gateway.restarts}
+                    if (http := self.channels.over_http)
+                    else {}
+                ),
+            },
             retried=self.retried_orders,
             digest=self.log.digest(),
             events=self.log.lines,
@@ -443,6 +549,8 @@ def run_simulation(config: SimulationConfig) -> SimulationResult:
     try:
         return simulation.run()
     finally:
-        if simulation.channels.http is not None:
-            simulation.channels.http.stop()
+        if simulation.channels.over_http is not None:
+            simulation.channels.over_http.stop()
+        if simulation.workdir is not None:
+            shutil.rmtree(simulation.workdir, ignore_errors=True)
         simulation.gateway.close()

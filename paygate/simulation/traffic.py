@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import io
 import secrets
-from collections import defaultdict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
+from pathlib import Path
 from typing import Any, Final
 
 from pydantic import SecretBytes
@@ -22,10 +22,11 @@ from pydantic import SecretBytes
 from paygate.channels.bank_agent import (
     post_batch_file,
 )
-from paygate.channels.base import ChannelAdapter, ChannelConfig, NotifyResult, PaymentSink
+from paygate.channels.base import ChannelAdapter, NotifyResult, PaymentSink
 from paygate.channels.kiosk import KioskMethod
 from paygate.channels.orders import new_order_id
 from paygate.clock import FixedClock, business_date
+from paygate.config import Settings
 from paygate.demo.adapters import peer_adapters
 from paygate.demo.peers import (
     AGENT_BANK_LAYOUT,
@@ -43,13 +44,14 @@ from paygate.demo.peers import (
 )
 from paygate.devices import DeviceRegistry
 from paygate.errors import PaygateError
-from paygate.feeds import PaymentItem, PaymentItemKind
+from paygate.feeds import PaymentItem
 from paygate.gateway import Gateway
 from paygate.models import AccountStatus, PaymentIntent, PayOutcome, Receipt
 from paygate.money import Money
 from paygate.simulation.faults import FaultProfile
 from paygate.simulation.group import Crash, post_together
-from paygate.simulation.http import HttpGateway
+from paygate.simulation.http_share import HttpShare
+from paygate.simulation.tally import Tally
 from paygate.simulation.world import CURRENCY, ZONE, Randoms
 from paygate.vouchers import VoucherService
 
@@ -99,25 +101,6 @@ class _Pending:
     paid_at: datetime
 
 
-@dataclass
-class Tally:
-    """What the channels did, for the report."""
-
-    payments: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
-    amounts: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
-    refused_genuine: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
-    replays: int = 0
-    forged: int = 0
-    forged_posted: int = 0
-    guesses: int = 0
-    guesses_posted: int = 0
-    faults: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
-    bank_files: int = 0
-    bank_files_refused: int = 0
-    reversals: int = 0
-    over_http: int = 0
-
-
 class Channels:
     """The peers (created once, keys for the run) and paygate's adapters (per Gateway)."""
 
@@ -140,6 +123,7 @@ class Channels:
         self._bank_rng = randoms("bank-files")
         self.forge_rng = randoms("forgery")
         self._rev_rng = randoms("reversals")
+        self._void_rng = randoms("pos-voids")
         self.log = log
         self._crash_hook = crash
         self.tally = Tally()
@@ -165,11 +149,9 @@ class Channels:
         self.kiosk_offline_until: datetime | None = None
         self.gateway: Gateway | None = None
         self.to_reverse: list[tuple[datetime, Receipt | PaymentItem]] = []
-        self.http: HttpGateway | None = None
-        self.http_share = 0.0
+        self.over_http: HttpShare | None = None
+        """The share of the traffic sent over real HTTP (``use_http``)."""
         self._http_rng = randoms("http")
-        self._feed_cursor: str | None = None
-        self._http_expected: list[tuple[str, str]] = []
         self._refused: set[tuple[str, str, datetime, int]] = set()
         self.arriving: list[tuple[_Pending, Message]] = []
         """Notifications arrived in this step, waiting to be handled together
@@ -236,6 +218,19 @@ class Channels:
             self.retailer.stock(printer_file.getvalue())
             self.vouchers.activate(batch_no, retailer=self.retailer.name)
 
+    def use_http(self, settings: Settings, share: float, workdir: Path) -> None:
+        """Send ``share`` of the traffic over real HTTP, through an HTTP gateway on
+        ``settings``'s database and kiosk K0002 (its store in ``workdir``):
+        :mod:`paygate.simulation.http_share`."""
+        self.over_http = HttpShare.start(
+            self, settings, share, workdir, rng=self._http_rng, crash_rng=self._crash
+        )
+
+    def kiosk_offline(self) -> bool:
+        """Whether the kiosks' link is down now (an offline spell)."""
+        until = self.kiosk_offline_until
+        return until is not None and self.clock.now() < until
+
     # -- payments --------------------------------------------------------------------------
 
     def pay(
@@ -246,7 +241,10 @@ class Channels:
         above it."""
         if status is None:
             status = self._gw().account_status(account_no)
-        owed = status.arrears.minor or status.outstanding.minor
+        # A prepaid customer tops up what the meter asks for, the whole balance: supply comes
+        # back only once the account owes nothing at all.
+        owed = max(status.balance.minor, 0) if prepaid else 0
+        owed = owed or status.arrears.minor or status.outstanding.minor
         if owed <= 0:
             if not prepaid:
                 return
@@ -272,6 +270,15 @@ class Channels:
 
     def _send_new(self, channel: str, account_no: str, amount: Money) -> None:
         now = self.clock.now()
+        over_http = self.over_http
+        if channel in ("kiosk", "voucher") and over_http is not None and over_http.chosen():
+            if channel == "kiosk":
+                method = KioskMethod.CASH if self._rng.random() < 0.5 else KioskMethod.CARD
+                over_http.pay_at_kiosk(account_no, amount, method)
+            else:
+                self._seq += 1
+                over_http.redeem_at_kiosk(account_no, amount, f"redeem-{self._seq:09d}")
+            return
         send, message, resend, answered = self._message(channel, account_no, amount)
         self.log(f"pay {channel} {account_no} {amount.minor}")
         if (
@@ -309,6 +316,13 @@ class Channels:
         ):
             self.tally.faults["duplicate_notify"] += 1
             self._deliver(pending, resend(message))
+        if (
+            channel == "pos"
+            and result is not None
+            and result.ok
+            and self._void_rng.random() < self.faults.pos_void
+        ):
+            _void_sale(self, pending, message)
 
     def _hold(self, pending: _Pending) -> None:
         self._seq += 1
@@ -375,13 +389,13 @@ class Channels:
         crash = self._crash.random() < self.faults.gateway_crash
         before = crash and self._crash.random() < 0.5
         if before:
-            self._gateway_crashed(pending, "gateway, before posting")
+            _gateway_crashed(self, pending, "gateway, before posting")
             return None
         result = pending.send(message)
         if pending.answered is not None and not crash:
             pending.answered(message, result)
         if crash:
-            self._gateway_crashed(pending, "gateway, after posting, before answering")
+            _gateway_crashed(self, pending, "gateway, after posting, before answering")
             return None
         self._answered(pending, result)
         return result
@@ -396,17 +410,6 @@ class Channels:
             self._refused.add(key)
             self._settle_only(
                 pending.channel, pending.account_no, pending.amount, pending.paid_at, "REFUSED"
-            )
-
-    def _gateway_crashed(self, pending: _Pending, where: str) -> None:
-        self.tally.faults["gateway_crash"] += 1
-        self.log(f"crash {where}")
-        self._crash_hook(where)
-        if pending.resend is not None:
-            self._hold(
-                replace(
-                    pending, due=self.clock.now() + timedelta(minutes=10), fault="gateway_crash"
-                )
             )
 
     def _record(self, channel: str, result: NotifyResult) -> None:
@@ -425,13 +428,24 @@ class Channels:
             # channel hears, its acknowledgement (checked posted once, on its statement).
         self._posted(receipt)
 
+    def _acknowledge(
+        self, channel: str, channel_txn_id: str, payment_id: int, account_no: str, amount: Money
+    ) -> None:
+        """Paygate acknowledged payment ``payment_id`` to its channel."""
+        self.acknowledged[(channel, channel_txn_id)] = payment_id
+        self.new_acknowledged.append((channel, channel_txn_id, payment_id))
+        self.tally.payments[channel] += 1
+        self.tally.amounts[channel] += amount.minor
+        self.log(f"posted {channel} {account_no} {amount.minor}")
+
     def _posted(self, receipt: Receipt | PaymentItem) -> None:
-        key = (receipt.channel, receipt.channel_txn_id)
-        self.acknowledged[key] = receipt.payment_id
-        self.new_acknowledged.append((receipt.channel, receipt.channel_txn_id, receipt.payment_id))
-        self.tally.payments[receipt.channel] += 1
-        self.tally.amounts[receipt.channel] += receipt.amount.minor
-        self.log(f"posted {receipt.channel} {receipt.account_no} {receipt.amount.minor}")
+        self._acknowledge(
+            receipt.channel,
+            receipt.channel_txn_id,
+            receipt.payment_id,
+            receipt.account_no,
+            receipt.amount,
+        )
         if receipt.channel in STATEMENT_CHANNELS:
             self.settled.append(
                 Settled(
@@ -476,14 +490,14 @@ class Channels:
                 out_trade_no=new_order_id(now), account_no=account_no, amount=amount, paid_at=now
             )
             send = self._sender("alipay_adapter", "handle_notify")
-            return self._over_http(channel, account_no, send), message, same, None
+            return _over_http(self, channel, account_no, send), message, same, None
         if channel == "wechatpay":
             message = self.wechatpay.transaction_success(
                 out_trade_no=new_order_id(now), account_no=account_no, amount=amount, paid_at=now
             )
             return (
-                self._over_http(
-                    channel, account_no, self._sender("wechatpay_adapter", "handle_notify")
+                _over_http(
+                    self, channel, account_no, self._sender("wechatpay_adapter", "handle_notify")
                 ),
                 message,
                 lambda m: self.wechatpay.signed(m.body, now=self.clock.now()),
@@ -493,7 +507,7 @@ class Channels:
             order = self.online_adapter.create_order(account_no, amount, now=now)
             message = self.online_gateway.consumption_completed(order, paid_at=now)
             send = self._sender("online_adapter", "handle_notify")
-            return self._over_http(channel, account_no, send), message, same, None
+            return _over_http(self, channel, account_no, send), message, same, None
         if channel == "kiosk":
             method = KioskMethod.CASH if self._rng.random() < 0.5 else KioskMethod.CARD
             message = self.kiosk.pay(account_no=account_no, amount=amount, method=method)
@@ -505,6 +519,9 @@ class Channels:
             )
         if channel == "pos":
             message = self.pos_terminal.sale(account_no=account_no, amount=amount)
+            over_http = self.over_http
+            if over_http is not None and over_http.chosen():
+                return over_http.pos_sender(), message, None, over_http.pos_answered
             return (
                 self._sender("pos_adapter", "handle_pay"),
                 message,
@@ -514,60 +531,13 @@ class Channels:
         if channel == "bank_agent":
             message = self.bank.counter_payment(account_no=account_no, amount=amount, paid_at=now)
             send = self._sender("bank_adapter", "handle_notify")
-            return self._over_http(channel, account_no, send), message, same, None
+            return _over_http(self, channel, account_no, send), message, same, None
         if channel == "voucher":
             card = self.retailer.sell(amount)
             assert card is not None, "the caller checked the retailer's stock"
             message = redeem_request(card, account_no, source="app:power-service")
             return self._sender("voucher_adapter", "handle_redeem"), message, same, None
         raise ValueError(f"no channel {channel!r}")
-
-    @property
-    def http_configs(self) -> dict[str, ChannelConfig]:
-        """The configurations of the channels the HTTP gateway serves: the same keys."""
-        return {
-            adapter.name: adapter.config
-            for adapter in (
-                self.alipay_adapter,
-                self.wechatpay_adapter,
-                self.online_adapter,
-                self.bank_adapter,
-            )
-        }
-
-    def _over_http(self, channel: str, account_no: str, in_process: _Send) -> _Send:
-        """The profile's HTTP share of a notifying channel's messages goes to the HTTP
-        gateway; the rest to the adapter in process."""
-        http = self.http
-        if http is None or self._http_rng.random() >= self.http_share:
-            return in_process
-
-        def send(message: Message) -> NotifyResult:
-            self._http_expected.append((channel, account_no))
-            result = http.notify(channel, message.body, message.headers)
-            if result.ok:
-                self._collect_feed()
-            return result
-
-        return send
-
-    def _collect_feed(self) -> None:
-        """Record the payments the HTTP gateway posted, read from the payment feed."""
-        gateway = self._gw()
-        while True:
-            page = gateway.payments_since(self._feed_cursor, limit=1000)
-            for item in page.items:
-                self._feed_cursor = item.cursor
-                if not isinstance(item, PaymentItem) or item.kind is not PaymentItemKind.PAYMENT:
-                    continue  # reversals and refunds: the simulation counts them elsewhere
-                key = (item.channel, item.account_no)
-                known = (item.channel, item.channel_txn_id) in self.acknowledged
-                if key in self._http_expected and not known:
-                    self._http_expected.remove(key)
-                    self.tally.over_http += 1
-                    self._posted(item)
-            if not page.items:
-                return
 
     def _sender(self, adapter: str, operation: str) -> _ToAdapter:
         """How a message reaches an adapter operation, as the HTTP layer hands it over."""
@@ -635,6 +605,47 @@ class _ToAdapter:
         return result
 
 
+def _void_sale(self: Channels, pending: _Pending, sale: Message) -> None:
+    """The cashier voids the sale just approved (the customer asks to pay with another
+    card) through the same way the sale went, and keys it again."""
+    void = self.pos_terminal.void(sale)
+    over_http = self.over_http
+    if over_http is not None and not isinstance(pending.send, _ToAdapter):
+        result = over_http.gateway.post("/v1/pos/void", void.body, void.headers)
+    else:
+        result = self.pos_adapter.handle_void(void.body, void.headers, self._gw())
+    voided = self.pos_terminal.voided(void, result)
+    self.tally.faults["pos_void"] += 1
+    self.tally.pos_voided += voided
+    self.log(f"void pos {pending.account_no} {pending.amount.minor} {result.status_code}")
+    self._send_new("pos", pending.account_no, pending.amount)
+
+
+def _over_http(self: Channels, channel: str, account_no: str, in_process: _Send) -> _Send:
+    """The HTTP share of a notifying channel's messages goes to the HTTP gateway; the
+    rest to the adapter in process."""
+    over_http = self.over_http
+    if over_http is None or not over_http.chosen():
+        return in_process
+    return over_http.notify_sender(channel, account_no)
+
+
+def _gateway_crashed(self: Channels, pending: _Pending, where: str) -> None:
+    """The gateway died handling ``pending``: restarted, and the channel sends it again."""
+    self.tally.faults["gateway_crash"] += 1
+    if self.over_http is not None and not isinstance(pending.send, _ToAdapter):
+        # The message went over HTTP: the HTTP gateway is the process that died.
+        self.log(f"crash http {where}")
+        self.over_http.gateway.restart()
+    else:
+        self.log(f"crash {where}")
+        self._crash_hook(where)
+    if pending.resend is not None:
+        self._hold(
+            replace(pending, due=self.clock.now() + timedelta(minutes=10), fault="gateway_crash")
+        )
+
+
 def _grouped(pending: _Pending) -> bool:
     """Whether ``pending`` is a notification to an adapter in process that ``paygate serve``
     would group-commit (not one sent over real HTTP, which the HTTP gateway answers)."""
@@ -699,3 +710,5 @@ def close_of_day(self: Channels, day: date) -> None:
     close = self.kiosk.close(day, counted_cash=cash)
     answer = self.kiosk_adapter.handle_daily_close(close.body, close.headers, self._gw())
     self.log(f"close {day} pos {result.status_code} kiosk {answer.status_code}")
+    if self.over_http is not None:
+        self.over_http.close(day)

@@ -34,11 +34,11 @@ def _run(
 def _keeps_the_promise(result: SimulationResult) -> None:
     promise = result.promise
     assert promise.orders > 0 and promise.completed == promise.orders
-    # Every miss is attributed to a fault the run injected; the target share holds.
+    # The target: at least 99.9 % restored within 24 hours, and every miss attributed to a
+    # fault the run injected.
+    assert promise.share(promise.within_24h) >= 0.999
     assert result.unattributed == []
-    assert promise.share(promise.within_24h) >= 0.999 or all(
-        "unattributed" not in causes for causes in result.breaches.values()
-    )
+    assert all("unattributed" not in causes for causes in result.breaches.values())
     assert promise.share(promise.within_3d) == 1.0
     # Every channel took payments through its adapter; impostors and guesses posted nothing.
     assert set(result.channels) == {
@@ -68,6 +68,10 @@ def test_the_harsh_profile_breaks_promises_and_attributes_every_breach(sqlite_ur
     assert "unattributed" not in {cause for c in result.breaches.values() for cause in c}
     assert result.restarts.get("dispatcher", 0) > 0
     assert result.faults_injected["headend_outages"] > 0
+    # Cashiers voided POS sales in their open batch, supervisors had protected accounts cut
+    # by negotiated orders, and every invariant still held.
+    assert result.finance["pos_voided"] == result.faults_injected["pos_void"] > 0
+    assert result.finance["negotiated_disconnections"] > 0
 
 
 def test_the_same_seed_gives_the_same_digest_and_another_seed_another(tmp_path: Path) -> None:
@@ -151,5 +155,7 @@ def test_a_share_of_notifications_over_real_http_posts_and_reconciles(db_url: st
     # About half the notifications went over HTTP, and every one of them is in the ledger
     # exactly once (the run's invariants) and matched on its channel's statement.
     assert 0 < over_http < notifying + result.channels["bank_agent"]["payments"]
+    # The kiosk's share went through paygate's own kiosk client, each payment posted once.
+    assert 0 < result.channels["kiosk"]["over_http"] < result.channels["kiosk"]["payments"]
     assert result.finance["found"] == result.finance["injected_differences"]
     assert result.unattributed == []
