@@ -256,6 +256,7 @@ class Dispatcher:
         event_budget: timedelta | None = None,
         source: str = DEFAULT_SOURCE,
         refund_routes: Mapping[str, RefundRoute] | None = None,
+        jitter: supply.Jitter | None = None,
     ) -> None:
         self.check(
             batch=batch,
@@ -279,6 +280,9 @@ class Dispatcher:
         self.poll_interval = poll_interval
         self.retry_base = retry_base
         self.retry_cap = retry_cap
+        # The retry backoff's random source (supply.backoff): the system's unless given, as a
+        # simulation gives a seeded one so that a seed replays its retries in the same order.
+        self.jitter = jitter
         self.max_attempts = max_attempts
         self.alert_after = alert_after
         # A sink that accepts connections and never answers costs its timeout per event: the
@@ -352,7 +356,7 @@ class Dispatcher:
         if self.refund_routes and room > 0:
             refunds = dispatch_refunds(
                 self.gateway, self.refund_routes, now, limit=room, retry_base=self.retry_base,
-                retry_cap=self.retry_cap, alert_after=self.alert_after,
+                retry_cap=self.retry_cap, alert_after=self.alert_after, jitter=self.jitter,
             )  # fmt: skip
             report.refunds_handled = refunds.handled
             room -= refunds.handled if limit is not None else 0
@@ -407,7 +411,7 @@ class Dispatcher:
                 write=False,
             )
             retry = gateway.clock.now() + supply.backoff(
-                int(attempts or 0) + 1, base=self.retry_base, cap=self.retry_cap
+                int(attempts or 0) + 1, base=self.retry_base, cap=self.retry_cap, jitter=self.jitter
             )
             gateway.supply.record_order_failure(
                 order_id,
@@ -467,7 +471,7 @@ class Dispatcher:
                     return
         except HeadEndUnavailable as exc:
             retry = gateway.clock.now() + supply.backoff(
-                order.attempts + 1, base=self.retry_base, cap=self.retry_cap
+                order.attempts + 1, base=self.retry_base, cap=self.retry_cap, jitter=self.jitter
             )
             gateway.supply.record_order_failure(
                 order_id,
@@ -602,7 +606,7 @@ class Dispatcher:
         attempts += 1
         dead = attempts >= self.max_attempts
         retry = gateway.clock.now() + supply.backoff(
-            attempts, base=self.retry_base, cap=self.retry_cap
+            attempts, base=self.retry_base, cap=self.retry_cap, jitter=self.jitter
         )
         failure = _Failure(event_id, token, attempts, dead, retry, "; ".join(errors))
         gateway.store.run(partial(_event_failed, gateway, failure=failure))

@@ -5,6 +5,7 @@ with its severity; events reach their sinks at least once."""
 from __future__ import annotations
 
 import json
+import random
 import threading
 import time
 from collections import Counter
@@ -14,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from paygate import supply
 from paygate.clock import FixedClock
 from paygate.config import Settings
 from paygate.errors import InvalidStateError
@@ -193,6 +195,51 @@ def test_an_outage_is_retried_with_one_key_and_every_missed_step_is_a_breach(
     assert row["status"] == "completed" and row["attempts"] >= 20
     assert len(events(disconnected, "service.breach")) == 3
     assert len(events(disconnected, "order.alert")) == 1  # raised once, at the tenth attempt
+
+
+def test_the_retry_backoff_draws_its_jitter_from_the_source_given(
+    disconnected: Gateway, clock: FixedClock
+) -> None:
+    """A dispatcher given a jitter source waits what it draws (a simulation's seeded source
+    replays the same waits, and so retries its orders in the same order); without one, a
+    wait is drawn from the system between half the ceiling and all of it."""
+    headend = FakeHeadEnd(clock)
+    headend.down_until = clock.now() + timedelta(days=1)
+    draws: list[tuple[float, float]] = []
+
+    def jitter(low: float, high: float) -> float:
+        draws.append((low, high))
+        return 0.75
+
+    dispatcher = Dispatcher(
+        disconnected,
+        headends={"fake": headend},
+        retry_base=timedelta(minutes=4),
+        retry_cap=timedelta(hours=1),
+        jitter=jitter,
+    )
+    order_id = pay_off(disconnected, clock)
+    read = disconnected.store.run(lambda tx: tx.read_ts, write=False)
+    for attempt in (1, 2, 3):
+        before = clock.now()
+        dispatcher.dispatch_once()
+        # attempt n waits 0.75 of min(cap, base * 2 ** (n - 1))
+        wait = read(order_row(disconnected, order_id)["next_attempt_at"]) - before
+        assert wait == timedelta(minutes=4 * 2 ** (attempt - 1)) * 0.75
+        clock.advance(wait)
+    assert draws == [(0.5, 1.0)] * 3
+
+    seeded = [
+        [supply.backoff(n, base=timedelta(minutes=4), cap=timedelta(hours=1), jitter=r.uniform)
+         for n in range(1, 8)]
+        for r in (random.Random(7), random.Random(7))
+    ]  # fmt: skip
+    assert seeded[0] == seeded[1]
+    system = [
+        supply.backoff(3, base=timedelta(minutes=4), cap=timedelta(hours=1)) for _ in range(50)
+    ]
+    assert all(timedelta(minutes=8) <= w <= timedelta(minutes=16) for w in system)
+    assert len(set(system)) > 1
 
 
 def test_missing_the_legal_limit_is_critical(disconnected: Gateway, clock: FixedClock) -> None:

@@ -37,7 +37,7 @@ from paygate.refunds.orders import OrderRow
 from paygate.refunds.route import RefundOutcome, RefundRoute, RefundRouteUnavailable, RefundState
 from paygate.refunds.service import Refunds
 from paygate.store.engine import Store, Tx
-from paygate.supply import backoff
+from paygate.supply import Jitter, backoff
 
 __all__ = ["RefundDesk", "dispatch_refunds"]
 
@@ -62,6 +62,7 @@ def dispatch_refunds(
     retry_base: timedelta = timedelta(seconds=30),
     retry_cap: timedelta = timedelta(hours=1),
     alert_after: int = 10,
+    jitter: Jitter | None = None,
 ) -> RefundPass:
     """One pass over the refund orders due at ``now`` (default: the gateway's clock): at most
     ``limit`` of them, each submitted or queried through ``routes`` (by route name) and its
@@ -72,7 +73,7 @@ def dispatch_refunds(
     result = RefundPass()
     due = gateway.refunds.store.run(lambda tx: orders.due_orders(tx, when, limit), write=False)
     for refund_id in due:
-        _one(gateway, routes, refund_id, when, result, retry_base, retry_cap, alert_after)
+        _one(gateway, routes, refund_id, when, result, retry_base, retry_cap, alert_after, jitter)
     return result
 
 
@@ -85,13 +86,14 @@ def _one(
     retry_base: timedelta,
     retry_cap: timedelta,
     alert_after: int,
+    jitter: Jitter | None,
 ) -> None:
     store = gateway.refunds.store
     order = store.run(lambda tx: orders.load_order(tx, refund_id), write=False)
     if order is None or order.state.final:
         return
     attempt = order.attempts + 1
-    next_at = now + backoff(attempt, base=retry_base, cap=retry_cap)
+    next_at = now + backoff(attempt, base=retry_base, cap=retry_cap, jitter=jitter)
 
     def claim(tx: Tx) -> bool:
         current = orders.load_order(tx, refund_id, lock=True)

@@ -172,9 +172,11 @@ class _Simulation:
             default_headend=self.headend.name,
             poll_interval=timedelta(minutes=5),
             retry_base=timedelta(minutes=2),
-            # No longer than a step: the backoff's jitter (the system's random source) then
-            # never decides which pass retries an order, and a seed replays exactly.
+            # No longer than a step, and its jitter drawn from the seed's own source: a seed
+            # retries the same orders in the same passes, in the same order (claimed by their
+            # next attempt's time), and replays exactly.
             retry_cap=STEP,
+            jitter=self.randoms("dispatcher-backoff").uniform,
             # A crashed dispatcher's claims lapse after the lease; the runner lets that much
             # time pass before the fresh one starts (see _dispatch).
             lease=LEASE,
