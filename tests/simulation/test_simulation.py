@@ -85,6 +85,23 @@ def test_the_same_seed_gives_the_same_digest_and_another_seed_another(tmp_path: 
     assert other.digest != first.digest
 
 
+def test_orders_retried_in_one_pass_replay_in_the_same_order(tmp_path: Path) -> None:
+    """Frequent short head-end outages: many orders come due for a retry in the same pass,
+    claimed in the order of their retry times, and each completion is called back twice. The
+    retry backoff's jitter is the seed's, not the system's, so the callbacks (and the digest)
+    come in the same order on every run."""
+    faults = PROFILES["harsh"].model_copy(
+        update={"duplicate_callback": 1.0, "headend_outage_per_day": 6.0,
+                "headend_outage_minutes": 120}
+    )  # fmt: skip
+    runs = [
+        _run(fresh_sqlite_url(tmp_path, f"{name}.db"), 5, accounts=300, days=5, faults=faults)
+        for name in ("a", "b", "c")
+    ]
+    assert runs[0].promise.orders > 5
+    assert len({run.digest for run in runs}) == 1
+
+
 def _skew_a_balance(gateway: Gateway) -> None:
     """A cached balance moved without a journal entry."""
     gateway.store.run(
