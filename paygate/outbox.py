@@ -38,6 +38,7 @@ import httpx
 from pydantic import SecretStr
 
 from paygate import records, supply
+from paygate.backoff import Jitter, backoff
 from paygate.clock import Clock
 from paygate.config import Settings
 from paygate.errors import (
@@ -256,7 +257,7 @@ class Dispatcher:
         event_budget: timedelta | None = None,
         source: str = DEFAULT_SOURCE,
         refund_routes: Mapping[str, RefundRoute] | None = None,
-        jitter: supply.Jitter | None = None,
+        jitter: Jitter | None = None,
     ) -> None:
         self.check(
             batch=batch,
@@ -280,7 +281,7 @@ class Dispatcher:
         self.poll_interval = poll_interval
         self.retry_base = retry_base
         self.retry_cap = retry_cap
-        # The retry backoff's random source (supply.backoff): the system's unless given, as a
+        # The retry backoff's random source (paygate.backoff): the system's unless given, as a
         # simulation gives a seeded one so that a seed replays its retries in the same order.
         self.jitter = jitter
         self.max_attempts = max_attempts
@@ -410,7 +411,7 @@ class Dispatcher:
                 ),
                 write=False,
             )
-            retry = gateway.clock.now() + supply.backoff(
+            retry = gateway.clock.now() + backoff(
                 int(attempts or 0) + 1, base=self.retry_base, cap=self.retry_cap, jitter=self.jitter
             )
             gateway.supply.record_order_failure(
@@ -470,7 +471,7 @@ class Dispatcher:
                     self._poll_later(order_id, order.status, token, headend.name)
                     return
         except HeadEndUnavailable as exc:
-            retry = gateway.clock.now() + supply.backoff(
+            retry = gateway.clock.now() + backoff(
                 order.attempts + 1, base=self.retry_base, cap=self.retry_cap, jitter=self.jitter
             )
             gateway.supply.record_order_failure(
@@ -605,7 +606,7 @@ class Dispatcher:
             return True
         attempts += 1
         dead = attempts >= self.max_attempts
-        retry = gateway.clock.now() + supply.backoff(
+        retry = gateway.clock.now() + backoff(
             attempts, base=self.retry_base, cap=self.retry_cap, jitter=self.jitter
         )
         failure = _Failure(event_id, token, attempts, dead, retry, "; ".join(errors))

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -67,13 +67,11 @@ __all__ = [
     "LEGAL_LIMIT",
     "Deadlines",
     "DunningPolicy",
-    "Jitter",
     "OrderStatus",
     "ServicePromise",
     "Severity",
     "Step",
     "SupplyOrders",
-    "backoff",
     "severity",
 ]
 
@@ -98,22 +96,6 @@ ACTIVE = (OrderStatus.OPEN, OrderStatus.DISPATCHED, OrderStatus.ACKNOWLEDGED)
 SETTLE_LIMIT: Final = timedelta(hours=1)
 """The longest the dispatcher waits for a poll to settle a passed deadline (see
 :meth:`SupplyOrders.check_deadlines`)."""
-
-
-Jitter = Callable[[float, float], float]
-"""A source of the backoff's jitter: a number drawn between its two arguments, as
-``random.Random.uniform`` draws it."""
-
-
-def backoff(
-    attempt: int, *, base: timedelta, cap: timedelta, jitter: Jitter | None = None
-) -> timedelta:
-    """Capped exponential backoff with jitter for the ``attempt``-th retry (1-based): between
-    half the ceiling and all of it, drawn from ``jitter`` (the system's random source by
-    default; a seeded ``random.Random(…).uniform`` replays the same waits)."""
-    ceiling = min(cap, base * (2 ** min(attempt - 1, 30)))
-    draw = secrets.SystemRandom().uniform if jitter is None else jitter
-    return timedelta(seconds=draw(0.5, 1.0) * ceiling.total_seconds())
 
 
 # --- the order rows ---------------------------------------------------------------------------

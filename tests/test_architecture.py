@@ -23,6 +23,7 @@ CORE = (
     "paygate.money",
     "paygate.errors",
     "paygate.clock",
+    "paygate.backoff",
     "paygate.ledger",
     "paygate.billing",
     "paygate.accounts",

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from paygate import supply
+from paygate.backoff import backoff
 from paygate.clock import FixedClock
 from paygate.config import Settings
 from paygate.errors import InvalidStateError
@@ -230,14 +231,12 @@ def test_the_retry_backoff_draws_its_jitter_from_the_source_given(
     assert draws == [(0.5, 1.0)] * 3
 
     seeded = [
-        [supply.backoff(n, base=timedelta(minutes=4), cap=timedelta(hours=1), jitter=r.uniform)
+        [backoff(n, base=timedelta(minutes=4), cap=timedelta(hours=1), jitter=r.uniform)
          for n in range(1, 8)]
         for r in (random.Random(7), random.Random(7))
     ]  # fmt: skip
     assert seeded[0] == seeded[1]
-    system = [
-        supply.backoff(3, base=timedelta(minutes=4), cap=timedelta(hours=1)) for _ in range(50)
-    ]
+    system = [backoff(3, base=timedelta(minutes=4), cap=timedelta(hours=1)) for _ in range(50)]
     assert all(timedelta(minutes=8) <= w <= timedelta(minutes=16) for w in system)
     assert len(set(system)) > 1
 
@@ -482,7 +481,6 @@ def test_two_dispatchers_never_deliver_the_same_order_at_once(
 def test_the_lease_of_a_dead_dispatcher_runs_out_and_the_order_is_delivered_again(
     disconnected: Gateway, clock: FixedClock
 ) -> None:
-    from paygate import supply
 
     order_id = pay_off(disconnected, clock)
     # a dispatcher claims the order and dies before recording anything

@@ -29,6 +29,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from paygate.backoff import Jitter, backoff
 from paygate.errors import PaygateError
 from paygate.records import Writes, event, queue_events
 from paygate.refunds import orders
@@ -37,7 +38,6 @@ from paygate.refunds.orders import OrderRow
 from paygate.refunds.route import RefundOutcome, RefundRoute, RefundRouteUnavailable, RefundState
 from paygate.refunds.service import Refunds
 from paygate.store.engine import Store, Tx
-from paygate.supply import Jitter, backoff
 
 __all__ = ["RefundDesk", "dispatch_refunds"]
 

@@ -264,7 +264,7 @@ class HttpKiosk:
     def redeem(
         self, account_no: str, card: RechargeCard, key: str
     ) -> VoucherRedemption | PaygateClientError:
-        """Redeem a recharge card for ``account_no`` at the kiosk (``POST /v1/vouchers/redeem``,
+        """Redeem a recharge voucher for ``account_no`` at the kiosk (``POST /v1/vouchers/redeem``,
         under idempotency key ``key``): the redemption, or the client's error (no answer, or
         a refusal)."""
         try:

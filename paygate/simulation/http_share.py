@@ -3,7 +3,7 @@
 The notifications of the wallets, the online gateway and the agent bank go to the HTTP
 gateway's notify routes, the payments they posted read back from the payment feed; the POS
 terminal's sales go to ``POST /v1/pos/sale``, the payment read from the terminal's answer; the
-kiosk payments and the recharge-card redemptions are made at kiosk K0002, paygate's own kiosk
+kiosk payments and the recharge-voucher redemptions are made at kiosk K0002, paygate's own kiosk
 client (:mod:`paygate.simulation.http_kiosk`). Which message goes over HTTP is drawn from the
 run's ``http`` random source, message by message, so a seed replays exactly.
 """
@@ -236,7 +236,7 @@ class HttpShare:
         self._settled(settled)
 
     def redeem_at_kiosk(self, account_no: str, amount: Money, key: str) -> None:
-        """A recharge card redeemed at kiosk K0002 under idempotency ``key``. The kiosk keeps
+        """A recharge voucher redeemed at kiosk K0002 under idempotency ``key``. The kiosk keeps
         no store of redemptions: one it got no answer for, the customer redeems again, under
         the same key, when the kiosk is back (a step later at the soonest)."""
         channels = self._channels

@@ -80,7 +80,7 @@ class SimulationConfig:
     """Replay: stop after this step, with every invariant checked and the step's events."""
     http_share: float = 0.0
     """Share of the notifying channels' messages (wallets, online, agent bank), of the kiosk
-    payments, the POS sales and the recharge-card redemptions sent over real HTTP through the
+    payments, the POS sales and the recharge-voucher redemptions sent over real HTTP through the
     gateway app rather than to the adapters in process (the kiosk payments and redemptions
     through paygate's own kiosk client)."""
     progress: Callable[[int, int], None] | None = None
