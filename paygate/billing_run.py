@@ -208,18 +208,18 @@ def _probes(tx: Tx) -> Iterator[None]:
     A chunk probes a few thousand keys into tables of millions. A table filled by a first run
     has stale statistics, and left to them the planner hashes the whole of accounts or bills
     for every chunk. Only around the run's own statements: elsewhere (the journal's balance
-    trigger) a forced nested loop would be the slow plan.
+    trigger) a forced nested loop would be the slow plan. A statement that fails leaves them
+    set: the transaction is aborted and rolls back with them, and a statement sent to reset
+    them would only fail in turn, hiding the error (a deadlock, which the store retries).
     """
     if tx.dialect != "postgresql":
         yield
         return
     tx.execute("SET LOCAL enable_hashjoin = off")
     tx.execute("SET LOCAL enable_mergejoin = off")
-    try:
-        yield
-    finally:
-        tx.execute("SET LOCAL enable_hashjoin TO DEFAULT")
-        tx.execute("SET LOCAL enable_mergejoin TO DEFAULT")
+    yield
+    tx.execute("SET LOCAL enable_hashjoin TO DEFAULT")
+    tx.execute("SET LOCAL enable_mergejoin TO DEFAULT")
 
 
 class BillingRun:

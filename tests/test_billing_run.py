@@ -7,12 +7,16 @@ import tracemalloc
 from collections.abc import Iterator
 from datetime import date
 
+import psycopg
 import pytest
 from pydantic import ValidationError
 
 from paygate import BulkResult, Gateway, Money, NewAccount, NewBill, PaymentIntent
+from paygate.billing_run import _probes
+from paygate.config import Settings
 from paygate.errors import InvalidAmountError, InvalidInputError
 from paygate.models import Category
+from paygate.store.engine import Tx
 
 DUE = date(2026, 12, 15)
 
@@ -266,3 +270,34 @@ def test_two_runs_of_the_same_file_at_once_write_each_item_once(db_url: str, wha
             )
             assert entries == n
         assert gateway.verify().ok
+
+
+def test_a_deadlock_inside_a_runs_planner_settings_is_retried_not_masked(pg_url: str) -> None:
+    """A statement of a billing run that deadlocks aborts its transaction; the run's planner
+    settings are not reset in it (that statement would fail in turn and hide the deadlock,
+    which the store retries), so the chunk is tried again and commits."""
+    gateway = Gateway.open(settings=Settings(database_url=pg_url))
+    attempts: list[int] = []
+
+    def work(tx: Tx) -> str:
+        attempts.append(1)
+        with _probes(tx):
+            if len(attempts) == 1:
+                tx.execute(
+                    "DO $$ BEGIN RAISE EXCEPTION 'deadlock detected' "
+                    "USING ERRCODE = 'deadlock_detected'; END $$"
+                )
+            return str(tx.scalar("SHOW enable_hashjoin"))
+
+    try:
+        assert gateway.store.run(work) == "off"
+        assert len(attempts) == 2
+
+        def fails(tx: Tx) -> None:
+            with _probes(tx):
+                tx.execute("SELECT 1 / 0")
+
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            gateway.store.run(fails)
+    finally:
+        gateway.close()
