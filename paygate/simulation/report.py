@@ -198,6 +198,8 @@ def summarise(
             "bank_files_refused": tally.bank_files_refused,
             "reversals": tally.reversals,
             "pos_voided": tally.pos_voided,
+            "pos_unanswered_voided": tally.pos_unanswered_voided,
+            "pos_batches_mismatched": tally.pos_mismatched,
             "negotiated_disconnections": negotiated,
             "notices_served": notices,
         },

@@ -26,6 +26,10 @@ class Tally:
     reversals: int = 0
     pos_voided: int = 0
     """POS sales voided in their open batch."""
+    pos_unanswered_voided: int = 0
+    """POS sales the terminal voided because it heard no answer (the gateway died)."""
+    pos_mismatched: int = 0
+    """POS batch settlements paygate answered as a mismatch."""
     over_http: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
     """Payments that reached paygate over real HTTP, per channel."""
     kiosk_stored: int = 0

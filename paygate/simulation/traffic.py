@@ -608,17 +608,36 @@ class _ToAdapter:
 def _void_sale(self: Channels, pending: _Pending, sale: Message) -> None:
     """The cashier voids the sale just approved (the customer asks to pay with another
     card) through the same way the sale went, and keys it again."""
+    result = _send_void(self, pending, sale)
+    self.tally.faults["pos_void"] += 1
+    self.tally.pos_voided += self.pos_terminal.voided(result[0], result[1])
+    self.log(f"void pos {pending.account_no} {pending.amount.minor} {result[1].status_code}")
+    self._send_new("pos", pending.account_no, pending.amount)
+
+
+def _void_unanswered(self: Channels, pending: _Pending) -> None:
+    """A POS sale that got no answer: the terminal voids it with its next trace number
+    (docs/channels/pos.md, *A lost answer*), and the customer's card is keyed again. paygate
+    reverses the sale if it was posted (the batch then holds the sale and its void) or
+    answers ``unknown_payment`` if it never was (the batch holds neither)."""
+    void, result = _send_void(self, pending, pending.message)
+    if result.ok:
+        self.pos_terminal.approved(pending.amount)
+        self.pos_terminal.voided(void, result)
+        self.tally.pos_unanswered_voided += 1
+    self.log(
+        f"void pos unanswered {pending.account_no} {pending.amount.minor} {result.status_code}"
+    )
+    self._send_new("pos", pending.account_no, pending.amount)
+
+
+def _send_void(self: Channels, pending: _Pending, sale: Message) -> tuple[Message, NotifyResult]:
+    """The void of ``sale``, sent the way the sale went: over HTTP or to the adapter."""
     void = self.pos_terminal.void(sale)
     over_http = self.over_http
     if over_http is not None and not isinstance(pending.send, _ToAdapter):
-        result = over_http.gateway.post("/v1/pos/void", void.body, void.headers)
-    else:
-        result = self.pos_adapter.handle_void(void.body, void.headers, self._gw())
-    voided = self.pos_terminal.voided(void, result)
-    self.tally.faults["pos_void"] += 1
-    self.tally.pos_voided += voided
-    self.log(f"void pos {pending.account_no} {pending.amount.minor} {result.status_code}")
-    self._send_new("pos", pending.account_no, pending.amount)
+        return void, over_http.gateway.post("/v1/pos/void", void.body, void.headers)
+    return void, self.pos_adapter.handle_void(void.body, void.headers, self._gw())
 
 
 def _over_http(self: Channels, channel: str, account_no: str, in_process: _Send) -> _Send:
@@ -644,6 +663,8 @@ def _gateway_crashed(self: Channels, pending: _Pending, where: str) -> None:
         self._hold(
             replace(pending, due=self.clock.now() + timedelta(minutes=10), fault="gateway_crash")
         )
+    elif pending.channel == "pos":
+        _void_unanswered(self, pending)
 
 
 def _grouped(pending: _Pending) -> bool:
@@ -706,6 +727,8 @@ def close_of_day(self: Channels, day: date) -> None:
     message = self.pos_terminal.settle()
     result = self.pos_adapter.handle_daily_close(message.body, message.headers, self._gw())
     self.pos_terminal.settled(result)
+    if b"settle_result=mismatch" in result.body:
+        self.tally.pos_mismatched += 1
     cash = self.kiosk.takings(day, CURRENCY).cash.amount
     close = self.kiosk.close(day, counted_cash=cash)
     answer = self.kiosk_adapter.handle_daily_close(close.body, close.headers, self._gw())

@@ -46,6 +46,7 @@ def _keeps_the_promise(result: SimulationResult) -> None:
     }  # fmt: skip
     finance = result.finance
     assert finance["found"] == finance["injected_differences"]
+    assert finance["pos_batches_mismatched"] == 0  # every POS batch settled as a match
     assert finance["forged_refused"] == result.faults_injected["forged"] > 0
     assert finance["pin_guesses_refused"] == result.faults_injected["brute_force"] > 0
 
@@ -100,6 +101,16 @@ def test_orders_retried_in_one_pass_replay_in_the_same_order(tmp_path: Path) -> 
     ]
     assert runs[0].promise.orders > 5
     assert len({run.digest for run in runs}) == 1
+
+
+def test_a_pos_sale_left_unanswered_is_voided_and_every_batch_settles(tmp_path: Path) -> None:
+    """The gateway dies on POS sales (before and after committing them); the terminal, which
+    heard nothing, voids each one and keys the card again, as docs/channels/pos.md has it, so
+    every batch's totals match the ledger's when the terminal settles it."""
+    faults = PROFILES["default"].model_copy(update={"gateway_crash": 0.2})
+    result = _run(fresh_sqlite_url(tmp_path, "pos.db"), 3, accounts=400, days=6, faults=faults)
+    assert result.finance["pos_batches_mismatched"] == 0
+    assert result.finance["pos_unanswered_voided"] > 0
 
 
 def _skew_a_balance(gateway: Gateway) -> None:
