@@ -106,6 +106,10 @@ class ApiConfig:
     """The largest CSV body the import routes read; a larger one is refused (413)."""
     refund_routes: Mapping[str, RefundRoute] = field(default_factory=dict)
     """The refund routes (``[refunds]``) the console's finance pages may refund through."""
+    key_encryption_key: SecretBytes | None = None
+    """The POS terminals' key-encryption key (32 bytes), for an app built in a process that
+    holds it; when None, the POS route reads it from ``PAYGATE_KEY_ENCRYPTION_KEY``, as
+    ``paygate serve`` does."""
 
     def __post_init__(self) -> None:
         # A retired channel name (paygate.renames) is the channel's name now.

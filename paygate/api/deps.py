@@ -160,7 +160,8 @@ def start(
         if PosAdapter.name in config.channels:
             # POS terminals MAC their messages: their keys are stored encrypted, so the
             # registry that hands them to the adapter needs the key-encryption key.
-            terminals = DeviceRegistry(store, gateway.clock, kek=key_encryption_key_from_env())
+            kek = config.key_encryption_key or key_encryption_key_from_env()
+            terminals = DeviceRegistry(store, gateway.clock, kek=kek)
             made = registry.create(
                 PosAdapter.name,
                 config.channels[PosAdapter.name],

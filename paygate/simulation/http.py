@@ -3,22 +3,16 @@ that way: a uvicorn server on a loopback port in a thread, serving paygate's app
 simulation's database with the simulation's clock and the same channel configurations as the
 in-process adapters. It is a second process's Gateway on the same database, as in production.
 It can die and be started again (:meth:`HttpGateway.restart`): a fresh app, a fresh Gateway,
-on the same port.
-
-``paygate serve`` reads the POS terminals' key-encryption key from its environment
-(``PAYGATE_KEY_ENCRYPTION_KEY``) when it starts; so does this server, in this process: the
-variable is set to the simulation's key while the server starts, and put back as it was.
+on the same port. The POS terminals' key-encryption key is given to the app
+(``ApiConfig.key_encryption_key``), where ``paygate serve`` reads it from its environment.
 """
 
 from __future__ import annotations
 
-import base64
-import os
 import socket
 import threading
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from types import TracebackType
 from typing import Self
 
@@ -30,7 +24,6 @@ from paygate.api import ApiConfig, create_app
 from paygate.channels.base import ChannelConfig, NotifyResult
 from paygate.clock import Clock
 from paygate.config import Settings
-from paygate.devices import KEY_ENCRYPTION_KEY_ENV
 
 __all__ = ["HttpGateway"]
 
@@ -53,9 +46,12 @@ class HttpGateway:
     ) -> None:
         # The voucher route is served when its channel is configured, with the PIN key of
         # the in-process vouchers.
-        self._config = ApiConfig(channels=dict(channels), voucher_pin_key=voucher_pin_key)
+        self._config = ApiConfig(
+            channels=dict(channels),
+            voucher_pin_key=voucher_pin_key,
+            key_encryption_key=key_encryption_key,
+        )
         self._settings = settings
-        self._kek = key_encryption_key
         self._clock = clock
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -89,17 +85,15 @@ class HttpGateway:
         )
         server = uvicorn.Server(config)
         thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-        with _key_encryption_key(self._kek):
-            # The app's runtime (its POS adapter's registry) is built while the server starts.
-            thread.start()
-            deadline = time.monotonic() + 30
-            while not server.started:
-                if not thread.is_alive() or time.monotonic() > deadline:
-                    server.should_exit = True
-                    thread.join(10)
-                    sock.close()
-                    raise RuntimeError("the simulation's HTTP gateway did not start")
-                time.sleep(0.01)
+        thread.start()
+        deadline = time.monotonic() + 30
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                server.should_exit = True
+                thread.join(10)
+                sock.close()
+                raise RuntimeError("the simulation's HTTP gateway did not start")
+            time.sleep(0.01)
         self._server, self._thread, self._socket, self._port = server, thread, sock, port
         self._client = httpx.Client(base_url=self.base_url, timeout=_TIMEOUT)
         return self
@@ -152,20 +146,3 @@ class HttpGateway:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
-
-
-@contextmanager
-def _key_encryption_key(key: SecretBytes | None) -> Iterator[None]:
-    """``PAYGATE_KEY_ENCRYPTION_KEY`` set to ``key`` (base64) for the block, then as it was."""
-    if key is None:
-        yield
-        return
-    before = os.environ.get(KEY_ENCRYPTION_KEY_ENV)
-    os.environ[KEY_ENCRYPTION_KEY_ENV] = base64.b64encode(key.get_secret_value()).decode("ascii")
-    try:
-        yield
-    finally:
-        if before is None:
-            del os.environ[KEY_ENCRYPTION_KEY_ENV]
-        else:
-            os.environ[KEY_ENCRYPTION_KEY_ENV] = before

@@ -4,6 +4,7 @@ the terminal's key stored encrypted in the device registry; on SQLite and Postgr
 from __future__ import annotations
 
 import base64
+import dataclasses
 import secrets
 from datetime import date
 from pathlib import Path
@@ -120,3 +121,38 @@ def test_a_terminal_key_sealed_under_another_key_encryption_key_is_503_configura
         for operation in item.values():
             unavailable = operation.get("responses", {}).get("503", {})
             assert "configuration_error" not in unavailable.get("description", "")
+
+
+def test_the_app_takes_the_key_encryption_key_it_is_given(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An app built with ``ApiConfig.key_encryption_key`` reads the terminals' keys with it,
+    the environment unset. A key given wins over the environment's: a wrong one given opens
+    no terminal key, which is the server's configuration to mend (503), not the terminal's."""
+    kek = secrets.token_bytes(32)
+    monkeypatch.delenv("PAYGATE_KEY_ENCRYPTION_KEY", raising=False)
+    clock = FixedClock(NOW)
+    with Gateway.open(settings=settings_for(db_url), clock=clock) as gateway:
+        gateway.open_account(ACCOUNT)
+        DeviceRegistry(gateway.store, clock, kek=SecretBytes(kek)).add(
+            TERMINAL, "pos", mac_key=TERMINAL_KEY
+        )
+    config_file = tmp_path / "api.toml"
+    config_file.write_text(f'[channels.pos]\nmerchant_ids = ["{MERCHANT}"]\n')
+    loaded = load_api_config(config_file)
+    given = dataclasses.replace(loaded, key_encryption_key=SecretBytes(kek))
+    with (
+        live_server(db_url, given, clock=clock) as server,
+        httpx.Client(base_url=server.url, timeout=10) as http,
+    ):
+        paid = http.post("/v1/pos/sale", content=signed(sale("000201")), headers=FORM)
+        assert paid.status_code == 200 and "approved" in paid.text, paid.text
+    monkeypatch.setenv("PAYGATE_KEY_ENCRYPTION_KEY", base64.b64encode(kek).decode())
+    wrong = dataclasses.replace(loaded, key_encryption_key=SecretBytes(secrets.token_bytes(32)))
+    with (
+        live_server(db_url, wrong, clock=clock) as server,
+        httpx.Client(base_url=server.url, timeout=10) as http,
+    ):
+        refused = http.post("/v1/pos/sale", content=signed(sale("000202")), headers=FORM)
+        assert refused.status_code == 503
+        assert "error_code=configuration_error" in refused.text
