@@ -275,6 +275,7 @@ CATALOGUE: Final[dict[str, tuple[str, str]]] = {
     "promise.at_risk": ("一小时内到期的工单", "Orders due within the hour"),
     "promise.failed": ("下发失败的工单", "Failed orders"),
     "promise.account": ("户号", "Account"),
+    "promise.headend_said": ("主站返回（原文）", "Head-end's answer (as sent)"),
     "promise.due": ("承诺时限", "Promised by"),
     "promise.next_step": ("下一环节时限", "Next step due"),
     "audit.title": ("操作记录", "Audit trail"),
