@@ -76,6 +76,7 @@ __all__ = [
     "SignedHeaders",
     "canonical_request",
     "canonical_target",
+    "ed25519_pem",
     "key_encryption_key_from_env",
     "load_public_key",
     "new_nonce",
@@ -143,7 +144,8 @@ def load_public_key(data: str | bytes) -> Ed25519PublicKey:
     return key
 
 
-def _public_pem(key: Ed25519PublicKey) -> str:
+def ed25519_pem(key: Ed25519PublicKey) -> str:
+    """``key`` as PEM (SubjectPublicKeyInfo), the form ``paygate devices add`` registers."""
     return key.public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     ).decode("ascii")
@@ -348,7 +350,7 @@ class DeviceRegistry:
         public_pem: str | None = None
         sealed: str | None = None
         if public_key_pem is not None:
-            public_pem = _public_pem(load_public_key(public_key_pem))
+            public_pem = ed25519_pem(load_public_key(public_key_pem))
             kind = KeyKind.ED25519
         elif public_key_raw is not None:
             try:
@@ -357,7 +359,7 @@ class DeviceRegistry:
                 raise InvalidInputError(
                     "a raw Ed25519 public key is exactly 32 bytes", field="public_key"
                 ) from None
-            public_pem = _public_pem(key)
+            public_pem = ed25519_pem(key)
             kind = KeyKind.ED25519
         else:
             assert mac_key is not None

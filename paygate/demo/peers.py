@@ -51,7 +51,7 @@ from paygate.channels.online import NUMERIC_CURRENCIES, unionpay_signed_digest
 from paygate.channels.orders import Order
 from paygate.channels.pos import pos_mac
 from paygate.clock import Clock
-from paygate.devices import sign_request
+from paygate.devices import ed25519_pem, sign_request
 from paygate.money import Money
 from paygate.vouchers import PRINTER_COLUMNS
 
@@ -355,13 +355,7 @@ class Kiosk:
     @property
     def public_key_pem(self) -> str:
         """The key to register for this kiosk in paygate's device registry."""
-        return (
-            self._key.public_key()
-            .public_bytes(
-                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-            )
-            .decode("ascii")
-        )
+        return ed25519_pem(self._key.public_key())
 
     def pay(self, *, account_no: str, amount: Money, method: KioskMethod) -> Message:
         """The signed request of a new payment, numbered by the kiosk's own counter."""

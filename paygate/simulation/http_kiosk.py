@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Final
 
 import httpx
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from paygate.api.schemas import VoucherRedemption
@@ -44,6 +43,7 @@ from paygate.client.errors import (
 from paygate.client.kiosk import PaymentState, StoredPayment
 from paygate.clock import Clock
 from paygate.demo.peers import RechargeCard
+from paygate.devices import ed25519_pem
 from paygate.money import Money
 from paygate.simulation.group import Crash
 from paygate.simulation.http import HttpGateway
@@ -162,13 +162,7 @@ class HttpKiosk:
     @property
     def public_key_pem(self) -> str:
         """The key to register for this kiosk in paygate's device registry."""
-        return (
-            self._key.public_key()
-            .public_bytes(
-                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-            )
-            .decode("ascii")
-        )
+        return ed25519_pem(self._key.public_key())
 
     def pay(self, account_no: str, amount: Money, method: KioskMethod, day: date) -> KioskOutcomes:
         """A customer pays at the kiosk on its local day ``day``: stored, then sent with
